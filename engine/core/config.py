@@ -1,0 +1,281 @@
+"""Configuration: frozen msgspec Structs decoded from YAML or TOML, validated with `$.path` errors.
+
+Percentages are converted to ratios once, here at the edge (`objective_ratio`), and
+durations to seconds (`*_s` properties); the rest of the engine never sees either form.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+
+from engine.core.durations import DURATION_PATTERN, parse_duration_s
+from engine.core.taxonomy import SliKind, TaxonomyOptions
+from engine.errors import ConfigError
+
+Duration = Annotated[str, msgspec.Meta(pattern=DURATION_PATTERN)]
+Name = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_.-]+$", max_length=128)]
+Severity = Literal["page", "ticket"]
+
+
+class _Base(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class Slo(_Base, frozen=True):
+    name: Name
+    service: Annotated[str, msgspec.Meta(min_length=1)]
+    sli: SliKind
+    objective: float
+    """Target in percent, e.g. 99.9."""
+    period: Duration = "30d"
+    operation: str | None = None
+    """Exact operation, or a glob (`GET /orders/*`)."""
+    threshold_ms: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    failed_counts_bad: bool = True
+    """Latency SLOs: a failed request is bad whatever its latency."""
+    description: str | None = None
+    runbook_url: str | None = None
+    labels: dict[Annotated[str, msgspec.Meta(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")], str] = {}
+
+    @property
+    def objective_ratio(self) -> float:
+        return self.objective / 100.0
+
+    @property
+    def error_budget_ratio(self) -> float:
+        return 1.0 - self.objective / 100.0
+
+    @property
+    def period_s(self) -> int:
+        return int(parse_duration_s(self.period))
+
+    def matches_operation(self, operation: str | None) -> bool:
+        if self.operation is None:
+            return True
+        if operation is None:
+            return False
+        if any(c in self.operation for c in "*?["):
+            return fnmatch.fnmatchcase(operation, self.operation)
+        return operation == self.operation
+
+
+class PolicyRow(_Base, frozen=True):
+    """One multi-window condition: fire `severity` when both windows burn at >= the factor."""
+
+    severity: Severity
+    long: Duration
+    short: Duration
+    burn_rate: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    budget_consumed_ratio: Annotated[float, msgspec.Meta(gt=0, le=1)] | None = None
+    """Alternative to `burn_rate`: the share of the period's budget that burning for `long`
+    would consume; the factor is then derived per SLO period (2% of 30d in 1h = 14.4)."""
+
+    @property
+    def long_s(self) -> int:
+        return int(parse_duration_s(self.long))
+
+    @property
+    def short_s(self) -> int:
+        return int(parse_duration_s(self.short))
+
+    def factor_for(self, period_s: float) -> float:
+        if self.burn_rate is not None:
+            return self.burn_rate
+        assert self.budget_consumed_ratio is not None
+        return self.budget_consumed_ratio * period_s / self.long_s
+
+
+DEFAULT_POLICY: tuple[PolicyRow, ...] = (
+    PolicyRow(severity="page", long="1h", short="5m", budget_consumed_ratio=0.02),
+    PolicyRow(severity="page", long="6h", short="30m", budget_consumed_ratio=0.05),
+    PolicyRow(severity="ticket", long="1d", short="2h", budget_consumed_ratio=0.10),
+    PolicyRow(severity="ticket", long="3d", short="6h", budget_consumed_ratio=0.10),
+)
+
+
+class Evaluation(_Base, frozen=True):
+    """Event-time evaluation. Defaults reproduce the SRE Workbook rule exactly."""
+
+    tick: Duration = "10s"
+    allowed_lateness: Duration = "60s"
+    future_limit: Duration = "10m"
+    for_: Duration = msgspec.field(default="0s", name="for")
+    """A condition must hold this long before the alert fires (0s: at once)."""
+    keep_firing_for: Duration = "0s"
+    """Hysteresis: an alert resolves only after its condition has been false this long."""
+    min_events: Annotated[int, msgspec.Meta(ge=0)] = 0
+    """Per window: fewer events than this is no data, so no alert."""
+    min_bad_events: Annotated[int, msgspec.Meta(ge=0)] = 0
+
+    @property
+    def tick_s(self) -> float:
+        return parse_duration_s(self.tick)
+
+    @property
+    def allowed_lateness_s(self) -> float:
+        return parse_duration_s(self.allowed_lateness)
+
+    @property
+    def future_limit_s(self) -> float:
+        return parse_duration_s(self.future_limit)
+
+    @property
+    def for_s(self) -> float:
+        return parse_duration_s(self.for_)
+
+    @property
+    def keep_firing_for_s(self) -> float:
+        return parse_duration_s(self.keep_firing_for)
+
+
+class KafkaSecurity(_Base, frozen=True):
+    protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_username_env: str | None = None
+    sasl_password_env: str | None = None
+    sasl_password_file: str | None = None
+
+
+class Kafka(_Base, frozen=True):
+    bootstrap_servers: str = "localhost:9092"
+    topics: list[Annotated[str, msgspec.Meta(min_length=1)]] = msgspec.field(
+        default_factory=lambda: ["request-events"]
+    )
+    group_id: str = "burnrate"
+    format: Literal["json", "msgpack"] = "json"
+    formats: dict[str, Literal["json", "msgpack"]] = {}
+    """Per-topic override of `format`."""
+    dead_letter_topic: str | None = None
+    security: KafkaSecurity = KafkaSecurity()
+
+
+class Http(_Base, frozen=True):
+    listen: str = "127.0.0.1:9464"
+    auth_token_env: str | None = None
+    auth_token_file: str | None = None
+
+
+class WebhookReceiver(_Base, frozen=True, tag="webhook", tag_field="type"):
+    url: str | None = None
+    urls: list[str] = []
+    secret_env: str | None = None
+    secret_file: str | None = None
+    timeout: Duration = "15s"
+
+
+class AlertmanagerReceiver(_Base, frozen=True, tag="alertmanager", tag_field="type"):
+    url: str | None = None
+    urls: list[str] = []
+    resend_interval: Duration = "1m"
+
+
+class ConsoleReceiver(_Base, frozen=True, tag="console", tag_field="type"):
+    pass
+
+
+Receiver = WebhookReceiver | AlertmanagerReceiver | ConsoleReceiver
+
+
+class Config(_Base, frozen=True):
+    slos: list[Slo]
+    policy: list[PolicyRow] = msgspec.field(default_factory=lambda: list(DEFAULT_POLICY))
+    evaluation: Evaluation = Evaluation()
+    taxonomy: TaxonomyOptions = TaxonomyOptions()
+    kafka: Kafka = Kafka()
+    http: Http = Http()
+    receivers: list[Receiver] = []
+
+    def windows_s(self) -> list[int]:
+        """Every window length the evaluator keeps: policy windows and SLO periods."""
+        spans = {row.long_s for row in self.policy} | {row.short_s for row in self.policy}
+        spans |= {slo.period_s for slo in self.slos}
+        return sorted(spans)
+
+
+def _semantic_errors(cfg: Config) -> list[str]:
+    errors: list[str] = []
+    if not cfg.slos:
+        errors.append("$.slos: at least one SLO is required")
+    seen: dict[str, int] = {}
+    for i, slo in enumerate(cfg.slos):
+        path = f"$.slos[{i}]"
+        if slo.name in seen:
+            first = seen[slo.name]
+            errors.append(
+                f"{path}.name: duplicate SLO name {slo.name!r} (first at $.slos[{first}])"
+            )
+        seen.setdefault(slo.name, i)
+        if not 0 < slo.objective < 100:
+            errors.append(f"{path}.objective: must be > 0 and < 100 (percent), got {slo.objective}")
+        if slo.sli == SliKind.LATENCY and slo.threshold_ms is None:
+            errors.append(f"{path}.threshold_ms: required for a latency SLO")
+        if slo.sli != SliKind.LATENCY and slo.threshold_ms is not None:
+            errors.append(f"{path}.threshold_ms: only latency SLOs take a threshold")
+        if slo.period_s < 3600:
+            errors.append(f"{path}.period: must be at least 1h, got {slo.period}")
+    if not cfg.policy:
+        errors.append("$.policy: at least one row is required (omit the key for the default)")
+    for i, row in enumerate(cfg.policy):
+        path = f"$.policy[{i}]"
+        if (row.burn_rate is None) == (row.budget_consumed_ratio is None):
+            errors.append(f"{path}: give exactly one of burn_rate or budget_consumed_ratio")
+        if row.short_s <= 0 or row.long_s <= 0:
+            errors.append(f"{path}: windows must be longer than 0s")
+        elif row.short_s >= row.long_s:
+            errors.append(f"{path}.short: must be shorter than long ({row.short} >= {row.long})")
+        if row.short_s < 60 and row.short_s > 0:
+            errors.append(f"{path}.short: must be at least 1m, got {row.short}")
+    ev = cfg.evaluation
+    if ev.tick_s < 1:
+        errors.append(f"$.evaluation.tick: must be at least 1s, got {ev.tick}")
+    if ev.allowed_lateness_s > 3600:
+        errors.append(f"$.evaluation.allowed_lateness: at most 1h, got {ev.allowed_lateness}")
+    if ev.future_limit_s > 86400:
+        errors.append(f"$.evaluation.future_limit: at most 1d, got {ev.future_limit}")
+    for i, rcv in enumerate(cfg.receivers):
+        if isinstance(rcv, WebhookReceiver | AlertmanagerReceiver) and not (rcv.url or rcv.urls):
+            errors.append(f"$.receivers[{i}]: needs url or urls")
+    return errors
+
+
+def parse_config(data: bytes | str, *, fmt: Literal["yaml", "toml"] = "yaml") -> Config:
+    """Decode and validate a config document; raises ConfigError listing every problem."""
+    try:
+        if fmt == "toml":
+            cfg = msgspec.toml.decode(data, type=Config)
+        else:
+            cfg = msgspec.yaml.decode(data, type=Config)
+    except msgspec.ValidationError as exc:
+        raise ConfigError([_path_first(str(exc))]) from None
+    except msgspec.DecodeError as exc:
+        raise ConfigError([f"$: not valid {fmt.upper()}: {exc}"]) from None
+    errors = _semantic_errors(cfg)
+    if errors:
+        raise ConfigError(errors)
+    return cfg
+
+
+def load_config(path: str | Path) -> Config:
+    """Read a `.yaml`/`.yml` or `.toml` file into a validated Config."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError([f"$: cannot read {p}: {exc.strerror}"]) from None
+    return parse_config(data, fmt="toml" if p.suffix == ".toml" else "yaml")
+
+
+def _path_first(message: str) -> str:
+    """msgspec says `Expected ... - at `$.slos[0].objective``; we say `$.slos[0].objective: ...`."""
+    text, sep, where = message.rpartition(" - at `")
+    if sep:
+        return f"{where.rstrip('`')}: {text}"
+    return f"$: {message}"

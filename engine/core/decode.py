@@ -1,0 +1,151 @@
+"""Wire decoding: Kafka record values (or JSON lines) into request events, in batches.
+
+A record is one event object or an array of them (DESIGN section 3), JSON or
+MessagePack. JSON records of a batch are decoded with a single msgspec call on
+the records joined into one array; only when that fails (some record is bad) are
+the records of the batch decoded one by one to find which ones to reject. Records
+are rejected whole, with one of the reasons in `DECODE_REASONS`; nothing but
+`engine.errors.RecordError` leaves this module, and `decode_batch` raises nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Literal
+
+import msgspec
+
+from engine.errors import RecordError
+
+DECODE_REASONS = ("malformed", "wrong_type", "missing_service", "bad_value")
+TIME_REASONS = ("too_far_in_future", "too_late", "missing_ts")
+REJECT_REASONS = DECODE_REASONS + TIME_REASONS
+
+WireFormat = Literal["json", "msgpack"]
+
+_MAX_TS_S = 1e11  # year 5138: anything later is a unit mistake (ms or us sent as seconds)
+_MAX_LATENCY_MS = 1e12
+
+
+class Event(msgspec.Struct, gc=False):
+    """One request event. Unknown fields are ignored; constraints reject bad numbers."""
+
+    service: Annotated[str, msgspec.Meta(min_length=1)]
+    ts: Annotated[float, msgspec.Meta(ge=0, le=_MAX_TS_S)] | None = None
+    operation: str | None = None
+    status: int | str | None = None
+    latency_ms: Annotated[float, msgspec.Meta(ge=0, le=_MAX_LATENCY_MS)] | None = None
+    ok: bool | None = None
+    count: Annotated[int, msgspec.Meta(ge=1, le=2**40)] = 1
+
+
+Record = Event | list[Event]
+
+
+class DecodedBatch(msgspec.Struct):
+    """Events of a batch in record order, the record each came from, and the rejects."""
+
+    events: list[Event]
+    record_index: list[int]
+    """For each event, the index of its record in the input batch."""
+    rejected: list[tuple[int, str, str]]
+    """(record index, reason, detail) for every rejected record."""
+
+
+def reason_for(exc: msgspec.ValidationError | msgspec.DecodeError) -> str:
+    """Map a msgspec error onto a rejection reason."""
+    if not isinstance(exc, msgspec.ValidationError):
+        return "malformed"
+    msg = str(exc)
+    if "missing required field `service`" in msg or (
+        "length >=" in msg and msg.endswith(".service`")
+    ):
+        return "missing_service"
+    if "out of range" in msg or ">=" in msg or "<=" in msg:
+        return "bad_value"
+    return "wrong_type"
+
+
+class RecordDecoder:
+    """Reusable decoder for one wire format. Create once; call `decode_batch` per fetch."""
+
+    def __init__(self, fmt: WireFormat = "json") -> None:
+        self.format = fmt
+        self._json_one = msgspec.json.Decoder(Record)
+        self._json_many = msgspec.json.Decoder(list[Record])
+        self._msgpack_one = msgspec.msgpack.Decoder(Record)
+
+    def decode_one(self, value: bytes) -> list[Event]:
+        """Events of one record; raises RecordError with the rejection reason."""
+        try:
+            if self.format == "json":
+                rec = self._json_one.decode(value)
+            else:
+                rec = self._msgpack_one.decode(value)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise RecordError(reason_for(exc), str(exc)) from None
+        return rec if isinstance(rec, list) else [rec]
+
+    def json_lines(self, block: bytes) -> list[Record]:
+        """Every line of a JSON Lines block in one call; raises msgspec errors on any bad line."""
+        return self._json_one.decode_lines(block)
+
+    def flatten(self, recs: list[Record]) -> DecodedBatch:
+        return _flatten(recs)
+
+    def decode_batch(self, values: Sequence[bytes | None]) -> DecodedBatch:
+        """Decode many records; a bad record is rejected alone, the others are kept."""
+        if self.format == "json" and values and _joinable(values):
+            try:
+                recs = self._json_many.decode(b"[" + b",".join(values) + b"]")  # type: ignore[arg-type]
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                recs = None
+            if recs is not None and len(recs) == len(values):
+                return _flatten(recs)
+        return self._decode_each(values)
+
+    def _decode_each(self, values: Sequence[bytes | None]) -> DecodedBatch:
+        events: list[Event] = []
+        index: list[int] = []
+        rejected: list[tuple[int, str, str]] = []
+        for i, value in enumerate(values):
+            if not value:
+                rejected.append((i, "malformed", "empty record"))
+                continue
+            try:
+                evs = self.decode_one(value)
+            except RecordError as exc:
+                rejected.append((i, exc.reason, exc.detail))
+                continue
+            events.extend(evs)
+            index.extend([i] * len(evs))
+        return DecodedBatch(events, index, rejected)
+
+
+def _joinable(values: Sequence[bytes | None]) -> bool:
+    """Each value must be a bracketed JSON object/array so that joining cannot merge or split
+    records without a length mismatch (checked after decoding)."""
+    for v in values:
+        if not v:
+            return False
+        first, last = v[0], v[-1]
+        if not ((first == 0x7B and last == 0x7D) or (first == 0x5B and last == 0x5D)):
+            return False
+    return True
+
+
+def _flatten(recs: list[Event | list[Event]]) -> DecodedBatch:
+    events: list[Event] = []
+    index: list[int] = []
+    if all(type(r) is Event for r in recs):
+        events = recs  # type: ignore[assignment]
+        index = list(range(len(recs)))
+    else:
+        for i, r in enumerate(recs):
+            if isinstance(r, list):
+                events.extend(r)
+                index.extend([i] * len(r))
+            else:
+                events.append(r)
+                index.append(i)
+    return DecodedBatch(events, index, [])

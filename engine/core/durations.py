@@ -1,0 +1,31 @@
+"""Durations as people write them in SLO configs (`5m`, `1h30m`, `30d`) and back."""
+
+from __future__ import annotations
+
+import re
+
+_UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+DURATION_PATTERN = r"^(\d+(\.\d+)?(ms|s|m|h|d|w))+$"
+
+
+def parse_duration_s(text: str) -> float:
+    """Seconds in a duration such as `90s`, `5m`, `1h30m`, `30d`. Raises ValueError."""
+    if not re.fullmatch(DURATION_PATTERN, text):
+        raise ValueError(f"not a duration: {text!r} (expected e.g. 30s, 5m, 1h, 30d)")
+    return sum(float(num) * _UNIT_S[unit] for num, unit in _PART.findall(text))
+
+
+def format_duration(seconds: float) -> str:
+    """A Prometheus-style duration: the largest units that divide exactly (`1h`, `1h30m`, `3d`)."""
+    if seconds <= 0:
+        return "0s"
+    if seconds != int(seconds):
+        return f"{round(seconds * 1000)}ms"
+    rest = int(seconds)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if rest >= size:
+            parts.append(f"{rest // size}{unit}")
+            rest %= size
+    return "".join(parts)

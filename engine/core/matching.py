@@ -1,0 +1,186 @@
+"""Which SLOs an event counts for, and whether it is bad for each: columns and pairs.
+
+Events are reduced to a *key* (service, operation, status, ok). The verdicts that
+depend only on the key (which SLOs select it, whether the request failed) are worked
+out once per distinct key and cached; what depends on the event itself (latency,
+weight, time) stays in numpy columns. `pairs()` then expands a batch into
+(event, SLO) pairs with vectorised gathers, never a Python loop per event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from engine.core.config import Slo
+from engine.core.decode import Event
+from engine.core.taxonomy import Outcome, SliKind, TaxonomyOptions, classify
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+I32 = npt.NDArray[np.int32]
+Bool = npt.NDArray[np.bool_]
+
+Key = tuple[str, str | None, int | str | None, bool | None]
+
+MAX_KEYS = 100_000
+"""Distinct keys kept before the cache is reset (bounds memory on hostile input)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventColumns:
+    """A batch of decoded events, column-wise. NaN marks an absent ts or latency."""
+
+    ts_s: F64
+    latency_ms: F64
+    count: I64
+    key_id: I32
+    record: I32
+
+    def __len__(self) -> int:
+        return int(self.ts_s.shape[0])
+
+    def take(self, idx: npt.NDArray[np.intp] | Bool) -> EventColumns:
+        return EventColumns(
+            self.ts_s[idx],
+            self.latency_ms[idx],
+            self.count[idx],
+            self.key_id[idx],
+            self.record[idx],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Pairs:
+    """(event, SLO) pairs of a batch that count, with their weights."""
+
+    event: npt.NDArray[np.intp]
+    slo: I32
+    total: I64
+    bad: I64
+
+
+class Classifier:
+    """Turns events into columns and columns into (event, SLO) pairs for a fixed SLO list."""
+
+    def __init__(self, slos: Sequence[Slo], taxonomy: TaxonomyOptions) -> None:
+        self._slos = list(slos)
+        self._taxonomy = taxonomy
+        self._by_service: dict[str, list[int]] = {}
+        for i, slo in enumerate(self._slos):
+            self._by_service.setdefault(slo.service, []).append(i)
+        self.is_latency = np.array([s.sli == SliKind.LATENCY for s in self._slos], dtype=bool)
+        self.threshold_ms = np.array(
+            [s.threshold_ms if s.threshold_ms is not None else np.inf for s in self._slos]
+        )
+        self.failed_counts_bad = np.array([s.failed_counts_bad for s in self._slos], dtype=bool)
+        self._reset()
+
+    def _reset(self) -> None:
+        self._ids: dict[Key, int] = {}
+        self._key_slos: list[list[int]] = []
+        self._key_failed: list[bool] = []
+        self._key_unknown: list[bool] = []
+        self._dirty = True
+        self._ptr = np.zeros(1, dtype=np.int64)
+        self._slo_of = np.zeros(0, dtype=np.int32)
+        self._failed = np.zeros(0, dtype=bool)
+        self._unknown = np.zeros(0, dtype=bool)
+        self._nslo = np.zeros(0, dtype=np.int64)
+
+    def _new_key(self, key: Key) -> int:
+        service, operation, status, ok = key
+        kid = len(self._key_slos)
+        self._ids[key] = kid
+        self._key_slos.append(
+            [
+                i
+                for i in self._by_service.get(service, ())
+                if self._slos[i].matches_operation(operation)
+            ]
+        )
+        outcome = classify(status, ok, self._taxonomy)
+        self._key_failed.append(outcome == Outcome.BAD)
+        self._key_unknown.append(outcome == Outcome.UNKNOWN)
+        self._dirty = True
+        return kid
+
+    def _tables(self) -> None:
+        if not self._dirty:
+            return
+        lens = np.fromiter(
+            (len(s) for s in self._key_slos), dtype=np.int64, count=len(self._key_slos)
+        )
+        self._nslo = lens
+        self._ptr = np.concatenate(([0], np.cumsum(lens)))
+        self._slo_of = np.fromiter(
+            (i for s in self._key_slos for i in s), dtype=np.int32, count=int(self._ptr[-1])
+        )
+        self._failed = np.array(self._key_failed, dtype=bool)
+        self._unknown = np.array(self._key_unknown, dtype=bool)
+        self._dirty = False
+
+    def columns(
+        self,
+        events: Sequence[Event],
+        record_index: Sequence[int] | None = None,
+        record_ts_s: F64 | None = None,
+    ) -> EventColumns:
+        """Columns of `events`. A missing `ts` falls back to its record's timestamp when given."""
+        if len(self._ids) > MAX_KEYS:
+            self._reset()
+        ids = self._ids
+        new = self._new_key
+        key_id = np.fromiter(
+            (
+                ids.get(k) if k in ids else new(k)
+                for k in ((e.service, e.operation, e.status, e.ok) for e in events)
+            ),
+            dtype=np.int32,
+            count=len(events),
+        )
+        ts = np.array([e.ts for e in events], dtype=np.float64)
+        latency = np.array([e.latency_ms for e in events], dtype=np.float64)
+        count = np.fromiter((e.count for e in events), dtype=np.int64, count=len(events))
+        if record_index is None:
+            record = np.arange(len(events), dtype=np.int32)
+        else:
+            record = np.asarray(record_index, dtype=np.int32)
+        if record_ts_s is not None and len(events):
+            missing = np.isnan(ts)
+            if missing.any():
+                ts[missing] = record_ts_s[record[missing]]
+        return EventColumns(ts, latency, count, key_id, record)
+
+    def slo_count(self, cols: EventColumns) -> I64:
+        """How many SLOs each event selects (0: an event for no configured SLO)."""
+        self._tables()
+        return self._nslo[cols.key_id]
+
+    def unknown_status(self, cols: EventColumns) -> Bool:
+        self._tables()
+        return self._unknown[cols.key_id]
+
+    def pairs(self, cols: EventColumns) -> Pairs:
+        """Expand events into the (event, SLO) pairs that count, with total and bad weights."""
+        self._tables()
+        kid = cols.key_id
+        lens = self._nslo[kid]
+        n_pairs = int(lens.sum())
+        event = np.repeat(np.arange(len(cols)), lens)
+        first = np.repeat(self._ptr[kid] - (np.cumsum(lens) - lens), lens)
+        slo = self._slo_of[first + np.arange(n_pairs)]
+        failed = self._failed[kid][event]
+        latency = cols.latency_ms[event]
+        lat_slo = self.is_latency[slo]
+        with np.errstate(invalid="ignore"):
+            slow = latency > self.threshold_ms[slo]
+        bad = np.where(lat_slo, slow | (failed & self.failed_counts_bad[slo]), failed)
+        counted = ~(lat_slo & np.isnan(latency))
+        if not counted.all():
+            event, slo, bad = event[counted], slo[counted], bad[counted]
+        weight = cols.count[event]
+        return Pairs(event, slo, weight, weight * bad)

@@ -1,0 +1,227 @@
+"""Sliding event-time windows of good/total counts for many SLOs at once.
+
+Theory of operation
+-------------------
+Time is cut into buckets; bucket k of resolution r holds the events with
+k*r < ts <= (k+1)*r (right-closed, so that a window (t - W, t] is a whole number of
+buckets when r divides t and W). A window of length W uses the coarsest resolution
+r from a ladder with r <= W/60 that divides W, so it is n = W/r buckets long and its
+span is off from W by less than one bucket, i.e. within W/60. Each resolution is a
+*level*: one ring buffer of L buckets per SLO, held for all SLOs in one int64 array
+of shape (n_slo, L, 2) (total, bad). A 30-day window at 12h buckets is 60 buckets, so
+a month costs a few KiB per SLO instead of the 518,400 buckets of 5 s resolution.
+
+The ring's *head* is the newest bucket it holds; slots of buckets between the old
+and the new head are zeroed when the head moves, which is also how a silent gap
+longer than the ring clears it. Counts are written to every level (after first being
+aggregated per (SLO, finest bucket), so a batch touches each level a handful of times).
+
+Window sums are kept incrementally: `advance_to(t)` adds the buckets that enter each
+window and subtracts those that leave, instead of re-summing thousands of buckets.
+Late events whose bucket already lies inside a window are added to that window's sum
+directly. Sums are int64 and exact, so incremental and full re-sums never drift.
+
+The caller (the evaluator) guarantees the invariants that make the ring big enough:
+no event is written more than `ahead_s` after the evaluation time, and time only
+moves forward.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+I64 = npt.NDArray[np.int64]
+I32 = npt.NDArray[np.int32]
+F64 = npt.NDArray[np.float64]
+
+LADDER_S = (1, 5, 60, 900, 10800, 43200, 86400)
+"""Bucket resolutions; each divides the next, so coarse buckets are unions of fine ones."""
+
+MAX_SPAN_ERROR = 1 / 60
+
+
+def resolution_for(window_s: int) -> int:
+    """The coarsest ladder resolution that divides the window into at least 60 buckets."""
+    best = 1
+    for r in LADDER_S:
+        if r * 60 <= window_s and window_s % r == 0:
+            best = r
+    return best
+
+
+def bucket_of(ts_s: F64, r: int) -> I64:
+    """Right-closed bucket index: k such that k*r < ts <= (k+1)*r."""
+    return (np.ceil(ts_s / r) - 1).astype(np.int64)
+
+
+def bucket_of_scalar(ts_s: float, r: int) -> int:
+    return math.ceil(ts_s / r) - 1
+
+
+@dataclass
+class _Level:
+    r: int
+    length: int
+    data: I64  # (n_slo * length, 2)
+    head: int | None = None
+    windows: list[int] = field(default_factory=list)  # indexes into WindowSet.windows_s
+
+    def grid(self) -> I64:
+        return self.data.reshape(-1, self.length, 2)
+
+    def cols_sum(self, first: int, last: int) -> I64:
+        """Sum over buckets first..last inclusive (at most `length` of them) for every SLO."""
+        if last < first:
+            return np.zeros((self.grid().shape[0], 2), dtype=np.int64)
+        slots = np.arange(first, last + 1) % self.length
+        if len(slots) == 1:
+            return self.grid()[:, int(slots[0]), :].copy()
+        out: I64 = self.grid()[:, slots, :].sum(axis=1)
+        return out
+
+    def move_head(self, new_head: int) -> None:
+        """Make `new_head` the newest bucket, zeroing the slots of the buckets skipped."""
+        if self.head is None:
+            self.head = new_head
+            return
+        if new_head <= self.head:
+            return
+        grid = self.grid()
+        if new_head - self.head >= self.length:
+            grid[:] = 0
+        else:
+            slots = np.arange(self.head + 1, new_head + 1) % self.length
+            grid[:, slots, :] = 0
+        self.head = new_head
+
+
+class WindowSet:
+    """Exact (total, bad) sums over several window lengths for `n_slo` SLOs."""
+
+    def __init__(self, n_slo: int, windows_s: Sequence[int], *, ahead_s: float) -> None:
+        if not windows_s:
+            raise ValueError("at least one window is required")
+        self.n_slo = n_slo
+        self.windows_s = sorted({int(w) for w in windows_s})
+        self.ahead_s = ahead_s
+        self.t: float | None = None
+        by_r: dict[int, list[int]] = {}
+        for i, w in enumerate(self.windows_s):
+            by_r.setdefault(resolution_for(w), []).append(i)
+        self.levels: list[_Level] = []
+        self._level_of: list[int] = [0] * len(self.windows_s)
+        self.buckets = [0] * len(self.windows_s)
+        for r in sorted(by_r):
+            idx = by_r[r]
+            n_max = max(self.windows_s[i] // r for i in idx)
+            length = n_max + math.ceil(ahead_s / r) + 3
+            level = _Level(r, length, np.zeros((n_slo * length, 2), dtype=np.int64), windows=idx)
+            for i in idx:
+                self._level_of[i] = len(self.levels)
+                self.buckets[i] = self.windows_s[i] // r
+            self.levels.append(level)
+        self._sums = np.zeros((len(self.windows_s), n_slo, 2), dtype=np.int64)
+
+    # -- reading ----------------------------------------------------------------------
+
+    def index(self, window_s: int) -> int:
+        return self.windows_s.index(int(window_s))
+
+    def sums(self, window_s: int) -> I64:
+        """(n_slo, 2) array of (total, bad) over the window ending at the evaluation time."""
+        out: I64 = self._sums[self.index(window_s)]
+        return out
+
+    @property
+    def all_sums(self) -> I64:
+        """(n_windows, n_slo, 2), windows in `windows_s` order. Read-only by convention."""
+        return self._sums
+
+    def resolution_s(self, window_s: int) -> int:
+        return self.levels[self._level_of[self.index(window_s)]].r
+
+    def nbytes(self) -> int:
+        return int(sum(lv.data.nbytes for lv in self.levels) + self._sums.nbytes)
+
+    def is_empty(self) -> bool:
+        return not self._sums.any()
+
+    # -- writing ----------------------------------------------------------------------
+
+    def add(self, slo: I32, ts_s: F64, total: I64, bad: I64) -> None:
+        """Count events (already checked against lateness and `ahead_s` by the caller)."""
+        if len(slo) == 0:
+            return
+        fine = self.levels[0]
+        b0 = bucket_of(ts_s, fine.r)
+        slo_u, b0_u, vals = _aggregate(slo.astype(np.int64), b0, total, bad, self.n_slo)
+        for level in self.levels:
+            b = b0_u if level.r == fine.r else (b0_u * fine.r) // level.r
+            level.move_head(int(b.max()))
+            assert level.head is not None
+            keep = b > level.head - level.length
+            if not keep.all():
+                s, b, v = slo_u[keep], b[keep], vals[keep]
+            else:
+                s, v = slo_u, vals
+            np.add.at(level.data, s * level.length + b % level.length, v)
+            if self.t is None:
+                continue
+            now_b = bucket_of_scalar(self.t, level.r)
+            for wi in level.windows:
+                inside = (b <= now_b) & (b > now_b - self.buckets[wi])
+                if inside.any():
+                    np.add.at(self._sums[wi], s[inside], v[inside])
+
+    def advance_to(self, t_s: float) -> None:
+        """Move the evaluation time forward to `t_s`; windows become (t_s - W, t_s]."""
+        if self.t is not None and t_s <= self.t:
+            return
+        old_t = self.t
+        self.t = t_s
+        for level in self.levels:
+            new_b = bucket_of_scalar(t_s, level.r)
+            old_b = None if old_t is None else bucket_of_scalar(old_t, level.r)
+            small = [
+                wi for wi in level.windows if old_b is not None and new_b - old_b < self.buckets[wi]
+            ]
+            leaving = {
+                wi: level.cols_sum(old_b - self.buckets[wi] + 1, new_b - self.buckets[wi])
+                for wi in small
+                if old_b is not None
+            }
+            if level.head is None or new_b > level.head:
+                level.move_head(new_b)
+            if small and old_b is not None:
+                entering = level.cols_sum(old_b + 1, new_b)
+                for wi in small:
+                    self._sums[wi] += entering - leaving[wi]
+            for wi in level.windows:
+                if wi not in leaving:
+                    self._sums[wi] = level.cols_sum(new_b - self.buckets[wi] + 1, new_b)
+
+
+def _aggregate(slo: I64, bucket: I64, total: I64, bad: I64, n_slo: int) -> tuple[I64, I64, I64]:
+    """Sum weights per distinct (slo, bucket): batches span few buckets, so this shrinks
+    them a lot before the scattered adds into every level."""
+    bmin = int(bucket.min())
+    span = int(bucket.max()) - bmin + 1
+    key = slo * span + (bucket - bmin)
+    if n_slo * span <= max(4 * len(key), 1 << 16):
+        size = n_slo * span
+        tot = np.bincount(key, weights=total, minlength=size)
+        nz = np.flatnonzero(tot)
+        bd = np.bincount(key, weights=bad, minlength=size)[nz]
+        uniq = nz
+        tot = tot[nz]
+    else:
+        uniq, inv = np.unique(key, return_inverse=True)
+        tot = np.bincount(inv, weights=total)
+        bd = np.bincount(inv, weights=bad)
+    vals = np.stack([tot, bd], axis=1).astype(np.int64)
+    return uniq // span, uniq % span + bmin, vals

@@ -1,0 +1,199 @@
+"""`burnrate replay`: a deterministic backtest of the SLO policy over a JSON Lines file.
+
+The file holds records in the wire format (one event object or an array of them per
+line), plain or gzip-compressed. Time is event time only, so the same file and config
+always give the same transitions. Events without `ts` have no record timestamp to fall
+back on here and are rejected as `missing_ts`. There is no wall clock, so no
+`too_far_in_future` check either: a recorded gap is just a gap.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, TextIO
+
+import msgspec
+
+from engine.core.config import Config
+from engine.core.decode import Event, RecordDecoder
+from engine.core.durations import format_duration
+from engine.core.evaluator import Evaluator, Transition
+
+CHUNK_BYTES = 4 << 20
+
+
+class ReplayResult(msgspec.Struct):
+    records: int
+    transitions: list[Transition]
+    evaluator: Evaluator
+
+
+def read_chunks(path: Path) -> Iterator[tuple[bytes, int]]:
+    """Yield blocks of whole lines and the position reached in the (compressed) file."""
+    with path.open("rb") as raw:
+        stream: IO[bytes] = gzip.GzipFile(fileobj=raw) if _is_gzip(path) else raw
+        rest = b""
+        while True:
+            block = stream.read(CHUNK_BYTES)
+            if not block:
+                break
+            block = rest + block
+            cut = block.rfind(b"\n") + 1
+            if cut == 0:
+                rest = block
+                continue
+            rest = block[cut:]
+            yield block[:cut], raw.tell()
+        if rest.strip():
+            yield rest + b"\n", raw.tell()
+
+
+def _is_gzip(path: Path) -> bool:
+    with path.open("rb") as f:
+        return f.read(2) == b"\x1f\x8b"
+
+
+def decode_lines(decoder: RecordDecoder, block: bytes, evaluator: Evaluator) -> tuple[
+    list[Event], list[int], int
+]:
+    """Events of a block of lines; bad lines are counted on the evaluator and skipped."""
+    try:
+        recs = decoder.json_lines(block)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        recs = None
+    if recs is not None:
+        batch = decoder.flatten(recs)
+        return batch.events, batch.record_index, len(recs)
+    lines = [ln for ln in block.split(b"\n") if ln.strip()]
+    batch = decoder.decode_batch(lines)
+    for _, reason, _ in batch.rejected:
+        evaluator.rejected[reason] += 1
+    return batch.events, batch.record_index, len(lines)
+
+
+def replay(
+    config: Config,
+    events_path: Path,
+    on_transition: Callable[[Transition], None],
+    on_progress: Callable[[int], None] | None = None,
+) -> ReplayResult:
+    """Run the evaluator over a file; transitions go to `on_transition` as they happen."""
+    evaluator = Evaluator(config)
+    decoder = RecordDecoder("json")
+    records = 0
+    transitions: list[Transition] = []
+    for block, pos in read_chunks(events_path):
+        events, index, n = decode_lines(decoder, block, evaluator)
+        records += n
+        if events:
+            cols = evaluator.classifier.columns(events, index)
+            for tr in evaluator.ingest(cols):
+                transitions.append(tr)
+                on_transition(tr)
+        if on_progress is not None:
+            on_progress(pos)
+    for tr in evaluator.flush():
+        transitions.append(tr)
+        on_transition(tr)
+    return ReplayResult(records, transitions, evaluator)
+
+
+def summary_rows(result: ReplayResult) -> list[dict[str, object]]:
+    """Per SLO: events, bad, budget remaining, alerts fired, time firing (event time)."""
+    ev = result.evaluator
+    fired: Counter[tuple[str, str]] = Counter()
+    firing_s: Counter[str] = Counter()
+    open_since: dict[tuple[str, str], float] = {}
+    for tr in result.transitions:
+        key = (tr.slo, tr.severity)
+        if tr.state == "firing":
+            fired[key] += 1
+            open_since[key] = tr.at
+        elif key in open_since:
+            firing_s[tr.slo] += tr.at - open_since.pop(key)
+    end = ev.evaluated_at_s or 0.0
+    for (slo, _), since in open_since.items():
+        firing_s[slo] += end - since
+    budget = ev.budget_remaining()
+    rows: list[dict[str, object]] = []
+    for i, name in enumerate(ev.names):
+        rows.append(
+            {
+                "slo": name,
+                "events": int(ev.events_total[i]),
+                "bad": int(ev.bad_events_total[i]),
+                "budget_remaining_ratio": None if math.isnan(budget[i]) else float(budget[i]),
+                "pages": fired[(name, "page")],
+                "tickets": fired[(name, "ticket")],
+                "time_firing_s": firing_s[name],
+                "still_firing": [sev for (s, sev) in open_since if s == name],
+            }
+        )
+    return rows
+
+
+def print_summary(result: ReplayResult, out: TextIO) -> None:
+    rows = summary_rows(result)
+    ev = result.evaluator
+    width = max([len("slo")] + [len(str(r["slo"])) for r in rows])
+    out.write(
+        f"{'slo':<{width}}  {'events':>10}  {'bad':>8}  {'budget left':>11}  "
+        f"{'pages':>5}  {'tickets':>7}  {'time firing':>11}\n"
+    )
+    for r in rows:
+        b = r["budget_remaining_ratio"]
+        budget = "no data" if b is None else f"{100 * float(b):.1f}%"  # type: ignore[arg-type]
+        firing = format_duration(round(float(r["time_firing_s"])))  # type: ignore[arg-type]
+        still = r["still_firing"]
+        if still:
+            firing += f" ({'+'.join(still)} firing at end)"  # type: ignore[arg-type]
+        out.write(
+            f"{r['slo']:<{width}}  {r['events']:>10}  {r['bad']:>8}  {budget:>11}  "
+            f"{r['pages']:>5}  {r['tickets']:>7}  {firing:>11}\n"
+        )
+    rejected = ", ".join(f"{k}={v}" for k, v in sorted(ev.rejected.items())) or "none"
+    out.write(
+        f"records: {result.records}, events accepted: {ev.accepted_events}, "
+        f"for no SLO: {ev.unmatched_events}, unknown status: {ev.unknown_status_events}, "
+        f"rejected: {rejected}\n"
+    )
+
+
+def run_replay(config: Config, events: Path, output: Path | None) -> int:
+    """The command: transitions as JSON lines to `output` (stdout), summary to stderr."""
+    enc = msgspec.json.Encoder()
+    sink = sys.stdout.buffer if output is None else output.open("wb")
+    try:
+
+        def emit(tr: Transition) -> None:
+            sink.write(enc.encode(tr) + b"\n")
+
+        if sys.stderr.isatty():
+            from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+            size = os.path.getsize(events)
+            with Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                DownloadColumn(),
+                TimeRemainingColumn(),
+                transient=True,
+            ) as bar:
+                task = bar.add_task(f"replay {events.name}", total=size)
+                result = replay(config, events, emit, lambda pos: bar.update(task, completed=pos))
+        else:
+            result = replay(config, events, emit)
+    finally:
+        if output is not None:
+            sink.close()
+        else:
+            sink.flush()
+    print_summary(result, sys.stderr)
+    return 0
+
