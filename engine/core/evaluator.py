@@ -208,7 +208,7 @@ class Evaluator:
         out: list[Transition] = []
         while self.next_tick_s < watermark_s:
             t = self.next_tick_s
-            if self._quiet(t):
+            if self._quiet():
                 # Nothing counted and nothing pending: every tick up to the last one before
                 # the watermark would see empty windows, so skip straight to it.
                 t = max(t, (math.ceil(watermark_s / self.tick_s) - 1) * self.tick_s)
@@ -218,9 +218,12 @@ class Evaluator:
             self.next_tick_s = t + self.tick_s
         return out
 
-    def _quiet(self, t: float) -> bool:
+    def _quiet(self) -> bool:
+        """True when no counted event lies ahead of the windows' time and all is at rest."""
+        t = self.windows.t
         return (
-            self._max_event_ts <= t
+            t is not None
+            and self._max_event_ts <= t
             and self.windows.is_empty()
             and not self.firing.any()
             and bool(np.isnan(self._pending_since).all())
@@ -243,7 +246,7 @@ class Evaluator:
                 s = sums[side]  # (n_rows, n_slo, 2)
                 thick = (s[..., 0] >= self.min_events) & (s[..., 1] >= self.min_bad_events)
                 holds_rows &= thick.T
-        out: list[Transition] = []
+        out: list[tuple[int, int, Transition]] = []
         for j, sev in enumerate(self.severities):
             cols = [i for i, r in enumerate(self.rows) if r.severity == sev]
             sev_rows = holds_rows[:, cols]
@@ -263,14 +266,15 @@ class Evaluator:
             for i in np.flatnonzero(should & ~firing):
                 row[i] = first[i]
                 self.firing_since[i, j] = t
-                out.append(self._transition(int(i), sev, "firing", t, int(first[i]), burn))
+                out.append((i, j, self._transition(int(i), sev, "firing", t, int(first[i]), burn)))
             for i in np.flatnonzero(firing & ~should):
-                out.append(self._transition(int(i), sev, "resolved", t, int(row[i]), burn))
+                out.append((i, j, self._transition(int(i), sev, "resolved", t, int(row[i]), burn)))
                 self.firing_since[i, j] = np.nan
             update = should & holds
             row[update] = first[update]
             firing[:] = should
-        return out
+        out.sort(key=lambda x: (x[0], x[1]))  # per tick: by SLO in config order, then severity
+        return [tr for _, _, tr in out]
 
     def _transition(
         self,

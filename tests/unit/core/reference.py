@@ -1,0 +1,145 @@
+"""Naive reference implementations the core is checked against: plain Python, full re-sums.
+
+They share the *specification* with the engine (bucket edges, tick grid, lateness, alert
+rules) and nothing of its implementation: no numpy, no ring buffers, no incremental sums.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from engine.core.config import Config
+from engine.core.decode import Event
+from engine.core.taxonomy import Outcome, SliKind, classify, latency_is_bad
+from engine.core.windows import resolution_for
+
+
+def bucket(ts: float, r: int) -> int:
+    return math.ceil(ts / r) - 1
+
+
+def window_sum(events: list[tuple[int, float, int, int]], slo: int, t: float, w: int) -> tuple[
+    int, int
+]:
+    """(total, bad) of `slo` over the window of length w ending at t, by the bucket rule."""
+    r = resolution_for(w)
+    hi = bucket(t, r)
+    lo = hi - w // r + 1
+    total = bad = 0
+    for s, ts, tot, bd in events:
+        if s == slo and lo <= bucket(ts, r) <= hi:
+            total += tot
+            bad += bd
+    return total, bad
+
+
+def event_pairs(cfg: Config, e: Event) -> list[tuple[int, int, int]]:
+    """(slo index, total, bad) for every SLO the event counts for, by the taxonomy directly."""
+    out = []
+    outcome = classify(e.status, e.ok, cfg.taxonomy)
+    for i, slo in enumerate(cfg.slos):
+        if slo.service != e.service or not slo.matches_operation(e.operation):
+            continue
+        if slo.sli == SliKind.AVAILABILITY:
+            out.append((i, e.count, e.count if outcome == Outcome.BAD else 0))
+        else:
+            assert slo.threshold_ms is not None
+            verdict = latency_is_bad(e.latency_ms, slo.threshold_ms, outcome, slo.failed_counts_bad)
+            if verdict is not None:
+                out.append((i, e.count, e.count if verdict else 0))
+    return out
+
+
+@dataclass
+class NaiveEvaluator:
+    cfg: Config
+    events: list[tuple[int, float, int, int]] = field(default_factory=list)
+    watermark: float = -math.inf
+    next_tick: float | None = None
+    transitions: list[tuple[str, str, str, float, int, int]] = field(default_factory=list)
+    rejected_late: int = 0
+    state: dict[tuple[int, str], dict[str, float | int | bool | None]] = field(
+        default_factory=dict
+    )
+
+    def feed(self, e: Event) -> None:
+        ev = self.cfg.evaluation
+        assert e.ts is not None
+        if e.ts < self.watermark - ev.allowed_lateness_s:
+            self.rejected_late += 1
+            return
+        if self.next_tick is None:
+            self.next_tick = math.ceil(e.ts / ev.tick_s) * ev.tick_s
+        new_wm = max(self.watermark, e.ts)
+        while self.next_tick < new_wm:
+            self.evaluate(self.next_tick)
+            self.next_tick += ev.tick_s
+        self.watermark = new_wm
+        for slo, tot, bad in event_pairs(self.cfg, e):
+            self.events.append((slo, e.ts, tot, bad))
+
+    def flush(self) -> None:
+        if self.next_tick is not None:
+            self.evaluate(self.next_tick)
+
+    def totals(self, slo: int) -> tuple[int, int]:
+        return (
+            sum(t for s, _, t, _ in self.events if s == slo),
+            sum(b for s, _, _, b in self.events if s == slo),
+        )
+
+    def evaluate(self, t: float) -> None:
+        ev = self.cfg.evaluation
+        for i, slo in enumerate(self.cfg.slos):
+            budget = 1.0 - slo.objective / 100.0
+            for sev in ("page", "ticket"):
+                rows = [(k, r) for k, r in enumerate(self.cfg.policy) if r.severity == sev]
+                if not rows:
+                    continue
+                holding = None
+                for k, row in rows:
+                    f = row.factor_for(slo.period_s)
+                    ok = True
+                    for w in (row.long_s, row.short_s):
+                        tot, bad = window_sum(self.events, i, t, w)
+                        if tot == 0 or tot < ev.min_events or bad < ev.min_bad_events:
+                            ok = False
+                            break
+                        if not (bad / tot) / budget >= f:
+                            ok = False
+                            break
+                    if ok:
+                        holding = k
+                        break
+                st = self.state.setdefault(
+                    (i, sev), {"firing": False, "row": None, "pending": None, "last_true": None}
+                )
+                if holding is not None:
+                    if st["pending"] is None:
+                        st["pending"] = t
+                    st["last_true"] = t
+                else:
+                    st["pending"] = None
+                firing = bool(st["firing"])
+                ready = holding is not None and t - float(st["pending"] or 0) >= ev.for_s
+                kept = (
+                    firing
+                    and holding is None
+                    and st["last_true"] is not None
+                    and t - float(st["last_true"]) < ev.keep_firing_for_s
+                )
+                should = ready or (firing and holding is not None) or kept
+                if should and not firing:
+                    st["row"] = holding
+                    self._emit(slo.name, sev, "firing", t, holding)
+                elif firing and not should:
+                    self._emit(slo.name, sev, "resolved", t, st["row"])
+                if should and holding is not None:
+                    st["row"] = holding
+                st["firing"] = should
+
+    def _emit(self, name: str, sev: str, state: str, t: float, row: object) -> None:
+        assert isinstance(row, int)
+        r = self.cfg.policy[row]
+        self.transitions.append((name, sev, state, t, r.long_s, r.short_s))
