@@ -37,7 +37,7 @@ class ReplayResult(msgspec.Struct):
 def read_chunks(path: Path) -> Iterator[tuple[bytes, int]]:
     """Yield blocks of whole lines and the position reached in the (compressed) file."""
     with path.open("rb") as raw:
-        stream: IO[bytes] = gzip.GzipFile(fileobj=raw) if _is_gzip(path) else raw
+        stream: IO[bytes] = gzip.GzipFile(fileobj=raw) if _is_gzip(path) else raw  # type: ignore[assignment]
         rest = b""
         while True:
             block = stream.read(CHUNK_BYTES)
@@ -59,17 +59,13 @@ def _is_gzip(path: Path) -> bool:
         return f.read(2) == b"\x1f\x8b"
 
 
-def decode_lines(decoder: RecordDecoder, block: bytes, evaluator: Evaluator) -> tuple[
-    list[Event], list[int], int
-]:
+def decode_lines(
+    decoder: RecordDecoder, block: bytes, evaluator: Evaluator
+) -> tuple[list[Event], list[int] | None, int]:
     """Events of a block of lines; bad lines are counted on the evaluator and skipped."""
-    try:
-        recs = decoder.json_lines(block)
-    except (msgspec.ValidationError, msgspec.DecodeError):
-        recs = None
-    if recs is not None:
-        batch = decoder.flatten(recs)
-        return batch.events, batch.record_index, len(recs)
+    batch = decoder.json_lines(block)
+    if batch is not None:
+        return batch.events, batch.record_index, batch.n_records
     lines = [ln for ln in block.split(b"\n") if ln.strip()]
     batch = decoder.decode_batch(lines)
     for _, reason, _ in batch.rejected:
@@ -108,7 +104,7 @@ def summary_rows(result: ReplayResult) -> list[dict[str, object]]:
     """Per SLO: events, bad, budget remaining, alerts fired, time firing (event time)."""
     ev = result.evaluator
     fired: Counter[tuple[str, str]] = Counter()
-    firing_s: Counter[str] = Counter()
+    firing_s: dict[str, float] = dict.fromkeys(ev.names, 0.0)
     open_since: dict[tuple[str, str], float] = {}
     for tr in result.transitions:
         key = (tr.slo, tr.severity)
@@ -117,7 +113,7 @@ def summary_rows(result: ReplayResult) -> list[dict[str, object]]:
             open_since[key] = tr.at
         elif key in open_since:
             firing_s[tr.slo] += tr.at - open_since.pop(key)
-    end = ev.evaluated_at_s or 0.0
+    end = ev.evaluated_at_s if ev.evaluated_at_s is not None else 0.0
     for (slo, _), since in open_since.items():
         firing_s[slo] += end - since
     budget = ev.budget_remaining()
@@ -196,4 +192,3 @@ def run_replay(config: Config, events: Path, output: Path | None) -> int:
             sink.flush()
     print_summary(result, sys.stderr)
     return 0
-

@@ -46,10 +46,13 @@ class DecodedBatch(msgspec.Struct):
     """Events of a batch in record order, the record each came from, and the rejects."""
 
     events: list[Event]
-    record_index: list[int]
-    """For each event, the index of its record in the input batch."""
+    record_index: list[int] | None
+    """For each event, the index of its record in the input batch (None: event i is
+    record i, the common case of single-event records)."""
     rejected: list[tuple[int, str, str]]
     """(record index, reason, detail) for every rejected record."""
+    n_records: int
+    """Records in the input, accepted or not."""
 
 
 def reason_for(exc: msgspec.ValidationError | msgspec.DecodeError) -> str:
@@ -74,6 +77,8 @@ class RecordDecoder:
         self._json_one = msgspec.json.Decoder(Record)
         self._json_many = msgspec.json.Decoder(list[Record])
         self._msgpack_one = msgspec.msgpack.Decoder(Record)
+        self._json_event = msgspec.json.Decoder(Event)
+        self._single_events = True
 
     def decode_one(self, value: bytes) -> list[Event]:
         """Events of one record; raises RecordError with the rejection reason."""
@@ -86,12 +91,28 @@ class RecordDecoder:
             raise RecordError(reason_for(exc), str(exc)) from None
         return rec if isinstance(rec, list) else [rec]
 
-    def json_lines(self, block: bytes) -> list[Record]:
-        """Every line of a JSON Lines block in one call; raises msgspec errors on any bad line."""
-        return self._json_one.decode_lines(block)
+    def json_lines(self, block: bytes) -> DecodedBatch | None:
+        """Every line of a JSON Lines block in one msgspec call; None if any line is bad.
 
-    def flatten(self, recs: list[Record]) -> DecodedBatch:
-        return _flatten(recs)
+        Streams are usually uniform, so single-event lines are first decoded as plain
+        events (no per-record type check afterwards); arrays take the general path."""
+        if self._single_events:
+            try:
+                events = self._json_event.decode_lines(block)
+                return DecodedBatch(events, None, [], len(events))
+            except msgspec.ValidationError:
+                self._single_events = False
+            except msgspec.DecodeError:
+                return None
+        try:
+            recs = self._json_one.decode_lines(block)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return None
+        batch = _flatten(recs)
+        self._single_events = len(batch.events) == len(recs) and not any(
+            isinstance(r, list) for r in recs
+        )
+        return batch
 
     def decode_batch(self, values: Sequence[bytes | None]) -> DecodedBatch:
         """Decode many records; a bad record is rejected alone, the others are kept."""
@@ -119,7 +140,7 @@ class RecordDecoder:
                 continue
             events.extend(evs)
             index.extend([i] * len(evs))
-        return DecodedBatch(events, index, rejected)
+        return DecodedBatch(events, index, rejected, len(values))
 
 
 def _joinable(values: Sequence[bytes | None]) -> bool:
@@ -137,15 +158,11 @@ def _joinable(values: Sequence[bytes | None]) -> bool:
 def _flatten(recs: list[Event | list[Event]]) -> DecodedBatch:
     events: list[Event] = []
     index: list[int] = []
-    if all(type(r) is Event for r in recs):
-        events = recs  # type: ignore[assignment]
-        index = list(range(len(recs)))
-    else:
-        for i, r in enumerate(recs):
-            if isinstance(r, list):
-                events.extend(r)
-                index.extend([i] * len(r))
-            else:
-                events.append(r)
-                index.append(i)
-    return DecodedBatch(events, index, [])
+    for i, r in enumerate(recs):
+        if isinstance(r, list):
+            events.extend(r)
+            index.extend([i] * len(r))
+        else:
+            events.append(r)
+            index.append(i)
+    return DecodedBatch(events, index, [], len(recs))

@@ -266,9 +266,13 @@ class Evaluator:
             for i in np.flatnonzero(should & ~firing):
                 row[i] = first[i]
                 self.firing_since[i, j] = t
-                out.append((i, j, self._transition(int(i), sev, "firing", t, int(first[i]), burn)))
+                out.append(
+                    (int(i), j, self._transition(int(i), sev, "firing", t, int(first[i]), burn))
+                )
             for i in np.flatnonzero(firing & ~should):
-                out.append((i, j, self._transition(int(i), sev, "resolved", t, int(row[i]), burn)))
+                out.append(
+                    (int(i), j, self._transition(int(i), sev, "resolved", t, int(row[i]), burn))
+                )
                 self.firing_since[i, j] = np.nan
             update = should & holds
             row[update] = first[update]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +26,11 @@ I32 = npt.NDArray[np.int32]
 Bool = npt.NDArray[np.bool_]
 
 Key = tuple[str, str | None, int | str | None, bool | None]
+
+_KEY_OF = attrgetter("service", "operation", "status", "ok")
+_TS_OF = attrgetter("ts")
+_LATENCY_OF = attrgetter("latency_ms")
+_COUNT_OF = attrgetter("count")
 
 MAX_KEYS = 100_000
 """Distinct keys kept before the cache is reset (bounds memory on hostile input)."""
@@ -132,19 +138,20 @@ class Classifier:
         """Columns of `events`. A missing `ts` falls back to its record's timestamp when given."""
         if len(self._ids) > MAX_KEYS:
             self._reset()
-        ids = self._ids
-        new = self._new_key
-        key_id = np.fromiter(
-            (
-                ids.get(k) if k in ids else new(k)
-                for k in ((e.service, e.operation, e.status, e.ok) for e in events)
-            ),
-            dtype=np.int32,
-            count=len(events),
-        )
-        ts = np.array([e.ts for e in events], dtype=np.float64)
-        latency = np.array([e.latency_ms for e in events], dtype=np.float64)
-        count = np.fromiter((e.count for e in events), dtype=np.int64, count=len(events))
+        n = len(events)
+        keys: list[Key] = list(map(_KEY_OF, events))
+        ids = list(map(self._ids.get, keys))
+        try:
+            key_id = np.array(ids, dtype=np.int32)
+        except TypeError:  # some keys are new (None): rare after warm-up
+            for i, kid in enumerate(ids):
+                if kid is None:
+                    k = keys[i]
+                    ids[i] = self._ids[k] if k in self._ids else self._new_key(k)
+            key_id = np.array(ids, dtype=np.int32)
+        ts = np.array(list(map(_TS_OF, events)), dtype=np.float64)
+        latency = np.array(list(map(_LATENCY_OF, events)), dtype=np.float64)
+        count = np.fromiter(map(_COUNT_OF, events), dtype=np.int64, count=n)
         if record_index is None:
             record = np.arange(len(events), dtype=np.int32)
         else:

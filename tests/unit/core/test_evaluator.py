@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import msgspec
@@ -89,7 +90,7 @@ def test_transitions_equal_the_naive_evaluator_for_any_batch_split(
         ref.feed(e)
     ref.flush()
     bounds = sorted({0, len(events), *[c for c in cuts if c < len(events)]})
-    batches = [events[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    batches = [events[a:b] for a, b in itertools.pairwise(bounds)]
     ev, got = run_engine(cfg, batches)
     assert [key(tr) for tr in got] == ref.transitions
     assert ev.rejected["too_late"] == ref.rejected_late
@@ -175,7 +176,9 @@ def test_events_without_time_are_rejected_when_there_is_no_record_time() -> None
     ("period", "factors"),
     [
         pytest.param("30d", [14.4, 6.0, 3.0, 1.0], id="default policy factors for 30 days"),
-        pytest.param("28d", [13.44, 5.6, 2.8, 0.9333], id="default policy factors scale to 28 days"),
+        pytest.param(
+            "28d", [13.44, 5.6, 2.8, 0.9333], id="default policy factors scale to 28 days"
+        ),
     ],
 )
 def test_default_policy_factors_are_pinned(period: str, factors: list[float]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -36,7 +37,7 @@ def test_resolution_is_the_coarsest_within_one_sixtieth(window_s: int, expected_
 
 
 def test_ladder_values_divide_each_other() -> None:
-    for a, b in zip(LADDER_S, LADDER_S[1:], strict=False):
+    for a, b in itertools.pairwise(LADDER_S):
         assert b % a == 0
 
 
@@ -109,7 +110,12 @@ def test_each_window_spans_its_length_within_one_sixtieth(t: float, offsets: lis
     ws.advance_to(t - 100000)
     ts = np.array([t - o for o in offsets])
     ws.advance_to(t)
-    ws.add(np.zeros(len(ts), dtype=np.int32), ts, np.ones(len(ts), np.int64), np.zeros(len(ts), np.int64))
+    ws.add(
+        np.zeros(len(ts), dtype=np.int32),
+        ts,
+        np.ones(len(ts), np.int64),
+        np.zeros(len(ts), np.int64),
+    )
     for w in WINDOWS:
         got = int(ws.sums(w)[0, 0])
         assert sum(1 for o in offsets if o < w - w / 60) <= got <= sum(1 for o in offsets if o < w)
@@ -118,9 +124,19 @@ def test_each_window_spans_its_length_within_one_sixtieth(t: float, offsets: lis
 def test_a_gap_longer_than_every_ring_clears_all_windows() -> None:
     ws = WindowSet(2, WINDOWS, ahead_s=AHEAD_S)
     ws.advance_to(1_000_000)
-    ws.add(np.array([0, 1], np.int32), np.array([999_990.0, 999_999.0]), np.array([5, 7]), np.array([1, 2]))
+    ws.add(
+        np.array([0, 1], np.int32),
+        np.array([999_990.0, 999_999.0]),
+        np.array([5, 7]),
+        np.array([1, 2]),
+    )
     assert ws.sums(60).tolist() == [[5, 1], [7, 2]]
     ws.advance_to(1_000_000 + 10 * 86400)
     assert not ws.all_sums.any()
-    ws.add(np.array([0], np.int32), np.array([1_000_000 + 10 * 86400 - 1.0]), np.array([1]), np.array([0]))
+    ws.add(
+        np.array([0], np.int32),
+        np.array([1_000_000 + 10 * 86400 - 1.0]),
+        np.array([1]),
+        np.array([0]),
+    )
     assert ws.sums(86400).tolist() == [[1, 0], [0, 0]]

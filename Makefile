@@ -1,0 +1,34 @@
+# Burnrate developer tasks. `make help` lists them.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: help setup demo test lint bench clean
+
+help: ## list the tasks
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
+
+$(BIN)/burnrate: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+setup: $(BIN)/burnrate ## create .venv with the engine and the test tools
+
+demo: setup ## replay the bundled sample: a page fires and resolves
+	$(BIN)/burnrate replay --config configs/example.yaml --events configs/sample-events.jsonl.gz
+
+test: setup ## run the whole test suite (starts an embedded Kafka broker)
+	$(BIN)/pytest
+
+lint: setup ## ruff, ruff format --check, mypy --strict
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: setup ## run every benchmark; results in benchmarks/results/
+	$(BIN)/python -m benchmarks.bench_core
+
+clean: ## remove the virtualenv, caches and generated benchmark data
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis benchmarks/data .kafka
