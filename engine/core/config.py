@@ -17,7 +17,7 @@ from engine.core.taxonomy import SliKind, TaxonomyOptions
 from engine.errors import ConfigError
 
 Duration = Annotated[str, msgspec.Meta(pattern=DURATION_PATTERN)]
-Name = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_.-]+$", max_length=128)]
+Name = Annotated[str, msgspec.Meta(pattern=r"\A[a-z0-9_.-]+\Z", max_length=128)]
 Severity = Literal["page", "ticket"]
 
 
@@ -39,7 +39,7 @@ class Slo(_Base, frozen=True):
     """Latency SLOs: a failed request is bad whatever its latency."""
     description: str | None = None
     runbook_url: str | None = None
-    labels: dict[Annotated[str, msgspec.Meta(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")], str] = {}
+    labels: dict[Annotated[str, msgspec.Meta(pattern=r"\A[a-zA-Z_][a-zA-Z0-9_]*\Z")], str] = {}
 
     @property
     def objective_ratio(self) -> float:

@@ -55,7 +55,12 @@ class DecodedBatch(msgspec.Struct):
     """Records in the input, accepted or not."""
 
 
-def reason_for(exc: msgspec.ValidationError | msgspec.DecodeError) -> str:
+# What msgspec may raise on hostile input: its own errors, invalid UTF-8 in a string
+# field, and nesting deeper than the interpreter's recursion limit in an ignored field.
+DECODE_ERRORS = (msgspec.MsgspecError, UnicodeDecodeError, RecursionError)
+
+
+def reason_for(exc: BaseException) -> str:
     """Map a msgspec error onto a rejection reason."""
     if not isinstance(exc, msgspec.ValidationError):
         return "malformed"
@@ -78,6 +83,7 @@ class RecordDecoder:
         self._json_many = msgspec.json.Decoder(list[Record])
         self._msgpack_one = msgspec.msgpack.Decoder(Record)
         self._json_event = msgspec.json.Decoder(Event)
+        self._json_raws = msgspec.json.Decoder(list[msgspec.Raw])
         self._single_events = True
 
     def decode_one(self, value: bytes) -> list[Event]:
@@ -87,7 +93,7 @@ class RecordDecoder:
                 rec = self._json_one.decode(value)
             else:
                 rec = self._msgpack_one.decode(value)
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        except DECODE_ERRORS as exc:
             raise RecordError(reason_for(exc), str(exc)) from None
         return rec if isinstance(rec, list) else [rec]
 
@@ -99,15 +105,19 @@ class RecordDecoder:
         if self._single_events:
             try:
                 events = self._json_event.decode_lines(block)
-                return DecodedBatch(events, None, [], len(events))
+                if len(events) == block.count(b"\n"):
+                    return DecodedBatch(events, None, [], len(events))
+                return None
             except msgspec.ValidationError:
                 self._single_events = False
-            except msgspec.DecodeError:
+            except DECODE_ERRORS:
                 return None
         try:
             recs = self._json_one.decode_lines(block)
-        except (msgspec.ValidationError, msgspec.DecodeError):
+        except DECODE_ERRORS:
             return None
+        if len(recs) != block.count(b"\n"):
+            return None  # a line with two values, or one value over two lines
         batch = _flatten(recs)
         self._single_events = len(batch.events) == len(recs) and not any(
             isinstance(r, list) for r in recs
@@ -117,12 +127,18 @@ class RecordDecoder:
     def decode_batch(self, values: Sequence[bytes | None]) -> DecodedBatch:
         """Decode many records; a bad record is rejected alone, the others are kept."""
         if self.format == "json" and values and _joinable(values):
+            joined = b"[" + b",".join(values) + b"]"  # type: ignore[arg-type]
             try:
-                recs = self._json_many.decode(b"[" + b",".join(values) + b"]")  # type: ignore[arg-type]
-            except (msgspec.ValidationError, msgspec.DecodeError):
-                recs = None
-            if recs is not None and len(recs) == len(values):
-                return _flatten(recs)
+                # Each element must span exactly its own record, or a record that
+                # splits in two could cancel out two that merge into one.
+                raws = self._json_raws.decode(joined)
+                if len(raws) == len(values) and all(
+                    len(r) == len(v)  # type: ignore[arg-type]
+                    for r, v in zip(raws, values, strict=True)
+                ):
+                    return _flatten(self._json_many.decode(joined))
+            except DECODE_ERRORS:
+                pass
         return self._decode_each(values)
 
     def _decode_each(self, values: Sequence[bytes | None]) -> DecodedBatch:
@@ -144,8 +160,8 @@ class RecordDecoder:
 
 
 def _joinable(values: Sequence[bytes | None]) -> bool:
-    """Each value must be a bracketed JSON object/array so that joining cannot merge or split
-    records without a length mismatch (checked after decoding)."""
+    """Each value must be a bracketed JSON object/array (no surrounding whitespace), so
+    that the element lengths of the joined array can be compared with the records'."""
     for v in values:
         if not v:
             return False

@@ -6,7 +6,7 @@ import re
 
 _UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-DURATION_PATTERN = r"^(\d+(\.\d+)?(ms|s|m|h|d|w))+$"
+DURATION_PATTERN = r"\A(\d{1,12}(\.\d{1,9})?(ms|s|m|h|d|w)){1,6}\Z"
 
 
 def parse_duration_s(text: str) -> float:
@@ -17,15 +17,17 @@ def parse_duration_s(text: str) -> float:
 
 
 def format_duration(seconds: float) -> str:
-    """A Prometheus-style duration: the largest units that divide exactly (`1h`, `1h30m`, `3d`)."""
-    if seconds <= 0:
+    """A Prometheus-style duration: the largest units that divide exactly (`1h`, `1h30m`,
+    `3d`, `1m0s250ms` style parts are written without zero units: `1m250ms`)."""
+    total_ms = round(seconds * 1000)
+    if total_ms <= 0:
         return "0s"
-    if seconds != int(seconds):
-        return f"{round(seconds * 1000)}ms"
-    rest = int(seconds)
+    rest, ms = divmod(total_ms, 1000)
     parts = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         if rest >= size:
             parts.append(f"{rest // size}{unit}")
             rest %= size
+    if ms:
+        parts.append(f"{ms}ms")
     return "".join(parts)

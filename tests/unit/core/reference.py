@@ -19,9 +19,9 @@ def bucket(ts: float, r: int) -> int:
     return math.ceil(ts / r) - 1
 
 
-def window_sum(events: list[tuple[int, float, int, int]], slo: int, t: float, w: int) -> tuple[
-    int, int
-]:
+def window_sum(
+    events: list[tuple[int, float, int, int]], slo: int, t: float, w: int
+) -> tuple[int, int]:
     """(total, bad) of `slo` over the window of length w ending at t, by the bucket rule."""
     r = resolution_for(w)
     hi = bucket(t, r)
@@ -59,9 +59,7 @@ class NaiveEvaluator:
     next_tick: float | None = None
     transitions: list[tuple[str, str, str, float, int, int]] = field(default_factory=list)
     rejected_late: int = 0
-    state: dict[tuple[int, str], dict[str, float | int | bool | None]] = field(
-        default_factory=dict
-    )
+    state: dict[tuple[int, str], dict[str, float | int | bool | None]] = field(default_factory=dict)
 
     def feed(self, e: Event) -> None:
         ev = self.cfg.evaluation

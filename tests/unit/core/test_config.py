@@ -1,0 +1,700 @@
+"""Configuration: the example parses, every mistake is reported with its `$.path`."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from engine.core.config import (
+    DEFAULT_POLICY,
+    AlertmanagerReceiver,
+    ConsoleReceiver,
+    PolicyRow,
+    Slo,
+    WebhookReceiver,
+    load_config,
+    parse_config,
+)
+from engine.core.taxonomy import SliKind
+from engine.errors import BurnrateError, ConfigError
+
+EXAMPLE = Path(__file__).resolve().parents[3] / "configs" / "example.yaml"
+DAY_S = 86_400
+
+Doc = dict[str, Any]
+
+
+def _base() -> Doc:
+    """Three valid SLOs (indices 0..2), so errors can be pinned to `$.slos[2]`."""
+    return {
+        "slos": [
+            {
+                "name": "api-availability",
+                "service": "api",
+                "sli": "availability",
+                "objective": 99.9,
+            },
+            {
+                "name": "api-latency",
+                "service": "api",
+                "sli": "latency",
+                "threshold_ms": 300,
+                "objective": 99,
+            },
+            {
+                "name": "orders-availability",
+                "service": "orders",
+                "operation": "POST /orders",
+                "sli": "availability",
+                "objective": 99.5,
+            },
+        ]
+    }
+
+
+def _yaml(doc: Doc) -> bytes:
+    return msgspec.yaml.encode(doc)
+
+
+def _errors(data: bytes | str, fmt: str = "yaml") -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, fmt=fmt)  # type: ignore[arg-type]
+    return info.value.errors
+
+
+def _set(path: str, value: Any) -> Callable[[Doc], None]:
+    """A mutation of the base document: `slos.2.objective` = value."""
+
+    def apply(doc: Doc) -> None:
+        *parents, last = path.split(".")
+        node: Any = doc
+        for key in parents:
+            node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
+        if isinstance(node, list):
+            node[int(last)] = value
+        else:
+            node[last] = value
+
+    return apply
+
+
+def _drop(path: str) -> Callable[[Doc], None]:
+    def apply(doc: Doc) -> None:
+        *parents, last = path.split(".")
+        node: Any = doc
+        for key in parents:
+            node = node[int(key)] if isinstance(node, list) else node[key]
+        del node[last]
+
+    return apply
+
+
+def _policy(*rows: Doc) -> Callable[[Doc], None]:
+    return _set("policy", list(rows))
+
+
+# --- the valid example -------------------------------------------------------------------
+
+
+def test_the_example_config_parses() -> None:
+    cfg = load_config(EXAMPLE)
+    assert [s.name for s in cfg.slos] == [
+        "checkout-availability",
+        "checkout-latency",
+        "catalog-availability",
+        "ledger-availability",
+    ]
+    checkout, latency, catalog, ledger = cfg.slos
+    assert checkout.operation == "POST /orders"
+    assert checkout.labels == {"team": "payments", "tier": "1"}
+    assert latency.sli is SliKind.LATENCY
+    assert latency.threshold_ms == 300
+    assert catalog.matches_operation("GET /products/238")
+    assert ledger.period_s == 28 * DAY_S
+    assert checkout.period_s == 30 * DAY_S
+    assert [(r.severity, r.long_s, r.short_s) for r in cfg.policy] == [
+        ("page", 3600, 300),
+        ("page", 6 * 3600, 1800),
+        ("ticket", DAY_S, 2 * 3600),
+        ("ticket", 3 * DAY_S, 6 * 3600),
+    ]
+    assert cfg.kafka.dead_letter_topic == "request-events-dlq"
+    assert cfg.receivers == [ConsoleReceiver()]
+
+
+def test_the_example_spells_out_the_default_policy() -> None:
+    assert load_config(EXAMPLE).policy == list(DEFAULT_POLICY)
+
+
+def test_a_minimal_config_gets_every_default() -> None:
+    cfg = parse_config(_yaml(_base()))
+    assert cfg.policy == list(DEFAULT_POLICY)
+    assert cfg.receivers == []
+    assert cfg.kafka.topics == ["request-events"]
+    assert cfg.kafka.format == "json"
+    assert cfg.evaluation.tick_s == 10
+    assert cfg.evaluation.for_s == 0
+    assert cfg.evaluation.keep_firing_for_s == 0
+    assert cfg.evaluation.min_events == 0
+
+
+def test_percent_is_converted_to_ratios_once_at_the_edge() -> None:
+    slo = parse_config(_yaml(_base())).slos[0]
+    assert slo.objective == 99.9
+    assert slo.objective_ratio == pytest.approx(0.999)
+    assert slo.error_budget_ratio == pytest.approx(0.001)
+    assert slo.period == "30d"
+    assert slo.period_s == 30 * DAY_S
+
+
+def test_config_structs_are_frozen() -> None:
+    cfg = parse_config(_yaml(_base()))
+    with pytest.raises(AttributeError):
+        cfg.slos[0].objective = 50  # type: ignore[misc]
+
+
+def test_receivers_are_told_apart_by_type() -> None:
+    doc = _base()
+    doc["receivers"] = [
+        {"type": "webhook", "url": "https://hooks.example/x", "secret_env": "HOOK_SECRET"},
+        {"type": "alertmanager", "urls": ["http://am-1:9093", "http://am-2:9093"]},
+        {"type": "console"},
+    ]
+    webhook, am, console = parse_config(_yaml(doc)).receivers
+    assert isinstance(webhook, WebhookReceiver)
+    assert webhook.secret_env == "HOOK_SECRET"
+    assert isinstance(am, AlertmanagerReceiver)
+    assert am.urls == ["http://am-1:9093", "http://am-2:9093"]
+    assert isinstance(console, ConsoleReceiver)
+
+
+def test_evaluation_for_is_spelled_for_in_the_file() -> None:
+    doc = _base()
+    doc["evaluation"] = {"for": "2m", "keep_firing_for": "5m", "min_events": 10}
+    ev = parse_config(_yaml(doc)).evaluation
+    assert (ev.for_s, ev.keep_firing_for_s, ev.min_events) == (120, 300, 10)
+
+
+# --- every error with its path -----------------------------------------------------------
+
+URL_RCV = {"type": "webhook", "url": "https://hooks.example/x"}
+
+
+@pytest.mark.parametrize(
+    ("mutate", "path", "message"),
+    [
+        # objectives
+        pytest.param(
+            _set("slos.2.objective", 0),
+            "$.slos[2].objective",
+            "must be > 0 and < 100",
+            id="an objective of 0 percent is rejected",
+        ),
+        pytest.param(
+            _set("slos.2.objective", 100),
+            "$.slos[2].objective",
+            "must be > 0 and < 100",
+            id="an objective of 100 percent leaves no budget and is rejected",
+        ),
+        pytest.param(
+            _set("slos.2.objective", 150),
+            "$.slos[2].objective",
+            "must be > 0 and < 100",
+            id="an objective of 150 percent is rejected",
+        ),
+        pytest.param(
+            _set("slos.1.objective", "99.9%"),
+            "$.slos[1].objective",
+            "Expected `float`",
+            id="an objective written as a string is a type error",
+        ),
+        # names
+        pytest.param(
+            _set("slos.2.name", "api-availability"),
+            "$.slos[2].name",
+            "duplicate SLO name 'api-availability' (first at $.slos[0])",
+            id="a duplicate name points at the second one and names the first",
+        ),
+        pytest.param(
+            _set("slos.1.name", "Checkout"),
+            "$.slos[1].name",
+            "matching regex",
+            id="an upper-case name is rejected",
+        ),
+        pytest.param(
+            _set("slos.1.name", "check out"),
+            "$.slos[1].name",
+            "matching regex",
+            id="a name with a space is rejected",
+        ),
+        pytest.param(
+            _set("slos.1.name", ""),
+            "$.slos[1].name",
+            "matching regex",
+            id="an empty name is rejected",
+        ),
+        pytest.param(
+            _set("slos.1.name", "api-latency\n"),
+            "$.slos[1].name",
+            "matching regex",
+            id="a name with a trailing newline is rejected",
+        ),
+        pytest.param(
+            _set("slos.1.name", "a" * 129),
+            "$.slos[1].name",
+            "length <= 128",
+            id="a name longer than 128 characters is rejected",
+        ),
+        pytest.param(
+            _drop("slos.0.service"),
+            "$.slos[0]",
+            "missing required field `service`",
+            id="an SLO without a service is rejected",
+        ),
+        pytest.param(
+            _set("slos.0.service", ""),
+            "$.slos[0].service",
+            "length >= 1",
+            id="an SLO with an empty service is rejected",
+        ),
+        pytest.param(
+            _set("slos.0.sli", "freshness"),
+            "$.slos[0].sli",
+            "Invalid enum value 'freshness'",
+            id="an unknown sli kind is rejected",
+        ),
+        # thresholds
+        pytest.param(
+            _drop("slos.1.threshold_ms"),
+            "$.slos[1].threshold_ms",
+            "required for a latency SLO",
+            id="a latency SLO without threshold_ms is rejected",
+        ),
+        pytest.param(
+            _set("slos.2.threshold_ms", 300),
+            "$.slos[2].threshold_ms",
+            "only latency SLOs take a threshold",
+            id="a threshold on an availability SLO is rejected",
+        ),
+        pytest.param(
+            _set("slos.1.threshold_ms", 0),
+            "$.slos[1].threshold_ms",
+            "> 0",
+            id="a threshold of 0 ms is rejected",
+        ),
+        # durations
+        pytest.param(
+            _set("slos.2.period", "30x"),
+            "$.slos[2].period",
+            "matching regex",
+            id="a period with an unknown unit is rejected",
+        ),
+        pytest.param(
+            _set("slos.2.period", "thirty days"),
+            "$.slos[2].period",
+            "matching regex",
+            id="a period in words is rejected",
+        ),
+        pytest.param(
+            _set("slos.2.period", "30d\n"),
+            "$.slos[2].period",
+            "matching regex",
+            id="a period with a trailing newline is a config error, not a crash",
+        ),
+        pytest.param(
+            _set("slos.2.period", "9" * 400 + "d"),
+            "$.slos[2].period",
+            "",
+            id="a period too long for a float is a config error, not a crash",
+        ),
+        pytest.param(
+            _set("slos.2.period", "30m"),
+            "$.slos[2].period",
+            "must be at least 1h",
+            id="a period shorter than an hour is rejected",
+        ),
+        pytest.param(
+            _set("evaluation.tick", "10"),
+            "$.evaluation.tick",
+            "matching regex",
+            id="a tick without a unit is rejected",
+        ),
+        pytest.param(
+            _set("evaluation.tick", "500ms"),
+            "$.evaluation.tick",
+            "must be at least 1s",
+            id="a tick below one second is rejected",
+        ),
+        pytest.param(
+            _set("evaluation.allowed_lateness", "2h"),
+            "$.evaluation.allowed_lateness",
+            "at most 1h",
+            id="an allowed lateness above an hour is rejected",
+        ),
+        pytest.param(
+            _set("evaluation.future_limit", "2d"),
+            "$.evaluation.future_limit",
+            "at most 1d",
+            id="a future limit above a day is rejected",
+        ),
+        # policy
+        pytest.param(
+            _policy({"severity": "page", "long": "1 hour", "short": "5m", "burn_rate": 14.4}),
+            "$.policy[0].long",
+            "matching regex",
+            id="a bad policy window is rejected",
+        ),
+        pytest.param(
+            _policy(
+                {"severity": "page", "long": "1h", "short": "5m", "burn_rate": 14.4},
+                {"severity": "page", "long": "5m", "short": "1h", "burn_rate": 6},
+            ),
+            "$.policy[1].short",
+            "must be shorter than long (1h >= 5m)",
+            id="a policy row whose short window is longer than its long window is rejected",
+        ),
+        pytest.param(
+            _policy({"severity": "page", "long": "1h", "short": "60m", "burn_rate": 14.4}),
+            "$.policy[0].short",
+            "must be shorter than long",
+            id="a policy row with equal windows is rejected",
+        ),
+        pytest.param(
+            _policy({"severity": "page", "long": "1h", "short": "30s", "burn_rate": 14.4}),
+            "$.policy[0].short",
+            "must be at least 1m",
+            id="a short window below a minute is rejected",
+        ),
+        pytest.param(
+            _policy({"severity": "page", "long": "1h", "short": "5m"}),
+            "$.policy[0]",
+            "give exactly one of burn_rate or budget_consumed_ratio",
+            id="a policy row with neither burn_rate nor budget_consumed_ratio is rejected",
+        ),
+        pytest.param(
+            _policy(
+                {
+                    "severity": "page",
+                    "long": "1h",
+                    "short": "5m",
+                    "burn_rate": 14.4,
+                    "budget_consumed_ratio": 0.02,
+                }
+            ),
+            "$.policy[0]",
+            "give exactly one of burn_rate or budget_consumed_ratio",
+            id="a policy row with both burn_rate and budget_consumed_ratio is rejected",
+        ),
+        pytest.param(
+            _policy({"severity": "page", "long": "1h", "short": "5m", "burn_rate": 0}),
+            "$.policy[0].burn_rate",
+            "> 0",
+            id="a burn rate of 0 is rejected",
+        ),
+        pytest.param(
+            _policy(
+                {"severity": "page", "long": "1h", "short": "5m", "budget_consumed_ratio": 1.5}
+            ),
+            "$.policy[0].budget_consumed_ratio",
+            "<= 1",
+            id="a budget share above 1 is rejected",
+        ),
+        pytest.param(
+            _policy({"severity": "critical", "long": "1h", "short": "5m", "burn_rate": 14.4}),
+            "$.policy[0].severity",
+            "Invalid enum value 'critical'",
+            id="a severity other than page or ticket is rejected",
+        ),
+        pytest.param(
+            _set("policy", []),
+            "$.policy",
+            "at least one row is required",
+            id="an empty policy is rejected rather than never alerting",
+        ),
+        pytest.param(
+            _set("slos", []),
+            "$.slos",
+            "at least one SLO is required",
+            id="a config without SLOs is rejected",
+        ),
+        pytest.param(
+            _drop("slos"),
+            "$",
+            "missing required field `slos`",
+            id="a config without the slos key is rejected",
+        ),
+        # receivers
+        pytest.param(
+            _set("receivers", [{"type": "webhook", "secret_env": "X"}]),
+            "$.receivers[0]",
+            "needs url or urls",
+            id="a webhook receiver without url is rejected",
+        ),
+        pytest.param(
+            _set("receivers", [URL_RCV, {"type": "alertmanager"}]),
+            "$.receivers[1]",
+            "needs url or urls",
+            id="an alertmanager receiver without url is rejected",
+        ),
+        pytest.param(
+            _set("receivers", [{"type": "pagerduty"}]),
+            "$.receivers[0].type",
+            "Invalid value 'pagerduty'",
+            id="an unknown receiver type is rejected",
+        ),
+        # unknown fields, everywhere
+        pytest.param(
+            _set("slo", []),
+            "$",
+            "unknown field `slo`",
+            id="an unknown top-level key (a typo of slos) is rejected",
+        ),
+        pytest.param(
+            _set("slos.2.objectve", 99),
+            "$.slos[2]",
+            "unknown field `objectve`",
+            id="an unknown key in an SLO is rejected",
+        ),
+        pytest.param(
+            _policy(
+                {"severity": "page", "long": "1h", "short": "5m", "burn_rate": 14.4, "for": "5m"}
+            ),
+            "$.policy[0]",
+            "unknown field `for`",
+            id="an unknown key in a policy row is rejected",
+        ),
+        pytest.param(
+            _set("evaluation.for_", "1m"),
+            "$.evaluation",
+            "unknown field `for_`",
+            id="the python name for_ is not a config key",
+        ),
+        pytest.param(
+            _set("taxonomy.http_503_is_error", True),
+            "$.taxonomy",
+            "unknown field `http_503_is_error`",
+            id="an unknown key in taxonomy is rejected",
+        ),
+        pytest.param(
+            _set("kafka.bootstrap", "x:9092"),
+            "$.kafka",
+            "unknown field `bootstrap`",
+            id="an unknown key in kafka is rejected",
+        ),
+        pytest.param(
+            _set("kafka.security.password", "hunter2"),
+            "$.kafka.security",
+            "unknown field `password`",
+            id="an inline password in kafka security is rejected",
+        ),
+        pytest.param(
+            _set("http.port", 9464),
+            "$.http",
+            "unknown field `port`",
+            id="an unknown key in http is rejected",
+        ),
+        pytest.param(
+            _set("receivers", [{**URL_RCV, "secret": "inline"}]),
+            "$.receivers[0]",
+            "unknown field `secret`",
+            id="an inline webhook secret is an unknown field",
+        ),
+        pytest.param(
+            _set("receivers", [{"type": "console", "colour": True}]),
+            "$.receivers[0]",
+            "unknown field `colour`",
+            id="an unknown key in a console receiver is rejected",
+        ),
+    ],
+)
+def test_config_errors_carry_their_path(
+    mutate: Callable[[Doc], None], path: str, message: str
+) -> None:
+    doc = copy.deepcopy(_base())
+    mutate(doc)
+    errors = _errors(_yaml(doc))
+    assert any(line.startswith(f"{path}: ") and message in line for line in errors), errors
+
+
+def test_every_semantic_error_is_reported_at_once() -> None:
+    doc = _base()
+    doc["slos"][0]["objective"] = 150
+    doc["slos"][2]["name"] = "api-latency"
+    doc["receivers"] = [{"type": "webhook"}]
+    errors = _errors(_yaml(doc))
+    assert [line.split(": ", 1)[0] for line in errors] == [
+        "$.slos[0].objective",
+        "$.slos[2].name",
+        "$.receivers[0]",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        pytest.param(b"slos: [\n", "$: not valid YAML", id="broken YAML syntax"),
+        pytest.param(b"", "$: Expected `object`, got `null`", id="an empty document"),
+        pytest.param(b"- a\n- b\n", "$: Expected `object`, got `array`", id="a YAML list"),
+    ],
+)
+def test_documents_that_are_not_a_config(data: bytes, message: str) -> None:
+    [line] = _errors(data)
+    assert line.startswith(message)
+
+
+def test_config_error_is_a_burnrate_error_with_lines() -> None:
+    error = ConfigError(["$.a: x", "$.b: y"])
+    assert isinstance(error, BurnrateError)
+    assert error.errors == ["$.a: x", "$.b: y"]
+    assert str(error) == "$.a: x; $.b: y"
+
+
+# --- TOML and files ----------------------------------------------------------------------
+
+TOML = """
+[[slos]]
+name = "api-availability"
+service = "api"
+sli = "availability"
+objective = 99.9
+
+[[slos]]
+name = "api-latency"
+service = "api"
+sli = "latency"
+threshold_ms = 250
+objective = 99
+period = "28d"
+
+[[policy]]
+severity = "page"
+long = "1h"
+short = "5m"
+burn_rate = 14.4
+
+[evaluation]
+for = "2m"
+
+[[receivers]]
+type = "alertmanager"
+url = "http://alertmanager:9093"
+"""
+
+
+def test_toml_is_accepted() -> None:
+    cfg = parse_config(TOML, fmt="toml")
+    assert [s.name for s in cfg.slos] == ["api-availability", "api-latency"]
+    assert cfg.slos[1].period_s == 28 * DAY_S
+    assert cfg.policy == [PolicyRow(severity="page", long="1h", short="5m", burn_rate=14.4)]
+    assert cfg.evaluation.for_s == 120
+    assert cfg.receivers == [AlertmanagerReceiver(url="http://alertmanager:9093")]
+
+
+def test_toml_errors_carry_the_same_paths() -> None:
+    errors = _errors(TOML.replace("objective = 99\n", "objective = 150\n"), fmt="toml")
+    assert errors == ["$.slos[1].objective: must be > 0 and < 100 (percent), got 150.0"]
+    assert _errors("slos = [", fmt="toml")[0].startswith("$: not valid TOML")
+
+
+def test_load_config_picks_the_format_by_suffix(tmp_path: Path) -> None:
+    toml_file = tmp_path / "burnrate.toml"
+    toml_file.write_text(TOML)
+    yml_file = tmp_path / "burnrate.yml"
+    yml_file.write_bytes(_yaml(_base()))
+    assert load_config(toml_file) == parse_config(TOML, fmt="toml")
+    assert load_config(str(yml_file)) == parse_config(_yaml(_base()))
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param("missing.yaml", id="a file that does not exist"),
+        pytest.param(".", id="a directory"),
+    ],
+)
+def test_an_unreadable_file_is_a_config_error(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    [line] = info.value.errors
+    assert line.startswith(f"$: cannot read {path}")
+
+
+# --- policy factors ----------------------------------------------------------------------
+
+
+def test_default_policy_rows_are_the_sre_workbook_windows() -> None:
+    assert [(r.severity, r.long, r.short) for r in DEFAULT_POLICY] == [
+        ("page", "1h", "5m"),
+        ("page", "6h", "30m"),
+        ("ticket", "1d", "2h"),
+        ("ticket", "3d", "6h"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("period", "factors"),
+    [
+        pytest.param("30d", [14.4, 6, 3, 1], id="a 30 day period gives 14.4, 6, 3 and 1"),
+        pytest.param(
+            "28d", [13.44, 5.6, 2.8, 0.9333], id="a 28 day period scales to 13.44, 5.6, 2.8, 0.93"
+        ),
+        pytest.param("7d", [3.36, 1.4, 0.7, 0.2333], id="a 7 day period scales down"),
+    ],
+)
+def test_default_policy_factors_follow_the_period(period: str, factors: list[float]) -> None:
+    doc = _base()
+    doc["slos"][0]["period"] = period
+    slo = parse_config(_yaml(doc)).slos[0]
+    got = [row.factor_for(slo.period_s) for row in DEFAULT_POLICY]
+    assert got == pytest.approx(factors, abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    "period_s",
+    [
+        pytest.param(30 * DAY_S, id="over 30 days"),
+        pytest.param(28 * DAY_S, id="over 28 days"),
+        pytest.param(7 * DAY_S, id="over 7 days"),
+        pytest.param(90 * DAY_S, id="over 90 days"),
+    ],
+)
+def test_burn_rate_rows_keep_their_factor_whatever_the_period(period_s: int) -> None:
+    rows = [
+        PolicyRow(severity="page", long="1h", short="5m", burn_rate=14.4),
+        PolicyRow(severity="ticket", long="3d", short="6h", burn_rate=1),
+    ]
+    assert [row.factor_for(period_s) for row in rows] == [14.4, 1]
+
+
+def test_windows_cover_policy_windows_and_periods() -> None:
+    cfg = load_config(EXAMPLE)
+    assert cfg.windows_s() == [
+        300,
+        1800,
+        3600,
+        7200,
+        21600,
+        DAY_S,
+        3 * DAY_S,
+        28 * DAY_S,
+        30 * DAY_S,
+    ]
+
+
+def test_slo_operation_globs_and_exact_names() -> None:
+    exact = Slo(name="a", service="s", sli=SliKind.AVAILABILITY, objective=99, operation="GET /x")
+    glob = Slo(name="b", service="s", sli=SliKind.AVAILABILITY, objective=99, operation="GET /x/*")
+    anything = Slo(name="c", service="s", sli=SliKind.AVAILABILITY, objective=99)
+    assert exact.matches_operation("GET /x")
+    assert not exact.matches_operation("GET /x/1")
+    assert glob.matches_operation("GET /x/1")
+    assert not glob.matches_operation("get /x/1")
+    assert not glob.matches_operation(None)
+    assert anything.matches_operation(None)
+    assert anything.matches_operation("whatever")

@@ -1,0 +1,225 @@
+"""The `burnrate` command line: `check`, `replay` and their help."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from engine import __version__
+from engine.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "configs" / "example.yaml"
+SAMPLE = ROOT / "configs" / "sample-events.jsonl.gz"
+
+BROKEN = """\
+slos:
+  - name: a
+    service: api
+    sli: availability
+    objective: 150
+  - name: a
+    service: api
+    sli: latency
+    objective: 99
+receivers:
+  - type: webhook
+"""
+
+
+def _run(argv: list[str]) -> int:
+    """The exit code of `burnrate ARGV`, whether main returns it or exits with it."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+
+
+# --- check -------------------------------------------------------------------------------
+
+
+def test_check_a_valid_config_prints_one_line_and_exits_0(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert _run(["check", str(EXAMPLE)]) == 0
+    out, err = capsys.readouterr()
+    assert out == (
+        f"{EXAMPLE}: ok: 4 SLOs, 4 policy rows (page/ticket: 1h/5m, 6h/30m, 1d/2h, 3d/6h), "
+        "1 receivers\n"
+    )
+    assert err == ""
+
+
+def test_check_prints_every_error_with_its_path_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text(BROKEN)
+    assert _run(["check", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines() == [
+        f"{path}: $.slos[0].objective: must be > 0 and < 100 (percent), got 150.0",
+        f"{path}: $.slos[1].name: duplicate SLO name 'a' (first at $.slos[0])",
+        f"{path}: $.slos[1].threshold_ms: required for a latency SLO",
+        f"{path}: $.receivers[0]: needs url or urls",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "name", "expected"),
+    [
+        pytest.param(
+            "slos: []\nbogus: 1\n",
+            "c.yaml",
+            "$: Object contains unknown field `bogus`",
+            id="an unknown top-level key is reported at $",
+        ),
+        pytest.param("slos: [\n", "c.yaml", "$: not valid YAML", id="broken YAML is reported at $"),
+        pytest.param(
+            '[[slos]]\nname = "a"\nservice = "s"\nsli = "availability"\nobjective = 100\n',
+            "c.toml",
+            "$.slos[0].objective: must be > 0 and < 100",
+            id="a TOML config is checked too",
+        ),
+        pytest.param(
+            None, "missing.yaml", "$: cannot read", id="a missing file is reported, not a crash"
+        ),
+    ],
+)
+def test_check_reports_bad_files(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    content: str | None,
+    name: str,
+    expected: str,
+) -> None:
+    path = tmp_path / name
+    if content is not None:
+        path.write_text(content)
+    assert _run(["check", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith(f"{path}: {expected}")
+
+
+def test_check_accepts_a_valid_toml_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[[slos]]\nname = "a"\nservice = "s"\nsli = "availability"\nobjective = 99\n')
+    assert _run(["check", str(path)]) == 0
+    assert capsys.readouterr().out.startswith(f"{path}: ok: 1 SLOs, 4 policy rows")
+
+
+# --- replay ------------------------------------------------------------------------------
+
+
+def test_replay_writes_transitions_to_output_and_a_summary_to_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "transitions.jsonl"
+    argv = ["replay", "--config", str(EXAMPLE), "--events", str(SAMPLE), "--output", str(output)]
+    assert _run(argv) == 0
+    out, err = capsys.readouterr()
+    assert out == ""
+    transitions = [json.loads(line) for line in output.read_text().splitlines()]
+    pages = [
+        t["state"]
+        for t in transitions
+        if t["slo"] == "checkout-availability" and t["severity"] == "page"
+    ]
+    assert pages[:2] == ["firing", "resolved"]
+    assert "checkout-availability" in err
+    assert "records: 10789," in err
+
+
+def test_replay_without_output_writes_to_stdout(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "transitions.jsonl"
+    base = ["replay", "--config", str(EXAMPLE), "--events", str(SAMPLE)]
+    assert _run([*base, "--output", str(output)]) == 0
+    capsys.readouterr()
+    assert _run(base) == 0
+    assert capsys.readouterr().out == output.read_text()
+
+
+@pytest.mark.parametrize(
+    "events",
+    [
+        pytest.param("missing.jsonl", id="an events file that does not exist"),
+        pytest.param(".", id="an events path that is a directory"),
+    ],
+)
+def test_replay_without_an_events_file_exits_2_with_a_clear_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], events: str
+) -> None:
+    path = tmp_path / events
+    assert _run(["replay", "--config", str(EXAMPLE), "--events", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == f"burnrate replay: no such events file: {path}\n"
+
+
+def test_replay_with_a_bad_config_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "broken.yaml"
+    config.write_text(BROKEN)
+    assert _run(["replay", "--config", str(config), "--events", str(SAMPLE)]) == 2
+    assert f"{config}: $.slos[0].objective" in capsys.readouterr().err
+
+
+# --- usage and help ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "usage"),
+    [
+        pytest.param(["--help"], "usage: burnrate", id="burnrate --help"),
+        pytest.param(["check", "--help"], "usage: burnrate check", id="burnrate check --help"),
+        pytest.param(["replay", "--help"], "usage: burnrate replay", id="burnrate replay --help"),
+    ],
+)
+def test_help_works_for_every_command(
+    capsys: pytest.CaptureFixture[str], argv: list[str], usage: str
+) -> None:
+    assert _run(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(usage)
+
+
+def test_replay_help_names_its_options(capsys: pytest.CaptureFixture[str]) -> None:
+    _run(["replay", "--help"])
+    out = capsys.readouterr().out
+    for option in ("--config", "--events", "--output"):
+        assert option in out
+
+
+def test_top_level_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    _run(["--help"])
+    out = capsys.readouterr().out
+    assert "check" in out
+    assert "replay" in out
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run(["--version"]) == 0
+    assert capsys.readouterr().out == f"burnrate {__version__}\n"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param([], id="no command at all"),
+        pytest.param(["frobnicate"], id="an unknown command"),
+        pytest.param(["check"], id="check without a config"),
+        pytest.param(["replay", "--config", "x.yaml"], id="replay without --events"),
+    ],
+)
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    assert _run(argv) == 2
+    assert "usage: burnrate" in capsys.readouterr().err
