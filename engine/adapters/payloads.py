@@ -1,0 +1,411 @@
+"""Alert payloads built from evaluator transitions, in the formats Alertmanager speaks.
+
+Pure functions: an `engine.core.evaluator.Transition` plus the SLO's config in, JSON
+bytes out. Two bodies are built:
+
+- `webhook_body`: what Alertmanager itself POSTs to a webhook receiver (format version
+  4), so receivers written for Alertmanager accept Burnrate's notifications unchanged;
+- `alertmanager_alerts`: the list Alertmanager's API v2 takes on `POST /api/v2/alerts`,
+  for users who route Burnrate's alerts through their own Alertmanager.
+
+Identity. The evaluator keeps one alert per (SLO, severity), so the labels (which are
+the alert's identity in Alertmanager and the input of its fingerprint) are exactly
+`alertname`, `slo`, `service`, `severity` plus the SLO's configured labels. Which
+policy row holds can change while an alert fires (a fast burn tapering into a slow
+one), so the windows of that row are annotations, not labels: as labels they would
+make the resolve notification a different alert from the one that fired.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
+
+import msgspec
+
+from engine.core.config import Slo
+from engine.core.durations import format_duration
+from engine.core.evaluator import Transition
+
+__all__ = [
+    "ALERTNAME",
+    "BUILTIN_LABELS",
+    "GROUP_BY",
+    "ZERO_TIME",
+    "Item",
+    "PostableAlert",
+    "StartsAt",
+    "WebhookAlert",
+    "WebhookMessage",
+    "alert_annotations",
+    "alert_labels",
+    "alertmanager_alerts",
+    "fingerprint",
+    "generator_url",
+    "group_key",
+    "group_transitions",
+    "rfc3339",
+    "webhook_body",
+]
+
+ALERTNAME = "SLOErrorBudgetBurn"
+BUILTIN_LABELS = frozenset({"alertname", "slo", "service", "severity"})
+"""Labels Burnrate sets; an SLO's configured labels with these names are ignored."""
+GROUP_BY: tuple[str, ...] = ("alertname", "slo", "severity")
+"""The labels one webhook body is grouped by (its `groupLabels`)."""
+ZERO_TIME = "0001-01-01T00:00:00Z"
+"""Go's zero time: Alertmanager's `endsAt` for an alert that is still firing."""
+
+Item = tuple[Transition, Slo]
+"""A transition and the config of its SLO."""
+StartsAt = Callable[[Transition], float | None]
+"""When the alert of a transition started firing (epoch s), or None if unknown."""
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_FNV_OFFSET = 0xCBF29CE484222325
+_FNV_PRIME = 0x100000001B3
+_MASK64 = (1 << 64) - 1
+
+
+class WebhookAlert(msgspec.Struct, kw_only=True):
+    """One alert inside a webhook v4 message."""
+
+    status: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: str = msgspec.field(name="startsAt")
+    ends_at: str = msgspec.field(name="endsAt")
+    generator_url: str = msgspec.field(name="generatorURL")
+    fingerprint: str
+
+
+class WebhookMessage(msgspec.Struct, kw_only=True):
+    """An Alertmanager webhook body, format version 4 (receivers may decode into this)."""
+
+    version: str = "4"
+    group_key: str = msgspec.field(name="groupKey")
+    truncated_alerts: int = msgspec.field(name="truncatedAlerts", default=0)
+    status: str
+    receiver: str
+    group_labels: dict[str, str] = msgspec.field(name="groupLabels")
+    common_labels: dict[str, str] = msgspec.field(name="commonLabels")
+    common_annotations: dict[str, str] = msgspec.field(name="commonAnnotations")
+    external_url: str = msgspec.field(name="externalURL")
+    alerts: list[WebhookAlert]
+
+
+class PostableAlert(msgspec.Struct, kw_only=True):
+    """One element of the Alertmanager API v2 `POST /api/v2/alerts` body."""
+
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: str = msgspec.field(name="startsAt")
+    ends_at: str = msgspec.field(name="endsAt")
+    generator_url: str = msgspec.field(name="generatorURL")
+
+
+_encoder = msgspec.json.Encoder()
+
+
+# -- labels and annotations ------------------------------------------------------------
+
+
+def alert_labels(tr: Transition, slo: Slo) -> dict[str, str]:
+    """The alert's identity: the built-in labels, then the SLO's other configured labels."""
+    if tr.slo != slo.name:
+        raise ValueError(f"transition is for SLO {tr.slo!r} but the config given is {slo.name!r}")
+    labels = {
+        "alertname": ALERTNAME,
+        "slo": slo.name,
+        "service": slo.service,
+        "severity": tr.severity,
+    }
+    for name in sorted(slo.labels):
+        if name not in BUILTIN_LABELS:
+            labels[name] = slo.labels[name]
+    return labels
+
+
+def alert_annotations(tr: Transition, slo: Slo) -> dict[str, str]:
+    """Human `summary` and `description`, the numbers behind them, and `runbook_url`."""
+    if tr.slo != slo.name:
+        raise ValueError(f"transition is for SLO {tr.slo!r} but the config given is {slo.name!r}")
+    annotations = {
+        "summary": _summary(tr, slo),
+        "description": _description(tr, slo),
+        "burn_rate_long": _number(tr.burn_rate_long),
+        "burn_rate_short": _number(tr.burn_rate_short),
+        "factor": _number(tr.factor),
+        "error_budget_remaining": _number(tr.error_budget_remaining_ratio),
+        "long_window": format_duration(tr.long_window_s),
+        "short_window": format_duration(tr.short_window_s),
+    }
+    if slo.runbook_url:
+        annotations["runbook_url"] = slo.runbook_url
+    return annotations
+
+
+def _summary(tr: Transition, slo: Slo) -> str:
+    who = f"SLO {slo.name} ({slo.service})"
+    if tr.state == "firing":
+        return (
+            f"{who} is burning its error budget at {_times(tr.burn_rate_long)} over "
+            f"{format_duration(tr.long_window_s)} ({tr.severity} threshold "
+            f"{_times(tr.factor)})"
+        )
+    return (
+        f"{who} error budget burn is back under the {tr.severity} threshold of {_times(tr.factor)}"
+    )
+
+
+def _description(tr: Transition, slo: Slo) -> str:
+    lw, sw = format_duration(tr.long_window_s), format_duration(tr.short_window_s)
+    rates = (
+        f"{_times(tr.burn_rate_long)} over the last {lw} and "
+        f"{_times(tr.burn_rate_short)} over the last {sw}"
+    )
+    head = (
+        f"SLO {slo.name} of service {slo.service} (objective {slo.objective:g}% over {slo.period})"
+    )
+    if tr.state == "firing":
+        text = (
+            f"{head} is burning its error budget at {rates}; both are at or above the "
+            f"{tr.severity} threshold of {_times(tr.factor)} (1x spends exactly the whole "
+            f"budget in {slo.period}). {_budget(tr.error_budget_remaining_ratio)}"
+            f"{_exhaustion(tr, slo)}"
+        )
+    else:
+        text = (
+            f"{head} is no longer burning its error budget at the {tr.severity} threshold "
+            f"of {_times(tr.factor)}: {rates}. {_budget(tr.error_budget_remaining_ratio)}"
+        )
+    if slo.description:
+        text += f"\n\n{slo.description}"
+    return text
+
+
+def _budget(remaining: float | None) -> str:
+    if remaining is None:
+        return "Error budget remaining: no data."
+    if remaining <= 0:
+        return f"The error budget is exhausted ({_percent(remaining)} remaining)."
+    return f"{_percent(remaining)} of the error budget remains."
+
+
+def _exhaustion(tr: Transition, slo: Slo) -> str:
+    rate = tr.burn_rate_long
+    if rate is None or not (0 < rate < math.inf):
+        return ""
+    whole = slo.period_s / rate
+    text = (
+        f" At {_times(rate)}, a whole {slo.period} budget would be spent in "
+        f"{_approx_duration(whole)}"
+    )
+    remaining = tr.error_budget_remaining_ratio
+    if remaining is not None and remaining > 0:
+        text += f", and what remains in about {_approx_duration(remaining * whole)}"
+    return text + "."
+
+
+def _times(x: float | None) -> str:
+    """A burn rate or factor for people: `14.4x`, `6x`, `0.35x`, `120x`."""
+    if x is None:
+        return "no data"
+    if not math.isfinite(x):
+        return f"{x}x"
+    text = f"{x:.0f}" if x >= 100 else f"{x:.1f}" if x >= 10 else f"{x:.2f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text + "x"
+
+
+def _percent(ratio: float) -> str:
+    text = f"{ratio * 100:.1f}".removesuffix(".0")
+    return f"{text}%"
+
+
+def _number(x: float | None) -> str:
+    """A number for machines (parses as a float in Go and Python); no data is `NaN`."""
+    if x is None or math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "+Inf" if x > 0 else "-Inf"
+    return f"{x:.6g}"
+
+
+def _approx_duration(seconds: float) -> str:
+    """Rounded to what matters: hours beyond a day, minutes beyond an hour, else seconds."""
+    if seconds >= 86400:
+        whole = round(seconds / 3600) * 3600
+    elif seconds >= 3600:
+        whole = round(seconds / 60) * 60
+    else:
+        whole = max(1, round(seconds))
+    return format_duration(whole)
+
+
+# -- identity, times, urls ---------------------------------------------------------------
+
+
+def fingerprint(labels: Mapping[str, str]) -> str:
+    """16 hex digits identifying a label set, independent of label order.
+
+    FNV-1a 64 over the labels sorted by name, each name and value followed by a 0xff
+    byte: the construction Prometheus and Alertmanager use, so the value matches the
+    `fingerprint` Alertmanager reports for the same labels.
+    """
+    h = _FNV_OFFSET
+    for name in sorted(labels):
+        for part in (name, labels[name]):
+            for byte in part.encode():
+                h = ((h ^ byte) * _FNV_PRIME) & _MASK64
+            h = ((h ^ 0xFF) * _FNV_PRIME) & _MASK64
+    return f"{h:016x}"
+
+
+def rfc3339(epoch_s: float) -> str:
+    """UTC RFC 3339 time, `2021-02-21T18:42:10Z`, with milliseconds only when non-zero."""
+    if not math.isfinite(epoch_s):
+        raise ValueError(f"not a time: {epoch_s}")
+    whole_s, ms = divmod(round(epoch_s * 1000), 1000)
+    text = (_EPOCH + timedelta(seconds=whole_s)).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{text}.{ms:03d}Z" if ms else f"{text}Z"
+
+
+def generator_url(external_url: str, slo_name: str) -> str:
+    """The engine's API page of one SLO: `<external_url>/v1/slos/<name>`."""
+    return f"{external_url.rstrip('/')}/v1/slos/{quote(slo_name, safe='')}"
+
+
+def group_key(group_labels: Mapping[str, str]) -> str:
+    """An Alertmanager-style group key, `{}:{alertname="...", severity="...", slo="..."}`."""
+    pairs = ", ".join(f"{name}={_go_quote(group_labels[name])}" for name in sorted(group_labels))
+    return "{}:{" + pairs + "}"
+
+
+def _go_quote(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def _start(tr: Transition, starts_at: StartsAt | None) -> float:
+    started = starts_at(tr) if starts_at is not None else None
+    return tr.at if started is None else started
+
+
+# -- bodies -----------------------------------------------------------------------------
+
+
+def group_transitions(items: Sequence[Item]) -> list[list[Item]]:
+    """Split items into webhook bodies: one group (`GROUP_BY` labels) per body, in order.
+
+    An alert appears at most once per body: when the same alert changes state again
+    within `items` (fired, then resolved), the later change starts a new body, so a
+    body's `status` never contradicts one of its alerts' later state.
+    """
+    done: list[tuple[int, list[Item]]] = []
+    open_: dict[tuple[str, ...], tuple[int, list[Item], set[str]]] = {}
+    for position, (tr, slo) in enumerate(items):
+        labels = alert_labels(tr, slo)
+        key = tuple(labels[name] for name in GROUP_BY)
+        fp = fingerprint(labels)
+        current = open_.get(key)
+        if current is not None and fp in current[2]:
+            done.append((current[0], current[1]))
+            current = None
+        if current is None:
+            current = (position, [], set())
+            open_[key] = current
+        current[1].append((tr, slo))
+        current[2].add(fp)
+    done.extend((first, group) for first, group, _ in open_.values())
+    done.sort(key=lambda entry: entry[0])
+    return [group for _, group in done]
+
+
+def webhook_body(
+    items: Sequence[Item],
+    *,
+    receiver: str,
+    external_url: str,
+    starts_at: StartsAt | None = None,
+) -> bytes:
+    """An Alertmanager webhook v4 body for transitions of one group (see group_transitions).
+
+    `status` is `firing` if any alert fires. Firing alerts have `endsAt` = Go's zero time,
+    as Alertmanager sends them; resolved ones end at the transition's time. `startsAt` is
+    `starts_at(tr)` when given and known, else the transition's time (right for firing,
+    so pass a lookup of firing times to date resolved alerts properly).
+    """
+    if not items:
+        raise ValueError("webhook_body needs at least one transition")
+    first_labels = alert_labels(*items[0])
+    group = {name: first_labels[name] for name in GROUP_BY}
+    alerts: list[WebhookAlert] = []
+    for tr, slo in items:
+        labels = alert_labels(tr, slo)
+        this_group = {name: labels[name] for name in GROUP_BY}
+        if this_group != group:
+            raise ValueError(
+                f"transitions of different groups in one webhook body: {group} and "
+                f"{this_group}; split them with group_transitions()"
+            )
+        alerts.append(
+            WebhookAlert(
+                status=tr.state,
+                labels=labels,
+                annotations=alert_annotations(tr, slo),
+                starts_at=rfc3339(_start(tr, starts_at)),
+                ends_at=ZERO_TIME if tr.state == "firing" else rfc3339(tr.at),
+                generator_url=generator_url(external_url, slo.name),
+                fingerprint=fingerprint(labels),
+            )
+        )
+    message = WebhookMessage(
+        group_key=group_key(group),
+        status="firing" if any(a.status == "firing" for a in alerts) else "resolved",
+        receiver=receiver,
+        group_labels=group,
+        common_labels=_common([a.labels for a in alerts]),
+        common_annotations=_common([a.annotations for a in alerts]),
+        external_url=external_url,
+        alerts=alerts,
+    )
+    return _encoder.encode(message)
+
+
+def _common(maps: Sequence[Mapping[str, str]]) -> dict[str, str]:
+    first, rest = maps[0], maps[1:]
+    return {k: v for k, v in first.items() if all(m.get(k) == v for m in rest)}
+
+
+def alertmanager_alerts(
+    items: Sequence[Item],
+    *,
+    external_url: str,
+    now_s: float,
+    horizon_s: float,
+    starts_at: StartsAt | None = None,
+) -> bytes:
+    """The body of Alertmanager API v2 `POST /api/v2/alerts` for these transitions.
+
+    A firing alert gets `endsAt` = `now_s` + `horizon_s` (wall clock): Alertmanager
+    resolves it by itself unless it is re-sent before then, so re-send firing alerts
+    well within the horizon (Prometheus uses about 4x its resend interval). A resolved
+    alert ends at the transition's time. `startsAt` as in webhook_body.
+    """
+    if not horizon_s > 0:
+        raise ValueError(f"horizon_s must be > 0, got {horizon_s}")
+    alerts = [
+        PostableAlert(
+            labels=alert_labels(tr, slo),
+            annotations=alert_annotations(tr, slo),
+            starts_at=rfc3339(_start(tr, starts_at)),
+            ends_at=rfc3339(now_s + horizon_s if tr.state == "firing" else tr.at),
+            generator_url=generator_url(external_url, slo.name),
+        )
+        for tr, slo in items
+    ]
+    return _encoder.encode(alerts)
