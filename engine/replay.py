@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import IO, TextIO
 
 import msgspec
+import numpy as np
+import numpy.typing as npt
 
 from engine.core.config import Config
 from engine.core.decode import Event, RecordDecoder
@@ -61,7 +63,7 @@ def _is_gzip(path: Path) -> bool:
 
 def decode_lines(
     decoder: RecordDecoder, block: bytes, evaluator: Evaluator
-) -> tuple[list[Event], list[int] | None, int]:
+) -> tuple[list[Event], npt.NDArray[np.int32] | None, int]:
     """Events of a block of lines; bad lines are counted on the evaluator and skipped."""
     batch = decoder.json_lines(block)
     if batch is not None:

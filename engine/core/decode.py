@@ -1,19 +1,26 @@
 """Wire decoding: Kafka record values (or JSON lines) into request events, in batches.
 
-A record is one event object or an array of them (DESIGN section 3), JSON or
-MessagePack. JSON records of a batch are decoded with a single msgspec call on
-the records joined into one array; only when that fails (some record is bad) are
-the records of the batch decoded one by one to find which ones to reject. Records
-are rejected whole, with one of the reasons in `DECODE_REASONS`; nothing but
-`engine.errors.RecordError` leaves this module, and `decode_batch` raises nothing.
+A record is one event object or an array of them (the wire contract), JSON or
+MessagePack. A batch is decoded with one reusable typed decoder in a tight list
+comprehension (measured faster than joining the records into one document, which
+also needs a check that no record split or merged). Streams are usually uniform, so
+single-event records are first decoded straight into `Event`s, with no per-record
+type check afterwards; arrays take the general path. Only when a batch holds a bad
+record are its records decoded one by one with error handling, to find which ones to
+reject. Records are rejected whole, with one of the reasons in `DECODE_REASONS`;
+nothing but `engine.errors.RecordError` leaves this module, and `decode_batch`
+raises nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from itertools import chain
 from typing import Annotated, Literal
 
 import msgspec
+import numpy as np
+import numpy.typing as npt
 
 from engine.errors import RecordError
 
@@ -46,13 +53,19 @@ class DecodedBatch(msgspec.Struct):
     """Events of a batch in record order, the record each came from, and the rejects."""
 
     events: list[Event]
-    record_index: list[int] | None
+    record_index: npt.NDArray[np.int32] | None
     """For each event, the index of its record in the input batch (None: event i is
     record i, the common case of single-event records)."""
     rejected: list[tuple[int, str, str]]
     """(record index, reason, detail) for every rejected record."""
     n_records: int
     """Records in the input, accepted or not."""
+
+    def indices(self) -> list[int]:
+        """The record index of every event as a plain list."""
+        if self.record_index is None:
+            return list(range(len(self.events)))
+        return [int(i) for i in self.record_index]
 
 
 # What msgspec may raise on hostile input: its own errors, invalid UTF-8 in a string
@@ -79,20 +92,20 @@ class RecordDecoder:
 
     def __init__(self, fmt: WireFormat = "json") -> None:
         self.format = fmt
-        self._json_one = msgspec.json.Decoder(Record)
-        self._json_many = msgspec.json.Decoder(list[Record])
-        self._msgpack_one = msgspec.msgpack.Decoder(Record)
-        self._json_event = msgspec.json.Decoder(Event)
-        self._json_raws = msgspec.json.Decoder(list[msgspec.Raw])
+        if fmt == "json":
+            self._record: Callable[[bytes], Record] = msgspec.json.Decoder(Record).decode
+            self._event: Callable[[bytes], Event] = msgspec.json.Decoder(Event).decode
+        else:
+            self._record = msgspec.msgpack.Decoder(Record).decode
+            self._event = msgspec.msgpack.Decoder(Event).decode
+        self._json_record_lines = msgspec.json.Decoder(Record).decode_lines
+        self._json_event_lines = msgspec.json.Decoder(Event).decode_lines
         self._single_events = True
 
     def decode_one(self, value: bytes) -> list[Event]:
         """Events of one record; raises RecordError with the rejection reason."""
         try:
-            if self.format == "json":
-                rec = self._json_one.decode(value)
-            else:
-                rec = self._msgpack_one.decode(value)
+            rec = self._record(value)
         except DECODE_ERRORS as exc:
             raise RecordError(reason_for(exc), str(exc)) from None
         return rec if isinstance(rec, list) else [rec]
@@ -100,46 +113,65 @@ class RecordDecoder:
     def json_lines(self, block: bytes) -> DecodedBatch | None:
         """Every line of a JSON Lines block in one msgspec call; None if any line is bad.
 
-        Streams are usually uniform, so single-event lines are first decoded as plain
-        events (no per-record type check afterwards); arrays take the general path."""
+        msgspec splits on any whitespace, so the count of values is compared with the
+        count of lines: a line with two values, or a value over two lines, sends the
+        block to the line-by-line path (which rejects them). Two such lines in one block
+        could cancel out; both are then read as values instead of being rejected."""
+        n_lines = block.count(b"\n")
         if self._single_events:
             try:
-                events = self._json_event.decode_lines(block)
-                if len(events) == block.count(b"\n"):
-                    return DecodedBatch(events, None, [], len(events))
-                return None
+                events = self._json_event_lines(block)
             except msgspec.ValidationError:
                 self._single_events = False
             except DECODE_ERRORS:
                 return None
+            else:
+                return DecodedBatch(events, None, [], n_lines) if len(events) == n_lines else None
         try:
-            recs = self._json_one.decode_lines(block)
+            recs = self._json_record_lines(block)
         except DECODE_ERRORS:
             return None
-        if len(recs) != block.count(b"\n"):
-            return None  # a line with two values, or one value over two lines
-        batch = _flatten(recs)
-        self._single_events = len(batch.events) == len(recs) and not any(
-            isinstance(r, list) for r in recs
-        )
-        return batch
+        if len(recs) != n_lines:
+            return None
+        return self._flatten(recs)
 
     def decode_batch(self, values: Sequence[bytes | None]) -> DecodedBatch:
         """Decode many records; a bad record is rejected alone, the others are kept."""
-        if self.format == "json" and values and _joinable(values):
-            joined = b"[" + b",".join(values) + b"]"  # type: ignore[arg-type]
+        n = len(values)
+        dec = self._event
+        if self._single_events:
             try:
-                # Each element must span exactly its own record, or a record that
-                # splits in two could cancel out two that merge into one.
-                raws = self._json_raws.decode(joined)
-                if len(raws) == len(values) and all(
-                    len(r) == len(v)  # type: ignore[arg-type]
-                    for r, v in zip(raws, values, strict=True)
-                ):
-                    return _flatten(self._json_many.decode(joined))
-            except DECODE_ERRORS:
-                pass
-        return self._decode_each(values)
+                events = [dec(v) for v in values]  # type: ignore[arg-type]
+            except msgspec.ValidationError:
+                self._single_events = False  # maybe arrays; the general path tells
+            except (*DECODE_ERRORS, TypeError):
+                return self._decode_each(values)
+            else:
+                return DecodedBatch(events, None, [], n)
+        rec = self._record
+        try:
+            recs = [rec(v) for v in values]  # type: ignore[arg-type]
+        except (*DECODE_ERRORS, TypeError):
+            return self._decode_each(values)
+        return self._flatten(recs)
+
+    def _flatten(self, recs: list[Record]) -> DecodedBatch:
+        n = len(recs)
+        kinds = set(map(type, recs))
+        if kinds == {Event}:
+            self._single_events = True
+            return DecodedBatch(recs, None, [], n)  # type: ignore[arg-type]
+        self._single_events = False
+        if kinds == {list}:
+            events = list(chain.from_iterable(recs))  # type: ignore[arg-type]
+            lens = np.fromiter(map(len, recs), dtype=np.int64, count=n)  # type: ignore[arg-type]
+        else:
+            events = list(chain.from_iterable(r if type(r) is list else (r,) for r in recs))  # type: ignore[misc]
+            lens = np.fromiter(
+                (len(r) if type(r) is list else 1 for r in recs), dtype=np.int64, count=n
+            )
+        index = np.repeat(np.arange(n, dtype=np.int32), lens)
+        return DecodedBatch(events, index, [], n)
 
     def _decode_each(self, values: Sequence[bytes | None]) -> DecodedBatch:
         events: list[Event] = []
@@ -156,29 +188,4 @@ class RecordDecoder:
                 continue
             events.extend(evs)
             index.extend([i] * len(evs))
-        return DecodedBatch(events, index, rejected, len(values))
-
-
-def _joinable(values: Sequence[bytes | None]) -> bool:
-    """Each value must be a bracketed JSON object/array (no surrounding whitespace), so
-    that the element lengths of the joined array can be compared with the records'."""
-    for v in values:
-        if not v:
-            return False
-        first, last = v[0], v[-1]
-        if not ((first == 0x7B and last == 0x7D) or (first == 0x5B and last == 0x5D)):
-            return False
-    return True
-
-
-def _flatten(recs: list[Event | list[Event]]) -> DecodedBatch:
-    events: list[Event] = []
-    index: list[int] = []
-    for i, r in enumerate(recs):
-        if isinstance(r, list):
-            events.extend(r)
-            index.extend([i] * len(r))
-        else:
-            events.append(r)
-            index.append(i)
-    return DecodedBatch(events, index, [], len(recs))
+        return DecodedBatch(events, np.array(index, dtype=np.int32), rejected, len(values))

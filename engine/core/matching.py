@@ -132,7 +132,7 @@ class Classifier:
     def columns(
         self,
         events: Sequence[Event],
-        record_index: Sequence[int] | None = None,
+        record_index: Sequence[int] | npt.NDArray[np.int32] | None = None,
         record_ts_s: F64 | None = None,
     ) -> EventColumns:
         """Columns of `events`. A missing `ts` falls back to its record's timestamp when given."""

@@ -53,12 +53,12 @@ def _check_batch(decoder: RecordDecoder, values: Sequence[bytes | None]) -> None
     rejected_ix = [i for i, _, _ in batch.rejected]
     assert rejected_ix == sorted(set(rejected_ix)), "a record was rejected twice"
     assert all(reason in DECODE_REASONS for _, reason, _ in batch.rejected)
-    assert len(batch.events) == len(batch.record_index)
-    assert batch.record_index == sorted(batch.record_index)
-    assert not set(batch.record_index) & set(rejected_ix), "a record both accepted and rejected"
-    assert all(0 <= i < len(values) for i in [*rejected_ix, *batch.record_index])
+    assert len(batch.events) == len(batch.indices())
+    assert batch.indices() == sorted(batch.indices())
+    assert not set(batch.indices()) & set(rejected_ix), "a record both accepted and rejected"
+    assert all(0 <= i < len(values) for i in [*rejected_ix, *batch.indices()])
     events, index, rejected = _one_by_one(decoder, values)
-    assert (batch.events, batch.record_index, batch.rejected) == (events, index, rejected)
+    assert (batch.events, batch.indices(), batch.rejected) == (events, index, rejected)
 
 
 # --- accepted records --------------------------------------------------------------------
@@ -157,7 +157,7 @@ def test_accepted_records(fmt: str, value: bytes, expected: list[Event]) -> None
     decoder = DECODERS[fmt]
     assert decoder.decode_one(value) == expected
     batch = decoder.decode_batch([value])
-    assert (batch.events, batch.record_index, batch.rejected) == (
+    assert (batch.events, batch.indices(), batch.rejected) == (
         expected,
         [0] * len(expected),
         [],
@@ -324,7 +324,7 @@ def test_decode_batch_rejects_the_record_alone(fmt: str, value: bytes, reason: s
     good = _mp({"service": "ok"}) if fmt == "msgpack" else b'{"service":"ok"}'
     batch = DECODERS[fmt].decode_batch([good, value, good])
     assert batch.events == [Event(service="ok"), Event(service="ok")]
-    assert batch.record_index == [0, 2]
+    assert batch.indices() == [0, 2]
     assert [(i, r) for i, r, _ in batch.rejected] == [(1, reason)]
 
 
@@ -347,7 +347,7 @@ def test_a_batch_keeps_the_good_records_around_bad_ones(fmt: WireFormat) -> None
     ]
     batch = DECODERS[fmt].decode_batch(values)
     assert [e.service for e in batch.events] == ["a", "b", "c", "e"]
-    assert batch.record_index == [0, 2, 2, 8]
+    assert batch.indices() == [0, 2, 2, 8]
     assert [(i, reason) for i, reason, _ in batch.rejected] == [
         (1, "malformed"),
         (3, "malformed"),
@@ -361,7 +361,7 @@ def test_a_batch_keeps_the_good_records_around_bad_ones(fmt: WireFormat) -> None
 
 def test_an_empty_batch_is_empty() -> None:
     batch = DECODERS["json"].decode_batch([])
-    assert (batch.events, batch.record_index, batch.rejected) == ([], [], [])
+    assert (batch.events, batch.indices(), batch.rejected) == ([], [], [])
 
 
 def test_record_error_names_reason_and_detail() -> None:
