@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from pathlib import Path
 
@@ -44,6 +45,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return run_replay(cfg, events, Path(args.output) if args.output else None)
 
 
+def cmd_produce(args: argparse.Namespace) -> int:
+    from engine.adapters.producer import run_produce
+
+    return asyncio.run(run_produce(args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="burnrate",
@@ -77,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--events", required=True, help="events file (.jsonl or .jsonl.gz)")
     p.add_argument("--output", help="where to write transitions (default: stdout)")
     p.set_defaults(func=cmd_replay)
+
+    from engine.adapters.producer import PRODUCE_HELP, add_produce_arguments
+
+    p = sub.add_parser("produce", help=PRODUCE_HELP)
+    add_produce_arguments(p)
+    p.set_defaults(func=cmd_produce)
     return parser
 
 

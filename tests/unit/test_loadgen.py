@@ -8,6 +8,8 @@ import math
 import msgspec
 import numpy as np
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 from engine.core.decode import RecordDecoder
 from engine.core.taxonomy import Outcome, classify
@@ -499,3 +501,36 @@ def test_encode_records_rejects_bad_options(fmt: str, batch: int, message: str) 
     cols = generate(LoadSpec(rate=1.0, duration_s=1.0), START_TS, 0, 1)
     with pytest.raises(ValueError, match=message):
         encode_records(cols, fmt, batch)  # type: ignore[arg-type]
+
+
+@given(
+    start_ms=st.integers(0, 10**9),
+    duration_ms=st.none() | st.integers(1, 10**9),
+    error_percent=st.none() | st.floats(0, 100),
+    latency_ms=st.none() | st.integers(1, 10**7),
+    service=st.none() | st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,20}", fullmatch=True),
+)
+def test_any_incident_prints_as_text_that_parses_back_to_it(
+    start_ms: int,
+    duration_ms: int | None,
+    error_percent: float | None,
+    latency_ms: int | None,
+    service: str | None,
+) -> None:
+    assume(error_percent is not None or latency_ms is not None)
+    incident = Incident(
+        start_s=start_ms / 1000,
+        duration_s=math.inf if duration_ms is None else duration_ms / 1000,
+        error_ratio=None if error_percent is None else error_percent / 100,
+        latency_median_ms=latency_ms,
+        service=service,
+    )
+    back = parse_incident(str(incident))
+    assert back.start_s == pytest.approx(incident.start_s, abs=1e-9)
+    assert back.duration_s == pytest.approx(incident.duration_s, rel=1e-12)
+    if incident.error_ratio is None:
+        assert back.error_ratio is None
+    else:
+        assert back.error_ratio == pytest.approx(incident.error_ratio, rel=1e-9, abs=1e-15)
+    assert back.latency_median_ms == incident.latency_median_ms
+    assert back.service == incident.service
