@@ -86,10 +86,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_replay)
 
     from engine.adapters.producer import PRODUCE_HELP, add_produce_arguments
+    from engine.runtime import RUN_HELP, add_run_arguments, run_command
+
+    p = sub.add_parser("run", help=RUN_HELP)
+    add_run_arguments(p)
+    p.set_defaults(func=run_command)
 
     p = sub.add_parser("produce", help=PRODUCE_HELP)
     add_produce_arguments(p)
     p.set_defaults(func=cmd_produce)
+
+    from engine.demo import DEMO_HELP, add_demo_arguments, demo_command
+
+    p = sub.add_parser("demo", help=DEMO_HELP)
+    add_demo_arguments(p)
+    p.set_defaults(func=demo_command)
     return parser
 
 

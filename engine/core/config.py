@@ -231,9 +231,13 @@ def _semantic_errors(cfg: Config) -> list[str]:
             errors.append(f"{path}: windows must be longer than 0s")
         elif row.short_s >= row.long_s:
             errors.append(f"{path}.short: must be shorter than long ({row.short} >= {row.long})")
-        if row.short_s < 60 and row.short_s > 0:
-            errors.append(f"{path}.short: must be at least 1m, got {row.short}")
     ev = cfg.evaluation
+    for i, row in enumerate(cfg.policy):
+        if 0 < row.short_s < ev.tick_s:
+            errors.append(
+                f"$.policy[{i}].short: must be at least the evaluation tick ({ev.tick}), "
+                f"got {row.short}"
+            )
     if ev.tick_s < 1:
         errors.append(f"$.evaluation.tick: must be at least 1s, got {ev.tick}")
     if ev.allowed_lateness_s > 3600:

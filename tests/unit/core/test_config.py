@@ -365,10 +365,10 @@ URL_RCV = {"type": "webhook", "url": "https://hooks.example/x"}
             id="a policy row with equal windows is rejected",
         ),
         pytest.param(
-            _policy({"severity": "page", "long": "1h", "short": "30s", "burn_rate": 14.4}),
+            _policy({"severity": "page", "long": "1h", "short": "5s", "burn_rate": 14.4}),
             "$.policy[0].short",
-            "must be at least 1m",
-            id="a short window below a minute is rejected",
+            "must be at least the evaluation tick (10s)",
+            id="a short window below the evaluation tick is rejected",
         ),
         pytest.param(
             _policy({"severity": "page", "long": "1h", "short": "5m"}),

@@ -1,0 +1,236 @@
+"""`burnrate demo`: the whole pipeline on one machine, live in the terminal.
+
+Starts an embedded Kafka-protocol broker (unless KAFKA_BOOTSTRAP_SERVERS is set),
+creates a topic, produces synthetic traffic with an incident, runs the engine on
+`configs/demo.yaml` and shows the SLOs, their burn rates and budgets and the alerts as
+they fire and resolve. It ends by itself once the page has fired and resolved (or on
+Ctrl-C), and leaves no process behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from engine.core.config import Config, load_config
+from engine.core.durations import format_duration
+from engine.core.evaluator import Transition
+from engine.errors import BurnrateError, ConfigError
+
+DEMO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
+DEMO_HELP = "run the whole pipeline on an embedded broker and watch a page fire and resolve"
+
+log = logging.getLogger("burnrate.demo")
+
+
+def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Run the whole pipeline locally: an embedded Kafka-protocol broker (or the one in "
+        "KAFKA_BOOTSTRAP_SERVERS), a producer with an incident, and the engine, shown live. "
+        "Ends once the page alert has fired and resolved, or on Ctrl-C."
+    )
+    parser.add_argument("--config", default=str(DEMO_CONFIG), help="config (default: %(default)s)")
+    parser.add_argument(
+        "--listen", default="127.0.0.1:0", help="HTTP address (default: a free port on loopback)"
+    )
+    parser.add_argument("--rate", type=float, default=200.0, help="events/s (default: 200)")
+    parser.add_argument(
+        "--incident",
+        default="checkout:20%@+40s:60s",
+        help="incident in the `burnrate produce` grammar (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-duration",
+        type=float,
+        default=600.0,
+        help="stop after this many seconds even if the page has not resolved (default: 600)",
+    )
+
+
+@contextlib.contextmanager
+def _broker() -> Iterator[tuple[str, bool]]:
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
+    if external:
+        yield external, False
+        return
+    from engine.adapters.embedded_broker import EmbeddedBroker
+
+    with EmbeddedBroker() as broker:
+        yield broker.bootstrap_servers, True
+
+
+def _view(
+    config: Config, runtime: object, started: float, url: str, notes: list[str], phase: str
+) -> Group:
+    from engine.runtime import Runtime
+
+    assert isinstance(runtime, Runtime)
+    ev = runtime.evaluator
+    burn = ev.burn_rates()
+    budget = ev.budget_remaining()
+    windows = sorted({r.long_s for r in config.policy} | {r.short_s for r in config.policy})
+    table = Table(title=f"Burnrate demo  {format_duration(round(time.time() - started))}  {phase}")
+    table.add_column("SLO")
+    table.add_column("objective", justify="right")
+    table.add_column("events", justify="right")
+    for w in windows:
+        table.add_column(f"burn {format_duration(w)}", justify="right")
+    table.add_column("budget left", justify="right")
+    table.add_column("alerts")
+    for i, slo in enumerate(config.slos):
+        cells: list[str | Text] = [slo.name, f"{slo.objective:g}%", f"{int(ev.events_total[i]):,}"]
+        for w in windows:
+            b = float(burn[ev.windows.index(w), i])
+            cells.append("-" if math.isnan(b) else f"{b:.1f}x")
+        left = float(budget[i])
+        cells.append("no data" if math.isnan(left) else f"{100 * left:.1f}%")
+        firing = [sev for j, sev in enumerate(ev.severities) if ev.firing[i, j]]
+        cells.append(
+            Text(" ".join(s.upper() for s in firing), style="bold red")
+            if firing
+            else Text("ok", style="green")
+        )
+        table.add_row(*cells)
+    lines = [
+        Text(f"metrics: {url}/metrics   readiness: {url}/readyz   Ctrl-C to stop", style="dim")
+    ]
+    lines += [Text(n) for n in notes[-8:]]
+    return Group(table, *lines)
+
+
+def _note(tr: Transition) -> str:
+    clock = time.strftime("%H:%M:%S", time.localtime(tr.at))
+    rates = (
+        f"{format_duration(tr.long_window_s)}={tr.burn_rate_long or 0:.1f}x "
+        f"{format_duration(tr.short_window_s)}={tr.burn_rate_short or 0:.1f}x"
+    )
+    return (
+        f"{clock}  {tr.state.upper():8} {tr.severity:6} {tr.slo}  burn {rates} (>= {tr.factor:g}x)"
+    )
+
+
+async def _demo(args: argparse.Namespace, console: Console) -> int:
+    from engine.adapters.embedded_broker import create_topic
+    from engine.adapters.producer import produce
+    from engine.loadgen import LoadSpec, parse_incident
+    from engine.runtime import Runtime
+
+    config = load_config(args.config)
+    spec = LoadSpec(
+        rate=args.rate,
+        duration_s=math.inf,
+        services=tuple(sorted({s.service for s in config.slos})),
+        error_ratio=0.0005,
+        latency_median_ms=60.0,
+        latency_p99_ms=180.0,
+        incidents=(parse_incident(args.incident),),
+        seed=int(time.time()),
+    )
+    stop = asyncio.Event()
+    with _broker() as (bootstrap, embedded):
+        topic = config.kafka.topics[0] if embedded else f"burnrate-demo-{uuid.uuid4().hex[:8]}"
+        console.print(
+            f"broker: {bootstrap} ({'embedded' if embedded else 'KAFKA_BOOTSTRAP_SERVERS'}), "
+            f"topic: {topic}"
+        )
+        await create_topic(bootstrap, topic, 3)
+        kafka = msgspec.structs.replace(
+            config.kafka,
+            bootstrap_servers=bootstrap,
+            topics=[topic],
+            group_id=f"{config.kafka.group_id}-{uuid.uuid4().hex[:8]}",
+        )
+        config = msgspec.structs.replace(config, kafka=kafka, receivers=[])
+        runtime = Runtime(config, listen=args.listen, sinks=[])
+        run = asyncio.create_task(runtime.run(stop))
+        await asyncio.wait(
+            {run, asyncio.create_task(runtime.started.wait())},
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        if run.done():
+            run.result()
+            return 1
+        started = time.time()
+        producer = asyncio.create_task(produce(bootstrap, topic, spec, stop=stop))
+        notes: list[str] = []
+        seen = 0
+        resolved_at: float | None = None
+        live = (
+            Live(console=console, refresh_per_second=2, transient=False)
+            if console.is_terminal
+            else None
+        )
+        try:
+            with live or contextlib.nullcontext():
+                while not stop.is_set():
+                    await asyncio.sleep(0.5)
+                    for tr in runtime.transitions[seen:]:
+                        notes.append(_note(tr))
+                        if live is None:
+                            console.print(notes[-1])
+                    page = runtime.evaluator.severities.index("page")
+                    if runtime.evaluator.firing[:, page].any():
+                        resolved_at = None
+                    elif resolved_at is None and any(
+                        tr.severity == "page" and tr.state == "resolved"
+                        for tr in runtime.transitions
+                    ):
+                        resolved_at = time.time()
+                    seen = len(runtime.transitions)
+                    elapsed = time.time() - started
+                    phase = "waiting for the incident" if not notes else "incident under way"
+                    if resolved_at is not None:
+                        phase = "every page resolved: done"
+                    if live is not None:
+                        live.update(_view(config, runtime, started, runtime.http.url, notes, phase))
+                    if producer.done() or run.done():
+                        break
+                    if resolved_at is not None and time.time() - resolved_at > 3:
+                        break
+                    if elapsed > args.max_duration:
+                        console.print("max duration reached before the page resolved")
+                        break
+        finally:
+            stop.set()
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError, BurnrateError):
+                async with asyncio.timeout(15):
+                    await producer
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                async with asyncio.timeout(15):
+                    await run
+    if live is None:
+        console.print(f"metrics were at {runtime.http.url}/metrics")
+    pages = [tr.state for tr in runtime.transitions if tr.severity == "page"]
+    console.print(f"page transitions: {', '.join(pages) or 'none'}")
+    return 0 if "resolved" in pages else 1
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    console = Console(stderr=False)
+    try:
+        return asyncio.run(_demo(args, console))
+    except KeyboardInterrupt:
+        return 130
+    except ConfigError as exc:
+        for line in exc.errors:
+            print(f"{args.config}: {line}", file=sys.stderr)
+        return 2
+    except BurnrateError as exc:
+        print(f"burnrate demo: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,414 @@
+"""`burnrate run`: the service wiring under asyncio (uvloop when available).
+
+Four tasks share one event loop and one evaluator, so no locks: *consume* (the Kafka
+source applies fetched batches), *evaluate* (every second of wall time, moves event
+time to `now - allowed_lateness` so idle services still drain and resolve, without
+making a lagging partition's events too late, then refreshes the metrics body),
+*deliver* (hands alert transitions to the sinks, off the consume path) and the HTTP
+server.
+
+Shutdown (SIGTERM/SIGINT): stop fetching, apply what was fetched, commit, hand over
+pending transitions, leave the group, stop HTTP. Every await on that path is bounded,
+so the process exits within `SHUTDOWN_TIMEOUT_S` even with every broker down.
+
+Wiring for the command line (engine.cli):
+
+    p = sub.add_parser("run", help=RUN_HELP)
+    add_run_arguments(p)
+    p.set_defaults(func=run_command)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Final, Protocol, TextIO
+
+import msgspec
+
+from engine.adapters.http_server import HttpServer, parse_listen
+from engine.adapters.metrics import EngineMetrics
+from engine.adapters.source import KafkaSource, SourceStatus
+from engine.core.config import Config, ConsoleReceiver, load_config
+from engine.core.durations import format_duration
+from engine.core.evaluator import Evaluator, Transition
+from engine.errors import ConfigError
+
+__all__ = [
+    "RUN_HELP",
+    "ConsoleSink",
+    "JsonFormatter",
+    "Runtime",
+    "Sink",
+    "add_run_arguments",
+    "build_sinks",
+    "configure_logging",
+    "run_command",
+]
+
+log = logging.getLogger("engine.runtime")
+
+RUN_HELP: Final = "run the service: consume Kafka, evaluate SLOs, serve /metrics, alert"
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+EVALUATE_INTERVAL_S: Final = 1.0
+SHUTDOWN_TIMEOUT_S: Final = 10.0
+START_RETRY_MAX_S: Final = 10.0
+
+
+class Sink(Protocol):
+    """Somewhere alert transitions go (console, webhook, Alertmanager)."""
+
+    async def deliver(self, transition: Transition) -> None: ...
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.1%}"
+
+
+def _rate(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.1f}x"
+
+
+def describe(tr: Transition) -> str:
+    """One readable line for a transition."""
+    when = datetime.fromtimestamp(tr.at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (
+        f"{tr.state.upper()} {tr.severity} {tr.slo}: burn rate "
+        f"{_rate(tr.burn_rate_long)} over {format_duration(tr.long_window_s)} and "
+        f"{_rate(tr.burn_rate_short)} over {format_duration(tr.short_window_s)} "
+        f"(threshold {tr.factor:g}x), error budget left {_pct(tr.error_budget_remaining_ratio)} "
+        f"at {when}"
+    )
+
+
+class ConsoleSink:
+    """Prints one readable line per transition."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream
+
+    async def deliver(self, transition: Transition) -> None:
+        stream = self.stream or sys.stdout
+        print(describe(transition), file=stream, flush=True)
+
+
+def build_sinks(config: Config) -> list[Sink]:
+    """Sinks for `config.receivers` that this build knows how to make."""
+    sinks: list[Sink] = []
+    for rcv in config.receivers:
+        if isinstance(rcv, ConsoleReceiver):
+            sinks.append(ConsoleSink())
+        else:
+            log.warning("receiver type %r is not available in this build; skipped", type(rcv))
+    return sinks
+
+
+# -- logging -------------------------------------------------------------------------
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, msg, plus the record's `data` fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        data = getattr(record, "data", None)
+        if isinstance(data, dict):
+            for k, v in data.items():
+                out.setdefault(k, v)
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return msgspec.json.encode(out).decode()
+
+
+def configure_logging(fmt: str = "text", level: int = logging.INFO) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # aiokafka logs every refused connection at ERROR: keep its noise to warnings of our own
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+
+
+# -- the service ---------------------------------------------------------------------
+
+
+class Runtime:
+    """One engine instance: evaluator, Kafka source, metrics, HTTP server, sinks."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        listen: str | None = None,
+        sinks: Sequence[Sink] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.evaluator = Evaluator(config)
+        self.source = KafkaSource(config, self.evaluator, self._on_transitions, clock=clock)
+        self.metrics = EngineMetrics(self.evaluator, self.status, clock)
+        self.metrics.before_render = self._drain_batch_sizes
+        self.http = HttpServer(listen or config.http.listen, self.metrics, self.status)
+        self.sinks: list[Sink] = list(build_sinks(config) if sinks is None else sinks)
+        self.transitions: list[Transition] = []
+        """Every transition so far (the tests and the demo read it)."""
+        self._queue: asyncio.Queue[Transition] = asyncio.Queue()
+        self.started = asyncio.Event()
+        """Set once HTTP listens and the consumer has joined its group."""
+
+    def status(self) -> SourceStatus | None:
+        return self.source.status()
+
+    def _on_transitions(self, transitions: list[Transition]) -> None:
+        for tr in transitions:
+            self.transitions.append(tr)
+            log.info(
+                "alert %s: %s %s (%s/%s burn %s/%s, threshold %gx)",
+                tr.state,
+                tr.slo,
+                tr.severity,
+                format_duration(tr.long_window_s),
+                format_duration(tr.short_window_s),
+                _rate(tr.burn_rate_long),
+                _rate(tr.burn_rate_short),
+                tr.factor,
+                extra={"data": {"event": "alert", **msgspec.structs.asdict(tr)}},
+            )
+            self._queue.put_nowait(tr)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until `stop` is set, then shut down within SHUTDOWN_TIMEOUT_S."""
+        await self.http.start()
+        log.info(
+            "listening on %s",
+            self.http.url,
+            extra={"data": {"event": "listening", "url": self.http.url}},
+        )
+        evaluate = asyncio.create_task(self._evaluate_loop(stop), name="evaluate")
+        deliver = asyncio.create_task(self._deliver_loop(), name="deliver")
+        consume: asyncio.Task[None] | None = None
+        try:
+            if await self._start_source(stop):
+                self.started.set()
+                consume = asyncio.create_task(self.source.run(stop), name="consume")
+                stopped = asyncio.create_task(stop.wait())
+                done, _ = await asyncio.wait(
+                    {consume, stopped}, return_when=asyncio.FIRST_COMPLETED
+                )
+                stopped.cancel()
+                if consume in done and not stop.is_set():
+                    consume.result()  # re-raises what ended it
+                    log.error("consumer ended unexpectedly; shutting down")
+        finally:
+            stop.set()
+            await self._shutdown(consume, evaluate, deliver)
+
+    async def _start_source(self, stop: asyncio.Event) -> bool:
+        """Join the group, retrying with backoff while the brokers are unreachable."""
+        delay = 0.5
+        while not stop.is_set():
+            start = asyncio.create_task(self.source.start())
+            stopped = asyncio.create_task(stop.wait())
+            await asyncio.wait({start, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            if not start.done():
+                start.cancel()
+                with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                    async with asyncio.timeout(2.0):
+                        await start
+                return False
+            exc = start.exception()
+            if exc is None:
+                log.info("consumer started", extra={"data": {"event": "consumer_started"}})
+                return True
+            if isinstance(exc, ConfigError):
+                raise exc
+            log.warning("cannot reach Kafka (%r); retrying in %.1fs", exc, delay)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await stop.wait()
+            delay = min(delay * 2, START_RETRY_MAX_S)
+        return False
+
+    async def _evaluate_loop(self, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while not stop.is_set():
+            next_at += EVALUATE_INTERVAL_S
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(next_at - loop.time(), 0.0)):
+                    await stop.wait()
+            self.tick()
+            if loop.time() > next_at + EVALUATE_INTERVAL_S:  # fell behind: do not catch up
+                next_at = loop.time()
+
+    def tick(self) -> None:
+        """One evaluation at wall time: drain idle time, refresh the metrics."""
+        t0 = time.perf_counter()
+        transitions = self.evaluator.advance(self.clock() - self.evaluator.lateness_s)
+        self.metrics.evaluation_duration.observe(time.perf_counter() - t0)
+        self._drain_batch_sizes()
+        self.metrics.invalidate()
+        if transitions:
+            self._on_transitions(transitions)
+
+    def _drain_batch_sizes(self) -> None:
+        sizes, self.source.batch_sizes = self.source.batch_sizes, []
+        self.metrics.observe_batches(sizes)
+
+    async def _deliver_loop(self) -> None:
+        while True:
+            tr = await self._queue.get()
+            await self._deliver(tr)
+            self._queue.task_done()
+
+    async def _deliver(self, tr: Transition) -> None:
+        for sink in self.sinks:
+            try:
+                await sink.deliver(tr)
+            except Exception:  # the supervisor: one sink's failure must not stop the others
+                log.exception("sink %s failed to deliver %s/%s", sink, tr.slo, tr.severity)
+
+    async def _shutdown(
+        self,
+        consume: asyncio.Task[None] | None,
+        evaluate: asyncio.Task[None],
+        deliver: asyncio.Task[None],
+    ) -> None:
+        deadline = time.monotonic() + SHUTDOWN_TIMEOUT_S - 1.0
+
+        def left(cap: float) -> float:
+            return max(min(cap, deadline - time.monotonic()), 0.1)
+
+        log.info("shutting down", extra={"data": {"event": "shutdown"}})
+        for task, cap in ((consume, 2.0), (evaluate, 1.0)):
+            if task is None:
+                continue
+            try:
+                async with asyncio.timeout(left(cap)):
+                    await asyncio.shield(task)
+            except TimeoutError:
+                task.cancel()
+            except Exception:  # the supervisor: shutdown goes on whatever ended the task
+                log.exception("task %s failed", task.get_name())
+        await self.source.close(timeout_s=left(5.0))
+        self.tick()  # transitions of the last applied batch, last metrics
+        try:
+            async with asyncio.timeout(left(2.0)):
+                await self._queue.join()
+        except TimeoutError:
+            log.warning("%d alert transitions not delivered before exit", self._queue.qsize())
+        deliver.cancel()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(left(1.0)):
+                await self.http.stop()
+        for task in (consume, evaluate, deliver):
+            if task is not None and not task.done():
+                task.cancel()
+        log.info("stopped", extra={"data": {"event": "stopped"}})
+
+
+# -- command line --------------------------------------------------------------------
+
+
+def _listen_arg(text: str) -> str:
+    try:
+        parse_listen(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, metavar="PATH", help="the config file")
+    parser.add_argument(
+        "--listen",
+        type=_listen_arg,
+        metavar="HOST:PORT",
+        help="HTTP address for /metrics, /healthz, /readyz (default: http.listen of the config)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="log lines as text or as JSON objects (default: text)",
+    )
+
+
+async def _serve(runtime: Runtime) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    handled: list[signal.Signals] = []
+
+    def request_stop(sig: signal.Signals) -> None:
+        log.info("received %s", sig.name, extra={"data": {"event": "signal", "signal": sig.name}})
+        stop.set()
+        loop.remove_signal_handler(sig)  # a second signal ends the process at once
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, request_stop, sig)
+            handled.append(sig)
+    try:
+        await runtime.run(stop)
+    finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
+
+
+def _run_loop(main: Callable[[], Any]) -> None:
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main())
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())
+
+
+def apply_env_overrides(config: Config) -> Config:
+    """`KAFKA_BOOTSTRAP_SERVERS`, when set, replaces the configured brokers."""
+    env = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
+    if not env:
+        return config
+    return msgspec.structs.replace(
+        config, kafka=msgspec.structs.replace(config.kafka, bootstrap_servers=env)
+    )
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """`burnrate run`: the exit status (0 after a clean stop, 2 for a bad config)."""
+    configure_logging(args.log_format)
+    try:
+        config = apply_env_overrides(load_config(args.config))
+
+        async def main() -> None:
+            await _serve(Runtime(config, listen=args.listen))
+
+        _run_loop(main)
+    except ConfigError as exc:
+        for line in exc.errors:
+            print(f"{args.config}: {line}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # e.g. the HTTP address is taken
+        log.error("cannot run: %s", exc)
+        return EXIT_FAILURE
+    return EXIT_OK
