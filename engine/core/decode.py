@@ -14,6 +14,7 @@ raises nothing.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from itertools import chain
 from typing import Annotated, Literal
@@ -38,10 +39,12 @@ class Event(msgspec.Struct, gc=False):
     """One request event. Unknown fields are ignored; constraints reject bad numbers."""
 
     service: Annotated[str, msgspec.Meta(min_length=1)]
-    ts: Annotated[float, msgspec.Meta(ge=0, le=_MAX_TS_S)] | None = None
+    # Absent numbers default to NaN (not None) so columns are built with a fast float
+    # conversion; an explicit JSON null still decodes (to None) and means absent too.
+    ts: Annotated[float, msgspec.Meta(ge=0, le=_MAX_TS_S)] | None = math.nan
     operation: str | None = None
     status: int | str | None = None
-    latency_ms: Annotated[float, msgspec.Meta(ge=0, le=_MAX_LATENCY_MS)] | None = None
+    latency_ms: Annotated[float, msgspec.Meta(ge=0, le=_MAX_LATENCY_MS)] | None = math.nan
     ok: bool | None = None
     count: Annotated[int, msgspec.Meta(ge=1, le=2**40)] = 1
 

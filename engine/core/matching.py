@@ -36,6 +36,14 @@ MAX_KEYS = 100_000
 """Distinct keys kept before the cache is reset (bounds memory on hostile input)."""
 
 
+def _floats(events: Sequence[Event], field: attrgetter[float | None], n: int) -> F64:
+    """A float column; absent values are NaN by default, an explicit null is None."""
+    try:
+        return np.fromiter(map(field, events), dtype=np.float64, count=n)
+    except TypeError:
+        return np.array(list(map(field, events)), dtype=np.float64)
+
+
 @dataclass(frozen=True, slots=True)
 class EventColumns:
     """A batch of decoded events, column-wise. NaN marks an absent ts or latency."""
@@ -149,8 +157,8 @@ class Classifier:
                     k = keys[i]
                     ids[i] = self._ids[k] if k in self._ids else self._new_key(k)
             key_id = np.array(ids, dtype=np.int32)
-        ts = np.array(list(map(_TS_OF, events)), dtype=np.float64)
-        latency = np.array(list(map(_LATENCY_OF, events)), dtype=np.float64)
+        ts = _floats(events, _TS_OF, n)
+        latency = _floats(events, _LATENCY_OF, n)
         count = np.fromiter(map(_COUNT_OF, events), dtype=np.int64, count=n)
         if record_index is None:
             record = np.arange(len(events), dtype=np.int32)

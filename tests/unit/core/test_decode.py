@@ -118,7 +118,8 @@ def _check_batch(decoder: RecordDecoder, values: Sequence[bytes | None]) -> None
         pytest.param(
             "json",
             b'{"service":"a","ts":null,"status":null,"ok":null,"latency_ms":null}',
-            [Event(service="a")],
+            # null numbers stay None (the columns read None and NaN alike as absent)
+            [Event(service="a", ts=None, latency_ms=None)],
             id="json explicit nulls are absent fields",
         ),
         pytest.param(

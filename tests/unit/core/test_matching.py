@@ -232,6 +232,13 @@ def test_columns_mark_absent_values_with_nan() -> None:
     assert cols.key_id[0] == cols.key_id[1]
 
 
+def test_columns_read_explicit_nulls_as_absent_too() -> None:
+    clf = Classifier(SLOS, DEFAULT_OPTIONS)
+    cols = clf.columns([Event(service="a", ts=None, latency_ms=None), Event(service="a", ts=2.0)])
+    np.testing.assert_array_equal(cols.ts_s, [np.nan, 2.0])
+    np.testing.assert_array_equal(cols.latency_ms, [np.nan, np.nan])
+
+
 def test_missing_ts_falls_back_to_the_record_timestamp() -> None:
     clf = Classifier(SLOS, DEFAULT_OPTIONS)
     events = [
