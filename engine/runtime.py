@@ -30,26 +30,24 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final, Protocol, TextIO
+from typing import Any, Final
 
 import msgspec
 
 from engine.adapters.http_server import HttpServer, parse_listen
 from engine.adapters.metrics import EngineMetrics
+from engine.adapters.sinks import Sink, build_sinks, collect_stats
 from engine.adapters.source import KafkaSource, SourceStatus
-from engine.core.config import Config, ConsoleReceiver, load_config
+from engine.core.config import Config, load_config
 from engine.core.durations import format_duration
 from engine.core.evaluator import Evaluator, Transition
 from engine.errors import ConfigError
 
 __all__ = [
     "RUN_HELP",
-    "ConsoleSink",
     "JsonFormatter",
     "Runtime",
-    "Sink",
     "add_run_arguments",
-    "build_sinks",
     "configure_logging",
     "run_command",
 ]
@@ -63,52 +61,8 @@ SHUTDOWN_TIMEOUT_S: Final = 10.0
 START_RETRY_MAX_S: Final = 10.0
 
 
-class Sink(Protocol):
-    """Somewhere alert transitions go (console, webhook, Alertmanager)."""
-
-    async def deliver(self, transition: Transition) -> None: ...
-
-
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.1%}"
-
-
 def _rate(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.1f}x"
-
-
-def describe(tr: Transition) -> str:
-    """One readable line for a transition."""
-    when = datetime.fromtimestamp(tr.at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return (
-        f"{tr.state.upper()} {tr.severity} {tr.slo}: burn rate "
-        f"{_rate(tr.burn_rate_long)} over {format_duration(tr.long_window_s)} and "
-        f"{_rate(tr.burn_rate_short)} over {format_duration(tr.short_window_s)} "
-        f"(threshold {tr.factor:g}x), error budget left {_pct(tr.error_budget_remaining_ratio)} "
-        f"at {when}"
-    )
-
-
-class ConsoleSink:
-    """Prints one readable line per transition."""
-
-    def __init__(self, stream: TextIO | None = None) -> None:
-        self.stream = stream
-
-    async def deliver(self, transition: Transition) -> None:
-        stream = self.stream or sys.stdout
-        print(describe(transition), file=stream, flush=True)
-
-
-def build_sinks(config: Config) -> list[Sink]:
-    """Sinks for `config.receivers` that this build knows how to make."""
-    sinks: list[Sink] = []
-    for rcv in config.receivers:
-        if isinstance(rcv, ConsoleReceiver):
-            sinks.append(ConsoleSink())
-        else:
-            log.warning("receiver type %r is not available in this build; skipped", type(rcv))
-    return sinks
 
 
 # -- logging -------------------------------------------------------------------------
@@ -167,7 +121,10 @@ class Runtime:
         self.metrics = EngineMetrics(self.evaluator, self.status, clock)
         self.metrics.before_render = self._drain_batch_sizes
         self.http = HttpServer(listen or config.http.listen, self.metrics, self.status)
-        self.sinks: list[Sink] = list(build_sinks(config) if sinks is None else sinks)
+        external_url = f"http://{listen or config.http.listen}"
+        self.sinks: list[Sink] = list(
+            build_sinks(config, external_url, clock=clock) if sinks is None else sinks
+        )
         self.transitions: list[Transition] = []
         """Every transition so far (the tests and the demo read it)."""
         self._queue: asyncio.Queue[Transition] = asyncio.Queue()
@@ -197,6 +154,8 @@ class Runtime:
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set, then shut down within SHUTDOWN_TIMEOUT_S."""
         await self.http.start()
+        for sink in self.sinks:
+            await sink.start()
         log.info(
             "listening on %s",
             self.http.url,
@@ -287,6 +246,10 @@ class Runtime:
             except Exception:  # the supervisor: one sink's failure must not stop the others
                 log.exception("sink %s failed to deliver %s/%s", sink, tr.slo, tr.severity)
 
+    def delivery_stats(self) -> dict[tuple[str, str], int]:
+        """Webhook/Alertmanager delivery outcomes keyed (receiver, outcome)."""
+        return collect_stats(self.sinks)
+
     async def _shutdown(
         self,
         consume: asyncio.Task[None] | None,
@@ -317,6 +280,8 @@ class Runtime:
         except TimeoutError:
             log.warning("%d alert transitions not delivered before exit", self._queue.qsize())
         deliver.cancel()
+        for sink in self.sinks:
+            await sink.close(left(2.0))
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(left(1.0)):
                 await self.http.stop()

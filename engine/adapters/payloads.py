@@ -8,12 +8,15 @@ bytes out. Two bodies are built:
 - `alertmanager_alerts`: the list Alertmanager's API v2 takes on `POST /api/v2/alerts`,
   for users who route Burnrate's alerts through their own Alertmanager.
 
-Identity. The evaluator keeps one alert per (SLO, severity), so the labels (which are
-the alert's identity in Alertmanager and the input of its fingerprint) are exactly
-`alertname`, `slo`, `service`, `severity` plus the SLO's configured labels. Which
-policy row holds can change while an alert fires (a fast burn tapering into a slow
-one), so the windows of that row are annotations, not labels: as labels they would
-make the resolve notification a different alert from the one that fired.
+Identity. The evaluator keeps one alert per (SLO, severity). Its labels (the alert's
+identity in Alertmanager and the input of its fingerprint) are `alertname`, `slo`,
+`service`, `severity`, the window pair `long_window`/`short_window` of the policy row
+that made it fire, then the SLO's configured labels. Which row holds can change while
+an alert fires (a fast burn tapering into a slow one) and the evaluator's `resolved`
+transition names the row that held last, so the window labels always come from the
+alert's *firing* transition: builders take it as `fired` and the resolve notification
+stays the same alert as the one that fired. The windows and burn rates of the row a
+transition itself names are annotations.
 """
 
 from __future__ import annotations
@@ -34,9 +37,9 @@ __all__ = [
     "BUILTIN_LABELS",
     "GROUP_BY",
     "ZERO_TIME",
+    "FiredLookup",
     "Item",
     "PostableAlert",
-    "StartsAt",
     "WebhookAlert",
     "WebhookMessage",
     "alert_annotations",
@@ -51,7 +54,9 @@ __all__ = [
 ]
 
 ALERTNAME = "SLOErrorBudgetBurn"
-BUILTIN_LABELS = frozenset({"alertname", "slo", "service", "severity"})
+BUILTIN_LABELS = frozenset(
+    {"alertname", "slo", "service", "severity", "long_window", "short_window"}
+)
 """Labels Burnrate sets; an SLO's configured labels with these names are ignored."""
 GROUP_BY: tuple[str, ...] = ("alertname", "slo", "severity")
 """The labels one webhook body is grouped by (its `groupLabels`)."""
@@ -60,8 +65,8 @@ ZERO_TIME = "0001-01-01T00:00:00Z"
 
 Item = tuple[Transition, Slo]
 """A transition and the config of its SLO."""
-StartsAt = Callable[[Transition], float | None]
-"""When the alert of a transition started firing (epoch s), or None if unknown."""
+FiredLookup = Callable[[Transition], Transition | None]
+"""The `firing` transition of the alert a `resolved` transition ends, or None if unknown."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _FNV_OFFSET = 0xCBF29CE484222325
@@ -112,20 +117,37 @@ _encoder = msgspec.json.Encoder()
 # -- labels and annotations ------------------------------------------------------------
 
 
-def alert_labels(tr: Transition, slo: Slo) -> dict[str, str]:
-    """The alert's identity: the built-in labels, then the SLO's other configured labels."""
+def alert_labels(tr: Transition, slo: Slo, fired: Transition | None = None) -> dict[str, str]:
+    """The alert's identity: the built-in labels, then the SLO's other configured labels.
+
+    `long_window`/`short_window` are the windows of `fired`, the transition that made this
+    alert fire, when given (pass it with a `resolved` transition), else of `tr` itself.
+    """
     if tr.slo != slo.name:
         raise ValueError(f"transition is for SLO {tr.slo!r} but the config given is {slo.name!r}")
+    row = tr if fired is None else _check_fired(tr, fired)
     labels = {
         "alertname": ALERTNAME,
         "slo": slo.name,
         "service": slo.service,
         "severity": tr.severity,
+        "long_window": format_duration(row.long_window_s),
+        "short_window": format_duration(row.short_window_s),
     }
     for name in sorted(slo.labels):
         if name not in BUILTIN_LABELS:
             labels[name] = slo.labels[name]
     return labels
+
+
+def _check_fired(tr: Transition, fired: Transition) -> Transition:
+    if fired.state != "firing":
+        raise ValueError(f"fired must be a firing transition, got state {fired.state!r}")
+    if (fired.slo, fired.severity) != (tr.slo, tr.severity):
+        raise ValueError(
+            f"fired is the alert {fired.slo}/{fired.severity}, not {tr.slo}/{tr.severity}"
+        )
+    return fired
 
 
 def alert_annotations(tr: Transition, slo: Slo) -> dict[str, str]:
@@ -290,9 +312,26 @@ def _go_quote(value: str) -> str:
     return f'"{escaped}"'
 
 
-def _start(tr: Transition, starts_at: StartsAt | None) -> float:
-    started = starts_at(tr) if starts_at is not None else None
-    return tr.at if started is None else started
+def _fired_of(items: Sequence[Item], lookup: FiredLookup | None) -> list[Transition | None]:
+    """For each item, the transition that fired its alert (identity and start time).
+
+    A firing transition is its own. For a resolved one: `lookup(tr)`, else the latest
+    firing of the same alert earlier in `items`, else None (unknown, e.g. after a
+    restart: the resolved transition then stands in for it).
+    """
+    out: list[Transition | None] = []
+    latest: dict[tuple[str, str], Transition] = {}
+    for tr, _slo in items:
+        key = (tr.slo, tr.severity)
+        if tr.state == "firing":
+            latest[key] = tr
+            out.append(tr)
+            continue
+        found = lookup(tr) if lookup is not None else None
+        if found is None:
+            found = latest.get(key)
+        out.append(None if found is None else _check_fired(tr, found))
+    return out
 
 
 # -- bodies -----------------------------------------------------------------------------
@@ -301,16 +340,16 @@ def _start(tr: Transition, starts_at: StartsAt | None) -> float:
 def group_transitions(items: Sequence[Item]) -> list[list[Item]]:
     """Split items into webhook bodies: one group (`GROUP_BY` labels) per body, in order.
 
-    An alert appears at most once per body: when the same alert changes state again
-    within `items` (fired, then resolved), the later change starts a new body, so a
-    body's `status` never contradicts one of its alerts' later state.
+    An alert (one SLO and severity) appears at most once per body: when the same alert
+    changes state again within `items` (fired, then resolved), the later change starts a
+    new body, so a body's `status` never contradicts one of its alerts' later state.
     """
     done: list[tuple[int, list[Item]]] = []
-    open_: dict[tuple[str, ...], tuple[int, list[Item], set[str]]] = {}
+    open_: dict[tuple[str, ...], tuple[int, list[Item], set[tuple[str, str]]]] = {}
     for position, (tr, slo) in enumerate(items):
         labels = alert_labels(tr, slo)
         key = tuple(labels[name] for name in GROUP_BY)
-        fp = fingerprint(labels)
+        fp = (tr.slo, tr.severity)
         current = open_.get(key)
         if current is not None and fp in current[2]:
             done.append((current[0], current[1]))
@@ -330,22 +369,23 @@ def webhook_body(
     *,
     receiver: str,
     external_url: str,
-    starts_at: StartsAt | None = None,
+    fired: FiredLookup | None = None,
 ) -> bytes:
     """An Alertmanager webhook v4 body for transitions of one group (see group_transitions).
 
     `status` is `firing` if any alert fires. Firing alerts have `endsAt` = Go's zero time,
-    as Alertmanager sends them; resolved ones end at the transition's time. `startsAt` is
-    `starts_at(tr)` when given and known, else the transition's time (right for firing,
-    so pass a lookup of firing times to date resolved alerts properly).
+    as Alertmanager sends them; resolved ones end at the transition's time. A resolved
+    alert takes its `startsAt` and window labels from the transition that fired it:
+    `fired(tr)` when given and known, else a firing of the same alert earlier in `items`,
+    else the resolved transition itself (so pass a lookup of what fired).
     """
     if not items:
         raise ValueError("webhook_body needs at least one transition")
     first_labels = alert_labels(*items[0])
     group = {name: first_labels[name] for name in GROUP_BY}
     alerts: list[WebhookAlert] = []
-    for tr, slo in items:
-        labels = alert_labels(tr, slo)
+    for (tr, slo), origin in zip(items, _fired_of(items, fired), strict=True):
+        labels = alert_labels(tr, slo, origin)
         this_group = {name: labels[name] for name in GROUP_BY}
         if this_group != group:
             raise ValueError(
@@ -357,7 +397,7 @@ def webhook_body(
                 status=tr.state,
                 labels=labels,
                 annotations=alert_annotations(tr, slo),
-                starts_at=rfc3339(_start(tr, starts_at)),
+                starts_at=rfc3339((origin or tr).at),
                 ends_at=ZERO_TIME if tr.state == "firing" else rfc3339(tr.at),
                 generator_url=generator_url(external_url, slo.name),
                 fingerprint=fingerprint(labels),
@@ -387,25 +427,31 @@ def alertmanager_alerts(
     external_url: str,
     now_s: float,
     horizon_s: float,
-    starts_at: StartsAt | None = None,
+    fired: FiredLookup | None = None,
 ) -> bytes:
     """The body of Alertmanager API v2 `POST /api/v2/alerts` for these transitions.
 
     A firing alert gets `endsAt` = `now_s` + `horizon_s` (wall clock): Alertmanager
     resolves it by itself unless it is re-sent before then, so re-send firing alerts
     well within the horizon (Prometheus uses about 4x its resend interval). A resolved
-    alert ends at the transition's time. `startsAt` as in webhook_body.
+    alert ends at the transition's time, or at `now_s` if that is earlier: Alertmanager
+    resolves an alert only once `endsAt` has passed on its clock, and event time may run
+    ahead of the wall clock. `startsAt` and the window labels as in webhook_body, with
+    `startsAt` never after `now_s` nor after `endsAt` (Alertmanager rejects the whole
+    request if an alert ends before it starts).
     """
     if not horizon_s > 0:
         raise ValueError(f"horizon_s must be > 0, got {horizon_s}")
-    alerts = [
-        PostableAlert(
-            labels=alert_labels(tr, slo),
-            annotations=alert_annotations(tr, slo),
-            starts_at=rfc3339(_start(tr, starts_at)),
-            ends_at=rfc3339(now_s + horizon_s if tr.state == "firing" else tr.at),
-            generator_url=generator_url(external_url, slo.name),
+    alerts = []
+    for (tr, slo), origin in zip(items, _fired_of(items, fired), strict=True):
+        ends_s = now_s + horizon_s if tr.state == "firing" else min(tr.at, now_s)
+        alerts.append(
+            PostableAlert(
+                labels=alert_labels(tr, slo, origin),
+                annotations=alert_annotations(tr, slo),
+                starts_at=rfc3339(min((origin or tr).at, now_s, ends_s)),
+                ends_at=rfc3339(ends_s),
+                generator_url=generator_url(external_url, slo.name),
+            )
         )
-        for tr, slo in items
-    ]
     return _encoder.encode(alerts)

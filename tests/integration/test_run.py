@@ -31,11 +31,22 @@ DEADLINE_S = 60.0
 
 
 class ListSink:
+    """A sink (engine.adapters.sinks.Sink) that keeps what it is given."""
+
     def __init__(self) -> None:
         self.got: list[Transition] = []
 
-    async def deliver(self, transition: Transition) -> None:
-        self.got.append(transition)
+    async def start(self) -> None:
+        pass
+
+    async def deliver(self, tr: Transition) -> None:
+        self.got.append(tr)
+
+    async def close(self, timeout_s: float) -> None:
+        pass
+
+    def stats(self) -> dict[tuple[str, str], int]:
+        return {}
 
 
 class Running:

@@ -87,6 +87,8 @@ def test_labels_are_exactly_the_built_ins_for_an_slo_without_configured_labels()
         "slo": "checkout-availability",
         "service": "checkout",
         "severity": "page",
+        "long_window": "1h",
+        "short_window": "5m",
     }
 
 
@@ -97,12 +99,16 @@ def test_configured_labels_are_kept_next_to_the_built_ins() -> None:
         "slo": "checkout-availability",
         "service": "checkout",
         "severity": "ticket",
+        "long_window": "1h",
+        "short_window": "5m",
         "team": "payments",
         "tier": "1",
     }
 
 
-@pytest.mark.parametrize("name", ["alertname", "slo", "service", "severity"])
+@pytest.mark.parametrize(
+    "name", ["alertname", "slo", "service", "severity", "long_window", "short_window"]
+)
 def test_a_configured_label_never_overrides_a_built_in(name: str) -> None:
     slo = make_slo(labels={name: "hijacked", "team": "payments"})
     labels = alert_labels(make_tr(), slo)
@@ -111,12 +117,34 @@ def test_a_configured_label_never_overrides_a_built_in(name: str) -> None:
     assert labels == alert_labels(make_tr(), make_slo(labels={"team": "payments"}))
 
 
-def test_windows_are_not_labels_so_the_alert_keeps_its_identity_when_the_row_changes() -> None:
+def test_the_window_labels_are_those_of_the_row_that_fired_also_when_resolved() -> None:
     slo = make_slo()
-    fast = alert_labels(make_tr(long_window_s=3600, short_window_s=300), slo)
-    slow = alert_labels(resolved_tr(long_window_s=21600, short_window_s=1800), slo)
-    assert fast == slow
-    assert fingerprint(fast) == fingerprint(slow)
+    fired = make_tr(long_window_s=3600, short_window_s=300)
+    # The fast burn tapered into a slow one: the resolved transition names the 6h row.
+    later = resolved_tr(long_window_s=21600, short_window_s=1800)
+    firing_labels = alert_labels(fired, slo)
+    resolved_labels = alert_labels(later, slo, fired)
+    assert resolved_labels == firing_labels
+    assert (resolved_labels["long_window"], resolved_labels["short_window"]) == ("1h", "5m")
+    assert fingerprint(resolved_labels) == fingerprint(firing_labels)
+    # The later row stays visible, in the annotations.
+    notes = alert_annotations(later, slo)
+    assert (notes["long_window"], notes["short_window"]) == ("6h", "30m")
+
+
+def test_without_the_firing_transition_the_labels_name_the_transitions_own_windows() -> None:
+    labels = alert_labels(resolved_tr(long_window_s=21600, short_window_s=1800), make_slo())
+    assert (labels["long_window"], labels["short_window"]) == ("6h", "30m")
+
+
+def test_fired_must_be_a_firing_transition_of_the_same_alert() -> None:
+    slo = make_slo()
+    with pytest.raises(ValueError, match="firing transition"):
+        alert_labels(resolved_tr(), slo, resolved_tr())
+    with pytest.raises(ValueError, match="ticket"):
+        alert_labels(resolved_tr(), slo, make_tr(severity="ticket"))
+    with pytest.raises(ValueError, match="other"):
+        alert_labels(resolved_tr(), slo, make_tr(slo="other"))
 
 
 def test_a_transition_paired_with_another_slos_config_is_refused() -> None:
@@ -241,8 +269,8 @@ def test_fingerprint_changes_when_any_label_changes() -> None:
 def test_fingerprint_is_a_fixed_value_so_receivers_dedupe_across_upgrades() -> None:
     # Pinned: a change here changes every alert's identity in receivers' eyes.
     labels = alert_labels(make_tr(), make_slo())
-    assert fingerprint(labels) == "69a992ff39bde6ab"
-    assert fingerprint(dict(reversed(labels.items()))) == "69a992ff39bde6ab"
+    assert fingerprint(labels) == "15a21611bd821f7a"
+    assert fingerprint(dict(reversed(labels.items()))) == "15a21611bd821f7a"
 
 
 # -- times and urls -----------------------------------------------------------------------
@@ -361,13 +389,14 @@ def test_a_firing_webhook_body_has_the_v4_shape_and_values() -> None:
 
 
 def test_a_resolved_webhook_body_ends_at_the_resolve_time_and_starts_when_it_fired() -> None:
-    tr = resolved_tr()
+    fired = make_tr()
+    tr = resolved_tr(long_window_s=21600, short_window_s=1800)
     msg = decode(
         webhook_body(
             [(tr, make_slo())],
             receiver="oncall",
             external_url=EXTERNAL,
-            starts_at=lambda t: FIRED_AT if t.slo == tr.slo else None,
+            fired=lambda t: fired if t.slo == tr.slo else None,
         )
     )
     assert_v4_shape(msg)
@@ -376,15 +405,43 @@ def test_a_resolved_webhook_body_ends_at_the_resolve_time_and_starts_when_it_fir
     assert alert["status"] == "resolved"
     assert alert["startsAt"] == rfc3339(FIRED_AT)
     assert alert["endsAt"] == rfc3339(RESOLVED_AT) == "2023-11-14T23:13:20Z"
+    assert alert["labels"] == alert_labels(fired, make_slo())
+    assert alert["fingerprint"] == fingerprint(alert_labels(fired, make_slo()))
+    assert (alert["annotations"]["long_window"], alert["annotations"]["short_window"]) == (
+        "6h",
+        "30m",
+    )
 
 
-def test_without_a_start_lookup_an_alert_starts_at_its_transition() -> None:
+def test_without_a_fired_lookup_an_alert_starts_at_its_transition() -> None:
     for tr in (make_tr(), resolved_tr()):
         for lookup in (None, lambda _t: None):
             body = webhook_body(
-                [(tr, make_slo())], receiver="r", external_url=EXTERNAL, starts_at=lookup
+                [(tr, make_slo())], receiver="r", external_url=EXTERNAL, fired=lookup
             )
             assert decode(body)["alerts"][0]["startsAt"] == rfc3339(tr.at)
+
+
+def test_a_firing_earlier_in_the_same_body_is_what_fired_a_resolved_alert() -> None:
+    slo = make_slo()
+    later = resolved_tr(long_window_s=21600, short_window_s=1800)
+    msg = decode(
+        webhook_body([(make_tr(), slo), (later, slo)], receiver="r", external_url=EXTERNAL)
+    )
+    firing, resolved = msg["alerts"]
+    assert resolved["labels"] == firing["labels"]
+    assert resolved["labels"]["long_window"] == "1h"
+    assert resolved["startsAt"] == rfc3339(FIRED_AT)
+
+
+def test_a_fired_lookup_naming_another_alert_is_refused() -> None:
+    with pytest.raises(ValueError, match="ticket"):
+        webhook_body(
+            [(resolved_tr(), make_slo())],
+            receiver="r",
+            external_url=EXTERNAL,
+            fired=lambda _t: make_tr(severity="ticket"),
+        )
 
 
 def test_firing_and_resolved_of_one_alert_in_one_body_make_a_firing_group() -> None:
@@ -453,20 +510,39 @@ def test_api_v2_alerts_have_exactly_the_postable_fields() -> None:
 
 def test_a_firing_alert_ends_a_horizon_after_now_and_a_resolved_one_when_it_resolved() -> None:
     slo = make_slo()
-    now = FIRED_AT + 600
+    now = RESOLVED_AT + 600
     firing, resolved = decode(
         alertmanager_alerts(
-            [(make_tr(), slo), (resolved_tr(), slo)],
+            [(make_tr(), slo), (resolved_tr(long_window_s=21600, short_window_s=1800), slo)],
             external_url=EXTERNAL,
             now_s=now,
             horizon_s=240,
-            starts_at=lambda _t: FIRED_AT,
+            fired=lambda _t: make_tr(),
         )
     )
     assert firing["startsAt"] == rfc3339(FIRED_AT)
     assert firing["endsAt"] == rfc3339(now + 240)
     assert resolved["startsAt"] == rfc3339(FIRED_AT)
     assert resolved["endsAt"] == rfc3339(RESOLVED_AT)
+    assert resolved["labels"] == firing["labels"] == alert_labels(make_tr(), slo)
+
+
+def test_api_v2_times_never_lie_ahead_of_the_wall_clock_where_that_would_keep_an_alert() -> None:
+    # Event time 5 min ahead of the wall clock (within future_limit): the resolved alert
+    # must end now, or Alertmanager keeps it active; it must not start after it ends.
+    slo = make_slo()
+    now = FIRED_AT - 300
+    firing, resolved = decode(
+        alertmanager_alerts(
+            [(make_tr(), slo), (resolved_tr(at=FIRED_AT + 60), slo)],
+            external_url=EXTERNAL,
+            now_s=now,
+            horizon_s=240,
+        )
+    )
+    assert firing["startsAt"] == rfc3339(now)
+    assert firing["endsAt"] == rfc3339(now + 240)
+    assert resolved["startsAt"] == resolved["endsAt"] == rfc3339(now)
 
 
 def test_api_v2_body_for_nothing_is_an_empty_list_and_the_horizon_must_be_positive() -> None:

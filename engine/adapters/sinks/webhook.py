@@ -1,0 +1,137 @@
+"""The webhook sink: Alertmanager v4 bodies, signed per Standard Webhooks, one per transition.
+
+Each transition becomes one message with one `webhook-id` and one body, both fixed
+before the first attempt and re-used on every retry, so receivers can drop duplicates
+by id. Only `webhook-timestamp` and the signature are renewed per attempt: they say
+when the attempt was signed, and a receiver's 5-minute tolerance must not reject a
+message that waited out a long outage. Unsigned messages carry the id and timestamp
+too. Secrets are read once, when the sinks are built.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from engine.adapters.payloads import webhook_body
+from engine.adapters.signing import SignatureError, new_message_id, parse_secret, signature_headers
+from engine.adapters.sinks._http import (
+    DEFAULT_QUEUE_SIZE,
+    Clock,
+    HttpSink,
+    Job,
+    RetryPolicy,
+    log,
+)
+from engine.core.config import Slo, WebhookReceiver
+from engine.errors import ConfigError
+
+__all__ = ["BODY_RECEIVER", "WebhookSink", "load_secrets"]
+
+BODY_RECEIVER = "burnrate"
+"""The `receiver` field of every webhook body (Alertmanager puts its receiver name there)."""
+
+
+class WebhookSink(HttpSink):
+    """POSTs each transition to one URL, signed when secrets are given, retried until taken."""
+
+    kind = "webhook"
+
+    def __init__(
+        self,
+        url: str,
+        slos: Mapping[str, Slo],
+        *,
+        external_url: str,
+        clock: Clock,
+        secrets: Sequence[bytes] = (),
+        timeout_s: float = 15.0,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        retry: RetryPolicy | None = None,
+        rng: random.Random | None = None,
+        receiver: str | None = None,
+    ) -> None:
+        super().__init__(
+            url,
+            slos,
+            clock=clock,
+            timeout_s=timeout_s,
+            queue_size=queue_size,
+            retry=retry or RetryPolicy(),
+            rng=rng,
+            receiver=receiver,
+        )
+        self.external_url = external_url
+        self._secrets = tuple(secrets)
+
+    @property
+    def signed(self) -> bool:
+        return bool(self._secrets)
+
+    async def _run(self) -> None:
+        while True:
+            job = await self._queue.get()
+            self._current = [job]
+            await self._send(job)
+            self._current = []
+            self._queue.task_done()
+
+    async def _send(self, job: Job) -> None:
+        fired = job.fired
+        try:
+            body = webhook_body(
+                [(job.tr, job.slo)],
+                receiver=BODY_RECEIVER,
+                external_url=self.external_url,
+                fired=lambda _tr: fired,
+            )
+        except ValueError:
+            self._counts["failed"] += 1
+            log.exception("%s: cannot build the body of %s; dropped", self, job.describe())
+            return
+        msg_id = new_message_id()
+
+        def build() -> tuple[bytes, dict[str, str]]:
+            timestamp = int(self.clock())
+            if self._secrets:
+                return body, signature_headers(self._secrets, msg_id, timestamp, body)
+            return body, {"webhook-id": msg_id, "webhook-timestamp": str(timestamp)}
+
+        await self.post_until_done(build, f"{job.describe()} ({msg_id})")
+
+
+def load_secrets(rcv: WebhookReceiver, path: str) -> list[bytes]:
+    """Signing keys of a webhook receiver from `secret_env` and/or `secret_file`.
+
+    Each source holds one or more `whsec_...` secrets separated by whitespace; every
+    message is signed with all of them so receivers can rotate. No source, no signing.
+    """
+    texts: list[tuple[str, str]] = []
+    if rcv.secret_env is not None:
+        value = os.environ.get(rcv.secret_env, "")
+        if not value.strip():
+            raise ConfigError(
+                [f"{path}.secret_env: environment variable {rcv.secret_env} is not set or empty"]
+            )
+        texts.append((f"{path}.secret_env", value))
+    if rcv.secret_file is not None:
+        try:
+            value = Path(rcv.secret_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise ConfigError(
+                [f"{path}.secret_file: cannot read {rcv.secret_file}: {reason}"]
+            ) from None
+        if not value.strip():
+            raise ConfigError([f"{path}.secret_file: {rcv.secret_file} is empty"])
+        texts.append((f"{path}.secret_file", value))
+    keys: list[bytes] = []
+    for where, text in texts:
+        for n, secret in enumerate(text.split()):
+            try:
+                keys.append(parse_secret(secret))
+            except SignatureError as exc:
+                raise ConfigError([f"{where}: secret #{n + 1}: {exc}"]) from None
+    return keys

@@ -1,0 +1,629 @@
+"""Sinks over real HTTP: signing, retries, Retry-After, drops, a full queue, close, and the
+Alertmanager sink against a real Alertmanager (Debian `prometheus-alertmanager`)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import io
+import json
+import logging
+import random
+import secrets
+import socket
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import pytest_asyncio
+from aiohttp import web
+
+from engine.adapters.payloads import alert_labels, fingerprint, rfc3339, webhook_body
+from engine.adapters.signing import WebhookVerifier
+from engine.adapters.sinks import (
+    AlertmanagerSink,
+    ConsoleSink,
+    RetryPolicy,
+    Sink,
+    WebhookSink,
+    build_sinks,
+    collect_stats,
+    format_transition,
+    retry_after_s,
+)
+from engine.core.config import AlertmanagerReceiver, Config, ConsoleReceiver, Slo, WebhookReceiver
+from engine.core.evaluator import Transition
+from engine.core.taxonomy import SliKind
+from engine.errors import ConfigError
+from tests.integration.alertmanager import eventually, running_alertmanager
+
+T0 = 1_700_000_000.0
+EXTERNAL = "http://burnrate.test:9464"
+FAST = RetryPolicy(initial_backoff_s=0.01, max_backoff_s=0.05)
+SLO = Slo(
+    name="checkout-availability",
+    service="checkout",
+    sli=SliKind.AVAILABILITY,
+    objective=99.9,
+    labels={"team": "payments"},
+    runbook_url="https://runbooks.example/checkout",
+)
+SLOS = {SLO.name: SLO}
+HANG = "hang"
+
+S = TypeVar("S", bound=Sink)
+
+
+# -- transitions ----------------------------------------------------------------------
+
+
+def firing(at: float = T0, **changes: Any) -> Transition:
+    fields: dict[str, Any] = {
+        "slo": SLO.name,
+        "severity": "page",
+        "state": "firing",
+        "at": at,
+        "long_window_s": 3600,
+        "short_window_s": 300,
+        "burn_rate_long": 25.3,
+        "burn_rate_short": 41.0,
+        "factor": 14.4,
+        "error_budget_remaining_ratio": 0.872,
+    }
+    fields.update(changes)
+    return Transition(**fields)
+
+
+def resolved(at: float, **changes: Any) -> Transition:
+    """Resolved on the 6h/30m row, which held last: not the row that fired."""
+    fields: dict[str, Any] = {
+        "state": "resolved",
+        "long_window_s": 21600,
+        "short_window_s": 1800,
+        "burn_rate_long": 4.0,
+        "burn_rate_short": 0.5,
+        "factor": 6.0,
+        "error_budget_remaining_ratio": 0.8,
+    }
+    fields.update(changes)
+    return firing(at, **fields)
+
+
+class FixedClock:
+    def __init__(self, now_s: float = T0) -> None:
+        self.now_s = now_s
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+def new_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+# -- a receiver -----------------------------------------------------------------------
+
+
+@dataclass
+class Reply:
+    status: int = 204
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Received:
+    headers: dict[str, str]
+    body: bytes
+    at: float
+    """Event-loop time of arrival."""
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class Receiver:
+    """An HTTP receiver on 127.0.0.1: records every POST, answers from a script."""
+
+    def __init__(self) -> None:
+        self.url = ""
+        self.requests: list[Received] = []
+        self.script: deque[Reply | str] = deque()
+        self.default = Reply()
+        self.release = asyncio.Event()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        loop = asyncio.get_running_loop()
+        self.requests.append(Received(dict(request.headers), body, loop.time()))
+        action = self.script.popleft() if self.script else self.default
+        if action == HANG:
+            await self.release.wait()
+            return web.Response(status=204)
+        assert isinstance(action, Reply)
+        return web.Response(status=action.status, headers=action.headers)
+
+    async def wait_for(self, n: int, timeout_s: float = 15.0) -> list[Received]:
+        await eventually(lambda: len(self.requests) >= n, timeout_s=timeout_s, what=f"{n} requests")
+        return self.requests
+
+
+@contextlib.asynccontextmanager
+async def serve(receiver: Receiver, port: int = 0) -> AsyncIterator[Receiver]:
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", receiver.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        host, bound = runner.addresses[0][:2]
+        receiver.url = f"http://{host}:{bound}/hook"
+        yield receiver
+    finally:
+        receiver.release.set()
+        await runner.cleanup()
+
+
+@pytest_asyncio.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    async with serve(Receiver()) as rcv:
+        yield rcv
+
+
+@contextlib.asynccontextmanager
+async def started(sink: S) -> AsyncIterator[S]:
+    await sink.start()
+    try:
+        yield sink
+    finally:
+        await sink.close(timeout_s=1.0)
+
+
+def webhook_sink(url: str, **kwargs: Any) -> WebhookSink:
+    kwargs.setdefault("clock", FixedClock())
+    kwargs.setdefault("retry", FAST)
+    return WebhookSink(url, SLOS, external_url=EXTERNAL, rng=random.Random(7), **kwargs)
+
+
+def counts(sink: Sink) -> dict[str, int]:
+    return {outcome: n for (_receiver, outcome), n in sink.stats().items()}
+
+
+def run_without_suspending(coro: Coroutine[Any, Any, None]) -> None:
+    """Run a coroutine to completion in one step: proof that it never waited on anything."""
+    with pytest.raises(StopIteration):
+        coro.send(None)
+
+
+# -- webhooks -------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_a_signed_delivery_verifies_with_either_secret_of_a_rotation(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old, new = new_secret(), new_secret()
+    monkeypatch.setenv("BURNRATE_TEST_WEBHOOK_SECRET", f"{old}\n {new}")
+    config = Config(
+        slos=[SLO],
+        receivers=[WebhookReceiver(url=receiver.url, secret_env="BURNRATE_TEST_WEBHOOK_SECRET")],
+    )
+    clock = FixedClock()
+    [sink] = build_sinks(config, EXTERNAL, clock=clock, retry=FAST)
+    assert isinstance(sink, WebhookSink)
+    assert sink.signed
+    async with started(sink):
+        await sink.deliver(firing())
+        [request] = await receiver.wait_for(1)
+        await eventually(lambda: counts(sink)["delivered"] == 1, what="delivered count")
+
+    for secret in (old, new):
+        WebhookVerifier([secret]).verify(request.headers, request.body, now_s=clock())
+    assert request.headers["webhook-timestamp"] == str(int(T0))
+    assert request.headers["webhook-id"].startswith("msg_")
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.headers["User-Agent"].startswith("burnrate/")
+    msg = request.json()
+    assert msg["version"] == "4"
+    assert msg["status"] == "firing"
+    [alert] = msg["alerts"]
+    assert alert["labels"] == {
+        "alertname": "SLOErrorBudgetBurn",
+        "slo": "checkout-availability",
+        "service": "checkout",
+        "severity": "page",
+        "long_window": "1h",
+        "short_window": "5m",
+        "team": "payments",
+    }
+    assert alert["startsAt"] == rfc3339(T0)
+    assert counts(sink) == {"delivered": 1, "retried": 0, "failed": 0, "dropped_queue_full": 0}
+
+
+@pytest.mark.asyncio
+async def test_an_unsigned_delivery_still_carries_id_and_timestamp(receiver: Receiver) -> None:
+    async with started(webhook_sink(receiver.url)) as sink:
+        assert not sink.signed
+        await sink.deliver(firing())
+        [request] = await receiver.wait_for(1)
+    assert request.headers["webhook-id"].startswith("msg_")
+    assert request.headers["webhook-timestamp"] == str(int(T0))
+    assert "webhook-signature" not in request.headers
+
+
+@pytest.mark.asyncio
+async def test_5xx_is_retried_with_the_same_id_and_body_until_it_succeeds(
+    receiver: Receiver,
+) -> None:
+    receiver.script.extend([Reply(500), Reply(503), Reply(502), Reply(200)])
+    secret = new_secret()
+    clock = FixedClock()
+    sink = webhook_sink(receiver.url, clock=clock, secrets=[base64.b64decode(secret[6:])])
+    async with started(sink):
+        await sink.deliver(firing())
+        requests = await receiver.wait_for(4)
+        await eventually(lambda: counts(sink)["delivered"] == 1, what="delivered count")
+    assert len({r.headers["webhook-id"] for r in requests}) == 1
+    assert len({r.body for r in requests}) == 1
+    verifier = WebhookVerifier([secret], remember_ids=0)
+    for r in requests:
+        verifier.verify(r.headers, r.body, now_s=clock())
+    assert counts(sink) == {"delivered": 1, "retried": 3, "failed": 0, "dropped_queue_full": 0}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("form", ["delay-seconds", "http-date"])
+async def test_429_waits_as_long_as_retry_after_says(receiver: Receiver, form: str) -> None:
+    clock = FixedClock(float(int(time.time())))
+    header = "1" if form == "delay-seconds" else formatdate(clock() + 1, usegmt=True)
+    receiver.script.extend([Reply(429, {"Retry-After": header}), Reply(204)])
+    async with started(webhook_sink(receiver.url, clock=clock)) as sink:
+        await sink.deliver(firing())
+        first, second = await receiver.wait_for(2)
+    # Our own backoff is at most 0.05 s here: only Retry-After explains the gap.
+    assert second.at - first.at >= 0.95
+    assert first.headers["webhook-id"] == second.headers["webhook-id"]
+    assert counts(sink)["retried"] == 1
+
+
+def test_retry_after_is_read_as_seconds_or_an_http_date() -> None:
+    now = 1_700_000_000.0
+    assert retry_after_s("120", now) == 120.0
+    assert retry_after_s(" 3 ", now) == 3.0
+    assert retry_after_s(formatdate(now + 30, usegmt=True), now) == 30.0
+    assert retry_after_s(formatdate(now - 30, usegmt=True), now) == 0.0
+    assert retry_after_s("soon", now) is None
+    assert retry_after_s(None, now) is None
+
+
+@pytest.mark.asyncio
+async def test_retry_after_is_capped(receiver: Receiver) -> None:
+    receiver.script.extend([Reply(503, {"Retry-After": "3600"}), Reply(204)])
+    policy = RetryPolicy(initial_backoff_s=0.01, max_backoff_s=0.05, max_retry_after_s=0.1)
+    async with started(webhook_sink(receiver.url, retry=policy)) as sink:
+        await sink.deliver(firing())
+        first, second = await receiver.wait_for(2)
+    assert second.at - first.at < 3600
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("status", [400, 401, 404, 410, 422])
+async def test_a_4xx_other_than_429_is_logged_counted_and_not_retried(
+    receiver: Receiver, status: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    receiver.script.extend([Reply(status), Reply(204)])
+    async with started(webhook_sink(receiver.url)) as sink:
+        await sink.deliver(firing())
+        await sink.deliver(firing(severity="ticket"))
+        first, second = await receiver.wait_for(2)
+        await eventually(lambda: counts(sink)["delivered"] == 1, what="delivered count")
+    assert first.json()["alerts"][0]["labels"]["severity"] == "page"
+    assert second.json()["alerts"][0]["labels"]["severity"] == "ticket"
+    assert counts(sink) == {"delivered": 1, "retried": 0, "failed": 1, "dropped_queue_full": 0}
+    [error] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert f"HTTP {status}" in error.getMessage()
+    assert "checkout-availability/page firing" in error.getMessage()
+
+
+@pytest.mark.asyncio
+async def test_a_timeout_is_retried_with_the_same_message(
+    receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    receiver.script.extend([HANG, Reply(204)])
+    async with started(webhook_sink(receiver.url, timeout_s=0.3)) as sink:
+        await sink.deliver(firing())
+        first, second = await receiver.wait_for(2)
+        await eventually(lambda: counts(sink)["delivered"] == 1, what="delivered count")
+    assert first.headers["webhook-id"] == second.headers["webhook-id"]
+    assert first.body == second.body
+    assert counts(sink)["retried"] == 1
+    assert any("no response within 0.3s" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.asyncio
+async def test_connection_errors_are_retried_until_the_receiver_comes_up() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    sink = webhook_sink(f"http://127.0.0.1:{port}/hook")
+    async with started(sink):
+        await sink.deliver(firing())
+        await eventually(lambda: counts(sink)["retried"] >= 3, what="retries")
+        async with serve(Receiver(), port) as late:
+            [request] = await late.wait_for(1)
+            await eventually(lambda: counts(sink)["delivered"] == 1, what="delivered count")
+    assert request.json()["alerts"][0]["status"] == "firing"
+
+
+@pytest.mark.asyncio
+async def test_a_full_queue_drops_and_counts_without_ever_blocking_the_caller(
+    receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    receiver.script.append(HANG)
+    async with started(webhook_sink(receiver.url, queue_size=2)) as sink:
+        run_without_suspending(sink.deliver(firing(at=T0)))
+        await receiver.wait_for(1)  # the worker now waits on the hung request
+        for i in range(1, 6):
+            run_without_suspending(sink.deliver(firing(at=T0 + i)))
+        assert counts(sink)["dropped_queue_full"] == 3
+        assert sum("DROPPED" in r.getMessage() for r in caplog.records) == 3
+        receiver.release.set()
+        requests = await receiver.wait_for(3)
+        await eventually(lambda: counts(sink)["delivered"] == 3, what="delivered count")
+    # Delivered in order, the first three; the last three were the ones dropped.
+    assert [r.json()["alerts"][0]["startsAt"] for r in requests] == [
+        rfc3339(T0 + i) for i in range(3)
+    ]
+
+
+@pytest.mark.asyncio
+async def test_resolved_body_starts_when_it_fired_and_keeps_the_fired_window_labels(
+    receiver: Receiver,
+) -> None:
+    async with started(webhook_sink(receiver.url)) as sink:
+        await sink.deliver(firing(at=T0))
+        await sink.deliver(resolved(at=T0 + 900))
+        fired_msg, resolved_msg = (r.json() for r in await receiver.wait_for(2))
+    [fired_alert], [resolved_alert] = fired_msg["alerts"], resolved_msg["alerts"]
+    assert resolved_msg["status"] == resolved_alert["status"] == "resolved"
+    assert resolved_alert["startsAt"] == rfc3339(T0)
+    assert resolved_alert["endsAt"] == rfc3339(T0 + 900)
+    assert resolved_alert["labels"] == fired_alert["labels"]
+    assert resolved_alert["labels"]["long_window"] == "1h"
+    assert resolved_alert["labels"]["short_window"] == "5m"
+    assert resolved_alert["fingerprint"] == fired_alert["fingerprint"]
+    notes = resolved_alert["annotations"]
+    assert (notes["long_window"], notes["short_window"], notes["factor"]) == ("6h", "30m", "6")
+    assert resolved_msg["groupKey"] == fired_msg["groupKey"]
+
+
+@pytest.mark.asyncio
+async def test_close_logs_every_transition_left_undelivered(
+    receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    receiver.default = Reply(503)
+    sink = webhook_sink(receiver.url)
+    await sink.start()
+    await sink.deliver(firing(at=T0))
+    await sink.deliver(resolved(at=T0 + 60))
+    await eventually(lambda: counts(sink)["retried"] >= 2, what="retries")
+    await sink.close(timeout_s=0.05)
+    [error] = [r for r in caplog.records if "not delivered before shutdown" in r.getMessage()]
+    assert error.levelno == logging.ERROR
+    text = error.getMessage()
+    assert "2 alert transitions" in text
+    assert f"checkout-availability/page firing at {rfc3339(T0)}" in text
+    assert f"checkout-availability/page resolved at {rfc3339(T0 + 60)}" in text
+    await sink.deliver(firing())
+    assert "is closed" in caplog.records[-1].getMessage()
+
+
+# -- Alertmanager ---------------------------------------------------------------------
+
+
+def am_sink(url: str, **kwargs: Any) -> AlertmanagerSink:
+    kwargs.setdefault("clock", FixedClock())
+    return AlertmanagerSink(
+        url, SLOS, external_url=EXTERNAL, retry=FAST, rng=random.Random(7), **kwargs
+    )
+
+
+@pytest.mark.asyncio
+async def test_alertmanager_sink_resends_while_firing_and_retries_failures(
+    receiver: Receiver,
+) -> None:
+    receiver.script.append(Reply(500))
+    clock = FixedClock(T0 + 30)
+    base = receiver.url.removesuffix("/hook")
+    async with started(am_sink(base, clock=clock, resend_interval_s=0.1)) as sink:
+        await sink.deliver(firing(at=T0))
+        await receiver.wait_for(4)  # a failed attempt, its retry, then re-sends
+        assert counts(sink)["retried"] == 1
+        await sink.deliver(resolved(at=T0 + 60))
+        await eventually(
+            lambda: receiver.requests[-1].json()[0]["endsAt"] == rfc3339(T0 + 30),
+            what="the resolve",
+        )
+        assert sink.firing == []
+    posted = [r.json() for r in receiver.requests]
+    assert all(len(body) == 1 for body in posted)
+    labels = alert_labels(firing(), SLO)
+    for body in posted[:4]:
+        [alert] = body
+        assert alert["labels"] == labels
+        assert alert["startsAt"] == rfc3339(T0)
+        assert alert["endsAt"] == rfc3339(T0 + 30 + 4 * 0.1)
+        assert alert["generatorURL"] == f"{EXTERNAL}/v1/slos/checkout-availability"
+    [last] = posted[-1]
+    # The resolve names the fired row's windows and ends at min(resolve time, now).
+    assert last["labels"] == labels
+    assert last["startsAt"] == rfc3339(T0)
+    assert all(r.headers.get("Content-Type") == "application/json" for r in receiver.requests)
+
+
+@pytest.mark.asyncio
+async def test_real_alertmanager_takes_fires_notifies_and_resolves_our_alert(
+    receiver: Receiver, tmp_path: Path
+) -> None:
+    async with running_alertmanager(tmp_path, receiver.url) as am:
+        sink = am_sink(am.url, clock=time.time, resend_interval_s=1.0)
+        fired = firing(at=time.time() - 5)
+        labels = alert_labels(fired, SLO)
+        async with started(sink):
+            await sink.deliver(fired)
+
+            async def listed() -> bool:
+                return any(a["labels"] == labels for a in await am.alerts())
+
+            await eventually(listed, what="the alert in GET /api/v2/alerts")
+            [alert] = [a for a in await am.alerts() if a["labels"] == labels]
+            assert alert["status"]["state"] == "active"
+            assert alert["fingerprint"] == fingerprint(labels)
+            assert alert["generatorURL"] == f"{EXTERNAL}/v1/slos/checkout-availability"
+            assert alert["annotations"]["runbook_url"] == "https://runbooks.example/checkout"
+
+            def notified(status: str) -> bool:
+                return any(
+                    r.json()["status"] == status
+                    and any(a["labels"] == labels for a in r.json()["alerts"])
+                    for r in receiver.requests
+                )
+
+            await eventually(lambda: notified("firing"), what="Alertmanager's firing webhook")
+            await eventually(lambda: counts(sink)["delivered"] >= 2, what="a re-send")
+
+            await sink.deliver(resolved(at=time.time()))
+
+            async def gone() -> bool:
+                return not any(a["labels"] == labels for a in await am.alerts())
+
+            await eventually(gone, what="the alert resolved in Alertmanager")
+            await eventually(lambda: notified("resolved"), what="Alertmanager's resolved webhook")
+    note = next(r.json() for r in receiver.requests if r.json()["status"] == "resolved")
+    [am_alert] = note["alerts"]
+    assert am_alert["labels"] == labels  # the fired row's windows, not the resolved row's
+    assert am_alert["fingerprint"] == fingerprint(labels)
+    assert am_alert["startsAt"].startswith(rfc3339(fired.at)[:19])
+    # Our own webhook body has the shape, group key and identity Alertmanager's has.
+    ours = json.loads(webhook_body([(fired, SLO)], receiver="test", external_url=EXTERNAL))
+    assert set(ours) == set(note)
+    assert set(ours["alerts"][0]) == set(am_alert)
+    assert ours["groupKey"] == note["groupKey"]
+    assert ours["groupLabels"] == note["groupLabels"]
+    assert ours["alerts"][0]["fingerprint"] == am_alert["fingerprint"]
+    assert counts(sink)["failed"] == counts(sink)["retried"] == 0
+
+
+# -- console and wiring ---------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_console_prints_one_readable_line_per_transition() -> None:
+    out = io.StringIO()
+    sink = ConsoleSink(out)
+    await sink.start()
+    await sink.deliver(firing())
+    await sink.deliver(resolved(at=T0 + 60, burn_rate_short=None))
+    await sink.close(timeout_s=0)
+    assert out.getvalue().splitlines() == [
+        "FIRING   page   checkout-availability  burn 1h=25.3x 5m=41.0x (>= 14.4x)  "
+        "budget left 87.2%  at 2023-11-14T22:13:20Z",
+        "RESOLVED page   checkout-availability  burn 6h=4.0x 30m=n/a (threshold 6x)  "
+        "budget left 80.0%  at 2023-11-14T22:14:20Z",
+    ]
+    assert sink.stats() == {}
+
+
+def test_console_colors_only_when_asked_or_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    colored = format_transition(firing(), color=True)
+    assert colored.startswith("\033[1;31mFIRING")
+    assert "\033[0m" in colored
+    assert "\033" not in format_transition(firing())
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert ConsoleSink(Tty())._color(Tty())
+    assert not ConsoleSink()._color(io.StringIO())
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not ConsoleSink()._color(Tty())
+
+
+def test_build_sinks_makes_one_sink_per_url_and_collects_their_stats(tmp_path: Path) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(new_secret() + "\n")
+    config = Config(
+        slos=[SLO],
+        receivers=[
+            WebhookReceiver(
+                url="https://user:pw@hooks.example/T0/B0/SECRET?token=x",
+                urls=["http://b.example:8080/x"],
+                secret_file=str(secret_file),
+                timeout="20s",
+            ),
+            AlertmanagerReceiver(urls=["http://am1:9093", "http://am2:9093/"]),
+            ConsoleReceiver(),
+        ],
+    )
+    sinks = build_sinks(config, EXTERNAL, clock=FixedClock())
+    assert [type(s).__name__ for s in sinks] == [
+        "WebhookSink",
+        "WebhookSink",
+        "AlertmanagerSink",
+        "AlertmanagerSink",
+        "ConsoleSink",
+    ]
+    webhook, _, am1, _, _ = sinks
+    assert isinstance(webhook, WebhookSink)
+    assert webhook.signed
+    assert webhook.timeout_s == 20
+    assert isinstance(am1, AlertmanagerSink)
+    assert am1.url == "http://am1:9093/api/v2/alerts"
+    assert (am1.resend_interval_s, am1.horizon_s) == (60, 240)
+    stats = collect_stats(sinks)
+    receivers = {receiver for receiver, _ in stats}
+    # Credentials in user info, path or query never reach a metric label.
+    assert receivers == {
+        "https://hooks.example",
+        "http://b.example:8080",
+        "http://am1:9093",
+        "http://am2:9093",
+    }
+    assert set(stats.values()) == {0}
+    assert len(stats) == 4 * 4
+
+
+@pytest.mark.parametrize(
+    ("receiver_config", "message"),
+    [
+        (WebhookReceiver(url="ftp://x"), r"\$\.receivers\[0\]\.url: must be an absolute"),
+        (WebhookReceiver(urls=["/relative"]), r"\$\.receivers\[0\]\.urls\[0\]"),
+        (
+            WebhookReceiver(url="http://x", secret_env="BURNRATE_TEST_UNSET_SECRET"),
+            r"secret_env: environment variable BURNRATE_TEST_UNSET_SECRET is not set",
+        ),
+        (
+            WebhookReceiver(url="http://x", secret_file="/nonexistent/secret"),
+            r"secret_file: cannot read /nonexistent/secret",
+        ),
+        (
+            WebhookReceiver(url="http://x", secret_env="BURNRATE_TEST_SHORT_SECRET"),
+            r"secret_env: secret #1: webhook secret is too short",
+        ),
+        (AlertmanagerReceiver(url="http://am", resend_interval="0s"), r"resend_interval"),
+    ],
+)
+def test_build_sinks_reports_bad_receivers_with_their_path(
+    receiver_config: Any, message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("BURNRATE_TEST_UNSET_SECRET", raising=False)
+    monkeypatch.setenv("BURNRATE_TEST_SHORT_SECRET", "whsec_" + base64.b64encode(b"x" * 8).decode())
+    with pytest.raises(ConfigError, match=message):
+        build_sinks(Config(slos=[SLO], receivers=[receiver_config]), EXTERNAL, clock=time.time)
