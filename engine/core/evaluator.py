@@ -85,6 +85,8 @@ class Evaluator:
         self.budget_ratio = np.array([s.error_budget_ratio for s in self.slos])
         self.rows = list(config.policy)
         self.severities = [s for s in SEVERITIES if any(r.severity == s for r in self.rows)]
+        self.row_windows_s = [(r.long_s, r.short_s) for r in self.rows]
+        self._budget_at_tick = np.full(n, np.nan)
         self.row_long = np.array([self.windows.index(r.long_s) for r in self.rows])
         self.row_short = np.array([self.windows.index(r.short_s) for r in self.rows])
         self.factor = np.array(
@@ -239,6 +241,7 @@ class Evaluator:
     def _evaluate(self, t: float) -> list[Transition]:
         sums = self.windows.all_sums
         burn = self.burn_rates()
+        self._budget_at_tick = self.budget_remaining()  # once per tick, not per transition
         long_b, short_b = burn[self.row_long].T, burn[self.row_short].T  # (n_slo, n_rows)
         holds_rows = (long_b >= self.factor) & (short_b >= self.factor)
         if self.min_events or self.min_bad_events:
@@ -289,18 +292,17 @@ class Evaluator:
         r: int,
         burn: F64,
     ) -> Transition:
-        row = self.rows[r]
         return Transition(
             slo=self.names[i],
             severity=severity,
             state=state,
             at=t,
-            long_window_s=row.long_s,
-            short_window_s=row.short_s,
+            long_window_s=self.row_windows_s[r][0],
+            short_window_s=self.row_windows_s[r][1],
             burn_rate_long=_none_if_nan(float(burn[self.row_long[r], i])),
             burn_rate_short=_none_if_nan(float(burn[self.row_short[r], i])),
             factor=float(self.factor[i, r]),
-            error_budget_remaining_ratio=_none_if_nan(float(self.budget_remaining()[i])),
+            error_budget_remaining_ratio=_none_if_nan(float(self._budget_at_tick[i])),
         )
 
     # -- reporting -------------------------------------------------------------------

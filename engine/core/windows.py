@@ -8,7 +8,8 @@ buckets when r divides t and W). A window of length W uses the coarsest resoluti
 r from a ladder with r <= W/60 that divides W, so it is n = W/r buckets long and its
 span is off from W by less than one bucket, i.e. within W/60. Each resolution is a
 *level*: one ring buffer of L buckets per SLO, held for all SLOs in one int64 array
-of shape (n_slo, L, 2) (total, bad). A 30-day window at 12h buckets is 60 buckets, so
+of shape (L, n_slo, 2) (total, bad): slot-major, so that the few buckets a tick
+reads or clears are contiguous across all SLOs. A 30-day window at 12h buckets is 60 buckets, so
 a month costs a few KiB per SLO instead of the 518,400 buckets of 5 s resolution.
 
 The ring's *head* is the newest bucket it holds; slots of buckets between the old
@@ -67,21 +68,23 @@ def bucket_of_scalar(ts_s: float, r: int) -> int:
 class _Level:
     r: int
     length: int
-    data: I64  # (n_slo * length, 2)
+    data: I64  # (length * n_slo, 2): slot-major, so a bucket of every SLO is contiguous
+    n_slo: int = 0
     head: int | None = None
     windows: list[int] = field(default_factory=list)  # indexes into WindowSet.windows_s
 
     def grid(self) -> I64:
-        return self.data.reshape(-1, self.length, 2)
+        return self.data.reshape(self.length, -1, 2)
 
     def cols_sum(self, first: int, last: int) -> I64:
         """Sum over buckets first..last inclusive (at most `length` of them) for every SLO."""
         if last < first:
-            return np.zeros((self.grid().shape[0], 2), dtype=np.int64)
+            return np.zeros((self.n_slo, 2), dtype=np.int64)
         slots = np.arange(first, last + 1) % self.length
         if len(slots) == 1:
-            return self.grid()[:, int(slots[0]), :].copy()
-        out: I64 = self.grid()[:, slots, :].sum(axis=1)
+            one: I64 = self.grid()[int(slots[0])].copy()
+            return one
+        out: I64 = self.grid()[slots].sum(axis=0)
         return out
 
     def move_head(self, new_head: int) -> None:
@@ -96,7 +99,7 @@ class _Level:
             grid[:] = 0
         else:
             slots = np.arange(self.head + 1, new_head + 1) % self.length
-            grid[:, slots, :] = 0
+            grid[slots] = 0
         self.head = new_head
 
 
@@ -120,7 +123,8 @@ class WindowSet:
             idx = by_r[r]
             n_max = max(self.windows_s[i] // r for i in idx)
             length = n_max + math.ceil(ahead_s / r) + 3
-            level = _Level(r, length, np.zeros((n_slo * length, 2), dtype=np.int64), windows=idx)
+            data = np.zeros((length * n_slo, 2), dtype=np.int64)
+            level = _Level(r, length, data, n_slo=n_slo, windows=idx)
             for i in idx:
                 self._level_of[i] = len(self.levels)
                 self.buckets[i] = self.windows_s[i] // r
@@ -169,7 +173,7 @@ class WindowSet:
                 s, b, v = slo_u[keep], b[keep], vals[keep]
             else:
                 s, v = slo_u, vals
-            np.add.at(level.data, s * level.length + b % level.length, v)
+            np.add.at(level.data, (b % level.length) * self.n_slo + s, v)
             if self.t is None:
                 continue
             now_b = bucket_of_scalar(self.t, level.r)
