@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: help setup demo test lint bench clean
+.PHONY: help setup demo replay test lint bench clean
 
 help: ## list the tasks
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
@@ -16,7 +16,10 @@ $(BIN)/burnrate: pyproject.toml
 
 setup: $(BIN)/burnrate ## create .venv with the engine and the test tools
 
-demo: setup ## replay the bundled sample: a page fires and resolves
+demo: setup ## the whole pipeline on an embedded broker: a page fires and resolves
+	$(BIN)/burnrate demo
+
+replay: setup ## backtest configs/example.yaml on the bundled sample events
 	$(BIN)/burnrate replay --config configs/example.yaml --events configs/sample-events.jsonl.gz
 
 test: setup ## run the whole test suite (starts an embedded Kafka broker)
@@ -27,8 +30,10 @@ lint: setup ## ruff, ruff format --check, mypy --strict
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: setup ## run every benchmark; results in benchmarks/results/
-	$(BIN)/python -m benchmarks.bench_core
+BENCHMARKS := bench_decode bench_core bench_evaluate bench_memory bench_kafka bench_scrape bench_detection
+
+bench: setup ## run every benchmark (about 20 minutes); results in benchmarks/results/
+	@for b in $(BENCHMARKS); do echo "== $$b"; $(BIN)/python -m benchmarks.$$b || exit 1; done
 
 clean: ## remove the virtualenv, caches and generated benchmark data
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis benchmarks/data .kafka
