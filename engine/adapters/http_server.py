@@ -1,9 +1,15 @@
-"""The HTTP server: liveness, readiness from consumption progress, and `/metrics`.
+"""The HTTP server: liveness, readiness from consumption progress, `/metrics`, the JSON API.
 
 `/healthz` answers 200 while the event loop runs. `/readyz` answers 200 only when the
 consumer has partitions assigned and the broker answered a fetch recently (a member can
 sit in its group with no error and fetch nothing; progress is the only honest signal),
-else 503 with the reason as JSON. `/metrics` serves the cached Prometheus body.
+else 503 with the reason as JSON. `/metrics` serves the cached Prometheus body;
+`/v1/slos` and `/v1/slos/{name}` the JSON views (engine.adapters.api).
+
+Auth: with `http.auth_token_env` or `http.auth_token_file` set, every route but
+`/healthz` and `/readyz` needs `Authorization: Bearer <token>`, `/metrics` included
+(scrape it with `authorization: {type: Bearer, credentials_file: ...}` in the
+Prometheus job); see engine.adapters.api for the details.
 """
 
 from __future__ import annotations
@@ -14,8 +20,10 @@ from dataclasses import dataclass
 import msgspec
 from aiohttp import web
 
+from engine.adapters.api import BearerAuth, SloApi
 from engine.adapters.metrics import CONTENT_TYPE, EngineMetrics
 from engine.adapters.source import SourceStatus
+from engine.core.evaluator import Evaluator
 
 __all__ = ["READY_FETCH_AGE_S", "HttpServer", "Readiness", "parse_listen", "readiness"]
 
@@ -51,7 +59,11 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 
 class HttpServer:
-    """aiohttp application on `listen`; `port` holds the bound port (listen on port 0 in tests)."""
+    """aiohttp application on `listen`; `port` holds the bound port (listen on port 0 in tests).
+
+    `evaluator` defaults to the one the metrics read; `auth` to the token configured in
+    that evaluator's `config.http` (raises ConfigError when it is configured but unusable).
+    """
 
     def __init__(
         self,
@@ -60,15 +72,23 @@ class HttpServer:
         status: Callable[[], SourceStatus | None],
         *,
         max_fetch_age_s: float = READY_FETCH_AGE_S,
+        evaluator: Evaluator | None = None,
+        auth: BearerAuth | None = None,
     ) -> None:
         self.host, self._port = parse_listen(listen)
         self.metrics = metrics
         self.status = status
         self.max_fetch_age_s = max_fetch_age_s
-        self.app = web.Application()
+        ev = metrics.collector.evaluator if evaluator is None else evaluator
+        self.auth = BearerAuth.from_config(ev.config.http) if auth is None else auth
+        self.api = SloApi(ev, generation=lambda: metrics.generation)
+        self.app = web.Application(
+            middlewares=[self.auth.middleware()] if self.auth.enabled else []
+        )
         self.app.router.add_get("/healthz", self._healthz)
         self.app.router.add_get("/readyz", self._readyz)
         self.app.router.add_get("/metrics", self._metrics)
+        self.api.add_routes(self.app)
         self._runner: web.AppRunner | None = None
 
     @property

@@ -5,6 +5,11 @@ collector, never kept as thousands of Gauge children updated on the hot path, an
 rendered body is cached until the next evaluation tick (`invalidate()`), so a scrape of
 10k SLOs costs one render per second at most however often Prometheus or people ask.
 Windows without events have no series (rather than NaN): absent is "no data".
+
+Labels are bounded by the config and never carry event payload values: `slo`, `window`
+(a Prometheus duration of a configured window), `severity`, `reason` (a fixed set of
+rejection reasons), `topic` and `partition` (assigned partitions of configured topics),
+and `le` on the histograms.
 """
 
 from __future__ import annotations
@@ -171,6 +176,8 @@ class EngineMetrics:
             registry=self.registry,
         )
         self._body: bytes | None = None
+        self.generation = 0
+        """Counts evaluation ticks (`invalidate()` calls): other per-tick caches key on it."""
         self.before_render: Callable[[], None] | None = None
         """Called before a fresh render (the runtime drains fetch-batch sizes here), so
         one body is consistent with the evaluator state read by the collector."""
@@ -182,6 +189,7 @@ class EngineMetrics:
     def invalidate(self) -> None:
         """A new tick was evaluated: the next scrape renders afresh."""
         self._body = None
+        self.generation += 1
 
     def render(self) -> bytes:
         if self._body is None:

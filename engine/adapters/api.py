@@ -1,0 +1,428 @@
+"""The JSON API (`/v1/slos`, `/v1/slos/{name}`) and optional bearer-token auth.
+
+Reading. Every value comes from the evaluator's arrays, the same ones `/metrics` reads,
+so the API and Prometheus agree to the last bit. Windows are those the evaluator keeps
+(every policy window and SLO period), each as (t - W, t] at the last evaluation time t
+(`evaluated_at`, event-time epoch seconds). A window without events is *no data*:
+`error_ratio` and `burn_rate` are null (never NaN), as is `remaining_ratio` when the
+SLO's period holds no events. The list body is encoded at most once per evaluation
+tick (`generation` changes), like the metrics body; one SLO is read fresh.
+
+`/v1/slos/{name}` answers:
+
+    {"name", "service", "operation", "sli", "threshold_ms", "objective" (percent),
+     "objective_ratio", "period" ("30d"), "period_s", "labels", "description",
+     "runbook_url",
+     "windows": [{"window": "5m", "window_s": 300, "good", "bad", "total",
+                  "error_ratio", "burn_rate"}, ...],            # shortest first
+     "error_budget": {"remaining_ratio", "time_to_exhaustion_s", "burn_rate",
+                      "burn_rate_window"},
+     "alerts": {"page": {"firing", "since", "row": {"severity", "long", "short",
+                                                   "long_s", "short_s", "factor"}}, ...},
+     "events_total", "bad_events_total", "evaluated_at"}
+
+`time_to_exhaustion_s` is remaining_ratio * period_s / burn_rate: how long the budget
+left lasts if the SLO keeps burning at the burn rate of `burn_rate_window` (1h, or the
+shortest policy long window when 1h is not kept); 0 when the budget is already spent,
+null when nothing burns or there is no data. `alerts[severity].row` is the policy row
+that holds (or held last) while the alert fires, null otherwise. Unknown names get 404
+`{"error": ..., "slo": name}`; `/v1/slos` answers `{"evaluated_at", "slos": [...]}`.
+
+Auth. When `http.auth_token_env` or `http.auth_token_file` is set, every route except
+`/healthz` and `/readyz` (probes carry no credentials) needs
+`Authorization: Bearer <token>`, `/metrics` included: SLO names, objectives and error
+rates are not for anyone who can reach the port. Prometheus sends the token with
+
+    scrape_configs:
+      - job_name: burnrate
+        authorization:
+          type: Bearer
+          credentials_file: /run/secrets/burnrate-token
+
+Without it, or with another token, the answer is 401 with `WWW-Authenticate: Bearer`
+and a JSON error; the attempt is logged with the remote address and the path, never a
+token. Tokens are compared by SHA-256 digest in constant time, so neither the content
+nor the length of the configured token leaks through response timing. The token is read
+once at start; a configured source that is unset, empty or not a valid bearer token is
+a ConfigError, never a silently open server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import math
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+import numpy as np
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from engine.core.config import Http
+from engine.core.durations import format_duration
+from engine.core.evaluator import Evaluator
+from engine.errors import ConfigError
+
+__all__ = [
+    "EXHAUSTION_WINDOW_S",
+    "PUBLIC_PATHS",
+    "AlertView",
+    "BearerAuth",
+    "BudgetView",
+    "PolicyRowView",
+    "SloApi",
+    "SloList",
+    "SloView",
+    "WindowView",
+    "json_error",
+]
+
+log = logging.getLogger("engine.http")
+
+JSON_TYPE: Final = "application/json"
+PUBLIC_PATHS: Final = frozenset({"/healthz", "/readyz"})
+"""Routes that never need the token: liveness and readiness probes."""
+EXHAUSTION_WINDOW_S: Final = 3600
+REALM: Final = "burnrate"
+_TOKEN_RE: Final = re.compile(r"[\x21-\x7e]+")
+"""Visible ASCII: what fits in an Authorization header without quoting."""
+
+
+class WindowView(msgspec.Struct, kw_only=True):
+    window: str
+    window_s: int
+    good: int
+    bad: int
+    total: int
+    error_ratio: float | None
+    burn_rate: float | None
+
+
+class BudgetView(msgspec.Struct, kw_only=True):
+    remaining_ratio: float | None
+    time_to_exhaustion_s: float | None
+    burn_rate: float | None
+    burn_rate_window: str
+
+
+class PolicyRowView(msgspec.Struct, kw_only=True):
+    severity: str
+    long: str
+    short: str
+    long_s: int
+    short_s: int
+    factor: float
+
+
+class AlertView(msgspec.Struct, kw_only=True):
+    firing: bool
+    since: float | None
+    row: PolicyRowView | None
+
+
+class SloView(msgspec.Struct, kw_only=True):
+    name: str
+    service: str
+    operation: str | None
+    sli: str
+    threshold_ms: float | None
+    objective: float
+    objective_ratio: float
+    period: str
+    period_s: int
+    labels: dict[str, str]
+    description: str | None
+    runbook_url: str | None
+    windows: list[WindowView]
+    error_budget: BudgetView
+    alerts: dict[str, AlertView]
+    events_total: int
+    bad_events_total: int
+    evaluated_at: float | None
+
+
+class SloList(msgspec.Struct, kw_only=True):
+    evaluated_at: float | None
+    slos: list[SloView]
+
+
+class _Error(msgspec.Struct, omit_defaults=True):
+    error: str
+    slo: str | None = None
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def json_error(
+    status: int, error: str, *, slo: str | None = None, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=_encoder.encode(_Error(error, slo)),
+        status=status,
+        content_type=JSON_TYPE,
+        headers=headers,
+    )
+
+
+def _num(x: float) -> float | None:
+    return None if math.isnan(x) else x
+
+
+def time_to_exhaustion_s(
+    remaining_ratio: float | None, burn_rate: float | None, period_s: float
+) -> float | None:
+    """Seconds until the budget left is gone at `burn_rate` (1 = the whole budget per
+    period); 0 when already spent, None without data or while nothing burns."""
+    if remaining_ratio is None:
+        return None
+    if remaining_ratio <= 0:
+        return 0.0
+    if burn_rate is None or burn_rate <= 0:
+        return None
+    return remaining_ratio * period_s / burn_rate
+
+
+class SloApi:
+    """Builds the views from an evaluator and serves them."""
+
+    def __init__(self, evaluator: Evaluator, generation: Callable[[], int] | None = None) -> None:
+        self.evaluator = evaluator
+        self.generation = generation
+        """Changes once per evaluation tick; None: no caching (the body is built per request)."""
+        ev = evaluator
+        self._index = {name: i for i, name in enumerate(ev.names)}
+        windows_s = ev.windows.windows_s
+        self._window_labels = [format_duration(w) for w in windows_s]
+        if EXHAUSTION_WINDOW_S in windows_s:
+            budget_w = EXHAUSTION_WINDOW_S
+        else:
+            budget_w = min(row.long_s for row in ev.rows)
+        self._budget_w = ev.windows.index(budget_w)
+        self._budget_label = format_duration(budget_w)
+        self._cached: tuple[int, bytes] | None = None
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_get("/v1/slos", self._list)
+        app.router.add_get("/v1/slos/{name}", self._one)
+
+    # -- views -----------------------------------------------------------------------
+
+    def views(self, indices: Sequence[int] | None = None) -> list[SloView]:
+        """Views of the SLOs at `indices` (all by default), read from the arrays now."""
+        ev = self.evaluator
+        idx = np.arange(len(ev.names)) if indices is None else np.asarray(indices, dtype=int)
+        sums: list[list[list[int]]] = ev.windows.all_sums[:, idx, :].transpose(1, 0, 2).tolist()
+        ratios: list[list[float]] = ev.error_ratios()[:, idx].T.tolist()
+        burns: list[list[float]] = ev.burn_rates()[:, idx].T.tolist()
+        budget: list[float] = ev.budget_remaining()[idx].tolist()
+        firing: list[list[bool]] = ev.firing[idx].tolist()
+        since: list[list[float]] = ev.firing_since[idx].tolist()
+        rows: list[list[int]] = ev.firing_row[idx].tolist()
+        events: list[int] = ev.events_total[idx].tolist()
+        bad_events: list[int] = ev.bad_events_total[idx].tolist()
+        evaluated_at = ev.evaluated_at_s
+        out: list[SloView] = []
+        for k, i in enumerate(idx.tolist()):
+            slo = ev.slos[i]
+            windows = [
+                WindowView(
+                    window=label,
+                    window_s=w_s,
+                    good=total - nbad,
+                    bad=nbad,
+                    total=total,
+                    error_ratio=_num(ratio),
+                    burn_rate=_num(burn),
+                )
+                for label, w_s, (total, nbad), ratio, burn in zip(
+                    self._window_labels,
+                    ev.windows.windows_s,
+                    sums[k],
+                    ratios[k],
+                    burns[k],
+                    strict=True,
+                )
+            ]
+            remaining = _num(budget[k])
+            burn_now = _num(burns[k][self._budget_w])
+            alerts = {
+                sev: AlertView(
+                    firing=firing[k][j],
+                    since=_num(since[k][j]) if firing[k][j] else None,
+                    row=self._row_view(i, rows[k][j]) if firing[k][j] else None,
+                )
+                for j, sev in enumerate(ev.severities)
+            }
+            out.append(
+                SloView(
+                    name=slo.name,
+                    service=slo.service,
+                    operation=slo.operation,
+                    sli=str(slo.sli),
+                    threshold_ms=slo.threshold_ms,
+                    objective=slo.objective,
+                    objective_ratio=slo.objective_ratio,
+                    period=format_duration(slo.period_s),
+                    period_s=slo.period_s,
+                    labels=dict(slo.labels),
+                    description=slo.description,
+                    runbook_url=slo.runbook_url,
+                    windows=windows,
+                    error_budget=BudgetView(
+                        remaining_ratio=remaining,
+                        time_to_exhaustion_s=time_to_exhaustion_s(
+                            remaining, burn_now, slo.period_s
+                        ),
+                        burn_rate=burn_now,
+                        burn_rate_window=self._budget_label,
+                    ),
+                    alerts=alerts,
+                    events_total=events[k],
+                    bad_events_total=bad_events[k],
+                    evaluated_at=evaluated_at,
+                )
+            )
+        return out
+
+    def _row_view(self, slo_index: int, r: int) -> PolicyRowView | None:
+        if r < 0:
+            return None
+        row = self.evaluator.rows[r]
+        return PolicyRowView(
+            severity=row.severity,
+            long=format_duration(row.long_s),
+            short=format_duration(row.short_s),
+            long_s=row.long_s,
+            short_s=row.short_s,
+            factor=float(self.evaluator.factor[slo_index, r]),
+        )
+
+    def view(self, name: str) -> SloView | None:
+        i = self._index.get(name)
+        return None if i is None else self.views([i])[0]
+
+    def list_body(self) -> bytes:
+        gen = None if self.generation is None else self.generation()
+        if gen is not None and self._cached is not None and self._cached[0] == gen:
+            return self._cached[1]
+        body = _encoder.encode(
+            SloList(evaluated_at=self.evaluator.evaluated_at_s, slos=self.views())
+        )
+        if gen is not None:
+            self._cached = (gen, body)
+        return body
+
+    # -- handlers --------------------------------------------------------------------
+
+    async def _list(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.list_body(), content_type=JSON_TYPE)
+
+    async def _one(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        view = self.view(name)
+        if view is None:
+            return json_error(404, "no SLO of that name", slo=name)
+        return web.Response(body=_encoder.encode(view), content_type=JSON_TYPE)
+
+
+# -- auth ------------------------------------------------------------------------------
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
+class BearerAuth:
+    """Bearer-token check for every route outside PUBLIC_PATHS; disabled without a token."""
+
+    def __init__(self, token: str | None) -> None:
+        if token is not None and not _TOKEN_RE.fullmatch(token):
+            raise ValueError("a bearer token must be visible ASCII without spaces")
+        self._digest = None if token is None else _digest(token)
+
+    @property
+    def enabled(self) -> bool:
+        return self._digest is not None
+
+    @classmethod
+    def from_config(cls, http: Http, environ: Mapping[str, str] | None = None) -> BearerAuth:
+        """The token named by `http.auth_token_env` or `http.auth_token_file`, if any.
+
+        Raises ConfigError when both are set, or the one set yields no valid token."""
+        env = os.environ if environ is None else environ
+        if http.auth_token_env and http.auth_token_file:
+            raise ConfigError(["$.http: give at most one of auth_token_env or auth_token_file"])
+        if http.auth_token_env:
+            path = "$.http.auth_token_env"
+            token = env.get(http.auth_token_env, "").strip()
+            if not token:
+                raise ConfigError(
+                    [f"{path}: environment variable {http.auth_token_env} is unset or empty"]
+                )
+        elif http.auth_token_file:
+            path = "$.http.auth_token_file"
+            try:
+                token = Path(http.auth_token_file).read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
+                raise ConfigError(
+                    [f"{path}: cannot read {http.auth_token_file}: {reason}"]
+                ) from None
+            if not token:
+                raise ConfigError([f"{path}: {http.auth_token_file} is empty"])
+        else:
+            return cls(None)
+        if not _TOKEN_RE.fullmatch(token):
+            raise ConfigError([f"{path}: the token must be visible ASCII without spaces"])
+        return cls(token)
+
+    def check(self, authorization: str | None) -> str | None:
+        """None when the header carries the token, else why not (never the token)."""
+        if self._digest is None:
+            return None
+        if not authorization:
+            return "missing bearer token"
+        scheme, _, credentials = authorization.strip().partition(" ")
+        if scheme.lower() != "bearer" or not credentials.strip():
+            return "missing bearer token"
+        if hmac.compare_digest(_digest(credentials.strip()), self._digest):
+            return None
+        return "invalid bearer token"
+
+    def middleware(self) -> Middleware:
+        @web.middleware
+        async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+            if request.path in PUBLIC_PATHS:
+                return await handler(request)
+            problem = self.check(request.headers.get("Authorization"))
+            if problem is None:
+                return await handler(request)
+            path = request.rel_url.raw_path  # percent-encoded: no control characters in logs
+            data: dict[str, Any] = {
+                "event": "unauthorized",
+                "remote": request.remote,
+                "method": request.method,
+                "path": path,
+                "reason": problem,
+            }
+            log.warning(
+                "401 %s %s from %s: %s",
+                request.method,
+                path,
+                request.remote,
+                problem,
+                extra={"data": data},
+            )
+            challenge = f'Bearer realm="{REALM}"'
+            if problem == "invalid bearer token":
+                challenge += ', error="invalid_token"'
+            return json_error(401, problem, headers={"WWW-Authenticate": challenge})
+
+        return bearer_auth
