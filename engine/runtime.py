@@ -125,6 +125,7 @@ class Runtime:
         self.sinks: list[Sink] = list(
             build_sinks(config, external_url, clock=clock) if sinks is None else sinks
         )
+        self.metrics.collector.deliveries = self.delivery_stats
         self.transitions: list[Transition] = []
         """Every transition so far (the tests and the demo read it)."""
         self._queue: asyncio.Queue[Transition] = asyncio.Queue()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
@@ -43,6 +43,8 @@ class EngineCollector(Collector):
         self.evaluator = evaluator
         self.status = status
         self.clock = clock
+        self.deliveries: Callable[[], Mapping[tuple[str, str], int]] | None = None
+        """Alert delivery outcomes keyed (receiver, outcome), set by the runtime."""
         self._window_labels = [format_duration(w) for w in evaluator.windows.windows_s]
 
     def collect(self) -> Iterable[Metric]:
@@ -146,6 +148,15 @@ class EngineCollector(Collector):
         if math.isfinite(ev.watermark_s):
             event_lag.add_metric([], max(self.clock() - ev.watermark_s, 0.0))
         yield event_lag
+        if self.deliveries is not None:
+            deliveries = CounterMetricFamily(
+                "burnrate_webhook_deliveries",
+                "Alert deliveries to webhook and Alertmanager receivers, by outcome",
+                labels=["receiver", "outcome"],
+            )
+            for (receiver, outcome), n in sorted(self.deliveries().items()):
+                deliveries.add_metric([receiver, outcome], n)
+            yield deliveries
         if status is not None and status.last_fetch_age_s is not None:
             age = GaugeMetricFamily(
                 "burnrate_last_fetch_age_seconds", "Seconds since the broker last answered a fetch"

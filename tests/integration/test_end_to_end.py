@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 import msgspec
 import pytest
 import pytest_asyncio
-from aiohttp import web
+from aiohttp import ClientSession, web
 from aiokafka import AIOKafkaProducer
 
 from engine.adapters.signing import WebhookVerifier
@@ -130,6 +130,11 @@ async def test_an_outage_pages_through_a_signed_webhook_and_resolves(
         fired_at, fired_headers, fired_body = await firing_task
         resolved_at, resolved_headers, resolved_body = await rcv.wait_for("resolved", 90)
         keep_good.cancel()
+        async with (
+            ClientSession() as http,
+            http.get(f"{runtime.http.url}/metrics") as resp,
+        ):
+            metrics = await resp.text()
     finally:
         stop.set()
         await producer.stop()
@@ -153,6 +158,13 @@ async def test_an_outage_pages_through_a_signed_webhook_and_resolves(
     resolved = json.loads(resolved_body)["alerts"][0]
     assert resolved["fingerprint"] == alert["fingerprint"]
     assert resolved["startsAt"] == alert["startsAt"]
+    delivered = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("burnrate_webhook_deliveries_total{") and 'outcome="delivered"' in line
+    ]
+    assert len(delivered) == 1
+    assert float(delivered[0].rsplit(" ", 1)[1]) == 2.0
     assert condition_true_at is not None
     detection_s = fired_at - condition_true_at
     print(
