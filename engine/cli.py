@@ -46,7 +46,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
-    from engine.adapters.producer import run_produce
+    from engine.produce_command import run_produce
 
     return asyncio.run(run_produce(args))
 
@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="where to write transitions (default: stdout)")
     p.set_defaults(func=cmd_replay)
 
-    from engine.adapters.producer import PRODUCE_HELP, add_produce_arguments
+    from engine.produce_command import PRODUCE_HELP, add_produce_arguments
     from engine.runtime import RUN_HELP, add_run_arguments, run_command
 
     p = sub.add_parser("run", help=RUN_HELP)

@@ -20,13 +20,12 @@ from engine.adapters.producer import (
     ProduceError,
     ProduceProgress,
     ProduceSummary,
-    add_produce_arguments,
     produce,
-    run_produce,
 )
 from engine.core.decode import Event, RecordDecoder, WireFormat
 from engine.core.taxonomy import Outcome, classify
 from engine.loadgen import LoadGenerator, LoadSpec, parse_incident
+from engine.produce_command import add_produce_arguments, run_produce
 
 DEADLINE = 60.0  # seconds for any one wait; generous for a cold JVM broker on 2 cores
 START_TS = 1_700_000_000.0
