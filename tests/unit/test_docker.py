@@ -1,0 +1,66 @@
+"""The docker/ files are for users (no Docker engine here): validated statically."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from engine.core.config import load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKER = ROOT / "docker"
+
+
+def test_every_copied_path_in_the_dockerfile_exists() -> None:
+    text = (DOCKER / "Dockerfile").read_text()
+    sources = [
+        part
+        for line in text.splitlines()
+        if line.startswith("COPY ") and "--from=" not in line
+        for part in line.split()[1:-1]
+    ]
+    assert sources
+    for src in sources:
+        assert (ROOT / src).exists(), src
+
+
+def test_the_image_runs_as_a_non_root_user_with_a_healthcheck() -> None:
+    text = (DOCKER / "Dockerfile").read_text()
+    assert re.search(r"^USER (?!root|0\b)\S+", text, re.MULTILINE)
+    assert "HEALTHCHECK" in text
+    assert "/healthz" in text
+
+
+def test_compose_mounts_and_builds_only_files_that_exist() -> None:
+    compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
+    services = compose["services"]
+    assert {"kafka", "burnrate", "prometheus", "alertmanager"} <= set(services)
+    build = services["burnrate"]["build"]
+    assert (DOCKER / build["context"] / build["dockerfile"]).is_file()
+    for name, svc in services.items():
+        for volume in svc.get("volumes", []):
+            host = volume.split(":", 1)[0]
+            assert (DOCKER / host).exists(), f"{name}: {host}"
+
+
+def test_the_compose_engine_config_is_valid() -> None:
+    cfg = load_config(DOCKER / "burnrate.yaml")
+    assert cfg.http.listen.startswith("0.0.0.0:")
+
+
+def test_the_compose_prometheus_config_is_valid() -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool not found: install Debian's `prometheus` (scripts/test.sh does)")
+    out = subprocess.run(
+        [promtool, "check", "config", "--syntax-only", str(DOCKER / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
