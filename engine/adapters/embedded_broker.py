@@ -157,7 +157,9 @@ class EmbeddedBroker:
 
     `start()` returns once the broker answers a Kafka metadata request; `stop()`
     terminates the whole process group and removes the temp dir holding its log.
-    Both are idempotent. A broker can be started again after `stop()`, on a new port.
+    Both are idempotent. A broker can be started again after `stop()`: on a new free
+    port, or on `port` when one is given (so clients see the same broker come back,
+    empty: memory storage keeps no topics, offsets or groups across a restart).
     """
 
     def __init__(
@@ -166,8 +168,13 @@ class EmbeddedBroker:
         startup_timeout: float = 30.0,
         binary: str | None = None,
         extra_args: tuple[str, ...] = (),
+        port: int | None = None,
     ) -> None:
+        if port is not None and not 0 < port <= 65535:
+            raise ValueError(f"port {port!r} must be in 1..65535")
         self.startup_timeout = startup_timeout
+        self.fixed_port = port
+        """The port every start uses; None: a free one per start."""
         self._binary = binary
         self._extra_args = extra_args
         self._port: int | None = None
@@ -240,7 +247,8 @@ class EmbeddedBroker:
 
     def _start_with_retries(self, binary: str, attempts: int = 3) -> None:
         # The free port is only free until someone else takes it: a broker that
-        # exits at once (most likely a lost bind race) is retried on a new port.
+        # exits at once (most likely a lost bind race) is retried on a new port
+        # (on the same one when the port is fixed: its last user may just be leaving).
         for attempt in range(1, attempts + 1):
             self._spawn(binary)
             try:
@@ -249,13 +257,18 @@ class EmbeddedBroker:
                 exited = self._proc is not None and self._proc.poll() is not None
                 if not exited or attempt == attempts:
                     raise
-                log.warning("embedded broker exited during startup; retrying on a new port")
+                log.warning(
+                    "embedded broker exited during startup; retrying on %s",
+                    "the same port" if self.fixed_port else "a new port",
+                )
                 self._teardown()
+                if self.fixed_port:
+                    time.sleep(0.5)
             else:
                 return
 
     def _spawn(self, binary: str) -> None:
-        self._port = _free_loopback_port()
+        self._port = self.fixed_port or _free_loopback_port()
         self._workdir = Path(tempfile.mkdtemp(prefix="burnrate-broker-"))
         self._log = (self._workdir / "tansu.log").open("wb")
         url = f"tcp://127.0.0.1:{self._port}"

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
+import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -27,7 +28,7 @@ from engine.adapters.source import SourceStatus
 from engine.core.durations import format_duration
 from engine.core.evaluator import Evaluator
 
-__all__ = ["CONTENT_TYPE", "EngineCollector", "EngineMetrics"]
+__all__ = ["CONTENT_TYPE", "EngineCollector", "EngineMetrics", "SloText"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -48,69 +49,8 @@ class EngineCollector(Collector):
         self._window_labels = [format_duration(w) for w in evaluator.windows.windows_s]
 
     def collect(self) -> Iterable[Metric]:
-        ev = self.evaluator
-        names: Sequence[str] = ev.names
-
-        objective = GaugeMetricFamily(
-            "burnrate_slo_objective_ratio", "SLO objective as a ratio (0..1)", labels=["slo"]
-        )
-        for name, slo in zip(names, ev.slos, strict=True):
-            objective.add_metric([name], slo.objective_ratio)
-        yield objective
-
-        yield from self._windowed(
-            "burnrate_slo_error_ratio",
-            "Bad / total events in the window ending at the last evaluation",
-            ev.error_ratios(),
-        )
-        yield from self._windowed(
-            "burnrate_slo_burn_rate",
-            "Error ratio / error budget in the window ending at the last evaluation",
-            ev.burn_rates(),
-        )
-
-        budget = GaugeMetricFamily(
-            "burnrate_slo_error_budget_remaining_ratio",
-            "Share of the error budget left over the SLO period (negative: overspent)",
-            labels=["slo"],
-        )
-        for name, value in zip(names, ev.budget_remaining().tolist(), strict=True):
-            if not math.isnan(value):
-                budget.add_metric([name], value)
-        yield budget
-
-        events = CounterMetricFamily(
-            "burnrate_slo_events", "Events counted for the SLO since start", labels=["slo"]
-        )
-        bad = CounterMetricFamily(
-            "burnrate_slo_bad_events", "Bad events counted for the SLO since start", labels=["slo"]
-        )
-        for name, total, nbad in zip(
-            names, ev.events_total.tolist(), ev.bad_events_total.tolist(), strict=True
-        ):
-            events.add_metric([name], total)
-            bad.add_metric([name], nbad)
-        yield events
-        yield bad
-
-        firing = GaugeMetricFamily(
-            "burnrate_alert_firing", "1 while the alert fires", labels=["slo", "severity"]
-        )
-        for i, name in enumerate(names):
-            for j, sev in enumerate(ev.severities):
-                firing.add_metric([name, sev], float(ev.firing[i, j]))
-        yield firing
-
+        """The engine's health series (the SLO series are written by `SloText`)."""
         yield from self._health()
-
-    def _windowed(self, metric: str, doc: str, values: np.ndarray) -> Iterable[Metric]:
-        family = GaugeMetricFamily(metric, doc, labels=["slo", "window"])
-        names = self.evaluator.names
-        for w, label in enumerate(self._window_labels):
-            row = values[w]
-            for i in np.flatnonzero(~np.isnan(row)).tolist():
-                family.add_metric([names[i], label], float(row[i]))
-        yield family
 
     def _health(self) -> Iterable[Metric]:
         ev = self.evaluator
@@ -165,6 +105,103 @@ class EngineCollector(Collector):
             yield age
 
 
+def _family(name: str, kind: str, doc: str) -> str:
+    return f"# HELP {name} {doc}\n# TYPE {name} {kind}\n"
+
+
+def _lines(prefixes: npt.NDArray[np.object_], values: npt.NDArray[np.float64]) -> str:
+    """`prefix value` lines for the entries that have data (NaN: no series)."""
+    have = ~np.isnan(values)
+    if not have.all():
+        prefixes, values = prefixes[have], values[have]
+    return "".join([f"{p}{v!r}\n" for p, v in zip(prefixes.tolist(), values.tolist(), strict=True)])
+
+
+class SloText:
+    """Writes the per-SLO series straight into the text format from the evaluator's arrays.
+
+    Series names and label sets are fixed by the config, so each line's prefix
+    (`name{slo="...",window="..."} `) is built once; a render only formats numbers.
+    This is what keeps a scrape of 10k SLOs (200k+ series) from stalling consumption:
+    measured several times faster than building metric families for `generate_latest`.
+    SLO names are `[a-z0-9_.-]+` and severities/windows fixed words, so no label escaping
+    is needed.
+    """
+
+    def __init__(self, evaluator: Evaluator) -> None:
+        self.evaluator = evaluator
+        names = evaluator.names
+        windows = [format_duration(w) for w in evaluator.windows.windows_s]
+
+        def per_slo(metric: str) -> npt.NDArray[np.object_]:
+            return np.array([f'{metric}{{slo="{n}"}} ' for n in names], dtype=object)
+
+        def per_window(metric: str) -> npt.NDArray[np.object_]:
+            return np.array(
+                [[f'{metric}{{slo="{n}",window="{w}"}} ' for n in names] for w in windows],
+                dtype=object,
+            ).reshape(len(windows), len(names))
+
+        self._objective = _family(
+            "burnrate_slo_objective_ratio", "gauge", "SLO objective as a ratio (0..1)"
+        ) + "".join(
+            f'burnrate_slo_objective_ratio{{slo="{n}"}} {s.objective_ratio!r}\n'
+            for n, s in zip(names, evaluator.slos, strict=True)
+        )
+        self._error_ratio = per_window("burnrate_slo_error_ratio")
+        self._burn_rate = per_window("burnrate_slo_burn_rate")
+        self._budget = per_slo("burnrate_slo_error_budget_remaining_ratio")
+        self._events = per_slo("burnrate_slo_events_total")
+        self._bad = per_slo("burnrate_slo_bad_events_total")
+        self._firing = np.array(
+            [
+                [
+                    f'burnrate_alert_firing{{slo="{n}",severity="{sev}"}} '
+                    for sev in evaluator.severities
+                ]
+                for n in names
+            ],
+            dtype=object,
+        ).reshape(len(names), len(evaluator.severities))
+
+    def render(self) -> str:
+        ev = self.evaluator
+        parts = [
+            self._objective,
+            _family(
+                "burnrate_slo_error_ratio",
+                "gauge",
+                "Bad / total events in the window ending at the last evaluation",
+            ),
+            _lines(self._error_ratio.ravel(), ev.error_ratios().ravel()),
+            _family(
+                "burnrate_slo_burn_rate",
+                "gauge",
+                "Error ratio / error budget in the window ending at the last evaluation",
+            ),
+            _lines(self._burn_rate.ravel(), ev.burn_rates().ravel()),
+            _family(
+                "burnrate_slo_error_budget_remaining_ratio",
+                "gauge",
+                "Share of the error budget left over the SLO period (negative: overspent)",
+            ),
+            _lines(self._budget, ev.budget_remaining()),
+            _family(
+                "burnrate_slo_events_total", "counter", "Events counted for the SLO since start"
+            ),
+            _lines(self._events, ev.events_total.astype(np.float64)),
+            _family(
+                "burnrate_slo_bad_events_total",
+                "counter",
+                "Bad events counted for the SLO since start",
+            ),
+            _lines(self._bad, ev.bad_events_total.astype(np.float64)),
+            _family("burnrate_alert_firing", "gauge", "1 while the alert fires"),
+            _lines(self._firing.ravel(), ev.firing.astype(np.float64).ravel()),
+        ]
+        return "".join(parts)
+
+
 class EngineMetrics:
     """The registry, the two histograms fed by the runtime, and the cached body."""
 
@@ -172,6 +209,7 @@ class EngineMetrics:
         self, evaluator: Evaluator, status: StatusFn, clock: Callable[[], float] = time.time
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
+        self.slo_text = SloText(evaluator)
         self.collector = EngineCollector(evaluator, status, clock)
         self.registry.register(self.collector)
         self.evaluation_duration = Histogram(
@@ -206,5 +244,5 @@ class EngineMetrics:
         if self._body is None:
             if self.before_render is not None:
                 self.before_render()
-            self._body = generate_latest(self.registry)
+            self._body = self.slo_text.render().encode() + generate_latest(self.registry)
         return self._body

@@ -19,7 +19,10 @@ and no commit failure escapes: it is logged and the offsets are committed next t
 
 Progress is what readiness is judged on (a consumer can sit in a group with no error
 and fetch nothing, see the aiokafka issues in ANCHORS.md): the wall time of the last
-fetch response, the assigned partitions and the per-partition lag.
+fetch response, the assigned partitions and the per-partition lag. A partition whose
+log now ends before our position (a broker that lost its data without answering
+OFFSET_OUT_OF_RANGE) is read again from the earliest offset instead of fetching
+nothing forever.
 """
 
 from __future__ import annotations
@@ -250,7 +253,8 @@ class KafkaSource:
                         async with asyncio.timeout(1.0):
                             await stop.wait()
                     continue
-                self._note_fetch()
+                if self._note_fetch():
+                    await self._rewind_beyond_end()
                 if data:
                     await self._apply(data)
         finally:
@@ -454,8 +458,11 @@ class KafkaSource:
 
     # -- progress --------------------------------------------------------------------
 
-    def _note_fetch(self) -> None:
-        """Record when the broker last answered a fetch and refresh the lag (at most 1/s)."""
+    def _note_fetch(self) -> bool:
+        """Record when the broker last answered a fetch and refresh the lag (at most 1/s).
+
+        True when the lag was refreshed.
+        """
         consumer = self._consumer
         assigned = consumer.assignment()
         newest: int | None = None
@@ -467,7 +474,7 @@ class KafkaSource:
             self._last_fetch_wall = newest / 1000.0
         mono = time.monotonic()
         if mono - self._lag_at < LAG_REFRESH_S:
-            return
+            return False
         self._lag_at = mono
         lag: dict[tuple[str, int], int] = {}
         for tp in assigned:
@@ -480,6 +487,42 @@ class KafkaSource:
             elif hw is not None and hw == 0:
                 lag[(tp.topic, tp.partition)] = 0
         self._lag = lag
+        return True
+
+    async def _rewind_beyond_end(self) -> None:
+        """Read again from the earliest offset any partition whose log ends before us.
+
+        Kafka answers a fetch past the end of the log with OFFSET_OUT_OF_RANGE and
+        aiokafka then resets the position. A broker that lost its log and answers such
+        fetches with no records and no error instead (Tansu restarted on memory storage,
+        which also accepts the stale offsets our revoke commit hands it) would leave the
+        consumer fetching nothing forever while every fetch succeeds: stuck, yet ready.
+        """
+        consumer = self._consumer
+        for tp in list(consumer.assignment()):  # awaits below: a snapshot
+            hw = consumer.highwater(tp)
+            if hw is None:
+                continue
+            try:
+                async with asyncio.timeout(0.05):  # immediate unless a reset is pending
+                    position = await consumer.position(tp)
+            except (TimeoutError, KafkaError):
+                continue
+            if position <= hw:
+                continue
+            log.warning(
+                "%s[%d]: the log ends at offset %d, before our position %d (the broker "
+                "lost data or the topic was re-created); reading it from the earliest offset",
+                tp.topic,
+                tp.partition,
+                hw,
+                position,
+                extra={"data": {"event": "rewind", "partition": f"{tp.topic}:{tp.partition}"}},
+            )
+            self._forget([tp])
+            with contextlib.suppress(TimeoutError, KafkaError):
+                async with asyncio.timeout(COMMIT_TIMEOUT_S):
+                    await consumer.seek_to_beginning(tp)
 
     def status(self) -> SourceStatus:
         consumer = self._consumer
