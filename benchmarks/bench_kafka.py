@@ -48,7 +48,7 @@ from engine.adapters.embedded_broker import EmbeddedBroker, create_topic
 from engine.adapters.producer import produce
 from engine.core.config import Config, parse_config
 from engine.loadgen import LoadSpec
-from engine.runtime import Runtime, configure_logging
+from engine.runtime import Runtime, configure_logging, tune_gc
 
 SERVICES = ("checkout", "search", "catalog", "payments")
 EVENT_SPAN_S = 600.0
@@ -423,10 +423,22 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=0, help="soak length (0: no soak)")
     parser.add_argument("--soak-rate", type=float, default=10_000, help="events/s in the soak")
     parser.add_argument("--soak-batch", type=int, default=1, help="events per record (soak)")
+    parser.add_argument(
+        "--gc",
+        choices=("tuned", "default"),
+        default="tuned",
+        help="tuned: the garbage-collector settings `burnrate run` uses "
+        "(engine.runtime.tune_gc), for the whole process, so the raw aiokafka baseline "
+        "gets them too; default: Python's defaults for both (default: tuned)",
+    )
     args = parser.parse_args()
+    if args.gc == "tuned":
+        tune_gc()
     configure_logging("text", logging.WARNING)
     print(f"machine: {json.dumps(machine())}", flush=True)
     rows = run_loop(run(args))
+    for row in rows:
+        row["gc"] = args.gc
     details = {i: r.pop("details") for i, r in enumerate(rows) if "details" in r}
     path = report("bench_kafka", rows)
     if details:  # the soak's RSS series goes into the results file, not the table

@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import operator
 import os
 import time
 from collections import Counter
@@ -39,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
@@ -72,6 +75,16 @@ LATE_WARNING_INTERVAL_S = 30.0
 LAG_REFRESH_S = 1.0
 
 TransitionsCallback = Callable[[list[Transition]], None]
+
+_VALUE = operator.attrgetter("value")
+_TIMESTAMP = operator.attrgetter("timestamp")
+
+
+def _record_times_s(records: Sequence[Any]) -> npt.NDArray[np.float64]:
+    """Kafka record timestamps in seconds (NaN where the broker gave none); only built
+    when some event lacks its own `ts`."""
+    ms = np.fromiter(map(_TIMESTAMP, records), dtype=np.float64, count=len(records))
+    return np.where(ms >= 0, ms / 1000.0, np.nan)
 
 
 def bootstrap_servers(kafka: Kafka) -> str:
@@ -322,17 +335,15 @@ class KafkaSource:
         transitions: list[Transition] = []
         dead: list[tuple[Any, str, str]] = []
         for fmt, records in by_format.items():
-            batch = self._decoder(fmt).decode_batch([r.value for r in records])
+            batch = self._decoder(fmt).decode_batch(list(map(_VALUE, records)))
             for idx, reason, detail in batch.rejected:
                 ev.rejected[reason] += 1
                 dead.append((records[idx], reason, detail))
             if not batch.events:
                 continue
-            record_ts = np.fromiter(
-                (r.timestamp for r in records), dtype=np.float64, count=len(records)
+            cols = ev.classifier.columns(
+                batch.events, batch.record_index, functools.partial(_record_times_s, records)
             )
-            record_ts = np.where(record_ts >= 0, record_ts / 1000.0, np.nan)
-            cols = ev.classifier.columns(batch.events, batch.record_index, record_ts)
             order = np.argsort(cols.ts_s, kind="stable")
             transitions += ev.ingest(cols.take(order), now_s=now)
         self.records_consumed += n

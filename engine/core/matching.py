@@ -9,7 +9,7 @@ weight, time) stays in numpy columns. `pairs()` then expands a batch into
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 
@@ -141,9 +141,10 @@ class Classifier:
         self,
         events: Sequence[Event],
         record_index: Sequence[int] | npt.NDArray[np.int32] | None = None,
-        record_ts_s: F64 | None = None,
+        record_ts_s: F64 | Callable[[], F64] | None = None,
     ) -> EventColumns:
-        """Columns of `events`. A missing `ts` falls back to its record's timestamp when given."""
+        """Columns of `events`. A missing `ts` falls back to its record's timestamp when
+        given (an array per record, or a function making it, called only if needed)."""
         if len(self._ids) > MAX_KEYS:
             self._reset()
         n = len(events)
@@ -167,7 +168,8 @@ class Classifier:
         if record_ts_s is not None and len(events):
             missing = np.isnan(ts)
             if missing.any():
-                ts[missing] = record_ts_s[record[missing]]
+                times = record_ts_s() if callable(record_ts_s) else record_ts_s
+                ts[missing] = times[record[missing]]
         return EventColumns(ts, latency, count, key_id, record)
 
     def slo_count(self, cols: EventColumns) -> I64:
