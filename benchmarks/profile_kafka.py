@@ -1,0 +1,60 @@
+"""Where `burnrate run` spends its time: cProfile over consuming single-event records.
+
+    python -m benchmarks.profile_kafka [--events 300000] [--top 14]
+
+Starts the embedded broker, pre-produces the events, runs the service (Runtime, with
+the service's GC settings) under cProfile until every record is consumed, and prints
+the functions with the most own time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import pstats
+import time
+
+from benchmarks.bench_kafka import bench_config
+from engine.adapters.embedded_broker import EmbeddedBroker, create_topic
+from engine.adapters.producer import produce
+from engine.loadgen import LoadSpec
+from engine.runtime import Runtime, tune_gc
+
+
+async def profile(events: int, top: int) -> None:
+    with EmbeddedBroker() as broker:
+        await create_topic(broker.bootstrap_servers, "profile", 3)
+        spec = LoadSpec(
+            rate=10_000, duration_s=events / 10_000, services=tuple(f"svc-{i}" for i in range(20))
+        )
+        await produce(broker.bootstrap_servers, "profile", spec, realtime=False)
+        runtime = Runtime(
+            bench_config(broker.bootstrap_servers, "profile"), sinks=[], listen="127.0.0.1:0"
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(runtime.run(stop))
+        await runtime.started.wait()
+        prof = cProfile.Profile()
+        prof.enable()
+        start = time.perf_counter()
+        while runtime.source.records_consumed < events:  # noqa: ASYNC110 (polls a counter)
+            await asyncio.sleep(0.05)
+        prof.disable()
+        print(f"consumed {events:,} records in {time.perf_counter() - start:.2f} s (profiled)")
+        stop.set()
+        await task
+        pstats.Stats(prof).sort_stats("tottime").print_stats(top)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="profile the service's consumption")
+    parser.add_argument("--events", type=int, default=300_000)
+    parser.add_argument("--top", type=int, default=14)
+    args = parser.parse_args()
+    tune_gc()
+    asyncio.run(profile(args.events, args.top))
+
+
+if __name__ == "__main__":
+    main()
