@@ -39,9 +39,11 @@ from engine.adapters.http_server import HttpServer, parse_listen
 from engine.adapters.metrics import EngineMetrics
 from engine.adapters.sinks import Sink, build_sinks, collect_stats
 from engine.adapters.source import KafkaSource, SourceStatus
+from engine.adapters.state import FileStateStore, StateStore
 from engine.core.config import Config, load_config
 from engine.core.durations import format_duration
 from engine.core.evaluator import Evaluator, Transition
+from engine.core.snapshot import SnapshotError
 from engine.errors import ConfigError
 
 __all__ = [
@@ -132,6 +134,12 @@ class Runtime:
         self._queue: asyncio.Queue[Transition] = asyncio.Queue()
         self.started = asyncio.Event()
         """Set once HTTP listens and the consumer has joined its group."""
+        self.state_store: StateStore | None = (
+            FileStateStore(config.state.path) if config.state is not None else None
+        )
+        self.state_saves = 0
+        self.restored = False
+        """True when the evaluator started from a state snapshot."""
 
     def status(self) -> SourceStatus | None:
         return self.source.status()
@@ -163,9 +171,13 @@ class Runtime:
             self.http.url,
             extra={"data": {"event": "listening", "url": self.http.url}},
         )
+        self._load_state()
         evaluate = asyncio.create_task(self._evaluate_loop(stop), name="evaluate")
         deliver = asyncio.create_task(self._deliver_loop(), name="deliver")
         consume: asyncio.Task[None] | None = None
+        save: asyncio.Task[None] | None = None
+        if self.state_store is not None:
+            save = asyncio.create_task(self._state_loop(stop), name="state")
         try:
             if await self._start_source(stop):
                 self.started.set()
@@ -180,6 +192,10 @@ class Runtime:
                     log.error("consumer ended unexpectedly; shutting down")
         finally:
             stop.set()
+            if save is not None:
+                save.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await save
             await self._shutdown(consume, evaluate, deliver)
 
     async def _start_source(self, stop: asyncio.Event) -> bool:
@@ -208,6 +224,72 @@ class Runtime:
                     await stop.wait()
             delay = min(delay * 2, START_RETRY_MAX_S)
         return False
+
+    # -- state ---------------------------------------------------------------------
+
+    def _load_state(self) -> None:
+        """Continue from the state file when there is one that fits this config."""
+        store = self.state_store
+        if store is None:
+            return
+        self.source.use_state_offsets({})  # track positions from now on, even if empty
+        try:
+            loaded = store.load()
+            if loaded is None:
+                log.info("no state snapshot yet; starting with empty windows")
+                return
+            blob, offsets = loaded
+            self.evaluator.restore(blob)
+        except SnapshotError as exc:
+            log.warning(
+                "ignoring the state snapshot: %s; starting with empty windows from the "
+                "group's committed offsets",
+                exc,
+                extra={"data": {"event": "state_ignored", "reason": str(exc)}},
+            )
+            return
+        self.source.use_state_offsets(offsets)
+        self.restored = True
+        log.info(
+            "restored state snapshot: %d events over %d SLOs, %d partition offsets",
+            int(self.evaluator.events_total.sum()),
+            len(self.evaluator.slos),
+            len(offsets),
+            extra={"data": {"event": "state_restored", "partitions": len(offsets)}},
+        )
+
+    async def save_state(self, reason: str) -> bool:
+        """Write the evaluator snapshot and the offsets it covers (taken in one event-loop
+        step, never mid-batch), then commit the offsets to Kafka too. Never raises."""
+        store = self.state_store
+        if store is None:
+            return False
+        async with self.source.apply_lock:
+            if not self.source.consistent:
+                log.warning("state not saved (%s): a batch was interrupted mid-apply", reason)
+                return False
+            blob = self.evaluator.snapshot()
+            offsets = self.source.state_offsets()
+        try:
+            await asyncio.to_thread(store.save, blob, offsets)
+        except OSError as exc:
+            log.warning("cannot write the state snapshot (%s): %s", reason, exc)
+            return False
+        self.state_saves += 1
+        log.debug("state saved (%s): %d bytes, %d partitions", reason, len(blob), len(offsets))
+        await self.source.commit(None, reason=f"state {reason}")
+        return True
+
+    async def _state_loop(self, stop: asyncio.Event) -> None:
+        assert self.config.state is not None
+        interval_s = self.config.state.interval_s
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval_s):
+                    await stop.wait()
+            if stop.is_set():
+                return  # the last snapshot belongs to the shutdown
+            await self.save_state("periodic")
 
     async def _evaluate_loop(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
@@ -274,6 +356,12 @@ class Runtime:
                 task.cancel()
             except Exception:  # the supervisor: shutdown goes on whatever ended the task
                 log.exception("task %s failed", task.get_name())
+        if self.state_store is not None:
+            try:
+                async with asyncio.timeout(left(2.0)):
+                    await self.save_state("shutdown")
+            except TimeoutError:
+                log.warning("state snapshot not written before exit (timed out)")
         await self.source.close(timeout_s=left(5.0))
         self.tick()  # transitions of the last applied batch, last metrics
         try:

@@ -156,16 +156,20 @@ class SourceStatus:
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     """Commits applied offsets before partitions go; never waits for the consume loop."""
 
-    def __init__(self, source: KafkaSource) -> None:
+    def __init__(self, source: KafkaSource, consumer: Any) -> None:
         self._source = source
+        self._consumer = consumer  # the source only gets it once start() returns
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         revoked = list(revoked)
         if revoked:
             await self._source.commit(revoked, reason="revoke")
+        self._source._keep_positions(revoked)
         self._source._forget(revoked)
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        assigned = list(assigned)
+        self._source._seek_to_state(self._consumer, assigned)
         tps = sorted((tp.topic, tp.partition) for tp in assigned)
         log.info(
             "partitions assigned: %s",
@@ -200,6 +204,14 @@ class KafkaSource:
         self._applied: dict[TopicPartition, int] = {}
         """Next offset after the last applied record, per partition."""
         self._committed: dict[TopicPartition, int] = {}
+        self._state_offsets: dict[TopicPartition, int] | None = None
+        """With a state store: the offsets the evaluator's restored state covers, for
+        partitions not (re)assigned since; None without one (today's behaviour)."""
+        self.apply_lock = asyncio.Lock()
+        """Held while a batch is applied: between its ingest and its `_applied` update
+        the evaluator is ahead of the offsets, so a state snapshot must not be taken."""
+        self.consistent = True
+        """False when a batch was ingested but its offsets not recorded (cancelled)."""
         self._lag: dict[tuple[str, int], int] = {}
         self._lag_at = 0.0
         self._last_fetch_wall: float | None = None
@@ -231,7 +243,7 @@ class KafkaSource:
             client_id="burnrate",
             **kwargs,
         )
-        consumer.subscribe(topics=list(self.kafka.topics), listener=_Listener(self))
+        consumer.subscribe(topics=list(self.kafka.topics), listener=_Listener(self, consumer))
         if self.kafka.dead_letter_topic:
             producer = AIOKafkaProducer(client_id="burnrate-dlq", acks="all", **kwargs)
             await producer.start()
@@ -323,6 +335,12 @@ class KafkaSource:
 
     async def _apply(self, data: Mapping[TopicPartition, Sequence[Any]]) -> None:
         """Apply one fetch: decode per format, ingest, dead-letter, remember offsets."""
+        async with self.apply_lock:
+            self.consistent = False
+            await self._apply_locked(data)
+            self.consistent = True
+
+    async def _apply_locked(self, data: Mapping[TopicPartition, Sequence[Any]]) -> None:
         by_format: dict[WireFormat, list[Any]] = {}
         n = 0
         for tp, records in data.items():
@@ -421,6 +439,46 @@ class KafkaSource:
             self._late_warned_at = now
 
     # -- offsets ---------------------------------------------------------------------
+
+    def use_state_offsets(self, offsets: Mapping[tuple[str, int], int]) -> None:
+        """Read from `offsets` (those of a restored evaluator snapshot) instead of the
+        group's committed ones: they match the restored counts, so records counted
+        before the snapshot are not counted again and none after it are skipped. Also
+        keeps, across revocations, the position up to which this evaluator counted."""
+        self._state_offsets = {TopicPartition(t, p): off for (t, p), off in offsets.items()}
+
+    def state_offsets(self) -> dict[tuple[str, int], int]:
+        """Per partition, the offset up to which the evaluator has counted records: the
+        applied ones, and the restored ones of partitions not consumed since."""
+        merged = dict(self._state_offsets or {})
+        merged.update(self._applied)
+        return {(tp.topic, tp.partition): off for tp, off in merged.items()}
+
+    def _seek_to_state(self, consumer: Any, assigned: Iterable[TopicPartition]) -> None:
+        """On assignment, before any fetch: position partitions the state covers."""
+        if not self._state_offsets:
+            return
+        for tp in assigned:
+            off = self._state_offsets.get(tp)
+            if off is None:
+                continue
+            consumer.seek(tp, off)
+            self._applied[tp] = off
+            log.info(
+                "%s[%d]: resuming at offset %d from the state snapshot",
+                tp.topic,
+                tp.partition,
+                off,
+                extra={"data": {"event": "seek_state", "partition": f"{tp.topic}:{tp.partition}"}},
+            )
+
+    def _keep_positions(self, tps: Iterable[TopicPartition]) -> None:
+        """Revoked partitions: the evaluator still holds what was counted from them."""
+        if self._state_offsets is None:
+            return
+        for tp in tps:
+            if tp in self._applied:
+                self._state_offsets[tp] = self._applied[tp]
 
     def _forget(self, tps: Iterable[TopicPartition]) -> None:
         for tp in tps:
@@ -531,6 +589,8 @@ class KafkaSource:
                 extra={"data": {"event": "rewind", "partition": f"{tp.topic}:{tp.partition}"}},
             )
             self._forget([tp])
+            if self._state_offsets is not None:
+                self._state_offsets.pop(tp, None)
             with contextlib.suppress(TimeoutError, KafkaError):
                 async with asyncio.timeout(COMMIT_TIMEOUT_S):
                     await consumer.seek_to_beginning(tp)

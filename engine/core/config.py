@@ -181,6 +181,19 @@ class ConsoleReceiver(_Base, frozen=True, tag="console", tag_field="type"):
     pass
 
 
+class State(_Base, frozen=True):
+    """Evaluator snapshots, so a restart keeps its windows and budgets (absent: none)."""
+
+    path: Annotated[str, msgspec.Meta(min_length=1)]
+    """The snapshot file; written atomically (temp file in the same directory + rename)."""
+    interval: Duration = "30s"
+    """How often a snapshot is written (and once more on shutdown)."""
+
+    @property
+    def interval_s(self) -> float:
+        return parse_duration_s(self.interval)
+
+
 Receiver = WebhookReceiver | AlertmanagerReceiver | ConsoleReceiver
 
 
@@ -192,6 +205,7 @@ class Config(_Base, frozen=True):
     kafka: Kafka = Kafka()
     http: Http = Http()
     receivers: list[Receiver] = []
+    state: State | None = None
 
     def windows_s(self) -> list[int]:
         """Every window length the evaluator keeps: policy windows and SLO periods."""
@@ -244,6 +258,8 @@ def _semantic_errors(cfg: Config) -> list[str]:
         errors.append(f"$.evaluation.allowed_lateness: at most 1h, got {ev.allowed_lateness}")
     if ev.future_limit_s > 86400:
         errors.append(f"$.evaluation.future_limit: at most 1d, got {ev.future_limit}")
+    if cfg.state is not None and cfg.state.interval_s < 1:
+        errors.append(f"$.state.interval: must be at least 1s, got {cfg.state.interval}")
     for i, rcv in enumerate(cfg.receivers):
         if isinstance(rcv, WebhookReceiver | AlertmanagerReceiver) and not (rcv.url or rcv.urls):
             errors.append(f"$.receivers[{i}]: needs url or urls")

@@ -35,6 +35,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from engine.core import snapshot as _snapshot
 from engine.core.config import Config
 from engine.core.matching import Classifier, EventColumns
 from engine.core.windows import WindowSet
@@ -304,6 +305,17 @@ class Evaluator:
             factor=float(self.factor[i, r]),
             error_budget_remaining_ratio=_none_if_nan(float(self._budget_at_tick[i])),
         )
+
+    # -- snapshots -------------------------------------------------------------------
+
+    def snapshot(self) -> bytes:
+        """All state (windows, alerts, counters, event time) as bytes; see `restore`."""
+        return _snapshot.snapshot(self)
+
+    def restore(self, data: bytes) -> None:
+        """Continue from a `snapshot()` taken by an evaluator of a config of the same
+        shape; raises SnapshotError (changing nothing) when it does not fit."""
+        _snapshot.restore(self, data)
 
     # -- reporting -------------------------------------------------------------------
 

@@ -209,6 +209,21 @@ class WindowSet:
                 if wi not in leaving:
                     self._sums[wi] = level.cols_sum(new_b - self.buckets[wi] + 1, new_b)
 
+    # -- snapshots ----------------------------------------------------------------------
+
+    def load_state(
+        self, t_s: float | None, levels: Sequence[tuple[int | None, I64]], sums: I64
+    ) -> None:
+        """Take over saved state (see engine.core.snapshot, which checks shapes first):
+        evaluation time, each level's head and buckets, and the window sums."""
+        if len(levels) != len(self.levels) or sums.shape != self._sums.shape:
+            raise ValueError("saved window state does not match this WindowSet")
+        self.t = t_s
+        for level, (head, data) in zip(self.levels, levels, strict=True):
+            level.data[...] = data
+            level.head = head
+        self._sums[...] = sums
+
 
 def _aggregate(slo: I64, bucket: I64, total: I64, bad: I64, n_slo: int) -> tuple[I64, I64, I64]:
     """Sum weights per distinct (slo, bucket): batches span few buckets, so this shrinks
