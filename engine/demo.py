@@ -14,12 +14,12 @@ import asyncio
 import contextlib
 import logging
 import math
-import os
 import sys
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 from rich.console import Console, Group
@@ -27,10 +27,14 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from engine.adapters.sinks.console import format_transition
+from engine.adapters.source import bootstrap_from_env
 from engine.core.config import Config, load_config
 from engine.core.durations import format_duration
-from engine.core.evaluator import Transition
 from engine.errors import BurnrateError, ConfigError
+
+if TYPE_CHECKING:
+    from engine.runtime import Runtime
 
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
 DEMO_HELP = "run the whole pipeline on an embedded broker and watch a page fire and resolve"
@@ -64,8 +68,8 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
 
 @contextlib.contextmanager
 def _broker() -> Iterator[tuple[str, bool]]:
-    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
-    if external:
+    external = bootstrap_from_env()
+    if external is not None:
         yield external, False
         return
     from engine.adapters.embedded_broker import EmbeddedBroker
@@ -75,11 +79,8 @@ def _broker() -> Iterator[tuple[str, bool]]:
 
 
 def _view(
-    config: Config, runtime: object, started: float, url: str, notes: list[str], phase: str
+    config: Config, runtime: Runtime, started: float, url: str, notes: list[str], phase: str
 ) -> Group:
-    from engine.runtime import Runtime
-
-    assert isinstance(runtime, Runtime)
     ev = runtime.evaluator
     burn = ev.burn_rates()
     budget = ev.budget_remaining()
@@ -111,17 +112,6 @@ def _view(
     ]
     lines += [Text(n) for n in notes[-8:]]
     return Group(table, *lines)
-
-
-def _note(tr: Transition) -> str:
-    clock = time.strftime("%H:%M:%S", time.localtime(tr.at))
-    rates = (
-        f"{format_duration(tr.long_window_s)}={tr.burn_rate_long or 0:.1f}x "
-        f"{format_duration(tr.short_window_s)}={tr.burn_rate_short or 0:.1f}x"
-    )
-    return (
-        f"{clock}  {tr.state.upper():8} {tr.severity:6} {tr.slo}  burn {rates} (>= {tr.factor:g}x)"
-    )
 
 
 async def _demo(args: argparse.Namespace, console: Console) -> int:
@@ -180,7 +170,7 @@ async def _demo(args: argparse.Namespace, console: Console) -> int:
                 while not stop.is_set():
                     await asyncio.sleep(0.5)
                     for tr in runtime.transitions[seen:]:
-                        notes.append(_note(tr))
+                        notes.append(format_transition(tr))
                         if live is None:
                             console.print(notes[-1])
                     page = runtime.evaluator.severities.index("page")

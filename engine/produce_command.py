@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -24,6 +23,7 @@ from engine.adapters.producer import (
     ProduceSummary,
     produce,
 )
+from engine.adapters.source import bootstrap_from_env
 from engine.core.durations import format_duration, parse_duration_s
 from engine.loadgen import (
     INCIDENT_EXAMPLES_TEXT,
@@ -381,8 +381,10 @@ async def run_produce(args: argparse.Namespace) -> int:
     if args.bootstrap_servers is not None:
         bootstrap, source = args.bootstrap_servers, "--bootstrap-servers"
     else:
-        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip() or DEFAULT_BOOTSTRAP
-        source = "KAFKA_BOOTSTRAP_SERVERS" if bootstrap != DEFAULT_BOOTSTRAP else "default"
+        env = bootstrap_from_env()
+        bootstrap, source = (
+            (env, "KAFKA_BOOTSTRAP_SERVERS") if env else (DEFAULT_BOOTSTRAP, "default")
+        )
     try:
         check_bootstrap_servers(bootstrap)
     except ValueError as exc:

@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
 import signal
 import sys
 import time
@@ -38,10 +37,10 @@ import msgspec
 from engine.adapters.http_server import HttpServer, parse_listen
 from engine.adapters.metrics import EngineMetrics
 from engine.adapters.sinks import Sink, build_sinks, collect_stats
-from engine.adapters.source import KafkaSource, SourceStatus
+from engine.adapters.sinks.console import format_transition
+from engine.adapters.source import KafkaSource, SourceStatus, bootstrap_from_env
 from engine.adapters.state import FileStateStore, StateStore
 from engine.core.config import Config, load_config
-from engine.core.durations import format_duration
 from engine.core.evaluator import Evaluator, Transition
 from engine.core.snapshot import SnapshotError
 from engine.errors import ConfigError
@@ -62,10 +61,6 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 EVALUATE_INTERVAL_S: Final = 1.0
 SHUTDOWN_TIMEOUT_S: Final = 10.0
 START_RETRY_MAX_S: Final = 10.0
-
-
-def _rate(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.1f}x"
 
 
 # -- logging -------------------------------------------------------------------------
@@ -148,15 +143,8 @@ class Runtime:
         for tr in transitions:
             self.transitions.append(tr)
             log.info(
-                "alert %s: %s %s (%s/%s burn %s/%s, threshold %gx)",
-                tr.state,
-                tr.slo,
-                tr.severity,
-                format_duration(tr.long_window_s),
-                format_duration(tr.short_window_s),
-                _rate(tr.burn_rate_long),
-                _rate(tr.burn_rate_short),
-                tr.factor,
+                "alert %s",
+                format_transition(tr),
                 extra={"data": {"event": "alert", **msgspec.structs.asdict(tr)}},
             )
             self._queue.put_nowait(tr)
@@ -455,8 +443,8 @@ def tune_gc() -> None:
 
 def apply_env_overrides(config: Config) -> Config:
     """`KAFKA_BOOTSTRAP_SERVERS`, when set, replaces the configured brokers."""
-    env = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
-    if not env:
+    env = bootstrap_from_env()
+    if env is None:
         return config
     return msgspec.structs.replace(
         config, kafka=msgspec.structs.replace(config.kafka, bootstrap_servers=env)

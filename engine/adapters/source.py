@@ -51,7 +51,7 @@ from engine.core.decode import RecordDecoder, WireFormat
 from engine.core.evaluator import Evaluator, Transition
 from engine.errors import ConfigError
 
-__all__ = ["KafkaSource", "SourceStatus", "bootstrap_servers", "kafka_client_kwargs"]
+__all__ = ["KafkaSource", "SourceStatus", "bootstrap_from_env", "kafka_client_kwargs"]
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +87,10 @@ def _record_times_s(records: Sequence[Any]) -> npt.NDArray[np.float64]:
     return np.where(ms >= 0, ms / 1000.0, np.nan)
 
 
-def bootstrap_servers(kafka: Kafka) -> str:
-    """The configured brokers. (`burnrate run` applies the `KAFKA_BOOTSTRAP_SERVERS`
-    override when it loads the config: see `engine.runtime.apply_env_overrides`.)"""
-    return kafka.bootstrap_servers
+def bootstrap_from_env() -> str | None:
+    """`KAFKA_BOOTSTRAP_SERVERS` when set (it overrides the configured brokers in
+    `burnrate run`, `produce` and `demo`), else None."""
+    return os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip() or None
 
 
 def _secret(env: str | None, file: str | None, what: str) -> str | None:
@@ -113,7 +113,7 @@ def kafka_client_kwargs(kafka: Kafka) -> dict[str, Any]:
     """Connection settings shared by the consumer and the dead-letter producer."""
     sec = kafka.security
     kwargs: dict[str, Any] = {
-        "bootstrap_servers": bootstrap_servers(kafka),
+        "bootstrap_servers": kafka.bootstrap_servers,
         "security_protocol": sec.protocol,
     }
     if sec.protocol in ("SSL", "SASL_SSL"):

@@ -234,10 +234,8 @@ class Evaluator:
 
     def burn_rates(self) -> F64:
         """(n_windows, n_slo) burn rates at the evaluation time; NaN where no data."""
-        sums = self.windows.all_sums
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ratio = sums[..., 1] / sums[..., 0]
-        return ratio / self.budget_ratio  # type: ignore[no-any-return]
+        out: F64 = self.error_ratios() / self.budget_ratio
+        return out
 
     def _evaluate(self, t: float) -> list[Transition]:
         sums = self.windows.all_sums
