@@ -22,7 +22,7 @@ from benchmarks.naive import naive_replay
 from engine.core.config import parse_config
 from engine.core.decode import Event
 from engine.core.evaluator import Evaluator
-from engine.replay import read_chunks, replay
+from engine.runtime.replay import read_chunks, replay
 
 SERVICES = [f"svc-{i}" for i in range(20)]
 

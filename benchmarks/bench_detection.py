@@ -51,11 +51,11 @@ from aiokafka import AIOKafkaProducer
 from benchmarks.common import report
 from benchmarks.promrules import RuleSlo, alert_name, check_rules, ratio_expr, rule_groups
 from benchmarks.promrules import write_rules as write_rule_file
-from engine.adapters.embedded_broker import EmbeddedBroker, create_topic
+from engine.adapters.kafka.embedded_broker import EmbeddedBroker, create_topic
 from engine.core.config import PolicyRow, parse_config
 from engine.core.durations import format_duration
 from engine.core.evaluator import Transition
-from engine.runtime import Runtime
+from engine.runtime.service import Runtime
 
 SERVICE = "checkout"
 SLO_NAME = "checkout-availability"

@@ -43,12 +43,14 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 from benchmarks.common import current_rss_bytes, machine, peak_rss_bytes, report
-from engine.adapters import source as engine_source
-from engine.adapters.embedded_broker import EmbeddedBroker, create_topic
-from engine.adapters.producer import produce
+from engine.adapters.kafka import source as engine_source
+from engine.adapters.kafka.embedded_broker import EmbeddedBroker, create_topic
+from engine.adapters.kafka.producer import produce
 from engine.core.config import Config, parse_config
 from engine.loadgen import LoadSpec
-from engine.runtime import Runtime, configure_logging, tune_gc
+from engine.runtime.logging import configure_logging
+from engine.runtime.service import Runtime
+from engine.runtime.tuning import tune_gc
 
 SERVICES = ("checkout", "search", "catalog", "payments")
 EVENT_SPAN_S = 600.0
@@ -428,7 +430,7 @@ def main() -> None:
         choices=("tuned", "default"),
         default="tuned",
         help="tuned: the garbage-collector settings `burnrate run` uses "
-        "(engine.runtime.tune_gc), for the whole process, so the raw aiokafka baseline "
+        "(engine.runtime.tuning.tune_gc), for the whole process, so the raw aiokafka baseline "
         "gets them too; default: Python's defaults for both (default: tuned)",
     )
     args = parser.parse_args()

@@ -39,14 +39,14 @@ from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
 from benchmarks.bench_core import SERVICES, bench_config, filled_evaluator
 from benchmarks.common import best_of, report
-from engine.adapters.embedded_broker import EmbeddedBroker, create_topic
-from engine.adapters.metrics import EngineMetrics
-from engine.adapters.producer import produce
+from engine.adapters.http.metrics import EngineMetrics
+from engine.adapters.kafka.embedded_broker import EmbeddedBroker, create_topic
+from engine.adapters.kafka.producer import produce
 from engine.core.config import parse_config
 from engine.core.durations import format_duration
 from engine.core.evaluator import Evaluator
 from engine.loadgen import LoadSpec
-from engine.runtime import Runtime
+from engine.runtime.service import Runtime
 
 SCRAPE_INTERVAL_S = 1.0
 SCRAPE_TIMEOUT_S = 10.0

@@ -16,10 +16,11 @@ import pstats
 import time
 
 from benchmarks.bench_kafka import bench_config
-from engine.adapters.embedded_broker import EmbeddedBroker, create_topic
-from engine.adapters.producer import produce
+from engine.adapters.kafka.embedded_broker import EmbeddedBroker, create_topic
+from engine.adapters.kafka.producer import produce
 from engine.loadgen import LoadSpec
-from engine.runtime import Runtime, tune_gc
+from engine.runtime.service import Runtime
+from engine.runtime.tuning import tune_gc
 
 
 async def profile(events: int, top: int) -> None:

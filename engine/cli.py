@@ -1,57 +1,48 @@
-"""The `burnrate` command line: check, replay (and the service commands as they land)."""
+"""The `burnrate` command line: builds the parser, hands the work to `engine.commands`.
+
+Each command lives in its own module with `add_arguments(parser)` and `main(args)`.
+Only the module of the command being run is imported, so `burnrate check` does not
+load the Kafka client, the HTTP server or the terminal UI.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import importlib
 import sys
-from pathlib import Path
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Final
 
 from engine import __version__
-from engine.core.config import Config, load_config
-from engine.errors import ConfigError
 
-EXIT_USAGE = 2
+__all__ = ["COMMANDS", "build_parser", "main"]
 
-
-def _load(path: str) -> Config:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        for line in exc.errors:
-            print(f"{path}: {line}", file=sys.stderr)
-        raise SystemExit(EXIT_USAGE) from None
-
-
-def cmd_check(args: argparse.Namespace) -> int:
-    cfg = _load(args.config)
-    sev = sorted({r.severity for r in cfg.policy})
-    windows = ", ".join(f"{r.long}/{r.short}" for r in cfg.policy)
-    print(
-        f"{args.config}: ok: {len(cfg.slos)} SLOs, {len(cfg.policy)} policy rows "
-        f"({'/'.join(sev)}: {windows}), {len(cfg.receivers)} receivers"
-    )
-    return 0
+COMMANDS: Final[dict[str, tuple[str, str]]] = {
+    "check": ("engine.commands.check", "validate a config file"),
+    "replay": ("engine.commands.replay", "backtest the SLO policy over recorded events"),
+    "run": (
+        "engine.commands.run",
+        "run the service: consume Kafka, evaluate SLOs, serve /metrics, alert",
+    ),
+    "produce": (
+        "engine.commands.produce",
+        "publish synthetic request events (load generator)",
+    ),
+    "demo": (
+        "engine.commands.demo",
+        "run the whole pipeline on an embedded broker and watch a page fire and resolve",
+    ),
+}
+"""name -> (module, one-line help); the help is here so `burnrate --help` imports nothing."""
 
 
-def cmd_replay(args: argparse.Namespace) -> int:
-    from engine.replay import run_replay
-
-    cfg = _load(args.config)
-    events = Path(args.events)
-    if not events.is_file():
-        print(f"burnrate replay: no such events file: {events}", file=sys.stderr)
-        return EXIT_USAGE
-    return run_replay(cfg, events, Path(args.output) if args.output else None)
+def _module(name: str) -> ModuleType:
+    return importlib.import_module(COMMANDS[name][0])
 
 
-def cmd_produce(args: argparse.Namespace) -> int:
-    from engine.produce_command import run_produce
-
-    return asyncio.run(run_produce(args))
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or (with `only`) one whose other commands have no arguments."""
     parser = argparse.ArgumentParser(
         prog="burnrate",
         description="Streaming error-budget burn-rate engine: exact SLO windows from request "
@@ -59,56 +50,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"burnrate {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    p = sub.add_parser(
-        "check",
-        help="validate a config file",
-        description="Validate a config file. Prints every problem with its path "
-        "(e.g. `$.slos[2].objective: must be > 0 and < 100`) and exits 2, or prints a "
-        "one-line summary and exits 0.",
-    )
-    p.add_argument("config", help="YAML (.yaml/.yml) or TOML (.toml) config file")
-    p.set_defaults(func=cmd_check)
-
-    p = sub.add_parser(
-        "replay",
-        help="backtest the SLO policy over recorded events",
-        description="Deterministic backtest in event time. Reads JSON Lines records in the "
-        "wire format (one event or an array per line; .gz too), writes one JSON line per "
-        "alert transition to --output (default stdout) and a per-SLO summary to stderr. "
-        "Bad lines are counted and skipped.",
-        epilog="example: burnrate replay --config configs/example.yaml "
-        "--events configs/sample-events.jsonl.gz",
-    )
-    p.add_argument("--config", required=True, help="config file (YAML or TOML)")
-    p.add_argument("--events", required=True, help="events file (.jsonl or .jsonl.gz)")
-    p.add_argument("--output", help="where to write transitions (default: stdout)")
-    p.set_defaults(func=cmd_replay)
-
-    from engine.produce_command import PRODUCE_HELP, add_produce_arguments
-    from engine.runtime import RUN_HELP, add_run_arguments, run_command
-
-    p = sub.add_parser("run", help=RUN_HELP)
-    add_run_arguments(p)
-    p.set_defaults(func=run_command)
-
-    p = sub.add_parser("produce", help=PRODUCE_HELP)
-    add_produce_arguments(p)
-    p.set_defaults(func=cmd_produce)
-
-    from engine.demo import DEMO_HELP, add_demo_arguments, demo_command
-
-    p = sub.add_parser("demo", help=DEMO_HELP)
-    add_demo_arguments(p)
-    p.set_defaults(func=demo_command)
+    for name, (_, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if only is None or name == only:
+            _module(name).add_arguments(p)
     return parser
 
 
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The command named in `argv`: its first word that is not an option."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    command = _command_of(words)
+    args = build_parser(command or "").parse_args(words)
     try:
-        return int(args.func(args))
+        return int(_module(args.command).main(args))
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

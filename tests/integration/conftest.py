@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 import pytest_asyncio
 
-from engine.adapters.embedded_broker import EmbeddedBroker, create_topic
+from engine.adapters.kafka.embedded_broker import EmbeddedBroker, create_topic
 
 KAFKA_FIXTURES = frozenset({"kafka_bootstrap", "unique_topic"})
 UNIQUE_TOPIC_PARTITIONS = 3

@@ -19,9 +19,9 @@ import pytest_asyncio
 from multidict import CIMultiDictProxy
 from prometheus_client.parser import text_string_to_metric_families
 
-from engine.adapters.api import BearerAuth, SloApi, time_to_exhaustion_s
-from engine.adapters.http_server import HttpServer
-from engine.adapters.metrics import EngineMetrics
+from engine.adapters.http.api import BearerAuth, SloApi, time_to_exhaustion_s
+from engine.adapters.http.metrics import EngineMetrics
+from engine.adapters.http.server import HttpServer
 from engine.core.config import Config, Http, parse_config
 from engine.core.decode import Event
 from engine.core.evaluator import Evaluator, Transition

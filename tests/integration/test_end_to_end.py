@@ -21,9 +21,9 @@ import pytest_asyncio
 from aiohttp import ClientSession, web
 from aiokafka import AIOKafkaProducer
 
-from engine.adapters.signing import WebhookVerifier
+from engine.adapters.alerts.signing import WebhookVerifier
 from engine.core.config import parse_config
-from engine.runtime import Runtime
+from engine.runtime.service import Runtime
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 RATE_PER_S = 200

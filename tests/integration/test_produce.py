@@ -16,16 +16,16 @@ import msgspec
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
-from engine.adapters.producer import (
+from engine.adapters.kafka.producer import (
     ProduceError,
     ProduceProgress,
     ProduceSummary,
     produce,
 )
+from engine.commands.produce import add_arguments, run_produce
 from engine.core.decode import Event, RecordDecoder, WireFormat
 from engine.core.taxonomy import Outcome, classify
 from engine.loadgen import LoadGenerator, LoadSpec, parse_incident
-from engine.produce_command import add_produce_arguments, run_produce
 
 DEADLINE = 60.0  # seconds for any one wait; generous for a cold JVM broker on 2 cores
 START_TS = 1_700_000_000.0
@@ -171,7 +171,7 @@ async def test_a_real_time_run_stops_on_request_and_delivers_what_it_counted(
 
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="burnrate produce")
-    add_produce_arguments(parser)
+    add_arguments(parser)
     return parser.parse_args(argv)
 
 

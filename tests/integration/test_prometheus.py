@@ -27,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from engine.core.config import Config, parse_config
 from engine.core.decode import DECODE_REASONS, TIME_REASONS
 from engine.core.durations import format_duration
-from engine.runtime import Runtime
+from engine.runtime.service import Runtime
 from tests.integration.prometheus_server import JOB, promtool_check_metrics, running_prometheus
 from tests.integration.test_run import Running, wait_ready
 from tests.integration.test_source import produce, wait_until

@@ -17,7 +17,7 @@ import msgspec
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from engine.adapters.metrics import EngineMetrics
+from engine.adapters.http.metrics import EngineMetrics
 from engine.core.config import load_config
 from engine.core.evaluator import Evaluator
 

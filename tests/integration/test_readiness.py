@@ -20,9 +20,9 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from engine.adapters.embedded_broker import EmbeddedBroker, create_topic
-from engine.adapters.http_server import READY_FETCH_AGE_S
-from engine.runtime import Runtime
+from engine.adapters.http.server import READY_FETCH_AGE_S
+from engine.adapters.kafka.embedded_broker import EmbeddedBroker, create_topic
+from engine.runtime.service import Runtime
 from tests.integration.test_run import Running
 from tests.integration.test_source import counts, make_config, produce, records_for, wait_until
 

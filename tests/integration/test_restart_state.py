@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.adapters.state import FileStateStore
+from engine.adapters.store.state import FileStateStore
 from engine.core.config import Config, parse_config
-from engine.runtime import Runtime
+from engine.runtime.service import Runtime
 from tests.integration.test_run import Running
 from tests.integration.test_source import counts, expected, produce, records_for, wait_until
 
@@ -148,7 +148,7 @@ async def test_a_snapshot_of_another_slo_list_is_ignored_with_a_warning(
         unique_topic,
         records_for(range(N, N + M), "json", batch=1, now=time.time()),
     )
-    caplog.set_level(logging.INFO, logger="engine.runtime")
+    caplog.set_level(logging.INFO, logger="engine.runtime.service")
     rt = await run_until(other, M)
     assert rt.restored is False
     warnings = [

@@ -12,11 +12,11 @@ import pytest
 import pytest_asyncio
 from prometheus_client.parser import text_string_to_metric_families
 
-from engine.adapters.embedded_broker import EmbeddedBroker, create_topic
-from engine.adapters.http_server import HttpServer
-from engine.adapters.metrics import EngineMetrics
+from engine.adapters.http.metrics import EngineMetrics
+from engine.adapters.http.server import HttpServer
+from engine.adapters.kafka.embedded_broker import EmbeddedBroker, create_topic
 from engine.core.evaluator import Evaluator, Transition
-from engine.runtime import Runtime
+from engine.runtime.service import Runtime
 from tests.integration.test_source import (
     counts,
     encode,
@@ -31,7 +31,7 @@ DEADLINE_S = 60.0
 
 
 class ListSink:
-    """A sink (engine.adapters.sinks.Sink) that keeps what it is given."""
+    """A sink (engine.adapters.alerts.sinks.Sink) that keeps what it is given."""
 
     def __init__(self) -> None:
         self.got: list[Transition] = []

@@ -24,8 +24,8 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from engine.adapters.embedded_broker import EmbeddedBroker, create_topic
-from engine.adapters.http_server import READY_FETCH_AGE_S
+from engine.adapters.http.server import READY_FETCH_AGE_S
+from engine.adapters.kafka.embedded_broker import EmbeddedBroker, create_topic
 
 STARTUP_DEADLINE_S = 60.0
 EXIT_DEADLINE_S = 10.0

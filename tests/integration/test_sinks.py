@@ -24,9 +24,9 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from engine.adapters.payloads import alert_labels, fingerprint, rfc3339, webhook_body
-from engine.adapters.signing import WebhookVerifier
-from engine.adapters.sinks import (
+from engine.adapters.alerts.payloads import alert_labels, fingerprint, rfc3339, webhook_body
+from engine.adapters.alerts.signing import WebhookVerifier
+from engine.adapters.alerts.sinks import (
     AlertmanagerSink,
     ConsoleSink,
     RetryPolicy,

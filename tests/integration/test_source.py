@@ -11,8 +11,8 @@ import msgspec
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from engine.adapters.embedded_broker import create_topic
-from engine.adapters.source import KafkaSource
+from engine.adapters.kafka.embedded_broker import create_topic
+from engine.adapters.kafka.source import KafkaSource
 from engine.core.config import Config, parse_config
 from engine.core.evaluator import Evaluator
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.adapters.payloads import (
+from engine.adapters.alerts.payloads import (
     ALERTNAME,
     ZERO_TIME,
     alert_annotations,

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.adapters.signing import (
+from engine.adapters.alerts.signing import (
     ReplayError,
     SignatureError,
     WebhookVerifier,

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.adapters import state as state_module
-from engine.adapters.state import FileStateStore
+from engine.adapters.store import state as state_module
+from engine.adapters.store.state import FileStateStore
 from engine.core.snapshot import SnapshotError
 
 offsets_st = st.dictionaries(

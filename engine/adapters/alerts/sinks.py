@@ -26,7 +26,9 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Protocol, TextIO
 
-from engine.adapters.sinks._http import (
+from engine.adapters.alerts.alertmanager import AlertmanagerSink
+from engine.adapters.alerts.console import ConsoleSink, format_transition
+from engine.adapters.alerts.http_sink import (
     DEFAULT_QUEUE_SIZE,
     OUTCOMES,
     Clock,
@@ -35,9 +37,7 @@ from engine.adapters.sinks._http import (
     redact_url,
     retry_after_s,
 )
-from engine.adapters.sinks.alertmanager import AlertmanagerSink
-from engine.adapters.sinks.console import ConsoleSink, format_transition
-from engine.adapters.sinks.webhook import BODY_RECEIVER, WebhookSink, load_secrets
+from engine.adapters.alerts.webhook import BODY_RECEIVER, WebhookSink, load_secrets
 from engine.core.config import AlertmanagerReceiver, Config, ConsoleReceiver, WebhookReceiver
 from engine.core.durations import parse_duration_s
 from engine.core.evaluator import Transition

@@ -15,15 +15,20 @@ import random
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from engine.adapters.payloads import webhook_body
-from engine.adapters.signing import SignatureError, new_message_id, parse_secret, signature_headers
-from engine.adapters.sinks._http import (
+from engine.adapters.alerts.http_sink import (
     DEFAULT_QUEUE_SIZE,
     Clock,
     HttpSink,
     Job,
     RetryPolicy,
     log,
+)
+from engine.adapters.alerts.payloads import webhook_body
+from engine.adapters.alerts.signing import (
+    SignatureError,
+    new_message_id,
+    parse_secret,
+    signature_headers,
 )
 from engine.core.config import Slo, WebhookReceiver
 from engine.errors import ConfigError

@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from engine.adapters.source import SourceStatus
+from engine.adapters.kafka.status import SourceStatus
 from engine.core.durations import format_duration
 from engine.core.evaluator import Evaluator
 

@@ -1,9 +1,9 @@
 """`burnrate demo`: the whole pipeline on one machine, live in the terminal.
 
 Starts an embedded Kafka-protocol broker (unless KAFKA_BOOTSTRAP_SERVERS is set),
-creates a topic, produces synthetic traffic with an incident, runs the engine on
-`configs/demo.yaml` and shows the SLOs, their burn rates and budgets and the alerts as
-they fire and resolve. It ends by itself once the page has fired and resolved (or on
+creates a topic, produces synthetic traffic with an incident, runs the engine on the
+bundled `engine/data/demo.yaml` and shows the SLOs, their burn rates and budgets and
+the alerts as they fire and resolve. It ends by itself once the page has fired and resolved (or on
 Ctrl-C), and leaves no process behind.
 """
 
@@ -27,22 +27,21 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from engine.adapters.sinks.console import format_transition
-from engine.adapters.source import bootstrap_from_env
+from engine.adapters.alerts.console import format_transition
+from engine.adapters.kafka.settings import bootstrap_from_env
 from engine.core.config import Config, load_config
 from engine.core.durations import format_duration
 from engine.errors import BurnrateError, ConfigError
 
 if TYPE_CHECKING:
-    from engine.runtime import Runtime
+    from engine.runtime.service import Runtime
 
-DEMO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
-DEMO_HELP = "run the whole pipeline on an embedded broker and watch a page fire and resolve"
-
+DEMO_CONFIG = Path(__file__).resolve().parent.parent / "data" / "demo.yaml"
+"""Package data, so a wheel install finds it too."""
 log = logging.getLogger("burnrate.demo")
 
 
-def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Run the whole pipeline locally: an embedded Kafka-protocol broker (or the one in "
         "KAFKA_BOOTSTRAP_SERVERS), a producer with an incident, and the engine, shown live. "
@@ -72,7 +71,7 @@ def _broker() -> Iterator[tuple[str, bool]]:
     if external is not None:
         yield external, False
         return
-    from engine.adapters.embedded_broker import EmbeddedBroker
+    from engine.adapters.kafka.embedded_broker import EmbeddedBroker
 
     with EmbeddedBroker() as broker:
         yield broker.bootstrap_servers, True
@@ -115,10 +114,10 @@ def _view(
 
 
 async def _demo(args: argparse.Namespace, console: Console) -> int:
-    from engine.adapters.embedded_broker import create_topic
-    from engine.adapters.producer import produce
+    from engine.adapters.kafka.embedded_broker import create_topic
+    from engine.adapters.kafka.producer import produce
     from engine.loadgen import LoadSpec, parse_incident
-    from engine.runtime import Runtime
+    from engine.runtime.service import Runtime
 
     config = load_config(args.config)
     spec = LoadSpec(
@@ -210,7 +209,7 @@ async def _demo(args: argparse.Namespace, console: Console) -> int:
     return 0 if "resolved" in pages else 1
 
 
-def demo_command(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     console = Console(stderr=False)
     try:

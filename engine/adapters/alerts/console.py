@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Final, TextIO
 
-from engine.adapters.payloads import rfc3339
+from engine.adapters.alerts.payloads import rfc3339
 from engine.core.durations import format_duration
 from engine.core.evaluator import Transition
 

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import gzip
 import math
-import os
-import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, TextIO
+from typing import IO
 
 import msgspec
 import numpy as np
@@ -24,7 +22,6 @@ import numpy.typing as npt
 
 from engine.core.config import Config
 from engine.core.decode import Event, RecordDecoder
-from engine.core.durations import format_duration
 from engine.core.evaluator import Evaluator, Transition
 
 CHUNK_BYTES = 4 << 20
@@ -134,63 +131,3 @@ def summary_rows(result: ReplayResult) -> list[dict[str, object]]:
             }
         )
     return rows
-
-
-def print_summary(result: ReplayResult, out: TextIO) -> None:
-    rows = summary_rows(result)
-    ev = result.evaluator
-    width = max([len("slo")] + [len(str(r["slo"])) for r in rows])
-    out.write(
-        f"{'slo':<{width}}  {'events':>10}  {'bad':>8}  {'budget left':>11}  "
-        f"{'pages':>5}  {'tickets':>7}  {'time firing':>11}\n"
-    )
-    for r in rows:
-        b = r["budget_remaining_ratio"]
-        budget = "no data" if b is None else f"{100 * float(b):.1f}%"  # type: ignore[arg-type]
-        firing = format_duration(round(float(r["time_firing_s"])))  # type: ignore[arg-type]
-        still = r["still_firing"]
-        if still:
-            firing += f" ({'+'.join(still)} firing at end)"  # type: ignore[arg-type]
-        out.write(
-            f"{r['slo']:<{width}}  {r['events']:>10}  {r['bad']:>8}  {budget:>11}  "
-            f"{r['pages']:>5}  {r['tickets']:>7}  {firing:>11}\n"
-        )
-    rejected = ", ".join(f"{k}={v}" for k, v in sorted(ev.rejected.items())) or "none"
-    out.write(
-        f"records: {result.records}, events accepted: {ev.accepted_events}, "
-        f"for no SLO: {ev.unmatched_events}, unknown status: {ev.unknown_status_events}, "
-        f"rejected: {rejected}\n"
-    )
-
-
-def run_replay(config: Config, events: Path, output: Path | None) -> int:
-    """The command: transitions as JSON lines to `output` (stdout), summary to stderr."""
-    enc = msgspec.json.Encoder()
-    sink = sys.stdout.buffer if output is None else output.open("wb")
-    try:
-
-        def emit(tr: Transition) -> None:
-            sink.write(enc.encode(tr) + b"\n")
-
-        if sys.stderr.isatty():
-            from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
-
-            size = os.path.getsize(events)
-            with Progress(
-                "[progress.description]{task.description}",
-                BarColumn(),
-                DownloadColumn(),
-                TimeRemainingColumn(),
-                transient=True,
-            ) as bar:
-                task = bar.add_task(f"replay {events.name}", total=size)
-                result = replay(config, events, emit, lambda pos: bar.update(task, completed=pos))
-        else:
-            result = replay(config, events, emit)
-    finally:
-        if output is not None:
-            sink.close()
-        else:
-            sink.flush()
-    print_summary(result, sys.stderr)
-    return 0

@@ -1,4 +1,4 @@
-"""`burnrate produce`: the command line of the load generator (engine.adapters.producer)."""
+"""`burnrate produce`: the command line of the load generator (engine.adapters.kafka.producer)."""
 
 from __future__ import annotations
 
@@ -16,14 +16,14 @@ from typing import Any, Final, get_args
 
 import msgspec
 
-from engine.adapters.producer import (
+from engine.adapters.kafka.producer import (
     Compression,
     ProduceError,
     ProduceProgress,
     ProduceSummary,
     produce,
 )
-from engine.adapters.source import bootstrap_from_env
+from engine.adapters.kafka.settings import bootstrap_from_env
 from engine.core.durations import format_duration, parse_duration_s
 from engine.loadgen import (
     INCIDENT_EXAMPLES_TEXT,
@@ -37,14 +37,13 @@ from engine.loadgen import (
 )
 
 __all__ = [
-    "PRODUCE_HELP",
-    "add_produce_arguments",
+    "add_arguments",
     "check_bootstrap_servers",
+    "main",
     "run_produce",
     "spec_from_args",
 ]
 
-PRODUCE_HELP: Final = "publish synthetic request events (load generator)"
 DEFAULT_TOPIC: Final = "request-events"
 DEFAULT_BOOTSTRAP: Final = "localhost:9092"
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -173,7 +172,7 @@ def _parse_start(text: str) -> float:
     return moment.timestamp()
 
 
-def add_produce_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the `burnrate produce` options (and the grammar and examples to its help)."""
     if parser.description is None:
         parser.description = _DESCRIPTION
@@ -363,7 +362,7 @@ def _print_summary(summary: ProduceSummary) -> None:
 
 
 async def run_produce(args: argparse.Namespace) -> int:
-    """`burnrate produce`: run the options from `add_produce_arguments`; the exit status."""
+    """`burnrate produce`: run the options from `add_arguments`; the exit status."""
 
     def usage_error(message: str) -> int:
         print(f"burnrate produce: error: {message}", file=sys.stderr)
@@ -441,7 +440,7 @@ async def run_produce(args: argparse.Namespace) -> int:
 
     try:
         if args.create_topic is not None:
-            from engine.adapters.embedded_broker import BrokerError, create_topic
+            from engine.adapters.kafka.embedded_broker import BrokerError, create_topic
 
             try:
                 await create_topic(bootstrap, args.topic, args.create_topic)
@@ -482,3 +481,7 @@ async def run_produce(args: argparse.Namespace) -> int:
                 print(f"burnrate produce: cannot write the summary: {exc}", file=sys.stderr)
                 return EXIT_FAILURE
     return EXIT_OK
+
+
+def main(args: argparse.Namespace) -> int:
+    return asyncio.run(run_produce(args))

@@ -13,11 +13,7 @@ single-event records near 90k/s, where batches reach ~1M records/s on loopback. 
 delivery is awaited on its own: those of a slice are awaited together while the next
 slice is sent (two slices in flight), and a failed delivery ends the run with an error.
 
-Wiring for the command line:
-
-    p = sub.add_parser("produce", help=PRODUCE_HELP)
-    add_produce_arguments(p)
-    p.set_defaults(func=lambda args: asyncio.run(run_produce(args)))
+The command line is `engine.commands.produce`.
 """
 
 from __future__ import annotations

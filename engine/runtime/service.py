@@ -1,4 +1,4 @@
-"""`burnrate run`: the service wiring under asyncio (uvloop when available).
+"""The service behind `burnrate run`: its tasks under asyncio and their bounded shutdown.
 
 Four tasks share one event loop and one evaluator, so no locks: *consume* (the Kafka
 source applies fetched batches), *evaluate* (every second of wall time, moves event
@@ -10,92 +10,38 @@ server.
 Shutdown (SIGTERM/SIGINT): stop fetching, apply what was fetched, commit, hand over
 pending transitions, leave the group, stop HTTP. Every await on that path is bounded,
 so the process exits within `SHUTDOWN_TIMEOUT_S` even with every broker down.
-
-Wiring for the command line (engine.cli):
-
-    p = sub.add_parser("run", help=RUN_HELP)
-    add_run_arguments(p)
-    p.set_defaults(func=run_command)
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import gc
 import logging
-import signal
-import sys
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Final
 
 import msgspec
 
-from engine.adapters.http_server import HttpServer, parse_listen
-from engine.adapters.metrics import EngineMetrics
-from engine.adapters.sinks import Sink, build_sinks, collect_stats
-from engine.adapters.sinks.console import format_transition
-from engine.adapters.source import KafkaSource, SourceStatus, bootstrap_from_env
-from engine.adapters.state import FileStateStore, StateStore
-from engine.core.config import Config, load_config
+from engine.adapters.alerts.console import format_transition
+from engine.adapters.alerts.sinks import Sink, build_sinks, collect_stats
+from engine.adapters.http.metrics import EngineMetrics
+from engine.adapters.http.server import HttpServer
+from engine.adapters.kafka.source import KafkaSource
+from engine.adapters.kafka.status import SourceStatus
+from engine.adapters.store.state import FileStateStore, StateStore
+from engine.core.config import Config
 from engine.core.evaluator import Evaluator, Transition
 from engine.core.snapshot import SnapshotError
 from engine.errors import ConfigError
 
-__all__ = [
-    "RUN_HELP",
-    "JsonFormatter",
-    "Runtime",
-    "add_run_arguments",
-    "configure_logging",
-    "run_command",
-]
+__all__ = ["Runtime"]
 
-log = logging.getLogger("engine.runtime")
+log = logging.getLogger("burnrate.runtime")
 
-RUN_HELP: Final = "run the service: consume Kafka, evaluate SLOs, serve /metrics, alert"
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 EVALUATE_INTERVAL_S: Final = 1.0
 SHUTDOWN_TIMEOUT_S: Final = 10.0
 START_RETRY_MAX_S: Final = 10.0
-
-
-# -- logging -------------------------------------------------------------------------
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ts, level, logger, msg, plus the record's `data` fields."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        data = getattr(record, "data", None)
-        if isinstance(data, dict):
-            for k, v in data.items():
-                out.setdefault(k, v)
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        return msgspec.json.encode(out).decode()
-
-
-def configure_logging(fmt: str = "text", level: int = logging.INFO) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    # aiokafka logs every refused connection at ERROR: keep its noise to warnings of our own
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 
 # -- the service ---------------------------------------------------------------------
@@ -367,106 +313,3 @@ class Runtime:
             if task is not None and not task.done():
                 task.cancel()
         log.info("stopped", extra={"data": {"event": "stopped"}})
-
-
-# -- command line --------------------------------------------------------------------
-
-
-def _listen_arg(text: str) -> str:
-    try:
-        parse_listen(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
-
-
-def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, metavar="PATH", help="the config file")
-    parser.add_argument(
-        "--listen",
-        type=_listen_arg,
-        metavar="HOST:PORT",
-        help="HTTP address for /metrics, /healthz, /readyz (default: http.listen of the config)",
-    )
-    parser.add_argument(
-        "--log-format",
-        choices=("text", "json"),
-        default="text",
-        help="log lines as text or as JSON objects (default: text)",
-    )
-
-
-async def _serve(runtime: Runtime) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    handled: list[signal.Signals] = []
-
-    def request_stop(sig: signal.Signals) -> None:
-        log.info("received %s", sig.name, extra={"data": {"event": "signal", "signal": sig.name}})
-        stop.set()
-        loop.remove_signal_handler(sig)  # a second signal ends the process at once
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, request_stop, sig)
-            handled.append(sig)
-    try:
-        await runtime.run(stop)
-    finally:
-        for sig in handled:
-            loop.remove_signal_handler(sig)
-
-
-def _run_loop(main: Callable[[], Any]) -> None:
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main())
-        return
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(main())
-
-
-GC_THRESHOLD: Final = (50_000, 50, 100)
-
-
-def tune_gc() -> None:
-    """Collect less often: a fetch allocates tens of thousands of short-lived tracked
-    objects (aiokafka's records, tuples), so the default threshold (700) runs the young
-    generation collector dozens of times per fetch. Objects alive at start-up are frozen
-    out of the collector's view. Events themselves are untracked (`gc=False` structs).
-    `python -m benchmarks.bench_kafka --gc default` measures the difference."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLD)
-
-
-def apply_env_overrides(config: Config) -> Config:
-    """`KAFKA_BOOTSTRAP_SERVERS`, when set, replaces the configured brokers."""
-    env = bootstrap_from_env()
-    if env is None:
-        return config
-    return msgspec.structs.replace(
-        config, kafka=msgspec.structs.replace(config.kafka, bootstrap_servers=env)
-    )
-
-
-def run_command(args: argparse.Namespace) -> int:
-    """`burnrate run`: the exit status (0 after a clean stop, 2 for a bad config)."""
-    configure_logging(args.log_format)
-    try:
-        config = apply_env_overrides(load_config(args.config))
-        tune_gc()
-
-        async def main() -> None:
-            await _serve(Runtime(config, listen=args.listen))
-
-        _run_loop(main)
-    except ConfigError as exc:
-        for line in exc.errors:
-            print(f"{args.config}: {line}", file=sys.stderr)
-        return EXIT_USAGE
-    except OSError as exc:  # e.g. the HTTP address is taken
-        log.error("cannot run: %s", exc)
-        return EXIT_FAILURE
-    return EXIT_OK

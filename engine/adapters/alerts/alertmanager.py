@@ -18,8 +18,7 @@ import math
 import random
 from collections.abc import Mapping
 
-from engine.adapters.payloads import alertmanager_alerts
-from engine.adapters.sinks._http import (
+from engine.adapters.alerts.http_sink import (
     DEFAULT_QUEUE_SIZE,
     Clock,
     HttpSink,
@@ -28,6 +27,7 @@ from engine.adapters.sinks._http import (
     log,
     redact_url,
 )
+from engine.adapters.alerts.payloads import alertmanager_alerts
 from engine.core.config import Slo
 from engine.core.evaluator import Transition
 

@@ -4,12 +4,12 @@
 consumer has partitions assigned and the broker answered a fetch recently (a member can
 sit in its group with no error and fetch nothing; progress is the only honest signal),
 else 503 with the reason as JSON. `/metrics` serves the cached Prometheus body;
-`/v1/slos` and `/v1/slos/{name}` the JSON views (engine.adapters.api).
+`/v1/slos` and `/v1/slos/{name}` the JSON views (engine.adapters.http.api).
 
 Auth: with `http.auth_token_env` or `http.auth_token_file` set, every route but
 `/healthz` and `/readyz` needs `Authorization: Bearer <token>`, `/metrics` included
 (scrape it with `authorization: {type: Bearer, credentials_file: ...}` in the
-Prometheus job); see engine.adapters.api for the details.
+Prometheus job); see engine.adapters.http.api for the details.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import msgspec
 from aiohttp import web
 
-from engine.adapters.api import BearerAuth, SloApi
-from engine.adapters.metrics import CONTENT_TYPE, EngineMetrics
-from engine.adapters.source import SourceStatus
+from engine.adapters.http.api import BearerAuth, SloApi
+from engine.adapters.http.metrics import CONTENT_TYPE, EngineMetrics
+from engine.adapters.kafka.status import SourceStatus
 from engine.core.evaluator import Evaluator
 
 __all__ = ["READY_FETCH_AGE_S", "HttpServer", "Readiness", "parse_listen", "readiness"]

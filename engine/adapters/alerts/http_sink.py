@@ -33,7 +33,7 @@ import aiohttp
 from yarl import URL
 
 from engine import __version__
-from engine.adapters.payloads import rfc3339
+from engine.adapters.alerts.payloads import rfc3339
 from engine.core.config import Slo
 from engine.core.evaluator import Transition
 from engine.errors import ConfigError, SinkError

@@ -32,26 +32,23 @@ import contextlib
 import functools
 import logging
 import operator
-import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
-from aiokafka.helpers import create_ssl_context
 
-from engine.core.config import Config, Kafka
+from engine.adapters.kafka.settings import kafka_client_kwargs
+from engine.adapters.kafka.status import SourceStatus
+from engine.core.config import Config
 from engine.core.decode import RecordDecoder, WireFormat
 from engine.core.evaluator import Evaluator, Transition
-from engine.errors import ConfigError
 
-__all__ = ["KafkaSource", "SourceStatus", "bootstrap_from_env", "kafka_client_kwargs"]
+__all__ = ["KafkaSource"]
 
 log = logging.getLogger(__name__)
 
@@ -85,72 +82,6 @@ def _record_times_s(records: Sequence[Any]) -> npt.NDArray[np.float64]:
     when some event lacks its own `ts`."""
     ms = np.fromiter(map(_TIMESTAMP, records), dtype=np.float64, count=len(records))
     return np.where(ms >= 0, ms / 1000.0, np.nan)
-
-
-def bootstrap_from_env() -> str | None:
-    """`KAFKA_BOOTSTRAP_SERVERS` when set (it overrides the configured brokers in
-    `burnrate run`, `produce` and `demo`), else None."""
-    return os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip() or None
-
-
-def _secret(env: str | None, file: str | None, what: str) -> str | None:
-    if env:
-        value = os.environ.get(env)
-        if value is None:
-            raise ConfigError([f"$.kafka.security: {what}: environment variable {env} is not set"])
-        return value
-    if file:
-        try:
-            return Path(file).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(
-                [f"$.kafka.security: {what}: cannot read {file}: {exc.strerror}"]
-            ) from None
-    return None
-
-
-def kafka_client_kwargs(kafka: Kafka) -> dict[str, Any]:
-    """Connection settings shared by the consumer and the dead-letter producer."""
-    sec = kafka.security
-    kwargs: dict[str, Any] = {
-        "bootstrap_servers": kafka.bootstrap_servers,
-        "security_protocol": sec.protocol,
-    }
-    if sec.protocol in ("SSL", "SASL_SSL"):
-        try:
-            kwargs["ssl_context"] = create_ssl_context(
-                cafile=sec.ssl_cafile, certfile=sec.ssl_certfile, keyfile=sec.ssl_keyfile
-            )
-        except OSError as exc:
-            raise ConfigError([f"$.kafka.security: cannot load TLS files: {exc}"]) from None
-    if sec.protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
-        username = sec.sasl_username or _secret(sec.sasl_username_env, None, "sasl username")
-        password = _secret(sec.sasl_password_env, sec.sasl_password_file, "sasl password")
-        if not username or password is None:
-            raise ConfigError(
-                [
-                    "$.kafka.security: SASL needs sasl_username (or sasl_username_env) and "
-                    "sasl_password_env or sasl_password_file"
-                ]
-            )
-        kwargs["sasl_mechanism"] = sec.sasl_mechanism or "PLAIN"
-        kwargs["sasl_plain_username"] = username
-        kwargs["sasl_plain_password"] = password
-    return kwargs
-
-
-@dataclass(frozen=True, slots=True)
-class SourceStatus:
-    """What readiness and the metrics need to know about consumption progress."""
-
-    assigned: tuple[tuple[str, int], ...]
-    last_fetch_age_s: float | None
-    """Seconds since the broker last answered a fetch; None before the first answer."""
-    last_fetch_at: float | None
-    """Epoch seconds of that answer."""
-    lag: Mapping[tuple[str, int], int]
-    records_consumed: int
-    running: bool
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -1,0 +1,1 @@
+"""HTTP: the aiohttp server, the JSON API, bearer auth and the Prometheus exposition."""

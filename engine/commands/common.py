@@ -1,0 +1,97 @@
+"""What every command shares: exit codes, error printing, stop signals, the event loop.
+
+Exit codes are a contract (DESIGN section 6): 0 ok, 1 failure (a failing gate, a
+broken audit chain, a run that could not do its work), 2 usage or config error, 3 a
+service the command needs is unreachable. Every error is one clear line on stderr,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any, Final, TypeVar
+
+from engine.core.config import Config, load_config
+from engine.errors import ConfigError
+
+__all__ = [
+    "EXIT_FAILURE",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_UNREACHABLE",
+    "EXIT_USAGE",
+    "load_config_or_exit",
+    "print_config_error",
+    "print_error",
+    "run_loop",
+    "stop_on_signals",
+]
+
+EXIT_OK: Final = 0
+EXIT_FAILURE: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_UNREACHABLE: Final = 3
+EXIT_INTERRUPTED: Final = 130
+"""128 + SIGINT, what shells report for a Ctrl-C."""
+
+_T = TypeVar("_T")
+
+
+def print_error(command: str, message: str) -> None:
+    """One line on stderr: `burnrate COMMAND: message`."""
+    print(f"burnrate {command}: {message}", file=sys.stderr)
+
+
+def print_config_error(source: str, exc: ConfigError) -> None:
+    """Each problem of a config on its own line, prefixed with where it came from."""
+    for line in exc.errors:
+        print(f"{source}: {line}", file=sys.stderr)
+
+
+def load_config_or_exit(path: str) -> Config:
+    """The config at `path`; on any problem, its lines on stderr and exit 2."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print_config_error(path, exc)
+        raise SystemExit(EXIT_USAGE) from None
+
+
+@contextlib.asynccontextmanager
+async def stop_on_signals(
+    stop: asyncio.Event, on_signal: Callable[[signal.Signals], None] | None = None
+) -> AsyncIterator[asyncio.Event]:
+    """Set `stop` on the first SIGINT or SIGTERM; a second one ends the process at once
+    (the handler is removed, so the default action applies)."""
+    loop = asyncio.get_running_loop()
+    handled: list[signal.Signals] = []
+
+    def request_stop(sig: signal.Signals) -> None:
+        if on_signal is not None:
+            on_signal(sig)
+        stop.set()
+        loop.remove_signal_handler(sig)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, request_stop, sig)
+            handled.append(sig)
+    try:
+        yield stop
+    finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
+
+
+def run_loop(main: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
+    """Run `main()` to completion on uvloop when it is installed, else asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main())
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main())

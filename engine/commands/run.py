@@ -1,0 +1,89 @@
+"""`burnrate run`: the service (engine.runtime.service) from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+
+import msgspec
+
+from engine.adapters.http.server import parse_listen
+from engine.adapters.kafka.settings import bootstrap_from_env
+from engine.commands.common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    print_config_error,
+    run_loop,
+    stop_on_signals,
+)
+from engine.core.config import Config, load_config
+from engine.errors import ConfigError
+from engine.runtime.logging import configure_logging
+from engine.runtime.service import Runtime
+from engine.runtime.tuning import tune_gc
+
+__all__ = ["add_arguments", "apply_env_overrides", "main"]
+
+log = logging.getLogger("burnrate.run")
+
+
+def _listen_arg(text: str) -> str:
+    try:
+        parse_listen(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, metavar="PATH", help="the config file")
+    parser.add_argument(
+        "--listen",
+        type=_listen_arg,
+        metavar="HOST:PORT",
+        help="HTTP address for /metrics, /healthz, /readyz (default: http.listen of the config)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="log lines as text or as JSON objects (default: text)",
+    )
+
+
+def apply_env_overrides(config: Config) -> Config:
+    """`KAFKA_BOOTSTRAP_SERVERS`, when set, replaces the configured brokers."""
+    env = bootstrap_from_env()
+    if env is None:
+        return config
+    return msgspec.structs.replace(
+        config, kafka=msgspec.structs.replace(config.kafka, bootstrap_servers=env)
+    )
+
+
+def _log_signal(sig: signal.Signals) -> None:
+    log.info("received %s", sig.name, extra={"data": {"event": "signal", "signal": sig.name}})
+
+
+def main(args: argparse.Namespace) -> int:
+    """`burnrate run`: the exit status (0 after a clean stop, 2 for a bad config)."""
+    configure_logging(args.log_format)
+    try:
+        config = apply_env_overrides(load_config(args.config))
+        tune_gc()
+
+        async def main() -> None:
+            async with stop_on_signals(asyncio.Event(), _log_signal) as stop:
+                await Runtime(config, listen=args.listen).run(stop)
+
+        run_loop(main)
+    except ConfigError as exc:
+        print_config_error(args.config, exc)
+        return EXIT_USAGE
+    except OSError as exc:  # e.g. the HTTP address is taken
+        log.error("cannot run: %s", exc)
+        return EXIT_FAILURE
+    return EXIT_OK
