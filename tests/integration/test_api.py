@@ -19,7 +19,8 @@ import pytest_asyncio
 from multidict import CIMultiDictProxy
 from prometheus_client.parser import text_string_to_metric_families
 
-from engine.adapters.http.api import BearerAuth, SloApi, time_to_exhaustion_s
+from engine.adapters.http.api import SloApi, time_to_exhaustion_s
+from engine.adapters.http.auth import BearerAuth
 from engine.adapters.http.metrics import EngineMetrics
 from engine.adapters.http.server import HttpServer
 from engine.core.config import Config, Http, parse_config

@@ -1,4 +1,4 @@
-"""The JSON API (`/v1/slos`, `/v1/slos/{name}`) and optional bearer-token auth.
+"""The JSON API: `/v1/slos` and `/v1/slos/{name}` (auth is `engine.adapters.http.auth`).
 
 Reading. Every value comes from the evaluator's arrays, the same ones `/metrics` reads,
 so the API and Prometheus agree to the last bit. Windows are those the evaluator keeps
@@ -27,53 +27,24 @@ shortest policy long window when 1h is not kept); 0 when the budget is already s
 null when nothing burns or there is no data. `alerts[severity].row` is the policy row
 that holds (or held last) while the alert fires, null otherwise. Unknown names get 404
 `{"error": ..., "slo": name}`; `/v1/slos` answers `{"evaluated_at", "slos": [...]}`.
-
-Auth. When `http.auth_token_env` or `http.auth_token_file` is set, every route except
-`/healthz` and `/readyz` (probes carry no credentials) needs
-`Authorization: Bearer <token>`, `/metrics` included: SLO names, objectives and error
-rates are not for anyone who can reach the port. Prometheus sends the token with
-
-    scrape_configs:
-      - job_name: burnrate
-        authorization:
-          type: Bearer
-          credentials_file: /run/secrets/burnrate-token
-
-Without it, or with another token, the answer is 401 with `WWW-Authenticate: Bearer`
-and a JSON error; the attempt is logged with the remote address and the path, never a
-token. Tokens are compared by SHA-256 digest in constant time, so neither the content
-nor the length of the configured token leaks through response timing. The token is read
-once at start; a configured source that is unset, empty or not a valid bearer token is
-a ConfigError, never a silently open server.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import logging
 import math
-import os
-import re
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import msgspec
 import numpy as np
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 
-from engine.core.config import Http
 from engine.core.durations import format_duration
 from engine.core.evaluator import Evaluator
-from engine.errors import ConfigError
 
 __all__ = [
     "EXHAUSTION_WINDOW_S",
-    "PUBLIC_PATHS",
     "AlertView",
-    "BearerAuth",
     "BudgetView",
     "PolicyRowView",
     "SloApi",
@@ -83,15 +54,9 @@ __all__ = [
     "json_error",
 ]
 
-log = logging.getLogger("engine.http")
 
 JSON_TYPE: Final = "application/json"
-PUBLIC_PATHS: Final = frozenset({"/healthz", "/readyz"})
-"""Routes that never need the token: liveness and readiness probes."""
 EXHAUSTION_WINDOW_S: Final = 3600
-REALM: Final = "burnrate"
-_TOKEN_RE: Final = re.compile(r"[\x21-\x7e]+")
-"""Visible ASCII: what fits in an Authorization header without quoting."""
 
 
 class WindowView(msgspec.Struct, kw_only=True):
@@ -330,99 +295,3 @@ class SloApi:
         if view is None:
             return json_error(404, "no SLO of that name", slo=name)
         return web.Response(body=_encoder.encode(view), content_type=JSON_TYPE)
-
-
-# -- auth ------------------------------------------------------------------------------
-
-
-def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
-
-
-class BearerAuth:
-    """Bearer-token check for every route outside PUBLIC_PATHS; disabled without a token."""
-
-    def __init__(self, token: str | None) -> None:
-        if token is not None and not _TOKEN_RE.fullmatch(token):
-            raise ValueError("a bearer token must be visible ASCII without spaces")
-        self._digest = None if token is None else _digest(token)
-
-    @property
-    def enabled(self) -> bool:
-        return self._digest is not None
-
-    @classmethod
-    def from_config(cls, http: Http, environ: Mapping[str, str] | None = None) -> BearerAuth:
-        """The token named by `http.auth_token_env` or `http.auth_token_file`, if any.
-
-        Raises ConfigError when both are set, or the one set yields no valid token."""
-        env = os.environ if environ is None else environ
-        if http.auth_token_env and http.auth_token_file:
-            raise ConfigError(["$.http: give at most one of auth_token_env or auth_token_file"])
-        if http.auth_token_env:
-            path = "$.http.auth_token_env"
-            token = env.get(http.auth_token_env, "").strip()
-            if not token:
-                raise ConfigError(
-                    [f"{path}: environment variable {http.auth_token_env} is unset or empty"]
-                )
-        elif http.auth_token_file:
-            path = "$.http.auth_token_file"
-            try:
-                token = Path(http.auth_token_file).read_text(encoding="utf-8").strip()
-            except (OSError, UnicodeDecodeError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
-                raise ConfigError(
-                    [f"{path}: cannot read {http.auth_token_file}: {reason}"]
-                ) from None
-            if not token:
-                raise ConfigError([f"{path}: {http.auth_token_file} is empty"])
-        else:
-            return cls(None)
-        if not _TOKEN_RE.fullmatch(token):
-            raise ConfigError([f"{path}: the token must be visible ASCII without spaces"])
-        return cls(token)
-
-    def check(self, authorization: str | None) -> str | None:
-        """None when the header carries the token, else why not (never the token)."""
-        if self._digest is None:
-            return None
-        if not authorization:
-            return "missing bearer token"
-        scheme, _, credentials = authorization.strip().partition(" ")
-        if scheme.lower() != "bearer" or not credentials.strip():
-            return "missing bearer token"
-        if hmac.compare_digest(_digest(credentials.strip()), self._digest):
-            return None
-        return "invalid bearer token"
-
-    def middleware(self) -> Middleware:
-        @web.middleware
-        async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-            if request.path in PUBLIC_PATHS:
-                return await handler(request)
-            problem = self.check(request.headers.get("Authorization"))
-            if problem is None:
-                return await handler(request)
-            path = request.rel_url.raw_path  # percent-encoded: no control characters in logs
-            data: dict[str, Any] = {
-                "event": "unauthorized",
-                "remote": request.remote,
-                "method": request.method,
-                "path": path,
-                "reason": problem,
-            }
-            log.warning(
-                "401 %s %s from %s: %s",
-                request.method,
-                path,
-                request.remote,
-                problem,
-                extra={"data": data},
-            )
-            challenge = f'Bearer realm="{REALM}"'
-            if problem == "invalid bearer token":
-                challenge += ', error="invalid_token"'
-            return json_error(401, problem, headers={"WWW-Authenticate": challenge})
-
-        return bearer_auth

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import msgspec
 from aiohttp import web
 
-from engine.adapters.http.api import BearerAuth, SloApi
+from engine.adapters.http.api import SloApi
+from engine.adapters.http.auth import BearerAuth
 from engine.adapters.http.metrics import CONTENT_TYPE, EngineMetrics
 from engine.adapters.kafka.status import SourceStatus
 from engine.core.evaluator import Evaluator
