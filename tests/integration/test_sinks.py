@@ -1,12 +1,14 @@
 """Sinks over real HTTP: signing, retries, Retry-After, drops, a full queue, close, and the
-Alertmanager sink against a real Alertmanager (Debian `prometheus-alertmanager`)."""
+Alertmanager sink against a real Alertmanager (Debian `prometheus-alertmanager`).
+
+What needs no network (backoff, URL checks, the console line, build_sinks) is tested in
+tests/unit/adapters/alerts/."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import contextlib
-import io
 import json
 import logging
 import random
@@ -24,23 +26,15 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
+from engine.adapters.alerts.alertmanager import AlertmanagerSink
+from engine.adapters.alerts.http_sink import RetryPolicy
 from engine.adapters.alerts.payloads import alert_labels, fingerprint, rfc3339, webhook_body
 from engine.adapters.alerts.signing import WebhookVerifier
-from engine.adapters.alerts.sinks import (
-    AlertmanagerSink,
-    ConsoleSink,
-    RetryPolicy,
-    Sink,
-    WebhookSink,
-    build_sinks,
-    collect_stats,
-    format_transition,
-    retry_after_s,
-)
-from engine.core.config import AlertmanagerReceiver, Config, ConsoleReceiver, Slo, WebhookReceiver
+from engine.adapters.alerts.sinks import Sink, build_sinks
+from engine.adapters.alerts.webhook import WebhookSink
+from engine.core.config import Config, Slo, WebhookReceiver
 from engine.core.evaluator import Transition
 from engine.core.taxonomy import SliKind
-from engine.errors import ConfigError
 from tests.integration.alertmanager import eventually, running_alertmanager
 
 T0 = 1_700_000_000.0
@@ -291,16 +285,6 @@ async def test_429_waits_as_long_as_retry_after_says(receiver: Receiver, form: s
     assert counts(sink)["retried"] == 1
 
 
-def test_retry_after_is_read_as_seconds_or_an_http_date() -> None:
-    now = 1_700_000_000.0
-    assert retry_after_s("120", now) == 120.0
-    assert retry_after_s(" 3 ", now) == 3.0
-    assert retry_after_s(formatdate(now + 30, usegmt=True), now) == 30.0
-    assert retry_after_s(formatdate(now - 30, usegmt=True), now) == 0.0
-    assert retry_after_s("soon", now) is None
-    assert retry_after_s(None, now) is None
-
-
 @pytest.mark.asyncio
 async def test_retry_after_is_capped(receiver: Receiver) -> None:
     receiver.script.extend([Reply(503, {"Retry-After": "3600"}), Reply(204)])
@@ -517,113 +501,3 @@ async def test_real_alertmanager_takes_fires_notifies_and_resolves_our_alert(
     assert ours["groupLabels"] == note["groupLabels"]
     assert ours["alerts"][0]["fingerprint"] == am_alert["fingerprint"]
     assert counts(sink)["failed"] == counts(sink)["retried"] == 0
-
-
-# -- console and wiring ---------------------------------------------------------------
-
-
-@pytest.mark.asyncio
-async def test_console_prints_one_readable_line_per_transition() -> None:
-    out = io.StringIO()
-    sink = ConsoleSink(out)
-    await sink.start()
-    await sink.deliver(firing())
-    await sink.deliver(resolved(at=T0 + 60, burn_rate_short=None))
-    await sink.close(timeout_s=0)
-    assert out.getvalue().splitlines() == [
-        "FIRING   page   checkout-availability  burn 1h=25.3x 5m=41.0x (>= 14.4x)  "
-        "budget left 87.2%  at 2023-11-14T22:13:20Z",
-        "RESOLVED page   checkout-availability  burn 6h=4.0x 30m=n/a (threshold 6x)  "
-        "budget left 80.0%  at 2023-11-14T22:14:20Z",
-    ]
-    assert sink.stats() == {}
-
-
-def test_console_colors_only_when_asked_or_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    colored = format_transition(firing(), color=True)
-    assert colored.startswith("\033[1;31mFIRING")
-    assert "\033[0m" in colored
-    assert "\033" not in format_transition(firing())
-
-    class Tty(io.StringIO):
-        def isatty(self) -> bool:
-            return True
-
-    monkeypatch.delenv("NO_COLOR", raising=False)
-    assert ConsoleSink(Tty())._color(Tty())
-    assert not ConsoleSink()._color(io.StringIO())
-    monkeypatch.setenv("NO_COLOR", "1")
-    assert not ConsoleSink()._color(Tty())
-
-
-def test_build_sinks_makes_one_sink_per_url_and_collects_their_stats(tmp_path: Path) -> None:
-    secret_file = tmp_path / "secret"
-    secret_file.write_text(new_secret() + "\n")
-    config = Config(
-        slos=[SLO],
-        receivers=[
-            WebhookReceiver(
-                url="https://user:pw@hooks.example/T0/B0/SECRET?token=x",
-                urls=["http://b.example:8080/x"],
-                secret_file=str(secret_file),
-                timeout="20s",
-            ),
-            AlertmanagerReceiver(urls=["http://am1:9093", "http://am2:9093/"]),
-            ConsoleReceiver(),
-        ],
-    )
-    sinks = build_sinks(config, EXTERNAL, clock=FixedClock())
-    assert [type(s).__name__ for s in sinks] == [
-        "WebhookSink",
-        "WebhookSink",
-        "AlertmanagerSink",
-        "AlertmanagerSink",
-        "ConsoleSink",
-    ]
-    webhook, _, am1, _, _ = sinks
-    assert isinstance(webhook, WebhookSink)
-    assert webhook.signed
-    assert webhook.timeout_s == 20
-    assert isinstance(am1, AlertmanagerSink)
-    assert am1.url == "http://am1:9093/api/v2/alerts"
-    assert (am1.resend_interval_s, am1.horizon_s) == (60, 240)
-    stats = collect_stats(sinks)
-    receivers = {receiver for receiver, _ in stats}
-    # Credentials in user info, path or query never reach a metric label.
-    assert receivers == {
-        "https://hooks.example",
-        "http://b.example:8080",
-        "http://am1:9093",
-        "http://am2:9093",
-    }
-    assert set(stats.values()) == {0}
-    assert len(stats) == 4 * 4
-
-
-@pytest.mark.parametrize(
-    ("receiver_config", "message"),
-    [
-        (WebhookReceiver(url="ftp://x"), r"\$\.receivers\[0\]\.url: must be an absolute"),
-        (WebhookReceiver(urls=["/relative"]), r"\$\.receivers\[0\]\.urls\[0\]"),
-        (
-            WebhookReceiver(url="http://x", secret_env="BURNRATE_TEST_UNSET_SECRET"),
-            r"secret_env: environment variable BURNRATE_TEST_UNSET_SECRET is not set",
-        ),
-        (
-            WebhookReceiver(url="http://x", secret_file="/nonexistent/secret"),
-            r"secret_file: cannot read /nonexistent/secret",
-        ),
-        (
-            WebhookReceiver(url="http://x", secret_env="BURNRATE_TEST_SHORT_SECRET"),
-            r"secret_env: secret #1: webhook secret is too short",
-        ),
-        (AlertmanagerReceiver(url="http://am", resend_interval="0s"), r"resend_interval"),
-    ],
-)
-def test_build_sinks_reports_bad_receivers_with_their_path(
-    receiver_config: Any, message: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("BURNRATE_TEST_UNSET_SECRET", raising=False)
-    monkeypatch.setenv("BURNRATE_TEST_SHORT_SECRET", "whsec_" + base64.b64encode(b"x" * 8).decode())
-    with pytest.raises(ConfigError, match=message):
-        build_sinks(Config(slos=[SLO], receivers=[receiver_config]), EXTERNAL, clock=time.time)

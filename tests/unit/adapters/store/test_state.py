@@ -128,3 +128,41 @@ def test_a_file_of_another_version_is_refused(tmp_path: Path) -> None:
     path.write_bytes(msgspec.msgpack.encode(data))
     with pytest.raises(SnapshotError, match="version 99"):
         FileStateStore(path).load()
+
+
+def test_a_payload_changed_under_its_checksum_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "state.bin"
+    FileStateStore(path).save(b"blob", {("t", 0): 1})
+    data = msgspec.msgpack.decode(path.read_bytes())
+    payload = msgspec.msgpack.decode(data["payload"])
+    payload["evaluator"] = b"blub"  # well-formed, but not what was written
+    data["payload"] = msgspec.msgpack.encode(payload)
+    path.write_bytes(msgspec.msgpack.encode(data))
+    with pytest.raises(SnapshotError, match="damaged: checksum mismatch"):
+        FileStateStore(path).load()
+
+
+def test_a_file_of_another_format_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "state.bin"
+    FileStateStore(path).save(b"blob", {})
+    data = msgspec.msgpack.decode(path.read_bytes())
+    data["format"] = "something-else"
+    path.write_bytes(msgspec.msgpack.encode(data))
+    with pytest.raises(SnapshotError, match="is damaged"):
+        FileStateStore(path).load()
+
+
+def test_a_state_path_that_cannot_be_read_is_a_snapshot_error(tmp_path: Path) -> None:
+    (tmp_path / "state.bin").mkdir()
+    with pytest.raises(SnapshotError, match=r"cannot read state file .*state\.bin"):
+        FileStateStore(tmp_path / "state.bin").load()
+
+
+def test_a_save_leaves_other_files_in_the_directory_alone(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text("slos: []\n")
+    store = FileStateStore(tmp_path / "state.bin")
+    for i in range(3):
+        store.save(b"blob%d" % i, {("t", 0): i})
+    assert sorted(os.listdir(tmp_path)) == ["config.yaml", "state.bin"]
+    assert (tmp_path / "config.yaml").read_text() == "slos: []\n"
+    assert store.load() == (b"blob2", {("t", 0): 2})
