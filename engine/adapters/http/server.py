@@ -53,7 +53,7 @@ def readiness(status: SourceStatus | None, max_fetch_age_s: float = READY_FETCH_
 def parse_listen(text: str) -> tuple[str, int]:
     """`HOST:PORT` (IPv6 as `[::1]:PORT`) into host and port; ValueError when malformed."""
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not sep or not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535:
         raise ValueError(f"expected HOST:PORT, got {text!r}")
     host = host.strip("[]") or "0.0.0.0"
     return host, int(port)
