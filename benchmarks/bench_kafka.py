@@ -47,7 +47,7 @@ from engine.adapters.kafka import source as engine_source
 from engine.adapters.kafka.embedded_broker import EmbeddedBroker, create_topic
 from engine.adapters.kafka.producer import produce
 from engine.core.config import Config, parse_config
-from engine.loadgen import LoadSpec
+from engine.loadgen.spec import LoadSpec
 from engine.runtime.logging import configure_logging
 from engine.runtime.service import Runtime
 from engine.runtime.tuning import tune_gc
@@ -175,7 +175,7 @@ async def consume_engine(bootstrap: str, topic: str, records: int, events: int) 
 
 async def preproduce(bootstrap: str, topic: str, n: int, batch: int, partitions: int) -> Any:
     await create_topic(bootstrap, topic, partitions)
-    spec = LoadSpec(rate=n / EVENT_SPAN_S, duration_s=EVENT_SPAN_S, services=SERVICES)
+    spec = LoadSpec(rate_per_s=n / EVENT_SPAN_S, duration_s=EVENT_SPAN_S, services=SERVICES)
     t0 = time.perf_counter()
     summary = await produce(bootstrap, topic, spec, batch=batch, realtime=False)
     print(

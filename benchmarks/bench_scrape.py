@@ -45,7 +45,7 @@ from engine.adapters.kafka.producer import produce
 from engine.core.config import parse_config
 from engine.core.durations import format_duration
 from engine.core.evaluator import Evaluator
-from engine.loadgen import LoadSpec
+from engine.loadgen.spec import LoadSpec
 from engine.runtime.service import Runtime
 
 SCRAPE_INTERVAL_S = 1.0
@@ -294,7 +294,7 @@ async def bench_consume(n_slos: int, records: int, repeat: int) -> dict[str, Any
             f"svc-{i}" if n_slos > 2 * len(SERVICES) else SERVICES[i] for i in range(n_services)
         )
         spec = LoadSpec(
-            rate=records / 30.0,
+            rate_per_s=records / 30.0,
             duration_s=30.0,
             services=services,
             operations_per_service=1,

@@ -18,7 +18,7 @@ import time
 from benchmarks.bench_kafka import bench_config
 from engine.adapters.kafka.embedded_broker import EmbeddedBroker, create_topic
 from engine.adapters.kafka.producer import produce
-from engine.loadgen import LoadSpec
+from engine.loadgen.spec import LoadSpec
 from engine.runtime.service import Runtime
 from engine.runtime.tuning import tune_gc
 
@@ -27,7 +27,9 @@ async def profile(events: int, top: int) -> None:
     with EmbeddedBroker() as broker:
         await create_topic(broker.bootstrap_servers, "profile", 3)
         spec = LoadSpec(
-            rate=10_000, duration_s=events / 10_000, services=tuple(f"svc-{i}" for i in range(20))
+            rate_per_s=10_000,
+            duration_s=events / 10_000,
+            services=tuple(f"svc-{i}" for i in range(20)),
         )
         await produce(broker.bootstrap_servers, "profile", spec, realtime=False)
         runtime = Runtime(

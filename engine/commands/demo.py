@@ -116,12 +116,12 @@ def _view(
 async def _demo(args: argparse.Namespace, console: Console) -> int:
     from engine.adapters.kafka.embedded_broker import create_topic
     from engine.adapters.kafka.producer import produce
-    from engine.loadgen import LoadSpec, parse_incident
+    from engine.loadgen.spec import LoadSpec, parse_incident
     from engine.runtime.service import Runtime
 
     config = load_config(args.config)
     spec = LoadSpec(
-        rate=args.rate,
+        rate_per_s=args.rate,
         duration_s=math.inf,
         services=tuple(sorted({s.service for s in config.slos})),
         error_ratio=0.0005,

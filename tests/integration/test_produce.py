@@ -25,13 +25,14 @@ from engine.adapters.kafka.producer import (
 from engine.commands.produce import add_arguments, run_produce
 from engine.core.decode import Event, RecordDecoder, WireFormat
 from engine.core.taxonomy import Outcome, classify
-from engine.loadgen import LoadGenerator, LoadSpec, parse_incident
+from engine.loadgen.generator import LoadGenerator
+from engine.loadgen.spec import LoadSpec, parse_incident
 
 DEADLINE = 60.0  # seconds for any one wait; generous for a cold JVM broker on 2 cores
 START_TS = 1_700_000_000.0
 
 SPEC = LoadSpec(
-    rate=1000.0,
+    rate_per_s=1000.0,
     duration_s=6.0,
     services=("checkout", "search", "cart"),
     error_ratio=0.01,
@@ -143,7 +144,7 @@ async def test_every_generated_event_arrives_once_and_decodes(
 async def test_a_real_time_run_stops_on_request_and_delivers_what_it_counted(
     kafka_bootstrap: str, unique_topic: str
 ) -> None:
-    spec = LoadSpec(rate=400.0, duration_s=float("inf"), seed=4)
+    spec = LoadSpec(rate_per_s=400.0, duration_s=float("inf"), seed=4)
     stop = asyncio.Event()
     reports: list[ProduceProgress] = []
 
@@ -166,7 +167,7 @@ async def test_a_real_time_run_stops_on_request_and_delivers_what_it_counted(
     # Stamped with the wall clock, at the pace of the rate from the run's start.
     stamps = sorted(e.ts for e in events if e.ts is not None)
     assert stamps[0] == pytest.approx(summary.start_ts, abs=1e-6)
-    assert stamps[-1] - stamps[0] == pytest.approx((summary.events - 1) / spec.rate, abs=1e-3)
+    assert stamps[-1] - stamps[0] == pytest.approx((summary.events - 1) / spec.rate_per_s, abs=1e-3)
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

@@ -1,17 +1,19 @@
-"""`burnrate produce`: publish synthetic request events (engine.loadgen) to a Kafka topic.
+"""Publish the synthetic request events of a `LoadSpec` (engine.loadgen) to a Kafka topic.
+
+The sending half of `burnrate produce` and `burnrate demo` (the benchmarks use it too).
 
 Two pacings. Real time (the default) sends the events of the run as they fall due on
 the wall clock, stamped with the current time, like live services would. As fast as
 possible (`realtime=False`) sends the same events back to back, stamped from the
-run's start (by default `duration` ago, so the run ends now and the engine sees a
-recent past rather than a future it would reject).
+run's start (by default `spec.duration_s` ago, so the run ends now and the engine sees
+a recent past rather than a future it would reject).
 
 Sending. The records of a slice are packed into Kafka record batches here (aiokafka's
 `create_batch`), each batch going to the next partition in turn, and handed over with
 `send_batch`: aiokafka's per-record `send` costs ~10 us a record in Python, which caps
 single-event records near 90k/s, where batches reach ~1M records/s on loopback. No
-delivery is awaited on its own: those of a slice are awaited together while the next
-slice is sent (two slices in flight), and a failed delivery ends the run with an error.
+delivery is awaited on its own: those of a slice are awaited together once the two
+slices after it are handed over, and a failed delivery ends the run with an error.
 
 The command line is `engine.commands.produce`.
 """
@@ -30,13 +32,9 @@ from typing import Any, Final, Literal, get_args
 import msgspec
 
 from engine.errors import BurnrateError
-from engine.loadgen import (
-    LoadGenerator,
-    LoadSpec,
-    RecordFormat,
-    Tally,
-    encode_records,
-)
+from engine.loadgen.generator import LoadGenerator, Tally
+from engine.loadgen.spec import LoadSpec
+from engine.loadgen.wire import RecordFormat, encode_records
 
 __all__ = [
     "Compression",
@@ -269,7 +267,7 @@ async def _run(
                 elapsed = time.monotonic() - started
                 due_up_to, _ = generator.index_range(elapsed, elapsed)
                 if due_up_to <= sent_up_to:
-                    next_due_s = sent_up_to / spec.rate
+                    next_due_s = sent_up_to / spec.rate_per_s
                     await _wait_or_stop(stop, max(_TICK_S, next_due_s - elapsed))
                     continue
                 up_to = min(due_up_to, sent_up_to + 8 * slice_events)
@@ -294,7 +292,7 @@ async def _run(
                         records=tally.records,
                         events=tally.total_events,
                         elapsed_s=time.monotonic() - started,
-                        offset_s=sent_up_to / spec.rate,
+                        offset_s=sent_up_to / spec.rate_per_s,
                         duration_s=spec.duration_s,
                     )
                 )
@@ -319,7 +317,7 @@ async def _run(
         events_by_service=tally.events,
         bad_by_service=tally.bad,
         start_ts=start_ts,
-        offset_s=sent_up_to / spec.rate,
+        offset_s=sent_up_to / spec.rate_per_s,
         elapsed_s=time.monotonic() - started,
         realtime=realtime,
         stopped=total is None or sent_up_to < total,
