@@ -1,0 +1,71 @@
+"""Error budget arithmetic, in one place: consumed, remaining, time to exhaustion.
+
+Definitions
+-----------
+An SLO of objective O over a period P has an error budget of b = 1 - O (as a ratio):
+the share of its events that may be bad over P. Over the events of the period,
+
+    consumed_ratio  = (bad / total) / b        0: untouched, 1: all spent, > 1: overspent
+    remaining_ratio = 1 - consumed_ratio       1: untouched, <= 0: spent
+
+and both are NaN when the period holds no events (no data is neither good nor bad). A
+burn rate is the same ratio over a shorter window: at burn rate r the whole budget
+lasts P / r, so what is left lasts
+
+    time_to_exhaustion_s = remaining_ratio * P / r
+
+It is 0 once the budget is spent, and None (never) without data or while nothing burns.
+
+Rounding: none beyond IEEE double arithmetic, evaluated in the order written above
+(`(bad / total) / b`, then `1 - ...`; `(remaining_ratio * P) / r`). So every reader gets
+bit-identical numbers (the API, /metrics, alert payloads), and whoever shows a duration
+to people rounds it there (alert texts to seconds, minutes or hours).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+
+from engine.core.arrays import F64
+
+__all__ = ["burn_rate_consuming", "consumed_ratio", "remaining_ratio", "time_to_exhaustion_s"]
+
+Counts = npt.NDArray[np.int64] | F64
+
+
+def consumed_ratio(total: Counts, bad: Counts, budget_ratio: F64) -> F64:
+    """Share of the error budget spent by `bad` of `total` events; NaN where total is 0."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out: F64 = (bad / total) / budget_ratio
+    return out
+
+
+def remaining_ratio(total: Counts, bad: Counts, budget_ratio: F64) -> F64:
+    """Share of the error budget left (1 = untouched, negative = overspent); NaN where
+    total is 0."""
+    out: F64 = 1.0 - consumed_ratio(total, bad, budget_ratio)
+    return out
+
+
+def time_to_exhaustion_s(
+    remaining_ratio: float | None, burn_rate: float | None, period_s: float
+) -> float | None:
+    """Seconds until the budget left is gone at `burn_rate` (1 = the whole budget per
+    period): remaining_ratio * period_s / burn_rate, not rounded. 0 when already spent;
+    None without data (None or NaN) or while nothing burns."""
+    if remaining_ratio is None or math.isnan(remaining_ratio):
+        return None
+    if remaining_ratio <= 0:
+        return 0.0
+    if burn_rate is None or math.isnan(burn_rate) or burn_rate <= 0:
+        return None
+    return remaining_ratio * period_s / burn_rate
+
+
+def burn_rate_consuming(consumed_ratio: float, within_s: float, period_s: float) -> float:
+    """The burn rate that spends `consumed_ratio` of a `period_s` budget in `within_s`
+    (2% of a 30-day budget in 1h: 14.4)."""
+    return consumed_ratio * period_s / within_s
