@@ -73,6 +73,7 @@ def gauge_registry(ev: Evaluator) -> tuple[CollectorRegistry, float]:
 
     def set_all() -> None:
         ratios, burns = ev.error_ratios(), ev.burn_rates()
+        counts, alerts = ev.counts(), ev.alerts()
         for i, name in enumerate(names):
             objective.labels(name).set(ev.slos[i].objective_ratio)
         for w, label in enumerate(windows):
@@ -84,13 +85,13 @@ def gauge_registry(ev: Evaluator) -> tuple[CollectorRegistry, float]:
             if value == value:  # not NaN
                 budget.labels(name).set(value)
         for name, t, b in zip(
-            names, ev.events_total.tolist(), ev.bad_events_total.tolist(), strict=True
+            names, counts.events_total.tolist(), counts.bad_events_total.tolist(), strict=True
         ):
             events.labels(name).set(t)
             bad.labels(name).set(b)
         for i, name in enumerate(names):
             for j, sev in enumerate(ev.severities):
-                firing.labels(name, sev).set(float(ev.firing[i, j]))
+                firing.labels(name, sev).set(float(alerts.firing[i, j]))
 
     set_all()  # creates the children
     return reg, best_of(set_all, repeat=2)
@@ -265,8 +266,8 @@ async def consume_once(
         "records_per_s": (consumed - n_first) / (t_end - t_first),
         "consumed": consumed,
         "seconds": t_end - t_first,
-        "events": ev.accepted_events,
-        "rejected": sum(ev.rejected.values()),
+        "events": ev.counts().accepted_events,
+        "rejected": sum(ev.rejected_counts().values()),
     }
     if summary is not None:
         d = summary["durations_s"]

@@ -23,32 +23,54 @@ it does not. `for` delays firing until the condition has held that long,
 `keep_firing_for` delays resolving until it has been false that long, and
 `min_events`/`min_bad_events` treat thin windows as no data. The result of ingest
 is a list of `Transition` values; the evaluator does no I/O.
+
+Reading and restoring
+---------------------
+The evaluator's arrays are its own; readers get values and read-only arrays:
+
+- `error_ratios()`, `burn_rates()`: (n_windows, n_slo) at the last evaluation, NaN
+  where a window has no events; `window_sums()`: the (total, bad) counts behind them;
+  `budget_remaining()`: per SLO over its period (math in `engine.core.budget`);
+- `alerts()`: an `AlertState`, the state machine of every (SLO, severity) alert;
+- `counts()`: an `EventCounts`, per-SLO totals and accepted/unmatched/rejected counts
+  (`rejected_counts()` for the rejections alone);
+- `watermark_s`, `next_tick_s`, `evaluated_at_s`: the event-time clock, read-only;
+- `state()` / `load_state()`: all of the above and the window rings, as one
+  `EvaluatorState`; `engine.core.snapshot` turns it into bytes and back. Loading
+  checks everything fits before it changes anything.
+
+Records rejected before they reach the evaluator (undecodable, invalid) are counted
+with `reject(reason)`, so that all rejections are in one place.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
+from dataclasses import fields
 from typing import Literal
 
 import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from engine.core import snapshot as _snapshot
-from engine.core.config import Config
+from engine.core import budget
+from engine.core.arrays import F64, I64, read_only, read_only_copy
+from engine.core.config import Config, Severity
+from engine.core.evaluator_state import AlertState, EvaluatorState, EventCounts
 from engine.core.matching import Classifier, EventColumns
 from engine.core.windows import WindowSet
 
-F64 = npt.NDArray[np.float64]
-SEVERITIES: tuple[str, ...] = ("page", "ticket")
+__all__ = ["SEVERITIES", "AlertState", "Evaluator", "EvaluatorState", "EventCounts", "Transition"]
+
+SEVERITIES: tuple[Severity, ...] = ("page", "ticket")
 
 
 class Transition(msgspec.Struct, frozen=True, kw_only=True):
     """An alert changed state. For `resolved`, the row is the one that held last."""
 
     slo: str
-    severity: str
+    severity: Severity
     state: Literal["firing", "resolved"]
     at: float
     long_window_s: int
@@ -83,35 +105,62 @@ class Evaluator:
         self.windows = WindowSet(
             n, config.windows_s(), ahead_s=self.future_s + self.lateness_s + 2 * self.tick_s
         )
-        self.budget_ratio = np.array([s.error_budget_ratio for s in self.slos])
+        # Config-derived arrays are public but read-only: nothing outside may change them.
+        self.budget_ratio = read_only(np.array([s.error_budget_ratio for s in self.slos]))
         self.rows = list(config.policy)
-        self.severities = [s for s in SEVERITIES if any(r.severity == s for r in self.rows)]
+        self.severities: tuple[Severity, ...] = tuple(
+            s for s in SEVERITIES if any(r.severity == s for r in self.rows)
+        )
         self.row_windows_s = [(r.long_s, r.short_s) for r in self.rows]
-        self._budget_at_tick = np.full(n, np.nan)
-        self.row_long = np.array([self.windows.index(r.long_s) for r in self.rows])
-        self.row_short = np.array([self.windows.index(r.short_s) for r in self.rows])
-        self.factor = np.array(
-            [[r.factor_for(s.period_s) for r in self.rows] for s in self.slos]
-        ).reshape(n, len(self.rows))
-        self.period_index = np.array([self.windows.index(s.period_s) for s in self.slos], dtype=int)
+        self.row_long = read_only(np.array([self.windows.index(r.long_s) for r in self.rows]))
+        self.row_short = read_only(np.array([self.windows.index(r.short_s) for r in self.rows]))
+        self.factor = read_only(
+            np.array([[r.factor_for(s.period_s) for r in self.rows] for s in self.slos]).reshape(
+                n, len(self.rows)
+            )
+        )
+        self.period_index = read_only(
+            np.array([self.windows.index(s.period_s) for s in self.slos], dtype=int)
+        )
         shape = (n, len(self.severities))
-        self.firing = np.zeros(shape, dtype=bool)
-        self.firing_row = np.full(shape, -1, dtype=np.int64)
-        self.firing_since = np.full(shape, np.nan)
-        self._pending_since = np.full(shape, np.nan)
-        self._last_true = np.full(shape, np.nan)
+        # alert state machine (see AlertState); mutated in place by _evaluate
+        self._alerts = AlertState(
+            firing=np.zeros(shape, dtype=bool),
+            firing_row=np.full(shape, -1, dtype=np.int64),
+            firing_since_s=np.full(shape, np.nan),
+            pending_since_s=np.full(shape, np.nan),
+            last_true_s=np.full(shape, np.nan),
+            budget_at_tick_ratio=np.full(n, np.nan),
+        )
         # counters
-        self.events_total = np.zeros(n, dtype=np.int64)
-        self.bad_events_total = np.zeros(n, dtype=np.int64)
-        self.rejected: Counter[str] = Counter()
-        self.accepted_events = 0
-        self.unmatched_events = 0
-        self.unknown_status_events = 0
+        self._events_total = np.zeros(n, dtype=np.int64)
+        self._bad_events_total = np.zeros(n, dtype=np.int64)
+        self._rejected: Counter[str] = Counter()
+        self._accepted_events = 0
+        self._unmatched_events = 0
+        self._unknown_status_events = 0
         # time
-        self.watermark_s = -math.inf
-        self.next_tick_s: float | None = None
-        self.evaluated_at_s: float | None = None
+        self._watermark_s = -math.inf
+        self._next_tick_s: float | None = None
+        self._evaluated_at_s: float | None = None
         self._max_event_ts = -math.inf
+
+    # -- the event-time clock (read-only) --------------------------------------------
+
+    @property
+    def watermark_s(self) -> float:
+        """Highest event time accepted so far (capped at the wall clock in live mode)."""
+        return self._watermark_s
+
+    @property
+    def next_tick_s(self) -> float | None:
+        """The next grid tick to evaluate; None before the first event or advance."""
+        return self._next_tick_s
+
+    @property
+    def evaluated_at_s(self) -> float | None:
+        """The last tick evaluated: every window is (t - W, t] at this t."""
+        return self._evaluated_at_s
 
     # -- ingestion -------------------------------------------------------------------
 
@@ -123,31 +172,31 @@ class Evaluator:
         ts = cols.ts_s
         ok = ~np.isnan(ts)
         if not ok.all():
-            self.rejected["missing_ts"] += int((~ok).sum())
+            self._rejected["missing_ts"] += int((~ok).sum())
         if now_s is not None:
             future = ok & (ts > now_s + self.future_s)
             if future.any():
-                self.rejected["too_far_in_future"] += int(future.sum())
+                self._rejected["too_far_in_future"] += int(future.sum())
                 ok &= ~future
             cand = np.where(ok, np.minimum(ts, now_s), -np.inf)
         else:
             cand = np.where(ok, ts, -np.inf)
-        wm_after = np.maximum.accumulate(np.concatenate(([self.watermark_s], cand)))
+        wm_after = np.maximum.accumulate(np.concatenate(([self._watermark_s], cand)))
         wm_before, wm_after = wm_after[:-1], wm_after[1:]
         late = ok & (ts < wm_before - self.lateness_s)
         if late.any():
-            self.rejected["too_late"] += int(late.sum())
+            self._rejected["too_late"] += int(late.sum())
             ok &= ~late
         if not ok.any():
             return []
-        if self.next_tick_s is None:
+        if self._next_tick_s is None:
             first = float(ts[np.argmax(ok)])
-            self.next_tick_s = math.ceil(first / self.tick_s) * self.tick_s
-            self.windows.advance_to(self.next_tick_s - self.tick_s)
+            self._next_tick_s = math.ceil(first / self.tick_s) * self.tick_s
+            self.windows.advance_to(self._next_tick_s - self.tick_s)
         nslo = self.classifier.slo_count(cols)
-        self.accepted_events += int(cols.count[ok].sum())
-        self.unmatched_events += int(cols.count[ok & (nslo == 0)].sum())
-        self.unknown_status_events += int(
+        self._accepted_events += int(cols.count[ok].sum())
+        self._unmatched_events += int(cols.count[ok & (nslo == 0)].sum())
+        self._unknown_status_events += int(
             cols.count[ok & self.classifier.unknown_status(cols)].sum()
         )
         pairs = self.classifier.pairs(cols)
@@ -158,32 +207,40 @@ class Evaluator:
         transitions: list[Transition] = []
         start = 0
         while True:
-            cut = int(np.searchsorted(wm_after, self.next_tick_s, side="right"))
+            cut = int(np.searchsorted(wm_after, self._next_tick_s, side="right"))
             lo, hi = np.searchsorted(p_event, [start, cut])
             self._apply(p_slo[lo:hi], p_ts[lo:hi], p_total[lo:hi], p_bad[lo:hi])
             if cut >= n:
                 break
             transitions += self._evaluate_until(float(wm_after[cut]))
             start = cut
-        self.watermark_s = float(wm_after[-1])
+        self._watermark_s = float(wm_after[-1])
         return transitions
 
     def advance(self, t_s: float) -> list[Transition]:
         """Move event time to `t_s` without events (idle partitions follow the wall clock)."""
-        if t_s <= self.watermark_s:
+        if t_s <= self._watermark_s:
             return []
-        self.watermark_s = t_s
-        if self.next_tick_s is None:
-            self.next_tick_s = math.ceil(t_s / self.tick_s) * self.tick_s
-            self.windows.advance_to(self.next_tick_s - self.tick_s)
+        self._watermark_s = t_s
+        if self._next_tick_s is None:
+            self._next_tick_s = math.ceil(t_s / self.tick_s) * self.tick_s
+            self.windows.advance_to(self._next_tick_s - self.tick_s)
             return []
         return self._evaluate_until(t_s)
 
     def flush(self) -> list[Transition]:
         """Evaluate the tick that closes the last event seen (end of a replay)."""
-        if self.next_tick_s is None or self.evaluated_at_s == self.next_tick_s:
+        if self._next_tick_s is None or self._evaluated_at_s == self._next_tick_s:
             return []
-        return self._evaluate_until(self.next_tick_s + self.tick_s / 2)
+        return self._evaluate_until(self._next_tick_s + self.tick_s / 2)
+
+    def reject(self, reason: str, n: int = 1) -> None:
+        """Count `n` records rejected for `reason` before they became events (decoding,
+        validation), next to the evaluator's own time rejections."""
+        if n < 0:
+            raise ValueError(f"cannot reject a negative number of records ({n})")
+        if n:
+            self._rejected[reason] += n
 
     def _apply(
         self,
@@ -195,10 +252,10 @@ class Evaluator:
         if len(slo) == 0:
             return
         self.windows.add(slo, ts, total, bad)
-        self.events_total += np.bincount(slo, weights=total, minlength=len(self.slos)).astype(
+        self._events_total += np.bincount(slo, weights=total, minlength=len(self.slos)).astype(
             np.int64
         )
-        self.bad_events_total += np.bincount(slo, weights=bad, minlength=len(self.slos)).astype(
+        self._bad_events_total += np.bincount(slo, weights=bad, minlength=len(self.slos)).astype(
             np.int64
         )
         self._max_event_ts = max(self._max_event_ts, float(ts.max()))
@@ -207,18 +264,18 @@ class Evaluator:
 
     def _evaluate_until(self, watermark_s: float) -> list[Transition]:
         """Evaluate every grid tick T < watermark_s not evaluated yet."""
-        assert self.next_tick_s is not None
+        assert self._next_tick_s is not None
         out: list[Transition] = []
-        while self.next_tick_s < watermark_s:
-            t = self.next_tick_s
+        while self._next_tick_s < watermark_s:
+            t = self._next_tick_s
             if self._quiet():
                 # Nothing counted and nothing pending: every tick up to the last one before
                 # the watermark would see empty windows, so skip straight to it.
                 t = max(t, (math.ceil(watermark_s / self.tick_s) - 1) * self.tick_s)
             self.windows.advance_to(t)
             out += self._evaluate(t)
-            self.evaluated_at_s = t
-            self.next_tick_s = t + self.tick_s
+            self._evaluated_at_s = t
+            self._next_tick_s = t + self.tick_s
         return out
 
     def _quiet(self) -> bool:
@@ -228,8 +285,8 @@ class Evaluator:
             t is not None
             and self._max_event_ts <= t
             and self.windows.is_empty()
-            and not self.firing.any()
-            and bool(np.isnan(self._pending_since).all())
+            and not self._alerts.firing.any()
+            and bool(np.isnan(self._alerts.pending_since_s).all())
         )
 
     def burn_rates(self) -> F64:
@@ -240,7 +297,9 @@ class Evaluator:
     def _evaluate(self, t: float) -> list[Transition]:
         sums = self.windows.all_sums
         burn = self.burn_rates()
-        self._budget_at_tick = self.budget_remaining()  # once per tick, not per transition
+        alerts = self._alerts
+        # once per tick, not per transition
+        alerts.budget_at_tick_ratio[...] = self.budget_remaining()
         long_b, short_b = burn[self.row_long].T, burn[self.row_short].T  # (n_slo, n_rows)
         holds_rows = (long_b >= self.factor) & (short_b >= self.factor)
         if self.min_events or self.min_bad_events:
@@ -254,20 +313,20 @@ class Evaluator:
             sev_rows = holds_rows[:, cols]
             holds = sev_rows.any(axis=1)
             first = np.asarray(cols)[np.argmax(sev_rows, axis=1)]
-            pending = self._pending_since[:, j]
+            pending = alerts.pending_since_s[:, j]
             pending[holds & np.isnan(pending)] = t
             pending[~holds] = np.nan
-            last_true = self._last_true[:, j]
+            last_true = alerts.last_true_s[:, j]
             last_true[holds] = t
-            firing = self.firing[:, j]
+            firing = alerts.firing[:, j]
             with np.errstate(invalid="ignore"):
                 ready = holds & (t - pending >= self.for_s)
                 kept = firing & ~holds & (t - last_true < self.keep_firing_for_s)
             should = ready | (firing & holds) | kept
-            row = self.firing_row[:, j]
+            row = alerts.firing_row[:, j]
             for i in np.flatnonzero(should & ~firing):
                 row[i] = first[i]
-                self.firing_since[i, j] = t
+                alerts.firing_since_s[i, j] = t
                 out.append(
                     (int(i), j, self._transition(int(i), sev, "firing", t, int(first[i]), burn))
                 )
@@ -275,7 +334,7 @@ class Evaluator:
                 out.append(
                     (int(i), j, self._transition(int(i), sev, "resolved", t, int(row[i]), burn))
                 )
-                self.firing_since[i, j] = np.nan
+                alerts.firing_since_s[i, j] = np.nan
             update = should & holds
             row[update] = first[update]
             firing[:] = should
@@ -285,7 +344,7 @@ class Evaluator:
     def _transition(
         self,
         i: int,
-        severity: str,
+        severity: Severity,
         state: Literal["firing", "resolved"],
         t: float,
         r: int,
@@ -301,19 +360,8 @@ class Evaluator:
             burn_rate_long=_none_if_nan(float(burn[self.row_long[r], i])),
             burn_rate_short=_none_if_nan(float(burn[self.row_short[r], i])),
             factor=float(self.factor[i, r]),
-            error_budget_remaining_ratio=_none_if_nan(float(self._budget_at_tick[i])),
+            error_budget_remaining_ratio=_none_if_nan(float(self._alerts.budget_at_tick_ratio[i])),
         )
-
-    # -- snapshots -------------------------------------------------------------------
-
-    def snapshot(self) -> bytes:
-        """All state (windows, alerts, counters, event time) as bytes; see `restore`."""
-        return _snapshot.snapshot(self)
-
-    def restore(self, data: bytes) -> None:
-        """Continue from a `snapshot()` taken by an evaluator of a config of the same
-        shape; raises SnapshotError (changing nothing) when it does not fit."""
-        _snapshot.restore(self, data)
 
     # -- reporting -------------------------------------------------------------------
 
@@ -328,5 +376,66 @@ class Evaluator:
         """Share of each SLO's error budget left over its period (1 = untouched,
         negative = overspent); NaN when the period holds no events."""
         sums = self.windows.all_sums[self.period_index, np.arange(len(self.slos))]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return 1.0 - (sums[:, 1] / sums[:, 0]) / self.budget_ratio  # type: ignore[no-any-return]
+        return budget.remaining_ratio(sums[:, 0], sums[:, 1], self.budget_ratio)
+
+    def window_sums(self) -> I64:
+        """(n_windows, n_slo, 2) (total, bad) per window at the evaluation time, windows
+        in `windows.windows_s` order: a read-only view of the live sums."""
+        return self.windows.all_sums
+
+    def alerts(self) -> AlertState:
+        """The alert state machine now, as read-only copies."""
+        return self._alerts.copy()
+
+    def counts(self) -> EventCounts:
+        """What was counted so far; the arrays are read-only copies."""
+        return EventCounts(
+            events_total=read_only_copy(self._events_total),
+            bad_events_total=read_only_copy(self._bad_events_total),
+            accepted_events=self._accepted_events,
+            unmatched_events=self._unmatched_events,
+            unknown_status_events=self._unknown_status_events,
+            rejected=self.rejected_counts(),
+        )
+
+    def rejected_counts(self) -> dict[str, int]:
+        """Rejections by reason (a copy)."""
+        return dict(self._rejected)
+
+    # -- state -----------------------------------------------------------------------
+
+    def state(self) -> EvaluatorState:
+        """All state. The window rings are read-only views of the live arrays (they may
+        be megabytes, so they are not copied): use them before the evaluator next
+        ingests or advances. Alerts and counts are copies."""
+        return EvaluatorState(
+            windows=self.windows.state(),
+            alerts=self.alerts(),
+            counts=self.counts(),
+            watermark_s=self._watermark_s,
+            next_tick_s=self._next_tick_s,
+            evaluated_at_s=self._evaluated_at_s,
+            max_event_ts_s=self._max_event_ts,
+        )
+
+    def load_state(self, state: EvaluatorState) -> None:
+        """Continue from a `state()` of an evaluator of a config of the same shape.
+        Raises ValueError, changing nothing, when it does not fit (the caller checks the
+        config's shape: rows and SLOs of the same sizes fit whatever they mean)."""
+        state.alerts.check_like(self._alerts)
+        state.counts.check_like(self.counts())
+        self.windows.load_state(state.windows)  # checks first: may raise, changing nothing
+        # Everything checked: from here on nothing can fail.
+        for f in fields(AlertState):
+            getattr(self._alerts, f.name)[...] = getattr(state.alerts, f.name)
+        counts = state.counts
+        self._events_total[...] = counts.events_total
+        self._bad_events_total[...] = counts.bad_events_total
+        self._rejected = Counter(counts.rejected)
+        self._accepted_events = counts.accepted_events
+        self._unmatched_events = counts.unmatched_events
+        self._unknown_status_events = counts.unknown_status_events
+        self._watermark_s = state.watermark_s
+        self._next_tick_s = state.next_tick_s
+        self._evaluated_at_s = state.evaluated_at_s
+        self._max_event_ts = state.max_event_ts_s

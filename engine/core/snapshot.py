@@ -4,28 +4,30 @@ Theory of operation
 -------------------
 A snapshot is what a restarted engine needs to carry on as if it had never stopped:
 the ring buffers and incremental window sums, the alert state machine, the counters
-and the event-time clock. Arrays travel as raw bytes with their dtype and shape.
+and the event-time clock, i.e. the evaluator's `state()`. Arrays travel as raw bytes
+with their dtype and shape. `dump(ev)` writes one; `load(ev, data)` reads one into `ev`
+through `ev.load_state()`. This module uses only the evaluator's public methods, and
+the evaluator does not know it exists.
 
 Arrays only make sense for the config that shaped them (SLOs in order, windows, ring
 lengths, policy rows, tick), so the snapshot carries that *shape*, readable rather than
-hashed, and `restore` refuses a snapshot of another shape with a `SnapshotError` saying
+hashed, and `load` refuses a snapshot of another shape with a `SnapshotError` saying
 what differs. Everything is decoded and checked before anything is assigned, so a
-failed restore leaves the evaluator exactly as it was. Pure: bytes in, bytes out.
+failed load leaves the evaluator exactly as it was. Pure: bytes in, bytes out.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import msgspec
 import numpy as np
 
+from engine.core.evaluator import AlertState, Evaluator, EvaluatorState, EventCounts
+from engine.core.windows import LevelState, WindowState
 from engine.errors import BurnrateError
 
-if TYPE_CHECKING:
-    from engine.core.evaluator import Evaluator
-
-__all__ = ["SNAPSHOT_VERSION", "Shape", "SnapshotError", "restore", "shape_of", "snapshot"]
+__all__ = ["SNAPSHOT_VERSION", "Shape", "SnapshotError", "dump", "load", "shape_of"]
 
 SNAPSHOT_VERSION = 1
 
@@ -100,25 +102,13 @@ _ENCODER = msgspec.msgpack.Encoder()
 _HEADER = msgspec.msgpack.Decoder(_Header)
 _DECODER = msgspec.msgpack.Decoder(_State)
 
-_ARRAYS = (
-    "firing",
-    "firing_row",
-    "firing_since",
-    "_pending_since",
-    "_last_true",
-    "_budget_at_tick",
-    "events_total",
-    "bad_events_total",
-)
-"""Evaluator attributes saved as arrays; the `_State` field is the name without `_`."""
-
 
 def shape_of(ev: Evaluator) -> Shape:
     cfg = ev.config
     return Shape(
         slos=[(s.name, s.period_s, float(s.objective)) for s in ev.slos],
         windows_s=list(ev.windows.windows_s),
-        levels=[(lv.r, lv.length) for lv in ev.windows.levels],
+        levels=[(lv.resolution_s, lv.length) for lv in ev.windows.state().levels],
         policy=[
             (r.severity, r.long_s, r.short_s, r.burn_rate, r.budget_consumed_ratio)
             for r in cfg.policy
@@ -150,31 +140,32 @@ def _unpack(arr: Array, like: np.ndarray[Any, Any], what: str) -> np.ndarray[Any
     return np.frombuffer(arr.data, dtype=dtype).reshape(like.shape)
 
 
-def snapshot(ev: Evaluator) -> bytes:
+def dump(ev: Evaluator) -> bytes:
     """Every piece of `ev`'s state, as MessagePack bytes."""
-    ws = ev.windows
+    st = ev.state()
+    alerts, counts = st.alerts, st.counts
     state = _State(
         version=SNAPSHOT_VERSION,
         shape=shape_of(ev),
-        windows_t=ws.t,
-        levels=[_Level(head=lv.head, data=_pack(lv.data)) for lv in ws.levels],
-        sums=_pack(ws.all_sums),
-        rejected=dict(ev.rejected),
-        accepted_events=ev.accepted_events,
-        unmatched_events=ev.unmatched_events,
-        unknown_status_events=ev.unknown_status_events,
-        watermark_s=ev.watermark_s,
-        next_tick_s=ev.next_tick_s,
-        evaluated_at_s=ev.evaluated_at_s,
-        max_event_ts=ev._max_event_ts,
-        firing=_pack(ev.firing),
-        firing_row=_pack(ev.firing_row),
-        firing_since=_pack(ev.firing_since),
-        pending_since=_pack(ev._pending_since),
-        last_true=_pack(ev._last_true),
-        budget_at_tick=_pack(ev._budget_at_tick),
-        events_total=_pack(ev.events_total),
-        bad_events_total=_pack(ev.bad_events_total),
+        windows_t=st.windows.t_s,
+        levels=[_Level(head=lv.head, data=_pack(lv.buckets)) for lv in st.windows.levels],
+        sums=_pack(st.windows.sums),
+        rejected=dict(counts.rejected),
+        accepted_events=counts.accepted_events,
+        unmatched_events=counts.unmatched_events,
+        unknown_status_events=counts.unknown_status_events,
+        watermark_s=st.watermark_s,
+        next_tick_s=st.next_tick_s,
+        evaluated_at_s=st.evaluated_at_s,
+        max_event_ts=st.max_event_ts_s,
+        firing=_pack(alerts.firing),
+        firing_row=_pack(alerts.firing_row),
+        firing_since=_pack(alerts.firing_since_s),
+        pending_since=_pack(alerts.pending_since_s),
+        last_true=_pack(alerts.last_true_s),
+        budget_at_tick=_pack(alerts.budget_at_tick_ratio),
+        events_total=_pack(counts.events_total),
+        bad_events_total=_pack(counts.bad_events_total),
     )
     return _ENCODER.encode(state)
 
@@ -221,40 +212,62 @@ def _decode(data: bytes) -> _State:
         raise SnapshotError(f"corrupt snapshot: {exc}") from None
 
 
-def restore(ev: Evaluator, data: bytes) -> None:
-    """Load a `snapshot()` into `ev`, which must have been built from a config of the
-    same shape. Raises SnapshotError and changes nothing when the snapshot is corrupt,
-    of another version, or of a config of another shape."""
+def load(ev: Evaluator, data: bytes) -> None:
+    """Load a `dump()` into `ev`, which must have been built from a config of the same
+    shape. Raises SnapshotError and changes nothing when the snapshot is corrupt, of
+    another version, or of a config of another shape."""
     state = _decode(data)
     here = shape_of(ev)
     if state.shape != here:
         raise SnapshotError(
             "snapshot was taken with another config: " + _describe_mismatch(state.shape, here)
         )
-    ws = ev.windows
-    if len(state.levels) != len(ws.levels):
+    now = ev.state()  # the templates: each saved array must have the dtype and shape of its own
+    if len(state.levels) != len(now.windows.levels):
         raise SnapshotError("corrupt snapshot: wrong number of window levels")
-    levels = [
-        (saved.head, _unpack(saved.data, lv.data, f"level {lv.r}s"))
-        for saved, lv in zip(state.levels, ws.levels, strict=True)
-    ]
-    sums = _unpack(state.sums, ws.all_sums, "window sums")
-    arrays = [
-        (name, _unpack(getattr(state, name.lstrip("_")), getattr(ev, name), name))
-        for name in _ARRAYS
-    ]
-    if any(v < 0 for v in state.rejected.values()):
-        raise SnapshotError("corrupt snapshot: negative rejection count")
-    # Everything checked: from here on nothing can fail, so the restore is all or nothing.
-    ws.load_state(state.windows_t, levels, sums)
-    for name, value in arrays:
-        getattr(ev, name)[...] = value
-    ev.rejected.clear()
-    ev.rejected.update(state.rejected)
-    ev.accepted_events = state.accepted_events
-    ev.unmatched_events = state.unmatched_events
-    ev.unknown_status_events = state.unknown_status_events
-    ev.watermark_s = state.watermark_s
-    ev.next_tick_s = state.next_tick_s
-    ev.evaluated_at_s = state.evaluated_at_s
-    ev._max_event_ts = state.max_event_ts
+    windows = WindowState(
+        t_s=state.windows_t,
+        levels=tuple(
+            LevelState(
+                resolution_s=lv.resolution_s,
+                length=lv.length,
+                head=saved.head,
+                buckets=_unpack(saved.data, lv.buckets, f"level {lv.resolution_s}s"),
+            )
+            for saved, lv in zip(state.levels, now.windows.levels, strict=True)
+        ),
+        sums=_unpack(state.sums, now.windows.sums, "window sums"),
+    )
+    a = now.alerts
+    alerts = AlertState(
+        firing=_unpack(state.firing, a.firing, "firing"),
+        firing_row=_unpack(state.firing_row, a.firing_row, "firing_row"),
+        firing_since_s=_unpack(state.firing_since, a.firing_since_s, "firing_since"),
+        pending_since_s=_unpack(state.pending_since, a.pending_since_s, "pending_since"),
+        last_true_s=_unpack(state.last_true, a.last_true_s, "last_true"),
+        budget_at_tick_ratio=_unpack(
+            state.budget_at_tick, a.budget_at_tick_ratio, "budget_at_tick"
+        ),
+    )
+    c = now.counts
+    counts = EventCounts(
+        events_total=_unpack(state.events_total, c.events_total, "events_total"),
+        bad_events_total=_unpack(state.bad_events_total, c.bad_events_total, "bad_events_total"),
+        accepted_events=state.accepted_events,
+        unmatched_events=state.unmatched_events,
+        unknown_status_events=state.unknown_status_events,
+        rejected=state.rejected,
+    )
+    loaded = EvaluatorState(
+        windows=windows,
+        alerts=alerts,
+        counts=counts,
+        watermark_s=state.watermark_s,
+        next_tick_s=state.next_tick_s,
+        evaluated_at_s=state.evaluated_at_s,
+        max_event_ts_s=state.max_event_ts,
+    )
+    try:
+        ev.load_state(loaded)  # checks everything before it assigns anything
+    except ValueError as exc:
+        raise SnapshotError(f"corrupt snapshot: {exc}") from None

@@ -25,6 +25,10 @@ directly. Sums are int64 and exact, so incremental and full re-sums never drift.
 The caller (the evaluator) guarantees the invariants that make the ring big enough:
 no event is written more than `ahead_s` after the evaluation time, and time only
 moves forward.
+
+Everything a restart needs (evaluation time, each ring's head and buckets, the window
+sums) comes out of `state()` as a `WindowState` of read-only views and goes back in
+through `load_state()`, which checks it fits before taking any of it.
 """
 
 from __future__ import annotations
@@ -32,13 +36,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
-I64 = npt.NDArray[np.int64]
-I32 = npt.NDArray[np.int32]
-F64 = npt.NDArray[np.float64]
+from engine.core.arrays import F64, I32, I64, read_only
 
 LADDER_S = (1, 5, 60, 900, 10800, 43200, 86400)
 """Bucket resolutions; each divides the next, so coarse buckets are unions of fine ones."""
@@ -62,6 +64,28 @@ def bucket_of(ts_s: F64, r: int) -> I64:
 
 def bucket_of_scalar(ts_s: float, r: int) -> int:
     return math.ceil(ts_s / r) - 1
+
+
+@dataclass(frozen=True, slots=True)
+class LevelState:
+    """One ring buffer: its bucket resolution and length (fixed by the config), the
+    newest bucket it holds (None before the first event or tick), and its buckets,
+    (length * n_slo, 2) int64 of (total, bad), slot-major."""
+
+    resolution_s: int
+    length: int
+    head: int | None
+    buckets: I64
+
+
+@dataclass(frozen=True, slots=True)
+class WindowState:
+    """All a `WindowSet` holds: evaluation time, rings, and the (n_windows, n_slo, 2)
+    window sums kept incrementally from them."""
+
+    t_s: float | None
+    levels: tuple[LevelState, ...]
+    sums: I64
 
 
 @dataclass
@@ -137,14 +161,14 @@ class WindowSet:
         return self.windows_s.index(int(window_s))
 
     def sums(self, window_s: int) -> I64:
-        """(n_slo, 2) array of (total, bad) over the window ending at the evaluation time."""
-        out: I64 = self._sums[self.index(window_s)]
-        return out
+        """(n_slo, 2) array of (total, bad) over the window ending at the evaluation time
+        (a read-only view, live)."""
+        return read_only(self._sums[self.index(window_s)])
 
     @property
     def all_sums(self) -> I64:
-        """(n_windows, n_slo, 2), windows in `windows_s` order. Read-only by convention."""
-        return self._sums
+        """(n_windows, n_slo, 2), windows in `windows_s` order: a read-only view, live."""
+        return read_only(self._sums)
 
     def resolution_s(self, window_s: int) -> int:
         return self.levels[self._level_of[self.index(window_s)]].r
@@ -209,20 +233,54 @@ class WindowSet:
                 if wi not in leaving:
                     self._sums[wi] = level.cols_sum(new_b - self.buckets[wi] + 1, new_b)
 
-    # -- snapshots ----------------------------------------------------------------------
+    # -- state ----------------------------------------------------------------------
 
-    def load_state(
-        self, t_s: float | None, levels: Sequence[tuple[int | None, I64]], sums: I64
-    ) -> None:
-        """Take over saved state (see engine.core.snapshot, which checks shapes first):
-        evaluation time, each level's head and buckets, and the window sums."""
-        if len(levels) != len(self.levels) or sums.shape != self._sums.shape:
-            raise ValueError("saved window state does not match this WindowSet")
-        self.t = t_s
-        for level, (head, data) in zip(self.levels, levels, strict=True):
-            level.data[...] = data
-            level.head = head
-        self._sums[...] = sums
+    def state(self) -> WindowState:
+        """Read-only views of the live arrays (no copy: a ring may be megabytes), so use
+        or copy them before the next `add` or `advance_to`."""
+        return WindowState(
+            t_s=self.t,
+            levels=tuple(
+                LevelState(
+                    resolution_s=lv.r, length=lv.length, head=lv.head, buckets=read_only(lv.data)
+                )
+                for lv in self.levels
+            ),
+            sums=read_only(self._sums),
+        )
+
+    def load_state(self, state: WindowState) -> None:
+        """Take over a `state()` of a WindowSet of the same shape. Raises ValueError,
+        changing nothing, when it does not fit."""
+        self.check_state(state)
+        self.t = state.t_s
+        for level, saved in zip(self.levels, state.levels, strict=True):
+            level.data[...] = saved.buckets
+            level.head = saved.head
+        self._sums[...] = state.sums
+
+    def check_state(self, state: WindowState) -> None:
+        """Raise ValueError unless `state` has this set's rings and sums."""
+        if len(state.levels) != len(self.levels):
+            raise ValueError(
+                f"window state has {len(state.levels)} levels, expected {len(self.levels)}"
+            )
+        for level, saved in zip(self.levels, state.levels, strict=True):
+            if (saved.resolution_s, saved.length) != (level.r, level.length):
+                raise ValueError(
+                    f"window level of {saved.resolution_s}s x {saved.length} buckets, "
+                    f"expected {level.r}s x {level.length}"
+                )
+            check_like(f"level {level.r}s", saved.buckets, level.data)
+        check_like("window sums", state.sums, self._sums)
+
+
+def check_like(what: str, got: np.ndarray[Any, Any], like: np.ndarray[Any, Any]) -> None:
+    """Raise ValueError unless `got` has the dtype and shape of `like`."""
+    if got.dtype != like.dtype or got.shape != like.shape:
+        raise ValueError(
+            f"{what} is {got.dtype.str}{got.shape}, expected {like.dtype.str}{like.shape}"
+        )
 
 
 def _aggregate(slo: I64, bucket: I64, total: I64, bad: I64, n_slo: int) -> tuple[I64, I64, I64]:

@@ -1,13 +1,14 @@
 """The JSON API and bearer-token auth over real HTTP (aiohttp on port 0, no broker).
 
-The evaluator is fed directly in event time, so every number is known exactly.
+The evaluator is fed directly in event time (`api_sample`), so every number is known
+exactly. The views without a server are tests/unit/adapters/http/test_api.py; the
+budget arithmetic is tests/unit/core/test_budget.py.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,72 +20,14 @@ import pytest_asyncio
 from multidict import CIMultiDictProxy
 from prometheus_client.parser import text_string_to_metric_families
 
-from engine.adapters.http.api import SloApi, time_to_exhaustion_s
 from engine.adapters.http.auth import BearerAuth
 from engine.adapters.http.metrics import EngineMetrics
 from engine.adapters.http.server import HttpServer
 from engine.core.config import Config, Http, parse_config
 from engine.core.decode import Event
-from engine.core.evaluator import Evaluator, Transition
+from engine.core.evaluator import Evaluator
 from engine.errors import ConfigError
-
-T0 = 1_700_000_000.0
-"""The last evaluation time: every window is (T0 - W, T0]."""
-PERIOD_30D_S = 30 * 86400
-
-CONFIG = """\
-slos:
-  - name: checkout-availability
-    service: checkout
-    operation: "POST /orders"
-    sli: availability
-    objective: 99
-    description: Orders are accepted
-    runbook_url: https://runbooks.example/checkout
-    labels: {team: payments, tier: "1"}
-  - name: checkout-latency
-    service: checkout
-    sli: latency
-    threshold_ms: 300
-    objective: 99.5
-  - name: search-availability
-    service: search
-    sli: availability
-    objective: 99.9
-    period: 7d
-  - name: idle-availability
-    service: idle
-    sli: availability
-    objective: 99
-http:
-  listen: 127.0.0.1:0
-"""
-
-
-def events() -> list[Event]:
-    """checkout: 1000 requests over (T0-200, T0-100], 5 failed, 10 slow; search: 200
-    requests over (T0-60, T0-40], all failed; nothing for idle."""
-    out = [
-        Event(
-            service="checkout",
-            operation="POST /orders",
-            ts=T0 - 200 + i * 0.1,
-            status=500 if i % 200 == 0 else 200,
-            latency_ms=500.0 if i % 100 == 0 else 20.0,
-        )
-        for i in range(1000)
-    ]
-    out += [Event(service="search", ts=T0 - 60 + i * 0.1, status=503) for i in range(200)]
-    return out
-
-
-def fed_evaluator(config: Config) -> tuple[Evaluator, list[Transition]]:
-    ev = Evaluator(config)
-    batch = events()
-    transitions = ev.ingest(ev.classifier.columns(batch))
-    transitions += ev.advance(T0 + 1)
-    assert ev.evaluated_at_s == T0
-    return ev, transitions
+from tests.unit.adapters.http.api_sample import CONFIG, PERIOD_30D_S, T0, fed_evaluator
 
 
 class Server:
@@ -302,46 +245,6 @@ async def test_unknown_slo_is_a_json_404(served: tuple[Server, Evaluator, Any]) 
     assert status == 404
     assert headers["Content-Type"] == "application/json"
     assert strict_json(body) == {"error": "no SLO of that name", "slo": "no-such-slo"}
-
-
-def test_budget_window_is_the_shortest_long_window_without_1h() -> None:
-    cfg = parse_config(
-        CONFIG
-        + "policy:\n"
-        + "  - {severity: page, long: 2h, short: 10m, burn_rate: 10}\n"
-        + "  - {severity: ticket, long: 1d, short: 2h, burn_rate: 2}\n"
-    )
-    ev, _ = fed_evaluator(cfg)
-    api = SloApi(ev)
-    view = api.view("checkout-availability")
-    assert view is not None
-    assert view.error_budget.burn_rate_window == "2h"
-    assert view.error_budget.burn_rate == pytest.approx(0.5, rel=1e-12)
-    assert api.view("nope") is None
-
-
-@pytest.mark.parametrize(
-    ("remaining", "burn", "expected"),
-    [
-        (0.5, 0.5, PERIOD_30D_S),
-        (0.25, 14.4, 0.25 * PERIOD_30D_S / 14.4),
-        (1.0, 0.0, None),  # nothing burns: never
-        (0.5, None, None),  # no data in the window
-        (None, None, None),  # no data in the period
-        (0.0, 3.0, 0.0),  # spent
-        (-2.0, 3.0, 0.0),  # overspent
-        (-2.0, None, 0.0),
-    ],
-)
-def test_time_to_exhaustion(
-    remaining: float | None, burn: float | None, expected: float | None
-) -> None:
-    got = time_to_exhaustion_s(remaining, burn, PERIOD_30D_S)
-    if expected is None:
-        assert got is None
-    else:
-        assert got is not None
-        assert math.isclose(got, expected, rel_tol=1e-12)
 
 
 # -- auth ------------------------------------------------------------------------------

@@ -146,7 +146,7 @@ async def test_metrics_pass_promtool_and_labels_carry_no_payload_values(
         await wait_ready(http, rt)
         await produce(kafka_bootstrap, unique_topic, traffic(time.time()))
         await settled_view(http, rt)
-        await wait_until(lambda: sum(rt.evaluator.rejected.values()) >= 4, "4 rejections")
+        await wait_until(lambda: sum(rt.evaluator.rejected_counts().values()) >= 4, "4 rejections")
         await wait_until(lambda: rt.source.status().lag != {}, "a lag reading")
         rt.metrics.invalidate()
         async with http.get(f"{rt.http.url}/metrics") as resp:

@@ -28,6 +28,7 @@ from urllib.parse import quote
 
 import msgspec
 
+from engine.core.budget import time_to_exhaustion_s
 from engine.core.config import Slo
 from engine.core.durations import format_duration
 from engine.core.evaluator import Transition
@@ -217,17 +218,20 @@ def _budget(remaining: float | None) -> str:
 
 
 def _exhaustion(tr: Transition, slo: Slo) -> str:
+    """How long a whole budget, and what is left of it, lasts at the long window's burn
+    rate (`engine.core.budget`), rounded for people by `_approx_duration`."""
     rate = tr.burn_rate_long
     if rate is None or not (0 < rate < math.inf):
         return ""
-    whole = slo.period_s / rate
+    whole = time_to_exhaustion_s(1.0, rate, slo.period_s)
+    assert whole is not None  # a whole budget at a positive rate runs out
     text = (
         f" At {_times(rate)}, a whole {slo.period} budget would be spent in "
         f"{_approx_duration(whole)}"
     )
-    remaining = tr.error_budget_remaining_ratio
-    if remaining is not None and remaining > 0:
-        text += f", and what remains in about {_approx_duration(remaining * whole)}"
+    left = time_to_exhaustion_s(tr.error_budget_remaining_ratio, rate, slo.period_s)
+    if left:  # None: no data; 0: already spent, which `_budget` says
+        text += f", and what remains in about {_approx_duration(left)}"
     return text + "."
 
 

@@ -1,12 +1,14 @@
 """The JSON API: `/v1/slos` and `/v1/slos/{name}` (auth is `engine.adapters.http.auth`).
 
-Reading. Every value comes from the evaluator's arrays, the same ones `/metrics` reads,
-so the API and Prometheus agree to the last bit. Windows are those the evaluator keeps
-(every policy window and SLO period), each as (t - W, t] at the last evaluation time t
-(`evaluated_at`, event-time epoch seconds). A window without events is *no data*:
-`error_ratio` and `burn_rate` are null (never NaN), as is `remaining_ratio` when the
-SLO's period holds no events. The list body is encoded at most once per evaluation
-tick (`generation` changes), like the metrics body; one SLO is read fresh.
+Reading. Every value comes from the evaluator's read methods (`window_sums`,
+`error_ratios`, `burn_rates`, `budget_remaining`, `alerts`, `counts`), the same ones
+`/metrics` reads, so the API and Prometheus agree to the last bit. Windows are those
+the evaluator keeps (every policy window and SLO period), each as (t - W, t] at the
+last evaluation time t (`evaluated_at`, event-time epoch seconds). A window without
+events is *no data*: `error_ratio` and `burn_rate` are null (never NaN), as is
+`remaining_ratio` when the SLO's period holds no events. The list body is encoded at
+most once per evaluation tick (`generation` changes), like the metrics body; one SLO
+is read fresh.
 
 `/v1/slos/{name}` answers:
 
@@ -21,10 +23,11 @@ tick (`generation` changes), like the metrics body; one SLO is read fresh.
                                                    "long_s", "short_s", "factor"}}, ...},
      "events_total", "bad_events_total", "evaluated_at"}
 
-`time_to_exhaustion_s` is remaining_ratio * period_s / burn_rate: how long the budget
-left lasts if the SLO keeps burning at the burn rate of `burn_rate_window` (1h, or the
-shortest policy long window when 1h is not kept); 0 when the budget is already spent,
-null when nothing burns or there is no data. `alerts[severity].row` is the policy row
+`time_to_exhaustion_s` is remaining_ratio * period_s / burn_rate
+(`engine.core.budget.time_to_exhaustion_s`, not rounded): how long the budget left lasts
+if the SLO keeps burning at the burn rate of `burn_rate_window` (1h, or the shortest
+policy long window when 1h is not kept); 0 when the budget is already spent, null when
+nothing burns or there is no data. `alerts[severity].row` is the policy row
 that holds (or held last) while the alert fires, null otherwise. Unknown names get 404
 `{"error": ..., "slo": name}`; `/v1/slos` answers `{"evaluated_at", "slos": [...]}`.
 """
@@ -39,6 +42,8 @@ import msgspec
 import numpy as np
 from aiohttp import web
 
+from engine.core.budget import time_to_exhaustion_s
+from engine.core.config import Severity
 from engine.core.durations import format_duration
 from engine.core.evaluator import Evaluator
 
@@ -77,7 +82,7 @@ class BudgetView(msgspec.Struct, kw_only=True):
 
 
 class PolicyRowView(msgspec.Struct, kw_only=True):
-    severity: str
+    severity: Severity
     long: str
     short: str
     long_s: int
@@ -106,7 +111,7 @@ class SloView(msgspec.Struct, kw_only=True):
     runbook_url: str | None
     windows: list[WindowView]
     error_budget: BudgetView
-    alerts: dict[str, AlertView]
+    alerts: dict[Severity, AlertView]
     events_total: int
     bad_events_total: int
     evaluated_at: float | None
@@ -140,20 +145,6 @@ def _num(x: float) -> float | None:
     return None if math.isnan(x) else x
 
 
-def time_to_exhaustion_s(
-    remaining_ratio: float | None, burn_rate: float | None, period_s: float
-) -> float | None:
-    """Seconds until the budget left is gone at `burn_rate` (1 = the whole budget per
-    period); 0 when already spent, None without data or while nothing burns."""
-    if remaining_ratio is None:
-        return None
-    if remaining_ratio <= 0:
-        return 0.0
-    if burn_rate is None or burn_rate <= 0:
-        return None
-    return remaining_ratio * period_s / burn_rate
-
-
 class SloApi:
     """Builds the views from an evaluator and serves them."""
 
@@ -183,15 +174,16 @@ class SloApi:
         """Views of the SLOs at `indices` (all by default), read from the arrays now."""
         ev = self.evaluator
         idx = np.arange(len(ev.names)) if indices is None else np.asarray(indices, dtype=int)
-        sums: list[list[list[int]]] = ev.windows.all_sums[:, idx, :].transpose(1, 0, 2).tolist()
+        alert_state, counts = ev.alerts(), ev.counts()
+        sums: list[list[list[int]]] = ev.window_sums()[:, idx, :].transpose(1, 0, 2).tolist()
         ratios: list[list[float]] = ev.error_ratios()[:, idx].T.tolist()
         burns: list[list[float]] = ev.burn_rates()[:, idx].T.tolist()
         budget: list[float] = ev.budget_remaining()[idx].tolist()
-        firing: list[list[bool]] = ev.firing[idx].tolist()
-        since: list[list[float]] = ev.firing_since[idx].tolist()
-        rows: list[list[int]] = ev.firing_row[idx].tolist()
-        events: list[int] = ev.events_total[idx].tolist()
-        bad_events: list[int] = ev.bad_events_total[idx].tolist()
+        firing: list[list[bool]] = alert_state.firing[idx].tolist()
+        since: list[list[float]] = alert_state.firing_since_s[idx].tolist()
+        rows: list[list[int]] = alert_state.firing_row[idx].tolist()
+        events: list[int] = counts.events_total[idx].tolist()
+        bad_events: list[int] = counts.bad_events_total[idx].tolist()
         evaluated_at = ev.evaluated_at_s
         out: list[SloView] = []
         for k, i in enumerate(idx.tolist()):

@@ -1,9 +1,10 @@
-"""Prometheus exposition: a custom collector over the evaluator's arrays, rendered once per tick.
+"""Prometheus exposition: a custom collector over the evaluator, rendered once per tick.
 
-The SLO series are read from the evaluator's numpy arrays at scrape time by one
-collector, never kept as thousands of Gauge children updated on the hot path, and the
-rendered body is cached until the next evaluation tick (`invalidate()`), so a scrape of
-10k SLOs costs one render per second at most however often Prometheus or people ask.
+The SLO series are read through the evaluator's read methods (read-only numpy arrays)
+at scrape time by one collector, never kept as thousands of Gauge children updated on
+the hot path, and the rendered body is cached until the next evaluation tick
+(`invalidate()`), so a scrape of 10k SLOs costs one render per second at most however
+often Prometheus or people ask.
 Windows without events have no series (rather than NaN): absent is "no data".
 
 Labels are bounded by the config and never carry event payload values: `slo`, `window`
@@ -55,6 +56,7 @@ class EngineCollector(Collector):
 
     def _health(self) -> Iterable[Metric]:
         ev = self.evaluator
+        counts = ev.counts()
         status = self.status()
         consumed = CounterMetricFamily(
             "burnrate_records_consumed", "Kafka records consumed and applied"
@@ -66,13 +68,13 @@ class EngineCollector(Collector):
             "Records or events rejected, by reason",
             labels=["reason"],
         )
-        for reason, n in sorted(ev.rejected.items()):
+        for reason, n in sorted(counts.rejected.items()):
             rejected.add_metric([reason], n)
         yield rejected
         unmatched = CounterMetricFamily(
             "burnrate_events_unmatched", "Accepted events that no SLO selects"
         )
-        unmatched.add_metric([], ev.unmatched_events)
+        unmatched.add_metric([], counts.unmatched_events)
         yield unmatched
         lag = GaugeMetricFamily(
             "burnrate_consumer_lag",
@@ -119,7 +121,8 @@ def _lines(prefixes: npt.NDArray[np.object_], values: npt.NDArray[np.float64]) -
 
 
 class SloText:
-    """Writes the per-SLO series straight into the text format from the evaluator's arrays.
+    """Writes the per-SLO series straight into the text format from the evaluator's
+    read methods.
 
     Series names and label sets are fixed by the config, so each line's prefix
     (`name{slo="...",window="..."} `) is built once; a render only formats numbers.
@@ -167,6 +170,7 @@ class SloText:
 
     def render(self) -> str:
         ev = self.evaluator
+        counts, firing = ev.counts(), ev.alerts().firing
         parts = [
             self._objective,
             _family(
@@ -190,15 +194,15 @@ class SloText:
             _family(
                 "burnrate_slo_events_total", "counter", "Events counted for the SLO since start"
             ),
-            _lines(self._events, ev.events_total.astype(np.float64)),
+            _lines(self._events, counts.events_total.astype(np.float64)),
             _family(
                 "burnrate_slo_bad_events_total",
                 "counter",
                 "Bad events counted for the SLO since start",
             ),
-            _lines(self._bad, ev.bad_events_total.astype(np.float64)),
+            _lines(self._bad, counts.bad_events_total.astype(np.float64)),
             _family("burnrate_alert_firing", "gauge", "1 while the alert fires"),
-            _lines(self._firing.ravel(), ev.firing.astype(np.float64).ravel()),
+            _lines(self._firing.ravel(), firing.astype(np.float64).ravel()),
         ]
         return "".join(parts)
 

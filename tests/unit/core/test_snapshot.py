@@ -15,7 +15,7 @@ from engine.core import snapshot as snapshot_module
 from engine.core.config import parse_config
 from engine.core.decode import Event
 from engine.core.evaluator import Evaluator, Transition
-from engine.core.snapshot import SnapshotError
+from engine.core.snapshot import SnapshotError, dump, load
 from engine.errors import BurnrateError
 from tests.unit.core.reference import NaiveEvaluator
 from tests.unit.core.test_evaluator import BASE, dt, event, key, make_config
@@ -34,22 +34,23 @@ def split(events: list[Event], cuts: list[int]) -> list[list[Event]]:
 
 
 def assert_same_state(a: Evaluator, b: Evaluator) -> None:
-    np.testing.assert_array_equal(a.windows.all_sums, b.windows.all_sums)
-    np.testing.assert_array_equal(a.events_total, b.events_total)
-    np.testing.assert_array_equal(a.bad_events_total, b.bad_events_total)
-    np.testing.assert_array_equal(a.firing, b.firing)
-    assert a.rejected == b.rejected
-    assert (a.accepted_events, a.unmatched_events, a.unknown_status_events) == (
-        b.accepted_events,
-        b.unmatched_events,
-        b.unknown_status_events,
+    ca, cb = a.counts(), b.counts()
+    np.testing.assert_array_equal(a.window_sums(), b.window_sums())
+    np.testing.assert_array_equal(ca.events_total, cb.events_total)
+    np.testing.assert_array_equal(ca.bad_events_total, cb.bad_events_total)
+    np.testing.assert_array_equal(a.alerts().firing, b.alerts().firing)
+    assert a.rejected_counts() == b.rejected_counts()
+    assert (ca.accepted_events, ca.unmatched_events, ca.unknown_status_events) == (
+        cb.accepted_events,
+        cb.unmatched_events,
+        cb.unknown_status_events,
     )
     assert (a.watermark_s, a.next_tick_s, a.evaluated_at_s) == (
         b.watermark_s,
         b.next_tick_s,
         b.evaluated_at_s,
     )
-    assert a.snapshot() == b.snapshot()  # every array, bit for bit
+    assert dump(a) == dump(b)  # every array, bit for bit
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -90,9 +91,9 @@ def test_snapshot_restore_at_any_point_continues_like_one_uninterrupted_evaluato
         # an idle spell before the restart (the runtime advances with the wall clock)
         want += whole.advance(whole.watermark_s + idle_s)
         got += first.advance(first.watermark_s + idle_s)
-    blob = first.snapshot()
+    blob = dump(first)
     second = Evaluator(cfg)  # a new process: same config, nothing else shared
-    second.restore(blob)
+    load(second, blob)
     assert_same_state(first, second)
     want += feed(whole, tail) + whole.flush()
     got += feed(second, tail) + second.flush()
@@ -105,8 +106,9 @@ def test_snapshot_restore_at_any_point_continues_like_one_uninterrupted_evaluato
             ref.feed(e)
         ref.flush()
         assert [key(tr) for tr in got] == ref.transitions
+        counts = second.counts()
         for i in range(len(cfg.slos)):
-            assert (int(second.events_total[i]), int(second.bad_events_total[i])) == ref.totals(i)
+            assert (int(counts.events_total[i]), int(counts.bad_events_total[i])) == ref.totals(i)
 
 
 def busy_evaluator() -> Evaluator:
@@ -116,17 +118,17 @@ def busy_evaluator() -> Evaluator:
         for i in range(900)
     ]
     ev.ingest(ev.classifier.columns(evs))
-    assert ev.firing.any()
+    assert ev.alerts().firing.any()
     return ev
 
 
 def test_a_restored_evaluator_keeps_firing_alerts_and_counters() -> None:
     ev = busy_evaluator()
     other = Evaluator(make_config())
-    other.restore(ev.snapshot())
-    np.testing.assert_array_equal(other.firing, ev.firing)
-    np.testing.assert_array_equal(other.firing_since, ev.firing_since)
-    assert int(other.events_total[0]) == 900
+    load(other, dump(ev))
+    np.testing.assert_array_equal(other.alerts().firing, ev.alerts().firing)
+    np.testing.assert_array_equal(other.alerts().firing_since_s, ev.alerts().firing_since_s)
+    assert int(other.counts().events_total[0]) == 900
     np.testing.assert_array_equal(other.budget_remaining(), ev.budget_remaining())
 
 
@@ -156,31 +158,31 @@ def test_a_restored_evaluator_keeps_firing_alerts_and_counters() -> None:
 )
 def test_a_snapshot_of_another_config_is_refused_with_the_reason(text: str, reason: str) -> None:
     ev = busy_evaluator()
-    blob = ev.snapshot()
+    blob = dump(ev)
     tick = "20s" if reason == "tick differs" else "10s"
     other = Evaluator(parse_config(text + f"evaluation: {{tick: {tick}, allowed_lateness: 30s}}\n"))
-    before = other.snapshot()
+    before = dump(other)
     with pytest.raises(SnapshotError, match=re.escape(reason)) as info:
-        other.restore(blob)
+        load(other, blob)
     assert isinstance(info.value, BurnrateError)
     assert "another config" in str(info.value)
-    assert other.snapshot() == before  # nothing half-restored
+    assert dump(other) == before  # nothing half-restored
 
 
 def test_a_changed_lateness_changes_the_rings_and_is_refused() -> None:
-    blob = busy_evaluator().snapshot()
+    blob = dump(busy_evaluator())
     other = Evaluator(parse_config(BASE + "evaluation: {tick: 10s, allowed_lateness: 5m}\n"))
     with pytest.raises(SnapshotError, match="ring buffers differ"):
-        other.restore(blob)
+        load(other, blob)
 
 
 def test_a_snapshot_of_another_version_is_refused() -> None:
-    blob = busy_evaluator().snapshot()
+    blob = dump(busy_evaluator())
     data = msgspec.msgpack.decode(blob)
     data["version"] = snapshot_module.SNAPSHOT_VERSION + 1
     other = Evaluator(make_config())
     with pytest.raises(SnapshotError, match=r"version 2 is not supported"):
-        other.restore(msgspec.msgpack.encode(data))
+        load(other, msgspec.msgpack.encode(data))
 
 
 @pytest.mark.parametrize(
@@ -194,20 +196,30 @@ def test_a_snapshot_of_another_version_is_refused() -> None:
     ],
 )
 def test_corrupt_bytes_raise_snapshot_error_and_change_nothing(mangle: object) -> None:
-    blob = busy_evaluator().snapshot()
+    blob = dump(busy_evaluator())
     other = Evaluator(make_config())
-    before = other.snapshot()
+    before = dump(other)
     with pytest.raises(SnapshotError):
-        other.restore(mangle(blob))  # type: ignore[operator]
-    assert other.snapshot() == before
+        load(other, mangle(blob))  # type: ignore[operator]
+    assert dump(other) == before
 
 
 def test_an_array_of_the_wrong_size_is_refused_before_anything_is_assigned() -> None:
     ev = busy_evaluator()
-    data = msgspec.msgpack.decode(ev.snapshot())
+    data = msgspec.msgpack.decode(dump(ev))
     data["events_total"]["data"] = data["events_total"]["data"][:-8]  # the last array restored
     other = Evaluator(make_config())
-    before = other.snapshot()
+    before = dump(other)
     with pytest.raises(SnapshotError, match="corrupt snapshot: events_total"):
-        other.restore(msgspec.msgpack.encode(data))
-    assert other.snapshot() == before
+        load(other, msgspec.msgpack.encode(data))
+    assert dump(other) == before
+
+
+def test_a_negative_rejection_count_is_refused_as_corrupt() -> None:
+    data = msgspec.msgpack.decode(dump(busy_evaluator()))
+    data["rejected"] = {"too_late": -1}
+    other = Evaluator(make_config())
+    before = dump(other)
+    with pytest.raises(SnapshotError, match="corrupt snapshot: negative rejection count"):
+        load(other, msgspec.msgpack.encode(data))
+    assert dump(other) == before

@@ -140,3 +140,57 @@ def test_a_gap_longer_than_every_ring_clears_all_windows() -> None:
         np.array([0]),
     )
     assert ws.sums(86400).tolist() == [[1, 0], [0, 0]]
+
+
+def filled_window_set() -> WindowSet:
+    ws = WindowSet(2, WINDOWS, ahead_s=AHEAD_S)
+    ws.advance_to(1_000_000)
+    ws.add(
+        np.array([0, 1, 1], np.int32),
+        np.array([999_990.0, 999_999.0, 1_000_030.0]),
+        np.array([5, 7, 2]),
+        np.array([1, 2, 2]),
+    )
+    return ws
+
+
+def test_state_loaded_into_a_new_set_carries_on_identically() -> None:
+    ws = filled_window_set()
+    other = WindowSet(2, WINDOWS, ahead_s=AHEAD_S)
+    other.load_state(ws.state())
+    for w in (ws, other):
+        w.advance_to(1_000_100)
+        w.add(np.array([0], np.int32), np.array([1_000_099.0]), np.array([3]), np.array([0]))
+        w.advance_to(1_004_000)
+    np.testing.assert_array_equal(other.all_sums, ws.all_sums)
+    for a, b in zip(other.state().levels, ws.state().levels, strict=True):
+        assert (a.resolution_s, a.length, a.head) == (b.resolution_s, b.length, b.head)
+        np.testing.assert_array_equal(a.buckets, b.buckets)
+
+
+def test_what_a_window_set_hands_out_is_read_only() -> None:
+    ws = filled_window_set()
+    state = ws.state()
+    for array in (ws.all_sums, ws.sums(60), state.sums, *(lv.buckets for lv in state.levels)):
+        with pytest.raises(ValueError, match="read-only"):
+            array[...] = 0
+    assert ws.sums(60).tolist() == [[5, 1], [7, 2]]
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        pytest.param(lambda: WindowSet(3, WINDOWS, ahead_s=AHEAD_S), id="more SLOs"),
+        pytest.param(lambda: WindowSet(2, WINDOWS[1:], ahead_s=AHEAD_S), id="other windows"),
+        pytest.param(lambda: WindowSet(2, WINDOWS, ahead_s=10 * AHEAD_S), id="longer rings"),
+    ],
+)
+def test_state_of_another_shape_is_refused_and_changes_nothing(other: object) -> None:
+    target = filled_window_set()
+    before = target.state()
+    sums, heads = before.sums.copy(), [lv.head for lv in before.levels]
+    with pytest.raises(ValueError, match="expected"):
+        target.load_state(other().state())  # type: ignore[operator]
+    np.testing.assert_array_equal(target.all_sums, sums)
+    assert [lv.head for lv in target.state().levels] == heads
+    assert target.t == 1_000_000
