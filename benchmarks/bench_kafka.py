@@ -45,8 +45,8 @@ from aiokafka import AIOKafkaConsumer
 from benchmarks.common import current_rss_bytes, machine, peak_rss_bytes, report
 from engine.adapters.kafka import source as engine_source
 from engine.adapters.kafka.embedded_broker import EmbeddedBroker, create_topic
-from engine.adapters.kafka.producer import produce
 from engine.core.config import Config, parse_config
+from engine.loadgen.publish import produce
 from engine.loadgen.spec import LoadSpec
 from engine.runtime.logging import configure_logging
 from engine.runtime.service import Runtime

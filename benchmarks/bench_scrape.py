@@ -41,10 +41,10 @@ from benchmarks.bench_core import SERVICES, bench_config, filled_evaluator
 from benchmarks.common import best_of, report
 from engine.adapters.http.metrics import EngineMetrics
 from engine.adapters.kafka.embedded_broker import EmbeddedBroker, create_topic
-from engine.adapters.kafka.producer import produce
 from engine.core.config import parse_config
 from engine.core.durations import format_duration
 from engine.core.evaluator import Evaluator
+from engine.loadgen.publish import produce
 from engine.loadgen.spec import LoadSpec
 from engine.runtime.service import Runtime
 

@@ -17,7 +17,7 @@ import time
 
 from benchmarks.bench_kafka import bench_config
 from engine.adapters.kafka.embedded_broker import EmbeddedBroker, create_topic
-from engine.adapters.kafka.producer import produce
+from engine.loadgen.publish import produce
 from engine.loadgen.spec import LoadSpec
 from engine.runtime.service import Runtime
 from engine.runtime.tuning import tune_gc

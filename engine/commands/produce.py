@@ -1,7 +1,7 @@
 """`burnrate produce`: the command line of the load generator.
 
-The sending is `engine.adapters.kafka.producer`; the load options are shared with other
-commands in `engine.loadgen.options`.
+The load run is `engine.loadgen.publish` (its Kafka side `engine.adapters.kafka.producer`);
+the load options are shared with other commands in `engine.loadgen.options`.
 """
 
 from __future__ import annotations
@@ -19,13 +19,7 @@ from typing import TYPE_CHECKING, Final, get_args
 
 import msgspec
 
-from engine.adapters.kafka.producer import (
-    Compression,
-    ProduceError,
-    ProduceProgress,
-    ProduceSummary,
-    produce,
-)
+from engine.adapters.kafka.producer import Compression, ProduceError
 from engine.adapters.kafka.settings import bootstrap_from_env
 from engine.commands.common import (
     EXIT_FAILURE,
@@ -37,6 +31,7 @@ from engine.commands.common import (
 )
 from engine.core.durations import format_duration
 from engine.loadgen.options import add_load_arguments, argument_type, int_in, spec_from_args
+from engine.loadgen.publish import ProduceProgress, ProduceSummary, produce
 from engine.loadgen.spec import INCIDENT_HELP_TEXT, LoadSpec
 from engine.loadgen.wire import RecordFormat
 

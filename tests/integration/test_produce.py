@@ -16,16 +16,12 @@ import msgspec
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
-from engine.adapters.kafka.producer import (
-    ProduceError,
-    ProduceProgress,
-    ProduceSummary,
-    produce,
-)
+from engine.adapters.kafka.producer import ProduceError
 from engine.commands.produce import add_arguments, run_produce
 from engine.core.decode import Event, RecordDecoder, WireFormat
 from engine.core.taxonomy import Outcome, classify
 from engine.loadgen.generator import LoadGenerator
+from engine.loadgen.publish import ProduceProgress, ProduceSummary, produce
 from engine.loadgen.spec import LoadSpec, parse_incident
 
 DEADLINE = 60.0  # seconds for any one wait; generous for a cold JVM broker on 2 cores

@@ -1,21 +1,27 @@
-"""Publish the synthetic request events of a `LoadSpec` (engine.loadgen) to a Kafka topic.
+"""Publish already-encoded record values to a Kafka topic, in record batches.
 
-The sending half of `burnrate produce` and `burnrate demo` (the benchmarks use it too).
+The Kafka half of `burnrate produce` and `burnrate demo` (the pacing of a load run is
+`engine.loadgen.publish`). The API:
 
-Two pacings. Real time (the default) sends the events of the run as they fall due on
-the wall clock, stamped with the current time, like live services would. As fast as
-possible (`realtime=False`) sends the same events back to back, stamped from the
-run's start (by default `spec.duration_s` ago, so the run ends now and the engine sees
-a recent past rather than a future it would reject).
+    async with BatchPublisher(bootstrap_servers, topic, compression="auto") as pub:
+        delivery = await pub.send(values)   # values: Sequence[bytes], one per record
+        ...
+        await delivery                      # all of those records are delivered
 
-Sending. The records of a slice are packed into Kafka record batches here (aiokafka's
-`create_batch`), each batch going to the next partition in turn, and handed over with
-`send_batch`: aiokafka's per-record `send` costs ~10 us a record in Python, which caps
-single-event records near 90k/s, where batches reach ~1M records/s on loopback. No
-delivery is awaited on its own: those of a slice are awaited together once the two
-slices after it are handed over, and a failed delivery ends the run with an error.
-
-The command line is `engine.commands.produce`.
+- `BatchPublisher(bootstrap_servers, topic, *, compression, client_id,
+  connect_timeout_s)`: entering starts an aiokafka producer and looks up the topic's
+  partitions; leaving stops it. `start()` and `stop()` do the same by hand.
+- `send(values)` packs the values into Kafka record batches (aiokafka's `create_batch`),
+  each batch going to the next partition in turn, hands them over with `send_batch`,
+  and returns a `Delivery` without waiting for the broker. aiokafka's per-record `send`
+  costs ~10 us a record in Python, which caps single-event records near 90k/s, where
+  batches reach ~1M records/s on loopback.
+- `Delivery`: await it for the outcome of one `send`; `cancel()` gives up on it and
+  leaves its outcome unread.
+- `ProduceError`: every failure (broker unreachable, bad bootstrap list, topic missing,
+  compression unavailable, a send or delivery failed), with a one-line message.
+- `compression_type(choice)`: the aiokafka codec for a `Compression` choice; "auto"
+  picks lz4 or zstd when installed. `MAX_RECORD_BYTES`: the largest value to send.
 """
 
 from __future__ import annotations
@@ -23,82 +29,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import math
-import time
-from collections import deque
-from collections.abc import Callable, Sequence
-from typing import Any, Final, Literal, get_args
-
-import msgspec
+from collections.abc import Generator, Sequence
+from types import TracebackType
+from typing import Any, Final, Literal
 
 from engine.errors import BurnrateError
-from engine.loadgen.generator import LoadGenerator, Tally
-from engine.loadgen.spec import LoadSpec
-from engine.loadgen.wire import RecordFormat, encode_records
 
 __all__ = [
+    "MAX_RECORD_BYTES",
+    "BatchPublisher",
     "Compression",
+    "Delivery",
     "ProduceError",
-    "ProduceProgress",
-    "ProduceSummary",
-    "produce",
+    "compression_type",
 ]
 
 Compression = Literal["auto", "none", "gzip", "snappy", "lz4", "zstd"]
 
-
 MAX_RECORD_BYTES: Final = 1_000_000
 """Largest record value sent; Kafka brokers refuse batches over ~1 MiB by default."""
 _BATCH_BYTES: Final = 256 * 1024  # per Kafka record batch: small enough to use every partition
-_SLICE_EVENTS: Final = 32_768  # events encoded and sent per step when not pacing
-_TICK_S: Final = 0.05  # shortest pause between real-time steps: lets sends batch up
 
 
 class ProduceError(BurnrateError):
     """Producing failed: the broker is unreachable, the topic is missing, a send failed."""
 
 
-class ProduceProgress(msgspec.Struct, frozen=True):
-    """Where a run is, reported after every step."""
-
-    records: int
-    events: int
-    elapsed_s: float
-    offset_s: float
-    """Run time covered so far (seconds since the run's start in event time)."""
-    duration_s: float
-
-
-class ProduceSummary(msgspec.Struct, frozen=True, kw_only=True):
-    """What a run sent. Event counts are weighted by `count`, as the engine counts them."""
-
-    topic: str
-    format: str
-    batch: int
-    records: int
-    events: int
-    bad: int
-    events_by_service: dict[str, int]
-    bad_by_service: dict[str, int]
-    start_ts: float
-    """Epoch seconds of the run's offset 0."""
-    offset_s: float
-    """Run time covered: the events sent have offsets in [0, offset_s)."""
-    elapsed_s: float
-    realtime: bool
-    stopped: bool
-    """True when the stop event ended the run before its duration."""
-
-    @property
-    def events_per_s(self) -> float:
-        return self.events / self.elapsed_s if self.elapsed_s > 0 else 0.0
-
-    @property
-    def records_per_s(self) -> float:
-        return self.records / self.elapsed_s if self.elapsed_s > 0 else 0.0
-
-
-def _compression_type(choice: Compression) -> str | None:
+def compression_type(choice: Compression) -> str | None:
+    """The aiokafka `compression_type` for `choice`; ProduceError if its codec is missing."""
     from aiokafka.codec import has_gzip, has_lz4, has_snappy, has_zstd
 
     if choice == "none":
@@ -120,210 +78,164 @@ def _one_line(exc: BaseException) -> str:
     return text if text.startswith(name) else f"{name}: {text}"
 
 
-async def _wait_or_stop(stop: asyncio.Event, delay_s: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(delay_s):
-            await stop.wait()
+def _send_failed(topic: str, exc: BaseException) -> ProduceError:
+    return ProduceError(f"sending to {topic!r} failed: {_one_line(exc)}")
 
 
-async def produce(
-    bootstrap_servers: str,
-    topic: str,
-    spec: LoadSpec,
-    *,
-    fmt: RecordFormat = "json",
-    batch: int = 1,
-    realtime: bool = True,
-    start_ts: float | None = None,
-    progress: Callable[[ProduceProgress], None] | None = None,
-    stop: asyncio.Event | None = None,
-    compression: Compression = "auto",
-    connect_timeout_s: float = 15.0,
-    clock: Callable[[], float] = time.time,
-) -> ProduceSummary:
-    """Publish the events of `spec` to `topic`; returns what was sent once all is delivered.
+class Delivery:
+    """The outcome of one `BatchPublisher.send`: awaiting it returns once every record
+    of that send is delivered, or raises ProduceError."""
 
-    `realtime`: pace to the wall clock and stamp events with the current time (then
-    `start_ts` must be None). Otherwise send as fast as possible, stamped from
-    `start_ts` (default: `clock() - spec.duration_s`, i.e. ending now). `stop` ends
-    the run early (what was sent is still delivered and counted). Raises
-    ProduceError with a one-line message on any Kafka failure.
-    """
-    from aiokafka import AIOKafkaProducer
-    from aiokafka.errors import KafkaConnectionError, KafkaError
+    __slots__ = ("_future", "_topic")
 
-    if batch < 1:
-        raise ValueError(f"batch {batch!r} must be >= 1")
-    if fmt not in get_args(RecordFormat):
-        raise ValueError(f"format {fmt!r} must be json or msgpack")
-    if realtime and start_ts is not None:
-        raise ValueError("a real-time run is stamped with the current time; drop start_ts")
-    stop = stop if stop is not None else asyncio.Event()
-    if start_ts is None:
-        now = clock()
-        start_ts = now if realtime or math.isinf(spec.duration_s) else now - spec.duration_s
+    def __init__(self, future: asyncio.Future[Any], topic: str) -> None:
+        self._future = future
+        self._topic = topic
 
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap_servers,
-        client_id="burnrate-produce",
-        acks=1,
-        # Batches are built here and complete when handed over: lingering only adds delay.
-        linger_ms=0,
-        max_batch_size=_BATCH_BYTES,
-        compression_type=_compression_type(compression),
-        request_timeout_ms=30_000,
-    )
-    try:
+    def __await__(self) -> Generator[Any, None, None]:
+        return self._wait().__await__()
+
+    async def _wait(self) -> None:
+        from aiokafka.errors import KafkaError
+
         try:
-            async with asyncio.timeout(connect_timeout_s):
-                await producer.start()
+            await self._future
+        except KafkaError as exc:
+            raise _send_failed(self._topic, exc) from None
+
+    def cancel(self) -> None:
+        """Give up on it: what is pending is cancelled and the outcome is never reported
+        (after an error the caller reports that one; these outcomes are not news)."""
+        self._future.cancel()
+        self._future.add_done_callback(_retrieve_outcome)
+
+
+def _retrieve_outcome(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+class BatchPublisher:
+    """An aiokafka producer for one topic that sends record values in record batches,
+    round-robin over the topic's partitions. Use it as an async context manager."""
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topic: str,
+        *,
+        compression: Compression = "auto",
+        client_id: str = "burnrate-produce",
+        connect_timeout_s: float = 15.0,
+    ) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.topic = topic
+        self.compression = compression
+        self.client_id = client_id
+        self.connect_timeout_s = connect_timeout_s
+        self.partitions: tuple[int, ...] = ()
+        """The topic's partitions, known once started."""
+        self._producer: Any = None
+        self._next_partition: itertools.cycle[int] | None = None
+
+    async def __aenter__(self) -> BatchPublisher:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Connect and look up the topic's partitions; ProduceError (and stopped) if not."""
+        from aiokafka import AIOKafkaProducer
+
+        if self._producer is not None:
+            raise RuntimeError("the publisher is already started")
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap_servers,
+            client_id=self.client_id,
+            acks=1,
+            # Batches are built here and complete when handed over: lingering only adds delay.
+            linger_ms=0,
+            max_batch_size=_BATCH_BYTES,
+            compression_type=compression_type(self.compression),
+            request_timeout_ms=30_000,
+        )
+        try:
+            await self._connect()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _connect(self) -> None:
+        from aiokafka.errors import KafkaConnectionError, KafkaError
+
+        bootstrap, topic = self.bootstrap_servers, self.topic
+        try:
+            async with asyncio.timeout(self.connect_timeout_s):
+                await self._producer.start()
         except ValueError as exc:  # aiokafka parses the bootstrap list in start()
-            raise ProduceError(
-                f"bad bootstrap servers {bootstrap_servers!r}: {_one_line(exc)}"
-            ) from None
+            raise ProduceError(f"bad bootstrap servers {bootstrap!r}: {_one_line(exc)}") from None
         except (KafkaConnectionError, OSError, TimeoutError):
             raise ProduceError(
-                f"cannot connect to Kafka at {bootstrap_servers}: no broker answered "
+                f"cannot connect to Kafka at {bootstrap}: no broker answered "
                 "(is it running? set --bootstrap-servers or KAFKA_BOOTSTRAP_SERVERS)"
             ) from None
         except KafkaError as exc:
             raise ProduceError(
-                f"cannot connect to Kafka at {bootstrap_servers}: {_one_line(exc)}"
+                f"cannot connect to Kafka at {bootstrap}: {_one_line(exc)}"
             ) from None
         try:
-            async with asyncio.timeout(connect_timeout_s):
-                partitions = sorted(await producer.partitions_for(topic))
+            async with asyncio.timeout(self.connect_timeout_s):
+                partitions = sorted(await self._producer.partitions_for(topic))
         except (KafkaError, TimeoutError) as exc:
             raise ProduceError(
-                f"topic {topic!r} is not available on {bootstrap_servers} ({_one_line(exc)}); "
+                f"topic {topic!r} is not available on {bootstrap} ({_one_line(exc)}); "
                 "create it first (or use --create-topic)"
             ) from None
+        self.partitions = tuple(partitions)
+        self._next_partition = itertools.cycle(self.partitions)
+
+    async def stop(self) -> None:
+        """Stop the producer (waiting for what is in flight); never raises a Kafka error."""
+        from aiokafka.errors import KafkaError
+
+        producer, self._producer, self._next_partition = self._producer, None, None
+        if producer is not None:
+            with contextlib.suppress(KafkaError, OSError):
+                await producer.stop()
+
+    async def send(self, values: Sequence[bytes]) -> Delivery:
+        """Hand `values` over, one record each; the Delivery completes when all are
+        delivered. ProduceError if a batch cannot be handed over."""
+        from aiokafka.errors import KafkaError
+
+        if self._producer is None:
+            raise RuntimeError("the publisher is not started")
         try:
-            return await _run(
-                _BatchSender(producer, topic, partitions),
-                spec,
-                fmt,
-                batch,
-                realtime,
-                start_ts,
-                progress,
-                stop,
-            )
+            return Delivery(await self._send(values), self.topic)
         except KafkaError as exc:
-            raise ProduceError(f"sending to {topic!r} failed: {_one_line(exc)}") from None
-    finally:
-        with contextlib.suppress(KafkaError, OSError):
-            await producer.stop()
+            raise _send_failed(self.topic, exc) from None
 
-
-class _BatchSender:
-    """Packs record values into Kafka record batches, one partition after the other."""
-
-    def __init__(self, producer: Any, topic: str, partitions: Sequence[int]) -> None:
-        self.producer = producer
-        self.topic = topic
-        self._partitions = itertools.cycle(partitions)
-
-    async def send(self, values: Sequence[bytes]) -> asyncio.Future[list[Any]]:
-        """Queue `values`; the returned awaitable completes when all are delivered."""
+    async def _send(self, values: Sequence[bytes]) -> asyncio.Future[list[Any]]:
+        producer = self._producer
         futures = []
-        builder = self.producer.create_batch()
+        builder = producer.create_batch()
         for value in values:
             if builder.append(key=None, value=value, timestamp=None) is None:
-                futures.append(await self._send(builder))
-                builder = self.producer.create_batch()
+                futures.append(await self._send_batch(builder))
+                builder = producer.create_batch()
                 builder.append(key=None, value=value, timestamp=None)  # first always fits
         if builder.record_count():
-            futures.append(await self._send(builder))
+            futures.append(await self._send_batch(builder))
         return asyncio.gather(*futures)
 
-    async def _send(self, builder: Any) -> Any:
-        partition = next(self._partitions)
-        return await self.producer.send_batch(builder, self.topic, partition=partition)
-
-
-async def _run(
-    sender: _BatchSender,
-    spec: LoadSpec,
-    fmt: RecordFormat,
-    batch: int,
-    realtime: bool,
-    start_ts: float,
-    progress: Callable[[ProduceProgress], None] | None,
-    stop: asyncio.Event,
-) -> ProduceSummary:
-    generator = LoadGenerator(spec)
-    tally = Tally(spec.services)
-    total = spec.total_events
-    in_flight: deque[asyncio.Future[list[Any]]] = deque()
-    # Whole records per step, so a batched record never ends early except at the very end.
-    slice_events = max(batch, _SLICE_EVENTS // batch * batch)
-    started = time.monotonic()
-    sent_up_to = 0  # index of the next event to send
-
-    try:
-        while (total is None or sent_up_to < total) and not stop.is_set():
-            if realtime:
-                elapsed = time.monotonic() - started
-                due_up_to, _ = generator.index_range(elapsed, elapsed)
-                if due_up_to <= sent_up_to:
-                    next_due_s = sent_up_to / spec.rate_per_s
-                    await _wait_or_stop(stop, max(_TICK_S, next_due_s - elapsed))
-                    continue
-                up_to = min(due_up_to, sent_up_to + 8 * slice_events)
-            else:
-                up_to = sent_up_to + slice_events
-            cols = generator.columns_for(start_ts, sent_up_to, up_to)
-            values = encode_records(cols, fmt, batch)
-            biggest = max(map(len, values), default=0)
-            if biggest > MAX_RECORD_BYTES:
-                raise ProduceError(
-                    f"a record of {batch} events is {biggest:,} bytes, over the "
-                    f"{MAX_RECORD_BYTES:,}-byte limit of Kafka brokers; use a smaller --batch"
-                )
-            in_flight.append(await sender.send(values))
-            if len(in_flight) > 2:
-                await in_flight.popleft()
-            tally.add(cols, len(values))
-            sent_up_to = cols.first_index + len(cols)
-            if progress is not None:
-                progress(
-                    ProduceProgress(
-                        records=tally.records,
-                        events=tally.total_events,
-                        elapsed_s=time.monotonic() - started,
-                        offset_s=sent_up_to / spec.rate_per_s,
-                        duration_s=spec.duration_s,
-                    )
-                )
-            if not realtime:
-                await asyncio.sleep(0)  # let the sender task and a stop request in
-        while in_flight:
-            await in_flight[0]
-            in_flight.popleft()
-    finally:
-        # Left only after an error: that one is reported, these outcomes are not news.
-        for pending in in_flight:
-            pending.cancel()
-            pending.add_done_callback(_retrieve_outcome)
-
-    return ProduceSummary(
-        topic=sender.topic,
-        format=fmt,
-        batch=batch,
-        records=tally.records,
-        events=tally.total_events,
-        bad=tally.total_bad,
-        events_by_service=tally.events,
-        bad_by_service=tally.bad,
-        start_ts=start_ts,
-        offset_s=sent_up_to / spec.rate_per_s,
-        elapsed_s=time.monotonic() - started,
-        realtime=realtime,
-        stopped=total is None or sent_up_to < total,
-    )
-
-
-def _retrieve_outcome(future: asyncio.Future[list[Any]]) -> None:
-    if not future.cancelled():
-        future.exception()
+    async def _send_batch(self, builder: Any) -> Any:
+        assert self._next_partition is not None
+        partition = next(self._next_partition)
+        return await self._producer.send_batch(builder, self.topic, partition=partition)
