@@ -60,7 +60,8 @@ OUTCOMES: Final = ("delivered", "retried", "failed", "dropped_queue_full")
 """Outcome label values of `burnrate_webhook_deliveries_total`, all present from start."""
 DEFAULT_QUEUE_SIZE: Final = 1000
 USER_AGENT: Final = f"burnrate/{__version__}"
-_DELAY_SECONDS = re.compile(r"[0-9]{1,10}(\.[0-9]{1,6})?")  # RFC 9110 says digits; fractions tolerated
+# RFC 9110 says ASCII digits (not \d, which takes any script's); fractions tolerated
+_DELAY_SECONDS = re.compile(r"[0-9]{1,10}(\.[0-9]{1,6})?")
 _SNIPPET_CHARS = 300
 
 
