@@ -160,13 +160,17 @@ async def consume_engine(bootstrap: str, topic: str, records: int, events: int) 
         took = time.perf_counter() - t0
         ev = rt.evaluator
     # every event must have been decoded, classified and counted, none rejected
-    if ev.accepted_events != events or ev.rejected.total() or ev.unmatched_events:
+    if (
+        ev.counts().accepted_events != events
+        or sum(ev.rejected_counts().values())
+        or ev.counts().unmatched_events
+    ):
         raise RuntimeError(
-            f"engine applied {ev.accepted_events} of {events} events "
-            f"(rejected {dict(ev.rejected)}, unmatched {ev.unmatched_events})"
+            f"engine applied {ev.counts().accepted_events} of {events} events "
+            f"(rejected {ev.rejected_counts()}, unmatched {ev.counts().unmatched_events})"
         )
-    if int(ev.events_total.sum()) != 2 * events:  # two SLOs per service
-        raise RuntimeError(f"SLO counts {int(ev.events_total.sum())} != {2 * events}")
+    if int(ev.counts().events_total.sum()) != 2 * events:  # two SLOs per service
+        raise RuntimeError(f"SLO counts {int(ev.counts().events_total.sum())} != {2 * events}")
     return took
 
 
@@ -350,7 +354,7 @@ async def bench_soak(
                 60.0,
             )
             ev = rt.evaluator
-            applied, rejected = ev.accepted_events, dict(ev.rejected)
+            applied, rejected = ev.counts().accepted_events, ev.rejected_counts()
     third = max(len(samples) // 3, 1)
     first = mean([s[1] for s in samples[:third]])
     last = mean([s[1] for s in samples[-third:]])

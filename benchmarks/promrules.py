@@ -1,6 +1,6 @@
 """Sloth-style Prometheus rules for the baseline the benchmarks compare Burnrate with.
 
-What rule-based SLO tools generate (see ANCHORS.md, "Sloth"): per SLO, one recording
+What rule-based SLO tools such as Sloth generate: per SLO, one recording
 rule per policy window holding the error ratio over that window computed from counters
 with `rate()`, a few metadata series (objective, error budget, current burn rate), and
 one alert per severity whose expression ORs the policy rows of that severity, each row

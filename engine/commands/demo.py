@@ -31,6 +31,7 @@ from engine.adapters.alerts.console import format_transition
 from engine.adapters.kafka.settings import bootstrap_from_env
 from engine.core.config import Config, load_config
 from engine.core.durations import format_duration
+from engine.core.evaluator import Transition
 from engine.errors import BurnrateError, ConfigError
 
 if TYPE_CHECKING:
@@ -54,14 +55,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, default=200.0, help="events/s (default: 200)")
     parser.add_argument(
         "--incident",
-        default="checkout:20%@+40s:60s",
-        help="incident in the `burnrate produce` grammar (default: %(default)s)",
+        help="incident in the `burnrate produce` grammar (default: checkout:20%%@+40s:60s, "
+        "with --quick checkout:15%%@+5s:2s)",
     )
     parser.add_argument(
         "--max-duration",
         type=float,
-        default=600.0,
-        help="stop after this many seconds even if the page has not resolved (default: 600)",
+        help="stop after this many seconds even if the page has not resolved (default: 600, "
+        "with --quick 120)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a short incident right at the start: the page fires within seconds and "
+        "resolves within about a minute (smoke tests)",
     )
 
 
@@ -92,14 +99,16 @@ def _view(
         table.add_column(f"burn {format_duration(w)}", justify="right")
     table.add_column("budget left", justify="right")
     table.add_column("alerts")
+    events = ev.counts().events_total
+    firing_now = ev.alerts().firing
     for i, slo in enumerate(config.slos):
-        cells: list[str | Text] = [slo.name, f"{slo.objective:g}%", f"{int(ev.events_total[i]):,}"]
+        cells: list[str | Text] = [slo.name, f"{slo.objective:g}%", f"{int(events[i]):,}"]
         for w in windows:
             b = float(burn[ev.windows.index(w), i])
             cells.append("-" if math.isnan(b) else f"{b:.1f}x")
         left = float(budget[i])
         cells.append("no data" if math.isnan(left) else f"{100 * left:.1f}%")
-        firing = [sev for j, sev in enumerate(ev.severities) if ev.firing[i, j]]
+        firing = [sev for j, sev in enumerate(ev.severities) if firing_now[i, j]]
         cells.append(
             Text(" ".join(s.upper() for s in firing), style="bold red")
             if firing
@@ -115,11 +124,19 @@ def _view(
 
 async def _demo(args: argparse.Namespace, console: Console) -> int:
     from engine.adapters.kafka.embedded_broker import create_topic
-    from engine.adapters.kafka.producer import produce
+    from engine.loadgen.publish import produce
     from engine.loadgen.spec import LoadSpec, parse_incident
     from engine.runtime.service import Runtime
 
     config = load_config(args.config)
+    # --quick: checkout fails 15% of requests for 2 s, 5 s in. demo.yaml's windows still
+    # hold the whole run then, so they all burn at >= 25x right after it and the page
+    # fires; its 20m/2m row (>= 6x) resolves once ~55 s of traffic dilute those failures.
+    # A longer incident would keep that row firing until it left the 2m window.
+    incident = args.incident or ("checkout:15%@+5s:2s" if args.quick else "checkout:20%@+40s:60s")
+    max_duration_s = args.max_duration
+    if max_duration_s is None:
+        max_duration_s = 120.0 if args.quick else 600.0
     spec = LoadSpec(
         rate_per_s=args.rate,
         duration_s=math.inf,
@@ -127,7 +144,7 @@ async def _demo(args: argparse.Namespace, console: Console) -> int:
         error_ratio=0.0005,
         latency_median_ms=60.0,
         latency_p99_ms=180.0,
-        incidents=(parse_incident(args.incident),),
+        incidents=(parse_incident(incident),),
         seed=int(time.time()),
     )
     stop = asyncio.Event()
@@ -146,6 +163,8 @@ async def _demo(args: argparse.Namespace, console: Console) -> int:
         )
         config = msgspec.structs.replace(config, kafka=kafka, receivers=[])
         runtime = Runtime(config, listen=args.listen, sinks=[])
+        transitions: list[Transition] = []  # a demo's few alerts, for the screen
+        runtime.subscribe(transitions.extend)
         run = asyncio.create_task(runtime.run(stop))
         await asyncio.wait(
             {run, asyncio.create_task(runtime.started.wait())},
@@ -168,19 +187,18 @@ async def _demo(args: argparse.Namespace, console: Console) -> int:
             with live or contextlib.nullcontext():
                 while not stop.is_set():
                     await asyncio.sleep(0.5)
-                    for tr in runtime.transitions[seen:]:
+                    for tr in transitions[seen:]:
                         notes.append(format_transition(tr))
                         if live is None:
                             console.print(notes[-1])
                     page = runtime.evaluator.severities.index("page")
-                    if runtime.evaluator.firing[:, page].any():
+                    if runtime.evaluator.alerts().firing[:, page].any():
                         resolved_at = None
                     elif resolved_at is None and any(
-                        tr.severity == "page" and tr.state == "resolved"
-                        for tr in runtime.transitions
+                        tr.severity == "page" and tr.state == "resolved" for tr in transitions
                     ):
                         resolved_at = time.time()
-                    seen = len(runtime.transitions)
+                    seen = len(transitions)
                     elapsed = time.time() - started
                     phase = "waiting for the incident" if not notes else "incident under way"
                     if resolved_at is not None:
@@ -191,7 +209,7 @@ async def _demo(args: argparse.Namespace, console: Console) -> int:
                         break
                     if resolved_at is not None and time.time() - resolved_at > 3:
                         break
-                    if elapsed > args.max_duration:
+                    if elapsed > max_duration_s:
                         console.print("max duration reached before the page resolved")
                         break
         finally:
@@ -204,7 +222,7 @@ async def _demo(args: argparse.Namespace, console: Console) -> int:
                     await run
     if live is None:
         console.print(f"metrics were at {runtime.http.url}/metrics")
-    pages = [tr.state for tr in runtime.transitions if tr.severity == "page"]
+    pages = [tr.state for tr in transitions if tr.severity == "page"]
     console.print(f"page transitions: {', '.join(pages) or 'none'}")
     return 0 if "resolved" in pages else 1
 

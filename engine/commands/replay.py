@@ -18,7 +18,7 @@ from engine.commands.common import EXIT_USAGE, load_config_or_exit, print_error
 from engine.core.config import Config
 from engine.core.durations import format_duration
 from engine.core.evaluator import Transition
-from engine.runtime.replay import ReplayResult, replay, summary_rows
+from engine.runtime.replay import ReplayResult, replay
 
 __all__ = ["add_arguments", "main", "print_summary", "run_replay"]
 
@@ -49,29 +49,27 @@ def main(args: argparse.Namespace) -> int:
 
 
 def print_summary(result: ReplayResult, out: TextIO) -> None:
-    rows = summary_rows(result)
-    ev = result.evaluator
-    width = max([len("slo")] + [len(str(r["slo"])) for r in rows])
+    summary = result.summary()
+    width = max([len("slo")] + [len(r.slo) for r in summary.slos])
     out.write(
         f"{'slo':<{width}}  {'events':>10}  {'bad':>8}  {'budget left':>11}  "
         f"{'pages':>5}  {'tickets':>7}  {'time firing':>11}\n"
     )
-    for r in rows:
-        b = r["budget_remaining_ratio"]
-        budget = "no data" if b is None else f"{100 * float(b):.1f}%"  # type: ignore[arg-type]
-        firing = format_duration(round(float(r["time_firing_s"])))  # type: ignore[arg-type]
-        still = r["still_firing"]
-        if still:
-            firing += f" ({'+'.join(still)} firing at end)"  # type: ignore[arg-type]
+    for r in summary.slos:
+        b = r.budget_remaining_ratio
+        budget = "no data" if b is None else f"{100 * b:.1f}%"
+        firing = format_duration(round(r.time_firing_s))
+        if r.still_firing:
+            firing += f" ({'+'.join(r.still_firing)} firing at end)"
         out.write(
-            f"{r['slo']:<{width}}  {r['events']:>10}  {r['bad']:>8}  {budget:>11}  "
-            f"{r['pages']:>5}  {r['tickets']:>7}  {firing:>11}\n"
+            f"{r.slo:<{width}}  {r.events:>10}  {r.bad:>8}  {budget:>11}  "
+            f"{r.pages:>5}  {r.tickets:>7}  {firing:>11}\n"
         )
-    rejected = ", ".join(f"{k}={v}" for k, v in sorted(ev.rejected.items())) or "none"
+    rejected = ", ".join(f"{k}={v}" for k, v in summary.rejected.items()) or "none"
     out.write(
-        f"records: {result.records}, events accepted: {ev.accepted_events}, "
-        f"for no SLO: {ev.unmatched_events}, unknown status: {ev.unknown_status_events}, "
-        f"rejected: {rejected}\n"
+        f"records: {summary.records}, events accepted: {summary.accepted_events}, "
+        f"for no SLO: {summary.unmatched_events}, "
+        f"unknown status: {summary.unknown_status_events}, rejected: {rejected}\n"
     )
 
 

@@ -1,15 +1,20 @@
 """The service behind `burnrate run`: its tasks under asyncio and their bounded shutdown.
 
-Four tasks share one event loop and one evaluator, so no locks: *consume* (the Kafka
+Tasks share one event loop and one evaluator, so no locks: *consume* (the Kafka
 source applies fetched batches), *evaluate* (every second of wall time, moves event
 time to `now - allowed_lateness` so idle services still drain and resolve, without
 making a lagging partition's events too late, then refreshes the metrics body),
-*deliver* (hands alert transitions to the sinks, off the consume path) and the HTTP
-server.
+*deliver* (`delivery`: hands alert transitions to the sinks, off the consume path),
+*checkpoint* (`checkpoint`: state snapshots and offset commits, in that order) and the
+HTTP server.
 
-Shutdown (SIGTERM/SIGINT): stop fetching, apply what was fetched, commit, hand over
-pending transitions, leave the group, stop HTTP. Every await on that path is bounded,
-so the process exits within `SHUTDOWN_TIMEOUT_S` even with every broker down.
+Shutdown (SIGTERM/SIGINT): stop fetching, apply what was fetched, save the state,
+commit, hand over pending transitions, leave the group, stop HTTP. Every await on that
+path is bounded, so the process exits within `SHUTDOWN_TIMEOUT_S` even with every
+broker down.
+
+Other code follows the alerts with `subscribe(callback)` (the demo does); the service
+keeps no history of its own.
 """
 
 from __future__ import annotations
@@ -24,16 +29,17 @@ from typing import Final
 import msgspec
 
 from engine.adapters.alerts.console import format_transition
-from engine.adapters.alerts.sinks import Sink, build_sinks, collect_stats
+from engine.adapters.alerts.sinks import Sink, build_sinks
 from engine.adapters.http.metrics import EngineMetrics
 from engine.adapters.http.server import HttpServer
 from engine.adapters.kafka.source import KafkaSource
 from engine.adapters.kafka.status import SourceStatus
-from engine.adapters.store.state import FileStateStore, StateStore
+from engine.adapters.store.state import FileStateStore
 from engine.core.config import Config
 from engine.core.evaluator import Evaluator, Transition
-from engine.core.snapshot import SnapshotError
 from engine.errors import ConfigError
+from engine.runtime.checkpoint import Checkpoint
+from engine.runtime.delivery import Delivery
 
 __all__ = ["Runtime"]
 
@@ -43,8 +49,7 @@ EVALUATE_INTERVAL_S: Final = 1.0
 SHUTDOWN_TIMEOUT_S: Final = 10.0
 START_RETRY_MAX_S: Final = 10.0
 
-
-# -- the service ---------------------------------------------------------------------
+TransitionsListener = Callable[[Sequence[Transition]], None]
 
 
 class Runtime:
@@ -66,55 +71,64 @@ class Runtime:
         self.metrics.before_render = self._drain_batch_sizes
         self.http = HttpServer(listen or config.http.listen, self.metrics, self.status)
         external_url = f"http://{listen or config.http.listen}"
-        self.sinks: list[Sink] = list(
+        self.delivery = Delivery(
             build_sinks(config, external_url, clock=clock) if sinks is None else sinks
         )
-        self.metrics.collector.deliveries = self.delivery_stats
-        self.transitions: list[Transition] = []
-        """Every transition so far (the tests and the demo read it)."""
-        self._queue: asyncio.Queue[Transition] = asyncio.Queue()
+        self.metrics.collector.deliveries = self.delivery.stats
+        self.checkpoint = Checkpoint(
+            self.evaluator,
+            self.source,
+            FileStateStore(config.state.path) if config.state is not None else None,
+            state_interval_s=config.state.interval_s if config.state is not None else 0.0,
+        )
+        self._listeners: list[TransitionsListener] = []
         self.started = asyncio.Event()
         """Set once HTTP listens and the consumer has joined its group."""
-        self.state_store: StateStore | None = (
-            FileStateStore(config.state.path) if config.state is not None else None
-        )
-        self.state_saves = 0
-        self.restored = False
+
+    @property
+    def restored(self) -> bool:
         """True when the evaluator started from a state snapshot."""
+        return self.checkpoint.restored
+
+    @property
+    def state_saves(self) -> int:
+        return self.checkpoint.saves
 
     def status(self) -> SourceStatus | None:
         return self.source.status()
 
+    def subscribe(self, listener: TransitionsListener) -> None:
+        """Call `listener` with every batch of alert transitions, as they happen."""
+        self._listeners.append(listener)
+
     def _on_transitions(self, transitions: list[Transition]) -> None:
         for tr in transitions:
-            self.transitions.append(tr)
             log.info(
                 "alert %s",
                 format_transition(tr),
                 extra={"data": {"event": "alert", **msgspec.structs.asdict(tr)}},
             )
-            self._queue.put_nowait(tr)
+            self.delivery.put(tr)
+        for listener in self._listeners:
+            listener(transitions)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set, then shut down within SHUTDOWN_TIMEOUT_S."""
         await self.http.start()
-        for sink in self.sinks:
-            await sink.start()
+        await self.delivery.start()
         log.info(
             "listening on %s",
             self.http.url,
             extra={"data": {"event": "listening", "url": self.http.url}},
         )
-        self._load_state()
+        self.checkpoint.restore()
         evaluate = asyncio.create_task(self._evaluate_loop(stop), name="evaluate")
-        deliver = asyncio.create_task(self._deliver_loop(), name="deliver")
         consume: asyncio.Task[None] | None = None
-        save: asyncio.Task[None] | None = None
-        if self.state_store is not None:
-            save = asyncio.create_task(self._state_loop(stop), name="state")
+        checkpoint: asyncio.Task[None] | None = None
         try:
             if await self._start_source(stop):
                 self.started.set()
+                checkpoint = asyncio.create_task(self.checkpoint.run(stop), name="checkpoint")
                 consume = asyncio.create_task(self.source.run(stop), name="consume")
                 stopped = asyncio.create_task(stop.wait())
                 done, _ = await asyncio.wait(
@@ -126,11 +140,11 @@ class Runtime:
                     log.error("consumer ended unexpectedly; shutting down")
         finally:
             stop.set()
-            if save is not None:
-                save.cancel()
+            if checkpoint is not None:
+                checkpoint.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await save
-            await self._shutdown(consume, evaluate, deliver)
+                    await checkpoint
+            await self._shutdown(consume, evaluate)
 
     async def _start_source(self, stop: asyncio.Event) -> bool:
         """Join the group, retrying with backoff while the brokers are unreachable."""
@@ -159,72 +173,6 @@ class Runtime:
             delay = min(delay * 2, START_RETRY_MAX_S)
         return False
 
-    # -- state ---------------------------------------------------------------------
-
-    def _load_state(self) -> None:
-        """Continue from the state file when there is one that fits this config."""
-        store = self.state_store
-        if store is None:
-            return
-        self.source.use_state_offsets({})  # track positions from now on, even if empty
-        try:
-            loaded = store.load()
-            if loaded is None:
-                log.info("no state snapshot yet; starting with empty windows")
-                return
-            blob, offsets = loaded
-            self.evaluator.restore(blob)
-        except SnapshotError as exc:
-            log.warning(
-                "ignoring the state snapshot: %s; starting with empty windows from the "
-                "group's committed offsets",
-                exc,
-                extra={"data": {"event": "state_ignored", "reason": str(exc)}},
-            )
-            return
-        self.source.use_state_offsets(offsets)
-        self.restored = True
-        log.info(
-            "restored state snapshot: %d events over %d SLOs, %d partition offsets",
-            int(self.evaluator.events_total.sum()),
-            len(self.evaluator.slos),
-            len(offsets),
-            extra={"data": {"event": "state_restored", "partitions": len(offsets)}},
-        )
-
-    async def save_state(self, reason: str) -> bool:
-        """Write the evaluator snapshot and the offsets it covers (taken in one event-loop
-        step, never mid-batch), then commit the offsets to Kafka too. Never raises."""
-        store = self.state_store
-        if store is None:
-            return False
-        async with self.source.apply_lock:
-            if not self.source.consistent:
-                log.warning("state not saved (%s): a batch was interrupted mid-apply", reason)
-                return False
-            blob = self.evaluator.snapshot()
-            offsets = self.source.state_offsets()
-        try:
-            await asyncio.to_thread(store.save, blob, offsets)
-        except OSError as exc:
-            log.warning("cannot write the state snapshot (%s): %s", reason, exc)
-            return False
-        self.state_saves += 1
-        log.debug("state saved (%s): %d bytes, %d partitions", reason, len(blob), len(offsets))
-        await self.source.commit(None, reason=f"state {reason}")
-        return True
-
-    async def _state_loop(self, stop: asyncio.Event) -> None:
-        assert self.config.state is not None
-        interval_s = self.config.state.interval_s
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval_s):
-                    await stop.wait()
-            if stop.is_set():
-                return  # the last snapshot belongs to the shutdown
-            await self.save_state("periodic")
-
     async def _evaluate_loop(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
         next_at = loop.time()
@@ -248,31 +196,10 @@ class Runtime:
             self._on_transitions(transitions)
 
     def _drain_batch_sizes(self) -> None:
-        sizes, self.source.batch_sizes = self.source.batch_sizes, []
-        self.metrics.observe_batches(sizes)
-
-    async def _deliver_loop(self) -> None:
-        while True:
-            tr = await self._queue.get()
-            await self._deliver(tr)
-            self._queue.task_done()
-
-    async def _deliver(self, tr: Transition) -> None:
-        for sink in self.sinks:
-            try:
-                await sink.deliver(tr)
-            except Exception:  # the supervisor: one sink's failure must not stop the others
-                log.exception("sink %s failed to deliver %s/%s", sink, tr.slo, tr.severity)
-
-    def delivery_stats(self) -> dict[tuple[str, str], int]:
-        """Webhook/Alertmanager delivery outcomes keyed (receiver, outcome)."""
-        return collect_stats(self.sinks)
+        self.metrics.observe_batches(self.source.drain_batch_sizes())
 
     async def _shutdown(
-        self,
-        consume: asyncio.Task[None] | None,
-        evaluate: asyncio.Task[None],
-        deliver: asyncio.Task[None],
+        self, consume: asyncio.Task[None] | None, evaluate: asyncio.Task[None]
     ) -> None:
         deadline = time.monotonic() + SHUTDOWN_TIMEOUT_S - 1.0
 
@@ -290,26 +217,15 @@ class Runtime:
                 task.cancel()
             except Exception:  # the supervisor: shutdown goes on whatever ended the task
                 log.exception("task %s failed", task.get_name())
-        if self.state_store is not None:
-            try:
-                async with asyncio.timeout(left(2.0)):
-                    await self.save_state("shutdown")
-            except TimeoutError:
-                log.warning("state snapshot not written before exit (timed out)")
+        await self.checkpoint.finish(left(2.0))
         await self.source.close(timeout_s=left(5.0))
         self.tick()  # transitions of the last applied batch, last metrics
-        try:
-            async with asyncio.timeout(left(2.0)):
-                await self._queue.join()
-        except TimeoutError:
-            log.warning("%d alert transitions not delivered before exit", self._queue.qsize())
-        deliver.cancel()
-        for sink in self.sinks:
-            await sink.close(left(2.0))
+        await self.delivery.drain(left(2.0))
+        await self.delivery.close(left(2.0))
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(left(1.0)):
                 await self.http.stop()
-        for task in (consume, evaluate, deliver):
+        for task in (consume, evaluate):
             if task is not None and not task.done():
                 task.cancel()
         log.info("stopped", extra={"data": {"event": "stopped"}})

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from engine.adapters.store.state import FileStateStore
+from engine.core import snapshot
 from engine.core.config import Config, parse_config
 from engine.runtime.service import Runtime
 from tests.integration.test_run import Running
@@ -50,7 +51,9 @@ async def run_until(cfg: Config, total: int) -> Runtime:
     running = Running(rt)
     try:
         await running.listening()
-        await wait_until(lambda: int(rt.evaluator.events_total[0]) >= total, f"{total} events")
+        await wait_until(
+            lambda: int(rt.evaluator.counts().events_total[0]) >= total, f"{total} events"
+        )
         t0 = time.time()
         await wait_until(
             lambda: (rt.source.status().last_fetch_at or 0) > t0 + 1.0, "more fetch answers"
@@ -92,7 +95,7 @@ async def test_a_restart_keeps_its_counts_and_counts_nothing_twice(
     second = await run_until(cfg, N + M)
     assert second.restored is True
     assert counts(second.evaluator) == expected(range(N + M))  # N + M, not M, not more
-    assert int(second.evaluator.events_total[0]) == N + M
+    assert int(second.evaluator.counts().events_total[0]) == N + M
     assert window_total_1h(second) == N + M
     saved = FileStateStore(path).load()
     assert saved is not None
@@ -160,10 +163,10 @@ async def test_a_snapshot_of_another_slo_list_is_ignored_with_a_warning(
     assert "checkout-availability" in warnings[0]
     assert "checkout-all" in warnings[0]
     # started empty from the group's committed offsets: only the M new events
-    assert int(rt.evaluator.events_total[0]) == M
+    assert int(rt.evaluator.counts().events_total[0]) == M
     # and the new snapshot is of the new config
     reloaded = Runtime(other, listen="127.0.0.1:0", sinks=[])
     saved = FileStateStore(path).load()
     assert saved is not None
-    reloaded.evaluator.restore(saved[0])
-    assert int(reloaded.evaluator.events_total[0]) == M
+    snapshot.load(reloaded.evaluator, saved[0])
+    assert int(reloaded.evaluator.counts().events_total[0]) == M

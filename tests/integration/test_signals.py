@@ -3,7 +3,7 @@
 The service is started the way an init system or Kubernetes would start it (its own
 process, a config file, JSON logs on stderr) and stopped with SIGTERM: it must exit
 0 within 10 s and say so in its log, also when every broker is already gone (the
-aiokafka `stop()` hang of ANCHORS.md).
+aiokafka `stop()` hang with every broker down).
 """
 
 from __future__ import annotations

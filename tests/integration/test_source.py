@@ -130,10 +130,10 @@ async def no_more_records(source: KafkaSource) -> None:
 
 def counts(ev: Evaluator) -> tuple[int, int, int, int]:
     return (
-        int(ev.events_total[0]),
-        int(ev.bad_events_total[0]),
-        int(ev.events_total[1]),
-        int(ev.bad_events_total[1]),
+        int(ev.counts().events_total[0]),
+        int(ev.counts().bad_events_total[0]),
+        int(ev.counts().events_total[1]),
+        int(ev.counts().bad_events_total[1]),
     )
 
 
@@ -158,8 +158,8 @@ async def test_counts_equal_what_was_produced(
         await shutdown()
     assert counts(ev) == expected(range(n))
     assert source.records_consumed == len(records_for(range(n), fmt, batch=batch, now=now))
-    assert sum(ev.rejected.values()) == 0
-    assert ev.unmatched_events == 0
+    assert sum(ev.rejected_counts().values()) == 0
+    assert ev.counts().unmatched_events == 0
 
 
 @pytest.mark.asyncio
@@ -195,7 +195,12 @@ async def test_poison_records_are_counted_and_dead_lettered(
     finally:
         await shutdown()
     assert counts(ev) == expected(good)
-    assert ev.rejected == {"malformed": 2, "wrong_type": 1, "missing_service": 1, "bad_value": 1}
+    assert ev.rejected_counts() == {
+        "malformed": 2,
+        "wrong_type": 1,
+        "missing_service": 1,
+        "bad_value": 1,
+    }
     assert source.dead_lettered == len(poison)
 
     consumer = AIOKafkaConsumer(

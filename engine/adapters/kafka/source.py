@@ -1,28 +1,21 @@
-"""The Kafka source: a consumer-group member that feeds record batches to the evaluator.
+"""The Kafka source: a consumer-group member that feeds fetched records to the core.
 
 Theory of operation
 -------------------
-`KafkaSource.run()` loops on `getmany` in large batches. Each batch is decoded per
-wire format (one msgspec call for the whole batch when every record is good), turned
-into columns with the record timestamps as the `ts` fallback, sorted by event time (so
-that records from partitions a little behind the others are not judged late against
-events of the same batch) and ingested into the evaluator with the wall clock as `now`.
-Decode rejections are counted on the evaluator and, when a dead-letter topic is set,
-the raw records go there with headers naming where they came from and why.
-
-Delivery is at least once. After a batch is applied (and its dead letters handed to
-the broker), the next offset of every partition in it is remembered; those offsets are
-committed by a background task every few seconds, from the rebalance listener before
-partitions are revoked, and on shutdown. Nothing on the hot path waits for a commit,
-and no commit failure escapes: it is logged and the offsets are committed next time
-(or re-read after a rebalance, which costs duplicates, never losses).
+`KafkaSource.run()` loops on `getmany` in large batches. Each fetch is grouped by wire
+format and handed to the core's ingest pipeline (`engine.core.ingest`) with the wall
+clock as `now` and the Kafka record timestamps as the `ts` fallback. Rejected records
+are logged (throttled) and, when a dead-letter topic is set, copied there
+(`dead_letters`). Then the next offset of every partition in the fetch is recorded as
+applied (`offsets`); when and in what order offsets are committed is decided by the
+runtime's checkpoint, which reads a consistent (state, offsets) pair through
+`settled()`.
 
 Progress is what readiness is judged on (a consumer can sit in a group with no error
-and fetch nothing, see the aiokafka issues in ANCHORS.md): the wall time of the last
-fetch response, the assigned partitions and the per-partition lag. A partition whose
-log now ends before our position (a broker that lost its data without answering
-OFFSET_OUT_OF_RANGE) is read again from the earliest offset instead of fetching
-nothing forever.
+and fetch nothing): the wall time of the last fetch response, the assigned partitions
+and the per-partition lag. A partition whose log now ends before our position (a
+broker that lost its data without answering OFFSET_OUT_OF_RANGE) is read again from
+the earliest offset instead of fetching nothing forever.
 """
 
 from __future__ import annotations
@@ -34,23 +27,26 @@ import logging
 import operator
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from engine.adapters.kafka.dead_letters import DeadLetters
+from engine.adapters.kafka.offsets import COMMIT_TIMEOUT_S, OffsetTracker, RebalanceListener
 from engine.adapters.kafka.settings import kafka_client_kwargs
 from engine.adapters.kafka.status import SourceStatus
 from engine.core.config import Config
-from engine.core.decode import RecordDecoder, WireFormat
+from engine.core.decode import WireFormat
 from engine.core.evaluator import Evaluator, Transition
+from engine.core.ingest import Ingestor, Rejection
 
 __all__ = ["KafkaSource"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("burnrate.kafka.source")
 
 # Throughput over latency: the engine evaluates on a 1 s wall-clock cadence anyway, so
 # letting the broker gather up to 100 ms of data per fetch costs nothing in detection
@@ -65,9 +61,6 @@ MAX_POLL_RECORDS = 50_000
 POLL_TIMEOUT_MS = 250
 """How long one `getmany` may block: bounds how late a stop request is seen."""
 
-COMMIT_INTERVAL_S = 5.0
-COMMIT_TIMEOUT_S = 5.0
-DLQ_SEND_TIMEOUT_S = 30.0
 LATE_WARNING_INTERVAL_S = 30.0
 LAG_REFRESH_S = 1.0
 
@@ -84,31 +77,6 @@ def _record_times_s(records: Sequence[Any]) -> npt.NDArray[np.float64]:
     return np.where(ms >= 0, ms / 1000.0, np.nan)
 
 
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Commits applied offsets before partitions go; never waits for the consume loop."""
-
-    def __init__(self, source: KafkaSource, consumer: Any) -> None:
-        self._source = source
-        self._consumer = consumer  # the source only gets it once start() returns
-
-    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        revoked = list(revoked)
-        if revoked:
-            await self._source.commit(revoked, reason="revoke")
-        self._source._keep_positions(revoked)
-        self._source._forget(revoked)
-
-    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        assigned = list(assigned)
-        self._source._seek_to_state(self._consumer, assigned)
-        tps = sorted((tp.topic, tp.partition) for tp in assigned)
-        log.info(
-            "partitions assigned: %s",
-            ", ".join(f"{t}[{p}]" for t, p in tps) or "none",
-            extra={"data": {"event": "assigned", "partitions": [f"{t}:{p}" for t, p in tps]}},
-        )
-
-
 class KafkaSource:
     """Consumes `config.kafka.topics` in group `config.kafka.group_id` into `evaluator`."""
 
@@ -120,7 +88,6 @@ class KafkaSource:
         *,
         clock: Callable[[], float] = time.time,
         max_poll_records: int = MAX_POLL_RECORDS,
-        commit_interval_s: float = COMMIT_INTERVAL_S,
     ) -> None:
         self.config = config
         self.kafka = config.kafka
@@ -128,32 +95,19 @@ class KafkaSource:
         self.on_transitions = on_transitions
         self.clock = clock
         self.max_poll_records = max_poll_records
-        self.commit_interval_s = commit_interval_s
-        self._decoders: dict[WireFormat, RecordDecoder] = {}
+        self.ingestor = Ingestor(evaluator)
+        self.offsets = OffsetTracker()
         self._consumer: Any = None
-        self._producer: Any = None
-        self._applied: dict[TopicPartition, int] = {}
-        """Next offset after the last applied record, per partition."""
-        self._committed: dict[TopicPartition, int] = {}
-        self._state_offsets: dict[TopicPartition, int] | None = None
-        """With a state store: the offsets the evaluator's restored state covers, for
-        partitions not (re)assigned since; None without one (today's behaviour)."""
-        self.apply_lock = asyncio.Lock()
-        """Held while a batch is applied: between its ingest and its `_applied` update
-        the evaluator is ahead of the offsets, so a state snapshot must not be taken."""
-        self.consistent = True
+        self._dead_letters: DeadLetters | None = None
+        self._apply_lock = asyncio.Lock()
+        self._consistent = True
         """False when a batch was ingested but its offsets not recorded (cancelled)."""
         self._lag: dict[tuple[str, int], int] = {}
         self._lag_at = 0.0
         self._last_fetch_wall: float | None = None
-        self._commit_task: asyncio.Task[None] | None = None
         self._running = False
         self.records_consumed = 0
-        self.batch_sizes: list[int] = []
-        """Records per non-empty fetch since last drained (by the metrics histogram)."""
-        self.dead_lettered = 0
-        self.dead_letter_failures = 0
-        self.commit_failures = 0
+        self._batch_sizes: list[int] = []
         self._late_seen = 0
         self._late_warned_at = -float("inf")
         self._rejects_logged: Counter[str] = Counter()
@@ -161,7 +115,8 @@ class KafkaSource:
     # -- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect and join the group. Raises KafkaError when the brokers cannot be reached."""
+        """Connect and join the group. Raises KafkaError when the brokers cannot be
+        reached, ConfigError when the client settings (TLS, SASL secrets) are unusable."""
         kwargs = kafka_client_kwargs(self.kafka)
         consumer = AIOKafkaConsumer(
             group_id=self.kafka.group_id,
@@ -174,17 +129,21 @@ class KafkaSource:
             client_id="burnrate",
             **kwargs,
         )
-        consumer.subscribe(topics=list(self.kafka.topics), listener=_Listener(self, consumer))
+        consumer.subscribe(
+            topics=list(self.kafka.topics),
+            listener=RebalanceListener(self.offsets, consumer, self._forget_lag),
+        )
         if self.kafka.dead_letter_topic:
-            producer = AIOKafkaProducer(client_id="burnrate-dlq", acks="all", **kwargs)
-            await producer.start()
-            self._producer = producer
+            dead_letters = DeadLetters(self.kafka.dead_letter_topic, kwargs)
+            await dead_letters.start()
+            self._dead_letters = dead_letters
         try:
             await consumer.start()
         except BaseException:  # KafkaError, or cancelled by a stop during startup
             await self._stop_clients(consumer, 2.0)
             raise
         self._consumer = consumer
+        self.offsets.consumer = consumer
         self._running = True
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -192,7 +151,6 @@ class KafkaSource:
         consumer = self._consumer
         if consumer is None:
             raise RuntimeError("KafkaSource.start() first")
-        self._commit_task = asyncio.create_task(self._commit_loop(stop), name="kafka-commit")
         error_logged_at = -float("inf")
         try:
             while not stop.is_set():
@@ -215,21 +173,31 @@ class KafkaSource:
                     await self._apply(data)
         finally:
             self._running = False
-            if self._commit_task is not None:
-                self._commit_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._commit_task
+
+    async def commit(
+        self,
+        partitions: Iterable[TopicPartition] | None = None,
+        *,
+        reason: str,
+        timeout_s: float = COMMIT_TIMEOUT_S,
+    ) -> bool:
+        """Commit applied offsets (of `partitions`, or all) not committed yet; never raises."""
+        if self._consumer is None:
+            return False
+        return await self.offsets.commit(partitions, reason=reason, timeout_s=timeout_s)
 
     async def close(self, timeout_s: float = 8.0) -> None:
         """Commit what was applied and leave the group, within `timeout_s` whatever happens."""
         deadline = time.monotonic() + timeout_s
-        if self._consumer is not None and self._applied:
+        if self._consumer is not None and self.offsets.has_applied():
             await self.commit(None, reason="shutdown", timeout_s=min(3.0, timeout_s / 2))
         consumer, self._consumer = self._consumer, None
+        self.offsets.consumer = None
         await self._stop_clients(consumer, max(deadline - time.monotonic(), 0.5))
 
     async def _stop_clients(self, consumer: Any, timeout_s: float) -> None:
-        producer, self._producer = self._producer, None
+        dead_letters, self._dead_letters = self._dead_letters, None
+        producer = None if dead_letters is None else dead_letters.producer
         share = timeout_s / 2 if producer is not None and consumer is not None else timeout_s
         for client, what in ((consumer, "consumer"), (producer, "dead-letter producer")):
             if client is None:
@@ -258,18 +226,21 @@ class KafkaSource:
 
     # -- batches ---------------------------------------------------------------------
 
-    def _decoder(self, fmt: WireFormat) -> RecordDecoder:
-        dec = self._decoders.get(fmt)
-        if dec is None:
-            dec = self._decoders[fmt] = RecordDecoder(fmt)
-        return dec
+    @contextlib.asynccontextmanager
+    async def settled(self) -> AsyncIterator[dict[tuple[str, int], int] | None]:
+        """Between batches: the offsets up to which the evaluator has counted, with no
+        batch applied until the block ends (so a snapshot taken inside matches them).
+        None when a batch was interrupted mid-apply: the evaluator is then ahead of the
+        offsets and no consistent pair exists."""
+        async with self._apply_lock:
+            yield self.offsets.state_offsets() if self._consistent else None
 
     async def _apply(self, data: Mapping[TopicPartition, Sequence[Any]]) -> None:
-        """Apply one fetch: decode per format, ingest, dead-letter, remember offsets."""
-        async with self.apply_lock:
-            self.consistent = False
+        """Apply one fetch: ingest per format, dead-letter, record offsets."""
+        async with self._apply_lock:
+            self._consistent = False
             await self._apply_locked(data)
-            self.consistent = True
+            self._consistent = True
 
     async def _apply_locked(self, data: Mapping[TopicPartition, Sequence[Any]]) -> None:
         by_format: dict[WireFormat, list[Any]] = {}
@@ -280,82 +251,57 @@ class KafkaSource:
                 by_format.setdefault(fmt, []).extend(records)
                 n += len(records)
         now = self.clock()
-        ev = self.evaluator
         transitions: list[Transition] = []
-        dead: list[tuple[Any, str, str]] = []
+        dead: list[tuple[Any, Rejection]] = []
         for fmt, records in by_format.items():
-            batch = self._decoder(fmt).decode_batch(list(map(_VALUE, records)))
-            for idx, reason, detail in batch.rejected:
-                ev.rejected[reason] += 1
-                dead.append((records[idx], reason, detail))
-            if not batch.events:
-                continue
-            cols = ev.classifier.columns(
-                batch.events, batch.record_index, functools.partial(_record_times_s, records)
+            result = self.ingestor.records(
+                list(map(_VALUE, records)),
+                fmt,
+                now_s=now,
+                record_times=functools.partial(_record_times_s, records),
             )
-            order = np.argsort(cols.ts_s, kind="stable")
-            transitions += ev.ingest(cols.take(order), now_s=now)
+            transitions += result.transitions
+            dead += [(records[r.record], r) for r in result.rejections]
         self.records_consumed += n
-        self.batch_sizes.append(n)
+        self._batch_sizes.append(n)
         if dead:
             self._log_rejects(dead)
-            if self._producer is not None:
-                await self._dead_letter(dead)
+            if self._dead_letters is not None:
+                await self._dead_letters.send([(rec, r.reason) for rec, r in dead])
         for tp, records in data.items():
             if records:
-                self._applied[tp] = records[-1].offset + 1
+                self.offsets.applied(tp, records[-1].offset + 1)
         self._warn_late()
         if transitions and self.on_transitions is not None:
             self.on_transitions(transitions)
 
-    async def _dead_letter(self, dead: list[tuple[Any, str, str]]) -> None:
-        topic = self.kafka.dead_letter_topic
-        assert topic is not None
-        assert self._producer is not None
-        futures = []
-        try:
-            for record, reason, _detail in dead:
-                headers = [
-                    ("source_topic", record.topic.encode()),
-                    ("source_partition", str(record.partition).encode()),
-                    ("source_offset", str(record.offset).encode()),
-                    ("reason", reason.encode()),
-                ]
-                futures.append(
-                    await self._producer.send(
-                        topic,
-                        value=record.value if record.value is not None else b"",
-                        key=record.key,
-                        headers=headers,
-                        timestamp_ms=record.timestamp if record.timestamp >= 0 else None,
-                    )
-                )
-            async with asyncio.timeout(DLQ_SEND_TIMEOUT_S):
-                await asyncio.gather(*futures)
-            self.dead_lettered += len(dead)
-        except (KafkaError, TimeoutError) as exc:
-            # Counted as rejected either way; losing the raw copy must not stop the stream.
-            self.dead_letter_failures += len(dead)
-            log.error("dead-letter delivery to %s failed for %d records: %r", topic, len(dead), exc)
+    def drain_batch_sizes(self) -> list[int]:
+        """Records per non-empty fetch since the last call (for the metrics histogram)."""
+        sizes, self._batch_sizes = self._batch_sizes, []
+        return sizes
 
-    def _log_rejects(self, dead: list[tuple[Any, str, str]]) -> None:
+    @property
+    def dead_lettered(self) -> int:
+        return 0 if self._dead_letters is None else self._dead_letters.sent
+
+    def _log_rejects(self, dead: list[tuple[Any, Rejection]]) -> None:
         # One line the first time a reason is seen, then one per 1000 (never per record).
-        for record, reason, detail in dead:
-            seen = self._rejects_logged[reason]
-            self._rejects_logged[reason] += 1
+        for record, r in dead:
+            seen = self._rejects_logged[r.reason]
+            self._rejects_logged[r.reason] += 1
             if seen % 1000 == 0:
                 log.warning(
                     "rejected record %s[%d]@%d: %s (%s); %d so far for this reason",
                     record.topic,
                     record.partition,
                     record.offset,
-                    reason,
-                    detail[:200],
+                    r.reason,
+                    r.detail[:200],
                     seen + 1,
                 )
 
     def _warn_late(self) -> None:
-        late = self.evaluator.rejected["too_late"]
+        late = self.evaluator.rejected_counts().get("too_late", 0)
         if late == self._late_seen:
             return
         now = time.monotonic()
@@ -369,94 +315,11 @@ class KafkaSource:
             self._late_seen = late
             self._late_warned_at = now
 
-    # -- offsets ---------------------------------------------------------------------
-
-    def use_state_offsets(self, offsets: Mapping[tuple[str, int], int]) -> None:
-        """Read from `offsets` (those of a restored evaluator snapshot) instead of the
-        group's committed ones: they match the restored counts, so records counted
-        before the snapshot are not counted again and none after it are skipped. Also
-        keeps, across revocations, the position up to which this evaluator counted."""
-        self._state_offsets = {TopicPartition(t, p): off for (t, p), off in offsets.items()}
-
-    def state_offsets(self) -> dict[tuple[str, int], int]:
-        """Per partition, the offset up to which the evaluator has counted records: the
-        applied ones, and the restored ones of partitions not consumed since."""
-        merged = dict(self._state_offsets or {})
-        merged.update(self._applied)
-        return {(tp.topic, tp.partition): off for tp, off in merged.items()}
-
-    def _seek_to_state(self, consumer: Any, assigned: Iterable[TopicPartition]) -> None:
-        """On assignment, before any fetch: position partitions the state covers."""
-        if not self._state_offsets:
-            return
-        for tp in assigned:
-            off = self._state_offsets.get(tp)
-            if off is None:
-                continue
-            consumer.seek(tp, off)
-            self._applied[tp] = off
-            log.info(
-                "%s[%d]: resuming at offset %d from the state snapshot",
-                tp.topic,
-                tp.partition,
-                off,
-                extra={"data": {"event": "seek_state", "partition": f"{tp.topic}:{tp.partition}"}},
-            )
-
-    def _keep_positions(self, tps: Iterable[TopicPartition]) -> None:
-        """Revoked partitions: the evaluator still holds what was counted from them."""
-        if self._state_offsets is None:
-            return
-        for tp in tps:
-            if tp in self._applied:
-                self._state_offsets[tp] = self._applied[tp]
-
-    def _forget(self, tps: Iterable[TopicPartition]) -> None:
-        for tp in tps:
-            self._applied.pop(tp, None)
-            self._committed.pop(tp, None)
-            self._lag.pop((tp.topic, tp.partition), None)
-
-    async def commit(
-        self,
-        partitions: Iterable[TopicPartition] | None,
-        *,
-        reason: str,
-        timeout_s: float = COMMIT_TIMEOUT_S,
-    ) -> bool:
-        """Commit applied offsets (of `partitions`, or all) not committed yet; never raises."""
-        consumer = self._consumer
-        if consumer is None:
-            return False
-        wanted = (
-            self._applied
-            if partitions is None
-            else {tp: self._applied[tp] for tp in partitions if tp in self._applied}
-        )
-        offsets = {tp: off for tp, off in wanted.items() if self._committed.get(tp) != off}
-        if not offsets:
-            return True
-        try:
-            async with asyncio.timeout(timeout_s):
-                await consumer.commit(offsets)
-        except (KafkaError, TimeoutError) as exc:
-            self.commit_failures += 1
-            log.warning("offset commit (%s) failed: %r; will retry", reason, exc)
-            return False
-        self._committed.update(offsets)
-        log.debug("committed %d partitions (%s)", len(offsets), reason)
-        return True
-
-    async def _commit_loop(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.commit_interval_s):
-                    await stop.wait()
-            if stop.is_set():
-                return  # the final commit belongs to close()
-            await self.commit(None, reason="periodic")
-
     # -- progress --------------------------------------------------------------------
+
+    def _forget_lag(self, tps: Iterable[TopicPartition]) -> None:
+        for tp in tps:
+            self._lag.pop((tp.topic, tp.partition), None)
 
     def _note_fetch(self) -> bool:
         """Record when the broker last answered a fetch and refresh the lag (at most 1/s).
@@ -479,9 +342,7 @@ class KafkaSource:
         lag: dict[tuple[str, int], int] = {}
         for tp in assigned:
             hw = consumer.highwater(tp)
-            pos = self._applied.get(tp)
-            if pos is None:
-                pos = self._committed.get(tp)
+            pos = self.offsets.position(tp)
             if hw is not None and pos is not None:
                 lag[(tp.topic, tp.partition)] = max(hw - pos, 0)
             elif hw is not None and hw == 0:
@@ -519,9 +380,8 @@ class KafkaSource:
                 position,
                 extra={"data": {"event": "rewind", "partition": f"{tp.topic}:{tp.partition}"}},
             )
-            self._forget([tp])
-            if self._state_offsets is not None:
-                self._state_offsets.pop(tp, None)
+            self.offsets.forget([tp], state_too=True)
+            self._forget_lag([tp])
             with contextlib.suppress(TimeoutError, KafkaError):
                 async with asyncio.timeout(COMMIT_TIMEOUT_S):
                     await consumer.seek_to_beginning(tp)
@@ -540,6 +400,3 @@ class KafkaSource:
             records_consumed=self.records_consumed,
             running=self._running,
         )
-
-    def applied_offsets(self) -> dict[tuple[str, int], int]:
-        return {(tp.topic, tp.partition): off for tp, off in self._applied.items()}

@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 The evaluator's counts are only meaningful together with the offsets up to which
-records were counted ("storing offsets outside Kafka", see ANCHORS.md): on restart the
+records were counted (offsets stored outside Kafka, with the state): on restart the
 source seeks to exactly those offsets, so nothing is lost and nothing counted twice.
 So both live in ONE file, replaced atomically: written to a temp file in the same
 directory, fsynced, renamed over the old one with `os.replace` (atomic on POSIX), and

@@ -16,7 +16,7 @@ from engine.commands.replay import print_summary, run_replay
 from engine.core.config import Config, load_config, parse_config
 from engine.runtime.replay import replay
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "configs" / "example.yaml"
 SAMPLE = ROOT / "configs" / "sample-events.jsonl.gz"
 CONTRACT_KEYS = {
@@ -285,7 +285,7 @@ def test_the_read_chunk_size_does_not_change_the_result(
 ) -> None:
     path = _write(tmp_path / "events.jsonl.gz", _synthetic_with_bad_lines(), compress=True)
     expected = _replay(SMALL_CONFIG, path)
-    monkeypatch.setattr("engine.runtime.replay.CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr("engine.adapters.store.events_file.CHUNK_BYTES", chunk_bytes)
     assert _replay(SMALL_CONFIG, path) == expected
     assert "records: 1084," in expected[1]
     assert "malformed=1" in expected[1]
@@ -294,7 +294,7 @@ def test_the_read_chunk_size_does_not_change_the_result(
 def test_the_sample_in_small_chunks_gives_the_same_result(
     monkeypatch: pytest.MonkeyPatch, sample_output: tuple[bytes, str]
 ) -> None:
-    monkeypatch.setattr("engine.runtime.replay.CHUNK_BYTES", 50_000)
+    monkeypatch.setattr("engine.adapters.store.events_file.CHUNK_BYTES", 50_000)
     assert _replay(load_config(EXAMPLE), SAMPLE) == sample_output
 
 
@@ -321,5 +321,5 @@ def test_odd_lines_do_not_depend_on_their_neighbours(
     lines[190] = b"{oops"
     path = _write(tmp_path / "events.jsonl", lines, compress=False)
     one_block = _replay(SMALL_CONFIG, path)
-    monkeypatch.setattr("engine.runtime.replay.CHUNK_BYTES", 256)
+    monkeypatch.setattr("engine.adapters.store.events_file.CHUNK_BYTES", 256)
     assert _replay(SMALL_CONFIG, path) == one_block

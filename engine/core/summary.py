@@ -1,0 +1,79 @@
+"""What a stretch of evaluation amounted to, per SLO: events, bad events, budget left,
+alerts fired and time spent firing (event time). `burnrate replay` prints it; the
+postmortem builds on it."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+
+import msgspec
+
+from engine.core.evaluator import Evaluator, Transition
+
+__all__ = ["RunSummary", "SloSummary", "summarize"]
+
+
+class SloSummary(msgspec.Struct, frozen=True, kw_only=True):
+    slo: str
+    events: int
+    bad: int
+    budget_remaining_ratio: float | None
+    """None when the SLO's period holds no events."""
+    pages: int
+    tickets: int
+    time_firing_s: float
+    still_firing: list[str]
+    """Severities still firing at the end."""
+
+
+class RunSummary(msgspec.Struct, frozen=True, kw_only=True):
+    records: int
+    accepted_events: int
+    unmatched_events: int
+    """Accepted events that no SLO selects."""
+    unknown_status_events: int
+    rejected: dict[str, int]
+    """Rejected records (decode) and events (time) by reason."""
+    slos: list[SloSummary]
+
+
+def summarize(ev: Evaluator, transitions: Sequence[Transition], records: int) -> RunSummary:
+    """The summary of `ev` after `transitions`; time firing runs to the last evaluation."""
+    fired: Counter[tuple[str, str]] = Counter()
+    firing_s: dict[str, float] = dict.fromkeys(ev.names, 0.0)
+    open_since: dict[tuple[str, str], float] = {}
+    for tr in transitions:
+        key = (tr.slo, tr.severity)
+        if tr.state == "firing":
+            fired[key] += 1
+            open_since[key] = tr.at
+        elif key in open_since:
+            firing_s[tr.slo] += tr.at - open_since.pop(key)
+    end = ev.evaluated_at_s if ev.evaluated_at_s is not None else 0.0
+    for (slo, _), since in open_since.items():
+        firing_s[slo] += end - since
+    budget = ev.budget_remaining()
+    counts = ev.counts()
+    slos = [
+        SloSummary(
+            slo=name,
+            events=int(counts.events_total[i]),
+            bad=int(counts.bad_events_total[i]),
+            budget_remaining_ratio=None if math.isnan(budget[i]) else float(budget[i]),
+            pages=fired[(name, "page")],
+            tickets=fired[(name, "ticket")],
+            time_firing_s=firing_s[name],
+            still_firing=[sev for (s, sev) in open_since if s == name],
+        )
+        for i, name in enumerate(ev.names)
+    ]
+    return RunSummary(
+        records=records,
+        accepted_events=counts.accepted_events,
+        unmatched_events=counts.unmatched_events,
+        unknown_status_events=counts.unknown_status_events,
+        rejected=dict(sorted(counts.rejected.items())),
+        slos=slos,
+    )
