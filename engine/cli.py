@@ -15,6 +15,7 @@ from types import ModuleType
 from typing import Final
 
 from engine import __version__
+from engine.commands.common import EXIT_INTERRUPTED, EXIT_OK
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -72,6 +73,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(_module(args.command).main(args))
     except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        return 0
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader went away (`burnrate replay ... | head`)
+        return EXIT_OK

@@ -14,7 +14,7 @@ from typing import TextIO
 
 import msgspec
 
-from engine.commands.common import EXIT_USAGE, load_config_or_exit, print_error
+from engine.commands.common import EXIT_OK, EXIT_USAGE, load_config_or_exit, print_error
 from engine.core.config import Config
 from engine.core.durations import format_duration
 from engine.core.evaluator import Transition
@@ -103,4 +103,4 @@ def run_replay(config: Config, events: Path, output: Path | None) -> int:
         else:
             sink.flush()
     print_summary(result, sys.stderr)
-    return 0
+    return EXIT_OK
