@@ -104,7 +104,7 @@ def _view(
     for i, slo in enumerate(config.slos):
         cells: list[str | Text] = [slo.name, f"{slo.objective:g}%", f"{int(events[i]):,}"]
         for w in windows:
-            b = float(burn[ev.windows.index(w), i])
+            b = float(burn[ev.window_index(w), i])
             cells.append("-" if math.isnan(b) else f"{b:.1f}x")
         left = float(budget[i])
         cells.append("no data" if math.isnan(left) else f"{100 * left:.1f}%")

@@ -378,9 +378,19 @@ class Evaluator:
         sums = self.windows.all_sums[self.period_index, np.arange(len(self.slos))]
         return budget.remaining_ratio(sums[:, 0], sums[:, 1], self.budget_ratio)
 
+    @property
+    def windows_s(self) -> tuple[int, ...]:
+        """The window lengths kept (every policy window and SLO period), shortest first:
+        the order of the first axis of `window_sums`, `error_ratios` and `burn_rates`."""
+        return tuple(self.windows.windows_s)
+
+    def window_index(self, window_s: int) -> int:
+        """Where the window of `window_s` seconds is on that axis (ValueError if not kept)."""
+        return self.windows.index(window_s)
+
     def window_sums(self) -> I64:
         """(n_windows, n_slo, 2) (total, bad) per window at the evaluation time, windows
-        in `windows.windows_s` order: a read-only view of the live sums."""
+        in `windows_s` order: a read-only view of the live sums."""
         return self.windows.all_sums
 
     def alerts(self) -> AlertState:

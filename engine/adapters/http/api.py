@@ -154,13 +154,13 @@ class SloApi:
         """Changes once per evaluation tick; None: no caching (the body is built per request)."""
         ev = evaluator
         self._index = {name: i for i, name in enumerate(ev.names)}
-        windows_s = ev.windows.windows_s
+        windows_s = ev.windows_s
         self._window_labels = [format_duration(w) for w in windows_s]
         if EXHAUSTION_WINDOW_S in windows_s:
             budget_w = EXHAUSTION_WINDOW_S
         else:
             budget_w = min(row.long_s for row in ev.rows)
-        self._budget_w = ev.windows.index(budget_w)
+        self._budget_w = ev.window_index(budget_w)
         self._budget_label = format_duration(budget_w)
         self._cached: tuple[int, bytes] | None = None
 
@@ -200,7 +200,7 @@ class SloApi:
                 )
                 for label, w_s, (total, nbad), ratio, burn in zip(
                     self._window_labels,
-                    ev.windows.windows_s,
+                    ev.windows_s,
                     sums[k],
                     ratios[k],
                     burns[k],

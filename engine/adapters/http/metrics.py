@@ -48,7 +48,7 @@ class EngineCollector(Collector):
         self.clock = clock
         self.deliveries: Callable[[], Mapping[tuple[str, str], int]] | None = None
         """Alert delivery outcomes keyed (receiver, outcome), set by the runtime."""
-        self._window_labels = [format_duration(w) for w in evaluator.windows.windows_s]
+        self._window_labels = [format_duration(w) for w in evaluator.windows_s]
 
     def collect(self) -> Iterable[Metric]:
         """The engine's health series (the SLO series are written by `SloText`)."""
@@ -135,7 +135,7 @@ class SloText:
     def __init__(self, evaluator: Evaluator) -> None:
         self.evaluator = evaluator
         names = evaluator.names
-        windows = [format_duration(w) for w in evaluator.windows.windows_s]
+        windows = [format_duration(w) for w in evaluator.windows_s]
 
         def per_slo(metric: str) -> npt.NDArray[np.object_]:
             return np.array([f'{metric}{{slo="{n}"}} ' for n in names], dtype=object)
