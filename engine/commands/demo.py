@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "data" / "demo.yaml"
 """Package data, so a wheel install finds it too."""
-log = logging.getLogger("burnrate.demo")
+log = logging.getLogger("burnrate.commands.demo")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -27,7 +27,7 @@ from engine.runtime.tuning import tune_gc
 
 __all__ = ["add_arguments", "apply_env_overrides", "main"]
 
-log = logging.getLogger("burnrate.run")
+log = logging.getLogger("burnrate.commands.run")
 
 
 def _listen_arg(text: str) -> str:

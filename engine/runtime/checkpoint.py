@@ -26,7 +26,7 @@ from engine.core.snapshot import SnapshotError
 
 __all__ = ["COMMIT_INTERVAL_S", "Checkpoint"]
 
-log = logging.getLogger("burnrate.checkpoint")
+log = logging.getLogger("burnrate.runtime.checkpoint")
 
 COMMIT_INTERVAL_S: Final = 5.0
 

@@ -17,7 +17,7 @@ from engine.core.evaluator import Transition
 
 __all__ = ["Delivery"]
 
-log = logging.getLogger("burnrate.delivery")
+log = logging.getLogger("burnrate.runtime.delivery")
 
 
 class Delivery:

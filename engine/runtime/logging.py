@@ -1,8 +1,9 @@
 """Log output of the service: text lines for people, JSON lines for log pipelines.
 
-Loggers are named `burnrate.<module>`; a record's `data` dict (passed as
-`extra={"data": {...}}`) becomes fields of the JSON line, so events such as
-`{"event": "alert", ...}` can be filtered without parsing messages.
+Loggers are named after their module with `burnrate` for `engine`
+(`burnrate.adapters.kafka.source`), so `burnrate` selects all of ours. A record's
+`data` dict (passed as `extra={"data": {...}}`) becomes fields of the JSON line, so
+events such as `{"event": "alert", ...}` can be filtered without parsing messages.
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ from engine.runtime.delivery import Delivery
 
 __all__ = ["Runtime"]
 
-log = logging.getLogger("burnrate.runtime")
+log = logging.getLogger("burnrate.runtime.service")
 
 EVALUATE_INTERVAL_S: Final = 1.0
 SHUTDOWN_TIMEOUT_S: Final = 10.0

@@ -309,7 +309,7 @@ async def test_bearer_token_guards_everything_but_the_probes(
     finally:
         await server.stop()
 
-    refused = [r for r in caplog.records if r.name == "engine.http"]
+    refused = [r for r in caplog.records if r.name == "burnrate.adapters.http.auth"]
     assert refused, "401s are logged"
     for record in refused:
         assert record.levelno == logging.WARNING

@@ -287,7 +287,9 @@ async def test_prometheus_scrapes_what_the_api_reports(
     assert api["error_budget"]["time_to_exhaustion_s"] == 0
     # Prometheus sent the token on every scrape: the one 401 is ours; no token in any log
     refused = [
-        r for r in caplog.records if r.name == "engine.http" and r.levelno >= logging.WARNING
+        r
+        for r in caplog.records
+        if r.name == "burnrate.adapters.http.auth" and r.levelno >= logging.WARNING
     ]
     assert [r.getMessage() for r in refused] == [
         "401 GET /metrics from 127.0.0.1: missing bearer token"

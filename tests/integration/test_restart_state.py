@@ -151,7 +151,7 @@ async def test_a_snapshot_of_another_slo_list_is_ignored_with_a_warning(
         unique_topic,
         records_for(range(N, N + M), "json", batch=1, now=time.time()),
     )
-    caplog.set_level(logging.INFO, logger="engine.runtime.service")
+    caplog.set_level(logging.INFO, logger="burnrate")
     rt = await run_until(other, M)
     assert rt.restored is False
     warnings = [

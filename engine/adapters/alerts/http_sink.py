@@ -52,7 +52,7 @@ __all__ = [
     "retry_after_s",
 ]
 
-log = logging.getLogger("engine.sinks")
+log = logging.getLogger("burnrate.adapters.alerts.http_sink")
 
 Clock = Callable[[], float]
 """Wall-clock time in epoch seconds (`time.time`); injected so tests control it."""

@@ -18,7 +18,7 @@ from aiokafka.errors import KafkaError
 
 __all__ = ["DLQ_SEND_TIMEOUT_S", "DeadLetters"]
 
-log = logging.getLogger("burnrate.kafka.dead_letters")
+log = logging.getLogger("burnrate.adapters.kafka.dead_letters")
 
 DLQ_SEND_TIMEOUT_S = 30.0
 

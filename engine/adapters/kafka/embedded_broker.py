@@ -37,7 +37,7 @@ from engine.errors import BurnrateError
 
 __all__ = ["BrokerError", "EmbeddedBroker", "create_topic", "resolve_broker_binary"]
 
-log = logging.getLogger("burnrate.kafka.embedded_broker")
+log = logging.getLogger("burnrate.adapters.kafka.embedded_broker")
 
 _T = TypeVar("_T")
 

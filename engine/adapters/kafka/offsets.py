@@ -25,7 +25,7 @@ from aiokafka.errors import KafkaError
 
 __all__ = ["COMMIT_TIMEOUT_S", "OffsetTracker", "RebalanceListener"]
 
-log = logging.getLogger("burnrate.kafka.offsets")
+log = logging.getLogger("burnrate.adapters.kafka.offsets")
 
 COMMIT_TIMEOUT_S = 5.0
 

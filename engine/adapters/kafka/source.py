@@ -46,7 +46,7 @@ from engine.core.ingest import Ingestor, Rejection
 
 __all__ = ["KafkaSource"]
 
-log = logging.getLogger("burnrate.kafka.source")
+log = logging.getLogger("burnrate.adapters.kafka.source")
 
 # Throughput over latency: the engine evaluates on a 1 s wall-clock cadence anyway, so
 # letting the broker gather up to 100 ms of data per fetch costs nothing in detection
