@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -223,3 +225,67 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
     assert _run(argv) == 2
     assert "usage: burnrate" in capsys.readouterr().err
+
+
+# --- what a command imports -------------------------------------------------------------
+
+# Runs `main(argv)` in a fresh interpreter and prints, as its last line, the heavy
+# packages loaded by then and, for each, the engine frames that imported it first.
+_IMPORT_PROBE = """\
+import json, sys, traceback
+
+HEAVY = ("aiokafka", "aiohttp", "rich")
+first_import = {}
+
+
+class Spy:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        top = name.partition(".")[0]
+        if top in HEAVY and top not in first_import:
+            first_import[top] = [
+                f"{frame.filename}:{frame.lineno}"
+                for frame in traceback.extract_stack()
+                if "/engine/" in frame.filename
+            ]
+        return None
+
+
+sys.meta_path.insert(0, Spy)
+from engine.cli import main
+
+try:
+    code = main(json.loads(sys.argv[1]))
+except SystemExit as exc:
+    code = exc.code
+loaded = {name: first_import.get(name) for name in HEAVY if name in sys.modules}
+print(json.dumps({"code": code, "loaded": loaded}))
+"""
+
+
+def _heavy_imports(argv: list[str], cwd: Path) -> dict[str, list[str] | None]:
+    """The heavy packages `burnrate ARGV` loads, each with the engine frames behind it."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _IMPORT_PROBE, json.dumps(argv)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.splitlines()[-1])
+    assert result["code"] == 0, proc.stderr
+    loaded: dict[str, list[str] | None] = result["loaded"]
+    return loaded
+
+
+def test_check_imports_no_kafka_client_http_server_or_terminal_ui(tmp_path: Path) -> None:
+    loaded = _heavy_imports(["check", str(EXAMPLE)], tmp_path)
+    assert loaded == {}, f"burnrate check imported (by engine frames): {loaded}"
+
+
+def test_replay_imports_no_kafka_client_or_http_server(tmp_path: Path) -> None:
+    argv = ["replay", "--config", str(EXAMPLE), "--events", str(SAMPLE)]
+    loaded = _heavy_imports([*argv, "--output", str(tmp_path / "out.jsonl")], tmp_path)
+    network = {name: who for name, who in loaded.items() if name in ("aiokafka", "aiohttp")}
+    assert network == {}, f"burnrate replay imported (by engine frames): {network}"

@@ -10,10 +10,8 @@ too. Secrets are read once, when the sinks are built.
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 from engine.adapters.alerts.http_sink import (
     DEFAULT_QUEUE_SIZE,
@@ -30,6 +28,7 @@ from engine.adapters.alerts.signing import (
     parse_secret,
     signature_headers,
 )
+from engine.adapters.secrets import read_secret
 from engine.core.config import Slo, WebhookReceiver
 from engine.errors import ConfigError
 
@@ -115,23 +114,11 @@ def load_secrets(rcv: WebhookReceiver, path: str) -> list[bytes]:
     """
     texts: list[tuple[str, str]] = []
     if rcv.secret_env is not None:
-        value = os.environ.get(rcv.secret_env, "")
-        if not value.strip():
-            raise ConfigError(
-                [f"{path}.secret_env: environment variable {rcv.secret_env} is not set or empty"]
-            )
-        texts.append((f"{path}.secret_env", value))
+        where = f"{path}.secret_env"
+        texts.append((where, read_secret(where, env=rcv.secret_env)))
     if rcv.secret_file is not None:
-        try:
-            value = Path(rcv.secret_file).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise ConfigError(
-                [f"{path}.secret_file: cannot read {rcv.secret_file}: {reason}"]
-            ) from None
-        if not value.strip():
-            raise ConfigError([f"{path}.secret_file: {rcv.secret_file} is empty"])
-        texts.append((f"{path}.secret_file", value))
+        where = f"{path}.secret_file"
+        texts.append((where, read_secret(where, file=rcv.secret_file)))
     keys: list[bytes] = []
     for where, text in texts:
         for n, secret in enumerate(text.split()):

@@ -24,16 +24,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import os
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, Final
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from engine.adapters.http.api import json_error
+from engine.adapters.secrets import read_secret
 from engine.core.config import Http
 from engine.errors import ConfigError
 
@@ -69,27 +68,14 @@ class BearerAuth:
         """The token named by `http.auth_token_env` or `http.auth_token_file`, if any.
 
         Raises ConfigError when both are set, or the one set yields no valid token."""
-        env = os.environ if environ is None else environ
         if http.auth_token_env and http.auth_token_file:
             raise ConfigError(["$.http: give at most one of auth_token_env or auth_token_file"])
         if http.auth_token_env:
             path = "$.http.auth_token_env"
-            token = env.get(http.auth_token_env, "").strip()
-            if not token:
-                raise ConfigError(
-                    [f"{path}: environment variable {http.auth_token_env} is unset or empty"]
-                )
+            token = read_secret(path, env=http.auth_token_env, environ=environ)
         elif http.auth_token_file:
             path = "$.http.auth_token_file"
-            try:
-                token = Path(http.auth_token_file).read_text(encoding="utf-8").strip()
-            except (OSError, UnicodeDecodeError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
-                raise ConfigError(
-                    [f"{path}: cannot read {http.auth_token_file}: {reason}"]
-                ) from None
-            if not token:
-                raise ConfigError([f"{path}: {http.auth_token_file} is empty"])
+            token = read_secret(path, file=http.auth_token_file)
         else:
             return cls(None)
         if not _TOKEN_RE.fullmatch(token):

@@ -4,15 +4,16 @@ producer and every other client the engine opens."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
+import ssl
 from typing import Any
 
-from aiokafka.helpers import create_ssl_context
-
-from engine.core.config import Kafka
+from engine.adapters.secrets import read_secret
+from engine.core.config import Kafka, KafkaSecurity
 from engine.errors import ConfigError
 
 __all__ = ["bootstrap_from_env", "kafka_client_kwargs"]
+
+_SEC = "$.kafka.security"
 
 
 def bootstrap_from_env() -> str | None:
@@ -21,46 +22,77 @@ def bootstrap_from_env() -> str | None:
     return os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip() or None
 
 
-def _secret(env: str | None, file: str | None, what: str) -> str | None:
-    if env:
-        value = os.environ.get(env)
-        if value is None:
-            raise ConfigError([f"$.kafka.security: {what}: environment variable {env} is not set"])
-        return value
-    if file:
+def _tls_reason(exc: OSError, what: str) -> str:
+    if isinstance(exc, ssl.SSLError):  # OpenSSL's text is about its own source lines
+        return f"not {what}" + (f" ({exc.reason})" if exc.reason else "")
+    return exc.strerror or type(exc).__name__
+
+
+def _no_key_password() -> bytes:
+    """Given as the key password so that an encrypted key fails at once: without one,
+    OpenSSL would prompt on the terminal and the start would hang."""
+    return b""
+
+
+def _ssl_context(sec: KafkaSecurity) -> ssl.SSLContext:
+    """What aiokafka's create_ssl_context builds (verified server, hostname checked), with
+    every file problem a ConfigError naming its field."""
+    try:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=sec.ssl_cafile)
+    except OSError as exc:
+        reason = _tls_reason(exc, "a PEM CA certificate file")
+        raise ConfigError([f"{_SEC}.ssl_cafile: cannot load {sec.ssl_cafile}: {reason}"]) from None
+    if sec.ssl_keyfile and not sec.ssl_certfile:
+        raise ConfigError([f"{_SEC}.ssl_keyfile: needs ssl_certfile, the certificate of the key"])
+    if sec.ssl_certfile:
         try:
-            return Path(file).read_text(encoding="utf-8").strip()
+            context.load_cert_chain(sec.ssl_certfile, sec.ssl_keyfile, _no_key_password)
         except OSError as exc:
-            raise ConfigError(
-                [f"$.kafka.security: {what}: cannot read {file}: {exc.strerror}"]
-            ) from None
-    return None
+            reason = _tls_reason(exc, "a PEM certificate with its matching unencrypted key")
+            files = sec.ssl_certfile + (f" and {sec.ssl_keyfile}" if sec.ssl_keyfile else "")
+            raise ConfigError([f"{_SEC}.ssl_certfile: cannot load {files}: {reason}"]) from None
+    return context
+
+
+def _sasl_credentials(sec: KafkaSecurity) -> tuple[str, str]:
+    if sec.sasl_username and sec.sasl_username_env:
+        raise ConfigError([f"{_SEC}: give at most one of sasl_username or sasl_username_env"])
+    if sec.sasl_password_env and sec.sasl_password_file:
+        raise ConfigError([f"{_SEC}: give at most one of sasl_password_env or sasl_password_file"])
+    if not (sec.sasl_username or sec.sasl_username_env) or not (
+        sec.sasl_password_env or sec.sasl_password_file
+    ):
+        raise ConfigError(
+            [
+                f"{_SEC}: SASL needs sasl_username (or sasl_username_env) and "
+                "sasl_password_env or sasl_password_file"
+            ]
+        )
+    if sec.sasl_username_env:
+        username = read_secret(f"{_SEC}.sasl_username_env", env=sec.sasl_username_env)
+    else:
+        username = sec.sasl_username or ""
+    if sec.sasl_password_env:
+        password = read_secret(f"{_SEC}.sasl_password_env", env=sec.sasl_password_env)
+    else:
+        password = read_secret(f"{_SEC}.sasl_password_file", file=sec.sasl_password_file)
+    return username, password
 
 
 def kafka_client_kwargs(kafka: Kafka) -> dict[str, Any]:
-    """Connection settings shared by the consumer and the dead-letter producer."""
+    """Connection settings shared by the consumer and the dead-letter producer.
+
+    Raises ConfigError for unreadable TLS files and SASL secrets, so a start fails with
+    the config's path instead of retrying as if the brokers were down."""
     sec = kafka.security
     kwargs: dict[str, Any] = {
         "bootstrap_servers": kafka.bootstrap_servers,
         "security_protocol": sec.protocol,
     }
     if sec.protocol in ("SSL", "SASL_SSL"):
-        try:
-            kwargs["ssl_context"] = create_ssl_context(
-                cafile=sec.ssl_cafile, certfile=sec.ssl_certfile, keyfile=sec.ssl_keyfile
-            )
-        except OSError as exc:
-            raise ConfigError([f"$.kafka.security: cannot load TLS files: {exc}"]) from None
+        kwargs["ssl_context"] = _ssl_context(sec)
     if sec.protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
-        username = sec.sasl_username or _secret(sec.sasl_username_env, None, "sasl username")
-        password = _secret(sec.sasl_password_env, sec.sasl_password_file, "sasl password")
-        if not username or password is None:
-            raise ConfigError(
-                [
-                    "$.kafka.security: SASL needs sasl_username (or sasl_username_env) and "
-                    "sasl_password_env or sasl_password_file"
-                ]
-            )
+        username, password = _sasl_credentials(sec)
         kwargs["sasl_mechanism"] = sec.sasl_mechanism or "PLAIN"
         kwargs["sasl_plain_username"] = username
         kwargs["sasl_plain_password"] = password
