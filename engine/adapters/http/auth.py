@@ -38,7 +38,7 @@ from engine.errors import ConfigError
 
 __all__ = ["PUBLIC_PATHS", "BearerAuth"]
 
-log = logging.getLogger("burnrate.http")
+log = logging.getLogger("burnrate.adapters.http.auth")
 
 PUBLIC_PATHS: Final = frozenset({"/healthz", "/readyz"})
 """Routes that never need the token: liveness and readiness probes."""
