@@ -196,8 +196,9 @@ class KafkaSource:
         await self._stop_clients(consumer, max(deadline - time.monotonic(), 0.5))
 
     async def _stop_clients(self, consumer: Any, timeout_s: float) -> None:
-        dead_letters, self._dead_letters = self._dead_letters, None
-        producer = None if dead_letters is None else dead_letters.producer
+        producer = None
+        if self._dead_letters is not None:  # kept: its counts outlive the producer
+            producer, self._dead_letters.producer = self._dead_letters.producer, None
         share = timeout_s / 2 if producer is not None and consumer is not None else timeout_s
         for client, what in ((consumer, "consumer"), (producer, "dead-letter producer")):
             if client is None:
