@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -29,10 +28,20 @@ from rich.text import Text
 
 from engine.adapters.alerts.console import format_transition
 from engine.adapters.kafka.settings import bootstrap_from_env
+from engine.commands.common import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    print_config_error,
+    print_error,
+)
 from engine.core.config import Config, load_config
 from engine.core.durations import format_duration
 from engine.core.evaluator import Transition
 from engine.errors import BurnrateError, ConfigError
+from engine.loadgen.options import argument_type
+from engine.loadgen.spec import parse_incident
 
 if TYPE_CHECKING:
     from engine.runtime.service import Runtime
@@ -55,6 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, default=200.0, help="events/s (default: 200)")
     parser.add_argument(
         "--incident",
+        type=argument_type(parse_incident),
         help="incident in the `burnrate produce` grammar (default: checkout:20%%@+40s:60s, "
         "with --quick checkout:15%%@+5s:2s)",
     )
@@ -125,7 +135,7 @@ def _view(
 async def _demo(args: argparse.Namespace, console: Console) -> int:
     from engine.adapters.kafka.embedded_broker import create_topic
     from engine.loadgen.publish import produce
-    from engine.loadgen.spec import LoadSpec, parse_incident
+    from engine.loadgen.spec import LoadSpec
     from engine.runtime.service import Runtime
 
     config = load_config(args.config)
@@ -133,7 +143,9 @@ async def _demo(args: argparse.Namespace, console: Console) -> int:
     # hold the whole run then, so they all burn at >= 25x right after it and the page
     # fires; its 20m/2m row (>= 6x) resolves once ~55 s of traffic dilute those failures.
     # A longer incident would keep that row firing until it left the 2m window.
-    incident = args.incident or ("checkout:15%@+5s:2s" if args.quick else "checkout:20%@+40s:60s")
+    incident = args.incident or parse_incident(
+        "checkout:15%@+5s:2s" if args.quick else "checkout:20%@+40s:60s"
+    )
     max_duration_s = args.max_duration
     if max_duration_s is None:
         max_duration_s = 120.0 if args.quick else 600.0
@@ -144,7 +156,7 @@ async def _demo(args: argparse.Namespace, console: Console) -> int:
         error_ratio=0.0005,
         latency_median_ms=60.0,
         latency_p99_ms=180.0,
-        incidents=(parse_incident(incident),),
+        incidents=(incident,),
         seed=int(time.time()),
     )
     stop = asyncio.Event()
@@ -172,8 +184,11 @@ async def _demo(args: argparse.Namespace, console: Console) -> int:
         )
         if run.done():
             run.result()
-            return 1
+            return EXIT_FAILURE
         started = time.time()
+        # A page before the incident (background errors in thin early windows) is not
+        # the one the demo is about: only a resolve after the incident began ends it.
+        incident_at = started + spec.incidents[0].start_s
         producer = asyncio.create_task(produce(bootstrap, topic, spec, stop=stop))
         notes: list[str] = []
         seen = 0
@@ -195,12 +210,14 @@ async def _demo(args: argparse.Namespace, console: Console) -> int:
                     if runtime.evaluator.alerts().firing[:, page].any():
                         resolved_at = None
                     elif resolved_at is None and any(
-                        tr.severity == "page" and tr.state == "resolved" for tr in transitions
+                        tr.severity == "page" and tr.state == "resolved" and tr.at > incident_at
+                        for tr in transitions
                     ):
                         resolved_at = time.time()
                     seen = len(transitions)
                     elapsed = time.time() - started
-                    phase = "waiting for the incident" if not notes else "incident under way"
+                    waiting = time.time() < incident_at
+                    phase = "waiting for the incident" if waiting else "incident under way"
                     if resolved_at is not None:
                         phase = "every page resolved: done"
                     if live is not None:
@@ -224,7 +241,7 @@ async def _demo(args: argparse.Namespace, console: Console) -> int:
         console.print(f"metrics were at {runtime.http.url}/metrics")
     pages = [tr.state for tr in transitions if tr.severity == "page"]
     console.print(f"page transitions: {', '.join(pages) or 'none'}")
-    return 0 if "resolved" in pages else 1
+    return EXIT_OK if resolved_at is not None else EXIT_FAILURE
 
 
 def main(args: argparse.Namespace) -> int:
@@ -233,11 +250,10 @@ def main(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(_demo(args, console))
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except ConfigError as exc:
-        for line in exc.errors:
-            print(f"{args.config}: {line}", file=sys.stderr)
-        return 2
+        print_config_error(args.config, exc)
+        return EXIT_USAGE
     except BurnrateError as exc:
-        print(f"burnrate demo: {exc}", file=sys.stderr)
-        return 1
+        print_error("demo", str(exc))
+        return EXIT_FAILURE

@@ -10,7 +10,7 @@ import signal
 import msgspec
 
 from engine.adapters.http.server import parse_listen
-from engine.adapters.kafka.settings import bootstrap_from_env
+from engine.adapters.kafka.settings import bootstrap_from_env, kafka_client_kwargs
 from engine.commands.common import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -73,6 +73,7 @@ def main(args: argparse.Namespace) -> int:
     configure_logging(args.log_format)
     try:
         config = apply_env_overrides(load_config(args.config))
+        kafka_client_kwargs(config.kafka)  # unusable TLS files or secrets: exit 2 before start
         tune_gc()
 
         async def main() -> None:
