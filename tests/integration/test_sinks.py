@@ -12,7 +12,6 @@ import contextlib
 import json
 import logging
 import random
-import secrets
 import socket
 import time
 from collections import deque
@@ -32,73 +31,23 @@ from engine.adapters.alerts.payloads import alert_labels, fingerprint, rfc3339, 
 from engine.adapters.alerts.signing import WebhookVerifier
 from engine.adapters.alerts.sinks import Sink, build_sinks
 from engine.adapters.alerts.webhook import WebhookSink
-from engine.core.config import Config, Slo, WebhookReceiver
-from engine.core.evaluator import Transition
-from engine.core.taxonomy import SliKind
+from engine.core.config import Config, WebhookReceiver
 from tests.integration.alertmanager import eventually, running_alertmanager
-
-T0 = 1_700_000_000.0
-EXTERNAL = "http://burnrate.test:9464"
-FAST = RetryPolicy(initial_backoff_s=0.01, max_backoff_s=0.05)
-SLO = Slo(
-    name="checkout-availability",
-    service="checkout",
-    sli=SliKind.AVAILABILITY,
-    objective=99.9,
-    labels={"team": "payments"},
-    runbook_url="https://runbooks.example/checkout",
+from tests.unit.adapters.alerts.factories import (
+    EXTERNAL,
+    SLO,
+    SLOS,
+    T0,
+    FixedClock,
+    firing,
+    new_secret,
+    resolved,
 )
-SLOS = {SLO.name: SLO}
+
+FAST = RetryPolicy(initial_backoff_s=0.01, max_backoff_s=0.05)
 HANG = "hang"
 
 S = TypeVar("S", bound=Sink)
-
-
-# -- transitions ----------------------------------------------------------------------
-
-
-def firing(at: float = T0, **changes: Any) -> Transition:
-    fields: dict[str, Any] = {
-        "slo": SLO.name,
-        "severity": "page",
-        "state": "firing",
-        "at": at,
-        "long_window_s": 3600,
-        "short_window_s": 300,
-        "burn_rate_long": 25.3,
-        "burn_rate_short": 41.0,
-        "factor": 14.4,
-        "error_budget_remaining_ratio": 0.872,
-    }
-    fields.update(changes)
-    return Transition(**fields)
-
-
-def resolved(at: float, **changes: Any) -> Transition:
-    """Resolved on the 6h/30m row, which held last: not the row that fired."""
-    fields: dict[str, Any] = {
-        "state": "resolved",
-        "long_window_s": 21600,
-        "short_window_s": 1800,
-        "burn_rate_long": 4.0,
-        "burn_rate_short": 0.5,
-        "factor": 6.0,
-        "error_budget_remaining_ratio": 0.8,
-    }
-    fields.update(changes)
-    return firing(at, **fields)
-
-
-class FixedClock:
-    def __init__(self, now_s: float = T0) -> None:
-        self.now_s = now_s
-
-    def __call__(self) -> float:
-        return self.now_s
-
-
-def new_secret() -> str:
-    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 # -- a receiver -----------------------------------------------------------------------

@@ -10,21 +10,11 @@ import pytest
 
 from engine.core.evaluator import Transition
 from engine.runtime.delivery import Delivery
+from tests.unit.adapters.alerts.factories import firing
 
 
 def transition(slo: str, state: str = "firing") -> Transition:
-    return Transition(
-        slo=slo,
-        severity="page",
-        state=state,  # type: ignore[arg-type]
-        at=1000.0,
-        long_window_s=3600,
-        short_window_s=300,
-        burn_rate_long=20.0,
-        burn_rate_short=30.0,
-        factor=14.4,
-        error_budget_remaining_ratio=0.5,
-    )
+    return firing(slo=slo, state=state)
 
 
 class Recording:
