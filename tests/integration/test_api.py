@@ -1,8 +1,9 @@
 """The JSON API and bearer-token auth over real HTTP (aiohttp on port 0, no broker).
 
 The evaluator is fed directly in event time (`api_sample`), so every number is known
-exactly. The views without a server are tests/unit/adapters/http/test_api.py; the
-budget arithmetic is tests/unit/core/test_budget.py.
+exactly. The views without a server are tests/unit/adapters/http/test_api.py, the
+token checks and config errors tests/unit/adapters/http/test_auth.py; the budget
+arithmetic is tests/unit/core/test_budget.py.
 """
 
 from __future__ import annotations
@@ -20,13 +21,11 @@ import pytest_asyncio
 from multidict import CIMultiDictProxy
 from prometheus_client.parser import text_string_to_metric_families
 
-from engine.adapters.http.auth import BearerAuth
 from engine.adapters.http.metrics import EngineMetrics
 from engine.adapters.http.server import HttpServer
-from engine.core.config import Config, Http, parse_config
+from engine.core.config import Config, parse_config
 from engine.core.decode import Event
 from engine.core.evaluator import Evaluator
-from engine.errors import ConfigError
 from tests.unit.adapters.http.api_sample import CONFIG, PERIOD_30D_S, T0, fed_evaluator
 
 
@@ -353,32 +352,3 @@ async def test_no_token_configured_means_open(served: tuple[Server, Evaluator, A
     assert not http.server.auth.enabled
     for path in PROTECTED:
         assert (await http.get(path))[0] == 200
-
-
-def test_a_configured_but_unusable_token_is_a_config_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("BURNRATE_UNSET_TOKEN", raising=False)
-    monkeypatch.setenv("BURNRATE_EMPTY_TOKEN", "  ")
-    empty = tmp_path / "empty"
-    empty.write_text("\n")
-    spaced = tmp_path / "spaced"
-    spaced.write_text("two words\n")
-    cases = [
-        (Http(auth_token_env="BURNRATE_UNSET_TOKEN"), "$.http.auth_token_env"),
-        (Http(auth_token_env="BURNRATE_EMPTY_TOKEN"), "$.http.auth_token_env"),
-        (Http(auth_token_file=str(tmp_path / "missing")), "$.http.auth_token_file"),
-        (Http(auth_token_file=str(empty)), "$.http.auth_token_file"),
-        (Http(auth_token_file=str(spaced)), "$.http.auth_token_file"),
-        (Http(auth_token_env="X", auth_token_file=str(spaced)), "$.http:"),
-    ]
-    for http, path in cases:
-        with pytest.raises(ConfigError) as info:
-            BearerAuth.from_config(http)
-        assert info.value.errors[0].startswith(path), info.value.errors
-        assert "two words" not in str(info.value)
-    # and the server refuses to start open
-    cfg = config_with("  listen: 127.0.0.1:0\n  auth_token_env: BURNRATE_UNSET_TOKEN\n")
-    ev = Evaluator(cfg)
-    with pytest.raises(ConfigError):
-        HttpServer("127.0.0.1:0", EngineMetrics(ev, lambda: None), lambda: None)

@@ -1,0 +1,151 @@
+"""read_chunks: JSON Lines files, plain or gzip, read in blocks of whole lines with the
+position reached in the file."""
+
+from __future__ import annotations
+
+import gzip
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from engine.adapters.store import events_file
+from engine.adapters.store.events_file import read_chunks
+
+LINES = [b'{"service": "api", "status": 200}', b'{"service": "api", "status": 500}', b"{}"]
+
+
+def chunks(path: Path) -> list[tuple[bytes, int]]:
+    return list(read_chunks(path))
+
+
+def check_blocks(got: list[tuple[bytes, int]], expected: bytes, file_size: int) -> None:
+    """Every block ends at a newline, together they are `expected`, positions rise to
+    the file size."""
+    assert b"".join(block for block, _ in got) == expected
+    for block, _ in got:
+        assert block.endswith(b"\n")
+    positions = [pos for _, pos in got]
+    assert positions == sorted(positions)
+    if got:
+        assert positions[-1] == file_size
+
+
+def test_a_plain_file_is_one_block_of_its_lines(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    data = b"\n".join(LINES) + b"\n"
+    path.write_bytes(data)
+    assert chunks(path) == [(data, len(data))]
+
+
+def test_a_gzip_file_yields_its_decompressed_lines(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl.gz"
+    data = b"\n".join(LINES) + b"\n"
+    path.write_bytes(gzip.compress(data))
+    got = chunks(path)
+    check_blocks(got, data, path.stat().st_size)
+    assert got[-1][1] == path.stat().st_size  # the position is in the compressed file
+
+
+def test_gzip_is_recognised_by_content_not_by_name(tmp_path: Path) -> None:
+    data = b"\n".join(LINES) + b"\n"
+    packed = tmp_path / "events.jsonl"
+    packed.write_bytes(gzip.compress(data))
+    plain = tmp_path / "plain.gz"
+    plain.write_bytes(data)
+    assert b"".join(b for b, _ in chunks(packed)) == data
+    assert chunks(plain) == [(data, len(data))]
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_a_last_line_without_newline_is_completed(tmp_path: Path, compress: bool) -> None:
+    path = tmp_path / "events.jsonl"
+    data = b"\n".join(LINES)  # no final newline
+    path.write_bytes(gzip.compress(data) if compress else data)
+    check_blocks(chunks(path), data + b"\n", path.stat().st_size)
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_an_empty_file_yields_nothing(tmp_path: Path, compress: bool) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(gzip.compress(b"") if compress else b"")
+    assert chunks(path) == []
+
+
+def test_blank_lines_inside_the_file_are_kept(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    data = b"{}\n\n{}\n"
+    path.write_bytes(data)
+    assert chunks(path) == [(data, len(data))]
+
+
+def test_small_blocks_end_at_line_ends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(events_file, "CHUNK_BYTES", 10)
+    path = tmp_path / "events.jsonl"
+    data = b"aaaa\nbbbb\ncccc\ndddd\n"
+    path.write_bytes(data)
+    got = chunks(path)
+    check_blocks(got, data, len(data))
+    assert [b for b, _ in got] == [b"aaaa\nbbbb\n", b"cccc\ndddd\n"]
+    assert [p for _, p in got] == [10, 20]
+
+
+def test_a_line_longer_than_a_block_comes_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(events_file, "CHUNK_BYTES", 4)
+    path = tmp_path / "events.jsonl"
+    long_line = b'{"service": "' + b"x" * 50 + b'"}'
+    data = b"{}\n" + long_line + b"\n{}\n"
+    path.write_bytes(data)
+    got = chunks(path)
+    check_blocks(got, data, len(data))
+    lines = [line for block, _ in got for line in block.split(b"\n")[:-1]]
+    assert lines == [b"{}", long_line, b"{}"]
+    assert any(long_line + b"\n" in block for block, _ in got)
+
+
+def test_a_long_last_line_without_newline_comes_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(events_file, "CHUNK_BYTES", 3)
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"a\n" + b"z" * 20)
+    assert chunks(path) == [(b"a\n", 3), (b"z" * 20 + b"\n", 22)]
+
+
+line_st = st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"."))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lines=st.lists(line_st, max_size=30),
+    final_newline=st.booleans(),
+    chunk=st.integers(1, 64),
+    compress=st.booleans(),
+)
+def test_blocks_are_the_files_lines_whatever_the_block_size(
+    lines: list[bytes], final_newline: bool, chunk: int, compress: bool
+) -> None:
+    data = b"\n".join(lines) + (b"\n" if final_newline and lines else b"")
+    assume(compress or not data.startswith(b"\x1f\x8b"))  # that is a gzip file's magic
+    # a last line without newline is completed; one of only whitespace is no line
+    if data and not data.endswith(b"\n"):
+        tail = data[data.rfind(b"\n") + 1 :]
+        expected = data + b"\n" if tail.strip() else data[: len(data) - len(tail)]
+    else:
+        expected = data
+    with tempfile.TemporaryDirectory() as d, pytest.MonkeyPatch.context() as mp:
+        mp.setattr(events_file, "CHUNK_BYTES", chunk)
+        path = Path(d) / "events.jsonl"
+        path.write_bytes(gzip.compress(data) if compress else data)
+        got = chunks(path)
+        check_blocks(got, expected, path.stat().st_size)
+        if not compress:  # the position covers at least what was yielded
+            done = 0
+            for block, pos in got:
+                done += len(block)
+                assert pos >= min(done, len(data))
+                assert pos <= len(data)
