@@ -10,7 +10,8 @@ Windows without events have no series (rather than NaN): absent is "no data".
 Labels are bounded by the config and never carry event payload values: `slo`, `window`
 (a Prometheus duration of a configured window), `severity`, `reason` (a fixed set of
 rejection reasons), `topic` and `partition` (assigned partitions of configured topics),
-and `le` on the histograms.
+`receiver` and `outcome` (a configured receiver, a fixed set of delivery outcomes) and
+`le` on the histograms.
 """
 
 from __future__ import annotations
