@@ -3,6 +3,7 @@ mocked requests (no socket). Real HTTP is tests/integration/test_api.py."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from pathlib import Path
@@ -15,7 +16,7 @@ from aiohttp.test_utils import make_mocked_request
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.adapters.http.auth import PUBLIC_PATHS, BearerAuth
+from engine.adapters.http.auth import PUBLIC_PATHS, BearerAuth, RefusalLimiter, RefusalSummary
 from engine.adapters.http.metrics import EngineMetrics
 from engine.adapters.http.server import HttpServer
 from engine.core.config import Config, Http, parse_config
@@ -284,3 +285,118 @@ async def test_a_refusal_is_logged_with_address_and_encoded_path_never_the_token
     for secret in (TOKEN, wrong):
         assert secret not in caplog.text
         assert secret not in repr(record.__dict__)
+
+
+# -- the refusal log limiter -------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now_s = 1000.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+def test_the_limiter_logs_a_key_once_per_interval_and_sums_up_the_rest() -> None:
+    clock = Clock()
+    limiter = RefusalLimiter(interval_s=60.0, burst=10, clock=clock)
+    key = ("192.0.2.7", "GET", "/metrics", INVALID)
+    assert limiter.admit(key, INVALID)
+    assert limiter.take_summary() is None  # nothing counted yet
+    for _ in range(40):
+        assert not limiter.admit(key, INVALID)
+    other = ("192.0.2.7", "GET", "/metrics", MISSING)
+    assert limiter.admit(other, MISSING)  # another key: logged in full too
+    for _ in range(16):
+        assert not limiter.admit(other, MISSING)
+    clock.now_s += 59.0
+    assert limiter.seconds_left() == pytest.approx(1.0)
+    assert limiter.take_summary() is None  # the interval is not over
+    clock.now_s += 1.0
+    summary = limiter.take_summary()
+    assert summary == RefusalSummary(56, {INVALID: 40, MISSING: 16}, 60.0)
+    assert summary.message() == (
+        "56 more unauthorized requests in the last 60s "
+        "(invalid bearer token: 40, missing bearer token: 16)"
+    )
+    assert limiter.take_summary() is None  # taken once
+    # A new interval: the same key is logged in full again, once.
+    assert limiter.admit(key, INVALID)
+    assert not limiter.admit(key, INVALID)
+
+
+def test_the_limiter_logs_at_most_burst_distinct_refusals_per_interval() -> None:
+    clock = Clock()
+    limiter = RefusalLimiter(interval_s=60.0, burst=3, clock=clock)
+    admitted = [limiter.admit(("192.0.2.7", "GET", f"/p{i}", MISSING), MISSING) for i in range(8)]
+    assert admitted == [True, True, True, False, False, False, False, False]
+    assert limiter.take_summary(force=True) == RefusalSummary(5, {MISSING: 5}, 60.0)
+    clock.now_s += 60.0
+    assert limiter.admit(("192.0.2.7", "GET", "/p7", MISSING), MISSING)
+
+
+def test_the_limiter_refuses_nonsense_settings() -> None:
+    with pytest.raises(ValueError, match="interval_s must be > 0"):
+        RefusalLimiter(interval_s=0.0)
+    with pytest.raises(ValueError, match="burst must be >= 1"):
+        RefusalLimiter(burst=0)
+
+
+@pytest.mark.asyncio
+async def test_a_client_hammering_with_bad_tokens_gets_one_warning_then_a_summary(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="burnrate")
+    clock = Clock()
+    auth = BearerAuth(TOKEN, refusals=RefusalLimiter(clock=clock))
+    wrong = "wrong-Token-value-123"
+    for _ in range(100):
+        resp, _ = await through(auth, request("/metrics", f"Bearer {wrong}"))
+        assert resp.status == 401  # every one is still refused
+    records = [r for r in caplog.records if r.name == "burnrate.adapters.http.auth"]
+    assert [r.getMessage() for r in records] == [
+        "401 GET /metrics from 192.0.2.7: invalid bearer token"
+    ]
+
+    clock.now_s += 60.0
+    await through(auth, request("/v1/slos"))
+    records = [r for r in caplog.records if r.name == "burnrate.adapters.http.auth"]
+    assert [r.getMessage() for r in records] == [
+        "401 GET /metrics from 192.0.2.7: invalid bearer token",
+        "99 more unauthorized requests in the last 60s (invalid bearer token: 99)",
+        "401 GET /v1/slos from 192.0.2.7: missing bearer token",
+    ]
+    assert all(r.levelno == logging.WARNING for r in records)
+    assert records[1].__dict__["data"] == {
+        "event": "unauthorized_summary",
+        "count": 99,
+        "by_reason": {INVALID: 99},
+        "interval_s": 60.0,
+    }
+    for secret in (TOKEN, wrong):
+        assert secret not in caplog.text
+
+
+@pytest.mark.asyncio
+async def test_the_summary_comes_when_the_interval_ends_even_without_another_refusal(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="burnrate")
+    auth = BearerAuth(TOKEN, refusals=RefusalLimiter(interval_s=0.05))
+    for _ in range(3):
+        await through(auth, request("/metrics"))
+
+    def summaries() -> list[str]:
+        return [
+            r.getMessage()
+            for r in caplog.records
+            if r.name == "burnrate.adapters.http.auth" and "more unauthorized" in r.getMessage()
+        ]
+
+    async with asyncio.timeout(5.0):  # a bounded wait for the timer, not a timing assertion
+        while not summaries():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    assert summaries() == [
+        "2 more unauthorized requests in the last 0.05s (missing bearer token: 2)"
+    ]
