@@ -91,11 +91,19 @@ def test_file_is_a_directory(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a file whatever its mode")
-def test_file_without_read_permission(tmp_path: Path) -> None:
+def test_file_without_read_permission(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     f = tmp_path / "secret"
     f.write_text(SECRET)
     f.chmod(0)
+    if os.geteuid() == 0:  # root reads a file whatever its mode: make the open refuse
+        real_open = open
+
+        def refusing_open(file: object, *args: object, **kwargs: object) -> object:
+            if str(file) == str(f):
+                raise PermissionError(13, "Permission denied", str(f))
+            return real_open(file, *args, **kwargs)  # type: ignore[call-overload]
+
+        monkeypatch.setattr("builtins.open", refusing_open)
     assert error_of(FILE_PATH, file=str(f)) == (
         f"$.x.token_file: cannot read {f}: Permission denied"
     )
