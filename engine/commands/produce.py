@@ -70,6 +70,10 @@ examples:
 Events are reproducible: the same options and --seed give the same events (a
 real-time run differs only in its timestamps). The summary on stderr gives the
 events and bad events sent per service; --summary-json writes it as JSON.
+A real-time run ends at its --duration even when it cannot keep up with --rate
+(at most 10,000,000 events/s; one process sends a few 100,000/s): it stops a
+second or so after it with the events it could not send unsent, and the summary
+says it fell behind ("fell_behind": true in the JSON).
 Exit status: 0 done (or stopped with Ctrl-C), 1 Kafka failure, 2 bad arguments."""
 
 
@@ -199,6 +203,13 @@ def _print_summary(summary: ProduceSummary) -> None:
         f"covering {_covered(summary.offset_s)} of event time",
         file=err,
     )
+    if summary.fell_behind:
+        print(
+            f"fell behind: the run stopped at the end of its duration with only "
+            f"{_covered(summary.offset_s)} of event time sent; the rate is more than this "
+            "producer and broker can send (lower --rate, raise --batch, or use --format msgpack)",
+            file=err,
+        )
     width = max(map(len, summary.events_by_service), default=0)
     for service, events in summary.events_by_service.items():
         bad = summary.bad_by_service[service]

@@ -17,6 +17,7 @@ from engine.loadgen.spec import (
     Incident,
     LoadSpec,
     parse_incident,
+    parse_rate,
     parse_ratio,
     parse_run_duration_s,
     parse_services,
@@ -86,10 +87,10 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
     load.add_argument(
         "--rate",
         dest="rate_per_s",
-        type=positive_float("rate"),
+        type=argument_type(parse_rate),
         default=1000.0,
         metavar="EVENTS_PER_S",
-        help="events per second (default: 1000)",
+        help="events per second, at most 10,000,000 (default: 1000)",
     )
     load.add_argument(
         "--duration",

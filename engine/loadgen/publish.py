@@ -11,6 +11,13 @@ possible (`realtime=False`) sends the same events back to back, stamped from the
 run's start (by default `spec.duration_s` ago, so the run ends now and the engine sees
 a recent past rather than a future it would reject).
 
+A real-time run ends at its duration on the wall clock, whatever the rate: one that
+cannot keep up (a rate beyond what the machine or the broker takes) keeps sending the
+oldest events due until `LATE_S` after its duration, then stops with the rest unsent
+and says so (`ProduceSummary.fell_behind`). Past the deadline it only finishes the step
+in hand and awaits what is in flight. While behind, a step sends one slice
+(`_SLICE_EVENTS`): small steps keep the overrun short and pipeline better than big ones.
+
 No delivery is awaited on its own: those of a slice are awaited together once the two
 slices after it are handed over, and a failed delivery ends the run with an error.
 
@@ -41,6 +48,7 @@ from engine.loadgen.spec import LoadSpec
 from engine.loadgen.wire import RecordFormat, encode_records
 
 __all__ = [
+    "LATE_S",
     "ProduceProgress",
     "ProduceSummary",
     "produce",
@@ -48,6 +56,8 @@ __all__ = [
 
 _SLICE_EVENTS: Final = 32_768  # events encoded and sent per step when not pacing
 _TICK_S: Final = 0.05  # shortest pause between real-time steps: lets sends batch up
+LATE_S: Final = 1.0
+"""A real-time run still behind this long after its duration stops (`fell_behind`)."""
 
 
 class ProduceProgress(msgspec.Struct, frozen=True):
@@ -80,6 +90,9 @@ class ProduceSummary(msgspec.Struct, frozen=True, kw_only=True):
     realtime: bool
     stopped: bool
     """True when the stop event ended the run before its duration."""
+    fell_behind: bool = False
+    """True when a real-time run could not keep up with its rate and ended at its
+    duration (plus LATE_S) with events unsent: it covers less than its duration."""
 
     @property
     def events_per_s(self) -> float:
@@ -157,18 +170,23 @@ async def _run(
     # Whole records per step, so a batched record never ends early except at the very end.
     slice_events = max(batch, _SLICE_EVENTS // batch * batch)
     started = time.monotonic()
+    deadline_s = spec.duration_s + LATE_S  # elapsed wall time; inf for an endless run
     sent_up_to = 0  # index of the next event to send
+    fell_behind = False
 
     try:
         while (total is None or sent_up_to < total) and not stop.is_set():
             if realtime:
                 elapsed = time.monotonic() - started
+                if elapsed >= deadline_s:
+                    fell_behind = True  # the duration is over: what is unsent stays so
+                    break
                 due_up_to, _ = generator.index_range(elapsed, elapsed)
                 if due_up_to <= sent_up_to:
                     next_due_s = sent_up_to / spec.rate_per_s
                     await _wait_or_stop(stop, max(_TICK_S, next_due_s - elapsed))
                     continue
-                up_to = min(due_up_to, sent_up_to + 8 * slice_events)
+                up_to = min(due_up_to, sent_up_to + slice_events)
             else:
                 up_to = sent_up_to + slice_events
             cols = generator.columns_for(start_ts, sent_up_to, up_to)
@@ -217,5 +235,6 @@ async def _run(
         offset_s=sent_up_to / spec.rate_per_s,
         elapsed_s=time.monotonic() - started,
         realtime=realtime,
-        stopped=total is None or sent_up_to < total,
+        stopped=not fell_behind and (total is None or sent_up_to < total),
+        fell_behind=fell_behind,
     )

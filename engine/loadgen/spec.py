@@ -7,6 +7,10 @@ the largest error ratio among the incidents covering it. Latency is log-normal w
 spec's median and p99; a latency incident moves the median (the p99 moves by the same
 factor). How events are drawn is `engine.loadgen.generator`.
 
+The rate is at most `MAX_RATE_PER_S` (10,000,000 events/s, some 15 times what one
+producer process generates and encodes), and a finite run has at most `MAX_RUN_EVENTS`
+events (2**53, so event offsets stay exact).
+
 Incident grammar (`parse_incident`), one incident per string:
 
     [SERVICE:]EFFECT[,EFFECT...]@[+]START[:DURATION]
@@ -39,17 +43,26 @@ from engine.core.durations import format_duration, parse_duration_s
 __all__ = [
     "INCIDENT_HELP_TEXT",
     "INCIDENT_SYNTAX",
+    "MAX_RATE_PER_S",
+    "MAX_RUN_EVENTS",
     "Incident",
     "LoadSpec",
     "StatusVocabulary",
     "check_service_name",
     "parse_incident",
+    "parse_rate",
     "parse_ratio",
     "parse_run_duration_s",
     "parse_services",
 ]
 
 StatusVocabulary = Literal["http", "grpc"]
+
+MAX_RATE_PER_S: Final = 10_000_000.0
+"""Events per second at most: far beyond what one producer sends (about 0.6M/s of
+generated and encoded events per core), so a higher rate can only be a mistake."""
+MAX_RUN_EVENTS: Final = 2**53
+"""Events in a finite run at most: event indices and offsets stay exact in float64."""
 
 INCIDENT_SYNTAX: Final = "[SERVICE:]EFFECT[,EFFECT...]@[+]START[:DURATION]"
 INCIDENT_HELP_TEXT: Final = f"""\
@@ -100,6 +113,26 @@ def parse_ratio(text: str, what: str = "error ratio") -> float:
         raise ValueError(f"{what} {text!r} is more than 1: write {number}% for a percentage")
     if not 0 <= value <= 1:
         raise ValueError(f"{what} {text!r} must be between 0 and 100%")
+    return value
+
+
+def _check_rate(rate_per_s: float, text: str) -> None:
+    if not (math.isfinite(rate_per_s) and rate_per_s > 0):
+        raise ValueError(f"rate {text} must be a number > 0")
+    if rate_per_s > MAX_RATE_PER_S:
+        raise ValueError(
+            f"rate {text} is more than {MAX_RATE_PER_S:,.0f} events per second, far more "
+            "than one producer can send"
+        )
+
+
+def parse_rate(text: str) -> float:
+    """Events per second: a number > 0 and at most MAX_RATE_PER_S (`500`, `2.5e4`)."""
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise ValueError(f"rate {text!r} is not a number") from None
+    _check_rate(value, repr(text))
     return value
 
 
@@ -317,12 +350,14 @@ class LoadSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.rate_per_s) and self.rate_per_s > 0):
-            raise ValueError(
-                f"rate {self.rate_per_s!r} must be a positive number of events per second"
-            )
+        _check_rate(self.rate_per_s, repr(self.rate_per_s))
         if not self.duration_s > 0:
             raise ValueError(f"duration {self.duration_s!r}s must be > 0")
+        if math.isfinite(self.duration_s) and self.duration_s * self.rate_per_s > MAX_RUN_EVENTS:
+            raise ValueError(
+                f"a {format_duration(self.duration_s)} run at {self.rate_per_s:g} events/s "
+                f"is more than {MAX_RUN_EVENTS:,} events; shorten it"
+            )
         if not self.services:
             raise ValueError("at least one service is needed")
         for name in self.services:

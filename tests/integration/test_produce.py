@@ -17,12 +17,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from engine.adapters.kafka.producer import ProduceError
-from engine.commands.produce import add_arguments, run_produce
+from engine.commands.produce import add_arguments, run_produce, spec_from_args
 from engine.core.decode import Event, RecordDecoder, WireFormat
 from engine.core.taxonomy import Outcome, classify
-from engine.loadgen.generator import LoadGenerator
+from engine.loadgen.generator import LoadGenerator, Tally
 from engine.loadgen.publish import ProduceProgress, ProduceSummary, produce
-from engine.loadgen.spec import LoadSpec, parse_incident
+from engine.loadgen.spec import MAX_RATE_PER_S, LoadSpec, parse_incident
 
 DEADLINE = 60.0  # seconds for any one wait; generous for a cold JVM broker on 2 cores
 START_TS = 1_700_000_000.0
@@ -154,6 +154,7 @@ async def test_a_real_time_run_stops_on_request_and_delivers_what_it_counted(
             kafka_bootstrap, unique_topic, spec, batch=10, progress=on_progress, stop=stop
         )
     assert summary.stopped
+    assert not summary.fell_behind
     assert summary.realtime
     assert summary.events >= 100
     assert reports[-1].events == summary.events
@@ -216,6 +217,40 @@ async def test_the_command_produces_and_writes_a_json_summary(
     )
 
 
+@pytest.mark.asyncio
+async def test_a_real_time_run_too_fast_to_keep_up_still_ends_at_its_duration(
+    kafka_bootstrap: str, unique_topic: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # No producer sends the highest rate: the run falls behind at once. Before the fix it
+    # went on until it had sent all 10 million events, whatever the duration said.
+    out = tmp_path / "summary.json"
+    kafka = ["--bootstrap-servers", kafka_bootstrap, "--topic", unique_topic]
+    load = ["--rate", f"{MAX_RATE_PER_S:g}", "--duration", "1s", "--batch", "1000", "--seed", "5"]
+    args = parse([*kafka, *load, "--summary-json", str(out)])
+    async with asyncio.timeout(DEADLINE):  # the bound on the run: its duration was 1 s
+        assert await run_produce(args) == 0
+    assert "fell behind: the run stopped at the end of its duration" in capsys.readouterr().err
+    summary = msgspec.json.decode(out.read_bytes(), type=ProduceSummary)
+    spec = spec_from_args(args)
+    assert spec.rate_per_s == MAX_RATE_PER_S
+    assert summary.fell_behind
+    assert summary.realtime
+    assert not summary.stopped
+    assert 0 < summary.events < (spec.total_events or 0)
+    assert summary.offset_s < spec.duration_s
+    # What it counted was sent, and is exactly the start of the run.
+    records = await consume_all(kafka_bootstrap, unique_topic, summary.records)
+    events = decode_all(records, "json")
+    assert len(events) == summary.events
+    expected = Tally(spec.services)
+    expected.add(LoadGenerator(spec).columns_for(summary.start_ts, 0, summary.events))
+    assert summary.events_by_service == expected.events
+    assert counts(events) == (
+        {s: n for s, n in expected.events.items() if n},
+        {s: n for s, n in expected.bad.items() if n},
+    )
+
+
 def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -247,6 +282,11 @@ async def test_the_command_reports_an_unreachable_broker_in_one_line(
     [
         pytest.param(["--incident", "20@1m"], "write 20% for a percentage", id="a bad incident"),
         pytest.param(["--rate", "-3"], "rate '-3' must be a number > 0", id="a negative rate"),
+        pytest.param(
+            ["--rate", "1e12", "--duration", "1s"],
+            "rate '1e12' is more than 10,000,000 events per second",
+            id="a rate no producer can send",
+        ),
         pytest.param(["--duration", "10"], "not a duration like 90s", id="a unitless duration"),
         pytest.param(["--error-ratio", "3"], "write 3% for a percentage", id="a ratio above 1"),
         pytest.param(["--batch", "0"], "between 1 and 100000", id="an empty batch"),

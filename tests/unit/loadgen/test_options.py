@@ -70,6 +70,11 @@ def test_every_option_reaches_its_field() -> None:
     [
         pytest.param(["--rate", "0"], "rate '0' must be a number > 0", id="a zero rate"),
         pytest.param(["--rate", "fast"], "rate 'fast' is not a number", id="a rate in words"),
+        pytest.param(
+            ["--rate", "1e12"],
+            "rate '1e12' is more than 10,000,000 events per second",
+            id="a rate no producer can send",
+        ),
         pytest.param(["--duration", "0s"], "longer than 0s", id="an empty run"),
         pytest.param(["--services", "a,a"], "repeated: a", id="a repeated service"),
         pytest.param(["--seed", "-1"], "seed -1 must be between 0", id="a negative seed"),
@@ -89,3 +94,10 @@ def test_options_that_do_not_fit_together_are_a_value_error() -> None:
     args = parse(["--duration", "1m", "--incident", "20%@5m"])
     with pytest.raises(ValueError, match="starts after the end of the 1m run"):
         spec_from_args(args)
+
+
+def test_the_rate_bound_is_in_the_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse(["--help"])
+    assert "at most 10,000,000" in " ".join(capsys.readouterr().out.split())
+    assert spec_from_args(parse(["--rate", "1e7"])).rate_per_s == 10_000_000.0

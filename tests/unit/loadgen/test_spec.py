@@ -9,9 +9,12 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from engine.loadgen.spec import (
+    MAX_RATE_PER_S,
+    MAX_RUN_EVENTS,
     Incident,
     LoadSpec,
     parse_incident,
+    parse_rate,
     parse_ratio,
     parse_run_duration_s,
     parse_services,
@@ -155,6 +158,35 @@ def test_parse_ratio_rejects_bad_text(text: str, message: str) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
+        pytest.param("500", 500.0, id="a whole number"),
+        pytest.param(" 2.5e4 ", 25_000.0, id="scientific notation"),
+        pytest.param("0.5", 0.5, id="less than one a second"),
+        pytest.param("1e7", MAX_RATE_PER_S, id="the highest rate"),
+    ],
+)
+def test_parse_rate_reads_events_per_second(text: str, expected: float) -> None:
+    assert parse_rate(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param("1e12", "rate '1e12' is more than 10,000,000 events per second", id="absurd"),
+        pytest.param("10000001", "more than 10,000,000", id="just over the bound"),
+        pytest.param("inf", "rate 'inf' must be a number > 0", id="infinite"),
+        pytest.param("nan", "rate 'nan' must be a number > 0", id="not a number"),
+        pytest.param("0", "rate '0' must be a number > 0", id="zero"),
+        pytest.param("fast", "rate 'fast' is not a number", id="words"),
+    ],
+)
+def test_parse_rate_rejects_what_no_run_can_honour(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_rate(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
         pytest.param("3", ("svc-0", "svc-1", "svc-2"), id="a count names svc-0 onwards"),
         pytest.param("checkout", ("checkout",), id="a single name"),
         pytest.param("checkout, search", ("checkout", "search"), id="a comma-separated list"),
@@ -225,6 +257,16 @@ def test_parse_run_duration_s_rejects_bad_text(text: str, message: str) -> None:
             id="a p99 below the median",
         ),
         pytest.param({"rate_per_s": 0.0}, "rate", id="a zero rate"),
+        pytest.param(
+            {"rate_per_s": 1e12, "duration_s": 1.0},
+            "is more than 10,000,000 events per second",
+            id="a rate no producer can send",
+        ),
+        pytest.param(
+            {"rate_per_s": MAX_RATE_PER_S, "duration_s": 1e10},
+            f"is more than {MAX_RUN_EVENTS:,} events",
+            id="a run too long for exact event offsets",
+        ),
         pytest.param({"services": ()}, "at least one service", id="no services"),
         pytest.param({"error_ratio": 1.5}, "error ratio", id="an error ratio above one"),
     ],
@@ -277,3 +319,14 @@ def test_any_incident_prints_as_text_that_parses_back_to_it(
         assert back.error_ratio == pytest.approx(incident.error_ratio, rel=1e-9, abs=1e-15)
     assert back.latency_median_ms == incident.latency_median_ms
     assert back.service == incident.service
+
+
+def test_the_bounds_leave_the_longest_useful_runs_possible() -> None:
+    # A month at the highest rate, or a century at 1000 events/s, is still a valid run,
+    # and its last event's offset is exact.
+    month = LoadSpec(rate_per_s=MAX_RATE_PER_S, duration_s=30 * 86400.0)
+    assert month.total_events == 30 * 86400 * 10_000_000
+    century = LoadSpec(rate_per_s=1000.0, duration_s=100 * 365 * 86400.0)
+    last = (century.total_events or 0) - 1
+    assert century.index_at(last / century.rate_per_s) == last
+    assert LoadSpec(rate_per_s=MAX_RATE_PER_S, duration_s=math.inf).total_events is None
