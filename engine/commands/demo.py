@@ -41,7 +41,7 @@ from engine.core.durations import format_duration
 from engine.core.evaluator import Transition
 from engine.errors import BurnrateError, ConfigError
 from engine.loadgen.options import argument_type
-from engine.loadgen.spec import parse_incident
+from engine.loadgen.spec import parse_incident, parse_rate
 
 if TYPE_CHECKING:
     from engine.runtime.service import Runtime
@@ -61,7 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--listen", default="127.0.0.1:0", help="HTTP address (default: a free port on loopback)"
     )
-    parser.add_argument("--rate", type=float, default=200.0, help="events/s (default: 200)")
+    parser.add_argument(
+        "--rate", type=argument_type(parse_rate), default=200.0, help="events/s (default: 200)"
+    )
     parser.add_argument(
         "--incident",
         type=argument_type(parse_incident),
