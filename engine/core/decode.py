@@ -9,7 +9,9 @@ type check afterwards; arrays take the general path. Only when a batch holds a b
 record are its records decoded one by one with error handling, to find which ones to
 reject. Records are rejected whole, with one of the reasons in `DECODE_REASONS`;
 nothing but `engine.errors.RecordError` leaves this module, and `decode_batch`
-raises nothing.
+raises nothing. The strings that become cache keys and the weight are bounded
+(`MAX_SERVICE_LEN`, `MAX_OPERATION_LEN`, `MAX_STATUS_LEN`, `MAX_COUNT`): an event over
+a bound makes its record `bad_value`.
 """
 
 from __future__ import annotations
@@ -34,19 +36,32 @@ WireFormat = Literal["json", "msgpack"]
 _MAX_TS_S = 1e11  # year 5138: anything later is a unit mistake (ms or us sent as seconds)
 _MAX_LATENCY_MS = 1e12
 
+# Bounds on what one event may carry; beyond them the record is `bad_value`. They keep
+# hostile input from corrupting counts or growing memory (docs/design.md, "Bounds").
+MAX_COUNT = 1_000_000
+"""Largest `count` (weight) of one event. Counters are exact int64s: at 1 M events/s
+(about the engine's ceiling per core) all of this weight, 2^63 - 1 requests take 107
+days to reach; at 1 M real requests/s, 292,000 years. Beyond, they saturate."""
+MAX_SERVICE_LEN = 128
+"""Longest `service`, in characters (a service name; SLO names are at most 128 too)."""
+MAX_OPERATION_LEN = 256
+"""Longest `operation`, in characters (a route template or RPC method name)."""
+MAX_STATUS_LEN = 64
+"""Longest string `status`, in characters (a status word or code name)."""
+
 
 class Event(msgspec.Struct, gc=False):
     """One request event. Unknown fields are ignored; constraints reject bad numbers."""
 
-    service: Annotated[str, msgspec.Meta(min_length=1)]
+    service: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_SERVICE_LEN)]
     # Absent numbers default to NaN (not None) so columns are built with a fast float
     # conversion; an explicit JSON null still decodes (to None) and means absent too.
     ts: Annotated[float, msgspec.Meta(ge=0, le=_MAX_TS_S)] | None = math.nan
-    operation: str | None = None
-    status: int | str | None = None
+    operation: Annotated[str, msgspec.Meta(max_length=MAX_OPERATION_LEN)] | None = None
+    status: int | Annotated[str, msgspec.Meta(max_length=MAX_STATUS_LEN)] | None = None
     latency_ms: Annotated[float, msgspec.Meta(ge=0, le=_MAX_LATENCY_MS)] | None = math.nan
     ok: bool | None = None
-    count: Annotated[int, msgspec.Meta(ge=1, le=2**40)] = 1
+    count: Annotated[int, msgspec.Meta(ge=1, le=MAX_COUNT)] = 1
 
 
 Record = Event | list[Event]

@@ -249,15 +249,20 @@ class Evaluator:
         total: npt.NDArray[np.int64],
         bad: npt.NDArray[np.int64],
     ) -> None:
+        """Count (event, SLO) pairs into the windows and the per-SLO totals. All integer
+        adds (float weights are inexact past 2^53); the totals saturate at 2^63 - 1,
+        with bad <= total kept, instead of wrapping (docs/design.md, "Bounds")."""
         if len(slo) == 0:
             return
         self.windows.add(slo, ts, total, bad)
-        self._events_total += np.bincount(slo, weights=total, minlength=len(self.slos)).astype(
-            np.int64
-        )
-        self._bad_events_total += np.bincount(slo, weights=bad, minlength=len(self.slos)).astype(
-            np.int64
-        )
+        n = len(self.slos)
+        add_total = np.zeros(n, dtype=np.int64)
+        add_bad = np.zeros(n, dtype=np.int64)
+        np.add.at(add_total, slo, total)  # exact: a batch holds at most events x MAX_COUNT
+        np.add.at(add_bad, slo, bad)
+        room = np.iinfo(np.int64).max - self._events_total  # totals are never negative
+        self._events_total += np.minimum(add_total, room)
+        self._bad_events_total += np.minimum(add_bad, self._events_total - self._bad_events_total)
         self._max_event_ts = max(self._max_event_ts, float(ts.max()))
 
     # -- evaluation ------------------------------------------------------------------

@@ -9,6 +9,7 @@ weight, time) stays in numpy columns. `pairs()` then expands a batch into
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
@@ -34,6 +35,28 @@ _COUNT_OF = attrgetter("count")
 
 MAX_KEYS = 100_000
 """Distinct keys kept before the cache is reset (bounds memory on hostile input)."""
+MAX_KEY_BYTES = 64 << 20
+"""Bytes the cache may hold (by `key_bytes`, its own accounting) before it is reset:
+hostile keys are bounded in size by the decoder, and this bounds them in number too,
+whatever their size and however many SLOs each one selects."""
+
+_ENTRY_BYTES = 120
+"""Per key, besides the key tuple, its strings and its SLO list: the dict entry and the
+int id, the slots of the per-key lists and the rows of the lookup tables."""
+_SLO_REF_BYTES = 8 + 4
+"""Per SLO a key selects: its slot in the key's list and in the `slo_of` table."""
+
+
+def key_cost(key: Key, n_slos: int) -> int:
+    """Bytes the cache holds for `key` when it selects `n_slos` SLOs (an estimate from
+    `sys.getsizeof`, so a string of wide characters counts as the memory it takes)."""
+    service, operation, status, _ok = key
+    size = sys.getsizeof(key) + sys.getsizeof(service) + _ENTRY_BYTES
+    if operation is not None:
+        size += sys.getsizeof(operation)
+    if status is not None:
+        size += sys.getsizeof(status)
+    return size + sys.getsizeof([]) + _SLO_REF_BYTES * n_slos
 
 
 def _floats(events: Sequence[Event], field: attrgetter[float | None], n: int) -> F64:
@@ -93,8 +116,19 @@ class Classifier:
         self.failed_counts_bad = np.array([s.failed_counts_bad for s in self._slos], dtype=bool)
         self._reset()
 
+    @property
+    def key_bytes(self) -> int:
+        """Bytes held by the key cache, by its own accounting (`key_cost` per key)."""
+        return self._key_bytes
+
+    @property
+    def key_count(self) -> int:
+        """Distinct keys in the cache."""
+        return len(self._ids)
+
     def _reset(self) -> None:
         self._ids: dict[Key, int] = {}
+        self._key_bytes = 0
         self._key_slos: list[list[int]] = []
         self._key_failed: list[bool] = []
         self._key_unknown: list[bool] = []
@@ -109,13 +143,13 @@ class Classifier:
         service, operation, status, ok = key
         kid = len(self._key_slos)
         self._ids[key] = kid
-        self._key_slos.append(
-            [
-                i
-                for i in self._by_service.get(service, ())
-                if self._slos[i].matches_operation(operation)
-            ]
-        )
+        slos = [
+            i
+            for i in self._by_service.get(service, ())
+            if self._slos[i].matches_operation(operation)
+        ]
+        self._key_slos.append(slos)
+        self._key_bytes += key_cost(key, len(slos))
         outcome = classify(status, ok, self._taxonomy)
         self._key_failed.append(outcome == Outcome.BAD)
         self._key_unknown.append(outcome == Outcome.UNKNOWN)
@@ -144,8 +178,12 @@ class Classifier:
         record_ts_s: F64 | Callable[[], F64] | None = None,
     ) -> EventColumns:
         """Columns of `events`. A missing `ts` falls back to its record's timestamp when
-        given (an array per record, or a function making it, called only if needed)."""
-        if len(self._ids) > MAX_KEYS:
+        given (an array per record, or a function making it, called only if needed).
+
+        The key cache is reset before a batch when it holds over `MAX_KEYS` keys or
+        `MAX_KEY_BYTES` bytes, so it never holds more than that plus one batch's keys
+        (ids stay valid for the batch's `pairs`)."""
+        if len(self._ids) > MAX_KEYS or self._key_bytes > MAX_KEY_BYTES:
             self._reset()
         n = len(events)
         keys: list[Key] = list(map(_KEY_OF, events))

@@ -182,12 +182,22 @@ class WindowSet:
     # -- writing ----------------------------------------------------------------------
 
     def add(self, slo: I32, ts_s: F64, total: I64, bad: I64) -> None:
-        """Count events (already checked against lateness and `ahead_s` by the caller)."""
+        """Count events (already checked against lateness and `ahead_s` by the caller).
+
+        Every sum is exact int64. A bucket saturates at `bucket_cap(level length)`,
+        i.e. 2^63 - 1 split evenly over the ring, so no sum of a ring's buckets (a
+        window, the buckets entering or leaving it) can overflow, whatever the input:
+        what a saturated bucket could not take is dropped from the bucket and from the
+        window sums alike, which stay equal to a re-sum of the buckets. With the
+        decoder's weight bound (`MAX_COUNT`), saturating a bucket takes over 2^63
+        requests per ring span: out of reach at the engine's throughput (about 1 M
+        events/s) for any ring spanning less than 107 days."""
         if len(slo) == 0:
             return
         fine = self.levels[0]
         b0 = bucket_of(ts_s, fine.r)
         slo_u, b0_u, vals = _aggregate(slo.astype(np.int64), b0, total, bad, self.n_slo)
+        batch_total = int(vals[:, 0].sum())  # exact: at most events x MAX_COUNT
         for level in self.levels:
             b = b0_u if level.r == fine.r else (b0_u * fine.r) // level.r
             level.move_head(int(b.max()))
@@ -197,7 +207,13 @@ class WindowSet:
                 s, b, v = slo_u[keep], b[keep], vals[keep]
             else:
                 s, v = slo_u, vals
-            np.add.at(level.data, (b % level.length) * self.n_slo + s, v)
+            cells = (b % level.length) * self.n_slo + s
+            if len(cells) and int(level.data[cells, 0].max()) + batch_total > bucket_cap(
+                level.length
+            ):
+                s, b, v = _add_saturating(level.data, cells, b, v, self.n_slo, level.length)
+            else:
+                np.add.at(level.data, cells, v)
             if self.t is None:
                 continue
             now_b = bucket_of_scalar(self.t, level.r)
@@ -283,22 +299,55 @@ def check_like(what: str, got: np.ndarray[Any, Any], like: np.ndarray[Any, Any])
         )
 
 
+_INT64_MAX = int(np.iinfo(np.int64).max)
+
+
+def bucket_cap(length: int) -> int:
+    """Most a bucket of a ring of `length` buckets holds: any sum of the ring's buckets
+    then fits in an int64."""
+    return _INT64_MAX // length
+
+
+def _add_saturating(
+    data: I64, cells: I64, bucket: I64, vals: I64, n_slo: int, length: int
+) -> tuple[I64, I64, I64]:
+    """Add `vals` (total, bad) into the ring's `cells`, each bucket saturating at
+    `bucket_cap(length)` with bad <= total kept. Returns (slo, bucket, (total, bad)
+    actually added) per distinct cell, for the window sums."""
+    cap = bucket_cap(length)
+    uniq, first, inv = np.unique(cells, return_index=True, return_inverse=True)
+    add_t = np.zeros(len(uniq), dtype=np.int64)
+    add_b = np.zeros(len(uniq), dtype=np.int64)
+    np.add.at(add_t, inv, vals[:, 0])
+    np.add.at(add_b, inv, vals[:, 1])
+    old_t, old_b = data[uniq, 0], data[uniq, 1]
+    new_t = old_t + np.minimum(add_t, cap - old_t)  # old_t <= cap: never overflows
+    new_b = old_b + np.minimum(add_b, new_t - old_b)  # old_b <= old_t <= new_t
+    data[uniq, 0], data[uniq, 1] = new_t, new_b
+    added = np.stack([new_t - old_t, new_b - old_b], axis=1)
+    return uniq % n_slo, bucket[first], added
+
+
 def _aggregate(slo: I64, bucket: I64, total: I64, bad: I64, n_slo: int) -> tuple[I64, I64, I64]:
     """Sum weights per distinct (slo, bucket): batches span few buckets, so this shrinks
-    them a lot before the scattered adds into every level."""
+    them a lot before the scattered adds into every level. Integer adds only (float
+    weights lose exactness past 2^53 and wrap silently when cast back)."""
     bmin = int(bucket.min())
     span = int(bucket.max()) - bmin + 1
     key = slo * span + (bucket - bmin)
     if n_slo * span <= max(4 * len(key), 1 << 16):
         size = n_slo * span
-        tot = np.bincount(key, weights=total, minlength=size)
-        nz = np.flatnonzero(tot)
-        bd = np.bincount(key, weights=bad, minlength=size)[nz]
-        uniq = nz
-        tot = tot[nz]
+        tot = np.zeros(size, dtype=np.int64)
+        np.add.at(tot, key, total)
+        uniq = np.flatnonzero(tot)
+        bd = np.zeros(size, dtype=np.int64)
+        np.add.at(bd, key, bad)
+        tot, bd = tot[uniq], bd[uniq]
     else:
         uniq, inv = np.unique(key, return_inverse=True)
-        tot = np.bincount(inv, weights=total)
-        bd = np.bincount(inv, weights=bad)
-    vals = np.stack([tot, bd], axis=1).astype(np.int64)
+        tot = np.zeros(len(uniq), dtype=np.int64)
+        bd = np.zeros(len(uniq), dtype=np.int64)
+        np.add.at(tot, inv, total)
+        np.add.at(bd, inv, bad)
+    vals = np.stack([tot, bd], axis=1)
     return uniq // span, uniq % span + bmin, vals

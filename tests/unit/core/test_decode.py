@@ -11,7 +11,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.core.decode import DECODE_REASONS, Event, RecordDecoder, WireFormat
+from engine.core.decode import (
+    DECODE_REASONS,
+    MAX_COUNT,
+    MAX_OPERATION_LEN,
+    MAX_SERVICE_LEN,
+    MAX_STATUS_LEN,
+    Event,
+    RecordDecoder,
+    WireFormat,
+)
 from engine.errors import BurnrateError, RecordError
 
 DECODERS: dict[str, RecordDecoder] = {
@@ -19,6 +28,7 @@ DECODERS: dict[str, RecordDecoder] = {
     "msgpack": RecordDecoder("msgpack"),
 }
 NAN, INF = float("nan"), float("inf")
+WIDE = "\U0001f600"  # one character, four bytes in UTF-8
 
 
 def _mp(obj: Any) -> bytes:
@@ -127,6 +137,26 @@ def _check_batch(decoder: RecordDecoder, values: Sequence[bytes | None]) -> None
             b'{"service":"a","ts":1767225600}',
             [Event(service="a", ts=1767225600.0)],
             id="json an integer ts is a float",
+        ),
+        pytest.param(
+            "json",
+            msgspec.json.encode(
+                {
+                    "service": "s" * MAX_SERVICE_LEN,
+                    "operation": WIDE * MAX_OPERATION_LEN,
+                    "status": "w" * MAX_STATUS_LEN,
+                    "count": MAX_COUNT,
+                }
+            ),
+            [
+                Event(
+                    service="s" * MAX_SERVICE_LEN,
+                    operation=WIDE * MAX_OPERATION_LEN,
+                    status="w" * MAX_STATUS_LEN,
+                    count=MAX_COUNT,
+                )
+            ],
+            id="json strings and count at their bounds (lengths in characters)",
         ),
         pytest.param(
             "msgpack",
@@ -267,6 +297,76 @@ REJECTIONS = [
     pytest.param("json", b'{"service":"a","count":-3}', "bad_value", id="json a negative count"),
     pytest.param(
         "json", b'{"service":"a","count":2199023255552}', "bad_value", id="json a count above 2^40"
+    ),
+    pytest.param(
+        "json",
+        b'{"service":"a","count":%d}' % (MAX_COUNT + 1),
+        "bad_value",
+        id="json a count above MAX_COUNT",
+    ),
+    pytest.param(
+        "json", b'{"service":"a","count":1099511627776}', "bad_value", id="json a count of 2^40"
+    ),
+    pytest.param(
+        "msgpack",
+        _mp({"service": "a", "count": MAX_COUNT + 1}),
+        "bad_value",
+        id="msgpack a count above MAX_COUNT",
+    ),
+    # strings over their bounds: bad_value (an empty service stays missing_service)
+    pytest.param(
+        "json",
+        msgspec.json.encode({"service": "s" * (MAX_SERVICE_LEN + 1)}),
+        "bad_value",
+        id="json a service one character too long",
+    ),
+    pytest.param(
+        "json",
+        msgspec.json.encode({"service": WIDE * (MAX_SERVICE_LEN + 1)}),
+        "bad_value",
+        id="json a service of wide characters one too long",
+    ),
+    pytest.param(
+        "json",
+        msgspec.json.encode({"service": "a", "operation": "o" * (MAX_OPERATION_LEN + 1)}),
+        "bad_value",
+        id="json an operation one character too long",
+    ),
+    pytest.param(
+        "json",
+        msgspec.json.encode({"service": "a", "operation": "o" * 100_000}),
+        "bad_value",
+        id="json a 100 KB operation",
+    ),
+    pytest.param(
+        "json",
+        msgspec.json.encode({"service": "a", "status": "x" * (MAX_STATUS_LEN + 1)}),
+        "bad_value",
+        id="json a status word one character too long",
+    ),
+    pytest.param(
+        "json",
+        msgspec.json.encode([{"service": "a"}, {"service": "a", "operation": "o" * 300}]),
+        "bad_value",
+        id="json the second event of an array with an over-long operation",
+    ),
+    pytest.param(
+        "msgpack",
+        _mp({"service": "s" * (MAX_SERVICE_LEN + 1)}),
+        "bad_value",
+        id="msgpack a service one character too long",
+    ),
+    pytest.param(
+        "msgpack",
+        _mp({"service": "a", "operation": "o" * (MAX_OPERATION_LEN + 1)}),
+        "bad_value",
+        id="msgpack an operation one character too long",
+    ),
+    pytest.param(
+        "msgpack",
+        _mp({"service": "a", "status": "x" * (MAX_STATUS_LEN + 1)}),
+        "bad_value",
+        id="msgpack a status word one character too long",
     ),
     pytest.param("json", b'{"service":"a","ts":-1}', "bad_value", id="json a ts before 1970"),
     pytest.param(
@@ -502,6 +602,7 @@ def test_random_msgpack_records_are_each_accepted_or_rejected_once(values: list[
     st.sampled_from(["json", "msgpack"]),
 )
 def test_decode_one_raises_only_record_error(value: bytes, fmt: str) -> None:
+    reason: str | None
     try:
         events = DECODERS[fmt].decode_one(value)
     except RecordError as exc:
@@ -523,3 +624,48 @@ def test_an_array_record_decodes_like_its_events_one_by_one(events: list[dict[st
         assert [r for _, r, _ in as_array[2]] == [singles[2][0][1]]
     else:
         assert as_array[0] == singles[0]
+
+
+# --- bounds: strings and weights over their maxima are bad values ------------------------
+
+_lengths = st.integers(0, 2 * MAX_OPERATION_LEN)
+_chars = st.sampled_from(["a", "\u00e9", "\u4e2d", WIDE])
+
+
+@settings(deadline=None)
+@given(
+    service_len=st.integers(1, 2 * MAX_SERVICE_LEN),
+    operation_len=_lengths,
+    status_len=st.integers(0, 2 * MAX_STATUS_LEN),
+    count=st.integers(1, 2 * MAX_COUNT),
+    char=_chars,
+    fmt=st.sampled_from(["json", "msgpack"]),
+)
+def test_an_event_is_accepted_exactly_when_within_every_bound(
+    service_len: int,
+    operation_len: int,
+    status_len: int,
+    count: int,
+    char: str,
+    fmt: WireFormat,
+) -> None:
+    event = {
+        "service": char * service_len,
+        "operation": char * operation_len,
+        "status": char * status_len,
+        "count": count,
+    }
+    value = _mp(event) if fmt == "msgpack" else msgspec.json.encode(event)
+    within = (
+        service_len <= MAX_SERVICE_LEN
+        and operation_len <= MAX_OPERATION_LEN
+        and status_len <= MAX_STATUS_LEN
+        and count <= MAX_COUNT
+    )
+    if within:
+        assert DECODERS[fmt].decode_one(value) == [Event(**event)]  # type: ignore[arg-type]
+    else:
+        with pytest.raises(RecordError) as info:
+            DECODERS[fmt].decode_one(value)
+        assert info.value.reason == "bad_value"
+    _check_batch(DECODERS[fmt], [value, value])

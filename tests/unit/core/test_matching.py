@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -9,9 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine.core import matching
 from engine.core.config import Slo
-from engine.core.decode import Event
-from engine.core.matching import Classifier
+from engine.core.decode import MAX_OPERATION_LEN, MAX_SERVICE_LEN, MAX_STATUS_LEN, Event
+from engine.core.matching import Classifier, Key, key_cost
 from engine.core.taxonomy import (
     DEFAULT_OPTIONS,
     Outcome,
@@ -392,3 +394,107 @@ def test_the_key_cache_reset_keeps_answers_right(monkeypatch: pytest.MonkeyPatch
             for e, s, t, b in zip(p.event, p.slo, p.total, p.bad, strict=True)
         ]
         assert got == _reference(events, SLOS, DEFAULT_OPTIONS)
+
+
+# --- the key cache is bounded in bytes as well as in keys --------------------------------
+
+WIDE = "\U0001f600"
+
+
+def _key(e: Event) -> Key:
+    return (e.service, e.operation, e.status, e.ok)
+
+
+def test_key_cost_counts_what_the_strings_take() -> None:
+    narrow = ("checkout", "o" * 200, "w" * 60, None)
+    wide = ("checkout", WIDE * 200, "w" * 60, None)
+    assert key_cost(narrow, 0) >= sum(sys.getsizeof(x) for x in narrow[:3])
+    assert key_cost(wide, 0) - key_cost(narrow, 0) >= 3 * 200  # four bytes a character
+    assert key_cost(narrow, 100) - key_cost(narrow, 0) >= 100 * 8  # a list slot per SLO
+    assert key_cost(("a", None, None, None), 0) < key_cost(("a", None, 200, True), 0)
+
+
+def test_hostile_keys_of_the_largest_size_stay_within_the_byte_budget() -> None:
+    """50,000 distinct keys as large as the decoder lets through (wide characters): the
+    cache resets when over MAX_KEY_BYTES, so it holds at most that plus one batch."""
+    clf = Classifier(SLOS, DEFAULT_OPTIONS)
+    service = "checkout" + "s" * (MAX_SERVICE_LEN - 8)
+    status = "x" * MAX_STATUS_LEN
+    most = 0
+    for batch in range(50):
+        events = [
+            Event(
+                service=service,
+                operation=f"{batch:03d}{k:04d}" + WIDE * (MAX_OPERATION_LEN - 7),
+                status=status,
+            )
+            for k in range(1000)
+        ]
+        before = clf.key_bytes
+        clf.pairs(clf.columns(events))
+        batch_bytes = sum(key_cost(_key(e), 0) for e in events)
+        assert clf.key_bytes <= matching.MAX_KEY_BYTES + batch_bytes
+        assert clf.key_bytes in (before + batch_bytes, batch_bytes)  # grown, or reset first
+        most = max(most, clf.key_bytes)
+    assert most > matching.MAX_KEY_BYTES  # the budget was reached, and the cache reset
+    assert clf.key_count < 50_000
+
+
+_hostile_text = st.builds(
+    lambda ch, n, tag: (ch * n)[: max(n - len(tag), 0)] + tag,
+    st.sampled_from(["a", "\u00e9", WIDE]),
+    st.integers(0, MAX_OPERATION_LEN),
+    st.text(alphabet="0123456789", min_size=1, max_size=4),
+)
+_hostile_events = st.builds(
+    Event,
+    service=st.sampled_from(["checkout", "catalog", "ledger"]),
+    operation=st.one_of(st.none(), _hostile_text, _operations),
+    status=st.one_of(_statuses, _hostile_text.map(lambda t: t[:MAX_STATUS_LEN])),
+    ok=st.one_of(st.none(), st.booleans()),
+    latency_ms=st.one_of(st.none(), st.floats(0, 1000)),
+    count=st.integers(1, 1000),
+)
+
+
+@settings(deadline=None, max_examples=100)
+@given(
+    batches=st.lists(st.lists(_hostile_events, max_size=10), min_size=1, max_size=12),
+    budget=st.integers(0, 20_000),
+    max_keys=st.integers(0, 30),
+)
+def test_the_key_cache_accounting_follows_a_naive_model(
+    batches: list[list[Event]], budget: int, max_keys: int
+) -> None:
+    """The cache against a model (a dict of key -> cost, emptied before a batch when
+    over either bound): same keys, same bytes, within budget plus one batch's keys, and
+    the pairs stay right through every reset."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(matching, "MAX_KEY_BYTES", budget)
+        mp.setattr(matching, "MAX_KEYS", max_keys)
+        clf = Classifier(SLOS, DEFAULT_OPTIONS)
+        model: dict[Key, int] = {}
+        names = [s.name for s in SLOS]
+        for events in batches:
+            if len(model) > max_keys or sum(model.values()) > budget:
+                model.clear()
+            new: dict[Key, int] = {}
+            for e in events:
+                k = _key(e)
+                if k not in model and k not in new:
+                    n_slos = sum(
+                        1
+                        for s in SLOS
+                        if s.service == e.service and s.matches_operation(e.operation)
+                    )
+                    new[k] = key_cost(k, n_slos)
+            model.update(new)
+            p = clf.pairs(clf.columns(events))
+            assert clf.key_count == len(model)
+            assert clf.key_bytes == sum(model.values())
+            assert clf.key_bytes <= budget + sum(new.values())
+            got = [
+                (int(e), names[int(s)], int(t), int(b))
+                for e, s, t, b in zip(p.event, p.slo, p.total, p.bad, strict=True)
+            ]
+            assert got == _reference(events, SLOS, DEFAULT_OPTIONS)

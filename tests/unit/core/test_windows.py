@@ -77,7 +77,7 @@ def test_window_sums_equal_a_naive_full_resum(
     start: float, program: list[tuple[str, object]]
 ) -> None:
     ws = WindowSet(3, WINDOWS, ahead_s=AHEAD_S)
-    t = math.floor(start)
+    t: float = math.floor(start)
     ws.advance_to(t)
     applied: list[tuple[int, float, int, int]] = []
     for kind, arg in program:
@@ -194,3 +194,163 @@ def test_state_of_another_shape_is_refused_and_changes_nothing(other: object) ->
     np.testing.assert_array_equal(target.all_sums, sums)
     assert [lv.head for lv in target.state().levels] == heads
     assert target.t == 1_000_000
+
+
+# --- large weights: exact int64 sums, and saturation instead of overflow -----------------
+
+INT64_MAX = 2**63 - 1
+
+
+def _add_rows(ws: WindowSet, rows: list[tuple[int, float, int, int]]) -> None:
+    ws.add(
+        np.array([r[0] for r in rows], dtype=np.int32),
+        np.array([r[1] for r in rows]),
+        np.array([r[2] for r in rows], dtype=np.int64),
+        np.array([r[3] for r in rows], dtype=np.int64),
+    )
+
+
+def heavy_steps(max_weight: int) -> st.SearchStrategy[tuple[str, object]]:
+    """Programs like `step`, with weights up to `max_weight` (at most 12 rows a batch)."""
+    return st.one_of(
+        st.tuples(
+            st.just("add"),
+            st.lists(
+                st.tuples(
+                    st.integers(0, 2),
+                    st.floats(-60, AHEAD_S, allow_nan=False),
+                    st.one_of(st.integers(1, max_weight), st.just(max_weight)),
+                    st.floats(0, 1),
+                ),
+                max_size=12,
+            ),
+        ),
+        st.tuples(st.just("advance"), st.sampled_from([0.5, 5.0, 60.0, 299.0, 3600.0, 90000.0])),
+    )
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    start=st.floats(1e9, 2e9, allow_nan=False),
+    program=st.lists(heavy_steps(2**40), max_size=25),
+)
+def test_large_weights_sum_exactly_like_python_ints(
+    start: float, program: list[tuple[str, object]]
+) -> None:
+    """Weights far past 2^53 (where float sums lose units) and sums near 2^45 are exact:
+    the reference adds Python ints."""
+    ws = WindowSet(3, WINDOWS, ahead_s=AHEAD_S)
+    t: float = math.floor(start)
+    ws.advance_to(t)
+    applied: list[tuple[int, float, int, int]] = []
+    for kind, arg in program:
+        if kind == "add":
+            rows = [(s, t + off, tot, int(tot * share)) for s, off, tot, share in arg]  # type: ignore[attr-defined]
+            if rows:
+                _add_rows(ws, rows)
+                applied.extend(rows)
+        else:
+            t = t + float(arg)  # type: ignore[arg-type]
+            ws.advance_to(t)
+        for w in WINDOWS:
+            got = ws.sums(w)
+            for slo in range(3):
+                assert tuple(int(x) for x in got[slo]) == window_sum(applied, slo, t, w)
+
+
+def test_weights_past_two_to_the_53_are_not_rounded() -> None:
+    ws = WindowSet(1, WINDOWS, ahead_s=AHEAD_S)
+    ws.advance_to(1_000_000)
+    big = 2**53 + 1  # the first integer a float64 cannot hold
+    _add_rows(ws, [(0, 999_999.0, big, big), (0, 999_999.5, 1, 0), (0, 999_999.7, big, 1)])
+    assert ws.sums(60).tolist() == [[2 * big + 1, big + 1]]
+
+
+class SaturatingRings:
+    """Naive model of the rings with saturating buckets: a dict per level from
+    (slo, bucket) to [total, bad], Python ints, each bucket capped at
+    (2^63 - 1) // ring length after each batch, bad <= total."""
+
+    def __init__(self, ws: WindowSet) -> None:
+        self.levels = [(lv.resolution_s, lv.length) for lv in ws.state().levels]
+        self.cells: list[dict[tuple[int, int], list[int]]] = [{} for _ in self.levels]
+        self.heads: list[int | None] = [None] * len(self.levels)
+
+    def _move(self, i: int, b: int) -> None:
+        head = self.heads[i]
+        if head is None or b > head:
+            self.heads[i] = b
+            length = self.levels[i][1]
+            self.cells[i] = {k: v for k, v in self.cells[i].items() if k[1] > b - length}
+
+    def add(self, rows: list[tuple[int, float, int, int]]) -> None:
+        for i, (r, length) in enumerate(self.levels):
+            batch: dict[tuple[int, int], list[int]] = {}
+            for s, ts, tot, bad in rows:
+                cell = batch.setdefault((s, math.ceil(ts / r) - 1), [0, 0])
+                cell[0] += tot
+                cell[1] += bad
+            self._move(i, max(b for _, b in batch))
+            head = self.heads[i]
+            assert head is not None
+            cap = INT64_MAX // length
+            for key, (tot, bad) in batch.items():
+                if key[1] <= head - length:
+                    continue
+                old = self.cells[i].setdefault(key, [0, 0])
+                old[0] = min(old[0] + tot, cap)
+                old[1] = min(old[1] + bad, old[0])
+
+    def advance(self, t: float) -> None:
+        for i, (r, _) in enumerate(self.levels):
+            self._move(i, math.ceil(t / r) - 1)
+
+    def window(self, ws: WindowSet, slo: int, t: float, w: int) -> tuple[int, int]:
+        i = [r for r, _ in self.levels].index(ws.resolution_s(w))
+        r = self.levels[i][0]
+        hi = math.ceil(t / r) - 1
+        lo = hi - ws.buckets[ws.index(w)] + 1
+        total = bad = 0
+        for (s, b), (tot, bd) in self.cells[i].items():
+            if s == slo and lo <= b <= hi:
+                total += tot
+                bad += bd
+        return total, bad
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    start=st.floats(1e9, 2e9, allow_nan=False),
+    program=st.lists(heavy_steps(2**58), max_size=25),
+)
+def test_hostile_weights_saturate_buckets_and_never_wrap(
+    start: float, program: list[tuple[str, object]]
+) -> None:
+    """Weights up to 2^58 (a batch still sums below 2^63): buckets saturate as the naive
+    model says, every window stays in [0, 2^63 - 1] with bad <= total, and the window
+    sums stay equal to a re-sum of the rings."""
+    ws = WindowSet(3, WINDOWS, ahead_s=AHEAD_S)
+    model = SaturatingRings(ws)
+    t: float = math.floor(start)
+    ws.advance_to(t)
+    model.advance(t)
+    for kind, arg in program:
+        if kind == "add":
+            rows = [(s, t + off, tot, int(tot * share)) for s, off, tot, share in arg]  # type: ignore[attr-defined]
+            if rows:
+                _add_rows(ws, rows)
+                model.add(rows)
+        else:
+            t = t + float(arg)  # type: ignore[arg-type]
+            ws.advance_to(t)
+            model.advance(t)
+        sums = ws.all_sums
+        assert (sums >= 0).all()
+        assert (sums[..., 1] <= sums[..., 0]).all()
+        for w in WINDOWS:
+            for slo in range(3):
+                got = tuple(int(x) for x in ws.sums(w)[slo])
+                assert got == model.window(ws, slo, t, w), (w, slo)
+        for level in ws.state().levels:
+            assert (level.buckets >= 0).all()
+            assert (level.buckets <= INT64_MAX // level.length).all()
