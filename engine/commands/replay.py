@@ -1,7 +1,9 @@
 """`burnrate replay`: a deterministic backtest of the SLO policy over recorded events.
 
 Transitions go to `--output` (stdout) as JSON lines, the per-SLO summary to stderr; on
-a terminal a progress bar shows how far through the file the replay is.
+a terminal a progress bar shows how far through the file the replay is. A damaged gzip
+file (cut short, corrupt) still gives the transitions and summary of the lines before
+the damage, then one line saying where the file ends, and exit status 1.
 """
 
 from __future__ import annotations
@@ -14,7 +16,13 @@ from typing import TextIO
 
 import msgspec
 
-from engine.commands.common import EXIT_OK, EXIT_USAGE, load_config_or_exit, print_error
+from engine.commands.common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    load_config_or_exit,
+    print_error,
+)
 from engine.core.config import Config
 from engine.core.durations import format_duration
 from engine.core.evaluator import Transition
@@ -28,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Deterministic backtest in event time. Reads JSON Lines records in the wire format "
         "(one event or an array per line; .gz too), writes one JSON line per alert "
         "transition to --output (default stdout) and a per-SLO summary to stderr. Bad "
-        "lines are counted and skipped."
+        "lines are counted and skipped; a damaged .gz file is replayed up to the damage, "
+        "then reported with exit status 1."
     )
     parser.epilog = (
         "example: burnrate replay --config configs/example.yaml "
@@ -103,4 +112,7 @@ def run_replay(config: Config, events: Path, output: Path | None) -> int:
         else:
             sink.flush()
     print_summary(result, sys.stderr)
+    if result.error is not None:
+        print_error("replay", f"{result.error}; the summary covers the lines before")
+        return EXIT_FAILURE
     return EXIT_OK

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.adapters.store.events_file import read_chunks
+from engine.adapters.store.events_file import EventsFileError, read_chunks
 from engine.core.config import Config
 from engine.core.evaluator import Evaluator, Transition
 from engine.core.ingest import Ingestor
@@ -27,6 +27,9 @@ class ReplayResult:
     records: int
     transitions: list[Transition]
     evaluator: Evaluator
+    error: EventsFileError | None = None
+    """Why the file could not be read to its end (a damaged gzip file); the counts
+    and transitions are then those of the whole lines before the damage."""
 
     def summary(self) -> RunSummary:
         return summarize(self.evaluator, self.transitions, self.records)
@@ -43,15 +46,19 @@ def replay(
     ingestor = Ingestor(evaluator)
     records = 0
     transitions: list[Transition] = []
-    for block, pos in read_chunks(events_path):
-        result = ingestor.json_lines(block)
-        records += result.records
-        for tr in result.transitions:
-            transitions.append(tr)
-            on_transition(tr)
-        if on_progress is not None:
-            on_progress(pos)
+    error: EventsFileError | None = None
+    try:
+        for block, pos in read_chunks(events_path):
+            result = ingestor.json_lines(block)
+            records += result.records
+            for tr in result.transitions:
+                transitions.append(tr)
+                on_transition(tr)
+            if on_progress is not None:
+                on_progress(pos)
+    except EventsFileError as exc:  # what was read before the damage still counts
+        error = exc
     for tr in evaluator.flush():
         transitions.append(tr)
         on_transition(tr)
-    return ReplayResult(records, transitions, evaluator)
+    return ReplayResult(records, transitions, evaluator, error)

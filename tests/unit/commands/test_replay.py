@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from engine.runtime.replay import replay
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "configs" / "example.yaml"
 SAMPLE = ROOT / "configs" / "sample-events.jsonl.gz"
-CONTRACT_KEYS = {
+CONTRACT_KEYS: dict[str, type | tuple[type, ...]] = {
     "slo": str,
     "severity": str,
     "state": str,
@@ -323,3 +324,88 @@ def test_odd_lines_do_not_depend_on_their_neighbours(
     one_block = _replay(SMALL_CONFIG, path)
     monkeypatch.setattr("engine.adapters.store.events_file.CHUNK_BYTES", 256)
     assert _replay(SMALL_CONFIG, path) == one_block
+
+
+# --- damaged gzip files: a summary of what was read, where the file ends, exit 1 ---------
+
+
+def _packed(lines: list[bytes]) -> bytes:
+    return gzip.compress(b"".join(line + b"\n" for line in lines), mtime=0)
+
+
+def _lines_read(err: str) -> int:
+    match = re.search(r"after line ([\d,]+) \(", err)
+    assert match, err
+    return int(match.group(1).replace(",", ""))
+
+
+@pytest.mark.parametrize("keep", [0.3, 0.6, 0.95])
+def test_a_truncated_gzip_file_gives_the_summary_of_what_was_read_and_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], keep: float
+) -> None:
+    packed = _packed(SYNTHETIC)
+    path = tmp_path / "events.jsonl.gz"
+    path.write_bytes(packed[: int(len(packed) * keep)])
+    out = tmp_path / "transitions.jsonl"
+    assert run_replay(SMALL_CONFIG, path, out) == 1
+    err = capsys.readouterr().err
+    n = _lines_read(err)
+    assert 0 < n < len(SYNTHETIC)
+    # exactly what the same whole lines give in a file that is not damaged
+    prefix = _write(tmp_path / "prefix.jsonl", SYNTHETIC[:n], compress=False)
+    expected_output, expected_summary = _replay(SMALL_CONFIG, prefix)
+    assert out.read_bytes() == expected_output
+    assert err.startswith(expected_summary)
+    assert f"records: {n}," in err
+    assert err.splitlines()[-1] == (
+        f"burnrate replay: events.jsonl.gz: the compressed file ends early at byte "
+        f"{path.stat().st_size:,} of the file, after line {n:,} "
+        f"({sum(len(line) + 1 for line in SYNTHETIC[:n]):,} bytes); "
+        "the summary covers the lines before"
+    )
+    assert "Traceback" not in err
+
+
+def test_the_truncated_sample_reports_where_it_ends(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "sample-events.jsonl.gz"
+    path.write_bytes(SAMPLE.read_bytes()[:100_000])
+    assert run_replay(load_config(EXAMPLE), path, tmp_path / "out.jsonl") == 1
+    err = capsys.readouterr().err
+    n = _lines_read(err)
+    assert f"records: {n}," in err
+    assert "sample-events.jsonl.gz: the compressed file ends early at byte 100,000" in err
+
+
+def test_a_gzip_file_with_a_bad_crc_replays_its_lines_and_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], synthetic_output: tuple[bytes, str]
+) -> None:
+    packed = bytearray(_packed(SYNTHETIC))
+    packed[-8] ^= 0xFF  # the stored CRC-32
+    path = tmp_path / "events.jsonl.gz"
+    path.write_bytes(bytes(packed))
+    out = tmp_path / "transitions.jsonl"
+    assert run_replay(SMALL_CONFIG, path, out) == 1
+    err = capsys.readouterr().err
+    assert out.read_bytes() == synthetic_output[0]
+    assert err.startswith(synthetic_output[1])
+    last = err.splitlines()[-1]
+    assert last.startswith(
+        "burnrate replay: events.jsonl.gz: the compressed data is corrupt (CRC check failed"
+    )
+    assert f"after line {len(SYNTHETIC):,} (" in last
+
+
+def test_a_file_that_is_not_gzip_after_the_magic_exits_1_with_an_empty_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "events.jsonl.gz"
+    path.write_bytes(b"\x1f\x8b" + b"".join(line + b"\n" for line in SYNTHETIC[:10]))
+    assert run_replay(SMALL_CONFIG, path, tmp_path / "out.jsonl") == 1
+    err = capsys.readouterr().err
+    assert "records: 0," in err
+    assert err.splitlines()[-1].startswith(
+        "burnrate replay: events.jsonl.gz: the compressed data is corrupt ("
+    )
+    assert "before any line" in err

@@ -12,7 +12,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from engine.adapters.store import events_file
-from engine.adapters.store.events_file import read_chunks
+from engine.adapters.store.events_file import EventsFileError, read_chunks
 
 LINES = [b'{"service": "api", "status": 200}', b'{"service": "api", "status": 500}', b"{}"]
 
@@ -149,3 +149,136 @@ def test_blocks_are_the_files_lines_whatever_the_block_size(
                 done += len(block)
                 assert pos >= min(done, len(data))
                 assert pos <= len(data)
+
+
+# --- damaged gzip files: the whole lines before the damage, then where it is ------------
+
+MANY = b"".join(
+    b'{"service":"api","ts":%d,"status":200}\n' % (1_767_225_600 + i) for i in range(20_000)
+)
+
+
+def _gzip(tmp_path: Path, data: bytes, name: str = "events.jsonl.gz") -> Path:
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(data, mtime=0))
+    return path
+
+
+def _read(path: Path) -> tuple[bytes, EventsFileError | None]:
+    """Everything read_chunks yields, and the EventsFileError it ends with, if any."""
+    got: list[bytes] = []
+    try:
+        for block, _ in read_chunks(path):
+            got.append(block)
+    except EventsFileError as exc:
+        return b"".join(got), exc
+    return b"".join(got), None
+
+
+def _read_until_error(path: Path) -> tuple[bytes, EventsFileError]:
+    data, error = _read(path)
+    assert error is not None, "the damaged file was read without an error"
+    return data, error
+
+
+@pytest.mark.parametrize("keep", [0.1, 0.5, 0.9, 0.999])
+def test_a_truncated_gzip_file_yields_its_whole_lines_then_says_where_it_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keep: float
+) -> None:
+    monkeypatch.setattr(events_file, "CHUNK_BYTES", 64 << 10)
+    path = _gzip(tmp_path, MANY)
+    packed = path.read_bytes()
+    path.write_bytes(packed[: int(len(packed) * keep)])
+    data, err = _read_until_error(path)
+    assert MANY.startswith(data)
+    assert data.endswith(b"\n")
+    assert err.lines == data.count(b"\n") > 0
+    assert err.data_bytes == len(data)
+    assert err.position == path.stat().st_size
+    assert str(err) == (
+        f"events.jsonl.gz: the compressed file ends early at byte {err.position:,} of the "
+        f"file, after line {err.lines:,} ({len(data):,} bytes)"
+    )
+
+
+def test_a_gzip_file_cut_in_its_trailer_yields_every_line_and_the_error(tmp_path: Path) -> None:
+    path = _gzip(tmp_path, MANY)
+    path.write_bytes(path.read_bytes()[:-4])  # the CRC is there, the length is not
+    data, err = _read_until_error(path)
+    assert data == MANY
+    assert err.lines == 20_000
+    assert "ends early" in str(err)
+
+
+def test_a_gzip_file_with_a_bad_crc_is_reported_as_corrupt(tmp_path: Path) -> None:
+    path = _gzip(tmp_path, MANY)
+    packed = bytearray(path.read_bytes())
+    packed[-8] ^= 0x01  # the CRC-32 of the trailer
+    path.write_bytes(bytes(packed))
+    data, err = _read_until_error(path)
+    assert data == MANY  # the CRC is checked at the end, after the lines were read
+    assert "the compressed data is corrupt (CRC check failed" in str(err)
+    assert f"after line {20_000:,}" in str(err)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(b"\x1f\x8b" + b'{"service":"api"}\n' * 10, id="text after the gzip magic"),
+        pytest.param(b"\x1f\x8b\x08\x00", id="a header cut short"),
+        pytest.param(b"\x1f\x8b", id="only the magic"),
+    ],
+)
+def test_not_gzip_after_the_magic_is_an_error_before_any_line(
+    tmp_path: Path, content: bytes
+) -> None:
+    path = tmp_path / "events.jsonl.gz"
+    path.write_bytes(content)
+    data, err = _read_until_error(path)
+    assert data == b""
+    assert err.lines == 0
+    assert str(err).startswith("events.jsonl.gz: the compressed ")
+    assert str(err).endswith("of the file, before any line")
+
+
+def test_garbage_after_a_whole_gzip_member_is_corrupt(tmp_path: Path) -> None:
+    path = _gzip(tmp_path, MANY[:1000])
+    path.write_bytes(path.read_bytes() + b"garbage")
+    data, err = _read_until_error(path)
+    assert data == MANY[: MANY[:1000].rfind(b"\n") + 1]
+    assert "corrupt" in str(err)
+
+
+def test_damage_inside_the_deflate_stream_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    path = _gzip(tmp_path, MANY)
+    packed = bytearray(path.read_bytes())
+    for i in range(len(packed) // 2, len(packed) // 2 + 64):
+        packed[i] ^= 0x5A
+    path.write_bytes(bytes(packed))
+    _, err = _read_until_error(path)
+    assert "corrupt" in str(err) or "ends early" in str(err)
+
+
+_SOURCE = MANY[:20_000]  # ends inside a line: a complete file's last line is completed
+_PACKED = gzip.compress(_SOURCE, mtime=0)
+
+
+@settings(max_examples=150, deadline=None)
+@given(cut=st.integers(2, len(_PACKED)), chunk=st.integers(1, 4096))
+def test_a_gzip_file_cut_anywhere_yields_a_prefix_of_whole_lines(cut: int, chunk: int) -> None:
+    """Whatever byte the file ends at and whatever the block size: the blocks are the
+    file's first lines, whole, and either the file ends cleanly or EventsFileError says
+    how many lines came before; nothing else is raised."""
+    with tempfile.TemporaryDirectory() as d, pytest.MonkeyPatch.context() as mp:
+        mp.setattr(events_file, "CHUNK_BYTES", chunk)
+        path = Path(d) / "events.jsonl.gz"
+        path.write_bytes(_PACKED[:cut])
+        data, error = _read(path)
+        assert not data or data.endswith(b"\n")
+        if cut == len(_PACKED):
+            assert error is None
+            assert data == _SOURCE + b"\n"
+        else:
+            assert _SOURCE.startswith(data)
+            assert error is not None
+            assert error.lines == data.count(b"\n")
