@@ -38,6 +38,7 @@ from typing import Final, Literal, get_args
 
 import msgspec
 
+from engine.core.decode import MAX_COUNT
 from engine.core.durations import format_duration, parse_duration_s
 
 __all__ = [
@@ -379,8 +380,8 @@ class LoadSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             )
         if self.statuses not in get_args(StatusVocabulary):
             raise ValueError(f"status vocabulary {self.statuses!r} must be http or grpc")
-        if not 1 <= self.count <= 2**40:
-            raise ValueError(f"count {self.count!r} must be >= 1")
+        if not 1 <= self.count <= MAX_COUNT:
+            raise ValueError(f"count {self.count!r} must be between 1 and {MAX_COUNT:,}")
         if self.seed < 0:
             raise ValueError(f"seed {self.seed!r} must be >= 0")
         for incident in self.incidents:

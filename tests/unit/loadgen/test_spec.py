@@ -330,3 +330,11 @@ def test_the_bounds_leave_the_longest_useful_runs_possible() -> None:
     last = (century.total_events or 0) - 1
     assert century.index_at(last / century.rate_per_s) == last
     assert LoadSpec(rate_per_s=MAX_RATE_PER_S, duration_s=math.inf).total_events is None
+
+
+def test_a_spec_weights_events_only_as_far_as_the_wire_accepts() -> None:
+    from engine.core.decode import MAX_COUNT
+
+    assert LoadSpec(rate_per_s=10.0, count=MAX_COUNT).count == MAX_COUNT
+    with pytest.raises(ValueError, match="count"):
+        LoadSpec(rate_per_s=10.0, count=MAX_COUNT + 1)
