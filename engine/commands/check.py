@@ -1,25 +1,41 @@
-"""`burnrate check CONFIG`: validation only, with every problem and its `$.path`."""
+"""`burnrate check CONFIG`: validation only, with every problem and its `$.path`.
+
+It makes every check `burnrate run` makes before starting (engine.commands.preflight):
+the document, and what the adapters need from it (listen address, bearer token, Kafka
+brokers, TLS files and SASL secrets, receiver URLs and webhook secrets, all read as
+`run` reads them), so a config `check` passes is one `run` starts with.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from engine.commands.common import EXIT_OK, load_config_or_exit
+from engine.commands.common import EXIT_OK, EXIT_USAGE, print_config_error
+from engine.commands.preflight import load_checked_config
+from engine.core.ladder import MAX_WINDOW_S
+from engine.errors import ConfigError
 
 __all__ = ["add_arguments", "main"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
-        "Validate a config file. Prints every problem with its path (e.g. "
-        "`$.slos[2].objective: must be > 0 and < 100`) and exits 2, or prints a one-line "
-        "summary and exits 0."
+        "Validate a config file as `burnrate run` does before it starts: the document "
+        f"(windows and periods at most {MAX_WINDOW_S // 86400}d, window memory bounded), "
+        "the listen address, and the secrets, TLS files and receiver URLs it names (read "
+        "from the environment and files as `run` reads them). Prints every problem with "
+        "its path (e.g. `$.slos[2].objective: must be > 0 and < 100`) and exits 2, or "
+        "prints a one-line summary and exits 0."
     )
     parser.add_argument("config", help="YAML (.yaml/.yml) or TOML (.toml) config file")
 
 
 def main(args: argparse.Namespace) -> int:
-    cfg = load_config_or_exit(args.config)
+    try:
+        cfg = load_checked_config(args.config)
+    except ConfigError as exc:
+        print_config_error(args.config, exc)
+        return EXIT_USAGE
     sev = sorted({r.severity for r in cfg.policy})
     windows = ", ".join(f"{r.long}/{r.short}" for r in cfg.policy)
     print(

@@ -1,4 +1,9 @@
-"""`burnrate run`: the service (engine.runtime.service) from the command line."""
+"""`burnrate run`: the service (engine.runtime.service) from the command line.
+
+Before anything starts (no socket, no Kafka client, no event loop) the config goes
+through the same checks as `burnrate check` (engine.commands.preflight): any problem is
+one line per problem on stderr and exit 2.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +14,19 @@ import signal
 
 import msgspec
 
-from engine.adapters.http.server import parse_listen
-from engine.adapters.kafka.settings import bootstrap_from_env, kafka_client_kwargs
+from engine.adapters.http.listen import parse_listen
+from engine.adapters.kafka.settings import bootstrap_from_env, bootstrap_problem
 from engine.commands.common import (
     EXIT_FAILURE,
     EXIT_OK,
     EXIT_USAGE,
     print_config_error,
+    print_error,
     run_loop,
     stop_on_signals,
 )
-from engine.core.config import Config, load_config
+from engine.commands.preflight import load_checked_config
+from engine.core.config import Config
 from engine.errors import ConfigError
 from engine.runtime.logging import configure_logging
 from engine.runtime.service import Runtime
@@ -72,8 +79,17 @@ def main(args: argparse.Namespace) -> int:
     """`burnrate run`: the exit status (0 after a clean stop, 2 for a bad config)."""
     configure_logging(args.log_format)
     try:
-        config = apply_env_overrides(load_config(args.config))
-        kafka_client_kwargs(config.kafka)  # unusable TLS files or secrets: exit 2 before start
+        config = load_checked_config(args.config)  # what `burnrate check` checks
+    except ConfigError as exc:
+        print_config_error(args.config, exc)
+        return EXIT_USAGE
+    env_servers = bootstrap_from_env()
+    problem = None if env_servers is None else bootstrap_problem(env_servers)
+    if problem is not None:
+        print_error("run", f"KAFKA_BOOTSTRAP_SERVERS: {problem}")
+        return EXIT_USAGE
+    config = apply_env_overrides(config)
+    try:
         tune_gc()
 
         async def main() -> None:
@@ -81,7 +97,7 @@ def main(args: argparse.Namespace) -> int:
                 await Runtime(config, listen=args.listen).run(stop)
 
         run_loop(main)
-    except ConfigError as exc:
+    except ConfigError as exc:  # e.g. a secret file that went away since the check above
         print_config_error(args.config, exc)
         return EXIT_USAGE
     except OSError as exc:  # e.g. the HTTP address is taken

@@ -2,6 +2,12 @@
 
 Percentages are converted to ratios once, here at the edge (`objective_ratio`), and
 durations to seconds (`*_s` properties); the rest of the engine never sees either form.
+
+`parse_config` checks everything that can be known from the document alone, the
+windows' sizes included (no window or period over `MAX_WINDOW_S`, window arrays within
+`MAX_WINDOW_MEMORY_BYTES`); what needs the outside world (secrets, TLS files, the listen
+address, receiver URLs) is checked by the adapters, and `burnrate check` and `burnrate
+run` run both through engine.commands.preflight.
 """
 
 from __future__ import annotations
@@ -12,9 +18,18 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from engine.core.durations import DURATION_PATTERN, parse_duration_s
+from engine.core.durations import DURATION_PATTERN, format_duration, parse_duration_s
+from engine.core.ladder import MAX_WINDOW_S, window_bytes
 from engine.core.taxonomy import SliKind, TaxonomyOptions
 from engine.errors import ConfigError
+
+MAX_WINDOW_MEMORY_BYTES = 1 << 30
+"""The most window arrays (rings and running sums, all SLOs) a config may need: 1 GiB.
+The default policy with a 30-day period needs about 23 KiB per SLO, so this is over
+45,000 SLOs; a config over it is a mistake (a window of 1 s buckets held a day ahead
+for thousands of SLOs) far more often than a plan. The arrays are also copied whole
+into every state snapshot, so a process holding 1 GiB of them needs about twice that
+while it writes one."""
 
 Duration = Annotated[str, msgspec.Meta(pattern=DURATION_PATTERN)]
 Name = Annotated[str, msgspec.Meta(pattern=r"\A[a-z0-9_.-]+\Z", max_length=128)]
@@ -131,6 +146,13 @@ class Evaluation(_Base, frozen=True):
     def keep_firing_for_s(self) -> float:
         return parse_duration_s(self.keep_firing_for)
 
+    @property
+    def ahead_s(self) -> float:
+        """How far past the evaluation time the window rings must hold events: the
+        future limit, the allowed lateness and two ticks (what the evaluator sizes its
+        `WindowSet` with)."""
+        return self.future_limit_s + self.allowed_lateness_s + 2 * self.tick_s
+
 
 class KafkaSecurity(_Base, frozen=True):
     protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
@@ -213,8 +235,18 @@ class Config(_Base, frozen=True):
         spans |= {slo.period_s for slo in self.slos}
         return sorted(spans)
 
+    def window_bytes_per_slo(self) -> int:
+        """Bytes of window arrays the evaluator allocates per SLO (engine.core.ladder)."""
+        return window_bytes(self.windows_s(), self.evaluation.ahead_s)
 
-def _semantic_errors(cfg: Config) -> list[str]:
+    def window_bytes(self) -> int:
+        """Bytes of window arrays the evaluator allocates for all SLOs."""
+        return len(self.slos) * self.window_bytes_per_slo()
+
+
+def config_errors(cfg: Config) -> list[str]:
+    """Every problem of a decoded config that the document alone shows, one
+    `$.path: message` line each (empty: the config is valid)."""
     errors: list[str] = []
     if not cfg.slos:
         errors.append("$.slos: at least one SLO is required")
@@ -235,6 +267,8 @@ def _semantic_errors(cfg: Config) -> list[str]:
             errors.append(f"{path}.threshold_ms: only latency SLOs take a threshold")
         if slo.period_s < 3600:
             errors.append(f"{path}.period: must be at least 1h, got {slo.period}")
+        elif slo.period_s > MAX_WINDOW_S:
+            errors.append(f"{path}.period: {_too_long(slo.period)}")
     if not cfg.policy:
         errors.append("$.policy: at least one row is required (omit the key for the default)")
     for i, row in enumerate(cfg.policy):
@@ -243,6 +277,8 @@ def _semantic_errors(cfg: Config) -> list[str]:
             errors.append(f"{path}: give exactly one of burn_rate or budget_consumed_ratio")
         if row.short_s <= 0 or row.long_s <= 0:
             errors.append(f"{path}: windows must be longer than 0s")
+        elif row.long_s > MAX_WINDOW_S:
+            errors.append(f"{path}.long: {_too_long(row.long)}")
         elif row.short_s >= row.long_s:
             errors.append(f"{path}.short: must be shorter than long ({row.short} >= {row.long})")
     ev = cfg.evaluation
@@ -260,37 +296,137 @@ def _semantic_errors(cfg: Config) -> list[str]:
         errors.append(f"$.evaluation.future_limit: at most 1d, got {ev.future_limit}")
     if cfg.state is not None and cfg.state.interval_s < 1:
         errors.append(f"$.state.interval: must be at least 1s, got {cfg.state.interval}")
+    errors += _kafka_errors(cfg.kafka)
     for i, rcv in enumerate(cfg.receivers):
         if isinstance(rcv, WebhookReceiver | AlertmanagerReceiver) and not (rcv.url or rcv.urls):
             errors.append(f"$.receivers[{i}]: needs url or urls")
+        if isinstance(rcv, WebhookReceiver) and not parse_duration_s(rcv.timeout) > 0:
+            errors.append(f"$.receivers[{i}].timeout: must be longer than 0s")
+        if isinstance(rcv, AlertmanagerReceiver) and not parse_duration_s(rcv.resend_interval) > 0:
+            errors.append(f"$.receivers[{i}].resend_interval: must be longer than 0s")
+    if cfg.slos and all(0 < w <= MAX_WINDOW_S for w in cfg.windows_s()):
+        errors += _memory_errors(cfg)  # (windows refused above have no size worth saying)
     return errors
 
 
-def parse_config(data: bytes | str, *, fmt: Literal["yaml", "toml"] = "yaml") -> Config:
-    """Decode and validate a config document; raises ConfigError listing every problem."""
+def _too_long(duration: str) -> str:
+    return f"at most {format_duration(MAX_WINDOW_S)}, got {duration}"
+
+
+_SASL_FIELDS = (
+    "sasl_mechanism",
+    "sasl_username",
+    "sasl_username_env",
+    "sasl_password_env",
+    "sasl_password_file",
+)
+_TLS_FIELDS = ("ssl_cafile", "ssl_certfile", "ssl_keyfile")
+
+
+def _kafka_errors(kafka: Kafka) -> list[str]:
+    """Settings the Kafka clients would silently ignore or could never use."""
+    errors: list[str] = []
+    if not kafka.topics:
+        errors.append("$.kafka.topics: at least one topic is required")
+    if kafka.dead_letter_topic and kafka.dead_letter_topic in kafka.topics:
+        errors.append(
+            f"$.kafka.dead_letter_topic: {kafka.dead_letter_topic!r} is also in kafka.topics: "
+            "rejected records would be consumed and rejected again"
+        )
+    for topic in kafka.formats:
+        if topic not in kafka.topics:
+            errors.append(f"$.kafka.formats[{topic!r}]: not one of kafka.topics")
+    sec = kafka.security
+    sasl = [name for name in _SASL_FIELDS if getattr(sec, name) is not None]
+    if sasl and sec.protocol not in ("SASL_PLAINTEXT", "SASL_SSL"):
+        errors.append(
+            f"$.kafka.security.protocol: {sec.protocol} sends no SASL credentials, but "
+            f"{_are_set(sasl)} (use SASL_PLAINTEXT or SASL_SSL, or remove {_them(sasl)})"
+        )
+    tls = [name for name in _TLS_FIELDS if getattr(sec, name) is not None]
+    if tls and sec.protocol not in ("SSL", "SASL_SSL"):
+        errors.append(
+            f"$.kafka.security.protocol: {sec.protocol} uses no TLS, but "
+            f"{_are_set(tls)} (use SSL or SASL_SSL, or remove {_them(tls)})"
+        )
+    return errors
+
+
+def _are_set(names: list[str]) -> str:
+    return f"{names[0]} is set" if len(names) == 1 else f"{', '.join(names)} are set"
+
+
+def _them(names: list[str]) -> str:
+    return "it" if len(names) == 1 else "them"
+
+
+def _memory_errors(cfg: Config) -> list[str]:
+    """The window arrays the evaluator would allocate, against MAX_WINDOW_MEMORY_BYTES."""
+    per_slo = cfg.window_bytes_per_slo()
+    total = len(cfg.slos) * per_slo
+    if total <= MAX_WINDOW_MEMORY_BYTES:
+        return []
+    return [
+        f"$.slos: the windows of {len(cfg.slos)} SLOs need about {format_bytes(total)} "
+        f"({format_bytes(per_slo)} per SLO), more than the limit of "
+        f"{format_bytes(MAX_WINDOW_MEMORY_BYTES)}; use fewer SLOs, fewer or longer policy "
+        "windows, or a shorter evaluation.future_limit"
+    ]
+
+
+def format_bytes(n: int) -> str:
+    """`512 B`, `20.5 KiB`, `1 GiB`: a size for people."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB"):
+        if size < 1024:
+            return f"{n} B" if unit == "B" else f"{_one_decimal(size)} {unit}"
+        size /= 1024
+    return f"{_one_decimal(size)} GiB"
+
+
+def _one_decimal(x: float) -> str:
+    return f"{x:.1f}".removesuffix(".0")
+
+
+def decode_config(data: bytes | str, *, fmt: Literal["yaml", "toml"] = "yaml") -> Config:
+    """Decode a config document, types and value ranges only (`config_errors` has the
+    rest); raises ConfigError with the first problem the decoder met."""
     try:
         if fmt == "toml":
-            cfg = msgspec.toml.decode(data, type=Config)
-        else:
-            cfg = msgspec.yaml.decode(data, type=Config)
+            return msgspec.toml.decode(data, type=Config)
+        return msgspec.yaml.decode(data, type=Config)
     except msgspec.ValidationError as exc:
         raise ConfigError([_path_first(str(exc))]) from None
     except msgspec.DecodeError as exc:
         raise ConfigError([f"$: not valid {fmt.upper()}: {exc}"]) from None
-    errors = _semantic_errors(cfg)
+
+
+def parse_config(data: bytes | str, *, fmt: Literal["yaml", "toml"] = "yaml") -> Config:
+    """Decode and validate a config document; raises ConfigError listing every problem."""
+    cfg = decode_config(data, fmt=fmt)
+    errors = config_errors(cfg)
     if errors:
         raise ConfigError(errors)
     return cfg
 
 
-def load_config(path: str | Path) -> Config:
-    """Read a `.yaml`/`.yml` or `.toml` file into a validated Config."""
+def decode_config_file(path: str | Path) -> Config:
+    """Read and decode a `.yaml`/`.yml` or `.toml` file (not validated: see `load_config`)."""
     p = Path(path)
     try:
         data = p.read_bytes()
     except OSError as exc:
         raise ConfigError([f"$: cannot read {p}: {exc.strerror}"]) from None
-    return parse_config(data, fmt="toml" if p.suffix == ".toml" else "yaml")
+    return decode_config(data, fmt="toml" if p.suffix == ".toml" else "yaml")
+
+
+def load_config(path: str | Path) -> Config:
+    """Read a `.yaml`/`.yml` or `.toml` file into a validated Config."""
+    cfg = decode_config_file(path)
+    errors = config_errors(cfg)
+    if errors:
+        raise ConfigError(errors)
+    return cfg
 
 
 def _path_first(message: str) -> str:

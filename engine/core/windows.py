@@ -5,8 +5,9 @@ Theory of operation
 Time is cut into buckets; bucket k of resolution r holds the events with
 k*r < ts <= (k+1)*r (right-closed, so that a window (t - W, t] is a whole number of
 buckets when r divides t and W). A window of length W uses the coarsest resolution
-r from a ladder with r <= W/60 that divides W, so it is n = W/r buckets long and its
-span is off from W by less than one bucket, i.e. within W/60. Each resolution is a
+r from a ladder with r + (W mod r) <= W/60 and is n = floor(W/r) buckets long, so it
+counts every event younger than W - W/60 and none of age W or more (the rule and the
+ring sizes are in engine.core.ladder, shared with the config check). Each resolution is a
 *level*: one ring buffer of L buckets per SLO, held for all SLOs in one int64 array
 of shape (L, n_slo, 2) (total, bad): slot-major, so that the few buckets a tick
 reads or clears are contiguous across all SLOs. A 30-day window at 12h buckets is 60 buckets, so
@@ -41,20 +42,10 @@ from typing import Any
 import numpy as np
 
 from engine.core.arrays import F64, I32, I64, read_only
-
-LADDER_S = (1, 5, 60, 900, 10800, 43200, 86400)
-"""Bucket resolutions; each divides the next, so coarse buckets are unions of fine ones."""
-
-MAX_SPAN_ERROR = 1 / 60
-
-
-def resolution_for(window_s: int) -> int:
-    """The coarsest ladder resolution that divides the window into at least 60 buckets."""
-    best = 1
-    for r in LADDER_S:
-        if r * 60 <= window_s and window_s % r == 0:
-            best = r
-    return best
+from engine.core.ladder import LADDER_S as LADDER_S
+from engine.core.ladder import MAX_SPAN_ERROR as MAX_SPAN_ERROR
+from engine.core.ladder import level_sizes
+from engine.core.ladder import resolution_for as resolution_for
 
 
 def bucket_of(ts_s: F64, r: int) -> I64:
@@ -137,16 +128,11 @@ class WindowSet:
         self.windows_s = sorted({int(w) for w in windows_s})
         self.ahead_s = ahead_s
         self.t: float | None = None
-        by_r: dict[int, list[int]] = {}
-        for i, w in enumerate(self.windows_s):
-            by_r.setdefault(resolution_for(w), []).append(i)
         self.levels: list[_Level] = []
         self._level_of: list[int] = [0] * len(self.windows_s)
         self.buckets = [0] * len(self.windows_s)
-        for r in sorted(by_r):
-            idx = by_r[r]
-            n_max = max(self.windows_s[i] // r for i in idx)
-            length = n_max + math.ceil(ahead_s / r) + 3
+        for size in level_sizes(self.windows_s, ahead_s):
+            r, length, idx = size.resolution_s, size.length, list(size.windows)
             data = np.zeros((length * n_slo, 2), dtype=np.int64)
             level = _Level(r, length, data, n_slo=n_slo, windows=idx)
             for i in idx:

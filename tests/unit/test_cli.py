@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -282,6 +283,66 @@ def _heavy_imports(argv: list[str], cwd: Path) -> dict[str, list[str] | None]:
 def test_check_imports_no_kafka_client_http_server_or_terminal_ui(tmp_path: Path) -> None:
     loaded = _heavy_imports(["check", str(EXAMPLE)], tmp_path)
     assert loaded == {}, f"burnrate check imported (by engine frames): {loaded}"
+
+
+def test_check_reads_secrets_and_receivers_without_the_clients(tmp_path: Path) -> None:
+    """Every adapter check of `check` (engine.commands.preflight) runs here, and none of
+    them may load the Kafka client or aiohttp to do it."""
+    secret = tmp_path / "webhook-secret"
+    secret.write_text("whsec_" + base64.b64encode(b"k" * 32).decode() + "\n")
+    token = tmp_path / "token"
+    token.write_text("t0ken\n")
+    password = tmp_path / "kafka-password"
+    password.write_text("hunter2\n")
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        EXAMPLE.read_text()
+        + f"""\
+  - type: webhook
+    url: https://hooks.example/x
+    secret_file: {secret}
+  - type: alertmanager
+    urls: [http://am1:9093, http://am2:9093]
+"""
+    )
+    config.write_text(
+        config.read_text()
+        .replace(
+            "  listen: 127.0.0.1:9464\n",
+            f"  listen: 127.0.0.1:9464\n  auth_token_file: {token}\n",
+        )
+        .replace(
+            "  dead_letter_topic: request-events-dlq\n",
+            "  dead_letter_topic: request-events-dlq\n  security:\n"
+            "    protocol: SASL_PLAINTEXT\n    sasl_username: burnrate\n"
+            f"    sasl_password_file: {password}\n",
+        )
+    )
+    assert "auth_token_file" in config.read_text()
+    assert "sasl_password_file" in config.read_text()
+    loaded = _heavy_imports(["check", str(config)], tmp_path)
+    assert loaded == {}, f"burnrate check imported (by engine frames): {loaded}"
+
+
+def test_check_refuses_what_run_would_refuse(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("BURNRATE_TEST_UNSET_TOKEN", raising=False)
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "slos:\n  - {name: a, service: s, sli: availability, objective: 99, period: 401d}\n"
+        "http:\n  listen: notahost\n  auth_token_env: BURNRATE_TEST_UNSET_TOKEN\n"
+        "receivers:\n  - {type: webhook, url: 'ftp://x'}\n"
+    )
+    assert _run(["check", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines() == [
+        f"{path}: $.slos[0].period: at most 400d, got 401d",
+        f"{path}: $.http.listen: expected HOST:PORT, got 'notahost'",
+        f"{path}: $.http.auth_token_env: environment variable BURNRATE_TEST_UNSET_TOKEN is not set",
+        f"{path}: $.receivers[0].url: must be an absolute http:// or https:// URL",
+    ]
 
 
 def test_replay_imports_no_kafka_client_or_http_server(tmp_path: Path) -> None:

@@ -34,9 +34,10 @@ from yarl import URL
 
 from engine import __version__
 from engine.adapters.alerts.payloads import rfc3339
+from engine.adapters.alerts.receivers import check_url
 from engine.core.config import Slo
 from engine.core.evaluator import Transition
-from engine.errors import ConfigError, SinkError
+from engine.errors import SinkError
 
 __all__ = [
     "DEFAULT_QUEUE_SIZE",
@@ -114,18 +115,6 @@ def redact_url(url: str) -> str:
         return str(URL(url).origin())
     except ValueError:
         return "<invalid url>"
-
-
-def check_url(url: str, path: str) -> str:
-    """`url` if it is an absolute http(s) URL, else a ConfigError at `path`."""
-    try:
-        parsed = URL(url)
-        ok = parsed.scheme in ("http", "https") and bool(parsed.host)
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ConfigError([f"{path}: must be an absolute http:// or https:// URL"])
-    return url
 
 
 @dataclass(slots=True)

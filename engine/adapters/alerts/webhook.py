@@ -22,15 +22,9 @@ from engine.adapters.alerts.http_sink import (
     log,
 )
 from engine.adapters.alerts.payloads import webhook_body
-from engine.adapters.alerts.signing import (
-    SignatureError,
-    new_message_id,
-    parse_secret,
-    signature_headers,
-)
-from engine.adapters.secrets import read_secret
-from engine.core.config import Slo, WebhookReceiver
-from engine.errors import ConfigError
+from engine.adapters.alerts.receivers import load_secrets
+from engine.adapters.alerts.signing import new_message_id, signature_headers
+from engine.core.config import Slo
 
 __all__ = ["BODY_RECEIVER", "WebhookSink", "load_secrets"]
 
@@ -104,26 +98,3 @@ class WebhookSink(HttpSink):
             return body, {"webhook-id": msg_id, "webhook-timestamp": str(timestamp)}
 
         await self.post_until_done(build, f"{job.describe()} ({msg_id})")
-
-
-def load_secrets(rcv: WebhookReceiver, path: str) -> list[bytes]:
-    """Signing keys of a webhook receiver from `secret_env` and/or `secret_file`.
-
-    Each source holds one or more `whsec_...` secrets separated by whitespace; every
-    message is signed with all of them so receivers can rotate. No source, no signing.
-    """
-    texts: list[tuple[str, str]] = []
-    if rcv.secret_env is not None:
-        where = f"{path}.secret_env"
-        texts.append((where, read_secret(where, env=rcv.secret_env)))
-    if rcv.secret_file is not None:
-        where = f"{path}.secret_file"
-        texts.append((where, read_secret(where, file=rcv.secret_file)))
-    keys: list[bytes] = []
-    for where, text in texts:
-        for n, secret in enumerate(text.split()):
-            try:
-                keys.append(parse_secret(secret))
-            except SignatureError as exc:
-                raise ConfigError([f"{where}: secret #{n + 1}: {exc}"]) from None
-    return keys

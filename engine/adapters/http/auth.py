@@ -31,7 +31,6 @@ import asyncio
 import hashlib
 import hmac
 import logging
-import re
 import time
 from collections import Counter
 from collections.abc import Callable, Hashable, Mapping
@@ -42,9 +41,9 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from engine.adapters.http.api import json_error
-from engine.adapters.secrets import read_secret
+from engine.adapters.http.tokens import TOKEN_RE as _TOKEN_RE
+from engine.adapters.http.tokens import read_bearer_token
 from engine.core.config import Http
-from engine.errors import ConfigError
 
 __all__ = ["PUBLIC_PATHS", "BearerAuth", "RefusalLimiter", "RefusalSummary"]
 
@@ -53,8 +52,7 @@ log = logging.getLogger("burnrate.adapters.http.auth")
 PUBLIC_PATHS: Final = frozenset({"/healthz", "/readyz"})
 """Routes that never need the token: liveness and readiness probes."""
 REALM: Final = "burnrate"
-_TOKEN_RE: Final = re.compile(r"[\x21-\x7e]+")
-"""Visible ASCII: what fits in an Authorization header without quoting."""
+
 
 REFUSAL_LOG_INTERVAL_S: Final = 60.0
 REFUSAL_LOG_BURST: Final = 10
@@ -157,20 +155,9 @@ class BearerAuth:
     def from_config(cls, http: Http, environ: Mapping[str, str] | None = None) -> BearerAuth:
         """The token named by `http.auth_token_env` or `http.auth_token_file`, if any.
 
-        Raises ConfigError when both are set, or the one set yields no valid token."""
-        if http.auth_token_env and http.auth_token_file:
-            raise ConfigError(["$.http: give at most one of auth_token_env or auth_token_file"])
-        if http.auth_token_env:
-            path = "$.http.auth_token_env"
-            token = read_secret(path, env=http.auth_token_env, environ=environ)
-        elif http.auth_token_file:
-            path = "$.http.auth_token_file"
-            token = read_secret(path, file=http.auth_token_file)
-        else:
-            return cls(None)
-        if not _TOKEN_RE.fullmatch(token):
-            raise ConfigError([f"{path}: the token must be visible ASCII without spaces"])
-        return cls(token)
+        Raises ConfigError when both are set, or the one set yields no valid token
+        (engine.adapters.http.tokens, which `burnrate check` runs too)."""
+        return cls(read_bearer_token(http, environ))
 
     def check(self, authorization: str | None) -> str | None:
         """None when the header carries the token, else why not (never the token)."""

@@ -36,6 +36,7 @@ from aiohttp.typedefs import Handler
 
 from engine.adapters.http.api import SloApi
 from engine.adapters.http.auth import BearerAuth
+from engine.adapters.http.listen import parse_listen
 from engine.adapters.http.metrics import CONTENT_TYPE, EngineMetrics
 from engine.adapters.kafka.status import SourceStatus
 from engine.core.evaluator import Evaluator
@@ -99,15 +100,6 @@ def readiness(status: SourceStatus | None, max_fetch_age_s: float = READY_FETCH_
     if age > max_fetch_age_s:
         return Readiness(False, f"broker unreachable: no fetch response for {age:.0f}s")
     return Readiness(True, "ok")
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    """`HOST:PORT` (IPv6 as `[::1]:PORT`) into host and port; ValueError when malformed."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535:
-        raise ValueError(f"expected HOST:PORT, got {text!r}")
-    host = host.strip("[]") or "0.0.0.0"
-    return host, int(port)
 
 
 class HttpServer:

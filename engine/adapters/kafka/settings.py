@@ -11,7 +11,7 @@ from engine.adapters.secrets import read_secret
 from engine.core.config import Kafka, KafkaSecurity
 from engine.errors import ConfigError
 
-__all__ = ["bootstrap_from_env", "kafka_client_kwargs"]
+__all__ = ["bootstrap_from_env", "bootstrap_problem", "kafka_client_kwargs"]
 
 _SEC = "$.kafka.security"
 
@@ -20,6 +20,32 @@ def bootstrap_from_env() -> str | None:
     """`KAFKA_BOOTSTRAP_SERVERS` when set (it overrides the configured brokers in
     `burnrate run`, `produce` and `demo`), else None."""
     return os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip() or None
+
+
+def bootstrap_problem(servers: str) -> str | None:
+    """What makes a bootstrap list (`host:port,host:port`, IPv6 as `[::1]:9092`, the port
+    9092 when left out) unusable, or None. The Kafka client would take such a list and
+    then fail at every connection attempt, which looks like brokers being down."""
+    entries = [entry.strip() for entry in servers.split(",")]
+    if not any(entries):
+        return "no broker given (expected HOST:PORT[,HOST:PORT...])"
+    for entry in entries:
+        if not entry:
+            return f"an empty entry in {servers!r}"
+        if entry.startswith("["):
+            host, _, rest = entry[1:].partition("]")
+            port: str | None = rest[1:] if rest.startswith(":") else None
+            if rest and port is None:
+                return f"expected [IPv6]:PORT, got {entry!r}"
+        elif entry.count(":") == 1:
+            host, _, port = entry.partition(":")
+        else:  # a host alone, or an IPv6 address without brackets (and without a port)
+            host, port = entry, None
+        if not host:
+            return f"no host in {entry!r}"
+        if port is not None and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+            return f"the port of {entry!r} is not a number from 1 to 65535"
+    return None
 
 
 def _tls_reason(exc: OSError, what: str) -> str:
@@ -82,18 +108,32 @@ def _sasl_credentials(sec: KafkaSecurity) -> tuple[str, str]:
 def kafka_client_kwargs(kafka: Kafka) -> dict[str, Any]:
     """Connection settings shared by the consumer and the dead-letter producer.
 
-    Raises ConfigError for unreadable TLS files and SASL secrets, so a start fails with
-    the config's path instead of retrying as if the brokers were down."""
+    Raises ConfigError, with a line for each problem, for a malformed bootstrap list and
+    for unreadable TLS files and SASL secrets, so a start fails with the config's path
+    instead of retrying as if the brokers were down."""
     sec = kafka.security
+    errors: list[str] = []
+    problem = bootstrap_problem(kafka.bootstrap_servers)
+    if problem is not None:
+        errors.append(f"$.kafka.bootstrap_servers: {problem}")
     kwargs: dict[str, Any] = {
         "bootstrap_servers": kafka.bootstrap_servers,
         "security_protocol": sec.protocol,
     }
     if sec.protocol in ("SSL", "SASL_SSL"):
-        kwargs["ssl_context"] = _ssl_context(sec)
+        try:
+            kwargs["ssl_context"] = _ssl_context(sec)
+        except ConfigError as exc:
+            errors += exc.errors
     if sec.protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
-        username, password = _sasl_credentials(sec)
-        kwargs["sasl_mechanism"] = sec.sasl_mechanism or "PLAIN"
-        kwargs["sasl_plain_username"] = username
-        kwargs["sasl_plain_password"] = password
+        try:
+            username, password = _sasl_credentials(sec)
+        except ConfigError as exc:
+            errors += exc.errors
+        else:
+            kwargs["sasl_mechanism"] = sec.sasl_mechanism or "PLAIN"
+            kwargs["sasl_plain_username"] = username
+            kwargs["sasl_plain_password"] = password
+    if errors:
+        raise ConfigError(errors)
     return kwargs

@@ -12,14 +12,19 @@ import pytest
 
 from engine.core.config import (
     DEFAULT_POLICY,
+    MAX_WINDOW_MEMORY_BYTES,
     AlertmanagerReceiver,
     ConsoleReceiver,
     PolicyRow,
     Slo,
     WebhookReceiver,
+    config_errors,
+    decode_config,
+    format_bytes,
     load_config,
     parse_config,
 )
+from engine.core.evaluator import Evaluator
 from engine.core.taxonomy import SliKind
 from engine.errors import BurnrateError, ConfigError
 
@@ -698,3 +703,188 @@ def test_slo_operation_globs_and_exact_names() -> None:
     assert not glob.matches_operation(None)
     assert anything.matches_operation(None)
     assert anything.matches_operation("whatever")
+
+
+# --- bounds: what the evaluator could not keep, and what the clients would ignore ----------
+
+
+def _slos(n: int) -> Callable[[Doc], None]:
+    return _set(
+        "slos",
+        [
+            {"name": f"s{i}", "service": "api", "sli": "availability", "objective": 99}
+            for i in range(n)
+        ],
+    )
+
+
+def _both(*mutations: Callable[[Doc], None]) -> Callable[[Doc], None]:
+    def apply(doc: Doc) -> None:
+        for mutate in mutations:
+            mutate(doc)
+
+    return apply
+
+
+FINE_AND_FAR_AHEAD = _both(
+    _policy({"severity": "page", "long": "1h", "short": "30s", "burn_rate": 14.4}),
+    _set("evaluation", {"future_limit": "1d"}),
+)
+"""A 30 s window (1 s buckets) held a day ahead: about 1.3 MiB per SLO."""
+
+
+@pytest.mark.parametrize(
+    ("mutate", "line"),
+    [
+        pytest.param(
+            _set("slos.2.period", "999999999999d"),
+            "$.slos[2].period: at most 400d, got 999999999999d",
+            id="a period of a trillion days",
+        ),
+        pytest.param(
+            _set("slos.2.period", "401d"),
+            "$.slos[2].period: at most 400d, got 401d",
+            id="a period one day over the maximum",
+        ),
+        pytest.param(
+            _set("slos.2.period", "100000007s"),
+            "$.slos[2].period: at most 400d, got 100000007s",
+            id="a prime number of seconds over the maximum",
+        ),
+        pytest.param(
+            _policy({"severity": "page", "long": "999999999999w", "short": "5m", "burn_rate": 2}),
+            "$.policy[0].long: at most 400d, got 999999999999w",
+            id="a policy window of a trillion weeks",
+        ),
+        pytest.param(
+            _both(_slos(1000), FINE_AND_FAR_AHEAD),
+            "$.slos: the windows of 1000 SLOs need about 1.3 GiB (1.3 MiB per SLO), more than "
+            "the limit of 1 GiB; use fewer SLOs, fewer or longer policy windows, or a shorter "
+            "evaluation.future_limit",
+            id="window arrays over 1 GiB",
+        ),
+        pytest.param(
+            _set("receivers", [{**URL_RCV, "timeout": "0s"}]),
+            "$.receivers[0].timeout: must be longer than 0s",
+            id="a webhook timeout of 0s",
+        ),
+        pytest.param(
+            _set(
+                "receivers", [{"type": "alertmanager", "url": "http://am", "resend_interval": "0s"}]
+            ),
+            "$.receivers[0].resend_interval: must be longer than 0s",
+            id="an Alertmanager resend interval of 0s",
+        ),
+        pytest.param(
+            _set("kafka", {"topics": []}),
+            "$.kafka.topics: at least one topic is required",
+            id="no topic to consume",
+        ),
+        pytest.param(
+            _set("kafka", {"topics": ["a", "b"], "dead_letter_topic": "b"}),
+            "$.kafka.dead_letter_topic: 'b' is also in kafka.topics: rejected records would be "
+            "consumed and rejected again",
+            id="the dead-letter topic is consumed too",
+        ),
+        pytest.param(
+            _set("kafka", {"topics": ["a"], "formats": {"A": "msgpack"}}),
+            "$.kafka.formats['A']: not one of kafka.topics",
+            id="a format for a topic not consumed",
+        ),
+        pytest.param(
+            _set("kafka", {"security": {"sasl_username": "u", "sasl_password_env": "PW"}}),
+            "$.kafka.security.protocol: PLAINTEXT sends no SASL credentials, but sasl_username, "
+            "sasl_password_env are set (use SASL_PLAINTEXT or SASL_SSL, or remove them)",
+            id="SASL credentials with PLAINTEXT",
+        ),
+        pytest.param(
+            _set("kafka", {"security": {"protocol": "SSL", "sasl_mechanism": "PLAIN"}}),
+            "$.kafka.security.protocol: SSL sends no SASL credentials, but sasl_mechanism is set "
+            "(use SASL_PLAINTEXT or SASL_SSL, or remove it)",
+            id="a SASL mechanism with SSL",
+        ),
+        pytest.param(
+            _set("kafka", {"security": {"protocol": "SASL_PLAINTEXT", "ssl_cafile": "/ca.pem"}}),
+            "$.kafka.security.protocol: SASL_PLAINTEXT uses no TLS, but ssl_cafile is set "
+            "(use SSL or SASL_SSL, or remove it)",
+            id="a CA file without TLS",
+        ),
+    ],
+)
+def test_configs_the_engine_could_not_run_are_refused(
+    mutate: Callable[[Doc], None], line: str
+) -> None:
+    doc = copy.deepcopy(_base())
+    mutate(doc)
+    assert line in _errors(_yaml(doc))
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        pytest.param(_set("slos.2.period", "400d"), id="a period of exactly 400 days"),
+        pytest.param(_set("slos.2.period", "2591999s"), id="a period no ladder step divides"),
+        pytest.param(
+            _policy({"severity": "ticket", "long": "400d", "short": "1d", "burn_rate": 1}),
+            id="a policy window of exactly 400 days",
+        ),
+        pytest.param(_both(_slos(700), FINE_AND_FAR_AHEAD), id="window arrays just under 1 GiB"),
+        pytest.param(
+            _set(
+                "kafka",
+                {
+                    "topics": ["a", "b"],
+                    "formats": {"b": "msgpack"},
+                    "dead_letter_topic": "a-dlq",
+                    "security": {
+                        "protocol": "SASL_SSL",
+                        "ssl_cafile": "/ca.pem",
+                        "sasl_username": "u",
+                    },
+                },
+            ),
+            id="Kafka settings the clients use",
+        ),
+    ],
+)
+def test_configs_within_the_bounds_are_accepted(mutate: Callable[[Doc], None]) -> None:
+    doc = copy.deepcopy(_base())
+    mutate(doc)
+    parse_config(_yaml(doc))
+
+
+def test_the_memory_estimate_is_what_the_evaluator_allocates() -> None:
+    for cfg in [
+        load_config(EXAMPLE),
+        parse_config(_yaml({**_base(), "evaluation": {"tick": "7s", "future_limit": "1d"}})),
+    ]:
+        assert cfg.window_bytes() == Evaluator(cfg).windows.nbytes()
+        assert cfg.window_bytes() == len(cfg.slos) * cfg.window_bytes_per_slo()
+
+
+def test_the_default_windows_cost_a_few_tens_of_kib_per_slo() -> None:
+    assert 16 * 1024 < load_config(EXAMPLE).window_bytes_per_slo() < 32 * 1024
+    assert MAX_WINDOW_MEMORY_BYTES // load_config(EXAMPLE).window_bytes_per_slo() > 45_000
+
+
+def test_window_sizes_are_not_estimated_for_windows_already_refused() -> None:
+    doc = _base()
+    doc["slos"][2]["period"] = "999999999999d"
+    assert _errors(_yaml(doc)) == ["$.slos[2].period: at most 400d, got 999999999999d"]
+
+
+def test_decode_config_checks_types_and_config_errors_the_rest() -> None:
+    doc = _base()
+    doc["slos"][0]["objective"] = 150
+    cfg = decode_config(_yaml(doc))
+    assert config_errors(cfg) == ["$.slos[0].objective: must be > 0 and < 100 (percent), got 150.0"]
+    with pytest.raises(ConfigError):
+        decode_config(b"slos: 1\n")
+
+
+@pytest.mark.parametrize(
+    ("n", "text"),
+    [(0, "0 B"), (1023, "1023 B"), (1024, "1 KiB"), (23472, "22.9 KiB"), (1 << 30, "1 GiB")],
+)
+def test_sizes_are_written_for_people(n: int, text: str) -> None:
+    assert format_bytes(n) == text

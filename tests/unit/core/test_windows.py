@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine.core.ladder import MAX_WINDOW_S, level_sizes, window_bytes
 from engine.core.windows import LADDER_S, WindowSet, resolution_for
 from tests.unit.core.reference import window_sum
 
@@ -44,6 +45,87 @@ def test_ladder_values_divide_each_other() -> None:
 def test_thirty_day_default_windows_cost_little_memory_per_slo() -> None:
     ws = WindowSet(1000, [300, 1800, 3600, 7200, 21600, 86400, 259200, 2592000], ahead_s=680)
     assert ws.nbytes() / 1000 <= 64 * 1024
+
+
+# --- the ladder for windows no coarse step divides, and what windows cost ----------------
+
+ODD_WINDOWS = [61, 299, 3599, 7207, 86401]
+"""Windows no coarse ladder step divides: at 1 s, 1 s, 5 s, 1 min and 15 min buckets."""
+
+
+def divides_rule(window_s: int) -> int:
+    """The ladder's first rule: the coarsest step dividing the window into >= 60 buckets."""
+    return max(r for r in LADDER_S if r == 1 or (window_s % r == 0 and window_s // r >= 60))
+
+
+@pytest.mark.parametrize(
+    ("window_s", "expected_r"),
+    [
+        pytest.param(3599, 5, id="1h less 1s uses 5s buckets, not 1s"),
+        pytest.param(7207, 60, id="2h and 7s uses 1m buckets"),
+        pytest.param(86401, 900, id="1d and 1s uses 15m buckets"),
+        pytest.param(2591999, 10800, id="30d less 1s uses 3h buckets, not 2.6 million of 1s"),
+        pytest.param(100000007, 86400, id="a prime number of seconds uses 1d buckets"),
+        pytest.param(400 * 86400 + 3600, 86400, id="400d1h: 1d buckets, not the 15m dividing it"),
+    ],
+)
+def test_a_window_no_coarse_step_divides_still_gets_a_coarse_one(
+    window_s: int, expected_r: int
+) -> None:
+    r = resolution_for(window_s)
+    assert r == expected_r
+    assert window_s // r >= 60
+    assert r + window_s % r <= window_s / 60
+
+
+@settings(max_examples=2000, deadline=None)
+@given(window_s=st.integers(60, MAX_WINDOW_S))
+def test_every_window_up_to_the_maximum_gets_the_coarsest_step_within_one_sixtieth(
+    window_s: int,
+) -> None:
+    r = resolution_for(window_s)
+    n = window_s // r
+    # The window is n buckets ending with the one holding its end: it counts every event
+    # younger than (n - 1) * r and none of age n * r <= W or more.
+    assert window_s - (n - 1) * r <= window_s / 60
+    assert 60 <= n < 1800
+    coarser = [step for step in LADDER_S if step > r]
+    for step in coarser:  # none meets the bound, or the rule would have taken it
+        assert step + window_s % step > window_s / 60
+    if window_s % r == 0:  # a step that divides is the one the first rule took
+        assert r == divides_rule(window_s)
+
+
+def test_windows_of_whole_ladder_units_keep_their_resolution() -> None:
+    for window_s in [300, 1800, 3600, 7200, 21600, 86400, 259200, 604800, 2419200, 2592000]:
+        assert resolution_for(window_s) == divides_rule(window_s), window_s
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    windows=st.lists(st.integers(1, MAX_WINDOW_S), min_size=1, max_size=6),
+    ahead_s=st.floats(0, 90_000, allow_nan=False),
+    n_slo=st.integers(1, 3),
+)
+def test_the_memory_estimate_is_what_a_window_set_allocates(
+    windows: list[int], ahead_s: float, n_slo: int
+) -> None:
+    ws = WindowSet(n_slo, windows, ahead_s=ahead_s)
+    assert ws.nbytes() == n_slo * window_bytes(windows, ahead_s)
+    sizes = level_sizes(ws.windows_s, ahead_s)
+    assert [(lv.resolution_s, lv.length) for lv in ws.state().levels] == [
+        (size.resolution_s, size.length) for size in sizes
+    ]
+
+
+def test_a_prime_period_costs_kilobytes_not_megabytes() -> None:
+    default = [300, 1800, 3600, 7200, 21600, 86400, 259200]
+    ahead_s = 600 + 60 + 20
+    assert window_bytes([*default, 2591999], ahead_s) < 32 * 1024
+    assert (
+        window_bytes([*default, 2591999], ahead_s) - window_bytes([*default, 2592000], ahead_s)
+        < 8 * 1024
+    )
 
 
 # A program is a list of steps: ("add", [(slo, offset_s, total, bad), ...]) relative to the
@@ -117,6 +199,58 @@ def test_each_window_spans_its_length_within_one_sixtieth(t: float, offsets: lis
         np.zeros(len(ts), np.int64),
     )
     for w in WINDOWS:
+        got = int(ws.sums(w)[0, 0])
+        assert sum(1 for o in offsets if o < w - w / 60) <= got <= sum(1 for o in offsets if o < w)
+
+
+@settings(max_examples=100, deadline=None)
+@given(start=st.floats(1e9, 2e9, allow_nan=False), program=st.lists(step, max_size=25))
+def test_windows_no_step_divides_equal_a_naive_full_resum(
+    start: float, program: list[tuple[str, object]]
+) -> None:
+    ws = WindowSet(2, ODD_WINDOWS, ahead_s=AHEAD_S)
+    t: float = math.floor(start)
+    ws.advance_to(t)
+    applied: list[tuple[int, float, int, int]] = []
+    for kind, arg in program:
+        if kind == "add":
+            rows = [(s % 2, t + off, tot, min(bad * tot, tot)) for s, off, tot, bad in arg]  # type: ignore[attr-defined]
+            if rows:
+                ws.add(
+                    np.array([r[0] for r in rows], dtype=np.int32),
+                    np.array([r[1] for r in rows]),
+                    np.array([r[2] for r in rows], dtype=np.int64),
+                    np.array([r[3] for r in rows], dtype=np.int64),
+                )
+                applied.extend(rows)
+        else:
+            t = t + float(arg)  # type: ignore[arg-type]
+            ws.advance_to(t)
+        for w in ODD_WINDOWS:
+            got = ws.sums(w)
+            for slo in range(2):
+                assert tuple(got[slo]) == window_sum(applied, slo, t, w), (w, slo)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    t=st.floats(1e9, 2e9, allow_nan=False),
+    offsets=st.lists(st.floats(0, 90000, allow_nan=False), max_size=40),
+)
+def test_windows_no_step_divides_span_their_length_within_one_sixtieth(
+    t: float, offsets: list[float]
+) -> None:
+    ws = WindowSet(1, ODD_WINDOWS, ahead_s=AHEAD_S)
+    ws.advance_to(t - 100000)
+    ts = np.array([t - o for o in offsets])
+    ws.advance_to(t)
+    ws.add(
+        np.zeros(len(ts), dtype=np.int32),
+        ts,
+        np.ones(len(ts), np.int64),
+        np.zeros(len(ts), np.int64),
+    )
+    for w in ODD_WINDOWS:
         got = int(ws.sums(w)[0, 0])
         assert sum(1 for o in offsets if o < w - w / 60) <= got <= sum(1 for o in offsets if o < w)
 

@@ -1,0 +1,61 @@
+"""The one validation path of `burnrate check` and `burnrate run`: everything `run` checks
+before it starts anything, with every problem reported at once.
+
+1. The document (engine.core.config): types, values, the windows' bounds and memory,
+   settings the clients would silently ignore.
+2. What needs the outside world, each by the adapter function the service itself uses:
+   the listen address (engine.adapters.http.listen), the bearer token
+   (engine.adapters.http.tokens), the Kafka client settings: brokers, TLS files, SASL
+   secrets (engine.adapters.kafka.settings), the receivers' URLs and webhook secrets
+   (engine.adapters.alerts.receivers).
+
+None of these modules imports aiokafka, aiohttp or rich, so `check` stays light. A
+document that does not decode stops at step 1 (there is no config to check further);
+otherwise the lines of both steps are reported together, each once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from engine.adapters.alerts.receivers import receiver_errors
+from engine.adapters.http.listen import parse_listen
+from engine.adapters.http.tokens import read_bearer_token
+from engine.adapters.kafka.settings import kafka_client_kwargs
+from engine.core.config import Config, config_errors, decode_config_file
+from engine.errors import ConfigError
+
+__all__ = ["adapter_errors", "load_checked_config"]
+
+
+def load_checked_config(path: str | Path) -> Config:
+    """The config at `path`, after every check `burnrate run` makes before starting.
+
+    Raises ConfigError with one `$.path: message` line per problem."""
+    config = decode_config_file(path)
+    errors = config_errors(config) + adapter_errors(config)
+    if errors:
+        raise ConfigError(list(dict.fromkeys(errors)))
+    return config
+
+
+def adapter_errors(config: Config) -> list[str]:
+    """The problems the adapters find in `config` (reading its secrets and TLS files)."""
+    errors: list[str] = []
+    try:
+        parse_listen(config.http.listen)
+    except ValueError as exc:
+        errors.append(f"$.http.listen: {exc}")
+    errors += _errors_of(lambda: read_bearer_token(config.http))
+    errors += _errors_of(lambda: kafka_client_kwargs(config.kafka))
+    errors += receiver_errors(config)
+    return errors
+
+
+def _errors_of(check: Callable[[], object]) -> list[str]:
+    try:
+        check()
+    except ConfigError as exc:
+        return exc.errors
+    return []
