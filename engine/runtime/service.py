@@ -8,10 +8,11 @@ making a lagging partition's events too late, then refreshes the metrics body),
 *checkpoint* (`checkpoint`: state snapshots and offset commits, in that order) and the
 HTTP server.
 
-Shutdown (SIGTERM/SIGINT): stop fetching, apply what was fetched, save the state,
-commit, hand over pending transitions, leave the group, stop HTTP. Every await on that
-path is bounded, so the process exits within `SHUTDOWN_TIMEOUT_S` even with every
-broker down.
+Shutdown (SIGTERM/SIGINT): stop fetching, apply what was fetched, evaluate once more,
+give the sinks a bounded time to deliver, then save the state (with what the sinks
+could not deliver, so it is sent after a restart), commit the offsets it holds, leave
+the group, stop HTTP. Every await on that path is bounded, so the process exits within
+`SHUTDOWN_TIMEOUT_S` even with every broker and every receiver down.
 
 Other code follows the alerts with `subscribe(callback)` (the demo does); the service
 keeps no history of its own.
@@ -39,7 +40,7 @@ from engine.core.config import Config
 from engine.core.evaluator import Evaluator, Transition
 from engine.errors import ConfigError
 from engine.runtime.checkpoint import Checkpoint
-from engine.runtime.delivery import Delivery
+from engine.runtime.delivery import Delivery, firing_alerts
 
 __all__ = ["Runtime"]
 
@@ -80,6 +81,7 @@ class Runtime:
             self.source,
             FileStateStore(config.state.path) if config.state is not None else None,
             state_interval_s=config.state.interval_s if config.state is not None else 0.0,
+            deliveries=self.delivery,
         )
         self._listeners: list[TransitionsListener] = []
         self.started = asyncio.Event()
@@ -122,6 +124,10 @@ class Runtime:
             extra={"data": {"event": "listening", "url": self.http.url}},
         )
         self.checkpoint.restore()
+        if self.checkpoint.restored:  # before any new transition: what was owed comes first
+            await self.delivery.restore(
+                self.checkpoint.restored_deliveries, firing_alerts(self.evaluator)
+            )
         evaluate = asyncio.create_task(self._evaluate_loop(stop), name="evaluate")
         consume: asyncio.Task[None] | None = None
         checkpoint: asyncio.Task[None] | None = None
@@ -217,11 +223,12 @@ class Runtime:
                 task.cancel()
             except Exception:  # the supervisor: shutdown goes on whatever ended the task
                 log.exception("task %s failed", task.get_name())
+        self.tick()  # transitions of the last applied batch, last metrics
+        await self.delivery.drain(left(1.5))
+        await self.delivery.close(left(2.0))
+        # after the sinks: the snapshot keeps what they could not deliver
         await self.checkpoint.finish(left(2.0))
         await self.source.close(timeout_s=left(5.0))
-        self.tick()  # transitions of the last applied batch, last metrics
-        await self.delivery.drain(left(2.0))
-        await self.delivery.close(left(2.0))
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(left(1.0)):
                 await self.http.stop()

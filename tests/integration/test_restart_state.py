@@ -1,8 +1,10 @@
 """State snapshots across restarts of the service, against a real broker: a restart keeps
-its counts, counts nothing twice, and a snapshot of another config is ignored."""
+its counts, counts nothing twice, a snapshot of another config is ignored, and the
+group's committed offsets never pass what a written snapshot holds (also on revoke)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
 import time
@@ -10,19 +12,34 @@ import uuid
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from engine.adapters.store.state import FileStateStore
 from engine.core import snapshot
 from engine.core.config import Config, parse_config
+from engine.runtime.checkpoint import COMMIT_INTERVAL_S
 from engine.runtime.service import Runtime
 from tests.integration.test_run import Running
-from tests.integration.test_source import counts, expected, produce, records_for, wait_until
+from tests.integration.test_source import (
+    PARTITIONS,
+    counts,
+    expected,
+    produce,
+    records_for,
+    wait_until,
+)
 
 N, M = 600, 400
 
 
 def state_config(
-    bootstrap: str, topic: str, group: str, path: Path, *, slos: str | None = None
+    bootstrap: str,
+    topic: str,
+    group: str,
+    path: Path,
+    *,
+    slos: str | None = None,
+    interval: str = "1s",
 ) -> Config:
     slos = slos or (
         "  - {name: checkout-availability, service: checkout, sli: availability, objective: 99}\n"
@@ -40,7 +57,7 @@ def state_config(
         "  listen: 127.0.0.1:0\n"
         "state:\n"
         f"  path: {path}\n"
-        "  interval: 1s\n"
+        f"  interval: {interval}\n"
     )
 
 
@@ -61,6 +78,19 @@ async def run_until(cfg: Config, total: int) -> Runtime:
     finally:
         await running.shutdown()
     return rt
+
+
+async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int | None]:
+    """The group's committed offset per partition (None: nothing committed), read by a
+    client that does not join the group."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        return {p: await consumer.committed(TopicPartition(topic, p)) for p in range(PARTITIONS)}
+    finally:
+        await consumer.stop()
 
 
 def window_total_1h(rt: Runtime) -> int:
@@ -170,3 +200,85 @@ async def test_a_snapshot_of_another_slo_list_is_ignored_with_a_warning(
     assert saved is not None
     snapshot.load(reloaded.evaluator, saved[0])
     assert int(reloaded.evaluator.counts().events_total[0]) == M
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("store", ["writable", "unwritable"])
+async def test_a_revoke_commits_only_what_a_written_snapshot_holds(
+    kafka_bootstrap: str, unique_topic: str, tmp_path: Path, store: str
+) -> None:
+    """Member a counts N events alone, with no snapshot yet (a long interval); member b
+    joins, so a's partitions are revoked. The revoke writes a snapshot first and commits
+    exactly its offsets, so b starts where a's counts end: together they count every
+    event once. When a cannot write its state, nothing is committed at all."""
+    group = f"g-{uuid.uuid4().hex[:10]}"
+    if store == "unwritable":
+        (tmp_path / "not-a-dir").write_text("")
+        path_a = tmp_path / "not-a-dir" / "a.state"  # every save fails
+    else:
+        path_a = tmp_path / "a.state"
+    cfg_a = state_config(kafka_bootstrap, unique_topic, group, path_a, interval="5m")
+    cfg_b = state_config(kafka_bootstrap, unique_topic, group, tmp_path / "b.state", interval="5m")
+    a = Runtime(cfg_a, listen="127.0.0.1:0", sinks=[])
+    ra = Running(a)
+    try:
+        await ra.listening()
+        await wait_until(lambda: len(a.source.status().assigned) == PARTITIONS, "a owns all")
+        await produce(
+            kafka_bootstrap, unique_topic, records_for(range(N), "json", batch=1, now=time.time())
+        )
+        await wait_until(lambda: counts(a.evaluator)[0] >= N, f"{N} events at a")
+        await asyncio.sleep(COMMIT_INTERVAL_S + 1.0)  # the periodic commit had its turn
+        assert await committed_offsets(kafka_bootstrap, group, unique_topic) == dict.fromkeys(
+            range(PARTITIONS)
+        )
+        assert a.state_saves == 0
+
+        b = Runtime(cfg_b, listen="127.0.0.1:0", sinks=[])
+        rb = Running(b)
+        try:
+            await wait_until(
+                lambda: (
+                    bool(a.source.status().assigned)
+                    and bool(b.source.status().assigned)
+                    and len(a.source.status().assigned) + len(b.source.status().assigned)
+                    == PARTITIONS
+                ),
+                "both members with partitions",
+            )
+            committed = await committed_offsets(kafka_bootstrap, group, unique_topic)
+            if store == "unwritable":
+                assert a.state_saves == 0
+                assert committed == dict.fromkeys(range(PARTITIONS))
+                return
+            saved = FileStateStore(path_a).load()
+            assert saved is not None  # written on the revoke
+            in_file = {p: off for (_t, p), off in saved[1].items()}
+            assert sum(in_file.values()) == N
+            assert committed == in_file  # exactly the snapshot's offsets, none beyond
+
+            await produce(
+                kafka_bootstrap,
+                unique_topic,
+                records_for(range(N, N + M), "json", batch=1, now=time.time()),
+            )
+            await wait_until(
+                lambda: counts(a.evaluator)[0] + counts(b.evaluator)[0] >= N + M,
+                f"{N + M} events at a and b",
+            )
+            t0 = time.time()
+            await wait_until(
+                lambda: (
+                    min(a.source.status().last_fetch_at or 0, b.source.status().last_fetch_at or 0)
+                    > t0 + 1.0
+                ),
+                "more fetch answers at both",
+            )
+            total = tuple(
+                x + y for x, y in zip(counts(a.evaluator), counts(b.evaluator), strict=True)
+            )
+        finally:
+            await rb.shutdown()
+    finally:
+        await ra.shutdown()
+    assert total == expected(range(N + M))  # nothing missed at b, nothing counted by both

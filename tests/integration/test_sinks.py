@@ -450,3 +450,101 @@ async def test_real_alertmanager_takes_fires_notifies_and_resolves_our_alert(
     assert ours["groupLabels"] == note["groupLabels"]
     assert ours["alerts"][0]["fingerprint"] == am_alert["fingerprint"]
     assert counts(sink)["failed"] == counts(sink)["retried"] == 0
+
+
+# -- across restarts, and a resolve never first ------------------------------------------
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("why", ["refused with 400", "never seen"])
+async def test_a_webhook_never_sends_the_resolve_of_a_firing_its_receiver_did_not_take(
+    receiver: Receiver, why: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    receiver.script.append(Reply(400))
+    async with started(webhook_sink(receiver.url)) as sink:
+        if why == "refused with 400":
+            await sink.deliver(firing(at=T0))
+        else:
+            receiver.script.clear()
+        await sink.deliver(resolved(at=T0 + 60))
+        await sink.deliver(firing(at=T0 + 120, severity="ticket"))  # proof the queue moved on
+        await eventually(
+            lambda: any(
+                r.json()["alerts"][0]["labels"]["severity"] == "ticket" for r in receiver.requests
+            ),
+            what="the ticket",
+        )
+    statuses = [
+        (r.json()["status"], r.json()["alerts"][0]["labels"]["severity"]) for r in receiver.requests
+    ]
+    expected = [("firing", "ticket")]
+    if why == "refused with 400":
+        expected.insert(0, ("firing", "page"))
+    assert statuses == expected  # no resolved at all
+    assert any(
+        "page resolved" in r.getMessage() and "never took this alert's firing" in r.getMessage()
+        for r in caplog.records
+    )
+
+
+@pytest.mark.asyncio
+async def test_a_webhook_restored_in_a_new_process_sends_the_same_message_it_could_not_deliver(
+    receiver: Receiver,
+) -> None:
+    receiver.default = Reply(503)
+    first = webhook_sink(receiver.url)
+    async with started(first):
+        await first.deliver(firing(at=T0))
+        await receiver.wait_for(2)
+    state = first.delivery_state()
+    refused = list(receiver.requests)
+
+    receiver.default = Reply(204)
+    second = webhook_sink(receiver.url)  # the same receiver, in the restarted engine
+    assert second.identity == first.identity
+    assert second.restore(state, [], [firing(at=T0)]) == 1
+    async with started(second):
+        [*_, delivered] = await receiver.wait_for(len(refused) + 1)
+        await eventually(lambda: counts(second)["delivered"] == 1, what="delivered count")
+        await second.deliver(resolved(at=T0 + 60))  # announced now: its resolve goes out
+        [*_, resolve] = await receiver.wait_for(len(refused) + 2)
+    assert delivered.headers["webhook-id"] == refused[0].headers["webhook-id"]
+    assert delivered.body == refused[0].body
+    assert resolve.json()["status"] == "resolved"
+    assert resolve.json()["alerts"][0]["labels"] == delivered.json()["alerts"][0]["labels"]
+    assert len(receiver.requests) == len(refused) + 2  # the firing once, then its resolve
+
+
+@pytest.mark.asyncio
+async def test_alertmanager_sink_resends_what_it_kept_up_at_once_after_a_restart(
+    receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    base = receiver.url.removesuffix("/hook")
+    clock = FixedClock(T0 + 30)
+    first = am_sink(base, clock=clock, resend_interval_s=3600)
+    async with started(first):
+        await first.deliver(firing(at=T0))
+        await receiver.wait_for(1)
+    state = first.delivery_state()
+    assert state.queued == []
+    assert [tr.at for tr in state.announced] == [T0]
+
+    second = am_sink(base, clock=clock, resend_interval_s=3600)
+    second.restore(state, [], [firing(at=T0, burn_rate_long=1.0)])
+    async with started(second):
+        await receiver.wait_for(2)  # at once, not a resend interval later
+        await second.deliver(resolved(at=T0 + 20))
+        await receiver.wait_for(3)
+        await second.deliver(resolved(at=T0 + 25, severity="ticket"))  # never fired here
+        await second.deliver(firing(at=T0 + 26, severity="ticket"))
+        await receiver.wait_for(4)
+    bodies = [r.json() for r in receiver.requests]
+    [[fired], [again], [resolve], [ticket]] = bodies
+    assert again["labels"] == fired["labels"]
+    assert again["startsAt"] == fired["startsAt"] == rfc3339(T0)
+    assert again["annotations"] == fired["annotations"]  # the stored firing, not a rebuilt one
+    assert resolve["labels"] == fired["labels"]
+    assert resolve["endsAt"] == rfc3339(T0 + 20)
+    assert ticket["labels"]["severity"] == "ticket"
+    assert ticket["endsAt"] != rfc3339(T0 + 25)  # the ticket's resolve was never sent
+    assert any("never took the alert's firing" in r.getMessage() for r in caplog.records)

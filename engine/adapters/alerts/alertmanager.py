@@ -8,6 +8,10 @@ is sent once (retried until taken) with `endsAt` = its resolve time, capped at n
 Alertmanager resolves it at once. Every POST carries all alerts still firing, so a
 new or resolved alert also refreshes the others. Alertmanager clusters de-duplicate
 between peers, so give one sink per peer (`urls:` in the config): each is independent.
+
+After a restart (see `pending`) the alerts it was keeping up are sent again at once
+with the same labels and `startsAt`, so Alertmanager keeps them instead of letting
+them expire; a resolve of an alert whose firing this sink never took is not sent.
 """
 
 from __future__ import annotations
@@ -90,6 +94,12 @@ class AlertmanagerSink(HttpSink):
                 key = (job.tr.slo, job.tr.severity)
                 if job.tr.state == "firing":
                     self._active[key] = job
+                elif job.fired is None and key not in self._active:
+                    log.warning(
+                        "%s: %s not sent: this sink never took the alert's firing",
+                        self,
+                        job.describe(),
+                    )
                 else:
                     self._active.pop(key, None)
                     resolved.append(job)
@@ -126,6 +136,13 @@ class AlertmanagerSink(HttpSink):
             fired=lambda tr: fired.get(id(tr)),
         )
         return body, {}
+
+    def _announced_state(self) -> list[Transition]:
+        return [job.tr for job in self._active.values()]
+
+    def _restore_announced(self, announced: list[Transition]) -> None:
+        for tr in announced:  # re-sent at once: Alertmanager expires what is not
+            self.enqueue(tr)
 
     def _on_close(self) -> None:
         if self._active:

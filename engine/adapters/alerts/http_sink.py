@@ -14,6 +14,10 @@ receiver takes the request or the sink is closed. Nothing is dropped quietly: a 
 other than 429 (the receiver refuses this request and would refuse it again), 410 (the
 receiver says it is gone), a full queue and whatever is left at close are each logged
 at ERROR, and counted (except the last: the process is exiting).
+
+Across restarts (see `pending`): `delivery_state()` gives what is still undelivered
+(also after close) and which alerts the receiver was told about; `restore()` takes it
+back in a new process, so the runtime can keep both in the state file.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ import contextlib
 import logging
 import random
 import re
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
@@ -34,6 +39,7 @@ from yarl import URL
 
 from engine import __version__
 from engine.adapters.alerts.payloads import rfc3339
+from engine.adapters.alerts.pending import QueuedJob, SinkState, sink_identity
 from engine.adapters.alerts.receivers import check_url
 from engine.core.config import Slo
 from engine.core.evaluator import Transition
@@ -169,10 +175,12 @@ class HttpSink:
         self.timeout_s = timeout_s
         self.retry = retry
         self._rng = rng or random.Random()
-        self._queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=queue_size)
+        self._queue: _JobQueue = _JobQueue(maxsize=queue_size)
         self._counts = dict.fromkeys(OUTCOMES, 0)
         self._fired: dict[tuple[str, str], Transition] = {}
         self._current: list[Job] = []
+        self._unsent: list[Job] = []
+        """What close() found undelivered: kept for `delivery_state`."""
         self._session: aiohttp.ClientSession | None = None
         self._worker: asyncio.Task[None] | None = None
         self._closed = False
@@ -212,6 +220,7 @@ class HttpSink:
             await asyncio.wait([worker])
         left = [*self._current, *_drain(self._queue)]
         self._current = []
+        self._unsent = left
         if left:
             log.error(
                 "%s: %d alert transitions not delivered before shutdown: %s",
@@ -240,6 +249,7 @@ class HttpSink:
             log.error("%s: transition for unknown SLO %r dropped", self, tr.slo)
             return
         key = (tr.slo, tr.severity)
+        before = self._fired.get(key)
         if tr.state == "firing":
             self._fired[key] = tr
             fired: Transition | None = tr
@@ -257,6 +267,10 @@ class HttpSink:
         try:
             self._queue.put_nowait(job)
         except asyncio.QueueFull:
+            if before is None:  # as if never taken: a dropped firing is not one seen
+                self._fired.pop(key, None)
+            else:
+                self._fired[key] = before
             self._counts["dropped_queue_full"] += 1
             log.error(
                 "%s: delivery queue full (%d transitions wait for a slow or failing "
@@ -271,6 +285,68 @@ class HttpSink:
         """Transitions queued or being delivered."""
         return self._queue.qsize() + len(self._current)
 
+    # -- delivery state across restarts (see engine.adapters.alerts.pending) ----------
+
+    @property
+    def identity(self) -> str:
+        return sink_identity(self.kind, self.url)
+
+    def delivery_state(self) -> SinkState:
+        """What this sink has not delivered, oldest first, and what its receiver knows."""
+        jobs = self._unsent if self._closed else [*self._current, *self._queue.items()]
+        return SinkState(
+            queued=[QueuedJob(tr=job.tr, fired=job.fired) for job in jobs],
+            announced=self._announced_state(),
+        )
+
+    def restore(
+        self,
+        state: SinkState | None,
+        waiting: Sequence[Transition],
+        firing: Sequence[Transition],
+    ) -> int:
+        """See `pending.KeepsDeliveries.restore`."""
+        if state is not None:
+            wanted = {(tr.slo, tr.severity) for tr in firing}
+            wanted |= {(job.tr.slo, job.tr.severity) for job in state.queued}
+            wanted |= {(tr.slo, tr.severity) for tr in waiting}
+            self._restore_announced(
+                [tr for tr in state.announced if (tr.slo, tr.severity) in wanted]
+            )
+            for queued in state.queued:
+                self._put_restored(queued)
+        for tr in waiting:
+            self.enqueue(tr)
+        announced = 0
+        for tr in firing:
+            if (tr.slo, tr.severity) not in self._fired:
+                self.enqueue(tr)
+                announced += 1
+        if announced:
+            log.info(
+                "%s: announcing %d firing alerts its receiver may not know of",
+                self,
+                announced,
+            )
+        return self.pending
+
+    def _put_restored(self, queued: QueuedJob) -> None:
+        tr = queued.tr
+        slo = self.slos.get(tr.slo)
+        if slo is None:
+            log.error("%s: undelivered transition of unknown SLO %r dropped", self, tr.slo)
+            return
+        key = (tr.slo, tr.severity)
+        if tr.state == "firing":
+            self._fired[key] = tr
+        else:
+            self._fired.pop(key, None)
+        try:
+            self._queue.put_nowait(Job(tr, slo, queued.fired))
+        except asyncio.QueueFull:
+            self._counts["dropped_queue_full"] += 1
+            log.error("%s: delivery queue full; DROPPED %s", self, Job(tr, slo, None).describe())
+
     # -- for subclasses --------------------------------------------------------------
 
     async def _run(self) -> None:
@@ -278,6 +354,13 @@ class HttpSink:
 
     def _on_close(self) -> None:
         """Hook: log what the subclass leaves behind at close."""
+
+    def _announced_state(self) -> list[Transition]:
+        """Hook: firing transitions of the alerts the receiver was told about."""
+        return []
+
+    def _restore_announced(self, announced: list[Transition]) -> None:
+        """Hook: take back `_announced_state()` of an earlier process."""
 
     async def post_until_done(
         self, build: Callable[[], tuple[bytes, dict[str, str]]], what: str
@@ -354,6 +437,23 @@ class HttpSink:
                 self,
                 exc_info=exc,
             )
+
+
+class _JobQueue(asyncio.Queue[Job]):
+    """An asyncio.Queue whose waiting items can be read without taking them."""
+
+    def _init(self, maxsize: int) -> None:
+        # asyncio.Queue counts what is in `_queue` (qsize, empty): keep the items there
+        self._queue: deque[Job] = deque()
+
+    def _put(self, item: Job) -> None:
+        self._queue.append(item)
+
+    def _get(self) -> Job:
+        return self._queue.popleft()
+
+    def items(self) -> list[Job]:
+        return list(self._queue)
 
 
 def _drain(queue: asyncio.Queue[Job]) -> list[Job]:

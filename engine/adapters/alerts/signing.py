@@ -31,6 +31,7 @@ __all__ = [
     "ReplayError",
     "SignatureError",
     "WebhookVerifier",
+    "message_id_from",
     "new_message_id",
     "parse_secret",
     "sign",
@@ -94,7 +95,13 @@ def _check_key(key: bytes) -> None:
 
 def new_message_id() -> str:
     """A fresh random message id, `msg_` and 24 alphanumerics (about 143 bits)."""
-    raw = int.from_bytes(token_bytes(18), "big")
+    return message_id_from(token_bytes(18))
+
+
+def message_id_from(seed: bytes) -> str:
+    """A message id made from `seed` (e.g. a digest of what the message is about), so
+    the same seed always gives the same id: `msg_` and 24 alphanumerics."""
+    raw = int.from_bytes(seed[:18], "big")
     chars = []
     for _ in range(24):
         raw, digit = divmod(raw, len(_ID_ALPHABET))

@@ -2,10 +2,13 @@
 
 Each transition becomes one message with one `webhook-id` and one body, both fixed
 before the first attempt and re-used on every retry, so receivers can drop duplicates
-by id. Only `webhook-timestamp` and the signature are renewed per attempt: they say
-when the attempt was signed, and a receiver's 5-minute tolerance must not reject a
-message that waited out a long outage. Unsigned messages carry the id and timestamp
-too. Secrets are read once, when the sinks are built.
+by id. The id is derived from the transition (`pending.message_id_for`), so a message
+sent again after a restart carries the same id too. Only `webhook-timestamp` and the
+signature are renewed per attempt: they say when the attempt was signed, and a
+receiver's 5-minute tolerance must not reject a message that waited out a long outage.
+Unsigned messages carry the id and timestamp too. Secrets are read once, when the
+sinks are built. A resolve is only sent for an alert whose firing this receiver took
+(see `pending`).
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ from engine.adapters.alerts.http_sink import (
     log,
 )
 from engine.adapters.alerts.payloads import webhook_body
+from engine.adapters.alerts.pending import message_id_for
 from engine.adapters.alerts.receivers import load_secrets
-from engine.adapters.alerts.signing import new_message_id, signature_headers
+from engine.adapters.alerts.signing import signature_headers
 from engine.core.config import Slo
+from engine.core.evaluator import Transition
 
 __all__ = ["BODY_RECEIVER", "WebhookSink", "load_secrets"]
 
@@ -63,6 +68,8 @@ class WebhookSink(HttpSink):
         )
         self.external_url = external_url
         self._secrets = tuple(secrets)
+        self._announced: dict[tuple[str, str], Transition] = {}
+        """Alerts whose firing the receiver took, not yet told resolved."""
 
     @property
     def signed(self) -> bool:
@@ -72,11 +79,30 @@ class WebhookSink(HttpSink):
         while True:
             job = await self._queue.get()
             self._current = [job]
-            await self._send(job)
+            key = (job.tr.slo, job.tr.severity)
+            if job.tr.state == "resolved" and key not in self._announced:
+                log.warning(
+                    "%s: %s not sent: the receiver never took this alert's firing",
+                    self,
+                    job.describe(),
+                )
+            elif await self._send(job):
+                if job.tr.state == "firing":
+                    self._announced[key] = job.tr
+                else:
+                    self._announced.pop(key, None)
             self._current = []
             self._queue.task_done()
 
-    async def _send(self, job: Job) -> None:
+    def _announced_state(self) -> list[Transition]:
+        return list(self._announced.values())
+
+    def _restore_announced(self, announced: list[Transition]) -> None:
+        for tr in announced:
+            self._announced[(tr.slo, tr.severity)] = tr
+            self._fired[(tr.slo, tr.severity)] = tr
+
+    async def _send(self, job: Job) -> bool:
         fired = job.fired
         try:
             body = webhook_body(
@@ -88,8 +114,8 @@ class WebhookSink(HttpSink):
         except ValueError:
             self._counts["failed"] += 1
             log.exception("%s: cannot build the body of %s; dropped", self, job.describe())
-            return
-        msg_id = new_message_id()
+            return False
+        msg_id = message_id_for(job.tr)
 
         def build() -> tuple[bytes, dict[str, str]]:
             timestamp = int(self.clock())
@@ -97,4 +123,4 @@ class WebhookSink(HttpSink):
                 return body, signature_headers(self._secrets, msg_id, timestamp, body)
             return body, {"webhook-id": msg_id, "webhook-timestamp": str(timestamp)}
 
-        await self.post_until_done(build, f"{job.describe()} ({msg_id})")
+        return await self.post_until_done(build, f"{job.describe()} ({msg_id})")

@@ -1,40 +1,56 @@
-"""Offsets: what was applied, what was committed, what a restored state covers.
+"""Offsets: what was applied, what was committed, what a restored or saved state covers.
 
-Delivery is at least once. After a batch is applied, the next offset of every
-partition in it is recorded here; `commit` hands the applied offsets not yet committed
-to the group coordinator (never raising: a failure is logged and retried next time, or
-the records are read again after a rebalance, which costs duplicates, never losses).
-When and in what order commits happen is the runtime's business (its checkpoint);
-this module only keeps the positions and talks to the consumer.
+Without a state store, delivery is at least once. After a batch is applied, the next
+offset of every partition in it is recorded here; `commit` hands the applied offsets
+not yet committed to the group coordinator (never raising: a failure is logged and
+retried next time, or the records are read again after a rebalance, which costs
+duplicates, never losses).
 
-With a state store, the evaluator's restored state counts every record before the
-offsets saved with it, so on assignment those partitions are positioned there
-(`seek`) instead of at the group's committed offsets, and a revoked partition keeps
-its position in the state: the evaluator still holds what was counted from it.
+With a state store (`use_state_offsets`), the group's committed offsets are the
+fallback a restart uses when the state file does not cover a partition (no file yet,
+a damaged one, a partition the file does not name), so they must never pass what a
+written snapshot holds: a record committed but in no snapshot would be skipped by the
+restart and never counted. So `commit` then sends, for the partitions this member
+owns, only the offsets of the last snapshot written durably (`saved`, or the restored
+one), never the applied ones; a partition no snapshot covers yet is not committed. On
+revoke, the listener first lets the runtime write a snapshot (`before_revoke`, bounded
+by REVOKE_SAVE_TIMEOUT_S) so the next owner starts where this one's counts end, then
+commits the revoked partitions' snapshot offsets.
+
+The evaluator's restored state counts every record before the offsets saved with it,
+so on assignment those partitions are positioned there (`seek`) instead of at the
+group's committed offsets, and a revoked partition keeps its position in the state:
+the evaluator still holds what was counted from it. When and in what order commits
+happen is the runtime's business (its checkpoint); this module only keeps the
+positions and talks to the consumer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
-__all__ = ["COMMIT_TIMEOUT_S", "OffsetTracker", "RebalanceListener"]
+__all__ = ["COMMIT_TIMEOUT_S", "REVOKE_SAVE_TIMEOUT_S", "OffsetTracker", "RebalanceListener"]
 
 log = logging.getLogger("burnrate.adapters.kafka.offsets")
 
 COMMIT_TIMEOUT_S = 5.0
+REVOKE_SAVE_TIMEOUT_S = 10.0
+"""How long a revoke waits for the snapshot it asks for; the rebalance waits as long."""
 
 Partition = tuple[str, int]
+BeforeRevoke = Callable[[list[TopicPartition]], Awaitable[object]]
 
 
 class OffsetTracker:
     """Per partition: the next offset after the last applied record, the last committed
-    offset, and (with a state store) the offset up to which the state has counted."""
+    offset, and (with a state store) the offset up to which the state has counted and
+    the offset the last written snapshot holds."""
 
     def __init__(self) -> None:
         self.consumer: Any = None
@@ -42,6 +58,10 @@ class OffsetTracker:
         self._applied: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
         self._state: dict[TopicPartition, int] | None = None
+        self._saved: dict[TopicPartition, int] = {}
+        """With a state store: the offsets of the last snapshot durably written."""
+        self.before_revoke: BeforeRevoke | None = None
+        """With a state store: writes a snapshot (the runtime's checkpoint sets it)."""
         self.commit_failures = 0
 
     # -- positions -------------------------------------------------------------------
@@ -65,8 +85,10 @@ class OffsetTracker:
         for tp in tps:
             self._applied.pop(tp, None)
             self._committed.pop(tp, None)
-            if state_too and self._state is not None:
-                self._state.pop(tp, None)
+            if state_too:
+                self._saved.pop(tp, None)
+                if self._state is not None:
+                    self._state.pop(tp, None)
 
     # -- state offsets ---------------------------------------------------------------
 
@@ -74,8 +96,27 @@ class OffsetTracker:
         """Read from `offsets` (those of a restored evaluator snapshot) instead of the
         group's committed ones: they match the restored counts, so records counted
         before the snapshot are not counted again and none after it are skipped. Also
-        keeps, across revocations, the position up to which this evaluator counted."""
+        keeps, across revocations, the position up to which this evaluator counted, and
+        from now on commits only offsets a written snapshot holds (these ones, which
+        come from a file, and those passed to `saved`)."""
         self._state = {TopicPartition(t, p): off for (t, p), off in offsets.items()}
+        self._saved = dict(self._state)
+
+    @property
+    def commits_snapshots(self) -> bool:
+        """True with a state store: only offsets of written snapshots are committed."""
+        return self._state is not None
+
+    def saved(self, offsets: Mapping[Partition, int]) -> None:
+        """A snapshot holding `offsets` is durably written: they may be committed."""
+        self._saved = {TopicPartition(t, p): off for (t, p), off in offsets.items()}
+
+    def saved_offsets(self) -> dict[Partition, int]:
+        return {(tp.topic, tp.partition): off for tp, off in self._saved.items()}
+
+    def unsaved(self, tps: Iterable[TopicPartition]) -> bool:
+        """True when some of `tps` was applied past what the last snapshot holds."""
+        return any(tp in self._applied and self._applied[tp] != self._saved.get(tp) for tp in tps)
 
     def state_offsets(self) -> dict[Partition, int]:
         """Per partition, the offset up to which the evaluator has counted records: the
@@ -119,15 +160,15 @@ class OffsetTracker:
         reason: str,
         timeout_s: float = COMMIT_TIMEOUT_S,
     ) -> bool:
-        """Commit applied offsets (of `partitions`, or all) not committed yet; never raises."""
+        """Commit the offsets (of `partitions`, or all owned) not committed yet: the
+        applied ones, or with a state store those of the last written snapshot for the
+        partitions this member owns. Never raises."""
         consumer = self.consumer
         if consumer is None:
             return False
-        wanted = (
-            self._applied
-            if partitions is None
-            else {tp: self._applied[tp] for tp in partitions if tp in self._applied}
-        )
+        owned: Iterable[TopicPartition] = self._applied if partitions is None else partitions
+        source = self._saved if self.commits_snapshots else self._applied
+        wanted = {tp: source[tp] for tp in owned if tp in self._applied and tp in source}
         offsets = {tp: off for tp, off in wanted.items() if self._committed.get(tp) != off}
         if not offsets:
             return True
@@ -144,8 +185,9 @@ class OffsetTracker:
 
 
 class RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Commits applied offsets before partitions go and positions new ones from the
-    state; never waits for the consume loop (waiting on it here would deadlock)."""
+    """Commits before partitions go (with a state store: after asking for a snapshot, and
+    only what a snapshot holds) and positions new ones from the state; never waits for
+    the consume loop beyond one batch (waiting on a fetch here would deadlock)."""
 
     def __init__(
         self,
@@ -159,8 +201,21 @@ class RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         revoked = list(revoked)
+        offsets = self._offsets
+        if revoked and offsets.before_revoke is not None and offsets.unsaved(revoked):
+            try:
+                async with asyncio.timeout(REVOKE_SAVE_TIMEOUT_S):
+                    await offsets.before_revoke(revoked)
+            except TimeoutError:
+                log.warning(
+                    "no snapshot within %.0fs of the revoke: committing the last one's "
+                    "offsets; the next owner reads again what was counted since",
+                    REVOKE_SAVE_TIMEOUT_S,
+                )
+            except Exception:  # the revoke must go on: commit, forget, call back
+                log.exception("the snapshot before the revoke failed")
         if revoked:
-            await self._offsets.commit(revoked, reason="revoke")
+            await offsets.commit(revoked, reason="revoke")
         self._offsets.keep_positions(revoked)
         self._offsets.forget(revoked)
         if self._on_revoked is not None:

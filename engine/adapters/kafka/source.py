@@ -181,13 +181,16 @@ class KafkaSource:
         reason: str,
         timeout_s: float = COMMIT_TIMEOUT_S,
     ) -> bool:
-        """Commit applied offsets (of `partitions`, or all) not committed yet; never raises."""
+        """Commit the offsets (of `partitions`, or all owned) not committed yet: the
+        applied ones, or with a state store only those of the last written snapshot
+        (see `offsets`). Never raises."""
         if self._consumer is None:
             return False
         return await self.offsets.commit(partitions, reason=reason, timeout_s=timeout_s)
 
     async def close(self, timeout_s: float = 8.0) -> None:
-        """Commit what was applied and leave the group, within `timeout_s` whatever happens."""
+        """Commit (what was applied; with a state store, what the last snapshot holds)
+        and leave the group, within `timeout_s` whatever happens."""
         deadline = time.monotonic() + timeout_s
         if self._consumer is not None and self.offsets.has_applied():
             await self.commit(None, reason="shutdown", timeout_s=min(3.0, timeout_s / 2))

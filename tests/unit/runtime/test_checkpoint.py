@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, cast
@@ -16,7 +17,7 @@ from aiokafka import TopicPartition
 
 from engine.adapters.kafka.offsets import OffsetTracker
 from engine.adapters.kafka.source import KafkaSource
-from engine.adapters.store.state import FileStateStore
+from engine.adapters.store.state import TEMP_SUFFIX, FileStateStore
 from engine.core import snapshot
 from engine.core.config import parse_config
 from engine.core.decode import Event
@@ -57,6 +58,7 @@ class FakeSource:
         self.log: list[Any] = []
         self.commits: list[tuple[Any, str]] = []
         self.file_at_commit: list[Any] = []
+        self.saved_at_commit: list[dict[tuple[str, int], int]] = []
         self.store = store
         self.gate: asyncio.Event | None = None
 
@@ -67,9 +69,10 @@ class FakeSource:
             await self.gate.wait()
         yield self.offsets.state_offsets() if self.consistent else None
 
-    async def commit(self, partitions: Any, *, reason: str) -> bool:
+    async def commit(self, partitions: Any, *, reason: str, timeout_s: float = 5.0) -> bool:
         self.log.append(("commit", reason))
         self.commits.append((partitions, reason))
+        self.saved_at_commit.append(self.offsets.saved_offsets())
         if self.store is not None:  # what was on disk when the commit went out
             self.file_at_commit.append(self.store.load())
         return True
@@ -268,7 +271,7 @@ async def test_a_failed_save_leaves_the_previous_file(
     assert await cp.save("first") is True
     first = store.load()
 
-    def refuse(blob: bytes, offsets: Any) -> None:
+    def refuse(blob: bytes, offsets: Any, deliveries: bytes = b"") -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(store, "save", refuse)
@@ -377,3 +380,215 @@ async def test_finish_gives_up_after_its_timeout(
     assert not path.exists()
     assert source.commits == []
     assert any("not written before exit" in m for m in caplog.messages)
+
+
+# -- commits never pass a written snapshot ----------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_only_the_offsets_of_the_written_file_become_committable(tmp_path: Path) -> None:
+    store = FileStateStore(tmp_path / "state.bin")
+    source = FakeSource(store)
+    cp = checkpoint(fed(), source, store)
+    cp.restore()  # no file: nothing is committable until the first save
+    assert source.offsets.commits_snapshots
+    source.offsets.applied(P0, 10)
+    assert source.offsets.saved_offsets() == {}
+    assert await cp.save("periodic") is True
+    source.offsets.applied(P0, 30)  # counted after the snapshot
+    # at the commit, the committable offsets were exactly the file's, not the applied ones
+    [(_, file_offsets)] = [loaded for loaded in source.file_at_commit if loaded is not None]
+    assert source.saved_at_commit == [file_offsets] == [{("events", 0): 10}]
+    assert source.offsets.saved_offsets() == {("events", 0): 10}
+
+
+@pytest.mark.asyncio
+async def test_a_failed_save_makes_nothing_committable(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    source = FakeSource()
+    cp = checkpoint(fed(), source, FileStateStore(blocker / "state.bin"))
+    cp.restore()
+    source.offsets.applied(P0, 10)
+    assert await cp.save("periodic") is False
+    assert source.offsets.saved_offsets() == {}
+
+
+@pytest.mark.asyncio
+async def test_restore_offers_a_snapshot_before_every_revoke(tmp_path: Path) -> None:
+    store = FileStateStore(tmp_path / "state.bin")
+    source = FakeSource(store)
+    cp = checkpoint(fed(), source, store)
+    cp.restore()
+    assert source.offsets.before_revoke is not None
+    source.offsets.applied(P0, 10)
+    await source.offsets.before_revoke([P0])
+    assert cp.saves == 1
+    assert source.commits == [(None, "state revoke")]
+    assert source.offsets.saved_offsets() == {("events", 0): 10}
+
+
+def test_without_a_store_no_snapshot_is_offered_before_a_revoke() -> None:
+    source = FakeSource()
+    checkpoint(fed(), source, None).restore()
+    assert source.offsets.before_revoke is None
+    assert not source.offsets.commits_snapshots
+
+
+@pytest.mark.asyncio
+async def test_a_save_whose_caller_stops_waiting_still_writes_the_file(tmp_path: Path) -> None:
+    """A revoke or the shutdown stops waiting after its bound: the write goes on (cutting
+    it short would let a later save overtake it), and what it wrote becomes committable."""
+    store = FileStateStore(tmp_path / "state.bin")
+    source = FakeSource(store)
+    source.gate = asyncio.Event()
+    source.offsets.use_state_offsets({})
+    source.offsets.applied(P0, 10)
+    cp = checkpoint(fed(), source, store)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(cp.save("revoke"), 0.05)
+    source.gate.set()
+    for _ in range(500):
+        if cp.saves:
+            break
+        await asyncio.sleep(0.01)
+    assert cp.saves == 1
+    loaded = store.load()
+    assert loaded is not None
+    assert loaded[1] == {("events", 0): 10}
+    assert source.offsets.saved_offsets() == {("events", 0): 10}
+    assert source.commits == []  # the caller that would commit had gone: the next one does
+
+
+@pytest.mark.asyncio
+async def test_saves_run_one_at_a_time_and_the_last_one_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FileStateStore(tmp_path / "state.bin")
+    writing: list[int] = []
+    overlaps: list[int] = []
+    real_save = store.save
+
+    def slow_save(blob: bytes, offsets: Any, deliveries: bytes = b"") -> None:
+        if writing:
+            overlaps.append(len(writing))
+        writing.append(1)
+        time.sleep(0.05)
+        real_save(blob, offsets, deliveries)
+        writing.pop()
+
+    monkeypatch.setattr(store, "save", slow_save)
+    source = FakeSource()
+    cp = checkpoint(fed(), source, store)
+    source.offsets.applied(P0, 10)
+    first = asyncio.create_task(cp.save("one"))
+    await asyncio.sleep(0.01)
+    source.offsets.applied(P0, 20)
+    second = asyncio.create_task(cp.save("two"))
+    assert await first is True
+    assert await second is True
+    assert overlaps == []
+    loaded = store.load()
+    assert loaded is not None
+    assert loaded[1] == {("events", 0): 20}
+    assert source.offsets.saved_offsets() == {("events", 0): 20}
+
+
+# -- the start: temp files, impossible offsets ----------------------------------------
+
+
+def test_restore_removes_temp_files_left_by_killed_writes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="burnrate")
+    store = FileStateStore(tmp_path / "state.bin")
+    store.save(snapshot.dump(fed()), {("events", 0): 42})
+    orphan = tmp_path / f"{store.temp_prefix}x1y2z3{TEMP_SUFFIX}"
+    orphan.write_bytes(b"partial" * 1000)
+    cp = checkpoint(evaluator(), FakeSource(), store)
+    cp.restore()
+    assert cp.restored
+    assert not orphan.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.bin"]
+    assert any("left by a state write that never finished" in m for m in caplog.messages)
+
+
+def test_a_file_with_a_negative_offset_is_refused_and_the_engine_starts_empty(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="burnrate")
+    store = FileStateStore(tmp_path / "state.bin")
+    store.save(snapshot.dump(fed()), {("events", 0): -5, ("events", 1): 7})
+    source = FakeSource()
+    ev = evaluator()
+    cp = checkpoint(ev, source, store)
+    cp.restore()
+    assert not cp.restored
+    assert int(ev.counts().events_total.sum()) == 0
+    assert source.offsets.state_offsets() == {}
+    assert source.offsets.saved_offsets() == {}
+    [warning] = [
+        r
+        for r in caplog.records
+        if r.name == "burnrate.runtime.checkpoint" and r.levelno == logging.WARNING
+    ]
+    assert warning.getMessage().startswith("ignoring the state snapshot: ")
+    assert "offset -5 is out of range" in warning.getMessage()
+    assert warning.__dict__["data"]["reason"].endswith(
+        "offset -5 is out of range 0..9223372036854775807"
+    )
+
+
+# -- undelivered alerts ride along ----------------------------------------------------
+
+
+class FakeDeliveries:
+    def __init__(self, source: FakeSource) -> None:
+        self.source = source
+        self.calls: list[list[Any]] = []
+        self.kept = 0
+
+    def snapshot(self) -> bytes:
+        self.calls.append(list(self.source.log))  # inside the settled step
+        return b"undelivered:%d" % len(self.calls)
+
+    def undelivered(self) -> int:
+        return self.kept
+
+
+@pytest.mark.asyncio
+async def test_each_save_keeps_the_undelivered_alerts_with_the_snapshot(tmp_path: Path) -> None:
+    store = FileStateStore(tmp_path / "state.bin")
+    source = FakeSource(store)
+    deliveries = FakeDeliveries(source)
+    cp = Checkpoint(
+        fed(), cast(KafkaSource, source), store, state_interval_s=60, deliveries=deliveries
+    )
+    assert await cp.save("periodic") is True
+    assert deliveries.calls == [["settled"]]  # taken while settled, before the commit
+    saved = store.read()
+    assert saved is not None
+    assert saved.deliveries == b"undelivered:1"
+
+    again = Checkpoint(evaluator(), cast(KafkaSource, FakeSource()), store, state_interval_s=60)
+    again.restore()
+    assert again.restored
+    assert again.restored_deliveries == b"undelivered:1"
+
+
+@pytest.mark.asyncio
+async def test_finish_says_how_many_undelivered_alerts_the_file_keeps(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="burnrate")
+    store = FileStateStore(tmp_path / "state.bin")
+    source = FakeSource(store)
+    deliveries = FakeDeliveries(source)
+    deliveries.kept = 2
+    cp = Checkpoint(
+        fed(), cast(KafkaSource, source), store, state_interval_s=60, deliveries=deliveries
+    )
+    await cp.finish(5)
+    [kept] = [r for r in caplog.records if "undelivered alert transitions kept" in r.getMessage()]
+    assert kept.getMessage().startswith("2 undelivered")
+    assert kept.__dict__["data"] == {"event": "deliveries_kept", "count": 2}

@@ -13,6 +13,7 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine.adapters.kafka import offsets as offsets_module
 from engine.adapters.kafka.offsets import OffsetTracker, RebalanceListener
 
 T0 = TopicPartition("events", 0)
@@ -345,7 +346,9 @@ async def test_revoking_keeps_state_positions() -> None:
     t.use_state_offsets({})
     t.applied(T0, 10)
     await RebalanceListener(t, consumer).on_partitions_revoked(iter([T0]))
-    assert consumer.commits == [{T0: 10}]
+    # with a state store, no snapshot holds offset 10 yet: nothing may be committed
+    assert consumer.commits == []
+    assert consumer.attempts == 0
     assert t.position(T0) is None
     assert t.state_offsets() == {("events", 0): 10}
 
@@ -385,3 +388,226 @@ async def test_assigned_partitions_are_positioned_from_the_state(
     assert consumer.seeks == [(T1, 7)]
     assert t.position(T1) == 7
     assert "partitions assigned: events[0], events[1]" in caplog.messages
+
+
+# -- with a state store: commits never pass a written snapshot --------------------------
+
+
+def state_tracker(
+    restored: dict[tuple[str, int], int] | None = None,
+) -> tuple[OffsetTracker, FakeConsumer]:
+    t, consumer = tracker()
+    t.use_state_offsets(restored or {})
+    return t, consumer
+
+
+@pytest.mark.asyncio
+async def test_with_a_state_store_nothing_is_committed_before_the_first_snapshot() -> None:
+    t, consumer = state_tracker()
+    assert t.commits_snapshots
+    t.applied(T0, 10)
+    t.applied(T1, 5)
+    assert await t.commit(None, reason="periodic") is True
+    assert await t.commit([T0, T1], reason="revoke") is True
+    assert consumer.attempts == 0  # nothing a snapshot holds: no round trip at all
+
+
+@pytest.mark.asyncio
+async def test_with_a_state_store_the_snapshots_offsets_are_committed_not_the_applied_ones() -> (
+    None
+):
+    t, consumer = state_tracker()
+    t.applied(T0, 10)
+    t.applied(T1, 5)
+    t.saved({("events", 0): 10, ("events", 1): 5})
+    t.applied(T0, 25)  # counted after the snapshot: not in any file yet
+    assert await t.commit(None, reason="state periodic") is True
+    assert consumer.commits == [{T0: 10, T1: 5}]
+    assert await t.commit(None, reason="periodic") is True  # nothing new was saved
+    assert consumer.attempts == 1
+    t.saved({("events", 0): 25, ("events", 1): 5})
+    assert await t.commit(None, reason="state periodic") is True
+    assert consumer.commits == [{T0: 10, T1: 5}, {T0: 25}]
+    assert t.saved_offsets() == {("events", 0): 25, ("events", 1): 5}
+
+
+@pytest.mark.asyncio
+async def test_with_a_state_store_only_owned_partitions_a_snapshot_holds_are_committed() -> None:
+    t, consumer = state_tracker()
+    t.applied(T0, 10)
+    t.applied(T2, 4)
+    # the snapshot names T2 and a partition this member no longer owns (other[0])
+    t.saved({("events", 0): 10, ("events", 2): 4, ("other", 0): 9})
+    t.forget([T2])  # revoked since
+    t.applied(T1, 3)  # newly assigned since the snapshot: no file covers it
+    assert await t.commit(None, reason="test") is True
+    assert consumer.commits == [{T0: 10}]
+    assert await t.commit([T1, T2, OTHER], reason="revoke") is True
+    assert consumer.attempts == 1
+
+
+@pytest.mark.asyncio
+async def test_restored_offsets_come_from_a_file_and_may_be_committed() -> None:
+    t, consumer = state_tracker({("events", 0): 3, ("events", 1): 7})
+    t.seek_to_state(consumer, [T0])
+    t.applied(T0, 30)
+    assert await t.commit(None, reason="test") is True
+    assert consumer.commits == [{T0: 3}]  # T1 is not assigned here
+
+
+@pytest.mark.asyncio
+async def test_a_partition_rewound_with_its_state_is_not_committed_until_saved_again() -> None:
+    t, consumer = state_tracker()
+    t.applied(T0, 10)
+    t.saved({("events", 0): 10})
+    t.forget([T0], state_too=True)
+    t.applied(T0, 2)  # read again from the earliest offset
+    assert await t.commit(None, reason="test") is True
+    assert consumer.attempts == 0
+    assert t.saved_offsets() == {}
+
+
+def test_unsaved_says_whether_a_partition_was_applied_past_the_snapshot() -> None:
+    t, _ = state_tracker()
+    assert not t.unsaved([T0])
+    t.applied(T0, 10)
+    assert t.unsaved([T0])
+    t.saved({("events", 0): 10})
+    assert not t.unsaved([T0, T1])
+    t.applied(T1, 1)
+    assert t.unsaved([T0, T1])
+
+
+@pytest.mark.asyncio
+async def test_a_revoke_asks_for_a_snapshot_first_and_commits_what_it_holds() -> None:
+    t, consumer = state_tracker()
+    t.applied(T0, 10)
+    t.applied(T1, 5)
+    asked: list[list[TopicPartition]] = []
+
+    async def save(revoked: list[TopicPartition]) -> None:
+        asked.append(revoked)
+        assert consumer.attempts == 0  # before any commit
+        t.saved(t.state_offsets())
+
+    t.before_revoke = save
+    await RebalanceListener(t, consumer).on_partitions_revoked([T0])
+    assert asked == [[T0]]
+    assert consumer.commits == [{T0: 10}]  # the revoked partition, from the new snapshot
+    assert t.state_offsets() == {("events", 0): 10, ("events", 1): 5}
+
+
+@pytest.mark.asyncio
+async def test_a_revoke_with_nothing_unsaved_writes_no_snapshot() -> None:
+    t, consumer = state_tracker()
+    t.applied(T0, 10)
+    t.saved({("events", 0): 10})
+    asked: list[list[TopicPartition]] = []
+
+    async def save(revoked: list[TopicPartition]) -> None:
+        asked.append(revoked)
+
+    t.before_revoke = save
+    await RebalanceListener(t, consumer).on_partitions_revoked([T0])
+    assert asked == []
+    assert consumer.commits == [{T0: 10}]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("failure", ["hangs", "raises"])
+async def test_a_revoke_whose_snapshot_fails_commits_only_the_last_snapshot(
+    failure: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="burnrate")
+    monkeypatch.setattr(offsets_module, "REVOKE_SAVE_TIMEOUT_S", 0.05)
+    t, consumer = state_tracker()
+    t.applied(T0, 10)
+    t.applied(T1, 20)
+    t.saved({("events", 0): 10})
+    t.applied(T0, 15)
+
+    async def save(revoked: list[TopicPartition]) -> None:
+        if failure == "hangs":
+            await asyncio.Event().wait()
+        raise OSError(28, "No space left on device")
+
+    t.before_revoke = save
+    calls: list[list[TopicPartition]] = []
+    await RebalanceListener(t, consumer, calls.append).on_partitions_revoked([T0, T1])
+    assert consumer.commits == [{T0: 10}]  # not 15, and nothing for T1
+    assert calls == [[T0, T1]]
+    assert t.position(T0) is None
+    assert t.state_offsets() == {("events", 0): 15, ("events", 1): 20}
+    expected = "no snapshot within" if failure == "hangs" else "the snapshot before the revoke"
+    assert any(expected in r.getMessage() for r in caplog.records)
+
+
+state_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("apply"), st.sampled_from([T0, T1, T2]), st.integers(0, 50)),
+        st.tuples(st.just("save")),
+        st.tuples(
+            st.just("commit"),
+            st.one_of(st.none(), st.lists(st.sampled_from([T0, T1, T2]), unique=True)),
+        ),
+        st.tuples(st.just("revoke"), st.lists(st.sampled_from([T0, T1, T2]), unique=True)),
+        st.tuples(st.just("assign"), st.lists(st.sampled_from([T0, T1, T2]), unique=True)),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps=state_ops, save_on_revoke=st.booleans())
+def test_with_a_state_store_no_commit_ever_passes_the_last_written_snapshot(
+    steps: list[tuple[Any, ...]], save_on_revoke: bool
+) -> None:
+    """Whatever the order of batches, snapshots, commits and rebalances: every committed
+    offset is the one the last written snapshot holds for a partition this member owns."""
+
+    async def run() -> None:
+        t, consumer = state_tracker()
+        written: dict[tuple[str, int], int] = {}  # the file, as last written
+        owned: set[TopicPartition] = set()
+
+        def save() -> None:
+            offsets = t.state_offsets()
+            written.clear()
+            written.update(offsets)
+            t.saved(offsets)
+
+        async def before_revoke(_revoked: list[TopicPartition]) -> None:
+            save()
+
+        if save_on_revoke:
+            t.before_revoke = before_revoke
+
+        def check_last_commit(before: int) -> None:
+            for commit in consumer.commits[before:]:
+                for tp, off in commit.items():
+                    assert tp in owned
+                    assert written[(tp.topic, tp.partition)] == off
+
+        for step in steps:
+            before = len(consumer.commits)
+            if step[0] == "apply":
+                _, tp, off = step
+                if tp in owned:
+                    t.applied(tp, max(off, t.position(tp) or 0))
+            elif step[0] == "save":
+                save()
+            elif step[0] == "commit":
+                await t.commit(step[1], reason="prop")
+            elif step[0] == "revoke":
+                gone = [tp for tp in step[1] if tp in owned]
+                await RebalanceListener(t, consumer).on_partitions_revoked(gone)
+                check_last_commit(before)
+                owned.difference_update(gone)
+                continue
+            else:
+                new = [tp for tp in step[1] if tp not in owned]
+                owned.update(new)
+                await RebalanceListener(t, consumer).on_partitions_assigned(new)
+            check_last_commit(before)
+
+    asyncio.run(run())
