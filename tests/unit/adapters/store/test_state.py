@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import tempfile
+import time
+import zlib
 from pathlib import Path
 from unittest import mock
 
@@ -74,7 +79,7 @@ def test_a_save_that_fails_or_crashes_midway_never_replaces_a_good_file(
 
         target = {"write": "os.fdopen", "fsync": "os.fsync", "replace": "os.replace"}[fail_at]
         with (
-            mock.patch.object(state_module.os, target.split(".")[1], boom),
+            mock.patch.object(os, target.split(".")[1], boom),
             pytest.raises(OSError, match="No space left"),
         ):
             store.save(new, new_offsets)
@@ -83,7 +88,7 @@ def test_a_save_that_fails_or_crashes_midway_never_replaces_a_good_file(
 
         # 2. a process killed mid-write leaves a partial temp file: it is never read
         with (
-            mock.patch.object(state_module.os, "replace", boom),
+            mock.patch.object(os, "replace", boom),
             pytest.raises(OSError, match="No space left"),
         ):
             store.save(new, new_offsets)
@@ -166,3 +171,155 @@ def test_a_save_leaves_other_files_in_the_directory_alone(tmp_path: Path) -> Non
     assert sorted(os.listdir(tmp_path)) == ["config.yaml", "state.bin"]
     assert (tmp_path / "config.yaml").read_text() == "slos: []\n"
     assert store.load() == (b"blob2", {("t", 0): 2})
+
+
+# -- what a file may hold -------------------------------------------------------------
+
+
+def write_raw(path: Path, offsets: list[list[object]], *, version: int = 2) -> None:
+    """A well-formed, CRC-correct file holding exactly these offset entries."""
+    payload = msgspec.msgpack.encode({"offsets": offsets, "evaluator": b"blob"})
+    path.write_bytes(
+        msgspec.msgpack.encode(
+            {
+                "format": "burnrate-state",
+                "version": version,
+                "crc32": zlib.crc32(payload),
+                "payload": payload,
+            }
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("offsets", "reason"),
+    [
+        ([["events", 0, -5]], "'events'[0]: offset -5 is out of range"),
+        ([["events", -1, 5]], "'events'[-1]: partition -1 is out of range"),
+        ([["events", 2**31, 5]], "partition 2147483648 is out of range"),
+        ([["", 0, 5]], "an empty topic name"),
+        ([["bad topic!", 0, 5]], "is not a legal Kafka topic name"),
+        ([["..", 0, 5]], "is not a legal Kafka topic name"),
+        ([["t" * 250, 0, 5]], "is not a legal Kafka topic name"),
+        ([["events", 0, 2**63]], "offset 9223372036854775808 is out of range"),
+        ([["events", 0, 5], ["events", 0, 7]], "'events'[0] is listed twice"),
+    ],
+)
+def test_a_file_with_impossible_offsets_is_refused_saying_why(
+    tmp_path: Path, offsets: list[list[object]], reason: str
+) -> None:
+    path = tmp_path / "state.bin"
+    write_raw(path, [["events", 1, 3], *offsets])
+    with pytest.raises(SnapshotError) as err:
+        FileStateStore(path).read()
+    assert "holds impossible offsets" in str(err.value)
+    assert reason in str(err.value)
+    assert str(path) in str(err.value)
+
+
+def test_the_largest_possible_offsets_and_partitions_are_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "state.bin"
+    write_raw(path, [["events", 2**31 - 1, 2**63 - 1], ["a.b_c-D", 0, 0]])
+    saved = FileStateStore(path).read()
+    assert saved is not None
+    assert saved.offsets == {("events", 2**31 - 1): 2**63 - 1, ("a.b_c-D", 0): 0}
+
+
+def test_a_version_1_file_is_still_read_with_no_deliveries(tmp_path: Path) -> None:
+    path = tmp_path / "state.bin"
+    write_raw(path, [["events", 0, 42]], version=1)
+    saved = FileStateStore(path).read()
+    assert saved == (b"blob", {("events", 0): 42}, b"")
+    assert FileStateStore(path).load() == (b"blob", {("events", 0): 42})
+
+
+def test_deliveries_round_trip_and_are_checksummed(tmp_path: Path) -> None:
+    path = tmp_path / "state.bin"
+    store = FileStateStore(path)
+    store.save(b"blob", {("t", 0): 1}, b"undelivered")
+    assert store.read() == (b"blob", {("t", 0): 1}, b"undelivered")
+    assert store.load() == (b"blob", {("t", 0): 1})
+    data = msgspec.msgpack.decode(path.read_bytes())
+    assert data["version"] == state_module.STATE_FILE_VERSION == 2
+    payload = msgspec.msgpack.decode(data["payload"])
+    payload["deliveries"] = b"something else"
+    data["payload"] = msgspec.msgpack.encode(payload)
+    path.write_bytes(msgspec.msgpack.encode(data))
+    with pytest.raises(SnapshotError, match="checksum mismatch"):
+        store.read()
+
+
+# -- temp files a killed write left ---------------------------------------------------
+
+
+def test_clean_temp_files_removes_only_this_state_files_temp_files(tmp_path: Path) -> None:
+    store = FileStateStore(tmp_path / "state.bin")
+    store.save(b"blob", {("t", 0): 1})
+    ours = [tmp_path / f"{store.temp_prefix}{tag}{state_module.TEMP_SUFFIX}" for tag in "abc"]
+    for i, path in enumerate(ours):
+        path.write_bytes(b"x" * (1000 * (i + 1)))  # partial writes of killed processes
+    keep = [
+        tmp_path / f"{FileStateStore(tmp_path / 'other.bin').temp_prefix}zz.tmp",  # another file's
+        tmp_path / ".burnrate-state-state.bin.abc.txt",  # not a temp name
+        tmp_path / "notes.tmp",
+        tmp_path / "config.yaml",
+    ]
+    for path in keep:
+        path.write_text("keep")
+    elsewhere = tmp_path / "sub"
+    elsewhere.mkdir()
+    (elsewhere / ours[0].name).write_text("another directory")
+    assert store.clean_temp_files() == 3
+    assert sorted(os.listdir(tmp_path)) == sorted(["state.bin", "sub", *(p.name for p in keep)])
+    assert (elsewhere / ours[0].name).exists()
+    assert store.load() == (b"blob", {("t", 0): 1})
+    assert store.clean_temp_files() == 0
+
+
+def test_a_kill_during_a_write_leaves_a_temp_file_the_next_start_removes(tmp_path: Path) -> None:
+    """A real killed writer: a child process stopped with SIGKILL inside the write."""
+    path = tmp_path / "state.bin"
+    FileStateStore(path).save(b"old", {("t", 0): 1})
+    code = (
+        "import os, signal, sys\n"
+        "from engine.adapters.store import state\n"
+        "def die(*_a):\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "state.os.replace = die\n"  # killed after the temp file is written, before the rename
+        f"state.FileStateStore({str(path)!r}).save(b'new' * 100000, {{('t', 0): 2}})\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], check=False, timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    left = [name for name in os.listdir(tmp_path) if name != "state.bin"]
+    assert len(left) == 1
+    assert left[0].endswith(".tmp")
+    store = FileStateStore(path)
+    assert store.load() == (b"old", {("t", 0): 1})  # the orphan is never read
+    assert store.clean_temp_files() == 1
+    assert os.listdir(tmp_path) == ["state.bin"]
+
+
+def test_old_style_temp_files_are_removed_only_once_stale(tmp_path: Path) -> None:
+    store = FileStateStore(tmp_path / "state.bin")
+    stale = tmp_path / f"{state_module.TEMP_PREFIX}k3j_x9a2{state_module.TEMP_SUFFIX}"
+    fresh = tmp_path / f"{state_module.TEMP_PREFIX}q8w2e7r1{state_module.TEMP_SUFFIX}"
+    for path in (stale, fresh):
+        path.write_bytes(b"partial")
+    old = time.time() - state_module.LEGACY_TEMP_MIN_AGE_S - 60
+    os.utime(stale, (old, old))
+    assert store.clean_temp_files() == 1
+    assert not stale.exists()
+    assert fresh.exists()  # may be another state file's write in progress
+
+
+def test_clean_temp_files_survives_a_missing_or_unreadable_directory(tmp_path: Path) -> None:
+    assert FileStateStore(tmp_path / "missing" / "state.bin").clean_temp_files() == 0
+    (tmp_path / "file").write_text("")
+    assert FileStateStore(tmp_path / "file" / "state.bin").clean_temp_files() == 0
+
+
+def test_temp_names_stay_short_for_a_long_state_file_name(tmp_path: Path) -> None:
+    store = FileStateStore(tmp_path / ("s" * 200))
+    assert len(store.temp_prefix) < 60
+    store.save(b"blob", {})
+    assert store.load() == (b"blob", {})
