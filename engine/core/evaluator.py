@@ -4,9 +4,28 @@ Theory of operation
 -------------------
 Events arrive as columns. Each one is checked against the *watermark* (the highest
 event time accepted so far; in live mode capped at the wall clock passed in as
-`now_s`): older than `watermark - allowed_lateness` is `too_late`, later than
-`now_s + future_limit` is `too_far_in_future`. Accepted events are expanded into
-(event, SLO) pairs by the classifier and counted into the windows.
+`now_s`): older than `watermark - allowed_lateness` is `too_late`. Accepted events are
+expanded into (event, SLO) pairs by the classifier and counted into the windows.
+
+Event time passes only what has been consumed. A caller reading several streams (the
+Kafka source: one per partition) passes `watermark_cap_s`, the newest event time
+consumed from the stream furthest behind (None when every stream is caught up): the
+watermark never passes it, so the events a lagging stream still holds are judged
+against its own past, not against a stream that is ahead, and no tick is evaluated
+before they are in. `advance` takes the same cap. The caller does the bookkeeping per
+stream; the evaluator only sees the one number. One bound remains: an accepted event
+is never more than `future_limit + allowed_lateness` (the windows' ring headroom)
+ahead of the watermark, so a stream ahead of the cap by more than that pushes the
+watermark up to `its event - that headroom` (the rings cannot hold more).
+
+Too far in the future: in live mode, later than `now_s + future_limit` (the wall
+clock). Without a wall clock (replay, `stream_future=True`), later than
+`watermark + future_limit`, after the first event (which sets the watermark) -- unless
+the next record (line) continues there, which makes it a gap in the stream rather
+than a bad timestamp: a lone far-future line is rejected, not believed (believing it
+would make every later event `too_late`), while a recorded silence longer than the
+limit is just a gap. The caller hands over the time of the first event after the
+batch (`next_ts_s`) for the last record's lookahead.
 
 Evaluation happens on a fixed grid of event times T = k * tick. Tick T is evaluated
 as soon as the watermark passes it, i.e. just before the first event with a later
@@ -105,6 +124,9 @@ class Evaluator:
         self.windows = WindowSet(
             n, config.windows_s(), ahead_s=self.future_s + self.lateness_s + 2 * self.tick_s
         )
+        self._headroom_s = self.future_s + self.lateness_s
+        """How far ahead of the watermark an event may be counted: the rings hold up to
+        `ahead_s`, and the windows' time trails the watermark by less than 2 ticks."""
         # Config-derived arrays are public but read-only: nothing outside may change them.
         self.budget_ratio = read_only(np.array([s.error_budget_ratio for s in self.slos]))
         self.rows = list(config.policy)
@@ -149,7 +171,8 @@ class Evaluator:
 
     @property
     def watermark_s(self) -> float:
-        """Highest event time accepted so far (capped at the wall clock in live mode)."""
+        """Highest event time accepted so far (capped at the wall clock in live mode, and
+        at the caller's `watermark_cap_s`)."""
         return self._watermark_s
 
     @property
@@ -164,23 +187,48 @@ class Evaluator:
 
     # -- ingestion -------------------------------------------------------------------
 
-    def ingest(self, cols: EventColumns, now_s: float | None = None) -> list[Transition]:
-        """Count a batch of events and evaluate every tick the watermark passes."""
+    def ingest(
+        self,
+        cols: EventColumns,
+        now_s: float | None = None,
+        *,
+        watermark_cap_s: float | None = None,
+        stream_future: bool = False,
+        next_ts_s: float | None = None,
+    ) -> list[Transition]:
+        """Count a batch of events and evaluate every tick the watermark passes.
+
+        `now_s`: the wall clock of a live stream; events later than `now_s +
+        future_limit` are rejected and the watermark never passes `now_s`.
+        `watermark_cap_s`: nor does it pass this (the newest event time consumed from
+        the stream furthest behind; None: no stream is behind).
+        `stream_future`: no wall clock (replay): the future limit counts from the
+        watermark, and `next_ts_s` is the time of the first event after the batch (of
+        another record; None at the end of the stream). See the module docstring."""
         n = len(cols)
         if n == 0:
             return []
+        if stream_future and now_s is not None:
+            raise ValueError("stream_future is for streams without a wall clock (now_s)")
         ts = cols.ts_s
         ok = ~np.isnan(ts)
         if not ok.all():
             self._rejected["missing_ts"] += int((~ok).sum())
+        future: npt.NDArray[np.bool_] | None = None
         if now_s is not None:
             future = ok & (ts > now_s + self.future_s)
-            if future.any():
-                self._rejected["too_far_in_future"] += int(future.sum())
-                ok &= ~future
-            cand = np.where(ok, np.minimum(ts, now_s), -np.inf)
+            cand_ts = np.minimum(ts, now_s)
         else:
-            cand = np.where(ok, ts, -np.inf)
+            if stream_future:
+                future = self._beyond_stream_future(ts, ok, cols.record, next_ts_s)
+            cand_ts = ts
+        if future is not None and future.any():
+            self._rejected["too_far_in_future"] += int(future.sum())
+            ok &= ~future
+        if watermark_cap_s is not None:
+            # Never past the cap, except as far as the rings' headroom demands.
+            cand_ts = np.maximum(np.minimum(cand_ts, watermark_cap_s), ts - self._headroom_s)
+        cand = np.where(ok, cand_ts, -np.inf)
         wm_after = np.maximum.accumulate(np.concatenate(([self._watermark_s], cand)))
         wm_before, wm_after = wm_after[:-1], wm_after[1:]
         late = ok & (ts < wm_before - self.lateness_s)
@@ -217,8 +265,11 @@ class Evaluator:
         self._watermark_s = float(wm_after[-1])
         return transitions
 
-    def advance(self, t_s: float) -> list[Transition]:
-        """Move event time to `t_s` without events (idle partitions follow the wall clock)."""
+    def advance(self, t_s: float, *, watermark_cap_s: float | None = None) -> list[Transition]:
+        """Move event time to `t_s` without events (idle partitions follow the wall clock),
+        but not past `watermark_cap_s` (see `ingest`)."""
+        if watermark_cap_s is not None:
+            t_s = min(t_s, watermark_cap_s)
         if t_s <= self._watermark_s:
             return []
         self._watermark_s = t_s
@@ -227,6 +278,51 @@ class Evaluator:
             self.windows.advance_to(self._next_tick_s - self.tick_s)
             return []
         return self._evaluate_until(t_s)
+
+    def _beyond_stream_future(
+        self,
+        ts: F64,
+        ok: npt.NDArray[np.bool_],
+        record: npt.NDArray[np.int32],
+        next_ts_s: float | None,
+    ) -> npt.NDArray[np.bool_]:
+        """Events more than `future_limit` ahead of the running watermark that the next
+        record does not confirm (see the module docstring), in batch order."""
+        out = np.zeros(len(ts), dtype=bool)
+        idx = np.flatnonzero(ok)
+        if len(idx) == 0:
+            return out
+        t = ts[idx]
+        f = self.future_s
+        before = np.maximum.accumulate(np.concatenate(([self._watermark_s], t)))[:-1]
+        # By induction: while no event is ahead of the running maximum of all events by
+        # more than the limit, none is rejected and the watermark is that maximum (the
+        # usual case, decided with whole-array operations).
+        jump = np.isfinite(before) & (t > before + f)
+        if not jump.any():
+            return out
+        # Otherwise decide in order from the first candidate, with one event of lookahead.
+        rec = record[idx]
+        change = np.flatnonzero(rec[1:] != rec[:-1]) + 1
+        nxt_at = np.searchsorted(change, np.arange(len(t)), side="right")
+        nxt = np.append(change, len(t))[nxt_at].tolist()
+        times = t.tolist()
+        first = int(np.argmax(jump))
+        wm = float(before[first])
+        rejected = np.zeros(len(t), dtype=bool)
+        for k in range(first, len(times)):
+            tk = times[k]
+            if tk > wm + f:
+                j = nxt[k]
+                tj = times[j] if j < len(times) else next_ts_s
+                if tj is not None and tj > wm + f and abs(tj - tk) <= f:
+                    wm = tk  # the next record goes on from there: a gap, not a bad time
+                else:
+                    rejected[k] = True
+            elif tk > wm:
+                wm = tk
+        out[idx[rejected]] = True
+        return out
 
     def flush(self) -> list[Transition]:
         """Evaluate the tick that closes the last event seen (end of a replay)."""

@@ -3,8 +3,12 @@
 The file holds records in the wire format (one event object or an array of them per
 line), plain or gzip-compressed. Time is event time only, so the same file and config
 always give the same transitions. Events without `ts` have no record timestamp to fall
-back on here and are rejected as `missing_ts`. There is no wall clock, so no
-`too_far_in_future` check either: a recorded gap is just a gap.
+back on here and are rejected as `missing_ts`. There is no wall clock, so the future
+limit counts from the stream itself: after the first event (which sets the watermark),
+an event more than `future_limit` ahead of the watermark is `too_far_in_future` unless
+the next line goes on from there. So one line with a wild `ts` is rejected rather than
+believed (believing it would make every later event `too_late`), while a recorded
+silence longer than the limit is just a gap.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ def replay(
     error: EventsFileError | None = None
     try:
         for block, pos in read_chunks(events_path):
-            result = ingestor.json_lines(block)
+            result = ingestor.json_lines(block, stream_future=True)
             records += result.records
             for tr in result.transitions:
                 transitions.append(tr)
@@ -58,7 +62,7 @@ def replay(
                 on_progress(pos)
     except EventsFileError as exc:  # what was read before the damage still counts
         error = exc
-    for tr in evaluator.flush():
+    for tr in ingestor.flush():  # the last line waited for a next one
         transitions.append(tr)
         on_transition(tr)
     return ReplayResult(records, transitions, evaluator, error)

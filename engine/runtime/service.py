@@ -2,8 +2,11 @@
 
 Tasks share one event loop and one evaluator, so no locks: *consume* (the Kafka
 source applies fetched batches), *evaluate* (every second of wall time, moves event
-time to `now - allowed_lateness` so idle services still drain and resolve, without
-making a lagging partition's events too late, then refreshes the metrics body),
+time to `now - allowed_lateness` so idle services still drain and resolve, but only
+as far as the source has consumed: with every partition caught up that is the wall
+clock's, otherwise no further than the newest event of the partition furthest behind
+(`KafkaSource.event_time_cap`), so a backlog is never judged late against the wall
+clock; then it refreshes the metrics body),
 *deliver* (`delivery`: hands alert transitions to the sinks, off the consume path),
 *checkpoint* (`checkpoint`: state snapshots and offset commits, in that order) and the
 HTTP server.
@@ -192,9 +195,13 @@ class Runtime:
                 next_at = loop.time()
 
     def tick(self) -> None:
-        """One evaluation at wall time: drain idle time, refresh the metrics."""
+        """One evaluation at wall time: drain idle time (as far as the source has
+        consumed), refresh the metrics."""
         t0 = time.perf_counter()
-        transitions = self.evaluator.advance(self.clock() - self.evaluator.lateness_s)
+        transitions = self.evaluator.advance(
+            self.clock() - self.evaluator.lateness_s,
+            watermark_cap_s=self.source.event_time_cap(),
+        )
         self.metrics.evaluation_duration.observe(time.perf_counter() - t0)
         self._drain_batch_sizes()
         self.metrics.invalidate()

@@ -6,6 +6,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import msgspec
 import pytest
@@ -207,7 +208,7 @@ async def test_poison_records_are_counted_and_dead_lettered(
         dlq, bootstrap_servers=kafka_bootstrap, group_id=None, auto_offset_reset="earliest"
     )
     await consumer.start()
-    got = []
+    got: list[Any] = []
     try:
         async with asyncio.timeout(DEADLINE_S):
             while len(got) < len(poison):

@@ -60,6 +60,9 @@ class OffsetTracker:
         self._state: dict[TopicPartition, int] | None = None
         self._saved: dict[TopicPartition, int] = {}
         """With a state store: the offsets of the last snapshot durably written."""
+        self._started: dict[TopicPartition, int] = {}
+        """Where the consumer started a partition nothing was applied from yet (the
+        group's committed offset, or the reset), as it reported it (`started_at`)."""
         self.before_revoke: BeforeRevoke | None = None
         """With a state store: writes a snapshot (the runtime's checkpoint sets it)."""
         self.commit_failures = 0
@@ -70,9 +73,17 @@ class OffsetTracker:
         self._applied[tp] = next_offset
 
     def position(self, tp: TopicPartition) -> int | None:
-        """Where consumption of `tp` stands: applied, else committed, else unknown."""
+        """Where consumption of `tp` stands: applied, else committed, else where the
+        consumer started it, else unknown."""
         pos = self._applied.get(tp)
-        return self._committed.get(tp) if pos is None else pos
+        if pos is None:
+            pos = self._committed.get(tp)
+        return self._started.get(tp) if pos is None else pos
+
+    def started_at(self, tp: TopicPartition, offset: int) -> None:
+        """The consumer reports its position in `tp`, from which nothing was applied
+        yet: lag is known from it before any record comes (an idle partition)."""
+        self._started[tp] = offset
 
     def applied_offsets(self) -> dict[Partition, int]:
         return {(tp.topic, tp.partition): off for tp, off in self._applied.items()}
@@ -85,6 +96,7 @@ class OffsetTracker:
         for tp in tps:
             self._applied.pop(tp, None)
             self._committed.pop(tp, None)
+            self._started.pop(tp, None)
             if state_too:
                 self._saved.pop(tp, None)
                 if self._state is not None:
@@ -194,12 +206,21 @@ class RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
         offsets: OffsetTracker,
         consumer: Any,
         on_revoked: Any = None,
+        *,
+        on_rebalance: Callable[[], None] | None = None,
+        on_assigned: Callable[[list[TopicPartition]], None] | None = None,
     ) -> None:
         self._offsets = offsets
         self._consumer = consumer  # the tracker only gets it once start() returns
         self._on_revoked = on_revoked
+        self._on_rebalance = on_rebalance
+        """Called first when a rebalance begins: the assignment is unknown until
+        `on_assigned` is called with the new one."""
+        self._on_assigned = on_assigned
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        if self._on_rebalance is not None:
+            self._on_rebalance()
         revoked = list(revoked)
         offsets = self._offsets
         if revoked and offsets.before_revoke is not None and offsets.unsaved(revoked):
@@ -224,6 +245,8 @@ class RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         assigned = list(assigned)
         self._offsets.seek_to_state(self._consumer, assigned)
+        if self._on_assigned is not None:
+            self._on_assigned(assigned)
         tps = sorted((tp.topic, tp.partition) for tp in assigned)
         log.info(
             "partitions assigned: %s",

@@ -16,6 +16,27 @@ and fetch nothing): the wall time of the last fetch response, the assigned parti
 and the per-partition lag. A partition whose log now ends before our position (a
 broker that lost its data without answering OFFSET_OUT_OF_RANGE) is read again from
 the earliest offset instead of fetching nothing forever.
+
+Lag is highwater - position. The highwater comes with every fetch response; the
+position is the next offset after the last applied record, else the one the consumer
+started from (the state's, the group's committed one or the reset, asked of the
+consumer once, so an idle partition has a lag of 0 as soon as the broker has answered,
+not only once new records come). It is refreshed for the partitions of each fetch as
+it is applied, for partitions whose lag is not known yet at every turn of the loop, and
+for all once a second.
+
+Event time passes only what has been consumed. A partition is *caught up* when its lag
+is known and 0; one whose lag is not known yet (just assigned, after a restart or a
+rebalance) is *behind*. Per partition the source keeps the newest event time consumed
+from it (as the core's ingest reports it per stream, `stream_times_s`), and
+`event_time_cap()` is the minimum of those over the partitions behind: None when all
+are caught up, -inf while the assignment is not known or a partition behind has not
+brought an event yet. Each fetch is ingested with the cap as it stood before the fetch
+(`watermark_cap_s`), and the runtime moves event time with the wall clock (idle
+partitions) only while the cap is None (`caught_up()`). So a backlog, after downtime or
+in one partition far behind the others, is read in its own event time: none of it is
+judged late against the wall clock or against a partition that is ahead, and no tick
+is evaluated before it is in. Partitions caught up do not hold event time back.
 """
 
 from __future__ import annotations
@@ -24,6 +45,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import operator
 import time
 from collections import Counter
@@ -63,6 +85,9 @@ POLL_TIMEOUT_MS = 250
 
 LATE_WARNING_INTERVAL_S = 30.0
 LAG_REFRESH_S = 1.0
+POSITION_TIMEOUT_S = 0.05
+"""How long the loop waits for the consumer's position in a partition (immediate once
+the broker has answered a fetch of it, which is when it is asked)."""
 
 TransitionsCallback = Callable[[list[Transition]], None]
 
@@ -104,6 +129,10 @@ class KafkaSource:
         """False when a batch was ingested but its offsets not recorded (cancelled)."""
         self._lag: dict[tuple[str, int], int] = {}
         self._lag_at = 0.0
+        self._stream_ts: dict[tuple[str, int], float] = {}
+        """Per assigned partition, the newest event time consumed from it."""
+        self._assignment_known = False
+        """False until the group assigns partitions, and again during a rebalance."""
         self._last_fetch_wall: float | None = None
         self._running = False
         self.records_consumed = 0
@@ -131,7 +160,13 @@ class KafkaSource:
         )
         consumer.subscribe(
             topics=list(self.kafka.topics),
-            listener=RebalanceListener(self.offsets, consumer, self._forget_lag),
+            listener=RebalanceListener(
+                self.offsets,
+                consumer,
+                self._forget_lag,
+                on_rebalance=self._on_rebalance,
+                on_assigned=self._on_assigned,
+            ),
         )
         if self.kafka.dead_letter_topic:
             dead_letters = DeadLetters(self.kafka.dead_letter_topic, kwargs)
@@ -167,10 +202,12 @@ class KafkaSource:
                         async with asyncio.timeout(1.0):
                             await stop.wait()
                     continue
-                if self._note_fetch():
-                    await self._rewind_beyond_end()
+                refresh = self._note_fetch()
                 if data:
                     await self._apply(data)
+                await self._refresh_lag(every=refresh)
+                if refresh:
+                    await self._rewind_beyond_end()
         finally:
             self._running = False
 
@@ -248,24 +285,36 @@ class KafkaSource:
 
     async def _apply_locked(self, data: Mapping[TopicPartition, Sequence[Any]]) -> None:
         by_format: dict[WireFormat, list[Any]] = {}
+        streams: dict[WireFormat, list[tuple[TopicPartition, int]]] = {}
         n = 0
         for tp, records in data.items():
             if records:
                 fmt: WireFormat = self.kafka.formats.get(tp.topic, self.kafka.format)
-                by_format.setdefault(fmt, []).extend(records)
+                batch = by_format.setdefault(fmt, [])
+                streams.setdefault(fmt, []).append((tp, len(batch)))
+                batch.extend(records)
                 n += len(records)
         now = self.clock()
+        cap = self.event_time_cap()
         transitions: list[Transition] = []
         dead: list[tuple[Any, Rejection]] = []
         for fmt, records in by_format.items():
+            parts = streams[fmt]
             result = self.ingestor.records(
                 list(map(_VALUE, records)),
                 fmt,
                 now_s=now,
                 record_times=functools.partial(_record_times_s, records),
+                watermark_cap_s=cap,
+                stream_starts=[start for _, start in parts],
             )
             transitions += result.transitions
             dead += [(records[r.record], r) for r in result.rejections]
+            if result.stream_times_s is not None:
+                for (tp, _), t in zip(parts, result.stream_times_s.tolist(), strict=True):
+                    key = (tp.topic, tp.partition)
+                    if not math.isnan(t) and t > self._stream_ts.get(key, -math.inf):
+                        self._stream_ts[key] = t
         self.records_consumed += n
         self._batch_sizes.append(n)
         if dead:
@@ -275,6 +324,7 @@ class KafkaSource:
         for tp, records in data.items():
             if records:
                 self.offsets.applied(tp, records[-1].offset + 1)
+        self._note_lag(data)
         self._warn_late()
         if transitions and self.on_transitions is not None:
             self.on_transitions(transitions)
@@ -324,16 +374,43 @@ class KafkaSource:
     def _forget_lag(self, tps: Iterable[TopicPartition]) -> None:
         for tp in tps:
             self._lag.pop((tp.topic, tp.partition), None)
+            self._stream_ts.pop((tp.topic, tp.partition), None)
+
+    def _on_rebalance(self) -> None:
+        self._assignment_known = False
+
+    def _on_assigned(self, assigned: list[TopicPartition]) -> None:
+        self._assignment_known = True
+
+    def event_time_cap(self) -> float | None:
+        """How far event time may go: the newest event time consumed from the partition
+        furthest behind, over the assigned partitions that are not caught up (lag not
+        known, or above 0). None when every one is caught up; -inf when the assignment
+        is not known (not started, stopped, rebalancing) or a partition behind has not
+        brought an event yet."""
+        consumer = self._consumer
+        if consumer is None or not self._assignment_known:
+            return -math.inf
+        cap: float | None = None
+        for tp in consumer.assignment():
+            key = (tp.topic, tp.partition)
+            if self._lag.get(key) == 0:
+                continue
+            t = self._stream_ts.get(key, -math.inf)
+            cap = t if cap is None else min(cap, t)
+        return cap
+
+    def caught_up(self) -> bool:
+        """True when the lag of every assigned partition is known and 0: then, and only
+        then, event time may follow the wall clock."""
+        return self.event_time_cap() is None
 
     def _note_fetch(self) -> bool:
-        """Record when the broker last answered a fetch and refresh the lag (at most 1/s).
-
-        True when the lag was refreshed.
-        """
+        """Record when the broker last answered a fetch; True once a second, when the
+        lag of every partition is due for a refresh."""
         consumer = self._consumer
-        assigned = consumer.assignment()
         newest: int | None = None
-        for tp in assigned:
+        for tp in consumer.assignment():
             ts = consumer.last_poll_timestamp(tp)
             if ts is not None and (newest is None or ts > newest):
                 newest = ts
@@ -343,16 +420,54 @@ class KafkaSource:
         if mono - self._lag_at < LAG_REFRESH_S:
             return False
         self._lag_at = mono
-        lag: dict[tuple[str, int], int] = {}
-        for tp in assigned:
+        return True
+
+    def _note_lag(self, tps: Iterable[TopicPartition]) -> None:
+        """The lag of partitions whose records were just applied."""
+        consumer = self._consumer
+        assigned = consumer.assignment()
+        for tp in tps:
+            if tp not in assigned:  # revoked while the batch was applied
+                continue
             hw = consumer.highwater(tp)
             pos = self.offsets.position(tp)
             if hw is not None and pos is not None:
-                lag[(tp.topic, tp.partition)] = max(hw - pos, 0)
-            elif hw is not None and hw == 0:
-                lag[(tp.topic, tp.partition)] = 0
-        self._lag = lag
-        return True
+                self._lag[(tp.topic, tp.partition)] = max(hw - pos, 0)
+
+    async def _refresh_lag(self, *, every: bool) -> None:
+        """The lag of every assigned partition (`every`), or of those whose lag is not
+        known yet, as far as the broker's highwater is known. A partition nothing was
+        applied from is positioned where the consumer says it stands."""
+        consumer = self._consumer
+        assigned = list(consumer.assignment())  # awaits below: a snapshot
+        if not every:
+            assigned = [tp for tp in assigned if (tp.topic, tp.partition) not in self._lag]
+            if not assigned:
+                return
+        fresh: dict[tuple[str, int], int] = {}
+        for tp in assigned:
+            if tp not in consumer.assignment():  # revoked meanwhile
+                continue
+            hw = consumer.highwater(tp)
+            if hw is None:
+                continue
+            pos = self.offsets.position(tp)
+            if pos is None and hw > 0:
+                try:
+                    async with asyncio.timeout(POSITION_TIMEOUT_S):
+                        pos = await consumer.position(tp)
+                except (TimeoutError, KafkaError):
+                    continue
+                if tp not in consumer.assignment() or self.offsets.position(tp) is not None:
+                    continue
+                self.offsets.started_at(tp, pos)
+            fresh[(tp.topic, tp.partition)] = max(hw - (pos or 0), 0)
+        now_assigned = {(tp.topic, tp.partition) for tp in consumer.assignment()}
+        fresh = {k: v for k, v in fresh.items() if k in now_assigned}
+        if every:
+            self._lag = fresh
+        else:
+            self._lag.update(fresh)
 
     async def _rewind_beyond_end(self) -> None:
         """Read again from the earliest offset any partition whose log ends before us.

@@ -61,7 +61,10 @@ class NaiveEvaluator:
     rejected_late: int = 0
     state: dict[tuple[int, str], dict[str, float | int | bool | None]] = field(default_factory=dict)
 
-    def feed(self, e: Event) -> None:
+    def feed(self, e: Event, cap: float | None = None) -> None:
+        """One event; `cap` bounds the watermark (the newest event time of the stream
+        furthest behind), except that it never trails an event by more than the future
+        limit plus the lateness (the engine's ring headroom)."""
         ev = self.cfg.evaluation
         assert e.ts is not None
         if e.ts < self.watermark - ev.allowed_lateness_s:
@@ -69,7 +72,11 @@ class NaiveEvaluator:
             return
         if self.next_tick is None:
             self.next_tick = math.ceil(e.ts / ev.tick_s) * ev.tick_s
-        new_wm = max(self.watermark, e.ts)
+        moved_to = e.ts
+        if cap is not None:
+            headroom = ev.future_limit_s + ev.allowed_lateness_s
+            moved_to = max(min(e.ts, cap), e.ts - headroom)
+        new_wm = max(self.watermark, moved_to)
         while self.next_tick < new_wm:
             self.evaluate(self.next_tick)
             self.next_tick += ev.tick_s
@@ -141,3 +148,29 @@ class NaiveEvaluator:
         assert isinstance(row, int)
         r = self.cfg.policy[row]
         self.transitions.append((name, sev, state, t, r.long_s, r.short_s))
+
+
+def stream_future_rejected(lines: list[list[float]], future_s: float) -> list[list[bool]]:
+    """Replay's future limit, event by event in file order: after the first event, one
+    more than `future_s` ahead of the watermark (the newest event accepted) is rejected
+    unless the first event of the next line with any is too and lies within `future_s`
+    of it (the stream goes on from there: a gap). Lateness plays no part: a late event
+    never moves the watermark anyway."""
+    out: list[list[bool]] = []
+    wm = -math.inf
+    for i, line in enumerate(lines):
+        verdicts = []
+        for t in line:
+            rejected = False
+            if wm > -math.inf and t > wm + future_s:
+                later = [ln[0] for ln in lines[i + 1 :] if ln]
+                nxt = later[0] if later else None
+                if nxt is not None and nxt > wm + future_s and abs(nxt - t) <= future_s:
+                    wm = t
+                else:
+                    rejected = True
+            else:
+                wm = max(wm, t)
+            verdicts.append(rejected)
+        out.append(verdicts)
+    return out
