@@ -166,6 +166,12 @@ class Evaluator:
         self._next_tick_s: float | None = None
         self._evaluated_at_s: float | None = None
         self._max_event_ts = -math.inf
+        self._held_s = -math.inf
+        """Where the watermark would stand without the caller's caps: the newest event
+        time accepted while a cap held it back (capped at the wall clock). `advance`
+        without a cap releases it, so once every stream is caught up an idle engine
+        evaluates up to the newest event it has read, not only to the wall clock minus
+        the lateness."""
 
     # -- the event-time clock (read-only) --------------------------------------------
 
@@ -225,6 +231,7 @@ class Evaluator:
         if future is not None and future.any():
             self._rejected["too_far_in_future"] += int(future.sum())
             ok &= ~future
+        uncapped = cand_ts
         if watermark_cap_s is not None:
             # Never past the cap, except as far as the rings' headroom demands.
             cand_ts = np.maximum(np.minimum(cand_ts, watermark_cap_s), ts - self._headroom_s)
@@ -237,6 +244,8 @@ class Evaluator:
             ok &= ~late
         if not ok.any():
             return []
+        if watermark_cap_s is not None:
+            self._held_s = max(self._held_s, float(uncapped[ok].max()))
         if self._next_tick_s is None:
             first = float(ts[np.argmax(ok)])
             self._next_tick_s = math.ceil(first / self.tick_s) * self.tick_s
@@ -267,9 +276,9 @@ class Evaluator:
 
     def advance(self, t_s: float, *, watermark_cap_s: float | None = None) -> list[Transition]:
         """Move event time to `t_s` without events (idle partitions follow the wall clock),
-        but not past `watermark_cap_s` (see `ingest`)."""
-        if watermark_cap_s is not None:
-            t_s = min(t_s, watermark_cap_s)
+        but not past `watermark_cap_s` (see `ingest`). Without a cap, at least to the
+        newest event time a cap held back (the streams are caught up: it may pass)."""
+        t_s = min(t_s, watermark_cap_s) if watermark_cap_s is not None else max(t_s, self._held_s)
         if t_s <= self._watermark_s:
             return []
         self._watermark_s = t_s

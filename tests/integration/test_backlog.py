@@ -131,7 +131,11 @@ async def test_a_backlog_left_by_downtime_is_counted_whole_after_a_restart(
         unique_topic,
         [(i % 3, stamped(i, ts)) for i, ts in enumerate(backlog, start=n_before)],
     )
-    second = Runtime(cfg, listen="127.0.0.1:0", sinks=[])
+    # Its clock stands still just after the backlog's newest event, so the wall clock
+    # minus the lateness stays behind that event: only reading it can take event time
+    # there (checked below), not the clock's own advance.
+    frozen = backlog[-1] + 1.0
+    second = Runtime(cfg, listen="127.0.0.1:0", sinks=[], clock=lambda: frozen)
     second.source.max_poll_records = 100
     running = Running(second)
     try:
@@ -140,6 +144,12 @@ async def test_a_backlog_left_by_downtime_is_counted_whole_after_a_restart(
             lambda: second.source.records_consumed >= n_backlog, "the backlog to be consumed"
         )
         await wait_until(second.source.caught_up, "the source to be caught up")
+        # caught up and idle: event time reaches the newest event read, not only the
+        # wall clock minus the lateness, so the short windows hold the backlog's end
+        await wait_until(
+            lambda: second.evaluator.watermark_s == backlog[-1],
+            "event time to reach the newest event",
+        )
     finally:
         await running.shutdown()
     assert second.restored is True

@@ -361,3 +361,22 @@ def test_replaying_a_file_with_one_wild_line_counts_the_rest(tmp_path: Path) -> 
     assert counts.accepted_events == 100
     assert result.evaluator.watermark_s == times[-1]
     assert np.isfinite(result.evaluator.watermark_s)
+
+
+def test_once_no_cap_holds_it_event_time_reaches_the_newest_event_read() -> None:
+    """Events read while a stream was behind move the watermark only to the cap; once
+    every stream is caught up (no cap), an idle engine's advance releases it to the
+    newest of them, not just to the wall clock minus the lateness."""
+    cfg = make_config()
+    ev = Evaluator(cfg)
+    ev.ingest(
+        ev.classifier.columns([Event(service="api", ts=t) for t in (1000.0, 1030.0, 1055.0)]),
+        now_s=1060.0,
+        watermark_cap_s=-math.inf,
+    )
+    assert ev.watermark_s < 1000.0
+    ev.advance(1000.0, watermark_cap_s=-math.inf)
+    assert ev.watermark_s < 1000.0
+    ev.advance(1000.0, watermark_cap_s=None)  # wall clock minus lateness is behind
+    assert ev.watermark_s == 1055.0
+    assert ev.evaluated_at_s == 1050.0
