@@ -38,8 +38,11 @@ def main(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     sev = sorted({r.severity for r in cfg.policy})
     windows = ", ".join(f"{r.long}/{r.short}" for r in cfg.policy)
+    own = sum(slo.policy is not None for slo in cfg.slos)
+    own_text = f" ({own} with {'its' if own == 1 else 'their'} own policy)" if own else ""
     print(
-        f"{args.config}: ok: {len(cfg.slos)} SLOs, {len(cfg.policy)} policy rows "
-        f"({'/'.join(sev)}: {windows}), {len(cfg.receivers)} receivers"
+        f"{args.config}: ok: {len(cfg.slos)} SLOs{own_text}, "
+        f"{len(cfg.policy)} policy rows ({'/'.join(sev)}: {windows}), "
+        f"{len(cfg.receivers)} receivers"
     )
     return EXIT_OK

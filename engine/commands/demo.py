@@ -102,7 +102,7 @@ def _view(
     ev = runtime.evaluator
     burn = ev.burn_rates()
     budget = ev.budget_remaining()
-    windows = sorted({r.long_s for r in config.policy} | {r.short_s for r in config.policy})
+    windows = sorted({r.long_s for r in ev.rows} | {r.short_s for r in ev.rows})
     table = Table(title=f"Burnrate demo  {format_duration(round(time.time() - started))}  {phase}")
     table.add_column("SLO")
     table.add_column("objective", justify="right")

@@ -40,6 +40,52 @@ class _Base(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     pass
 
 
+class PolicyRow(_Base, frozen=True):
+    """One multi-window condition: fire `severity` when both windows burn at >= the factor."""
+
+    severity: Severity
+    long: Duration
+    short: Duration
+    burn_rate: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    budget_consumed_ratio: Annotated[float, msgspec.Meta(gt=0, le=1)] | None = None
+    """Alternative to `burn_rate`: the share of the period's budget that burning for `long`
+    would consume; the factor is then derived per SLO period (2% of 30d in 1h = 14.4)."""
+
+    @property
+    def long_s(self) -> int:
+        return int(parse_duration_s(self.long))
+
+    @property
+    def short_s(self) -> int:
+        return int(parse_duration_s(self.short))
+
+    @property
+    def key(self) -> tuple[str, int, int, float | None, float | None]:
+        """What the row means, whatever the spelling of its windows (`1h` or `60m`): rows
+        with equal keys fire alike, so the evaluator keeps one of them."""
+        return (
+            self.severity,
+            self.long_s,
+            self.short_s,
+            self.burn_rate,
+            self.budget_consumed_ratio,
+        )
+
+    def factor_for(self, period_s: float) -> float:
+        if self.burn_rate is not None:
+            return self.burn_rate
+        assert self.budget_consumed_ratio is not None
+        return self.budget_consumed_ratio * period_s / self.long_s
+
+
+DEFAULT_POLICY: tuple[PolicyRow, ...] = (
+    PolicyRow(severity="page", long="1h", short="5m", budget_consumed_ratio=0.02),
+    PolicyRow(severity="page", long="6h", short="30m", budget_consumed_ratio=0.05),
+    PolicyRow(severity="ticket", long="1d", short="2h", budget_consumed_ratio=0.10),
+    PolicyRow(severity="ticket", long="3d", short="6h", budget_consumed_ratio=0.10),
+)
+
+
 class Slo(_Base, frozen=True):
     name: Name
     service: Annotated[str, msgspec.Meta(min_length=1)]
@@ -55,6 +101,10 @@ class Slo(_Base, frozen=True):
     description: str | None = None
     runbook_url: str | None = None
     labels: dict[Annotated[str, msgspec.Meta(pattern=r"\A[a-zA-Z_][a-zA-Z0-9_]*\Z")], str] = {}
+    policy: list[PolicyRow] | None = None
+    """This SLO's own policy rows, in place of the top-level `policy` (None: those).
+    Replaces rather than adds, so an SLO can drop a tier (tickets only, one page row);
+    an empty list is refused, as an SLO that can never alert is a mistake, not a plan."""
 
     @property
     def objective_ratio(self) -> float:
@@ -76,40 +126,6 @@ class Slo(_Base, frozen=True):
         if any(c in self.operation for c in "*?["):
             return fnmatch.fnmatchcase(operation, self.operation)
         return operation == self.operation
-
-
-class PolicyRow(_Base, frozen=True):
-    """One multi-window condition: fire `severity` when both windows burn at >= the factor."""
-
-    severity: Severity
-    long: Duration
-    short: Duration
-    burn_rate: Annotated[float, msgspec.Meta(gt=0)] | None = None
-    budget_consumed_ratio: Annotated[float, msgspec.Meta(gt=0, le=1)] | None = None
-    """Alternative to `burn_rate`: the share of the period's budget that burning for `long`
-    would consume; the factor is then derived per SLO period (2% of 30d in 1h = 14.4)."""
-
-    @property
-    def long_s(self) -> int:
-        return int(parse_duration_s(self.long))
-
-    @property
-    def short_s(self) -> int:
-        return int(parse_duration_s(self.short))
-
-    def factor_for(self, period_s: float) -> float:
-        if self.burn_rate is not None:
-            return self.burn_rate
-        assert self.budget_consumed_ratio is not None
-        return self.budget_consumed_ratio * period_s / self.long_s
-
-
-DEFAULT_POLICY: tuple[PolicyRow, ...] = (
-    PolicyRow(severity="page", long="1h", short="5m", budget_consumed_ratio=0.02),
-    PolicyRow(severity="page", long="6h", short="30m", budget_consumed_ratio=0.05),
-    PolicyRow(severity="ticket", long="1d", short="2h", budget_consumed_ratio=0.10),
-    PolicyRow(severity="ticket", long="3d", short="6h", budget_consumed_ratio=0.10),
-)
 
 
 class Evaluation(_Base, frozen=True):
@@ -229,9 +245,32 @@ class Config(_Base, frozen=True):
     receivers: list[Receiver] = []
     state: State | None = None
 
+    def policy_of(self, slo: Slo) -> list[PolicyRow]:
+        """The rows `slo` is evaluated with: its own `policy` if it has one, else the
+        top-level one."""
+        return self.policy if slo.policy is None else slo.policy
+
+    def policy_rows(self) -> list[PolicyRow]:
+        """Every distinct row some SLO is evaluated with (by `PolicyRow.key`), first
+        occurrence first: the top-level rows when any SLO uses them, then the rows of
+        the SLOs' own policies, in config order. The evaluator evaluates all of them for
+        every SLO at once and masks out the rows an SLO does not have; a top-level row
+        no SLO uses is left out, so its windows cost nothing."""
+        rows: dict[tuple[str, int, int, float | None, float | None], PolicyRow] = {}
+        if any(slo.policy is None for slo in self.slos):
+            for row in self.policy:
+                rows.setdefault(row.key, row)
+        for slo in self.slos:
+            for row in slo.policy or ():
+                rows.setdefault(row.key, row)
+        return list(rows.values())
+
     def windows_s(self) -> list[int]:
-        """Every window length the evaluator keeps: policy windows and SLO periods."""
-        spans = {row.long_s for row in self.policy} | {row.short_s for row in self.policy}
+        """Every window length the evaluator keeps: the windows of every row some SLO
+        uses (`policy_rows`) and the SLO periods. All SLOs keep all of them (one ring
+        per resolution serves every SLO), so an SLO's own long window costs every SLO."""
+        rows = self.policy_rows()
+        spans = {row.long_s for row in rows} | {row.short_s for row in rows}
         spans |= {slo.period_s for slo in self.slos}
         return sorted(spans)
 
@@ -269,25 +308,17 @@ def config_errors(cfg: Config) -> list[str]:
             errors.append(f"{path}.period: must be at least 1h, got {slo.period}")
         elif slo.period_s > MAX_WINDOW_S:
             errors.append(f"{path}.period: {_too_long(slo.period)}")
+        if slo.policy is not None:
+            if not slo.policy:
+                errors.append(
+                    f"{path}.policy: at least one row is required (omit the key for the "
+                    "top-level policy)"
+                )
+            errors += _policy_errors(f"{path}.policy", slo.policy, cfg.evaluation)
+    ev = cfg.evaluation
     if not cfg.policy:
         errors.append("$.policy: at least one row is required (omit the key for the default)")
-    for i, row in enumerate(cfg.policy):
-        path = f"$.policy[{i}]"
-        if (row.burn_rate is None) == (row.budget_consumed_ratio is None):
-            errors.append(f"{path}: give exactly one of burn_rate or budget_consumed_ratio")
-        if row.short_s <= 0 or row.long_s <= 0:
-            errors.append(f"{path}: windows must be longer than 0s")
-        elif row.long_s > MAX_WINDOW_S:
-            errors.append(f"{path}.long: {_too_long(row.long)}")
-        elif row.short_s >= row.long_s:
-            errors.append(f"{path}.short: must be shorter than long ({row.short} >= {row.long})")
-    ev = cfg.evaluation
-    for i, row in enumerate(cfg.policy):
-        if 0 < row.short_s < ev.tick_s:
-            errors.append(
-                f"$.policy[{i}].short: must be at least the evaluation tick ({ev.tick}), "
-                f"got {row.short}"
-            )
+    errors += _policy_errors("$.policy", cfg.policy, ev)
     if ev.tick_s < 1:
         errors.append(f"$.evaluation.tick: must be at least 1s, got {ev.tick}")
     if ev.allowed_lateness_s > 3600:
@@ -306,6 +337,28 @@ def config_errors(cfg: Config) -> list[str]:
             errors.append(f"$.receivers[{i}].resend_interval: must be longer than 0s")
     if cfg.slos and all(0 < w <= MAX_WINDOW_S for w in cfg.windows_s()):
         errors += _memory_errors(cfg)  # (windows refused above have no size worth saying)
+    return errors
+
+
+def _policy_errors(path: str, rows: list[PolicyRow], ev: Evaluation) -> list[str]:
+    """The problems of one list of policy rows, the top-level one or an SLO's own."""
+    errors: list[str] = []
+    for i, row in enumerate(rows):
+        at = f"{path}[{i}]"
+        if (row.burn_rate is None) == (row.budget_consumed_ratio is None):
+            errors.append(f"{at}: give exactly one of burn_rate or budget_consumed_ratio")
+        if row.short_s <= 0 or row.long_s <= 0:
+            errors.append(f"{at}: windows must be longer than 0s")
+        elif row.long_s > MAX_WINDOW_S:
+            errors.append(f"{at}.long: {_too_long(row.long)}")
+        elif row.short_s >= row.long_s:
+            errors.append(f"{at}.short: must be shorter than long ({row.short} >= {row.long})")
+    for i, row in enumerate(rows):
+        if 0 < row.short_s < ev.tick_s:
+            errors.append(
+                f"{path}[{i}].short: must be at least the evaluation tick ({ev.tick}), "
+                f"got {row.short}"
+            )
     return errors
 
 

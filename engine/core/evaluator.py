@@ -32,9 +32,16 @@ as soon as the watermark passes it, i.e. just before the first event with a late
 time is counted, so a batch is cut at those points and the result does not depend
 on how the stream was split into batches. At T every window is (T - W, T] (to within
 one bucket, see `windows`), the burn rate is error ratio / error budget, and an alert
-of severity S holds when, for some policy row of S, both its long and short window
-burn at >= the row's factor. A window without events is *no data*: its ratio is NaN
-internally, never good, never bad, and NaN compares false, so it cannot fire.
+of severity S holds when, for some policy row of S of that SLO, both its long and
+short window burn at >= the row's factor. A window without events is *no data*: its
+ratio is NaN internally, never good, never bad, and NaN compares false, so it cannot
+fire.
+
+An SLO's rows are its own `policy:` or else the top-level one. The evaluator keeps
+one list of rows, the union of every distinct row some SLO uses, evaluates all of them
+for all SLOs in one pass of whole-array operations, and masks out the rows an SLO does
+not have (`row_mask`); the first holding row is the first in *that SLO's* policy order
+(`row_rank`). An SLO without rows of a severity never fires it.
 
 Alerts are one per (SLO, severity). By default (the SRE Workbook rule, like Sloth)
 an alert fires at the first tick its condition holds and resolves at the first tick
@@ -129,13 +136,35 @@ class Evaluator:
         `ahead_s`, and the windows' time trails the watermark by less than 2 ticks."""
         # Config-derived arrays are public but read-only: nothing outside may change them.
         self.budget_ratio = read_only(np.array([s.error_budget_ratio for s in self.slos]))
-        self.rows = list(config.policy)
+        self.rows = config.policy_rows()
+        """Every distinct row some SLO uses (`Config.policy_rows`): `firing_row`,
+        `row_long`, `row_short`, `row_windows_s` and the columns of `factor`,
+        `row_mask` and `row_rank` index this list."""
+        n_rows = len(self.rows)
+        union = {r.key: u for u, r in enumerate(self.rows)}
+        rank = np.full((n, n_rows), n_rows, dtype=np.int64)
+        for i, slo in enumerate(self.slos):
+            own = dict.fromkeys(r.key for r in config.policy_of(slo))  # distinct, in order
+            for k, key in enumerate(own):
+                rank[i, union[key]] = k
+        self.row_rank = read_only(rank)
+        """(n_slo, n_rows) position of each row in the SLO's own policy order (after
+        removing repeats), `n_rows` where the SLO does not have the row: of the rows that
+        hold, the one of lowest rank is reported, as if the SLO's rows were the only ones."""
+        self.row_mask = read_only(rank < n_rows)
+        """(n_slo, n_rows) True where the SLO is evaluated with the row."""
         self.severities: tuple[Severity, ...] = tuple(
             s for s in SEVERITIES if any(r.severity == s for r in self.rows)
         )
+        self._severity_rows = [
+            np.array([u for u, r in enumerate(self.rows) if r.severity == sev], dtype=np.int64)
+            for sev in self.severities
+        ]
         self.row_windows_s = [(r.long_s, r.short_s) for r in self.rows]
         self.row_long = read_only(np.array([self.windows.index(r.long_s) for r in self.rows]))
         self.row_short = read_only(np.array([self.windows.index(r.short_s) for r in self.rows]))
+        # Every (SLO, row), the rows an SLO does not have included: whole-array compares
+        # are cheaper than gathers, and `row_mask` discards those cells.
         self.factor = read_only(
             np.array([[r.factor_for(s.period_s) for r in self.rows] for s in self.slos]).reshape(
                 n, len(self.rows)
@@ -411,18 +440,20 @@ class Evaluator:
         # once per tick, not per transition
         alerts.budget_at_tick_ratio[...] = self.budget_remaining()
         long_b, short_b = burn[self.row_long].T, burn[self.row_short].T  # (n_slo, n_rows)
-        holds_rows = (long_b >= self.factor) & (short_b >= self.factor)
+        holds_rows = (long_b >= self.factor) & (short_b >= self.factor) & self.row_mask
         if self.min_events or self.min_bad_events:
             for side in (self.row_long, self.row_short):
                 s = sums[side]  # (n_rows, n_slo, 2)
                 thick = (s[..., 0] >= self.min_events) & (s[..., 1] >= self.min_bad_events)
                 holds_rows &= thick.T
         out: list[tuple[int, int, Transition]] = []
+        n_rows = len(self.rows)
         for j, sev in enumerate(self.severities):
-            cols = [i for i, r in enumerate(self.rows) if r.severity == sev]
+            cols = self._severity_rows[j]
             sev_rows = holds_rows[:, cols]
             holds = sev_rows.any(axis=1)
-            first = np.asarray(cols)[np.argmax(sev_rows, axis=1)]
+            # the holding row first in the SLO's own order (meaningless where none holds)
+            first = cols[np.argmin(np.where(sev_rows, self.row_rank[:, cols], n_rows), axis=1)]
             pending = alerts.pending_since_s[:, j]
             pending[holds & np.isnan(pending)] = t
             pending[~holds] = np.nan
@@ -538,11 +569,24 @@ class Evaluator:
             max_event_ts_s=self._max_event_ts,
         )
 
+    def _check_firing_rows(self, firing_row: I64) -> None:
+        """Raise ValueError unless every `firing_row` is -1 or a row of its SLO and
+        severity: the API, /metrics and deliveries index the rows with it."""
+        n_rows = len(self.rows)
+        if ((firing_row < -1) | (firing_row >= n_rows)).any():
+            raise ValueError(f"firing_row: a row index outside -1..{n_rows - 1}")
+        sev = np.array([self.severities.index(r.severity) for r in self.rows], dtype=np.int64)
+        i, j = np.nonzero(firing_row >= 0)
+        r = firing_row[i, j]
+        if not (self.row_mask[i, r] & (sev[r] == j)).all():
+            raise ValueError("firing_row: a row the SLO does not have for that severity")
+
     def load_state(self, state: EvaluatorState) -> None:
         """Continue from a `state()` of an evaluator of a config of the same shape.
         Raises ValueError, changing nothing, when it does not fit (the caller checks the
         config's shape: rows and SLOs of the same sizes fit whatever they mean)."""
         state.alerts.check_like(self._alerts)
+        self._check_firing_rows(state.alerts.firing_row)
         state.counts.check_like(self.counts())
         self.windows.load_state(state.windows)  # checks first: may raise, changing nothing
         # Everything checked: from here on nothing can fail.

@@ -26,8 +26,8 @@ class AlertState:
 
     firing: Bool
     firing_row: I64
-    """Index into the policy rows of the row that holds (or held last) while firing;
-    -1 before the alert first fired."""
+    """Index into `Evaluator.rows` (every distinct row of the config) of the row that
+    holds (or held last) while firing; -1 before the alert first fired."""
     firing_since_s: F64
     """Tick at which the alert fired; NaN while it does not fire."""
     pending_since_s: F64

@@ -10,10 +10,11 @@ through `ev.load_state()`. This module uses only the evaluator's public methods,
 the evaluator does not know it exists.
 
 Arrays only make sense for the config that shaped them (SLOs in order, windows, ring
-lengths, policy rows, tick), so the snapshot carries that *shape*, readable rather than
-hashed, and `load` refuses a snapshot of another shape with a `SnapshotError` saying
-what differs. Everything is decoded and checked before anything is assigned, so a
-failed load leaves the evaluator exactly as it was. Pure: bytes in, bytes out.
+lengths, policy rows, the SLOs' own policies, tick), so the snapshot carries that
+*shape*, readable rather than hashed, and `load` refuses a snapshot of another shape
+with a `SnapshotError` saying what differs. Everything is decoded and checked before
+anything is assigned, so a failed load leaves the evaluator exactly as it was. Pure:
+bytes in, bytes out.
 """
 
 from __future__ import annotations
@@ -47,8 +48,14 @@ class Array(_Struct, frozen=True, kw_only=True):
     data: bytes
 
 
-class Shape(_Struct, frozen=True, kw_only=True):
-    """The parts of the config that shape the evaluator's arrays."""
+Row = tuple[str, int, int, float | None, float | None]
+"""(severity, long_s, short_s, burn_rate, budget_consumed_ratio): `PolicyRow.key`."""
+
+
+class Shape(_Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The parts of the config that shape the evaluator's arrays. Fields with their
+    default are left out of the bytes, so a config without per-SLO policies writes the
+    shape it wrote before they existed, and the snapshots of either read alike."""
 
     slos: list[tuple[str, int, float]]
     """(name, period_s, objective percent) in config order."""
@@ -56,9 +63,13 @@ class Shape(_Struct, frozen=True, kw_only=True):
     levels: list[tuple[int, int]]
     """(bucket resolution s, ring length) per level: the ring length follows the
     allowed lateness and future limit."""
-    policy: list[tuple[str, int, int, float | None, float | None]]
-    """(severity, long_s, short_s, burn_rate, budget_consumed_ratio) per row."""
+    policy: list[Row]
+    """The top-level rows, as written."""
     tick_s: float
+    slo_policies: list[tuple[str, list[Row]]] = []
+    """(SLO name, its rows) for each SLO with its own `policy:`, in config order: with
+    `slos` and `policy` they fix the evaluator's rows (`Config.policy_rows`), which row
+    applies to which SLO, and so what `firing_row` means."""
 
 
 class _Level(_Struct, frozen=True, kw_only=True):
@@ -109,11 +120,11 @@ def shape_of(ev: Evaluator) -> Shape:
         slos=[(s.name, s.period_s, float(s.objective)) for s in ev.slos],
         windows_s=list(ev.windows.windows_s),
         levels=[(lv.resolution_s, lv.length) for lv in ev.windows.state().levels],
-        policy=[
-            (r.severity, r.long_s, r.short_s, r.burn_rate, r.budget_consumed_ratio)
-            for r in cfg.policy
-        ],
+        policy=[r.key for r in cfg.policy],
         tick_s=float(ev.tick_s),
+        slo_policies=[
+            (s.name, [r.key for r in s.policy]) for s in cfg.slos if s.policy is not None
+        ],
     )
 
 
@@ -189,9 +200,18 @@ def _describe_mismatch(saved: Shape, here: Shape) -> str:
             f"policy rows differ: snapshot {[tuple(r) for r in saved.policy]}, "
             f"config {[tuple(r) for r in here.policy]}"
         )
+    if saved.slo_policies != here.slo_policies:
+        parts.append(
+            "per-SLO policies differ: snapshot "
+            f"{_slo_policies(saved)}, config {_slo_policies(here)}"
+        )
     if saved.tick_s != here.tick_s:
         parts.append(f"tick differs: snapshot {saved.tick_s:g}s, config {here.tick_s:g}s")
     return "; ".join(parts)
+
+
+def _slo_policies(shape: Shape) -> dict[str, list[tuple[object, ...]]]:
+    return {name: [tuple(r) for r in rows] for name, rows in shape.slo_policies}
 
 
 def _decode(data: bytes) -> _State:

@@ -99,6 +99,16 @@ CASES = [
         id="window arrays over the memory limit",
     ),
     pytest.param(
+        with_slo(policy=[]),
+        "$.slos[0].policy: at least one row is required (omit the key for the top-level policy)",
+        id="an empty per-SLO policy (an SLO that could never alert)",
+    ),
+    pytest.param(
+        with_slo(policy=[{"severity": "page", "long": "999d", "short": "5m", "burn_rate": 2}]),
+        "$.slos[0].policy[0].long: at most 400d, got 999d",
+        id="a per-SLO policy window over the maximum",
+    ),
+    pytest.param(
         with_("http", listen="notahost"),
         "$.http.listen: expected HOST:PORT, got 'notahost'",
         id="a listen address without a port (run: traceback)",
@@ -258,6 +268,15 @@ def test_a_config_check_passes_gets_past_the_checks_of_run(tmp_path: Path) -> No
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         doc = with_slo(period="2591999s")  # 30 days less a second: no step divides it
+        doc["slos"].append(  # type: ignore[attr-defined]
+            {
+                "name": "batch-availability",
+                "service": "batch",
+                "sli": "availability",
+                "objective": 99,
+                "policy": [{"severity": "ticket", "long": "1d", "short": "2h", "burn_rate": 2}],
+            }
+        )
         doc["http"] = {
             "listen": f"127.0.0.1:{taken.getsockname()[1]}",
             "auth_token_env": "BURNRATE_TOKEN",

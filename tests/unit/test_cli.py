@@ -350,3 +350,22 @@ def test_replay_imports_no_kafka_client_or_http_server(tmp_path: Path) -> None:
     loaded = _heavy_imports([*argv, "--output", str(tmp_path / "out.jsonl")], tmp_path)
     network = {name: who for name, who in loaded.items() if name in ("aiokafka", "aiohttp")}
     assert network == {}, f"burnrate replay imported (by engine frames): {network}"
+
+
+def test_check_counts_the_slos_with_their_own_policy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "slos:\n"
+        "  - {name: a, service: s, sli: availability, objective: 99}\n"
+        "  - name: b\n"
+        "    service: s\n"
+        "    sli: availability\n"
+        "    objective: 99\n"
+        "    policy: [{severity: ticket, long: 1d, short: 2h, burn_rate: 2}]\n"
+    )
+    assert _run(["check", str(path)]) == 0
+    assert capsys.readouterr().out.startswith(
+        f"{path}: ok: 2 SLOs (1 with its own policy), 4 policy rows"
+    )

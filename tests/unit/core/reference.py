@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from engine.core.config import Config
+from engine.core.config import Config, PolicyRow
 from engine.core.decode import Event
 from engine.core.taxonomy import Outcome, SliKind, classify, latency_is_bad
 from engine.core.windows import resolution_for
@@ -98,8 +98,9 @@ class NaiveEvaluator:
         ev = self.cfg.evaluation
         for i, slo in enumerate(self.cfg.slos):
             budget = 1.0 - slo.objective / 100.0
+            policy = self.cfg.policy_of(slo)  # its own rows, or the top-level ones
             for sev in ("page", "ticket"):
-                rows = [(k, r) for k, r in enumerate(self.cfg.policy) if r.severity == sev]
+                rows = [(k, r) for k, r in enumerate(policy) if r.severity == sev]
                 if not rows:
                     continue
                 holding = None
@@ -137,16 +138,18 @@ class NaiveEvaluator:
                 should = ready or (firing and holding is not None) or kept
                 if should and not firing:
                     st["row"] = holding
-                    self._emit(slo.name, sev, "firing", t, holding)
+                    self._emit(slo.name, sev, "firing", t, policy, holding)
                 elif firing and not should:
-                    self._emit(slo.name, sev, "resolved", t, st["row"])
+                    self._emit(slo.name, sev, "resolved", t, policy, st["row"])
                 if should and holding is not None:
                     st["row"] = holding
                 st["firing"] = should
 
-    def _emit(self, name: str, sev: str, state: str, t: float, row: object) -> None:
+    def _emit(
+        self, name: str, sev: str, state: str, t: float, policy: list[PolicyRow], row: object
+    ) -> None:
         assert isinstance(row, int)
-        r = self.cfg.policy[row]
+        r = policy[row]
         self.transitions.append((name, sev, state, t, r.long_s, r.short_s))
 
 

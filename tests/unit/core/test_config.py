@@ -421,6 +421,66 @@ URL_RCV = {"type": "webhook", "url": "https://hooks.example/x"}
             "at least one row is required",
             id="an empty policy is rejected rather than never alerting",
         ),
+        # an SLO's own policy: the top-level rows' checks, at the SLO's path
+        pytest.param(
+            _set("slos.2.policy", []),
+            "$.slos[2].policy",
+            "at least one row is required (omit the key for the top-level policy)",
+            id="an empty per-SLO policy is rejected rather than silencing the SLO",
+        ),
+        pytest.param(
+            _set("slos.1.policy", [{"severity": "page", "long": "1 hour", "short": "5m"}]),
+            "$.slos[1].policy[0].long",
+            "Expected `str` matching regex",
+            id="a bad window in a per-SLO row is rejected",
+        ),
+        pytest.param(
+            _set(
+                "slos.2.policy",
+                [
+                    {"severity": "ticket", "long": "1d", "short": "2h", "burn_rate": 1},
+                    {"severity": "page", "long": "5m", "short": "1h", "burn_rate": 14.4},
+                ],
+            ),
+            "$.slos[2].policy[1].short",
+            "must be shorter than long (1h >= 5m)",
+            id="a per-SLO row whose short window is longer than its long window is rejected",
+        ),
+        pytest.param(
+            _set(
+                "slos.2.policy", [{"severity": "page", "long": "1h", "short": "5s", "burn_rate": 2}]
+            ),
+            "$.slos[2].policy[0].short",
+            "must be at least the evaluation tick (10s), got 5s",
+            id="a per-SLO short window under the tick is rejected",
+        ),
+        pytest.param(
+            _set("slos.0.policy", [{"severity": "page", "long": "1h", "short": "5m"}]),
+            "$.slos[0].policy[0]",
+            "give exactly one of burn_rate or budget_consumed_ratio",
+            id="a per-SLO row with neither burn_rate nor budget_consumed_ratio is rejected",
+        ),
+        pytest.param(
+            _set("slos.2.policy", [{"severity": "warn", "long": "1h", "short": "5m"}]),
+            "$.slos[2].policy[0].severity",
+            "Invalid enum value 'warn'",
+            id="a per-SLO severity other than page or ticket is rejected",
+        ),
+        pytest.param(
+            _set(
+                "slos.2.policy",
+                [{"severity": "page", "long": "1h", "short": "5m", "burn_rate": 2, "for": "5m"}],
+            ),
+            "$.slos[2].policy[0]",
+            "unknown field `for`",
+            id="an unknown key in a per-SLO row is rejected",
+        ),
+        pytest.param(
+            _set("slos.2.policy", {"severity": "page", "long": "1h", "short": "5m"}),
+            "$.slos[2].policy",
+            "Expected `array | null`, got `object`",
+            id="a per-SLO policy that is one row rather than a list is rejected",
+        ),
         pytest.param(
             _set("slos", []),
             "$.slos",
@@ -764,6 +824,28 @@ FINE_AND_FAR_AHEAD = _both(
             id="window arrays over 1 GiB",
         ),
         pytest.param(
+            _set(
+                "slos.2.policy",
+                [{"severity": "ticket", "long": "401d", "short": "1d", "burn_rate": 1}],
+            ),
+            "$.slos[2].policy[0].long: at most 400d, got 401d",
+            id="a per-SLO policy window over the maximum",
+        ),
+        pytest.param(
+            _both(
+                _slos(1000),
+                _set("evaluation", {"future_limit": "1d"}),
+                _set(
+                    "slos.999.policy",
+                    [{"severity": "page", "long": "1h", "short": "30s", "burn_rate": 14.4}],
+                ),
+            ),
+            "$.slos: the windows of 1000 SLOs need about 1.6 GiB (1.6 MiB per SLO), more than "
+            "the limit of 1 GiB; use fewer SLOs, fewer or longer policy windows, or a shorter "
+            "evaluation.future_limit",
+            id="window arrays over 1 GiB through one SLO's own fine window",
+        ),
+        pytest.param(
             _set("receivers", [{**URL_RCV, "timeout": "0s"}]),
             "$.receivers[0].timeout: must be longer than 0s",
             id="a webhook timeout of 0s",
@@ -888,3 +970,78 @@ def test_decode_config_checks_types_and_config_errors_the_rest() -> None:
 )
 def test_sizes_are_written_for_people(n: int, text: str) -> None:
     assert format_bytes(n) == text
+
+
+# --- per-SLO policies --------------------------------------------------------------------
+
+PAGE_ONLY = [{"severity": "page", "long": "2h", "short": "10m", "burn_rate": 10}]
+
+
+def test_an_slo_without_its_own_policy_uses_the_top_level_one() -> None:
+    doc = _base()
+    doc["slos"][1]["policy"] = PAGE_ONLY
+    cfg = parse_config(_yaml(doc))
+    assert cfg.slos[0].policy is None
+    assert cfg.policy_of(cfg.slos[0]) == list(DEFAULT_POLICY)
+    assert cfg.policy_of(cfg.slos[1]) == [
+        PolicyRow(severity="page", long="2h", short="10m", burn_rate=10)
+    ]
+
+
+def test_the_rows_used_are_the_union_without_repeats_or_unused_top_level_rows() -> None:
+    doc = _base()
+    doc["slos"][1]["policy"] = [*PAGE_ONLY, {**DEFAULT_ROW_1H, "long": "60m"}]
+    cfg = parse_config(_yaml(doc))
+    assert cfg.policy_rows() == [*DEFAULT_POLICY, cfg.slos[1].policy[0]]  # type: ignore[index]
+    for slo in doc["slos"]:
+        slo["policy"] = PAGE_ONLY
+    cfg = parse_config(_yaml(doc))
+    assert [r.key for r in cfg.policy_rows()] == [("page", 7200, 600, 10.0, None)]
+    assert cfg.windows_s() == [600, 7200, 30 * DAY_S]  # no 1d, 3d... of the unused default
+
+
+DEFAULT_ROW_1H = {"severity": "page", "long": "1h", "short": "5m", "budget_consumed_ratio": 0.02}
+
+
+def test_per_slo_policies_are_accepted_in_toml() -> None:
+    cfg = parse_config(
+        """
+[[slos]]
+name = "api"
+service = "api"
+sli = "availability"
+objective = 99.9
+
+[[slos]]
+name = "batch"
+service = "batch"
+sli = "availability"
+objective = 99
+
+[[slos.policy]]
+severity = "ticket"
+long = "1d"
+short = "2h"
+burn_rate = 2
+""",
+        fmt="toml",
+    )
+    assert cfg.policy_of(cfg.slos[-1]) == [
+        PolicyRow(severity="ticket", long="1d", short="2h", burn_rate=2)
+    ]
+
+
+def test_per_slo_policy_errors_come_with_their_slo_and_all_at_once() -> None:
+    doc = _base()
+    doc["slos"][0]["policy"] = []
+    doc["slos"][2]["policy"] = [
+        {"severity": "page", "long": "5m", "short": "1h", "burn_rate": 2},
+        {"severity": "page", "long": "1h", "short": "5m"},
+    ]
+    doc["slos"][2]["objective"] = 100
+    assert _errors(_yaml(doc)) == [
+        "$.slos[0].policy: at least one row is required (omit the key for the top-level policy)",
+        "$.slos[2].objective: must be > 0 and < 100 (percent), got 100.0",
+        "$.slos[2].policy[0].short: must be shorter than long (1h >= 5m)",
+        "$.slos[2].policy[1]: give exactly one of burn_rate or budget_consumed_ratio",
+    ]
