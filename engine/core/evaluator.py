@@ -49,7 +49,9 @@ The evaluator's arrays are its own; readers get values and read-only arrays:
 
 - `error_ratios()`, `burn_rates()`: (n_windows, n_slo) at the last evaluation, NaN
   where a window has no events; `window_sums()`: the (total, bad) counts behind them;
-  `budget_remaining()`: per SLO over its period (math in `engine.core.budget`);
+  `budget_remaining()`: per SLO over its period (math in `engine.core.budget`), and
+  `period_sums()` the counts behind it: a rolling SLO's period window, a calendar
+  SLO's period to date (`engine.core.periods`), whose bounds `period_bounds()` gives;
 - `alerts()`: an `AlertState`, the state machine of every (SLO, severity) alert;
 - `counts()`: an `EventCounts`, per-SLO totals and accepted/unmatched/rejected counts
   (`rejected_counts()` for the rejections alone);
