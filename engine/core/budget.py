@@ -16,6 +16,11 @@ lasts P / r, so what is left lasts
 
 It is 0 once the budget is spent, and None (never) without data or while nothing burns.
 
+For a calendar period (engine.core.periods) the events are those of the period to date
+and P is its nominal length (30 days for a month, 7 for a week, 91 for a quarter),
+the one the policy factors use (docs/design.md, "Calendar periods"); the counts are
+chosen by the evaluator (`Evaluator.period_sums`), the arithmetic here is the same.
+
 Rounding: none beyond IEEE double arithmetic, evaluated in the order written above
 (`(bad / total) / b`, then `1 - ...`; `(remaining_ratio * P) / r`). So every reader gets
 bit-identical numbers (the API, /metrics, alert payloads), and whoever shows a duration

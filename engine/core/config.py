@@ -20,6 +20,7 @@ import msgspec
 
 from engine.core.durations import DURATION_PATTERN, format_duration, parse_duration_s
 from engine.core.ladder import MAX_WINDOW_S, window_bytes
+from engine.core.periods import NOMINAL_PERIOD_S, CalendarUnit, time_zone
 from engine.core.taxonomy import SliKind, TaxonomyOptions
 from engine.errors import ConfigError
 
@@ -86,13 +87,22 @@ DEFAULT_POLICY: tuple[PolicyRow, ...] = (
 )
 
 
+class CalendarPeriod(_Base, frozen=True):
+    """`period: {calendar: month, time_zone: Europe/Berlin}`: the budget covers the current
+    calendar month (ISO week, quarter) in that zone to date (engine.core.periods)."""
+
+    calendar: CalendarUnit
+    time_zone: Annotated[str, msgspec.Meta(min_length=1)] = "UTC"
+
+
 class Slo(_Base, frozen=True):
     name: Name
     service: Annotated[str, msgspec.Meta(min_length=1)]
     sli: SliKind
     objective: float
     """Target in percent, e.g. 99.9."""
-    period: Duration = "30d"
+    period: Duration | CalendarPeriod = "30d"
+    """Rolling (`30d`), or a calendar period."""
     operation: str | None = None
     """Exact operation, or a glob (`GET /orders/*`)."""
     threshold_ms: Annotated[float, msgspec.Meta(gt=0)] | None = None
@@ -116,7 +126,22 @@ class Slo(_Base, frozen=True):
 
     @property
     def period_s(self) -> int:
+        """The rolling period; for a calendar one its nominal length (30d for a month)."""
+        if isinstance(self.period, CalendarPeriod):
+            return NOMINAL_PERIOD_S[self.period.calendar]
         return int(parse_duration_s(self.period))
+
+    @property
+    def calendar(self) -> CalendarPeriod | None:
+        return self.period if isinstance(self.period, CalendarPeriod) else None
+
+    @property
+    def period_text(self) -> str:
+        """The period for people: `30d` as configured, or `calendar month (Europe/Berlin)`."""
+        cal = self.calendar
+        if cal is None:
+            return str(self.period)
+        return f"calendar {cal.calendar} ({cal.time_zone})"
 
     def matches_operation(self, operation: str | None) -> bool:
         if self.operation is None:
@@ -267,11 +292,12 @@ class Config(_Base, frozen=True):
 
     def windows_s(self) -> list[int]:
         """Every window length the evaluator keeps: the windows of every row some SLO
-        uses (`policy_rows`) and the SLO periods. All SLOs keep all of them (one ring
-        per resolution serves every SLO), so an SLO's own long window costs every SLO."""
+        uses (`policy_rows`) and the rolling SLO periods (a calendar period is counted
+        apart, in engine.core.periods). All SLOs keep all of them (one ring per resolution
+        serves every SLO), so an SLO's own long window costs every SLO."""
         rows = self.policy_rows()
         spans = {row.long_s for row in rows} | {row.short_s for row in rows}
-        spans |= {slo.period_s for slo in self.slos}
+        spans |= {slo.period_s for slo in self.slos if slo.calendar is None}
         return sorted(spans)
 
     def window_bytes_per_slo(self) -> int:
@@ -304,10 +330,15 @@ def config_errors(cfg: Config) -> list[str]:
             errors.append(f"{path}.threshold_ms: required for a latency SLO")
         if slo.sli != SliKind.LATENCY and slo.threshold_ms is not None:
             errors.append(f"{path}.threshold_ms: only latency SLOs take a threshold")
-        if slo.period_s < 3600:
+        if slo.calendar is not None:
+            try:
+                time_zone(slo.calendar.time_zone)
+            except ValueError as exc:
+                errors.append(f"{path}.period.time_zone: {exc}")
+        elif slo.period_s < 3600:
             errors.append(f"{path}.period: must be at least 1h, got {slo.period}")
         elif slo.period_s > MAX_WINDOW_S:
-            errors.append(f"{path}.period: {_too_long(slo.period)}")
+            errors.append(f"{path}.period: {_too_long(slo.period_text)}")
         if slo.policy is not None:
             if not slo.policy:
                 errors.append(

@@ -56,7 +56,9 @@ The evaluator's arrays are its own; readers get values and read-only arrays:
 
 - `error_ratios()`, `burn_rates()`: (n_windows, n_slo) at the last evaluation, NaN
   where a window has no events; `window_sums()`: the (total, bad) counts behind them;
-  `budget_remaining()`: per SLO over its period (math in `engine.core.budget`);
+  `budget_remaining()`: per SLO over its period (math in `engine.core.budget`), and
+  `period_sums()` the counts behind it: a rolling SLO's period window, a calendar
+  SLO's period to date (`engine.core.periods`), whose bounds `period_bounds()` gives;
 - `alerts()`: an `AlertState`, the state machine of every (SLO, severity) alert;
 - `counts()`: an `EventCounts`, per-SLO totals and accepted/unmatched/rejected counts
   (`rejected_counts()` for the rejections alone);
@@ -85,6 +87,7 @@ from engine.core.arrays import F64, I64, read_only, read_only_copy
 from engine.core.config import Config, Severity
 from engine.core.evaluator_state import AlertState, EvaluatorState, EventCounts
 from engine.core.matching import Classifier, EventColumns
+from engine.core.periods import PeriodCounts
 from engine.core.windows import WindowSet
 
 __all__ = ["SEVERITIES", "AlertState", "Evaluator", "EvaluatorState", "EventCounts", "Transition"]
@@ -171,7 +174,13 @@ class Evaluator:
             )
         )
         self.period_index = read_only(
-            np.array([self.windows.index(s.period_s) for s in self.slos], dtype=int)
+            np.array(
+                [0 if s.calendar else self.windows.index(s.period_s) for s in self.slos], dtype=int
+            )
+        )
+        """Per SLO, the window its budget is over (0, unused, for a calendar SLO)."""
+        self._periods = PeriodCounts(
+            [(c.calendar, c.time_zone) if (c := s.calendar) else None for s in self.slos]
         )
         shape = (n, len(self.severities))
         # alert state machine (see AlertState); mutated in place by _evaluate
@@ -279,6 +288,7 @@ class Evaluator:
             first = float(ts[np.argmax(ok)])
             self._next_tick_s = math.ceil(first / self.tick_s) * self.tick_s
             self.windows.advance_to(self._next_tick_s - self.tick_s)
+            self._periods.roll(self._next_tick_s - self.tick_s)
         nslo = self.classifier.slo_count(cols)
         self._accepted_events += int(cols.count[ok].sum())
         self._unmatched_events += int(cols.count[ok & (nslo == 0)].sum())
@@ -314,6 +324,7 @@ class Evaluator:
         if self._next_tick_s is None:
             self._next_tick_s = math.ceil(t_s / self.tick_s) * self.tick_s
             self.windows.advance_to(self._next_tick_s - self.tick_s)
+            self._periods.roll(self._next_tick_s - self.tick_s)
             return []
         return self._evaluate_until(t_s)
 
@@ -389,6 +400,7 @@ class Evaluator:
         if len(slo) == 0:
             return
         self.windows.add(slo, ts, total, bad)
+        self._periods.add(slo, ts, total, bad)
         n = len(self.slos)
         add_total = np.zeros(n, dtype=np.int64)
         add_bad = np.zeros(n, dtype=np.int64)
@@ -412,6 +424,7 @@ class Evaluator:
                 # the watermark would see empty windows, so skip straight to it.
                 t = max(t, (math.ceil(watermark_s / self.tick_s) - 1) * self.tick_s)
             self.windows.advance_to(t)
+            self._periods.roll(t)
             out += self._evaluate(t)
             self._evaluated_at_s = t
             self._next_tick_s = t + self.tick_s
@@ -516,8 +529,21 @@ class Evaluator:
     def budget_remaining(self) -> F64:
         """Share of each SLO's error budget left over its period (1 = untouched,
         negative = overspent); NaN when the period holds no events."""
-        sums = self.windows.all_sums[self.period_index, np.arange(len(self.slos))]
+        sums = self.period_sums()
         return budget.remaining_ratio(sums[:, 0], sums[:, 1], self.budget_ratio)
+
+    def period_sums(self) -> I64:
+        """(n_slo, 2) (total, bad) over each SLO's period at the evaluation time: the
+        period window of a rolling SLO, the calendar period to date of a calendar one."""
+        sums = self.windows.all_sums[self.period_index, np.arange(len(self.slos))]
+        if self._periods.any:
+            sums = np.where(self._periods.is_calendar[:, None], self._periods.current, sums)
+        return read_only(sums)
+
+    def period_bounds(self) -> tuple[F64, F64]:
+        """(start, end) epoch seconds per SLO of the calendar period holding the
+        evaluation time, [start, end); NaN for rolling SLOs and before the first event."""
+        return read_only_copy(self._periods.start_s), read_only_copy(self._periods.end_s)
 
     @property
     def windows_s(self) -> tuple[int, ...]:
@@ -567,6 +593,7 @@ class Evaluator:
             next_tick_s=self._next_tick_s,
             evaluated_at_s=self._evaluated_at_s,
             max_event_ts_s=self._max_event_ts,
+            periods=self._periods.state() if self._periods.any else None,
         )
 
     def _check_firing_rows(self, firing_row: I64) -> None:
@@ -588,6 +615,7 @@ class Evaluator:
         state.alerts.check_like(self._alerts)
         self._check_firing_rows(state.alerts.firing_row)
         state.counts.check_like(self.counts())
+        self._periods.check(state.periods)
         self.windows.load_state(state.windows)  # checks first: may raise, changing nothing
         # Everything checked: from here on nothing can fail.
         for f in fields(AlertState):
@@ -603,3 +631,4 @@ class Evaluator:
         self._next_tick_s = state.next_tick_s
         self._evaluated_at_s = state.evaluated_at_s
         self._max_event_ts = state.max_event_ts_s
+        self._periods.load_state(state.periods, self.windows.t)

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 from engine.core.arrays import F64, I64, Bool, read_only_copy
+from engine.core.periods import PeriodState
 from engine.core.windows import WindowState, check_like
 
 __all__ = ["AlertState", "EvaluatorState", "EventCounts"]
@@ -96,3 +97,6 @@ class EvaluatorState:
     """Last tick evaluated; None before the first."""
     max_event_ts_s: float
     """Latest event time counted into the windows (-inf before the first)."""
+    periods: PeriodState | None = None
+    """The calendar periods' counts; None when no SLO has a calendar period (or the
+    state is from before calendar periods: they start empty)."""

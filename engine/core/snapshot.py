@@ -12,9 +12,15 @@ the evaluator does not know it exists.
 Arrays only make sense for the config that shaped them (SLOs in order, windows, ring
 lengths, policy rows, the SLOs' own policies, tick), so the snapshot carries that
 *shape*, readable rather than hashed, and `load` refuses a snapshot of another shape
-with a `SnapshotError` saying what differs. Everything is decoded and checked before
-anything is assigned, so a failed load leaves the evaluator exactly as it was. Pure:
-bytes in, bytes out.
+with a `SnapshotError` saying what differs. A calendar SLO's period (calendar and zone)
+is part of the shape: its counts mean nothing for another calendar or zone.
+
+Version 2 added the calendar periods' bounds and counts (`engine.core.periods`);
+version 1 snapshots (no calendar SLOs could exist then) are still read, for configs
+without calendar periods, whose shape they share.
+
+Everything is decoded and checked before anything is assigned, so a failed load leaves
+the evaluator exactly as it was. Pure: bytes in, bytes out.
 """
 
 from __future__ import annotations
@@ -25,12 +31,14 @@ import msgspec
 import numpy as np
 
 from engine.core.evaluator import AlertState, Evaluator, EvaluatorState, EventCounts
+from engine.core.periods import PeriodState
 from engine.core.windows import LevelState, WindowState
 from engine.errors import BurnrateError
 
 __all__ = ["SNAPSHOT_VERSION", "Shape", "SnapshotError", "dump", "load", "shape_of"]
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 class SnapshotError(BurnrateError):
@@ -70,6 +78,17 @@ class Shape(_Struct, frozen=True, kw_only=True, omit_defaults=True):
     """(SLO name, its rows) for each SLO with its own `policy:`, in config order: with
     `slos` and `policy` they fix the evaluator's rows (`Config.policy_rows`), which row
     applies to which SLO, and so what `firing_row` means."""
+    calendars: list[tuple[str, str] | None] | None = None
+    """Per SLO (calendar, time zone) of a calendar period, None for a rolling one; None
+    as a whole when no SLO has one (so version 1 snapshots compare equal)."""
+
+
+class _Periods(_Struct, frozen=True, kw_only=True):
+    start_s: Array
+    end_s: Array
+    next_end_s: Array
+    current: Array
+    next: Array
 
 
 class _Level(_Struct, frozen=True, kw_only=True):
@@ -107,6 +126,8 @@ class _State(_Struct, frozen=True, kw_only=True):
     next_tick_s: float | None
     evaluated_at_s: float | None
     max_event_ts: float
+    periods: _Periods | None = None
+    """Version 2, when the config has calendar periods."""
 
 
 _ENCODER = msgspec.msgpack.Encoder()
@@ -125,6 +146,11 @@ def shape_of(ev: Evaluator) -> Shape:
         slo_policies=[
             (s.name, [r.key for r in s.policy]) for s in cfg.slos if s.policy is not None
         ],
+        calendars=(
+            [(c.calendar, c.time_zone) if (c := s.calendar) else None for s in ev.slos]
+            if any(s.calendar for s in ev.slos)
+            else None
+        ),
     )
 
 
@@ -177,6 +203,15 @@ def dump(ev: Evaluator) -> bytes:
         budget_at_tick=_pack(alerts.budget_at_tick_ratio),
         events_total=_pack(counts.events_total),
         bad_events_total=_pack(counts.bad_events_total),
+        periods=None
+        if st.periods is None
+        else _Periods(
+            start_s=_pack(st.periods.start_s),
+            end_s=_pack(st.periods.end_s),
+            next_end_s=_pack(st.periods.next_end_s),
+            current=_pack(st.periods.current),
+            next=_pack(st.periods.next),
+        ),
     )
     return _ENCODER.encode(state)
 
@@ -205,6 +240,10 @@ def _describe_mismatch(saved: Shape, here: Shape) -> str:
             "per-SLO policies differ: snapshot "
             f"{_slo_policies(saved)}, config {_slo_policies(here)}"
         )
+    if saved.calendars != here.calendars:
+        parts.append(
+            f"calendar periods differ: snapshot {_calendars(saved)}, config {_calendars(here)}"
+        )
     if saved.tick_s != here.tick_s:
         parts.append(f"tick differs: snapshot {saved.tick_s:g}s, config {here.tick_s:g}s")
     return "; ".join(parts)
@@ -214,6 +253,12 @@ def _slo_policies(shape: Shape) -> dict[str, list[tuple[object, ...]]]:
     return {name: [tuple(r) for r in rows] for name, rows in shape.slo_policies}
 
 
+def _calendars(shape: Shape) -> list[tuple[str, str] | None]:
+    if shape.calendars is None:
+        return [None] * len(shape.slos)
+    return [None if c is None else tuple(c) for c in shape.calendars]  # type: ignore[misc]
+
+
 def _decode(data: bytes) -> _State:
     try:
         header = _HEADER.decode(data)
@@ -221,10 +266,10 @@ def _decode(data: bytes) -> _State:
         raise SnapshotError(f"corrupt snapshot: {exc}") from None
     if header.format != "burnrate-evaluator":
         raise SnapshotError(f"not an evaluator snapshot (format {header.format!r})")
-    if header.version != SNAPSHOT_VERSION:
+    if header.version not in READABLE_VERSIONS:
         raise SnapshotError(
             f"snapshot version {header.version} is not supported (this engine reads "
-            f"version {SNAPSHOT_VERSION})"
+            f"versions {', '.join(map(str, READABLE_VERSIONS))})"
         )
     try:
         return _DECODER.decode(data)
@@ -286,8 +331,23 @@ def load(ev: Evaluator, data: bytes) -> None:
         next_tick_s=state.next_tick_s,
         evaluated_at_s=state.evaluated_at_s,
         max_event_ts_s=state.max_event_ts,
+        periods=_periods(state.periods, now.periods),
     )
     try:
         ev.load_state(loaded)  # checks everything before it assigns anything
     except ValueError as exc:
         raise SnapshotError(f"corrupt snapshot: {exc}") from None
+
+
+def _periods(saved: _Periods | None, now: PeriodState | None) -> PeriodState | None:
+    """The saved calendar periods, checked against the evaluator's own (None: none saved,
+    or none kept here; a calendar config's snapshot always has them, by its shape)."""
+    if saved is None or now is None:
+        return None
+    return PeriodState(
+        start_s=_unpack(saved.start_s, now.start_s, "period starts"),
+        end_s=_unpack(saved.end_s, now.end_s, "period ends"),
+        next_end_s=_unpack(saved.next_end_s, now.next_end_s, "next period ends"),
+        current=_unpack(saved.current, now.current, "period counts"),
+        next=_unpack(saved.next, now.next, "next period counts"),
+    )

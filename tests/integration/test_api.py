@@ -95,6 +95,7 @@ async def test_one_slo_with_budget_and_no_alert(served: tuple[Server, Evaluator,
         "labels": {"team": "payments", "tier": "1"},
         "description": "Orders are accepted",
         "runbook_url": "https://runbooks.example/checkout",
+        "calendar_period": None,  # rolling
         "events_total": 1000,
         "bad_events_total": 5,
         "evaluated_at": T0,

@@ -190,13 +190,14 @@ def _description(tr: Transition, slo: Slo) -> str:
         f"{_times(tr.burn_rate_short)} over the last {sw}"
     )
     head = (
-        f"SLO {slo.name} of service {slo.service} (objective {slo.objective:g}% over {slo.period})"
+        f"SLO {slo.name} of service {slo.service} "
+        f"(objective {slo.objective:g}% over {slo.period_text})"
     )
     if tr.state == "firing":
         text = (
             f"{head} is burning its error budget at {rates}; both are at or above the "
             f"{tr.severity} threshold of {_times(tr.factor)} (1x spends exactly the whole "
-            f"budget in {slo.period}). {_budget(tr.error_budget_remaining_ratio)}"
+            f"budget in {_length(slo)}). {_budget(tr.error_budget_remaining_ratio)}"
             f"{_exhaustion(tr, slo)}"
         )
     else:
@@ -226,13 +227,19 @@ def _exhaustion(tr: Transition, slo: Slo) -> str:
     whole = time_to_exhaustion_s(1.0, rate, slo.period_s)
     assert whole is not None  # a whole budget at a positive rate runs out
     text = (
-        f" At {_times(rate)}, a whole {slo.period} budget would be spent in "
+        f" At {_times(rate)}, a whole {_length(slo)} budget would be spent in "
         f"{_approx_duration(whole)}"
     )
     left = time_to_exhaustion_s(tr.error_budget_remaining_ratio, rate, slo.period_s)
     if left:  # None: no data; 0: already spent, which `_budget` says
         text += f", and what remains in about {_approx_duration(left)}"
     return text + "."
+
+
+def _length(slo: Slo) -> str:
+    """The period's length: as configured when rolling, the nominal length the factors
+    use (`30d` for a month) when calendar."""
+    return slo.period if isinstance(slo.period, str) else format_duration(slo.period_s)
 
 
 def _times(x: float | None) -> str:

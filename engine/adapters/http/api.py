@@ -21,7 +21,17 @@ is read fresh.
                       "burn_rate_window"},
      "alerts": {"page": {"firing", "since", "row": {"severity", "long", "short",
                                                    "long_s", "short_s", "factor"}}, ...},
+     "calendar_period": null | {"calendar", "time_zone", "start", "start_s", "end",
+                                "end_s", "good", "bad", "total"},
      "events_total", "bad_events_total", "evaluated_at"}
+
+A calendar SLO (`period: {calendar: month, ...}`) has `calendar_period`: the period
+holding the last evaluation time, [start, end), as RFC 3339 in the SLO's zone
+(`2026-03-01T00:00:00+01:00`) and as epoch seconds (`start_s`, `end_s`; null before
+the first event), and its events to date; `error_budget.remaining_ratio` is over those.
+Its `period`/`period_s` are the nominal length the policy factors and
+`time_to_exhaustion_s` use (`30d` for a month, `7d` a week, `91d` a quarter); the
+period itself is not among `windows`. Rolling SLOs have `calendar_period: null`.
 
 `time_to_exhaustion_s` is remaining_ratio * period_s / burn_rate
 (`engine.core.budget.time_to_exhaustion_s`, not rounded): how long the budget left lasts
@@ -36,6 +46,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Final
 
 import msgspec
@@ -46,11 +57,13 @@ from engine.core.budget import time_to_exhaustion_s
 from engine.core.config import Severity
 from engine.core.durations import format_duration
 from engine.core.evaluator import Evaluator
+from engine.core.periods import time_zone
 
 __all__ = [
     "EXHAUSTION_WINDOW_S",
     "AlertView",
     "BudgetView",
+    "CalendarPeriodView",
     "PolicyRowView",
     "SloApi",
     "SloList",
@@ -79,6 +92,18 @@ class BudgetView(msgspec.Struct, kw_only=True):
     time_to_exhaustion_s: float | None
     burn_rate: float | None
     burn_rate_window: str
+
+
+class CalendarPeriodView(msgspec.Struct, kw_only=True):
+    calendar: str
+    time_zone: str
+    start: str | None
+    start_s: int | None
+    end: str | None
+    end_s: int | None
+    good: int
+    bad: int
+    total: int
 
 
 class PolicyRowView(msgspec.Struct, kw_only=True):
@@ -111,6 +136,7 @@ class SloView(msgspec.Struct, kw_only=True):
     runbook_url: str | None
     windows: list[WindowView]
     error_budget: BudgetView
+    calendar_period: CalendarPeriodView | None
     alerts: dict[Severity, AlertView]
     events_total: int
     bad_events_total: int
@@ -143,6 +169,13 @@ def json_error(
 
 def _num(x: float) -> float | None:
     return None if math.isnan(x) else x
+
+
+def _rfc3339(epoch_s: float, zone: str) -> str | None:
+    """`2026-03-01T00:00:00+01:00`: the instant as the SLO's zone reads it."""
+    if math.isnan(epoch_s):
+        return None
+    return datetime.fromtimestamp(epoch_s, time_zone(zone)).isoformat()
 
 
 class SloApi:
@@ -184,6 +217,8 @@ class SloApi:
         rows: list[list[int]] = alert_state.firing_row[idx].tolist()
         events: list[int] = counts.events_total[idx].tolist()
         bad_events: list[int] = counts.bad_events_total[idx].tolist()
+        period_sums: list[list[int]] = ev.period_sums()[idx].tolist()
+        starts, ends = (b[idx].tolist() for b in ev.period_bounds())
         evaluated_at = ev.evaluated_at_s
         out: list[SloView] = []
         for k, i in enumerate(idx.tolist()):
@@ -240,6 +275,7 @@ class SloApi:
                         burn_rate=burn_now,
                         burn_rate_window=self._budget_label,
                     ),
+                    calendar_period=self._calendar_view(i, starts[k], ends[k], period_sums[k]),
                     alerts=alerts,
                     events_total=events[k],
                     bad_events_total=bad_events[k],
@@ -247,6 +283,25 @@ class SloApi:
                 )
             )
         return out
+
+    def _calendar_view(
+        self, i: int, start: float, end: float, sums: list[int]
+    ) -> CalendarPeriodView | None:
+        cal = self.evaluator.slos[i].calendar
+        if cal is None:
+            return None
+        total, bad = sums
+        return CalendarPeriodView(
+            calendar=cal.calendar,
+            time_zone=cal.time_zone,
+            start=_rfc3339(start, cal.time_zone),
+            start_s=None if math.isnan(start) else int(start),
+            end=_rfc3339(end, cal.time_zone),
+            end_s=None if math.isnan(end) else int(end),
+            good=total - bad,
+            bad=bad,
+            total=total,
+        )
 
     def _row_view(self, slo_index: int, r: int) -> PolicyRowView | None:
         if r < 0:

@@ -156,6 +156,8 @@ class SloText:
         self._error_ratio = per_window("burnrate_slo_error_ratio")
         self._burn_rate = per_window("burnrate_slo_burn_rate")
         self._budget = per_slo("burnrate_slo_error_budget_remaining_ratio")
+        self._period_start = per_slo("burnrate_slo_period_start_seconds")
+        self._period_end = per_slo("burnrate_slo_period_end_seconds")
         self._events = per_slo("burnrate_slo_events_total")
         self._bad = per_slo("burnrate_slo_bad_events_total")
         self._firing = np.array(
@@ -192,6 +194,7 @@ class SloText:
                 "Share of the error budget left over the SLO period (negative: overspent)",
             ),
             _lines(self._budget, ev.budget_remaining()),
+            *self._periods(),
             _family(
                 "burnrate_slo_events_total", "counter", "Events counted for the SLO since start"
             ),
@@ -206,6 +209,28 @@ class SloText:
             _lines(self._firing.ravel(), firing.astype(np.float64).ravel()),
         ]
         return "".join(parts)
+
+    def _periods(self) -> list[str]:
+        """Start and end of the calendar period each calendar SLO's budget is over; no
+        series for rolling SLOs, and none at all in a config without calendar periods."""
+        ev = self.evaluator
+        if not any(s.calendar for s in ev.slos):
+            return []
+        start, end = ev.period_bounds()
+        return [
+            _family(
+                "burnrate_slo_period_start_seconds",
+                "gauge",
+                "Start of the calendar period the error budget is over (epoch seconds)",
+            ),
+            _lines(self._period_start, start),
+            _family(
+                "burnrate_slo_period_end_seconds",
+                "gauge",
+                "End of the calendar period the error budget is over (epoch seconds, exclusive)",
+            ),
+            _lines(self._period_end, end),
+        ]
 
 
 class EngineMetrics:

@@ -198,3 +198,20 @@ def test_kafka_client_kwargs_reports_brokers_tls_and_sasl_together(tmp_path: Pat
         "$.kafka.security.ssl_cafile",
         "$.kafka.security.sasl_password_file",
     ]
+
+
+def test_a_calendar_period_in_an_unknown_zone_is_reported_with_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "slos:\n"
+        "  - {name: a, service: s, sli: availability, objective: 99,\n"
+        "     period: {calendar: month, time_zone: Europe/Atlantis}}\n"
+        "http: {listen: nope}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_checked_config(path)
+    assert info.value.errors == [
+        "$.slos[0].period.time_zone: unknown time zone 'Europe/Atlantis' "
+        "(an IANA name, e.g. Europe/Berlin)",
+        "$.http.listen: expected HOST:PORT, got 'nope'",
+    ]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from engine.core.config import Config, PolicyRow
 from engine.core.decode import Event
@@ -177,3 +179,30 @@ def stream_future_rejected(lines: list[list[float]], future_s: float) -> list[li
             verdicts.append(rejected)
         out.append(verdicts)
     return out
+
+
+def calendar_key(unit: str, zone: str, ts: float) -> tuple[int, int]:
+    """Which calendar period the instant `ts` is in, read off the local date in `zone`:
+    (ISO year, ISO week), (year, month) or (year, quarter). Two instants share a period
+    exactly when their keys are equal; no boundary is ever computed."""
+    local = datetime.fromtimestamp(math.floor(ts), ZoneInfo(zone))
+    if unit == "week":
+        iso = local.isocalendar()
+        return iso.year, iso.week
+    if unit == "month":
+        return local.year, local.month
+    assert unit == "quarter"
+    return local.year, (local.month - 1) // 3
+
+
+def calendar_sums(
+    events: list[tuple[int, float, int, int]], slo: int, unit: str, zone: str, t: float
+) -> tuple[int, int]:
+    """(total, bad) of `slo` over the events in the calendar period holding `t`."""
+    want = calendar_key(unit, zone, t)
+    total = bad = 0
+    for s, ts, tot, bd in events:
+        if s == slo and calendar_key(unit, zone, ts) == want:
+            total += tot
+            bad += bd
+    return total, bad

@@ -40,6 +40,12 @@ OUTER_RINGS = (
 
 FORBIDDEN_CALLS = frozenset({"time.time", "time.monotonic", "time.perf_counter"})
 
+CALENDAR_MODULE = "periods.py"
+"""The one core module allowed `datetime`: zoneinfo's offsets are only reachable through
+it. It may convert given instants but never read the clock (CLOCK_METHODS)."""
+
+CLOCK_METHODS = frozenset({"now", "utcnow", "today"})
+
 
 def _dotted(node: ast.expr) -> str | None:
     if isinstance(node, ast.Name):
@@ -88,11 +94,40 @@ def violations(source: str, filename: str = "<source>") -> list[str]:
     return found
 
 
+def clock_reads(source: str, filename: str = "<source>") -> list[str]:
+    """Every call of a method named like a clock read (`datetime.now()`, `date.today()`)."""
+    return [
+        f"{filename}:{node.lineno}: call .{node.func.attr}()"
+        for node in ast.walk(ast.parse(source, filename))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in CLOCK_METHODS
+    ]
+
+
 def core_violations(root: Path) -> list[str]:
     out: list[str] = []
     for path in sorted(root.rglob("*.py")):
-        out += violations(path.read_text(encoding="utf-8"), str(path.relative_to(root.parent)))
+        source = path.read_text(encoding="utf-8")
+        name = str(path.relative_to(root.parent))
+        found = violations(source, name)
+        if path.name == CALENDAR_MODULE and path.parent == root:
+            found = [
+                v for v in found if not v.endswith(("import datetime", "from datetime import ..."))
+            ]
+            found += clock_reads(source, name)
+        out += found
     return out
+
+
+def test_the_calendar_module_may_convert_time_but_not_read_the_clock() -> None:
+    assert clock_reads("datetime.fromtimestamp(t, tz).date()") == []
+    assert clock_reads("from datetime import datetime\nx = datetime.now()") == [
+        "<source>:2: call .now()"
+    ]
+    assert clock_reads("import datetime\nx = datetime.date.today()") == [
+        "<source>:2: call .today()"
+    ]
 
 
 def test_the_core_modules_are_found() -> None:

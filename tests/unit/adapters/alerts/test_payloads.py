@@ -24,7 +24,7 @@ from engine.adapters.alerts.payloads import (
     rfc3339,
     webhook_body,
 )
-from engine.core.config import Slo
+from engine.core.config import CalendarPeriod, Slo
 from engine.core.evaluator import Transition
 from engine.core.taxonomy import SliKind
 
@@ -199,6 +199,14 @@ def test_the_firing_description_explains_objective_rates_budget_and_time_to_exha
         "what remains in about 1d12h",
     ):
         assert part in text, part
+
+
+def test_a_calendar_slo_is_described_by_its_calendar_and_its_nominal_length() -> None:
+    period = CalendarPeriod(calendar="month", time_zone="Europe/Berlin")
+    text = alert_annotations(make_tr(), make_slo(period=period))["description"]
+    assert "objective 99.9% over calendar month (Europe/Berlin)" in text
+    assert "(1x spends exactly the whole budget in 30d)" in text
+    assert "a whole 30d budget would be spent in 2d" in text
 
 
 def test_the_summary_says_what_is_happening() -> None:

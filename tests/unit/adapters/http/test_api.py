@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from engine.adapters.alerts.payloads import alert_labels
 from engine.adapters.http.api import SloApi
 from engine.core.config import parse_config
+from engine.core.evaluator import Evaluator
 from engine.runtime.delivery import firing_alerts
 from tests.unit.adapters.http.api_sample import CONFIG, PERIOD_30D_S, fed_evaluator
 
@@ -85,3 +87,50 @@ def test_the_same_sample_under_the_default_policy_opens_the_ticket() -> None:
     assert view.alerts["ticket"].firing
     assert view.alerts["page"].row is not None
     assert (view.alerts["page"].row.long, view.alerts["page"].row.short) == ("1h", "5m")
+
+
+CALENDAR_CONFIG = CONFIG.replace(
+    "    objective: 99\n    description",
+    "    objective: 99\n    period: {calendar: month, time_zone: Europe/Berlin}\n    description",
+)
+NOV_2023_BERLIN = (1698793200, 1701385200)
+"""T0 is 2023-11-14T23:13:20+01:00: November in Berlin is 2023-10-31T23:00Z to
+2023-11-30T23:00Z."""
+
+
+def test_a_calendar_slo_shows_its_period_and_the_budget_over_it_to_date() -> None:
+    ev, _ = fed_evaluator(parse_config(CALENDAR_CONFIG))
+    api = SloApi(ev)
+    view = api.view("checkout-availability")
+    assert view is not None
+    assert view.calendar_period is not None
+    body = msgspec.json.decode(msgspec.json.encode(view))
+    assert body["calendar_period"] == {
+        "calendar": "month",
+        "time_zone": "Europe/Berlin",
+        "start": "2023-11-01T00:00:00+01:00",
+        "start_s": NOV_2023_BERLIN[0],
+        "end": "2023-12-01T00:00:00+01:00",
+        "end_s": NOV_2023_BERLIN[1],
+        "good": 995,
+        "bad": 5,
+        "total": 1000,
+    }
+    # 5 of 1000 failed against a 1% budget: half of it left, as over the rolling 30 days
+    assert view.error_budget.remaining_ratio == pytest.approx(0.5, rel=1e-12)
+    assert (view.period, view.period_s) == ("30d", PERIOD_30D_S)  # the nominal length
+    rolling = api.view("checkout-latency")
+    assert rolling is not None
+    assert rolling.calendar_period is None
+    assert msgspec.json.decode(api.list_body())["slos"][0] == body
+
+
+def test_a_calendar_period_before_any_event_is_known_by_name_only() -> None:
+    api = SloApi(Evaluator(parse_config(CALENDAR_CONFIG)))
+    view = api.view("checkout-availability")
+    assert view is not None
+    assert view.calendar_period is not None
+    assert view.calendar_period.start is None
+    assert view.calendar_period.end_s is None
+    assert view.calendar_period.total == 0
+    assert view.error_budget.remaining_ratio is None

@@ -354,3 +354,29 @@ def test_the_histograms_are_in_the_body(monkeypatch: pytest.MonkeyPatch) -> None
     assert got[k("burnrate_fetch_batch_records_bucket", le="1000.0")] == 2
     assert got[k("burnrate_evaluation_duration_seconds_count")] == 1
     assert got[k("burnrate_evaluation_duration_seconds_bucket", le="0.0025")] == 1
+
+
+def test_calendar_slos_have_period_gauges_and_their_budget_to_date() -> None:
+    cfg = parse_config(
+        CONFIG.replace("period: 1h\n", "period: {calendar: week, time_zone: Asia/Kolkata}\n", 1)
+    )
+    ev = Evaluator(cfg)
+    ev.ingest(ev.classifier.columns(events()))
+    ev.advance(T0 + 1)
+    got = samples(SloText(ev).render())
+    name = cfg.slos[0].name
+    start, end = ev.period_bounds()
+    assert series_of(got, "burnrate_slo_period_start_seconds") == {
+        frozenset({("slo", name)}): float(start[0])
+    }
+    assert series_of(got, "burnrate_slo_period_end_seconds") == {
+        frozenset({("slo", name)}): float(end[0])
+    }
+    assert end[0] - start[0] == 7 * 86400  # Kolkata keeps no DST
+    budget = series_of(got, "burnrate_slo_error_budget_remaining_ratio")
+    assert budget[frozenset({("slo", name)})] == ev.budget_remaining()[0]
+
+
+def test_a_config_without_calendar_periods_has_no_period_gauges() -> None:
+    text = SloText(fed()).render()
+    assert "burnrate_slo_period_start_seconds" not in text
