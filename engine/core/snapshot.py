@@ -10,7 +10,8 @@ through `ev.load_state()`. This module uses only the evaluator's public methods,
 the evaluator does not know it exists.
 
 Arrays only make sense for the config that shaped them (SLOs in order, windows, ring
-lengths, policy rows, the SLOs' own policies, tick), so the snapshot carries that
+lengths, policy rows, the SLOs' own policies, the composite SLOs' members and weights,
+tick), so the snapshot carries that
 *shape*, readable rather than hashed, and `load` refuses a snapshot of another shape
 with a `SnapshotError` saying what differs. Everything is decoded and checked before
 anything is assigned, so a failed load leaves the evaluator exactly as it was. Pure:
@@ -70,6 +71,9 @@ class Shape(_Struct, frozen=True, kw_only=True, omit_defaults=True):
     """(SLO name, its rows) for each SLO with its own `policy:`, in config order: with
     `slos` and `policy` they fix the evaluator's rows (`Config.policy_rows`), which row
     applies to which SLO, and so what `firing_row` means."""
+    composites: list[tuple[str, list[tuple[str, float]]]] = []
+    """(SLO name, its (member, weight) pairs) for each composite SLO, in config order:
+    a composite's alert state means nothing for another definition."""
 
 
 class _Level(_Struct, frozen=True, kw_only=True):
@@ -124,6 +128,11 @@ def shape_of(ev: Evaluator) -> Shape:
         tick_s=float(ev.tick_s),
         slo_policies=[
             (s.name, [r.key for r in s.policy]) for s in cfg.slos if s.policy is not None
+        ],
+        composites=[
+            (s.name, [(m.slo, float(m.weight)) for m in s.composite])
+            for s in cfg.slos
+            if s.composite is not None
         ],
     )
 
@@ -205,6 +214,10 @@ def _describe_mismatch(saved: Shape, here: Shape) -> str:
             "per-SLO policies differ: snapshot "
             f"{_slo_policies(saved)}, config {_slo_policies(here)}"
         )
+    if saved.composites != here.composites:
+        parts.append(
+            f"composite SLOs differ: snapshot {_composites(saved)}, config {_composites(here)}"
+        )
     if saved.tick_s != here.tick_s:
         parts.append(f"tick differs: snapshot {saved.tick_s:g}s, config {here.tick_s:g}s")
     return "; ".join(parts)
@@ -212,6 +225,10 @@ def _describe_mismatch(saved: Shape, here: Shape) -> str:
 
 def _slo_policies(shape: Shape) -> dict[str, list[tuple[object, ...]]]:
     return {name: [tuple(r) for r in rows] for name, rows in shape.slo_policies}
+
+
+def _composites(shape: Shape) -> dict[str, list[tuple[str, float]]]:
+    return {name: [(m, w) for m, w in members] for name, members in shape.composites}
 
 
 def _decode(data: bytes) -> _State:
