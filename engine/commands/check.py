@@ -39,7 +39,11 @@ def main(args: argparse.Namespace) -> int:
     sev = sorted({r.severity for r in cfg.policy})
     windows = ", ".join(f"{r.long}/{r.short}" for r in cfg.policy)
     own = sum(slo.policy is not None for slo in cfg.slos)
-    own_text = f" ({own} with {'its' if own == 1 else 'their'} own policy)" if own else ""
+    composite = sum(slo.composite is not None for slo in cfg.slos)
+    notes = [f"{composite} composite"] if composite else []
+    if own:
+        notes.append(f"{own} with {'its' if own == 1 else 'their'} own policy")
+    own_text = f" ({', '.join(notes)})" if notes else ""
     print(
         f"{args.config}: ok: {len(cfg.slos)} SLOs{own_text}, "
         f"{len(cfg.policy)} policy rows ({'/'.join(sev)}: {windows}), "

@@ -154,7 +154,7 @@ async def _demo(args: argparse.Namespace, console: Console) -> int:
     spec = LoadSpec(
         rate_per_s=args.rate,
         duration_s=math.inf,
-        services=tuple(sorted({s.service for s in config.slos})),
+        services=tuple(sorted({s.service for s in config.slos if s.service is not None})),
         error_ratio=0.0005,
         latency_median_ms=60.0,
         latency_p99_ms=180.0,

@@ -36,7 +36,13 @@ import numpy.typing as npt
 
 from engine.core.arrays import F64
 
-__all__ = ["burn_rate_consuming", "consumed_ratio", "remaining_ratio", "time_to_exhaustion_s"]
+__all__ = [
+    "burn_rate_consuming",
+    "consumed_ratio",
+    "remaining_ratio",
+    "remaining_ratio_of",
+    "time_to_exhaustion_s",
+]
 
 Counts = npt.NDArray[np.int64] | F64
 
@@ -52,6 +58,13 @@ def remaining_ratio(total: Counts, bad: Counts, budget_ratio: F64) -> F64:
     """Share of the error budget left (1 = untouched, negative = overspent); NaN where
     total is 0."""
     out: F64 = 1.0 - consumed_ratio(total, bad, budget_ratio)
+    return out
+
+
+def remaining_ratio_of(error_ratio: F64, budget_ratio: F64) -> F64:
+    """`remaining_ratio` from an error ratio (a composite SLO's, which has no counts of
+    its own): 1 - error_ratio / b; NaN where the ratio is (no data)."""
+    out: F64 = 1.0 - error_ratio / budget_ratio
     return out
 
 

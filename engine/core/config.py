@@ -13,6 +13,7 @@ run` run both through engine.commands.preflight.
 from __future__ import annotations
 
 import fnmatch
+import math
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -95,10 +96,24 @@ class CalendarPeriod(_Base, frozen=True):
     time_zone: Annotated[str, msgspec.Meta(min_length=1)] = "UTC"
 
 
-class Slo(_Base, frozen=True):
+class CompositeMember(_Base, frozen=True):
+    """One member of a composite SLO: a plain SLO of the same config and its weight."""
+
+    slo: str
+    weight: float = 1.0
+    """OpenSLO `compositeWeight`: the member's share of the composite's good ratio,
+    renormalised over the members with events in a window (> 0)."""
+
+
+class Slo(_Base, frozen=True, kw_only=True):
     name: Name
-    service: Annotated[str, msgspec.Meta(min_length=1)]
-    sli: SliKind
+    service: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+    """Required for a plain SLO; a composite has none (None)."""
+    sli: SliKind | None = None
+    """Required for a plain SLO; a composite has none (None)."""
+    composite: list[CompositeMember] | None = None
+    """A composite SLO: the weighted average of its members' good ratios (docs/design.md,
+    "Composite SLOs"); it has no service, operation, sli or threshold of its own."""
     objective: float
     """Target in percent, e.g. 99.9."""
     period: Duration | CalendarPeriod = "30d"
@@ -119,6 +134,10 @@ class Slo(_Base, frozen=True):
     @property
     def objective_ratio(self) -> float:
         return self.objective / 100.0
+
+    @property
+    def is_composite(self) -> bool:
+        return self.composite is not None
 
     @property
     def error_budget_ratio(self) -> float:
@@ -305,7 +324,8 @@ class Config(_Base, frozen=True):
         return window_bytes(self.windows_s(), self.evaluation.ahead_s)
 
     def window_bytes(self) -> int:
-        """Bytes of window arrays the evaluator allocates for all SLOs."""
+        """Bytes of window arrays the evaluator allocates for all SLOs (composites
+        included: their columns stay empty, see docs/design.md "Composite SLOs")."""
         return len(self.slos) * self.window_bytes_per_slo()
 
 
@@ -326,9 +346,17 @@ def config_errors(cfg: Config) -> list[str]:
         seen.setdefault(slo.name, i)
         if not 0 < slo.objective < 100:
             errors.append(f"{path}.objective: must be > 0 and < 100 (percent), got {slo.objective}")
-        if slo.sli == SliKind.LATENCY and slo.threshold_ms is None:
+        if slo.composite is not None:
+            errors += _composite_errors(path, slo, cfg.slos)
+        elif slo.service is None or slo.sli is None:
+            errors += [
+                f"{path}.{field}: required (or give `composite` for a composite SLO)"
+                for field in ("service", "sli")
+                if getattr(slo, field) is None
+            ]
+        elif slo.sli == SliKind.LATENCY and slo.threshold_ms is None:
             errors.append(f"{path}.threshold_ms: required for a latency SLO")
-        if slo.sli != SliKind.LATENCY and slo.threshold_ms is not None:
+        elif slo.sli != SliKind.LATENCY and slo.threshold_ms is not None:
             errors.append(f"{path}.threshold_ms: only latency SLOs take a threshold")
         if slo.calendar is not None:
             try:
@@ -368,6 +396,49 @@ def config_errors(cfg: Config) -> list[str]:
             errors.append(f"$.receivers[{i}].resend_interval: must be longer than 0s")
     if cfg.slos and all(0 < w <= MAX_WINDOW_S for w in cfg.windows_s()):
         errors += _memory_errors(cfg)  # (windows refused above have no size worth saying)
+    return errors
+
+
+_NOT_IN_COMPOSITE = ("service", "operation", "sli", "threshold_ms")
+
+
+def _composite_errors(path: str, slo: Slo, slos: list[Slo]) -> list[str]:
+    """The problems of a composite SLO at `path`: members must be distinct plain SLOs of
+    the same config with weights > 0, and it has no selector or SLI of its own."""
+    assert slo.composite is not None
+    errors = [
+        f"{path}.{field}: a composite SLO has no {field} of its own (its members do)"
+        for field in _NOT_IN_COMPOSITE
+        if getattr(slo, field) is not None
+    ]
+    if not slo.failed_counts_bad:
+        errors.append(f"{path}.failed_counts_bad: a composite SLO has no SLI of its own")
+    if slo.calendar is not None:
+        errors.append(
+            f"{path}.period: a composite SLO's period is rolling (e.g. 30d); calendar "
+            "periods are for plain SLOs"
+        )
+    if not slo.composite:
+        errors.append(f"{path}.composite: at least one member is required")
+    by_name = {s.name: s for s in slos}
+    first: dict[str, int] = {}
+    for j, member in enumerate(slo.composite):
+        at = f"{path}.composite[{j}]"
+        target = by_name.get(member.slo)
+        if member.slo in first:
+            k = first[member.slo]
+            errors.append(f'{at}.slo: duplicate member "{member.slo}" (first at composite[{k}])')
+        elif target is None:
+            errors.append(f'{at}.slo: unknown SLO "{member.slo}"')
+        elif target.is_composite:
+            errors.append(
+                f'{at}.slo: "{member.slo}" is a composite SLO; members must be plain SLOs'
+            )
+        first.setdefault(member.slo, j)
+        if not member.weight > 0:  # NaN too
+            errors.append(f"{at}.weight: must be > 0, got {member.weight}")
+        elif member.weight == math.inf:
+            errors.append(f"{at}.weight: must be finite, got {member.weight}")
     return errors
 
 

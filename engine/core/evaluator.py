@@ -43,6 +43,15 @@ for all SLOs in one pass of whole-array operations, and masks out the rows an SL
 not have (`row_mask`); the first holding row is the first in *that SLO's* policy order
 (`row_rank`). An SLO without rows of a severity never fires it.
 
+A composite SLO (`composite:` in the config) has no events of its own: its column of
+every (window, SLO) array is derived each tick from its members' with one matrix
+product, and from there on it is one more SLO to the alert and budget code. Its error
+ratio over a window is the weighted average of its members' error ratios over the
+members with events in that window (weights renormalised over them; no member with
+events is no data), which is 1 - the weighted average of their good ratios (OpenSLO
+`compositeWeight`). Its window sums (`window_sums`, `min_events`, `min_bad_events`) and
+totals (`counts`) are the sums of its members'; its own columns of the rings stay empty.
+
 Alerts are one per (SLO, severity). By default (the SRE Workbook rule, like Sloth)
 an alert fires at the first tick its condition holds and resolves at the first tick
 it does not. `for` delays firing until the condition has held that long,
@@ -75,7 +84,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Literal
 
 import msgspec
@@ -182,6 +191,20 @@ class Evaluator:
         self._periods = PeriodCounts(
             [(c.calendar, c.time_zone) if (c := s.calendar) else None for s in self.slos]
         )
+        # Composite SLOs: more columns of every (window, SLO) array, derived from their
+        # members' (their own window columns stay empty: the classifier selects no events
+        # for them). See docs/design.md, "Composite SLOs".
+        index = {name: i for i, name in enumerate(self.names)}
+        composites = [i for i, s in enumerate(self.slos) if s.composite is not None]
+        weights = np.zeros((len(composites), n))
+        for k, i in enumerate(composites):
+            for member in self.slos[i].composite or ():
+                weights[k, index[member.slo]] = member.weight
+        self.composite_index = read_only(np.array(composites, dtype=np.int64))
+        """Columns (SLO indices) of the composite SLOs, in config order."""
+        self.composite_weights = read_only(weights)
+        """(n_composite, n_slo) each composite's member weights, 0 off its members."""
+        self._members = read_only((weights > 0).astype(np.int64))
         shape = (n, len(self.severities))
         # alert state machine (see AlertState); mutated in place by _evaluate
         self._alerts = AlertState(
@@ -447,7 +470,6 @@ class Evaluator:
         return out
 
     def _evaluate(self, t: float) -> list[Transition]:
-        sums = self.windows.all_sums
         burn = self.burn_rates()
         alerts = self._alerts
         # once per tick, not per transition
@@ -455,6 +477,7 @@ class Evaluator:
         long_b, short_b = burn[self.row_long].T, burn[self.row_short].T  # (n_slo, n_rows)
         holds_rows = (long_b >= self.factor) & (short_b >= self.factor) & self.row_mask
         if self.min_events or self.min_bad_events:
+            sums = self.window_sums()  # a composite's: the sums of its members'
             for side in (self.row_long, self.row_short):
                 s = sums[side]  # (n_rows, n_slo, 2)
                 thick = (s[..., 0] >= self.min_events) & (s[..., 1] >= self.min_bad_events)
@@ -520,17 +543,38 @@ class Evaluator:
     # -- reporting -------------------------------------------------------------------
 
     def error_ratios(self) -> F64:
-        """(n_windows, n_slo) error ratios; NaN where a window has no events."""
+        """(n_windows, n_slo) error ratios; NaN where a window has no events. A
+        composite's is the weighted average of its members' over those with events (NaN
+        when none has): one matrix product for all composites."""
         sums = self.windows.all_sums
         with np.errstate(invalid="ignore", divide="ignore"):
             out: F64 = sums[..., 1] / sums[..., 0]
+            if len(self.composite_index):
+                have = ~np.isnan(out)
+                num = np.where(have, out, 0.0) @ self.composite_weights.T
+                out[:, self.composite_index] = num / (have @ self.composite_weights.T)
         return out
 
     def budget_remaining(self) -> F64:
         """Share of each SLO's error budget left over its period (1 = untouched,
-        negative = overspent); NaN when the period holds no events."""
+        negative = overspent); NaN when the period holds no events (for a composite:
+        from its error ratio over its period, NaN when no member has events there)."""
         sums = self.period_sums()
-        return budget.remaining_ratio(sums[:, 0], sums[:, 1], self.budget_ratio)
+        out = budget.remaining_ratio(sums[:, 0], sums[:, 1], self.budget_ratio)
+        c = self.composite_index
+        if len(c):
+            ratio = self.error_ratios()[self.period_index[c], c]
+            out[c] = budget.remaining_ratio_of(ratio, self.budget_ratio[c])
+        return out
+
+    def _member_sums(self, a: I64) -> I64:
+        """(..., n_slo) counts -> (..., n_composite): the sums of each composite's
+        members' counts, saturating at 2^63 - 1 like the counts themselves."""
+        members = self._members.T
+        out: I64 = a @ members
+        over = (out < 0) | (a.astype(np.float64) @ members.astype(np.float64) >= 2.0**63)
+        out[over] = np.iinfo(np.int64).max
+        return out
 
     def period_sums(self) -> I64:
         """(n_slo, 2) (total, bad) over each SLO's period at the evaluation time: the
@@ -557,15 +601,34 @@ class Evaluator:
 
     def window_sums(self) -> I64:
         """(n_windows, n_slo, 2) (total, bad) per window at the evaluation time, windows
-        in `windows_s` order: a read-only view of the live sums."""
-        return self.windows.all_sums
+        in `windows_s` order: a read-only view of the live sums. With composite SLOs, a
+        read-only copy in which a composite's are the sums of its members' (an event two
+        members select counts twice)."""
+        sums = self.windows.all_sums
+        if not len(self.composite_index):
+            return sums
+        out = sums.copy()
+        out[:, self.composite_index] = np.moveaxis(
+            self._member_sums(np.moveaxis(sums, 1, -1)), -1, 1
+        )
+        return read_only(out)
 
     def alerts(self) -> AlertState:
         """The alert state machine now, as read-only copies."""
         return self._alerts.copy()
 
     def counts(self) -> EventCounts:
-        """What was counted so far; the arrays are read-only copies."""
+        """What was counted so far; the arrays are read-only copies. A composite's
+        totals are the sums of its members' (its own, kept in `state()`, are 0)."""
+        own = self._own_counts()
+        c = self.composite_index
+        if not len(c):
+            return own
+        total, bad = own.events_total.copy(), own.bad_events_total.copy()
+        total[c], bad[c] = self._member_sums(total), self._member_sums(bad)
+        return replace(own, events_total=read_only(total), bad_events_total=read_only(bad))
+
+    def _own_counts(self) -> EventCounts:
         return EventCounts(
             events_total=read_only_copy(self._events_total),
             bad_events_total=read_only_copy(self._bad_events_total),
@@ -588,7 +651,7 @@ class Evaluator:
         return EvaluatorState(
             windows=self.windows.state(),
             alerts=self.alerts(),
-            counts=self.counts(),
+            counts=self._own_counts(),
             watermark_s=self._watermark_s,
             next_tick_s=self._next_tick_s,
             evaluated_at_s=self._evaluated_at_s,

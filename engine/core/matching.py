@@ -101,14 +101,16 @@ class Pairs:
 
 
 class Classifier:
-    """Turns events into columns and columns into (event, SLO) pairs for a fixed SLO list."""
+    """Turns events into columns and columns into (event, SLO) pairs for a fixed SLO list.
+    Composite SLOs are never paired with an event: their counts come from their members."""
 
     def __init__(self, slos: Sequence[Slo], taxonomy: TaxonomyOptions) -> None:
         self._slos = list(slos)
         self._taxonomy = taxonomy
         self._by_service: dict[str, list[int]] = {}
         for i, slo in enumerate(self._slos):
-            self._by_service.setdefault(slo.service, []).append(i)
+            if slo.service is not None:  # a composite SLO selects no events of its own
+                self._by_service.setdefault(slo.service, []).append(i)
         self.is_latency = np.array([s.sli == SliKind.LATENCY for s in self._slos], dtype=bool)
         self.threshold_ms = np.array(
             [s.threshold_ms if s.threshold_ms is not None else np.inf for s in self._slos]

@@ -10,7 +10,8 @@ through `ev.load_state()`. This module uses only the evaluator's public methods,
 the evaluator does not know it exists.
 
 Arrays only make sense for the config that shaped them (SLOs in order, windows, ring
-lengths, policy rows, the SLOs' own policies, tick), so the snapshot carries that
+lengths, policy rows, the SLOs' own policies, the composite SLOs' members and weights,
+tick), so the snapshot carries that
 *shape*, readable rather than hashed, and `load` refuses a snapshot of another shape
 with a `SnapshotError` saying what differs. A calendar SLO's period (calendar and zone)
 is part of the shape: its counts mean nothing for another calendar or zone.
@@ -81,6 +82,9 @@ class Shape(_Struct, frozen=True, kw_only=True, omit_defaults=True):
     calendars: list[tuple[str, str] | None] | None = None
     """Per SLO (calendar, time zone) of a calendar period, None for a rolling one; None
     as a whole when no SLO has one (so version 1 snapshots compare equal)."""
+    composites: list[tuple[str, list[tuple[str, float]]]] = []
+    """(SLO name, its (member, weight) pairs) for each composite SLO, in config order:
+    a composite's alert state means nothing for another definition."""
 
 
 class _Periods(_Struct, frozen=True, kw_only=True):
@@ -151,6 +155,11 @@ def shape_of(ev: Evaluator) -> Shape:
             if any(s.calendar for s in ev.slos)
             else None
         ),
+        composites=[
+            (s.name, [(m.slo, float(m.weight)) for m in s.composite])
+            for s in cfg.slos
+            if s.composite is not None
+        ],
     )
 
 
@@ -244,6 +253,10 @@ def _describe_mismatch(saved: Shape, here: Shape) -> str:
         parts.append(
             f"calendar periods differ: snapshot {_calendars(saved)}, config {_calendars(here)}"
         )
+    if saved.composites != here.composites:
+        parts.append(
+            f"composite SLOs differ: snapshot {_composites(saved)}, config {_composites(here)}"
+        )
     if saved.tick_s != here.tick_s:
         parts.append(f"tick differs: snapshot {saved.tick_s:g}s, config {here.tick_s:g}s")
     return "; ".join(parts)
@@ -257,6 +270,10 @@ def _calendars(shape: Shape) -> list[tuple[str, str] | None]:
     if shape.calendars is None:
         return [None] * len(shape.slos)
     return [None if c is None else tuple(c) for c in shape.calendars]  # type: ignore[misc]
+
+
+def _composites(shape: Shape) -> dict[str, list[tuple[str, float]]]:
+    return {name: [(m, w) for m, w in members] for name, members in shape.composites}
 
 
 def _decode(data: bytes) -> _State:

@@ -369,3 +369,37 @@ def test_check_counts_the_slos_with_their_own_policy(
     assert capsys.readouterr().out.startswith(
         f"{path}: ok: 2 SLOs (1 with its own policy), 4 policy rows"
     )
+
+
+def test_check_accepts_a_composite_slo_and_counts_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "slos:\n"
+        "  - {name: a, service: s, sli: availability, objective: 99}\n"
+        "  - {name: b, service: t, sli: latency, threshold_ms: 200, objective: 99}\n"
+        "  - {name: ab, composite: [{slo: a, weight: 2}, {slo: b}], objective: 99.5}\n"
+    )
+    assert _run(["check", str(path)]) == 0
+    assert capsys.readouterr().out.startswith(f"{path}: ok: 3 SLOs (1 composite), 4 policy rows")
+
+
+def test_check_refuses_bad_composites_with_every_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "slos:\n"
+        "  - {name: a, service: s, sli: availability, objective: 99}\n"
+        "  - {name: ab, service: s, composite: [{slo: a, weight: 0}, {slo: x}], objective: 99}\n"
+    )
+    assert _run(["check", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    for line in (
+        "$.slos[1].service: a composite SLO has no service of its own",
+        "$.slos[1].composite[0].weight: must be > 0",
+        '$.slos[1].composite[1].slo: unknown SLO "x"',
+    ):
+        assert line in err

@@ -11,7 +11,8 @@ bytes out. Two bodies are built:
 Identity. The evaluator keeps one alert per (SLO, severity). Its labels (the alert's
 identity in Alertmanager and the input of its fingerprint) are `alertname`, `slo`,
 `service`, `severity`, the window pair `long_window`/`short_window` of the policy row
-that made it fire, then the SLO's configured labels. Which row holds can change while
+that made it fire, then the SLO's configured labels (a composite SLO has no `service`
+label: it has no service of its own). Which row holds can change while
 an alert fires (a fast burn tapering into a slow one) and the evaluator's `resolved`
 transition names the row that held last, so the window labels always come from the
 alert's *firing* transition: builders take it as `fired` and the resolve notification
@@ -127,10 +128,10 @@ def alert_labels(tr: Transition, slo: Slo, fired: Transition | None = None) -> d
     if tr.slo != slo.name:
         raise ValueError(f"transition is for SLO {tr.slo!r} but the config given is {slo.name!r}")
     row = tr if fired is None else _check_fired(tr, fired)
-    labels = {
-        "alertname": ALERTNAME,
-        "slo": slo.name,
-        "service": slo.service,
+    labels = {"alertname": ALERTNAME, "slo": slo.name}
+    if slo.service is not None:  # a composite SLO has none (an empty label is no label)
+        labels["service"] = slo.service
+    labels |= {
         "severity": tr.severity,
         "long_window": format_duration(row.long_window_s),
         "short_window": format_duration(row.short_window_s),
@@ -171,7 +172,7 @@ def alert_annotations(tr: Transition, slo: Slo) -> dict[str, str]:
 
 
 def _summary(tr: Transition, slo: Slo) -> str:
-    who = f"SLO {slo.name} ({slo.service})"
+    who = f"SLO {slo.name} ({_what(slo)})"
     if tr.state == "firing":
         return (
             f"{who} is burning its error budget at {_times(tr.burn_rate_long)} over "
@@ -189,10 +190,8 @@ def _description(tr: Transition, slo: Slo) -> str:
         f"{_times(tr.burn_rate_long)} over the last {lw} and "
         f"{_times(tr.burn_rate_short)} over the last {sw}"
     )
-    head = (
-        f"SLO {slo.name} of service {slo.service} "
-        f"(objective {slo.objective:g}% over {slo.period_text})"
-    )
+    of = "composite SLO" if slo.composite is not None else "SLO"
+    head = f"{of} {slo.name} {_of_what(slo)} (objective {slo.objective:g}% over {slo.period_text})"
     if tr.state == "firing":
         text = (
             f"{head} is burning its error budget at {rates}; both are at or above the "
@@ -208,6 +207,20 @@ def _description(tr: Transition, slo: Slo) -> str:
     if slo.description:
         text += f"\n\n{slo.description}"
     return text
+
+
+def _what(slo: Slo) -> str:
+    """`api`, or `composite of a, b` for a composite SLO."""
+    if slo.composite is None:
+        return str(slo.service)
+    return "composite of " + ", ".join(m.slo for m in slo.composite)
+
+
+def _of_what(slo: Slo) -> str:
+    """`of service api`, or `of a (weight 1), b (weight 3)` for a composite SLO."""
+    if slo.composite is None:
+        return f"of service {slo.service}"
+    return "of " + ", ".join(f"{m.slo} (weight {m.weight:g})" for m in slo.composite)
 
 
 def _budget(remaining: float | None) -> str:

@@ -23,7 +23,14 @@ is read fresh.
                                                    "long_s", "short_s", "factor"}}, ...},
      "calendar_period": null | {"calendar", "time_zone", "start", "start_s", "end",
                                 "end_s", "good", "bad", "total"},
-     "events_total", "bad_events_total", "evaluated_at"}
+     "events_total", "bad_events_total", "evaluated_at",
+     "composite": [{"slo", "weight"}, ...]}                     # composite SLOs only
+
+A composite SLO has null `service`, `operation`, `sli` and `threshold_ms`; its windows'
+`good`/`bad`/`total`, `events_total` and `bad_events_total` are the sums of its
+members' (an event two members select counts twice), while its `error_ratio` is the
+weighted average of its members' over those with events, so it is not `bad / total`
+(docs/design.md, "Composite SLOs").
 
 A calendar SLO (`period: {calendar: month, ...}`) has `calendar_period`: the period
 holding the last evaluation time, [start, end), as RFC 3339 in the SLO's zone
@@ -64,6 +71,7 @@ __all__ = [
     "AlertView",
     "BudgetView",
     "CalendarPeriodView",
+    "MemberView",
     "PolicyRowView",
     "SloApi",
     "SloList",
@@ -121,11 +129,16 @@ class AlertView(msgspec.Struct, kw_only=True):
     row: PolicyRowView | None
 
 
-class SloView(msgspec.Struct, kw_only=True):
+class MemberView(msgspec.Struct, kw_only=True):
+    slo: str
+    weight: float
+
+
+class SloView(msgspec.Struct, kw_only=True, omit_defaults=True):
     name: str
-    service: str
+    service: str | None
     operation: str | None
-    sli: str
+    sli: str | None
     threshold_ms: float | None
     objective: float
     objective_ratio: float
@@ -141,6 +154,8 @@ class SloView(msgspec.Struct, kw_only=True):
     events_total: int
     bad_events_total: int
     evaluated_at: float | None
+    composite: list[MemberView] | None = None
+    """A composite SLO's members (absent for a plain SLO)."""
 
 
 class SloList(msgspec.Struct, kw_only=True):
@@ -257,7 +272,7 @@ class SloApi:
                     name=slo.name,
                     service=slo.service,
                     operation=slo.operation,
-                    sli=str(slo.sli),
+                    sli=None if slo.sli is None else str(slo.sli),
                     threshold_ms=slo.threshold_ms,
                     objective=slo.objective,
                     objective_ratio=slo.objective_ratio,
@@ -280,6 +295,9 @@ class SloApi:
                     events_total=events[k],
                     bad_events_total=bad_events[k],
                     evaluated_at=evaluated_at,
+                    composite=None
+                    if slo.composite is None
+                    else [MemberView(slo=m.slo, weight=m.weight) for m in slo.composite],
                 )
             )
         return out

@@ -6,6 +6,10 @@ the hot path, and the rendered body is cached until the next evaluation tick
 (`invalidate()`), so a scrape of 10k SLOs costs one render per second at most however
 often Prometheus or people ask.
 Windows without events have no series (rather than NaN): absent is "no data".
+A composite SLO has the series of any SLO, under the same names: its error ratio and
+burn rate are derived from its members' (docs/design.md, "Composite SLOs"), and its
+`burnrate_slo_events_total`/`burnrate_slo_bad_events_total` are the sums of its
+members' (an event two members select counts twice).
 
 Labels are bounded by the config and never carry event payload values: `slo`, `window`
 (a Prometheus duration of a configured window), `severity`, `reason` (a fixed set of

@@ -36,11 +36,35 @@ def window_sum(
     return total, bad
 
 
+def composite_window(
+    cfg: Config, events: list[tuple[int, float, int, int]], i: int, t: float, w: int
+) -> tuple[int, int, float | None]:
+    """(total, bad, error ratio) of composite SLO i over the window of length w ending at
+    t: the counts summed over its members; the error ratio 1 - the weighted average of
+    the good ratios of the members with events (OpenSLO `compositeWeight`), None when no
+    member has events."""
+    members = cfg.slos[i].composite
+    assert members is not None
+    index = {s.name: k for k, s in enumerate(cfg.slos)}
+    total = bad = 0
+    num = den = 0.0
+    for m in members:
+        tot, bd = window_sum(events, index[m.slo], t, w)
+        total += tot
+        bad += bd
+        if tot:
+            num += m.weight * (1 - bd / tot)
+            den += m.weight
+    return total, bad, (1 - num / den) if den else None
+
+
 def event_pairs(cfg: Config, e: Event) -> list[tuple[int, int, int]]:
     """(slo index, total, bad) for every SLO the event counts for, by the taxonomy directly."""
     out = []
     outcome = classify(e.status, e.ok, cfg.taxonomy)
     for i, slo in enumerate(cfg.slos):
+        if slo.composite is not None:
+            continue  # no events of its own
         if slo.service != e.service or not slo.matches_operation(e.operation):
             continue
         if slo.sli == SliKind.AVAILABILITY:
@@ -62,6 +86,9 @@ class NaiveEvaluator:
     transitions: list[tuple[str, str, str, float, int, int]] = field(default_factory=list)
     rejected_late: int = 0
     state: dict[tuple[int, str], dict[str, float | int | bool | None]] = field(default_factory=dict)
+    near_boundary: bool = False
+    """A composite's burn rate came within 1e-9 of a factor: its ratio is computed here
+    in another order than the engine's, so the comparison may round either way."""
 
     def feed(self, e: Event, cap: float | None = None) -> None:
         """One event; `cap` bounds the watermark (the newest event time of the stream
@@ -110,11 +137,19 @@ class NaiveEvaluator:
                     f = row.factor_for(slo.period_s)
                     ok = True
                     for w in (row.long_s, row.short_s):
-                        tot, bad = window_sum(self.events, i, t, w)
-                        if tot == 0 or tot < ev.min_events or bad < ev.min_bad_events:
+                        ratio: float | None
+                        if slo.composite is not None:
+                            tot, bad, ratio = composite_window(self.cfg, self.events, i, t, w)
+                        else:
+                            tot, bad = window_sum(self.events, i, t, w)
+                            ratio = bad / tot if tot else None
+                        if ratio is None or tot < ev.min_events or bad < ev.min_bad_events:
                             ok = False
                             break
-                        if not (bad / tot) / budget >= f:
+                        burn = ratio / budget
+                        if slo.composite is not None and abs(burn - f) <= 1e-9 * max(f, 1.0):
+                            self.near_boundary = True
+                        if not burn >= f:
                             ok = False
                             break
                     if ok:

@@ -257,8 +257,8 @@ URL_RCV = {"type": "webhook", "url": "https://hooks.example/x"}
         ),
         pytest.param(
             _drop("slos.0.service"),
-            "$.slos[0]",
-            "missing required field `service`",
+            "$.slos[0].service",
+            "required (or give `composite` for a composite SLO)",
             id="an SLO without a service is rejected",
         ),
         pytest.param(
