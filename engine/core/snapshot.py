@@ -3,8 +3,9 @@
 Theory of operation
 -------------------
 A snapshot is what a restarted engine needs to carry on as if it had never stopped:
-the ring buffers and incremental window sums, the alert state machine, the counters
-and the event-time clock, i.e. the evaluator's `state()`. Arrays travel as raw bytes
+the ring buffers and incremental window sums, the alert state machine, the counters,
+the corrections added at run time and the event-time clock, i.e. the evaluator's
+`state()`. Arrays travel as raw bytes
 with their dtype and shape. `dump(ev)` writes one; `load(ev, data)` reads one into `ev`
 through `ev.load_state()`. This module uses only the evaluator's public methods, and
 the evaluator does not know it exists.
@@ -24,6 +25,7 @@ from typing import Any, Literal
 import msgspec
 import numpy as np
 
+from engine.core.config import Correction
 from engine.core.evaluator import AlertState, Evaluator, EvaluatorState, EventCounts
 from engine.core.windows import LevelState, WindowState
 from engine.errors import BurnrateError
@@ -107,6 +109,10 @@ class _State(_Struct, frozen=True, kw_only=True):
     next_tick_s: float | None
     evaluated_at_s: float | None
     max_event_ts: float
+    excluded_events: Array | None = None
+    """Per SLO, events left out by corrections (absent in snapshots from before them: 0)."""
+    corrections: list[Correction] = []
+    """The corrections added at run time (`POST /v1/corrections`), oldest first."""
 
 
 _ENCODER = msgspec.msgpack.Encoder()
@@ -177,6 +183,8 @@ def dump(ev: Evaluator) -> bytes:
         budget_at_tick=_pack(alerts.budget_at_tick_ratio),
         events_total=_pack(counts.events_total),
         bad_events_total=_pack(counts.bad_events_total),
+        excluded_events=_pack(counts.excluded_events),
+        corrections=list(st.corrections),
     )
     return _ENCODER.encode(state)
 
@@ -277,6 +285,11 @@ def load(ev: Evaluator, data: bytes) -> None:
         unmatched_events=state.unmatched_events,
         unknown_status_events=state.unknown_status_events,
         rejected=state.rejected,
+        excluded_events=(
+            np.zeros_like(c.excluded_events)
+            if state.excluded_events is None
+            else _unpack(state.excluded_events, c.excluded_events, "excluded_events")
+        ),
     )
     loaded = EvaluatorState(
         windows=windows,
@@ -286,6 +299,7 @@ def load(ev: Evaluator, data: bytes) -> None:
         next_tick_s=state.next_tick_s,
         evaluated_at_s=state.evaluated_at_s,
         max_event_ts_s=state.max_event_ts,
+        corrections=tuple(state.corrections),
     )
     try:
         ev.load_state(loaded)  # checks everything before it assigns anything

@@ -21,7 +21,10 @@ is read fresh.
                       "burn_rate_window"},
      "alerts": {"page": {"firing", "since", "row": {"severity", "long", "short",
                                                    "long_s", "short_s", "factor"}}, ...},
-     "events_total", "bad_events_total", "evaluated_at"}
+     "events_total", "bad_events_total", "excluded_events_total", "evaluated_at"}
+
+`excluded_events_total` counts the events a correction left out of the SLO
+(`/v1/corrections`, engine.adapters.http.corrections).
 
 `time_to_exhaustion_s` is remaining_ratio * period_s / burn_rate
 (`engine.core.budget.time_to_exhaustion_s`, not rounded): how long the budget left lasts
@@ -114,6 +117,7 @@ class SloView(msgspec.Struct, kw_only=True):
     alerts: dict[Severity, AlertView]
     events_total: int
     bad_events_total: int
+    excluded_events_total: int
     evaluated_at: float | None
 
 
@@ -184,6 +188,7 @@ class SloApi:
         rows: list[list[int]] = alert_state.firing_row[idx].tolist()
         events: list[int] = counts.events_total[idx].tolist()
         bad_events: list[int] = counts.bad_events_total[idx].tolist()
+        excluded: list[int] = counts.excluded_events[idx].tolist()
         evaluated_at = ev.evaluated_at_s
         out: list[SloView] = []
         for k, i in enumerate(idx.tolist()):
@@ -243,6 +248,7 @@ class SloApi:
                     alerts=alerts,
                     events_total=events[k],
                     bad_events_total=bad_events[k],
+                    excluded_events_total=excluded[k],
                     evaluated_at=evaluated_at,
                 )
             )
