@@ -5,7 +5,9 @@ Theory of operation
 Events arrive as columns. Each one is checked against the *watermark* (the highest
 event time accepted so far; in live mode capped at the wall clock passed in as
 `now_s`): older than `watermark - allowed_lateness` is `too_late`. Accepted events are
-expanded into (event, SLO) pairs by the classifier and counted into the windows.
+expanded into (event, SLO) pairs by the classifier and counted into the windows;
+pairs inside a correction for their SLO (`engine.core.corrections`) are left out and
+counted apart (`EventCounts.excluded_events`); with no corrections that costs nothing.
 
 Event time passes only what has been consumed. A caller reading several streams (the
 Kafka source: one per partition) passes `watermark_cap_s`, the newest event time
