@@ -60,8 +60,11 @@ def main(args: argparse.Namespace) -> int:
 def print_summary(result: ReplayResult, out: TextIO) -> None:
     summary = result.summary()
     width = max([len("slo")] + [len(r.slo) for r in summary.slos])
+    # the excluded column only when the config has corrections (events a correction left out)
+    corrected = bool(result.evaluator.corrections)
+    excluded_head = f"  {'excluded':>8}" if corrected else ""
     out.write(
-        f"{'slo':<{width}}  {'events':>10}  {'bad':>8}  {'budget left':>11}  "
+        f"{'slo':<{width}}  {'events':>10}  {'bad':>8}{excluded_head}  {'budget left':>11}  "
         f"{'pages':>5}  {'tickets':>7}  {'time firing':>11}\n"
     )
     for r in summary.slos:
@@ -70,8 +73,9 @@ def print_summary(result: ReplayResult, out: TextIO) -> None:
         firing = format_duration(round(r.time_firing_s))
         if r.still_firing:
             firing += f" ({'+'.join(r.still_firing)} firing at end)"
+        excluded = f"  {r.excluded:>8}" if corrected else ""
         out.write(
-            f"{r.slo:<{width}}  {r.events:>10}  {r.bad:>8}  {budget:>11}  "
+            f"{r.slo:<{width}}  {r.events:>10}  {r.bad:>8}{excluded}  {budget:>11}  "
             f"{r.pages:>5}  {r.tickets:>7}  {firing:>11}\n"
         )
     rejected = ", ".join(f"{k}={v}" for k, v in summary.rejected.items()) or "none"

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -278,6 +280,107 @@ class State(_Base, frozen=True):
 
 Receiver = WebhookReceiver | AlertmanagerReceiver | ConsoleReceiver
 
+WEEK_S = 7 * 86400
+
+
+class Correction(_Base, frozen=True, kw_only=True):
+    """A stretch of event time whose events the SLOs it names do not count (maintenance,
+    known bad data): `[start, end)`, or every 7 days from `start` with `weekly`
+    recurrence. `start`/`end` are RFC 3339 times with an offset or epoch seconds (held
+    as decoded; `start_s`/`end_s` after `correction_errors` found no problem).
+    engine.core.corrections applies them."""
+
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    start: Any
+    end: Any = None
+    duration: Duration | None = None
+    recurrence: Literal["weekly"] | None = None
+    slos: list[str] | None = None
+    services: list[str] | None = None
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+
+    @property
+    def start_s(self) -> float:
+        return time_s(self.start)
+
+    @property
+    def end_s(self) -> float:
+        """The end of the (first) interval: `end`, or `start + duration`."""
+        if self.duration is not None:
+            return self.start_s + parse_duration_s(self.duration)
+        return time_s(self.end)
+
+    def targets(self, slos: Sequence[Slo]) -> list[int]:
+        """Indices of the SLOs the correction applies to (named, or of a named service)."""
+        if self.slos is not None:
+            names = set(self.slos)
+            return [i for i, s in enumerate(slos) if s.name in names]
+        services = set(self.services or ())
+        return [i for i, s in enumerate(slos) if s.service in services]
+
+
+_RFC3339 = re.compile(
+    r"\A(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?"
+    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))\Z"
+)
+MAX_EPOCH_S = 253402300799.0
+"""9999-12-31T23:59:59Z: later is a typo (milliseconds given for seconds)."""
+
+
+def _days_from_civil(y: int, m: int, d: int) -> int:
+    """Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm)."""
+    y -= m <= 2
+    era = (y if y >= 0 else y - 399) // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+def time_s(value: Any) -> float:
+    """Epoch seconds of a config time: an RFC 3339 string with an offset, epoch seconds,
+    or a datetime with an offset (YAML and TOML decode unquoted times to those; read by
+    duck typing, the core does not import datetime). ValueError says what is wrong."""
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"expected an RFC 3339 time or epoch seconds, got {value!r}")
+    if isinstance(value, int | float):
+        t = float(value)
+    elif isinstance(value, str):
+        t = _rfc3339_s(value)
+    elif callable(getattr(value, "utcoffset", None)) and callable(
+        getattr(value, "timestamp", None)
+    ):
+        if value.utcoffset() is None:
+            raise ValueError(f"{value} has no UTC offset (add Z or +HH:MM)")
+        t = float(value.timestamp())
+    else:
+        raise ValueError(f"expected an RFC 3339 time or epoch seconds, got {value!r}")
+    if not (math.isfinite(t) and 0 <= t <= MAX_EPOCH_S):
+        raise ValueError(f"must be from 1970 to 9999, got {value!r}")
+    return t
+
+
+def _rfc3339_s(text: str) -> float:
+    m = _RFC3339.match(text)
+    if m is None:
+        raise ValueError(
+            f"expected an RFC 3339 time with an offset (2024-05-01T02:00:00Z) or epoch "
+            f"seconds, got {text!r}"
+        )
+    y, mo, d, h, mi, sec = (int(g) for g in m.group(1, 2, 3, 4, 5, 6))
+    leap = y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
+    days_in = (31, 29 if leap else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+    if not (1 <= mo <= 12 and 1 <= d <= days_in[mo - 1] and h < 24 and mi < 60 and sec < 60):
+        raise ValueError(f"not a valid date and time: {text!r}")
+    offset = 0
+    if m.group(9):
+        oh, om = int(m.group(10)), int(m.group(11))
+        if oh >= 24 or om >= 60:
+            raise ValueError(f"not a valid UTC offset: {text!r}")
+        offset = (oh * 60 + om) * 60 * (1 if m.group(9) == "+" else -1)
+    whole = _days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - offset
+    return whole + (float(m.group(7)) if m.group(7) else 0.0)
+
 
 class Config(_Base, frozen=True):
     slos: list[Slo]
@@ -288,6 +391,7 @@ class Config(_Base, frozen=True):
     http: Http = Http()
     receivers: list[Receiver] = []
     state: State | None = None
+    corrections: list[Correction] = []
 
     def policy_of(self, slo: Slo) -> list[PolicyRow]:
         """The rows `slo` is evaluated with: its own `policy` if it has one, else the
@@ -387,6 +491,8 @@ def config_errors(cfg: Config) -> list[str]:
     if cfg.state is not None and cfg.state.interval_s < 1:
         errors.append(f"$.state.interval: must be at least 1s, got {cfg.state.interval}")
     errors += _kafka_errors(cfg.kafka)
+    for i, corr in enumerate(cfg.corrections):
+        errors += correction_errors(corr, cfg.slos, f"$.corrections[{i}]")
     for i, rcv in enumerate(cfg.receivers):
         if isinstance(rcv, WebhookReceiver | AlertmanagerReceiver) and not (rcv.url or rcv.urls):
             errors.append(f"$.receivers[{i}]: needs url or urls")
@@ -461,6 +567,58 @@ def _policy_errors(path: str, rows: list[PolicyRow], ev: Evaluation) -> list[str
                 f"{path}[{i}].short: must be at least the evaluation tick ({ev.tick}), "
                 f"got {row.short}"
             )
+    return errors
+
+
+def correction_errors(c: Correction, slos: Sequence[Slo], path: str) -> list[str]:
+    """The problems of one correction, at `path` (`$.corrections[i]` in a config, `$` in
+    a body posted to the API)."""
+    errors: list[str] = []
+    start = end = None
+    try:
+        start = c.start_s
+    except ValueError as exc:
+        errors.append(f"{path}.start: {exc}")
+    if (c.end is None) == (c.duration is None):
+        errors.append(f"{path}: give exactly one of end or duration")
+    elif c.duration is not None:
+        length = parse_duration_s(c.duration)
+        if not length > 0:
+            errors.append(f"{path}.duration: must be longer than 0s")
+        elif c.recurrence == "weekly" and length > WEEK_S:
+            errors.append(f"{path}.duration: at most 7d with weekly recurrence, got {c.duration}")
+    else:
+        try:
+            end = time_s(c.end)
+        except ValueError as exc:
+            errors.append(f"{path}.end: {exc}")
+    if start is not None and end is not None:
+        if not end > start:
+            errors.append(f"{path}.end: must be after start")
+        elif c.recurrence == "weekly" and end - start > WEEK_S:
+            errors.append(f"{path}.end: at most 7d after start with weekly recurrence")
+    if (c.slos is None) == (c.services is None):
+        errors.append(f"{path}: give exactly one of slos or services")
+    names = {s.name for s in slos}
+    services = {s.service for s in slos}
+    composites = {s.name for s in slos if s.composite is not None}
+    for field, given, known, what in (
+        ("slos", c.slos, names, "no SLO named"),
+        ("services", c.services, services, "no SLO has the service"),
+    ):
+        if given is None:
+            continue
+        if not given:
+            errors.append(f"{path}.{field}: at least one is required")
+        errors += [
+            f"{path}.{field}[{j}]: {what} {v!r}" for j, v in enumerate(given) if v not in known
+        ]
+    errors += [
+        f"{path}.slos[{j}]: {v!r} is a composite SLO, which has no events of its own: "
+        "correct its members"
+        for j, v in enumerate(c.slos or ())
+        if v in composites
+    ]
     return errors
 
 

@@ -5,7 +5,9 @@ Theory of operation
 Events arrive as columns. Each one is checked against the *watermark* (the highest
 event time accepted so far; in live mode capped at the wall clock passed in as
 `now_s`): older than `watermark - allowed_lateness` is `too_late`. Accepted events are
-expanded into (event, SLO) pairs by the classifier and counted into the windows.
+expanded into (event, SLO) pairs by the classifier and counted into the windows;
+pairs inside a correction for their SLO (`engine.core.corrections`) are left out and
+counted apart (`EventCounts.excluded_events`); with no corrections that costs nothing.
 
 Event time passes only what has been consumed. A caller reading several streams (the
 Kafka source: one per partition) passes `watermark_cap_s`, the newest event time
@@ -93,7 +95,8 @@ import numpy.typing as npt
 
 from engine.core import budget
 from engine.core.arrays import F64, I64, read_only, read_only_copy
-from engine.core.config import Config, Severity
+from engine.core.config import Config, Correction, Severity
+from engine.core.corrections import CorrectionIndex
 from engine.core.evaluator_state import AlertState, EvaluatorState, EventCounts
 from engine.core.matching import Classifier, EventColumns
 from engine.core.periods import PeriodCounts
@@ -215,8 +218,12 @@ class Evaluator:
             last_true_s=np.full(shape, np.nan),
             budget_at_tick_ratio=np.full(n, np.nan),
         )
+        # corrections: the config's, then those added at run time
+        self._runtime_corrections: list[Correction] = []
+        self._corrections = CorrectionIndex(config.corrections, self.slos)
         # counters
         self._events_total = np.zeros(n, dtype=np.int64)
+        self._excluded_total = np.zeros(n, dtype=np.int64)
         self._bad_events_total = np.zeros(n, dtype=np.int64)
         self._rejected: Counter[str] = Counter()
         self._accepted_events = 0
@@ -323,6 +330,13 @@ class Evaluator:
         p_event, p_slo = pairs.event[keep], pairs.slo[keep]
         p_total, p_bad = pairs.total[keep], pairs.bad[keep]
         p_ts = ts[p_event]
+        if self._corrections.active:
+            out = self._corrections.excluded(p_slo, p_ts)
+            if out.any():
+                self._count_excluded(p_slo[out], p_total[out])
+                keep = ~out
+                p_event, p_slo, p_ts = p_event[keep], p_slo[keep], p_ts[keep]
+                p_total, p_bad = p_total[keep], p_bad[keep]
         transitions: list[Transition] = []
         start = 0
         while True:
@@ -433,6 +447,34 @@ class Evaluator:
         self._events_total += np.minimum(add_total, room)
         self._bad_events_total += np.minimum(add_bad, self._events_total - self._bad_events_total)
         self._max_event_ts = max(self._max_event_ts, float(ts.max()))
+
+    def _count_excluded(self, slo: npt.NDArray[np.int32], total: npt.NDArray[np.int64]) -> None:
+        """Count pairs a correction left out, per SLO (exact int64, saturating like the
+        totals)."""
+        add = np.zeros(len(self.slos), dtype=np.int64)
+        np.add.at(add, slo, total)
+        self._excluded_total += np.minimum(add, np.iinfo(np.int64).max - self._excluded_total)
+
+    # -- corrections -----------------------------------------------------------------
+
+    @property
+    def corrections(self) -> tuple[Correction, ...]:
+        """Every correction in force: the config's, then those added at run time."""
+        return (*self.config.corrections, *self._runtime_corrections)
+
+    @property
+    def runtime_corrections(self) -> tuple[Correction, ...]:
+        """The corrections added with `add_correction` (kept in `state()`), oldest first."""
+        return tuple(self._runtime_corrections)
+
+    def add_correction(self, correction: Correction) -> None:
+        """Apply `correction` (checked by the caller: `config.correction_errors`) to every
+        event ingested from now on; events already counted stay counted."""
+        self._set_runtime_corrections([*self._runtime_corrections, correction])
+
+    def _set_runtime_corrections(self, corrections: list[Correction]) -> None:
+        index = CorrectionIndex([*self.config.corrections, *corrections], self.slos)
+        self._runtime_corrections, self._corrections = corrections, index
 
     # -- evaluation ------------------------------------------------------------------
 
@@ -619,14 +661,22 @@ class Evaluator:
 
     def counts(self) -> EventCounts:
         """What was counted so far; the arrays are read-only copies. A composite's
-        totals are the sums of its members' (its own, kept in `state()`, are 0)."""
+        totals (and events excluded by corrections) are the sums of its members' (its
+        own, kept in `state()`, are 0)."""
         own = self._own_counts()
         c = self.composite_index
         if not len(c):
             return own
         total, bad = own.events_total.copy(), own.bad_events_total.copy()
+        excluded = own.excluded_events.copy()
         total[c], bad[c] = self._member_sums(total), self._member_sums(bad)
-        return replace(own, events_total=read_only(total), bad_events_total=read_only(bad))
+        excluded[c] = self._member_sums(excluded)
+        return replace(
+            own,
+            events_total=read_only(total),
+            bad_events_total=read_only(bad),
+            excluded_events=read_only(excluded),
+        )
 
     def _own_counts(self) -> EventCounts:
         return EventCounts(
@@ -636,6 +686,7 @@ class Evaluator:
             unmatched_events=self._unmatched_events,
             unknown_status_events=self._unknown_status_events,
             rejected=self.rejected_counts(),
+            excluded_events=read_only_copy(self._excluded_total),
         )
 
     def rejected_counts(self) -> dict[str, int]:
@@ -657,6 +708,7 @@ class Evaluator:
             evaluated_at_s=self._evaluated_at_s,
             max_event_ts_s=self._max_event_ts,
             periods=self._periods.state() if self._periods.any else None,
+            corrections=self.runtime_corrections,
         )
 
     def _check_firing_rows(self, firing_row: I64) -> None:
@@ -679,6 +731,7 @@ class Evaluator:
         self._check_firing_rows(state.alerts.firing_row)
         state.counts.check_like(self.counts())
         self._periods.check(state.periods)
+        index = CorrectionIndex([*self.config.corrections, *state.corrections], self.slos)
         self.windows.load_state(state.windows)  # checks first: may raise, changing nothing
         # Everything checked: from here on nothing can fail.
         for f in fields(AlertState):
@@ -686,6 +739,8 @@ class Evaluator:
         counts = state.counts
         self._events_total[...] = counts.events_total
         self._bad_events_total[...] = counts.bad_events_total
+        self._excluded_total[...] = counts.excluded_events
+        self._runtime_corrections, self._corrections = list(state.corrections), index
         self._rejected = Counter(counts.rejected)
         self._accepted_events = counts.accepted_events
         self._unmatched_events = counts.unmatched_events

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 from engine.core.arrays import F64, I64, Bool, read_only_copy
+from engine.core.config import Correction
 from engine.core.periods import PeriodState
 from engine.core.windows import WindowState, check_like
 
@@ -71,11 +72,16 @@ class EventCounts:
     """Accepted events whose status the taxonomy does not know."""
     rejected: Mapping[str, int]
     """Rejected records and events by reason (a copy: changing it changes nothing)."""
+    excluded_events: I64
+    """(n_slo,) events left out of the SLO by a correction (engine.core.corrections)."""
 
     def check_like(self, like: EventCounts) -> None:
         """Raise ValueError unless the arrays fit `like`'s and no count is negative."""
         check_like("events_total", self.events_total, like.events_total)
         check_like("bad_events_total", self.bad_events_total, like.bad_events_total)
+        check_like("excluded_events", self.excluded_events, like.excluded_events)
+        if (self.excluded_events < 0).any():
+            raise ValueError("negative excluded count")
         if any(n < 0 for n in self.rejected.values()):
             raise ValueError("negative rejection count")
         if min(self.accepted_events, self.unmatched_events, self.unknown_status_events) < 0:
@@ -100,3 +106,5 @@ class EvaluatorState:
     periods: PeriodState | None = None
     """The calendar periods' counts; None when no SLO has a calendar period (or the
     state is from before calendar periods: they start empty)."""
+    corrections: tuple[Correction, ...] = ()
+    """The corrections added at run time (`Evaluator.add_correction`), oldest first."""

@@ -3,8 +3,9 @@
 Theory of operation
 -------------------
 A snapshot is what a restarted engine needs to carry on as if it had never stopped:
-the ring buffers and incremental window sums, the alert state machine, the counters
-and the event-time clock, i.e. the evaluator's `state()`. Arrays travel as raw bytes
+the ring buffers and incremental window sums, the alert state machine, the counters,
+the corrections added at run time and the event-time clock, i.e. the evaluator's
+`state()`. Arrays travel as raw bytes
 with their dtype and shape. `dump(ev)` writes one; `load(ev, data)` reads one into `ev`
 through `ev.load_state()`. This module uses only the evaluator's public methods, and
 the evaluator does not know it exists.
@@ -31,6 +32,7 @@ from typing import Any, Literal
 import msgspec
 import numpy as np
 
+from engine.core.config import Correction
 from engine.core.evaluator import AlertState, Evaluator, EvaluatorState, EventCounts
 from engine.core.periods import PeriodState
 from engine.core.windows import LevelState, WindowState
@@ -132,6 +134,10 @@ class _State(_Struct, frozen=True, kw_only=True):
     max_event_ts: float
     periods: _Periods | None = None
     """Version 2, when the config has calendar periods."""
+    excluded_events: Array | None = None
+    """Per SLO, events left out by corrections (absent in snapshots from before them: 0)."""
+    corrections: list[Correction] = []
+    """The corrections added at run time (`POST /v1/corrections`), oldest first."""
 
 
 _ENCODER = msgspec.msgpack.Encoder()
@@ -221,6 +227,8 @@ def dump(ev: Evaluator) -> bytes:
             current=_pack(st.periods.current),
             next=_pack(st.periods.next),
         ),
+        excluded_events=_pack(counts.excluded_events),
+        corrections=list(st.corrections),
     )
     return _ENCODER.encode(state)
 
@@ -339,6 +347,11 @@ def load(ev: Evaluator, data: bytes) -> None:
         unmatched_events=state.unmatched_events,
         unknown_status_events=state.unknown_status_events,
         rejected=state.rejected,
+        excluded_events=(
+            np.zeros_like(c.excluded_events)
+            if state.excluded_events is None
+            else _unpack(state.excluded_events, c.excluded_events, "excluded_events")
+        ),
     )
     loaded = EvaluatorState(
         windows=windows,
@@ -349,6 +362,7 @@ def load(ev: Evaluator, data: bytes) -> None:
         evaluated_at_s=state.evaluated_at_s,
         max_event_ts_s=state.max_event_ts,
         periods=_periods(state.periods, now.periods),
+        corrections=tuple(state.corrections),
     )
     try:
         ev.load_state(loaded)  # checks everything before it assigns anything

@@ -19,6 +19,8 @@ class SloSummary(msgspec.Struct, frozen=True, kw_only=True):
     slo: str
     events: int
     bad: int
+    excluded: int = 0
+    """Events a correction left out of the SLO (not in `events` or `bad`)."""
     budget_remaining_ratio: float | None
     """None when the SLO's period holds no events."""
     pages: int
@@ -61,6 +63,7 @@ def summarize(ev: Evaluator, transitions: Sequence[Transition], records: int) ->
             slo=name,
             events=int(counts.events_total[i]),
             bad=int(counts.bad_events_total[i]),
+            excluded=int(counts.excluded_events[i]),
             budget_remaining_ratio=None if math.isnan(budget[i]) else float(budget[i]),
             pages=fired[(name, "page")],
             tickets=fired[(name, "ticket")],

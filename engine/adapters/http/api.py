@@ -23,7 +23,7 @@ is read fresh.
                                                    "long_s", "short_s", "factor"}}, ...},
      "calendar_period": null | {"calendar", "time_zone", "start", "start_s", "end",
                                 "end_s", "good", "bad", "total"},
-     "events_total", "bad_events_total", "evaluated_at",
+     "events_total", "bad_events_total", "excluded_events_total", "evaluated_at",
      "composite": [{"slo", "weight"}, ...]}                     # composite SLOs only
 
 A composite SLO has null `service`, `operation`, `sli` and `threshold_ms`; its windows'
@@ -39,6 +39,9 @@ the first event), and its events to date; `error_budget.remaining_ratio` is over
 Its `period`/`period_s` are the nominal length the policy factors and
 `time_to_exhaustion_s` use (`30d` for a month, `7d` a week, `91d` a quarter); the
 period itself is not among `windows`. Rolling SLOs have `calendar_period: null`.
+
+`excluded_events_total` counts the events a correction left out of the SLO
+(`/v1/corrections`, engine.adapters.http.corrections).
 
 `time_to_exhaustion_s` is remaining_ratio * period_s / burn_rate
 (`engine.core.budget.time_to_exhaustion_s`, not rounded): how long the budget left lasts
@@ -153,6 +156,7 @@ class SloView(msgspec.Struct, kw_only=True, omit_defaults=True):
     alerts: dict[Severity, AlertView]
     events_total: int
     bad_events_total: int
+    excluded_events_total: int
     evaluated_at: float | None
     composite: list[MemberView] | None = None
     """A composite SLO's members (absent for a plain SLO)."""
@@ -234,6 +238,7 @@ class SloApi:
         bad_events: list[int] = counts.bad_events_total[idx].tolist()
         period_sums: list[list[int]] = ev.period_sums()[idx].tolist()
         starts, ends = (b[idx].tolist() for b in ev.period_bounds())
+        excluded: list[int] = counts.excluded_events[idx].tolist()
         evaluated_at = ev.evaluated_at_s
         out: list[SloView] = []
         for k, i in enumerate(idx.tolist()):
@@ -294,6 +299,7 @@ class SloApi:
                     alerts=alerts,
                     events_total=events[k],
                     bad_events_total=bad_events[k],
+                    excluded_events_total=excluded[k],
                     evaluated_at=evaluated_at,
                     composite=None
                     if slo.composite is None

@@ -164,6 +164,7 @@ class SloText:
         self._period_end = per_slo("burnrate_slo_period_end_seconds")
         self._events = per_slo("burnrate_slo_events_total")
         self._bad = per_slo("burnrate_slo_bad_events_total")
+        self._excluded = per_slo("burnrate_slo_excluded_events_total")
         self._firing = np.array(
             [
                 [
@@ -209,6 +210,12 @@ class SloText:
                 "Bad events counted for the SLO since start",
             ),
             _lines(self._bad, counts.bad_events_total.astype(np.float64)),
+            _family(
+                "burnrate_slo_excluded_events_total",
+                "counter",
+                "Events of the SLO left out by a correction (maintenance, bad data) since start",
+            ),
+            _lines(self._excluded, counts.excluded_events.astype(np.float64)),
             _family("burnrate_alert_firing", "gauge", "1 while the alert fires"),
             _lines(self._firing.ravel(), firing.astype(np.float64).ravel()),
         ]

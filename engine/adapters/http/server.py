@@ -4,7 +4,8 @@
 consumer has partitions assigned and the broker answered a fetch recently (a member can
 sit in its group with no error and fetch nothing; progress is the only honest signal),
 else 503 with the reason as JSON. `/metrics` serves the cached Prometheus body;
-`/v1/slos` and `/v1/slos/{name}` the JSON views (engine.adapters.http.api).
+`/v1/slos` and `/v1/slos/{name}` the JSON views (engine.adapters.http.api),
+`/v1/corrections` the corrections (engine.adapters.http.corrections).
 
 Auth: with `http.auth_token_env` or `http.auth_token_file` set, every route but
 `/healthz` and `/readyz` needs `Authorization: Bearer <token>`, `/metrics` included
@@ -36,6 +37,7 @@ from aiohttp.typedefs import Handler
 
 from engine.adapters.http.api import SloApi
 from engine.adapters.http.auth import BearerAuth
+from engine.adapters.http.corrections import CorrectionsApi
 from engine.adapters.http.listen import parse_listen
 from engine.adapters.http.metrics import CONTENT_TYPE, EngineMetrics
 from engine.adapters.kafka.status import SourceStatus
@@ -136,6 +138,8 @@ class HttpServer:
         self.app.router.add_get("/readyz", self._readyz)
         self.app.router.add_get("/metrics", self._metrics)
         self.api.add_routes(self.app)
+        self.corrections = CorrectionsApi(ev)
+        self.corrections.add_routes(self.app)
         self._runner: web.AppRunner | None = None
         self._listener: asyncio.Server | None = None
         self._connections = _Connections()

@@ -409,3 +409,45 @@ def test_a_file_that_is_not_gzip_after_the_magic_exits_1_with_an_empty_summary(
         "burnrate replay: events.jsonl.gz: the compressed data is corrupt ("
     )
     assert "before any line" in err
+
+
+# --- corrections -------------------------------------------------------------------------
+
+
+def test_replay_honours_the_configs_corrections(tmp_path: Path) -> None:
+    """The synthetic incident (1h to 1h15m) inside a correction of api-availability: it
+    pages only on latency, and the incident's events are counted apart, exactly."""
+    path = _write(tmp_path / "events.jsonl", SYNTHETIC, compress=False)
+    cfg = msgspec.structs.replace(
+        SMALL_CONFIG,
+        corrections=parse_config(
+            "slos: [{name: api-availability, service: api, sli: availability, objective: 99}]\n"
+            "corrections:\n"
+            f"  - {{name: incident, start: {T0 + 3600}, duration: 15m,"
+            " slos: [api-availability], reason: known bad deploy}\n"
+        ).corrections,
+    )
+    output, summary = _replay(cfg, path)
+    slos = {t["slo"] for t in _transitions(output)}
+    assert slos == {"api-latency"}
+    plain_output, _ = _replay(SMALL_CONFIG, path)
+    assert "api-availability" in {t["slo"] for t in _transitions(plain_output)}
+
+    result = replay(cfg, path, lambda tr: None)
+    by_slo = {s.slo: s for s in result.summary().slos}
+    # one event per second: the 900 of the incident's 15 minutes are left out
+    assert (by_slo["api-availability"].excluded, by_slo["api-availability"].events) == (
+        900,
+        3 * 3600 - 900,
+    )
+    assert (by_slo["api-latency"].excluded, by_slo["api-latency"].bad) == (0, 450)
+    assert by_slo["api-availability"].bad == 0
+    header, availability = summary.splitlines()[:2]
+    assert header.split()[:4] == ["slo", "events", "bad", "excluded"]
+    assert availability.split()[:4] == ["api-availability", "9900", "0", "900"]
+
+
+def test_the_summary_has_no_excluded_column_without_corrections(
+    synthetic_output: tuple[bytes, str],
+) -> None:
+    assert "excluded" not in synthetic_output[1]

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from engine.core.config import Config, PolicyRow
+from engine.core.config import Config, Correction, PolicyRow
 from engine.core.decode import Event
 from engine.core.taxonomy import Outcome, SliKind, classify, latency_is_bad
 from engine.core.windows import resolution_for
@@ -77,6 +77,28 @@ def event_pairs(cfg: Config, e: Event) -> list[tuple[int, int, int]]:
     return out
 
 
+WEEK_S = 604800
+
+
+def corrected(
+    corrections: list[Correction], slos: list[str], services: list[str], slo: int, ts: float
+) -> bool:
+    """Is the event time `ts` inside some correction for SLO `slo` (by index)? Checked
+    one correction at a time, straight from the definition."""
+    for c in corrections:
+        if c.slos is not None and slos[slo] not in c.slos:
+            continue
+        if c.services is not None and services[slo] not in c.services:
+            continue
+        start, end = c.start_s, c.end_s
+        if c.recurrence == "weekly":
+            if ts >= start and (ts - start) % WEEK_S < end - start:
+                return True
+        elif start <= ts < end:
+            return True
+    return False
+
+
 @dataclass
 class NaiveEvaluator:
     cfg: Config
@@ -85,6 +107,10 @@ class NaiveEvaluator:
     next_tick: float | None = None
     transitions: list[tuple[str, str, str, float, int, int]] = field(default_factory=list)
     rejected_late: int = 0
+    excluded: dict[int, int] = field(default_factory=dict)
+    """Per SLO index, events a correction left out (count-weighted)."""
+    corrections: list[Correction] | None = None
+    """The corrections in force (default: the config's)."""
     state: dict[tuple[int, str], dict[str, float | int | bool | None]] = field(default_factory=dict)
     near_boundary: bool = False
     """A composite's burn rate came within 1e-9 of a factor: its ratio is computed here
@@ -110,7 +136,13 @@ class NaiveEvaluator:
             self.evaluate(self.next_tick)
             self.next_tick += ev.tick_s
         self.watermark = new_wm
+        corrections = self.cfg.corrections if self.corrections is None else self.corrections
+        names = [s.name for s in self.cfg.slos]
+        services = [s.service for s in self.cfg.slos]
         for slo, tot, bad in event_pairs(self.cfg, e):
+            if corrections and corrected(corrections, names, services, slo, e.ts):
+                self.excluded[slo] = self.excluded.get(slo, 0) + tot
+                continue
             self.events.append((slo, e.ts, tot, bad))
 
     def flush(self) -> None:

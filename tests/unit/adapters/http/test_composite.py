@@ -82,6 +82,7 @@ def test_metrics_show_a_composite_under_the_usual_names() -> None:
         "burnrate_slo_objective_ratio",
         "burnrate_slo_events_total",
         "burnrate_slo_bad_events_total",
+        "burnrate_slo_excluded_events_total",
         "burnrate_alert_firing",
     }
 

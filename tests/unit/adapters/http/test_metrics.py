@@ -130,6 +130,7 @@ def test_windows_without_events_have_no_series_rather_than_nan() -> None:
             "burnrate_slo_objective_ratio",
             "burnrate_slo_events_total",
             "burnrate_slo_bad_events_total",
+            "burnrate_slo_excluded_events_total",
             "burnrate_alert_firing",
         }, name
     assert k("burnrate_slo_error_budget_remaining_ratio", slo="idle-avail") not in got
@@ -212,6 +213,7 @@ def test_each_family_is_typed() -> None:
         "burnrate_slo_error_budget_remaining_ratio": "gauge",
         "burnrate_slo_events": "counter",
         "burnrate_slo_bad_events": "counter",
+        "burnrate_slo_excluded_events": "counter",
         "burnrate_alert_firing": "gauge",
     }
 

@@ -1,0 +1,151 @@
+"""`/v1/corrections`: list the corrections in force, add one at run time.
+
+`GET /v1/corrections` answers `{"corrections": [view, ...]}`, the config's first, then
+those added at run time, oldest first:
+
+    {"name", "start", "end" (RFC 3339, UTC), "start_s", "end_s" (epoch seconds; for a
+     weekly correction the first occurrence), "duration_s", "recurrence" (null or
+     "weekly"), "slos", "services" (as given, one of them null), "applies_to" (the SLO
+     names it covers), "reason", "source" ("config" or "api")}
+
+`POST /v1/corrections` takes a JSON body with the fields of a `corrections:` entry of
+the config (`name`, `start`, `end` or `duration`, `recurrence`, `slos` or `services`,
+`reason`), checked by the same code (`engine.core.corrections.parse_correction`): a
+bad body is 400 `{"error": "<every problem, `; `-joined>", "errors": ["$.end: must be
+after start", ...]}`; a good one is 201 with its view. It applies to the events
+ingested from then on: events already counted are not taken back out of the windows
+and budget (`burnrate replay` with the correction in the config recomputes history
+exactly). With a `state:` section it is kept in the state snapshot, so it survives a
+restart; without one it lasts until the process ends.
+
+Both need the bearer token when one is configured (the server's auth middleware).
+Each accepted POST is logged at INFO with every field and the client's address
+(event `correction_added`): the hook for the audit log.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+import msgspec
+from aiohttp import web
+
+from engine.core.config import Correction
+from engine.core.corrections import parse_correction
+from engine.core.evaluator import Evaluator
+from engine.errors import ConfigError
+
+__all__ = ["MAX_BODY_BYTES", "CorrectionView", "CorrectionsApi"]
+
+log = logging.getLogger("burnrate.adapters.http.corrections")
+
+MAX_BODY_BYTES = 64 * 1024
+"""A correction is a few hundred bytes; a larger body is refused unread (413)."""
+
+
+class CorrectionView(msgspec.Struct, kw_only=True):
+    name: str
+    start: str
+    end: str
+    start_s: float
+    end_s: float
+    duration_s: float
+    recurrence: str | None
+    slos: list[str] | None
+    services: list[str] | None
+    applies_to: list[str]
+    reason: str
+    source: str
+
+
+class CorrectionList(msgspec.Struct, kw_only=True):
+    corrections: list[CorrectionView]
+
+
+class _Invalid(msgspec.Struct):
+    error: str
+    errors: list[str]
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def _rfc3339(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
+
+
+class CorrectionsApi:
+    """The routes over one evaluator's corrections."""
+
+    def __init__(self, evaluator: Evaluator) -> None:
+        self.evaluator = evaluator
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_get("/v1/corrections", self._list)
+        app.router.add_post("/v1/corrections", self._add)
+
+    def view(self, c: Correction, source: str) -> CorrectionView:
+        ev = self.evaluator
+        start, end = c.start_s, c.end_s
+        return CorrectionView(
+            name=c.name,
+            start=_rfc3339(start),
+            end=_rfc3339(end),
+            start_s=start,
+            end_s=end,
+            duration_s=end - start,
+            recurrence=c.recurrence,
+            slos=c.slos,
+            services=c.services,
+            applies_to=[ev.names[i] for i in c.targets(ev.slos)],
+            reason=c.reason,
+            source=source,
+        )
+
+    def views(self) -> list[CorrectionView]:
+        ev = self.evaluator
+        return [self.view(c, "config") for c in ev.config.corrections] + [
+            self.view(c, "api") for c in ev.runtime_corrections
+        ]
+
+    async def _list(self, request: web.Request) -> web.Response:
+        body = _encoder.encode(CorrectionList(corrections=self.views()))
+        return web.Response(body=body, content_type="application/json")
+
+    async def _add(self, request: web.Request) -> web.Response:
+        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+            return _invalid(413, [f"$: the body is over {MAX_BODY_BYTES} bytes"])
+        try:
+            data = await request.content.read(MAX_BODY_BYTES + 1)
+        except (ConnectionError, web.HTTPException) as exc:  # the client went away
+            return _invalid(400, [f"$: cannot read the body: {exc}"])
+        if len(data) > MAX_BODY_BYTES:
+            return _invalid(413, [f"$: the body is over {MAX_BODY_BYTES} bytes"])
+        try:
+            correction = parse_correction(data, self.evaluator.slos)
+        except ConfigError as exc:
+            return _invalid(400, exc.errors)
+        self.evaluator.add_correction(correction)
+        view = self.view(correction, "api")
+        log.info(
+            "correction %r added: %s to %s for %s (%s)",
+            view.name,
+            view.start,
+            view.end,
+            ", ".join(view.applies_to),
+            view.reason,
+            extra={
+                "data": {
+                    "event": "correction_added",
+                    "remote": request.remote,
+                    **msgspec.structs.asdict(view),
+                }
+            },
+        )
+        return web.Response(status=201, body=_encoder.encode(view), content_type="application/json")
+
+
+def _invalid(status: int, errors: list[str]) -> web.Response:
+    body = _encoder.encode(_Invalid("; ".join(errors), errors))
+    return web.Response(status=status, body=body, content_type="application/json")
