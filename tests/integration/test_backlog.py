@@ -17,7 +17,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from engine.adapters.kafka.embedded_broker import create_topic
 from engine.adapters.kafka.source import KafkaSource
@@ -293,3 +293,65 @@ async def test_lag_is_known_right_after_a_restart_with_no_new_records(
     finally:
         await running.shutdown()
     assert second.source.records_consumed == 0
+
+
+@pytest.mark.asyncio
+async def test_a_partition_another_member_still_holds_at_start_loses_nothing(
+    kafka_bootstrap: str,
+) -> None:
+    """At start, another member of the group (here a live consumer that reads nothing,
+    as a member killed just before the start is until its session ends) holds one of
+    the two partitions; its records are older than the other's by more than the
+    allowed lateness. When it leaves and the partition comes here, none of them may be
+    late: event time waited for it (`PARTIAL_ASSIGNMENT_HOLD_S`)."""
+    topic = f"it-ghost-{uuid.uuid4().hex[:10]}"
+    await create_topic(kafka_bootstrap, topic, 2)
+    group = f"g-{uuid.uuid4().hex[:10]}"
+    ghost = AIOKafkaConsumer(
+        topic, bootstrap_servers=kafka_bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await ghost.start()
+    ghost_running = True
+    rt = Runtime(
+        backlog_config(kafka_bootstrap, topic, group=group), listen="127.0.0.1:0", sinks=[]
+    )
+    running = Running(rt)
+    try:
+        async with asyncio.timeout(DEADLINE_S):
+            while len(ghost.assignment()) != 2:  # the ghost owns both before the engine
+                await ghost.getmany(timeout_ms=100)
+        await running.listening()
+
+        def split() -> bool:
+            mine = rt.source.status().assigned
+            return len(mine) == 1 and len(ghost.assignment()) == 1
+
+        async with asyncio.timeout(DEADLINE_S):  # the ghost keeps polling: it stays a member
+            while not split():
+                await ghost.getmany(timeout_ms=0)
+                await asyncio.sleep(0.05)
+        [(_, here)] = rt.source.status().assigned
+        [held] = [tp.partition for tp in ghost.assignment()]
+        now = time.time()
+        old = spread(200, now - 30, now - 20)
+        new = spread(200, now - 1, now)
+        await produce_to(
+            kafka_bootstrap,
+            topic,
+            [(here, stamped(i, ts)) for i, ts in enumerate(new)]
+            + [(held, stamped(i, ts)) for i, ts in enumerate(old, start=len(new))],
+        )
+        await wait_until(lambda: rt.source.records_consumed >= len(new), "the engine's records")
+        await asyncio.sleep(2 * LATENESS_S)  # idle: the wall clock would move event time
+        await ghost.stop()
+        ghost_running = False
+        await wait_until(
+            lambda: rt.source.records_consumed >= len(new) + len(old), "the ghost's records"
+        )
+        await wait_until(rt.source.caught_up, "the source to be caught up")
+    finally:
+        if ghost_running:
+            await ghost.stop()
+        await running.shutdown()
+    n = len(old) + len(new)
+    assert outcome(rt.evaluator) == {"events": n, "bad": len(range(0, n, 10)), "rejected": {}}

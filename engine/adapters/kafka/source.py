@@ -37,6 +37,14 @@ partitions) only while the cap is None (`caught_up()`). So a backlog, after down
 in one partition far behind the others, is read in its own event time: none of it is
 judged late against the wall clock or against a partition that is ahead, and no tick
 is evaluated before it is in. Partitions caught up do not hold event time back.
+
+Partitions that are not assigned here cannot hold event time back, with one exception:
+a member killed just before this start keeps its partitions until its session ends,
+so the first assignment may leave out partitions whose records are older than what
+the assigned ones bring. For up to PARTIAL_ASSIGNMENT_HOLD_S after that first
+assignment, while a partition of the topics (or of the restored state) is assigned to
+no one here, event time stays at the watermark of that moment; past it, the rest are
+taken to belong to another live instance.
 """
 
 from __future__ import annotations
@@ -85,6 +93,11 @@ POLL_TIMEOUT_MS = 250
 
 LATE_WARNING_INTERVAL_S = 30.0
 LAG_REFRESH_S = 1.0
+PARTIAL_ASSIGNMENT_HOLD_S = 30.0
+"""How long event time waits, after the first assignment since start, for partitions of
+the topics (or of the state) that went to no one here: a member killed before this
+start keeps its partitions until its session times out (10 s by default) and the group
+rebalances. Past this, they are taken to belong to another live instance."""
 POSITION_TIMEOUT_S = 0.05
 """How long the loop waits for the consumer's position in a partition (immediate once
 the broker has answered a fetch of it, which is when it is asked)."""
@@ -133,6 +146,11 @@ class KafkaSource:
         """Per assigned partition, the newest event time consumed from it."""
         self._assignment_known = False
         """False until the group assigns partitions, and again during a rebalance."""
+        self._expected: set[tuple[str, int]] | None = None
+        """The partitions of the topics and of the restored state, at the first assignment."""
+        self._hold: tuple[float, float] | None = None
+        """(until, event time): while some expected partition is assigned to no one here,
+        event time stays at the watermark of the first assignment, until then."""
         self._last_fetch_wall: float | None = None
         self._running = False
         self.records_consumed = 0
@@ -147,6 +165,8 @@ class KafkaSource:
         """Connect and join the group. Raises KafkaError when the brokers cannot be
         reached, ConfigError when the client settings (TLS, SASL secrets) are unusable."""
         kwargs = kafka_client_kwargs(self.kafka)
+        # late events a restored state counted before this start were reported then
+        self._late_seen = self.evaluator.rejected_counts().get("too_late", 0)
         consumer = AIOKafkaConsumer(
             group_id=self.kafka.group_id,
             enable_auto_commit=False,
@@ -165,7 +185,7 @@ class KafkaSource:
                 consumer,
                 self._forget_lag,
                 on_rebalance=self._on_rebalance,
-                on_assigned=self._on_assigned,
+                on_assigned=functools.partial(self._on_assigned, consumer),
             ),
         )
         if self.kafka.dead_letter_topic:
@@ -379,25 +399,50 @@ class KafkaSource:
     def _on_rebalance(self) -> None:
         self._assignment_known = False
 
-    def _on_assigned(self, assigned: list[TopicPartition]) -> None:
+    def _on_assigned(self, consumer: Any, assigned: list[TopicPartition]) -> None:
         self._assignment_known = True
+        if self._expected is not None:
+            return
+        # The first assignment since start: a partition it leaves out may still be held
+        # by a member killed before this start, and come here once its session ends; its
+        # records are older than what the partitions assigned now bring.
+        topics = set(self.kafka.topics)
+        expected = {tp for tp in self.offsets.state_offsets() if tp[0] in topics}
+        for topic in self.kafka.topics:
+            expected |= {(topic, p) for p in consumer.partitions_for_topic(topic) or ()}
+        self._expected = expected
+        if expected - {(tp.topic, tp.partition) for tp in assigned}:
+            self._hold = (
+                time.monotonic() + PARTIAL_ASSIGNMENT_HOLD_S,
+                self.evaluator.watermark_s,
+            )
 
     def event_time_cap(self) -> float | None:
         """How far event time may go: the newest event time consumed from the partition
         furthest behind, over the assigned partitions that are not caught up (lag not
         known, or above 0). None when every one is caught up; -inf when the assignment
         is not known (not started, stopped, rebalancing) or a partition behind has not
-        brought an event yet."""
+        brought an event yet. For a while after the first assignment since start, a
+        partition of the topics or the state that it left out holds event time at the
+        watermark of that moment (`PARTIAL_ASSIGNMENT_HOLD_S`)."""
         consumer = self._consumer
         if consumer is None or not self._assignment_known:
             return -math.inf
         cap: float | None = None
-        for tp in consumer.assignment():
+        assigned = consumer.assignment()
+        for tp in assigned:
             key = (tp.topic, tp.partition)
             if self._lag.get(key) == 0:
                 continue
             t = self._stream_ts.get(key, -math.inf)
             cap = t if cap is None else min(cap, t)
+        if self._hold is not None:
+            until, held_at = self._hold
+            missing = (self._expected or set()) - {(tp.topic, tp.partition) for tp in assigned}
+            if missing and time.monotonic() < until:
+                cap = held_at if cap is None else min(cap, held_at)
+            else:
+                self._hold = None  # all came, or the rest belong to another instance
         return cap
 
     def caught_up(self) -> bool:
