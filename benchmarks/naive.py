@@ -20,8 +20,8 @@ from engine.core.windows import resolution_for
 
 
 class NaiveWindow:
-    def __init__(self, window_s: int) -> None:
-        self.r = resolution_for(window_s)
+    def __init__(self, window_s: int, tick_s: float) -> None:
+        self.r = resolution_for(window_s, tick_s)
         self.n = window_s // self.r
         self.buckets: deque[list[int]] = deque()  # [bucket, total, bad]
         self.total = 0
@@ -49,14 +49,14 @@ def naive_replay(config: Config, path: Path, limit: int) -> int:
     """Replay up to `limit` lines; returns the number of alert transitions."""
     dec = msgspec.json.Decoder(Event)
     windows_s = config.windows_s()
+    tick = config.evaluation.tick_s
     state = [
-        {"slo": slo, "w": {w: NaiveWindow(w) for w in windows_s}, "firing": {}}
+        {"slo": slo, "w": {w: NaiveWindow(w, tick) for w in windows_s}, "firing": {}}
         for slo in config.slos
     ]
     by_service: dict[str, list[dict[str, object]]] = {}
     for st in state:
         by_service.setdefault(st["slo"].service, []).append(st)  # type: ignore[union-attr]
-    tick = config.evaluation.tick_s
     next_tick: float | None = None
     transitions = 0
     with path.open("rb") as f:

@@ -29,8 +29,8 @@ from engine.errors import ConfigError
 
 MAX_WINDOW_MEMORY_BYTES = 1 << 30
 """The most window arrays (rings and running sums, all SLOs) a config may need: 1 GiB.
-The default policy with a 30-day period needs about 23 KiB per SLO, so this is over
-45,000 SLOs; a config over it is a mistake (a window of 1 s buckets held a day ahead
+The default policy with a 30-day period needs about 60 KiB per SLO at the default tick,
+so this is over 17,000 SLOs; a config over it is a mistake (a window of 1 s buckets held a day ahead
 for thousands of SLOs) far more often than a plan. The arrays are also copied whole
 into every state snapshot, so a process holding 1 GiB of them needs about twice that
 while it writes one."""
@@ -425,7 +425,8 @@ class Config(_Base, frozen=True):
 
     def window_bytes_per_slo(self) -> int:
         """Bytes of window arrays the evaluator allocates per SLO (engine.core.ladder)."""
-        return window_bytes(self.windows_s(), self.evaluation.ahead_s)
+        ev = self.evaluation
+        return window_bytes(self.windows_s(), ev.ahead_s, ev.tick_s)
 
     def window_bytes(self) -> int:
         """Bytes of window arrays the evaluator allocates for all SLOs (composites

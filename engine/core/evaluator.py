@@ -144,7 +144,10 @@ class Evaluator:
         self.min_bad_events = ev.min_bad_events
         self.classifier = Classifier(self.slos, config.taxonomy)
         self.windows = WindowSet(
-            n, config.windows_s(), ahead_s=self.future_s + self.lateness_s + 2 * self.tick_s
+            n,
+            config.windows_s(),
+            ahead_s=self.future_s + self.lateness_s + 2 * self.tick_s,
+            tick_s=self.tick_s,
         )
         self._headroom_s = self.future_s + self.lateness_s
         """How far ahead of the watermark an event may be counted: the rings hold up to

@@ -4,19 +4,24 @@ Theory of operation
 -------------------
 Time is cut into buckets; bucket k of resolution r holds the events with
 k*r < ts <= (k+1)*r (right-closed, so that a window (t - W, t] is a whole number of
-buckets when r divides t and W). A window of length W uses the coarsest resolution
-r from a ladder with r + (W mod r) <= W/60 and is n = floor(W/r) buckets long, so it
-counts every event younger than W - W/60 and none of age W or more (the rule and the
-ring sizes are in engine.core.ladder, shared with the config check). Each resolution is a
-*level*: one ring buffer of L buckets per SLO, held for all SLOs in one int64 array
+buckets when r divides t and W). A window of length W uses the coarsest resolution r
+from a ladder whose worst span error at the evaluation times t = k * tick,
+r - gcd(r, tick) + (W mod r), is within max(W/600, 1 s), and is n = floor(W/r) buckets
+long: it counts every event younger than W minus that error and none of age W or more,
+and is exactly (t - W, t] when r divides the tick and W (the rule, its proof and the
+ring sizes are in engine.core.ladder, shared with the config check). Each resolution
+is a *level*: one ring buffer of L buckets per SLO, held for all SLOs in one int64 array
 of shape (L, n_slo, 2) (total, bad): slot-major, so that the few buckets a tick
-reads or clears are contiguous across all SLOs. A 30-day window at 12h buckets is 60 buckets, so
-a month costs a few KiB per SLO instead of the 518,400 buckets of 5 s resolution.
+reads or clears are contiguous across all SLOs. A 30-day window at 1h buckets is 720
+buckets, so a month costs a few KiB per SLO instead of the 518,400 buckets of 5 s
+resolution.
 
 The ring's *head* is the newest bucket it holds; slots of buckets between the old
 and the new head are zeroed when the head moves, which is also how a silent gap
-longer than the ring clears it. Counts are written to every level (after first being
-aggregated per (SLO, finest bucket), so a batch touches each level a handful of times).
+longer than the ring clears it. Counts are written to every level after first being
+aggregated per (SLO, bucket of the grain: the gcd of the levels' resolutions, whose
+buckets each lie in one bucket of every level), so a batch touches each level a handful
+of times.
 
 Window sums are kept incrementally: `advance_to(t)` adds the buckets that enter each
 window and subtracts those that leave, instead of re-summing thousands of buckets.
@@ -43,8 +48,7 @@ import numpy as np
 
 from engine.core.arrays import F64, I32, I64, read_only
 from engine.core.ladder import LADDER_S as LADDER_S
-from engine.core.ladder import MAX_SPAN_ERROR as MAX_SPAN_ERROR
-from engine.core.ladder import level_sizes
+from engine.core.ladder import grain_s, level_sizes
 from engine.core.ladder import resolution_for as resolution_for
 
 
@@ -121,17 +125,23 @@ class _Level:
 class WindowSet:
     """Exact (total, bad) sums over several window lengths for `n_slo` SLOs."""
 
-    def __init__(self, n_slo: int, windows_s: Sequence[int], *, ahead_s: float) -> None:
+    def __init__(
+        self, n_slo: int, windows_s: Sequence[int], *, ahead_s: float, tick_s: float
+    ) -> None:
+        """`ahead_s`: how far past the evaluation time events may be written; `tick_s`:
+        the grid of evaluation times the resolutions are chosen for (at other times a
+        window is still within r + (W mod r) of its length, and sums stay exact)."""
         if not windows_s:
             raise ValueError("at least one window is required")
         self.n_slo = n_slo
         self.windows_s = sorted({int(w) for w in windows_s})
         self.ahead_s = ahead_s
+        self.tick_s = tick_s
         self.t: float | None = None
         self.levels: list[_Level] = []
         self._level_of: list[int] = [0] * len(self.windows_s)
         self.buckets = [0] * len(self.windows_s)
-        for size in level_sizes(self.windows_s, ahead_s):
+        for size in level_sizes(self.windows_s, ahead_s, tick_s):
             r, length, idx = size.resolution_s, size.length, list(size.windows)
             data = np.zeros((length * n_slo, 2), dtype=np.int64)
             level = _Level(r, length, data, n_slo=n_slo, windows=idx)
@@ -139,6 +149,7 @@ class WindowSet:
                 self._level_of[i] = len(self.levels)
                 self.buckets[i] = self.windows_s[i] // r
             self.levels.append(level)
+        self.grain_s = grain_s([lv.r for lv in self.levels])
         self._sums = np.zeros((len(self.windows_s), n_slo, 2), dtype=np.int64)
 
     # -- reading ----------------------------------------------------------------------
@@ -180,12 +191,13 @@ class WindowSet:
         events/s) for any ring spanning less than 107 days."""
         if len(slo) == 0:
             return
-        fine = self.levels[0]
-        b0 = bucket_of(ts_s, fine.r)
+        g = self.grain_s
+        b0 = bucket_of(ts_s, g)
         slo_u, b0_u, vals = _aggregate(slo.astype(np.int64), b0, total, bad, self.n_slo)
         batch_total = int(vals[:, 0].sum())  # exact: at most events x MAX_COUNT
         for level in self.levels:
-            b = b0_u if level.r == fine.r else (b0_u * fine.r) // level.r
+            # grain bucket k is (k*g, (k+1)*g], inside level bucket floor(k*g / r)
+            b = b0_u if level.r == g else (b0_u * g) // level.r
             level.move_head(int(b.max()))
             assert level.head is not None
             keep = b > level.head - level.length

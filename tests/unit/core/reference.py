@@ -22,10 +22,11 @@ def bucket(ts: float, r: int) -> int:
 
 
 def window_sum(
-    events: list[tuple[int, float, int, int]], slo: int, t: float, w: int
+    events: list[tuple[int, float, int, int]], slo: int, t: float, w: int, tick_s: float
 ) -> tuple[int, int]:
-    """(total, bad) of `slo` over the window of length w ending at t, by the bucket rule."""
-    r = resolution_for(w)
+    """(total, bad) of `slo` over the window of length w ending at t, by the bucket rule
+    (the resolution depends on the evaluation tick)."""
+    r = resolution_for(w, tick_s)
     hi = bucket(t, r)
     lo = hi - w // r + 1
     total = bad = 0
@@ -49,7 +50,7 @@ def composite_window(
     total = bad = 0
     num = den = 0.0
     for m in members:
-        tot, bd = window_sum(events, index[m.slo], t, w)
+        tot, bd = window_sum(events, index[m.slo], t, w, cfg.evaluation.tick_s)
         total += tot
         bad += bd
         if tot:
@@ -173,7 +174,7 @@ class NaiveEvaluator:
                         if slo.composite is not None:
                             tot, bad, ratio = composite_window(self.cfg, self.events, i, t, w)
                         else:
-                            tot, bad = window_sum(self.events, i, t, w)
+                            tot, bad = window_sum(self.events, i, t, w, ev.tick_s)
                             ratio = bad / tot if tot else None
                         if ratio is None or tot < ev.min_events or bad < ev.min_bad_events:
                             ok = False

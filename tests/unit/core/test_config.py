@@ -788,9 +788,10 @@ def _both(*mutations: Callable[[Doc], None]) -> Callable[[Doc], None]:
 
 FINE_AND_FAR_AHEAD = _both(
     _policy({"severity": "page", "long": "1h", "short": "30s", "burn_rate": 14.4}),
-    _set("evaluation", {"future_limit": "1d"}),
+    _set("evaluation", {"future_limit": "1d", "tick": "1s"}),
 )
-"""A 30 s window (1 s buckets) held a day ahead: about 1.3 MiB per SLO."""
+"""A 30 s window at a 1 s tick (1 s buckets; at the 10 s tick it is 3 exact buckets of
+10 s) held a day ahead: about 1.6 MiB per SLO."""
 
 
 @pytest.mark.parametrize(
@@ -818,7 +819,7 @@ FINE_AND_FAR_AHEAD = _both(
         ),
         pytest.param(
             _both(_slos(1000), FINE_AND_FAR_AHEAD),
-            "$.slos: the windows of 1000 SLOs need about 1.3 GiB (1.3 MiB per SLO), more than "
+            "$.slos: the windows of 1000 SLOs need about 1.6 GiB (1.6 MiB per SLO), more than "
             "the limit of 1 GiB; use fewer SLOs, fewer or longer policy windows, or a shorter "
             "evaluation.future_limit",
             id="window arrays over 1 GiB",
@@ -834,13 +835,13 @@ FINE_AND_FAR_AHEAD = _both(
         pytest.param(
             _both(
                 _slos(1000),
-                _set("evaluation", {"future_limit": "1d"}),
+                _set("evaluation", {"future_limit": "1d", "tick": "1s"}),
                 _set(
                     "slos.999.policy",
                     [{"severity": "page", "long": "1h", "short": "30s", "burn_rate": 14.4}],
                 ),
             ),
-            "$.slos: the windows of 1000 SLOs need about 1.6 GiB (1.6 MiB per SLO), more than "
+            "$.slos: the windows of 1000 SLOs need about 1.8 GiB (1.9 MiB per SLO), more than "
             "the limit of 1 GiB; use fewer SLOs, fewer or longer policy windows, or a shorter "
             "evaluation.future_limit",
             id="window arrays over 1 GiB through one SLO's own fine window",
@@ -910,7 +911,7 @@ def test_configs_the_engine_could_not_run_are_refused(
             _policy({"severity": "ticket", "long": "400d", "short": "1d", "burn_rate": 1}),
             id="a policy window of exactly 400 days",
         ),
-        pytest.param(_both(_slos(700), FINE_AND_FAR_AHEAD), id="window arrays just under 1 GiB"),
+        pytest.param(_both(_slos(600), FINE_AND_FAR_AHEAD), id="window arrays just under 1 GiB"),
         pytest.param(
             _set(
                 "kafka",
@@ -945,8 +946,10 @@ def test_the_memory_estimate_is_what_the_evaluator_allocates() -> None:
 
 
 def test_the_default_windows_cost_a_few_tens_of_kib_per_slo() -> None:
-    assert 16 * 1024 < load_config(EXAMPLE).window_bytes_per_slo() < 32 * 1024
-    assert MAX_WINDOW_MEMORY_BYTES // load_config(EXAMPLE).window_bytes_per_slo() > 45_000
+    """The example is the default policy with 28- and 30-day periods: 10 s, 30 s, 2 min,
+    5 min, 1 h and 30 min rings (docs/design.md, "Windows")."""
+    assert 32 * 1024 < load_config(EXAMPLE).window_bytes_per_slo() < 64 * 1024
+    assert MAX_WINDOW_MEMORY_BYTES // load_config(EXAMPLE).window_bytes_per_slo() > 17_000
 
 
 def test_window_sizes_are_not_estimated_for_windows_already_refused() -> None:
