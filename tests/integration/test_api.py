@@ -98,6 +98,7 @@ async def test_one_slo_with_budget_and_no_alert(served: tuple[Server, Evaluator,
         "calendar_period": None,  # rolling
         "events_total": 1000,
         "bad_events_total": 5,
+        "excluded_events_total": 0,  # no corrections
         "evaluated_at": T0,
     }
     assert [(w["window"], w["window_s"]) for w in view["windows"]] == [
