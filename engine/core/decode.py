@@ -10,8 +10,10 @@ record are its records decoded one by one with error handling, to find which one
 reject. Records are rejected whole, with one of the reasons in `DECODE_REASONS`;
 nothing but `engine.errors.RecordError` leaves this module, and `decode_batch`
 raises nothing. The strings that become cache keys and the weight are bounded
-(`MAX_SERVICE_LEN`, `MAX_OPERATION_LEN`, `MAX_STATUS_LEN`, `MAX_COUNT`): an event over
-a bound makes its record `bad_value`.
+(`MAX_SERVICE_LEN`, `MAX_OPERATION_LEN`, `MAX_STATUS_LEN`, `MAX_COUNT`, and for the
+optional `labels` `MAX_LABELS` and `MAX_LABEL_BYTES`): an event over a bound makes its
+record `bad_value`. Labels are usually absent: a batch pays one scan for whether any
+event has them, and only events that do are checked for their byte lengths.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from itertools import chain
+from operator import attrgetter
 from typing import Annotated, Literal
 
 import msgspec
@@ -48,6 +51,15 @@ MAX_OPERATION_LEN = 256
 """Longest `operation`, in characters (a route template or RPC method name)."""
 MAX_STATUS_LEN = 64
 """Longest string `status`, in characters (a status word or code name)."""
+MAX_LABELS = 16
+"""Most `labels` one event may carry."""
+MAX_LABEL_BYTES = 128
+"""Longest label key or value, in UTF-8 bytes. msgspec bounds characters, so the
+decoder bounds them at this many characters and then checks the bytes of labels that
+are not ASCII (`labels_error`)."""
+
+_LabelStr = Annotated[str, msgspec.Meta(max_length=MAX_LABEL_BYTES)]
+Labels = Annotated[dict[_LabelStr, _LabelStr], msgspec.Meta(max_length=MAX_LABELS)]
 
 
 class Event(msgspec.Struct, gc=False):
@@ -62,6 +74,7 @@ class Event(msgspec.Struct, gc=False):
     latency_ms: Annotated[float, msgspec.Meta(ge=0, le=_MAX_LATENCY_MS)] | None = math.nan
     ok: bool | None = None
     count: Annotated[int, msgspec.Meta(ge=1, le=MAX_COUNT)] = 1
+    labels: Labels | None = None
 
 
 Record = Event | list[Event]
@@ -89,6 +102,27 @@ class DecodedBatch(msgspec.Struct):
 # What msgspec may raise on hostile input: its own errors, invalid UTF-8 in a string
 # field, and nesting deeper than the interpreter's recursion limit in an ignored field.
 DECODE_ERRORS = (msgspec.MsgspecError, UnicodeDecodeError, RecursionError)
+
+
+_LABELS_OF = attrgetter("labels")
+
+
+def labels_error(labels: dict[str, str]) -> str | None:
+    """Why `labels` (within the character bounds already) is over `MAX_LABEL_BYTES`, or
+    None. Only strings that are not ASCII can be: `str.isascii` is O(1) in CPython."""
+    for k, v in labels.items():
+        for s, what in ((k, "key"), (v, "value")):
+            if not s.isascii() and len(s.encode("utf-8", "surrogatepass")) > MAX_LABEL_BYTES:
+                return f"label {what} over {MAX_LABEL_BYTES} bytes - at `$.labels`"
+    return None
+
+
+def _labels_ok(events: list[Event]) -> bool:
+    """Whether every event's labels are within the byte bound (one C-level scan when no
+    event has labels, the usual case)."""
+    if not any(map(_LABELS_OF, events)):
+        return True
+    return all(labels_error(e.labels) is None for e in events if e.labels)
 
 
 def reason_for(exc: BaseException) -> str:
@@ -126,7 +160,13 @@ class RecordDecoder:
             rec = self._record(value)
         except DECODE_ERRORS as exc:
             raise RecordError(reason_for(exc), str(exc)) from None
-        return rec if isinstance(rec, list) else [rec]
+        events = rec if isinstance(rec, list) else [rec]
+        for e in events:
+            if e.labels:
+                err = labels_error(e.labels)
+                if err is not None:
+                    raise RecordError("bad_value", err)
+        return events
 
     def json_lines(self, block: bytes) -> DecodedBatch | None:
         """Every line of a JSON Lines block in one msgspec call; None if any line is bad.
@@ -144,14 +184,17 @@ class RecordDecoder:
             except DECODE_ERRORS:
                 return None
             else:
-                return DecodedBatch(events, None, [], n_lines) if len(events) == n_lines else None
+                if len(events) != n_lines or not _labels_ok(events):
+                    return None
+                return DecodedBatch(events, None, [], n_lines)
         try:
             recs = self._json_record_lines(block)
         except DECODE_ERRORS:
             return None
         if len(recs) != n_lines:
             return None
-        return self._flatten(recs)
+        batch = self._flatten(recs)
+        return batch if _labels_ok(batch.events) else None
 
     def decode_batch(self, values: Sequence[bytes | None]) -> DecodedBatch:
         """Decode many records; a bad record is rejected alone, the others are kept."""
@@ -165,13 +208,16 @@ class RecordDecoder:
             except (*DECODE_ERRORS, TypeError):
                 return self._decode_each(values)
             else:
+                if not _labels_ok(events):
+                    return self._decode_each(values)
                 return DecodedBatch(events, None, [], n)
         rec = self._record
         try:
             recs = [rec(v) for v in values]  # type: ignore[arg-type]
         except (*DECODE_ERRORS, TypeError):
             return self._decode_each(values)
-        return self._flatten(recs)
+        batch = self._flatten(recs)
+        return batch if _labels_ok(batch.events) else self._decode_each(values)
 
     def _flatten(self, recs: list[Record]) -> DecodedBatch:
         n = len(recs)

@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 from engine.core.decode import (
     DECODE_REASONS,
     MAX_COUNT,
+    MAX_LABEL_BYTES,
+    MAX_LABELS,
     MAX_OPERATION_LEN,
     MAX_SERVICE_LEN,
     MAX_STATUS_LEN,
@@ -538,6 +540,10 @@ event_like = st.fixed_dictionaries(
         "latency_ms": _numbers,
         "ok": st.one_of(st.booleans(), st.none(), st.text(max_size=2)),
         "count": _numbers,
+        "labels": st.one_of(
+            st.dictionaries(st.text(max_size=3), st.text(max_size=3), max_size=3),
+            json_values,
+        ),
         "junk": json_values,
     },
 )
@@ -669,3 +675,101 @@ def test_an_event_is_accepted_exactly_when_within_every_bound(
             DECODERS[fmt].decode_one(value)
         assert info.value.reason == "bad_value"
     _check_batch(DECODERS[fmt], [value, value])
+
+
+# --- labels: optional, bounded in number and in bytes ------------------------------------
+
+_label_text = st.text(st.sampled_from(["a", "z", "-", "\u00e9", "\u4e2d", WIDE]), max_size=40)
+_label_maps = st.dictionaries(_label_text, _label_text, max_size=MAX_LABELS)
+
+
+def _label_bytes(s: str) -> int:
+    return len(s.encode())
+
+
+@settings(deadline=None)
+@given(_label_maps, st.sampled_from(["json", "msgpack"]))
+def test_label_maps_within_the_bounds_round_trip(labels: dict[str, str], fmt: WireFormat) -> None:
+    event = {"service": "checkout", "labels": labels}
+    encode = _mp if fmt == "msgpack" else msgspec.json.encode
+    within = all(
+        _label_bytes(k) <= MAX_LABEL_BYTES and _label_bytes(v) <= MAX_LABEL_BYTES
+        for k, v in labels.items()
+    )
+    values = [encode(event), encode([event, event]), encode({"service": "x"})]
+    if within:
+        (got,) = DECODERS[fmt].decode_one(values[0])
+        assert got.labels == labels
+    _check_batch(DECODERS[fmt], values)
+    batch = DECODERS[fmt].decode_batch(values)
+    assert [e.labels for e in batch.events] == ([labels] * 3 + [None] if within else [None])
+
+
+@settings(deadline=None)
+@given(
+    n=st.integers(0, 2 * MAX_LABELS),
+    key_len=st.integers(1, 2 * MAX_LABEL_BYTES),
+    value_len=st.integers(0, 2 * MAX_LABEL_BYTES),
+    char=_chars,
+    fmt=st.sampled_from(["json", "msgpack"]),
+)
+def test_labels_are_accepted_exactly_within_their_bounds(
+    n: int, key_len: int, value_len: int, char: str, fmt: WireFormat
+) -> None:
+    labels = {f"{i:02d}" + char * (key_len - 1): char * value_len for i in range(n)}
+    event = {"service": "checkout", "labels": labels}
+    value = _mp(event) if fmt == "msgpack" else msgspec.json.encode(event)
+    within = n <= MAX_LABELS and (
+        n == 0
+        or (
+            _label_bytes(next(iter(labels))) <= MAX_LABEL_BYTES
+            and _label_bytes(char * value_len) <= MAX_LABEL_BYTES
+        )
+    )
+    if within:
+        assert DECODERS[fmt].decode_one(value) == [Event(service="checkout", labels=labels)]
+    else:
+        with pytest.raises(RecordError) as info:
+            DECODERS[fmt].decode_one(value)
+        assert info.value.reason == "bad_value"
+    _check_batch(
+        DECODERS[fmt], [value, b'{"service":"a"}' if fmt == "json" else _mp({"service": "a"})]
+    )
+
+
+@pytest.mark.parametrize("fmt", ["json", "msgpack"])
+def test_an_oversize_label_rejects_only_its_record_in_every_path(fmt: WireFormat) -> None:
+    encode = _mp if fmt == "msgpack" else msgspec.json.encode
+    good = encode({"service": "a", "labels": {"region": "eu"}})
+    wide = encode({"service": "a", "labels": {"region": WIDE * 33}})  # 33 chars, 132 bytes
+    many = encode({"service": "a", "labels": {str(i): "" for i in range(MAX_LABELS + 1)}})
+    values = [good, wide, encode([{"service": "b"}]), many, good]
+    batch = DECODERS[fmt].decode_batch(values)
+    assert [(i, r) for i, r, _ in batch.rejected] == [(1, "bad_value"), (3, "bad_value")]
+    assert batch.indices() == [0, 2, 4]
+    _check_batch(DECODERS[fmt], values)
+    _check_batch(RecordDecoder(fmt), [good, wide])  # fresh decoder: the single-event path
+    if fmt == "json":
+        dec = RecordDecoder("json")
+        assert dec.json_lines(good + b"\n" + wide + b"\n") is None  # to the line-by-line path
+        ok = dec.json_lines(good + b"\n" + good + b"\n")
+        assert ok is not None
+        assert [e.labels for e in ok.events] == [{"region": "eu"}] * 2
+
+
+@pytest.mark.parametrize(
+    ("labels", "reason"),
+    [
+        pytest.param({"a": 1}, "wrong_type", id="a value that is not a string"),
+        pytest.param(["a"], "wrong_type", id="not a map"),
+        pytest.param({"k" * (MAX_LABEL_BYTES + 1): "v"}, "bad_value", id="key over the bound"),
+    ],
+)
+def test_bad_labels_are_rejected_with_a_reason(labels: object, reason: str) -> None:
+    with pytest.raises(RecordError) as info:
+        DECODERS["json"].decode_one(msgspec.json.encode({"service": "a", "labels": labels}))
+    assert info.value.reason == reason
+
+
+def test_null_labels_mean_none() -> None:
+    assert DECODERS["json"].decode_one(b'{"service":"a","labels":null}') == [Event(service="a")]
