@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from engine.core.decode import MAX_LABEL_BYTES, MAX_LABELS
 from engine.core.durations import DURATION_PATTERN, format_duration, parse_duration_s
 from engine.core.ladder import MAX_WINDOW_S, window_bytes
 from engine.core.periods import NOMINAL_PERIOD_S, CalendarUnit, time_zone
@@ -128,6 +129,9 @@ class Slo(_Base, frozen=True, kw_only=True):
     description: str | None = None
     runbook_url: str | None = None
     labels: dict[Annotated[str, msgspec.Meta(pattern=r"\A[a-zA-Z_][a-zA-Z0-9_]*\Z")], str] = {}
+    match_labels: dict[str, str] = {}
+    """Event labels this SLO selects on: every one must be on the event with this value
+    (an event without the label does not match)."""
     policy: list[PolicyRow] | None = None
     """This SLO's own policy rows, in place of the top-level `policy` (None: those).
     Replaces rather than adds, so an SLO can drop a tier (tickets only, one page row);
@@ -172,6 +176,14 @@ class Slo(_Base, frozen=True, kw_only=True):
         if any(c in self.operation for c in "*?["):
             return fnmatch.fnmatchcase(operation, self.operation)
         return operation == self.operation
+
+    def matches_labels(self, labels: dict[str, str] | None) -> bool:
+        """Whether an event with `labels` carries every `match_labels` pair."""
+        if not self.match_labels:
+            return True
+        if not labels:
+            return False
+        return all(labels.get(k) == v for k, v in self.match_labels.items())
 
 
 class Evaluation(_Base, frozen=True):
@@ -463,6 +475,7 @@ def config_errors(cfg: Config) -> list[str]:
             errors.append(f"{path}.threshold_ms: required for a latency SLO")
         elif slo.sli != SliKind.LATENCY and slo.threshold_ms is not None:
             errors.append(f"{path}.threshold_ms: only latency SLOs take a threshold")
+        errors += _match_labels_errors(path, slo)
         if slo.calendar is not None:
             try:
                 time_zone(slo.calendar.time_zone)
@@ -507,6 +520,27 @@ def config_errors(cfg: Config) -> list[str]:
 
 
 _NOT_IN_COMPOSITE = ("service", "operation", "sli", "threshold_ms")
+
+
+def _match_labels_errors(path: str, slo: Slo) -> list[str]:
+    """`match_labels` no event could satisfy (an event carries at most `MAX_LABELS`
+    labels of at most `MAX_LABEL_BYTES` bytes each) or on a composite SLO."""
+    at = f"{path}.match_labels"
+    if slo.composite is not None and slo.match_labels:
+        return [f"{at}: a composite SLO has no match_labels of its own (its members do)"]
+    errors: list[str] = []
+    if len(slo.match_labels) > MAX_LABELS:
+        errors.append(f"{at}: at most {MAX_LABELS} labels (an event carries no more)")
+    for k, v in slo.match_labels.items():
+        if not k:
+            errors.append(f"{at}: a label name must not be empty")
+        for text, what in ((k, "name"), (v, "value")):
+            if len(text.encode("utf-8", "surrogatepass")) > MAX_LABEL_BYTES:
+                errors.append(
+                    f"{at}.{k[:32]}: label {what} over {MAX_LABEL_BYTES} bytes (no event "
+                    "carries one)"
+                )
+    return errors
 
 
 def _composite_errors(path: str, slo: Slo, slos: list[Slo]) -> list[str]:

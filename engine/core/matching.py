@@ -1,6 +1,9 @@
 """Which SLOs an event counts for, and whether it is bad for each: columns and pairs.
 
-Events are reduced to a *key* (service, operation, status, ok). The verdicts that
+Events are reduced to a *key* (service, operation, status, ok), and, when some SLO
+selects on labels, the event's values of the labels SLOs use (a tuple, in the order of
+`Classifier.label_names`) appended; an event without labels keeps the four-field key,
+and a config without label selectors never looks at labels. The verdicts that
 depend only on the key (which SLOs select it, whether the request failed) are worked
 out once per distinct key and cached; what depends on the event itself (latency,
 weight, time) stays in numpy columns. `pairs()` then expands a batch into
@@ -26,12 +29,16 @@ I64 = npt.NDArray[np.int64]
 I32 = npt.NDArray[np.int32]
 Bool = npt.NDArray[np.bool_]
 
-Key = tuple[str, str | None, int | str | None, bool | None]
+Key = (
+    tuple[str, str | None, int | str | None, bool | None]
+    | tuple[str, str | None, int | str | None, bool | None, tuple[str | None, ...]]
+)
 
 _KEY_OF = attrgetter("service", "operation", "status", "ok")
 _TS_OF = attrgetter("ts")
 _LATENCY_OF = attrgetter("latency_ms")
 _COUNT_OF = attrgetter("count")
+_LABELS_OF = attrgetter("labels")
 
 MAX_KEYS = 100_000
 """Distinct keys kept before the cache is reset (bounds memory on hostile input)."""
@@ -50,12 +57,15 @@ _SLO_REF_BYTES = 8 + 4
 def key_cost(key: Key, n_slos: int) -> int:
     """Bytes the cache holds for `key` when it selects `n_slos` SLOs (an estimate from
     `sys.getsizeof`, so a string of wide characters counts as the memory it takes)."""
-    service, operation, status, _ok = key
+    service, operation, status = key[0], key[1], key[2]
     size = sys.getsizeof(key) + sys.getsizeof(service) + _ENTRY_BYTES
     if operation is not None:
         size += sys.getsizeof(operation)
     if status is not None:
         size += sys.getsizeof(status)
+    if len(key) == 5:
+        values = key[4]
+        size += sys.getsizeof(values) + sum(sys.getsizeof(v) for v in values if v is not None)
     return size + sys.getsizeof([]) + _SLO_REF_BYTES * n_slos
 
 
@@ -116,6 +126,15 @@ class Classifier:
             [s.threshold_ms if s.threshold_ms is not None else np.inf for s in self._slos]
         )
         self.failed_counts_bad = np.array([s.failed_counts_bad for s in self._slos], dtype=bool)
+        names: dict[str, None] = {}
+        for slo in self._slos:
+            names.update(dict.fromkeys(slo.match_labels))
+        self.label_names: tuple[str, ...] = tuple(names)
+        """The labels some SLO selects on, in config order: the label part of a key."""
+        position = {n: j for j, n in enumerate(names)}
+        self._match: list[list[tuple[int, str]]] = [
+            [(position[k], v) for k, v in slo.match_labels.items()] for slo in self._slos
+        ]
         self._reset()
 
     @property
@@ -142,13 +161,18 @@ class Classifier:
         self._nslo = np.zeros(0, dtype=np.int64)
 
     def _new_key(self, key: Key) -> int:
-        service, operation, status, ok = key
+        service, operation, status, ok = key[0], key[1], key[2], key[3]
+        values: tuple[str | None, ...] | None = key[4] if len(key) == 5 else None
         kid = len(self._key_slos)
         self._ids[key] = kid
         slos = [
             i
             for i in self._by_service.get(service, ())
             if self._slos[i].matches_operation(operation)
+            and (
+                not self._match[i]
+                or (values is not None and all(values[j] == v for j, v in self._match[i]))
+            )
         ]
         self._key_slos.append(slos)
         self._key_bytes += key_cost(key, len(slos))
@@ -189,6 +213,8 @@ class Classifier:
             self._reset()
         n = len(events)
         keys: list[Key] = list(map(_KEY_OF, events))
+        if self.label_names and any(map(_LABELS_OF, events)):
+            keys = self._with_labels(keys, events)
         ids = list(map(self._ids.get, keys))
         try:
             key_id = np.array(ids, dtype=np.int32)
@@ -211,6 +237,19 @@ class Classifier:
                 times = record_ts_s() if callable(record_ts_s) else record_ts_s
                 ts[missing] = times[record[missing]]
         return EventColumns(ts, latency, count, key_id, record)
+
+    def _with_labels(self, keys: list[Key], events: Sequence[Event]) -> list[Key]:
+        """The keys of events with labels, extended with their values of `label_names`
+        (None for a label the event lacks; with none of them, the key stays as it was)."""
+        names = self.label_names
+        out = list(keys)
+        for i, e in enumerate(events):
+            labels = e.labels
+            if labels:
+                values = tuple(labels.get(n) for n in names)
+                if values.count(None) < len(values):  # else no SLO can tell it apart
+                    out[i] = (*keys[i][:4], values)
+        return out
 
     def slo_count(self, cols: EventColumns) -> I64:
         """How many SLOs each event selects (0: an event for no configured SLO)."""

@@ -260,6 +260,12 @@ slos:
             id="a member twice",
         ),
         pytest.param(
+            "{name: c, composite: [{slo: a}], objective: 99, match_labels: {region: eu}}",
+            "$.slos[2].match_labels",
+            "a composite SLO has no match_labels of its own",
+            id="a composite with match_labels",
+        ),
+        pytest.param(
             "{name: c, composite: [], objective: 99}",
             "$.slos[2].composite",
             "at least one member is required",

@@ -540,6 +540,30 @@ URL_RCV = {"type": "webhook", "url": "https://hooks.example/x"}
             id="the python name for_ is not a config key",
         ),
         pytest.param(
+            _set("slos.2.match_labels", {"region": "x" * 129}),
+            "$.slos[2].match_labels.region",
+            "label value over 128 bytes",
+            id="a match_labels value no event can carry",
+        ),
+        pytest.param(
+            _set("slos.2.match_labels", {str(i): "x" for i in range(17)}),
+            "$.slos[2].match_labels",
+            "at most 16 labels",
+            id="more match_labels than an event carries",
+        ),
+        pytest.param(
+            _set("slos.2.match_labels", {"": "x"}),
+            "$.slos[2].match_labels",
+            "must not be empty",
+            id="an empty match_labels name",
+        ),
+        pytest.param(
+            _set("slos.2.match_labels", {"region": 1}),
+            "$.slos[2].match_labels[...]",
+            "Expected `str`",
+            id="a match_labels value that is not a string",
+        ),
+        pytest.param(
             _set("taxonomy.http_503_is_error", True),
             "$.taxonomy",
             "unknown field `http_503_is_error`",
@@ -1048,3 +1072,15 @@ def test_per_slo_policy_errors_come_with_their_slo_and_all_at_once() -> None:
         "$.slos[2].policy[0].short: must be shorter than long (1h >= 5m)",
         "$.slos[2].policy[1]: give exactly one of burn_rate or budget_consumed_ratio",
     ]
+
+
+def test_match_labels_are_read_and_all_must_match() -> None:
+    doc = _base()
+    doc["slos"][0]["match_labels"] = {"region": "eu", "tier": "gold"}
+    cfg = parse_config(_yaml(doc))
+    slo = cfg.slos[0]
+    assert slo.match_labels == {"region": "eu", "tier": "gold"}
+    assert slo.matches_labels({"region": "eu", "tier": "gold", "x": "y"})
+    assert not slo.matches_labels({"region": "eu"})
+    assert not slo.matches_labels(None)
+    assert cfg.slos[1].matches_labels(None)  # no selector: every event

@@ -498,3 +498,102 @@ def test_the_key_cache_accounting_follows_a_naive_model(
                 for e, s, t, b in zip(p.event, p.slo, p.total, p.bad, strict=True)
             ]
             assert got == _reference(events, SLOS, DEFAULT_OPTIONS)
+
+
+# --- match_labels -----------------------------------------------------------------------
+
+LABEL_SLOS = [
+    _slo("eu", "checkout", match_labels={"region": "eu"}),
+    _slo("eu-gold", "checkout", LAT, match_labels={"region": "eu", "tier": "gold"}),
+    _slo("all", "checkout"),
+    _slo("us-orders", "checkout", operation="POST /orders", match_labels={"region": "us"}),
+]
+
+
+def test_match_labels_select_events_that_carry_every_label() -> None:
+    events = [
+        Event(service="checkout", latency_ms=10.0),
+        Event(service="checkout", latency_ms=10.0, labels={"region": "eu"}),
+        Event(service="checkout", latency_ms=10.0, labels={"region": "eu", "tier": "gold"}),
+        Event(service="checkout", operation="POST /orders", labels={"region": "us", "x": "y"}),
+        Event(service="checkout", labels={"other": "eu"}),
+    ]
+    got = [(e, name) for e, name, _, _ in _pairs(events, LABEL_SLOS)]
+    assert got == [
+        (0, "all"),
+        (1, "eu"),
+        (1, "all"),
+        (2, "eu"),
+        (2, "eu-gold"),
+        (2, "all"),
+        (3, "all"),
+        (3, "us-orders"),
+        (4, "all"),
+    ]
+
+
+def test_without_label_selectors_labels_are_not_part_of_the_key() -> None:
+    clf = Classifier(SLOS, DEFAULT_OPTIONS)
+    assert clf.label_names == ()
+    clf.columns([Event(service="checkout", labels={"region": str(i)}) for i in range(50)])
+    assert clf.key_count == 1
+
+
+def test_labels_the_slos_do_not_use_do_not_grow_the_cache() -> None:
+    clf = Classifier(LABEL_SLOS, DEFAULT_OPTIONS)
+    assert clf.label_names == ("region", "tier")
+    clf.columns([Event(service="checkout", labels={"pod": str(i)}) for i in range(50)])
+    assert clf.key_count == 1
+
+
+def test_key_cost_counts_the_label_values() -> None:
+    plain: Key = ("a", None, None, None)
+    labelled: Key = ("a", None, None, None, ("x" * 100, None))
+    assert key_cost(labelled, 0) - key_cost(plain, 0) >= 100 + sys.getsizeof(())
+
+
+_label_values = st.one_of(st.none(), st.sampled_from(["eu", "us", "gold", ""]))
+
+
+@settings(deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["checkout", "catalog"]),
+            st.sampled_from([None, "POST /orders", "GET /x"]),
+            st.dictionaries(st.sampled_from(["region", "tier", "pod"]), _label_values),
+            st.booleans(),
+        ),
+        max_size=30,
+    ),
+    st.integers(1, 3),
+)
+def test_label_selection_follows_a_naive_reference(
+    rows: list[tuple[str, str | None, dict[str, str | None], bool]], splits: int
+) -> None:
+    events = [
+        Event(
+            service=svc,
+            operation=op,
+            latency_ms=5.0,
+            labels={k: v for k, v in labels.items() if v is not None} or None,
+            ok=ok,
+        )
+        for svc, op, labels, ok in rows
+    ]
+    clf = Classifier(LABEL_SLOS, DEFAULT_OPTIONS)
+    got: list[tuple[int, int]] = []
+    size = max(1, len(events) // splits)
+    for start in range(0, len(events), size):  # the cache carries over between batches
+        part = events[start : start + size]
+        p = clf.pairs(clf.columns(part))
+        got += [(start + int(e), int(s)) for e, s in zip(p.event, p.slo, strict=True)]
+    expected = [
+        (i, j)
+        for i, e in enumerate(events)
+        for j, slo in enumerate(LABEL_SLOS)
+        if e.service == slo.service
+        and slo.matches_operation(e.operation)
+        and all((e.labels or {}).get(k) == v for k, v in slo.match_labels.items())
+    ]
+    assert got == expected
