@@ -40,6 +40,13 @@ Duration = Annotated[str, msgspec.Meta(pattern=DURATION_PATTERN)]
 Name = Annotated[str, msgspec.Meta(pattern=r"\A[a-z0-9_.-]+\Z", max_length=128)]
 Severity = Literal["page", "ticket"]
 
+DEFAULT_MAX_GROUPS = 100
+MAX_MAX_GROUPS = 10_000
+OTHER_GROUP = "__other__"
+"""The group of a grouped SLO's events beyond its `max_groups`."""
+GROUP_BY_OPERATION = "operation"
+"""The `group_by` key naming the event's operation (every other key is a label)."""
+
 
 class _Base(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     pass
@@ -132,10 +139,29 @@ class Slo(_Base, frozen=True, kw_only=True):
     match_labels: dict[str, str] = {}
     """Event labels this SLO selects on: every one must be on the event with this value
     (an event without the label does not match)."""
+    group_by: list[str] = []
+    """Fan out into one SLO per distinct group key: `operation` or label names, in
+    this order (docs/design.md, "Groups")."""
+    max_groups: int | None = None
+    """Most groups with their own column (default `DEFAULT_MAX_GROUPS`); events of
+    groups beyond count in one `OTHER_GROUP` column. Only with `group_by`."""
     policy: list[PolicyRow] | None = None
     """This SLO's own policy rows, in place of the top-level `policy` (None: those).
     Replaces rather than adds, so an SLO can drop a tier (tickets only, one page row);
     an empty list is refused, as an SLO that can never alert is a mistake, not a plan."""
+
+    @property
+    def group_limit(self) -> int:
+        """Groups with a column of their own (0: not grouped)."""
+        if not self.group_by:
+            return 0
+        return DEFAULT_MAX_GROUPS if self.max_groups is None else self.max_groups
+
+    @property
+    def column_count(self) -> int:
+        """Columns of the evaluator's arrays this SLO takes: its groups and the overflow
+        group when grouped, else 1."""
+        return self.group_limit + 1 if self.group_by else 1
 
     @property
     def objective_ratio(self) -> float:
@@ -440,10 +466,16 @@ class Config(_Base, frozen=True):
         ev = self.evaluation
         return window_bytes(self.windows_s(), ev.ahead_s, ev.tick_s)
 
+    def column_count(self) -> int:
+        """Columns of the evaluator's arrays: one per SLO, `max_groups + 1` per grouped
+        SLO."""
+        return sum(slo.column_count for slo in self.slos)
+
     def window_bytes(self) -> int:
         """Bytes of window arrays the evaluator allocates for all SLOs (composites
-        included: their columns stay empty, see docs/design.md "Composite SLOs")."""
-        return len(self.slos) * self.window_bytes_per_slo()
+        included: their columns stay empty, see docs/design.md "Composite SLOs"; a
+        grouped SLO takes `max_groups + 1` columns)."""
+        return self.column_count() * self.window_bytes_per_slo()
 
 
 def config_errors(cfg: Config) -> list[str]:
@@ -476,6 +508,7 @@ def config_errors(cfg: Config) -> list[str]:
         elif slo.sli != SliKind.LATENCY and slo.threshold_ms is not None:
             errors.append(f"{path}.threshold_ms: only latency SLOs take a threshold")
         errors += _match_labels_errors(path, slo)
+        errors += _group_errors(path, slo)
         if slo.calendar is not None:
             try:
                 time_zone(slo.calendar.time_zone)
@@ -520,6 +553,35 @@ def config_errors(cfg: Config) -> list[str]:
 
 
 _NOT_IN_COMPOSITE = ("service", "operation", "sli", "threshold_ms")
+
+
+def _group_errors(path: str, slo: Slo) -> list[str]:
+    """`group_by` and `max_groups`: keys distinct, non-empty and short enough to be a
+    label name; 1 <= max_groups <= MAX_MAX_GROUPS, and only with group_by; not on a
+    composite SLO."""
+    errors: list[str] = []
+    if slo.composite is not None and slo.group_by:
+        errors.append(f"{path}.group_by: a composite SLO cannot be grouped")
+    if slo.max_groups is not None:
+        if not slo.group_by:
+            errors.append(f"{path}.max_groups: only with group_by")
+        elif not 1 <= slo.max_groups <= MAX_MAX_GROUPS:
+            errors.append(
+                f"{path}.max_groups: must be from 1 to {MAX_MAX_GROUPS}, got {slo.max_groups}"
+            )
+    seen: set[str] = set()
+    for j, key in enumerate(slo.group_by):
+        at = f"{path}.group_by[{j}]"
+        if not key:
+            errors.append(f"{at}: must not be empty")
+        elif len(key.encode("utf-8", "surrogatepass")) > MAX_LABEL_BYTES:
+            errors.append(f"{at}: label name over {MAX_LABEL_BYTES} bytes (no event carries one)")
+        elif key in seen:
+            errors.append(f"{at}: {key!r} twice")
+        seen.add(key)
+    if len(slo.group_by) > MAX_LABELS + 1:
+        errors.append(f"{path}.group_by: at most {MAX_LABELS} labels and operation")
+    return errors
 
 
 def _match_labels_errors(path: str, slo: Slo) -> list[str]:
@@ -574,6 +636,10 @@ def _composite_errors(path: str, slo: Slo, slos: list[Slo]) -> list[str]:
         elif target.is_composite:
             errors.append(
                 f'{at}.slo: "{member.slo}" is a composite SLO; members must be plain SLOs'
+            )
+        elif target.group_by:
+            errors.append(
+                f'{at}.slo: "{member.slo}" is grouped (group_by); members must be ungrouped'
             )
         first.setdefault(member.slo, j)
         if not member.weight > 0:  # NaN too
@@ -711,13 +777,18 @@ def _them(names: list[str]) -> str:
 def _memory_errors(cfg: Config) -> list[str]:
     """The window arrays the evaluator would allocate, against MAX_WINDOW_MEMORY_BYTES."""
     per_slo = cfg.window_bytes_per_slo()
-    total = len(cfg.slos) * per_slo
+    columns = cfg.column_count()
+    total = columns * per_slo
     if total <= MAX_WINDOW_MEMORY_BYTES:
         return []
+    what, fewer = f"{len(cfg.slos)} SLOs", "fewer SLOs"
+    if columns != len(cfg.slos):
+        what += f" ({columns} columns with their groups)"
+        fewer = "fewer SLOs or max_groups"
     return [
-        f"$.slos: the windows of {len(cfg.slos)} SLOs need about {format_bytes(total)} "
+        f"$.slos: the windows of {what} need about {format_bytes(total)} "
         f"({format_bytes(per_slo)} per SLO), more than the limit of "
-        f"{format_bytes(MAX_WINDOW_MEMORY_BYTES)}; use fewer SLOs, fewer or longer policy "
+        f"{format_bytes(MAX_WINDOW_MEMORY_BYTES)}; use {fewer}, fewer or longer policy "
         "windows, or a shorter evaluation.future_limit"
     ]
 

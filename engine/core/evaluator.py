@@ -95,7 +95,7 @@ import numpy.typing as npt
 
 from engine.core import budget
 from engine.core.arrays import F64, I64, read_only, read_only_copy
-from engine.core.config import Config, Correction, Severity
+from engine.core.config import OTHER_GROUP, Config, Correction, Severity
 from engine.core.corrections import CorrectionIndex
 from engine.core.evaluator_state import AlertState, EvaluatorState, EventCounts
 from engine.core.matching import Classifier, EventColumns
@@ -120,6 +120,8 @@ class Transition(msgspec.Struct, frozen=True, kw_only=True):
     burn_rate_short: float | None
     factor: float
     error_budget_remaining_ratio: float | None
+    group: str | None = None
+    """A grouped SLO's group (`Evaluator.group_of`); None for an SLO without groups."""
 
 
 def _none_if_nan(x: float) -> float | None:
@@ -131,8 +133,15 @@ class Evaluator:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.slos = list(config.slos)
+        self.config_slos = list(config.slos)
+        self.classifier = Classifier(self.config_slos, config.taxonomy)
+        self.column_slo = read_only(self.classifier.column_slo)
+        """The configured SLO of each column: one column per SLO, `max_groups + 1` per
+        grouped SLO (its groups, then the overflow group)."""
+        self.slos = [self.config_slos[j] for j in self.column_slo]
+        """The SLO of each column (a grouped SLO's once per group)."""
         self.names = [s.name for s in self.slos]
+        """The SLO name of each column (a grouped SLO's for each of its groups)."""
         n = len(self.slos)
         ev = config.evaluation
         self.tick_s = ev.tick_s
@@ -142,7 +151,6 @@ class Evaluator:
         self.keep_firing_for_s = ev.keep_firing_for_s
         self.min_events = ev.min_events
         self.min_bad_events = ev.min_bad_events
-        self.classifier = Classifier(self.slos, config.taxonomy)
         self.windows = WindowSet(
             n,
             config.windows_s(),
@@ -200,7 +208,8 @@ class Evaluator:
         # Composite SLOs: more columns of every (window, SLO) array, derived from their
         # members' (their own window columns stay empty: the classifier selects no events
         # for them). See docs/design.md, "Composite SLOs".
-        index = {name: i for i, name in enumerate(self.names)}
+        base = self.classifier.column_base
+        index = {s.name: int(base[j]) for j, s in enumerate(self.config_slos) if not s.group_by}
         composites = [i for i, s in enumerate(self.slos) if s.composite is not None]
         weights = np.zeros((len(composites), n))
         for k, i in enumerate(composites):
@@ -330,7 +339,8 @@ class Evaluator:
         )
         pairs = self.classifier.pairs(cols)
         keep = ok[pairs.event]
-        p_event, p_slo = pairs.event[keep], pairs.slo[keep]
+        p_event = pairs.event[keep]
+        p_slo = self.classifier.assign(pairs.entry[keep], pairs.column[keep])  # columns
         p_total, p_bad = pairs.total[keep], pairs.bad[keep]
         p_ts = ts[p_event]
         if self._corrections.active:
@@ -583,7 +593,36 @@ class Evaluator:
             burn_rate_short=_none_if_nan(float(burn[self.row_short[r], i])),
             factor=float(self.factor[i, r]),
             error_budget_remaining_ratio=_none_if_nan(float(self._alerts.budget_at_tick_ratio[i])),
+            group=self.group_of(i),
         )
+
+    # -- groups ----------------------------------------------------------------------
+
+    def group_of(self, column: int) -> str | None:
+        """The group of a column as people read it: `region=eu,operation=GET /x` (the
+        SLO's `group_by` keys in order, an absent value empty), `__other__` for the
+        overflow group; None for a column of an SLO without groups or a group column not
+        assigned yet (`column_in_use`)."""
+        slo = self.slos[column]
+        if not slo.group_by:
+            return None
+        j = int(self.column_slo[column])
+        if column == int(self.classifier.column_base[j]) + slo.group_limit:
+            return OTHER_GROUP
+        gk = self.classifier.column_group[column]
+        if gk is None:
+            return None
+        return ",".join(f"{k}={v or ''}" for k, v in zip(slo.group_by, gk, strict=True))
+
+    def column_in_use(self) -> npt.NDArray[np.bool_]:
+        """(n_columns,) False for the group columns no group has been assigned to yet
+        (their windows are empty); True for the rest, overflow columns included."""
+        used = np.ones(len(self.slos), dtype=bool)
+        for j, slo in enumerate(self.config_slos):
+            if slo.group_by:
+                base = int(self.classifier.column_base[j])
+                used[base + len(self.classifier.groups[j]) : base + slo.group_limit] = False
+        return used
 
     # -- reporting -------------------------------------------------------------------
 

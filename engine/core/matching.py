@@ -8,6 +8,14 @@ depend only on the key (which SLOs select it, whether the request failed) are wo
 out once per distinct key and cached; what depends on the event itself (latency,
 weight, time) stays in numpy columns. `pairs()` then expands a batch into
 (event, SLO) pairs with vectorised gathers, never a Python loop per event.
+
+Grouped SLOs (`group_by`) own `max_groups + 1` *columns* of the evaluator's arrays
+(ungrouped ones one each, in config order: `column_base`). A pair's column is cached
+per (key, SLO) like the rest; a group key seen for the first time gets its column in
+`assign`, called with the pairs that are counted, in event order: the next free one of
+its SLO's, or, once all `max_groups` are taken, the overflow column (the last). The
+assignment (`groups`) outlives cache resets, and is the one Python loop here: it runs
+once per (key, SLO) whose group was not assigned when the key was first seen.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from operator import attrgetter
 import numpy as np
 import numpy.typing as npt
 
-from engine.core.config import Slo
+from engine.core.config import GROUP_BY_OPERATION, Slo
 from engine.core.decode import Event
 from engine.core.taxonomy import Outcome, SliKind, TaxonomyOptions, classify
 
@@ -50,8 +58,10 @@ whatever their size and however many SLOs each one selects."""
 _ENTRY_BYTES = 120
 """Per key, besides the key tuple, its strings and its SLO list: the dict entry and the
 int id, the slots of the per-key lists and the rows of the lookup tables."""
-_SLO_REF_BYTES = 8 + 4
-"""Per SLO a key selects: its slot in the key's list and in the `slo_of` table."""
+_SLO_REF_BYTES = 8 + 4 + 8 + 4 + 8
+"""Per SLO a key selects: its slot in the key's list and in the `slo_of` table, in the
+key's column list and the `col_of` table, and in the key's group list (a grouped SLO's
+group tuple is counted apart, when the key is made)."""
 
 
 def key_cost(key: Key, n_slos: int) -> int:
@@ -108,6 +118,16 @@ class Pairs:
     slo: I32
     total: I64
     bad: I64
+    column: I32
+    """The pair's column of the evaluator's arrays; -1 where a grouped SLO's group has
+    no column yet (`Classifier.assign` gives it one)."""
+    entry: I64
+    """The pair's row of the classifier's (key, SLO) tables, for `assign`."""
+
+
+GroupKey = tuple[str | None, ...]
+"""A group's values of its SLO's `group_by` keys, in that order (None: the event has no
+such label, or no operation)."""
 
 
 class Classifier:
@@ -126,15 +146,35 @@ class Classifier:
             [s.threshold_ms if s.threshold_ms is not None else np.inf for s in self._slos]
         )
         self.failed_counts_bad = np.array([s.failed_counts_bad for s in self._slos], dtype=bool)
+        sizes = [s.column_count for s in self._slos]
+        self.column_base = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64)
+        """The first column of each SLO (a grouped SLO's groups follow it)."""
+        self.n_columns = int(sum(sizes))
+        self.column_slo = np.repeat(np.arange(len(self._slos)), sizes)
+        """The SLO of each column."""
+        self.groups: list[dict[GroupKey, int]] = [{} for _ in self._slos]
+        """Per SLO, each group key's column, in the order they were assigned (at most
+        `max_groups`; the overflow column is not in it)."""
+        self.column_group: list[GroupKey | None] = [None] * self.n_columns
+        """Per column, its group key (None: not grouped, not assigned yet, or overflow)."""
         names: dict[str, None] = {}
         for slo in self._slos:
             names.update(dict.fromkeys(slo.match_labels))
+            names.update(dict.fromkeys(k for k in slo.group_by if k != GROUP_BY_OPERATION))
         self.label_names: tuple[str, ...] = tuple(names)
         """The labels some SLO selects on, in config order: the label part of a key."""
         position = {n: j for j, n in enumerate(names)}
         self._match: list[list[tuple[int, str]]] = [
             [(position[k], v) for k, v in slo.match_labels.items()] for slo in self._slos
         ]
+        self._group_dims: list[list[int] | None] = [
+            [-1 if k == GROUP_BY_OPERATION else position[k] for k in slo.group_by]
+            if slo.group_by
+            else None
+            for slo in self._slos
+        ]
+        """Per grouped SLO, where each `group_by` value comes from: -1 the operation, else
+        the position in the key's label values."""
         self._reset()
 
     @property
@@ -151,11 +191,14 @@ class Classifier:
         self._ids: dict[Key, int] = {}
         self._key_bytes = 0
         self._key_slos: list[list[int]] = []
+        self._key_cols: list[list[int]] = []
+        self._key_groups: list[list[GroupKey | None]] = []
         self._key_failed: list[bool] = []
         self._key_unknown: list[bool] = []
         self._dirty = True
         self._ptr = np.zeros(1, dtype=np.int64)
         self._slo_of = np.zeros(0, dtype=np.int32)
+        self._col_of = np.zeros(0, dtype=np.int32)
         self._failed = np.zeros(0, dtype=bool)
         self._unknown = np.zeros(0, dtype=bool)
         self._nslo = np.zeros(0, dtype=np.int64)
@@ -176,6 +219,23 @@ class Classifier:
         ]
         self._key_slos.append(slos)
         self._key_bytes += key_cost(key, len(slos))
+        cols: list[int] = []
+        groups: list[GroupKey | None] = []
+        for i in slos:
+            dims = self._group_dims[i]
+            if dims is None:
+                cols.append(int(self.column_base[i]))
+                groups.append(None)
+                continue
+            gk = tuple(operation if d < 0 else (values[d] if values else None) for d in dims)
+            self._key_bytes += sys.getsizeof(gk)
+            col = self.groups[i].get(gk)
+            if col is None and len(self.groups[i]) >= self._slos[i].group_limit:
+                col = int(self.column_base[i]) + self._slos[i].group_limit  # overflow
+            cols.append(-1 if col is None else col)
+            groups.append(gk)
+        self._key_cols.append(cols)
+        self._key_groups.append(groups)
         outcome = classify(status, ok, self._taxonomy)
         self._key_failed.append(outcome == Outcome.BAD)
         self._key_unknown.append(outcome == Outcome.UNKNOWN)
@@ -192,6 +252,9 @@ class Classifier:
         self._ptr = np.concatenate(([0], np.cumsum(lens)))
         self._slo_of = np.fromiter(
             (i for s in self._key_slos for i in s), dtype=np.int32, count=int(self._ptr[-1])
+        )
+        self._col_of = np.fromiter(
+            (c for s in self._key_cols for c in s), dtype=np.int32, count=int(self._ptr[-1])
         )
         self._failed = np.array(self._key_failed, dtype=bool)
         self._unknown = np.array(self._key_unknown, dtype=bool)
@@ -268,7 +331,8 @@ class Classifier:
         n_pairs = int(lens.sum())
         event = np.repeat(np.arange(len(cols)), lens)
         first = np.repeat(self._ptr[kid] - (np.cumsum(lens) - lens), lens)
-        slo = self._slo_of[first + np.arange(n_pairs)]
+        entry = first + np.arange(n_pairs)
+        slo = self._slo_of[entry]
         failed = self._failed[kid][event]
         latency = cols.latency_ms[event]
         lat_slo = self.is_latency[slo]
@@ -277,6 +341,40 @@ class Classifier:
         bad = np.where(lat_slo, slow | (failed & self.failed_counts_bad[slo]), failed)
         counted = ~(lat_slo & np.isnan(latency))
         if not counted.all():
-            event, slo, bad = event[counted], slo[counted], bad[counted]
+            event, slo, bad, entry = event[counted], slo[counted], bad[counted], entry[counted]
         weight = cols.count[event]
-        return Pairs(event, slo, weight, weight * bad)
+        return Pairs(event, slo, weight, weight * bad, self._col_of[entry], entry)
+
+    def assign(self, entry: I64, column: I32) -> I32:
+        """`column` with every -1 replaced by its group's column, assigning a column to
+        each group key seen for the first time, in the order given (the counted pairs, in
+        event order): the SLO's next free one, or its overflow column when its
+        `max_groups` are taken. `entry` are the pairs' `Pairs.entry` (of this batch)."""
+        todo = np.flatnonzero(column < 0)
+        if not len(todo):
+            return column
+        column = column.copy()
+        for t in todo.tolist():
+            e = int(entry[t])
+            col = int(self._col_of[e])
+            if col < 0:
+                kid = int(np.searchsorted(self._ptr, e, side="right")) - 1
+                pos = e - int(self._ptr[kid])
+                i = int(self._slo_of[e])
+                gk = self._key_groups[kid][pos]
+                assert gk is not None
+                groups = self.groups[i]
+                found = groups.get(gk)
+                limit = self._slos[i].group_limit
+                if found is not None:
+                    col = found
+                elif len(groups) < limit:
+                    col = int(self.column_base[i]) + len(groups)
+                    groups[gk] = col
+                    self.column_group[col] = gk
+                else:
+                    col = int(self.column_base[i]) + limit
+                self._col_of[e] = col
+                self._key_cols[kid][pos] = col
+            column[t] = col
+        return column

@@ -1,0 +1,261 @@
+"""Grouped SLOs (`group_by`, `max_groups`): one column per group key, assigned on first
+sight in event order, and one overflow group beyond `max_groups`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.core.config import OTHER_GROUP, Config, parse_config
+from engine.core.decode import Event
+from engine.core.evaluator import Evaluator
+
+T0 = 1_767_225_600.0
+
+
+def _config(*slos: dict[str, Any], **top: Any) -> Config:
+    return parse_config(msgspec.yaml.encode({"slos": list(slos), **top}))
+
+
+def _errors(*slos: dict[str, Any]) -> list[str]:
+    from engine.errors import ConfigError as Err
+
+    with pytest.raises(Err) as info:
+        _config(*slos)
+    return info.value.errors
+
+
+AVAIL = {"service": "api", "sli": "availability", "objective": 99.0}
+
+
+def test_group_by_and_max_groups_are_read_with_defaults() -> None:
+    cfg = _config({"name": "a", **AVAIL, "group_by": ["region"]}, {"name": "b", **AVAIL})
+    a, b = cfg.slos
+    assert (a.group_by, a.group_limit, a.column_count) == (["region"], 100, 101)
+    assert (b.group_limit, b.column_count) == (0, 1)
+    assert cfg.column_count() == 102
+    assert cfg.window_bytes() == 102 * cfg.window_bytes_per_slo()
+
+
+@pytest.mark.parametrize(
+    ("extra", "line"),
+    [
+        pytest.param(
+            {"group_by": ["region"], "max_groups": 0},
+            "$.slos[0].max_groups: must be from 1 to 10000, got 0",
+            id="0",
+        ),
+        pytest.param(
+            {"group_by": ["region"], "max_groups": 10001},
+            "$.slos[0].max_groups: must be from 1 to 10000, got 10001",
+            id="10001",
+        ),
+        pytest.param(
+            {"max_groups": 5}, "$.slos[0].max_groups: only with group_by", id="no group_by"
+        ),
+        pytest.param(
+            {"group_by": ["region", "region"]}, "$.slos[0].group_by[1]: 'region' twice", id="twice"
+        ),
+        pytest.param({"group_by": [""]}, "$.slos[0].group_by[0]: must not be empty", id="empty"),
+    ],
+)
+def test_group_settings_are_checked_with_their_path(extra: dict[str, Any], line: str) -> None:
+    assert line in _errors({"name": "a", **AVAIL, **extra})
+
+
+def test_composites_may_not_name_grouped_slos_nor_be_grouped() -> None:
+    errors = _errors(
+        {"name": "a", **AVAIL, "group_by": ["operation"]},
+        {"name": "c", "objective": 99.0, "composite": [{"slo": "a"}], "group_by": ["x"]},
+    )
+    assert (
+        '$.slos[1].composite[0].slo: "a" is grouped (group_by); members must be ungrouped' in errors
+    )
+    assert "$.slos[1].group_by: a composite SLO cannot be grouped" in errors
+
+
+def test_the_memory_limit_counts_the_group_columns() -> None:
+    slos = [
+        {"name": f"s{i}", **AVAIL, "group_by": ["region"], "max_groups": 10000} for i in range(3)
+    ]
+    (line,) = _errors(*slos)
+    assert line.startswith("$.slos: the windows of 3 SLOs (30003 columns with their groups)")
+    assert "fewer SLOs or max_groups" in line
+
+
+# --- counting: against a naive reference ----------------------------------------------
+
+
+def _naive_groups(
+    events: list[Event], group_by: list[str], limit: int, match: dict[str, str]
+) -> dict[str, tuple[int, int]]:
+    """Per group text, (total, bad) of an availability SLO on service `api`: groups in
+    order of first appearance, the ones past `limit` in `__other__`."""
+    order: list[tuple[str | None, ...]] = []
+    out: dict[str, tuple[int, int]] = {}
+    for e in events:
+        labels = e.labels or {}
+        if e.service != "api" or any(labels.get(k) != v for k, v in match.items()):
+            continue
+        gk = tuple(e.operation if k == "operation" else labels.get(k) for k in group_by)
+        if gk not in order and len(order) < limit:
+            order.append(gk)
+        if gk in order:
+            text = ",".join(f"{k}={v or ''}" for k, v in zip(group_by, gk, strict=True))
+        else:
+            text = OTHER_GROUP
+        bad = e.status is not None and int(e.status) >= 500
+        total0, bad0 = out.get(text, (0, 0))
+        out[text] = (total0 + e.count, bad0 + e.count * bad)
+    return out
+
+
+def _engine_groups(ev: Evaluator, name: str) -> dict[str, tuple[int, int]]:
+    counts = ev.counts()
+    used = ev.column_in_use()
+    out: dict[str, tuple[int, int]] = {}
+    for c, n in enumerate(ev.names):
+        if n != name or not used[c] or counts.events_total[c] == 0:
+            continue
+        group = ev.group_of(c)
+        assert group is not None
+        out[group] = (int(counts.events_total[c]), int(counts.bad_events_total[c]))
+    return out
+
+
+_events = st.lists(
+    st.builds(
+        lambda svc, op, region, tier, status, count: Event(
+            service=svc,
+            operation=op,
+            status=status,
+            count=count,
+            labels={k: v for k, v in (("region", region), ("tier", tier)) if v is not None} or None,
+        ),
+        st.sampled_from(["api", "api", "db"]),
+        st.sampled_from([None, "GET /a", "GET /b", "POST /c"]),
+        st.one_of(st.none(), st.sampled_from(["eu", "us", "ap", "sa", "af"])),
+        st.one_of(st.none(), st.sampled_from(["gold", "free"])),
+        st.sampled_from([200, 200, 503]),
+        st.integers(1, 3),
+    ),
+    max_size=60,
+)
+
+
+@settings(deadline=None, max_examples=60)
+@given(
+    _events,
+    st.sampled_from([["region"], ["operation"], ["operation", "region"], ["tier", "region"]]),
+    st.integers(1, 4),
+    st.sampled_from([{}, {"tier": "gold"}]),
+    st.integers(1, 4),
+)
+def test_group_counts_follow_a_naive_reference(
+    events: list[Event],
+    group_by: list[str],
+    limit: int,
+    match: dict[str, str],
+    splits: int,
+) -> None:
+    cfg = _config(
+        {"name": "plain", **AVAIL},
+        {"name": "g", **AVAIL, "group_by": group_by, "max_groups": limit, "match_labels": match},
+        {"name": "db", **{**AVAIL, "service": "db"}, "group_by": ["region"], "max_groups": 2},
+    )
+    ev = Evaluator(cfg)
+    timed = [msgspec.structs.replace(e, ts=T0 + i) for i, e in enumerate(events)]
+    size = max(1, len(timed) // splits)
+    for start in range(0, len(timed), size):
+        ev.ingest(ev.classifier.columns(timed[start : start + size]))
+    assert _engine_groups(ev, "g") == _naive_groups(timed, group_by, limit, match)
+    plain = ev.names.index("plain")
+    assert int(ev.counts().events_total[plain]) == sum(e.count for e in timed if e.service == "api")
+    used = ev.column_in_use()
+    g = [c for c, n in enumerate(ev.names) if n == "g"]
+    assert len(g) == limit + 1
+    assert sum(used[c] for c in g) == min(limit, len(ev.classifier.groups[1])) + 1
+
+
+@settings(deadline=None, max_examples=20)
+@given(st.lists(st.text(min_size=1, max_size=8), min_size=1, max_size=200), st.integers(1, 20))
+def test_many_label_values_leave_at_most_max_groups_plus_one_groups(
+    values: list[str], limit: int
+) -> None:
+    cfg = _config({"name": "g", **AVAIL, "group_by": ["pod"], "max_groups": limit})
+    ev = Evaluator(cfg)
+    events = [Event(service="api", ts=T0 + i, labels={"pod": v}) for i, v in enumerate(values)]
+    ev.ingest(ev.classifier.columns(events))
+    groups = _engine_groups(ev, "g")
+    distinct = list(dict.fromkeys(values))
+    expected = {f"pod={v}" for v in distinct[:limit]}
+    if len(distinct) > limit:
+        expected.add(OTHER_GROUP)
+    assert set(groups) == expected
+    assert len(groups) <= limit + 1
+    assert sum(t for t, _ in groups.values()) == len(values)
+    assert len(ev.classifier.groups[0]) == min(limit, len(distinct))
+
+
+def test_assignment_survives_a_key_cache_reset(monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.core import matching
+
+    monkeypatch.setattr(matching, "MAX_KEYS", 1)
+    ev = Evaluator(_config({"name": "g", **AVAIL, "group_by": ["region"], "max_groups": 2}))
+    for i, region in enumerate(["eu", "us", "ap", "us", "eu", "ap"]):
+        ev.ingest(
+            ev.classifier.columns([Event(service="api", ts=T0 + i, labels={"region": region})])
+        )
+    assert _engine_groups(ev, "g") == {
+        "region=eu": (2, 0),
+        "region=us": (2, 0),
+        OTHER_GROUP: (2, 0),
+    }
+
+
+def test_rejected_events_do_not_take_a_group() -> None:
+    ev = Evaluator(_config({"name": "g", **AVAIL, "group_by": ["region"], "max_groups": 1}))
+    ev.ingest(ev.classifier.columns([Event(service="api", ts=T0 + 1000, labels={"region": "eu"})]))
+    late = Event(service="api", ts=T0, labels={"region": "us"})  # too late: not counted
+    ev.ingest(
+        ev.classifier.columns([late, Event(service="api", ts=T0 + 1000, labels={"region": "ap"})])
+    )
+    assert ev.rejected_counts() == {"too_late": 1}
+    assert _engine_groups(ev, "g") == {"region=eu": (1, 0), OTHER_GROUP: (1, 0)}
+
+
+def test_groups_alert_on_their_own_and_transitions_name_the_group() -> None:
+    ev = Evaluator(_config({"name": "g", **AVAIL, "group_by": ["region"], "max_groups": 5}))
+    events = [
+        Event(
+            service="api",
+            ts=T0 + i,
+            status=503 if region == "eu" else 200,
+            labels={"region": region},
+        )
+        for i in range(0, 3600, 5)
+        for region in ("eu", "us")
+    ]
+    transitions = ev.ingest(ev.classifier.columns(events))
+    fired = {(t.slo, t.group, t.severity) for t in transitions if t.state == "firing"}
+    assert ("g", "region=eu", "page") in fired
+    assert all(t.group == "region=eu" for t in transitions)
+
+
+def test_a_correction_by_slo_name_applies_to_every_group() -> None:
+    cfg = _config(
+        {"name": "g", **AVAIL, "group_by": ["region"], "max_groups": 1},
+        corrections=[{"name": "c", "start": T0, "end": T0 + 10, "slos": ["g"], "reason": "x"}],
+    )
+    ev = Evaluator(cfg)
+    events = [
+        Event(service="api", ts=T0 + i, labels={"region": r})
+        for i, r in enumerate(["eu", "us", "eu"])
+    ]
+    ev.ingest(ev.classifier.columns(events))
+    assert int(ev.counts().excluded_events.sum()) == 3
+    assert int(ev.counts().events_total.sum()) == 0
