@@ -751,6 +751,7 @@ class Evaluator:
             max_event_ts_s=self._max_event_ts,
             periods=self._periods.state() if self._periods.any else None,
             corrections=self.runtime_corrections,
+            groups=self.classifier.group_state(),
         )
 
     def _check_firing_rows(self, firing_row: I64) -> None:
@@ -773,6 +774,7 @@ class Evaluator:
         self._check_firing_rows(state.alerts.firing_row)
         state.counts.check_like(self.counts())
         self._periods.check(state.periods)
+        self.classifier.check_groups(state.groups)
         index = CorrectionIndex([*self.config.corrections, *state.corrections], self.slos)
         self.windows.load_state(state.windows)  # checks first: may raise, changing nothing
         # Everything checked: from here on nothing can fail.
@@ -792,3 +794,4 @@ class Evaluator:
         self._evaluated_at_s = state.evaluated_at_s
         self._max_event_ts = state.max_event_ts_s
         self._periods.load_state(state.periods, self.windows.t)
+        self.classifier.load_groups(state.groups)

@@ -108,3 +108,6 @@ class EvaluatorState:
     state is from before calendar periods: they start empty)."""
     corrections: tuple[Correction, ...] = ()
     """The corrections added at run time (`Evaluator.add_correction`), oldest first."""
+    groups: tuple[tuple[tuple[str | None, ...], ...], ...] = ()
+    """Per grouped SLO (config order), its group keys in column order: which column
+    each group has (`Classifier.group_state`). Empty without grouped SLOs."""

@@ -345,6 +345,41 @@ class Classifier:
         weight = cols.count[event]
         return Pairs(event, slo, weight, weight * bad, self._col_of[entry], entry)
 
+    def group_state(self) -> tuple[tuple[GroupKey, ...], ...]:
+        """Per grouped SLO (config order), its group keys in column order: the whole
+        group -> column assignment (column = `column_base` + position)."""
+        return tuple(tuple(self.groups[j]) for j, s in enumerate(self._slos) if s.group_by)
+
+    def check_groups(self, state: Sequence[Sequence[GroupKey]]) -> None:
+        """Raise ValueError unless `state` is a `group_state` this classifier could have
+        made: one list per grouped SLO, at most `max_groups` distinct keys each, each a
+        tuple of `group_by`'s length of strings or None."""
+        grouped = [s for s in self._slos if s.group_by]
+        if len(state) != len(grouped):
+            raise ValueError(f"groups: {len(state)} grouped SLOs, expected {len(grouped)}")
+        for slo, keys in zip(grouped, state, strict=True):
+            if len(keys) > slo.group_limit:
+                raise ValueError(f"groups of {slo.name}: {len(keys)}, over {slo.group_limit}")
+            if len(set(keys)) != len(keys):
+                raise ValueError(f"groups of {slo.name}: a group twice")
+            for gk in keys:
+                if len(gk) != len(slo.group_by) or not all(v is None or type(v) is str for v in gk):
+                    raise ValueError(f"groups of {slo.name}: a bad group key {gk!r}")
+
+    def load_groups(self, state: Sequence[Sequence[GroupKey]]) -> None:
+        """Take the assignment `state` (checked with `check_groups`), and drop the key
+        cache, whose columns may be of the old one."""
+        grouped = [j for j, s in enumerate(self._slos) if s.group_by]
+        self.groups = [{} for _ in self._slos]
+        self.column_group = [None] * self.n_columns
+        for j, keys in zip(grouped, state, strict=True):
+            base = int(self.column_base[j])
+            for k, gk in enumerate(keys):
+                gk = tuple(gk)
+                self.groups[j][gk] = base + k
+                self.column_group[base + k] = gk
+        self._reset()
+
     def assign(self, entry: I64, column: I32) -> I32:
         """`column` with every -1 replaced by its group's column, assigning a column to
         each group key seen for the first time, in the order given (the counted pairs, in

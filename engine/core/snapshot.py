@@ -19,7 +19,10 @@ is part of the shape: its counts mean nothing for another calendar or zone.
 
 Version 2 added the calendar periods' bounds and counts (`engine.core.periods`);
 version 1 snapshots (no calendar SLOs could exist then) are still read, for configs
-without calendar periods, whose shape they share.
+without calendar periods, whose shape they share. Version 3 adds grouped SLOs: their
+`group_by` and `max_groups` in the shape and the group -> column assignment (`groups`);
+it is written only for configs with grouped SLOs, so the snapshots of other configs
+stay version 2 and an older engine still reads them.
 
 Everything is decoded and checked before anything is assigned, so a failed load leaves
 the evaluator exactly as it was. Pure: bytes in, bytes out.
@@ -40,8 +43,10 @@ from engine.errors import BurnrateError
 
 __all__ = ["SNAPSHOT_VERSION", "Shape", "SnapshotError", "dump", "load", "shape_of"]
 
-SNAPSHOT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+SNAPSHOT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
+_UNGROUPED_VERSION = 2
+"""What a config without grouped SLOs writes (its snapshots are as before groups)."""
 
 
 class SnapshotError(BurnrateError):
@@ -87,6 +92,9 @@ class Shape(_Struct, frozen=True, kw_only=True, omit_defaults=True):
     composites: list[tuple[str, list[tuple[str, float]]]] = []
     """(SLO name, its (member, weight) pairs) for each composite SLO, in config order:
     a composite's alert state means nothing for another definition."""
+    groups: list[tuple[str, list[str], int]] = []
+    """(SLO name, group_by, max_groups) for each grouped SLO, in config order (version 3):
+    they fix the columns, and what a column's group key means."""
 
 
 class _Periods(_Struct, frozen=True, kw_only=True):
@@ -140,15 +148,23 @@ class _State(_Struct, frozen=True, kw_only=True):
     """The corrections added at run time (`POST /v1/corrections`), oldest first."""
 
 
+class _GroupedState(_State, frozen=True, kw_only=True):
+    """Version 3, written for configs with grouped SLOs (the others write a `_State`,
+    which an engine from before groups reads); read for every version."""
+
+    groups: list[list[list[str | None]]] = []
+    """Per grouped SLO, its group keys in column order."""
+
+
 _ENCODER = msgspec.msgpack.Encoder()
 _HEADER = msgspec.msgpack.Decoder(_Header)
-_DECODER = msgspec.msgpack.Decoder(_State)
+_DECODER = msgspec.msgpack.Decoder(_GroupedState)
 
 
 def shape_of(ev: Evaluator) -> Shape:
     cfg = ev.config
     return Shape(
-        slos=[(s.name, s.period_s, float(s.objective)) for s in ev.slos],
+        slos=[(s.name, s.period_s, float(s.objective)) for s in ev.config_slos],
         windows_s=list(ev.windows.windows_s),
         levels=[(lv.resolution_s, lv.length) for lv in ev.windows.state().levels],
         policy=[r.key for r in cfg.policy],
@@ -157,8 +173,8 @@ def shape_of(ev: Evaluator) -> Shape:
             (s.name, [r.key for r in s.policy]) for s in cfg.slos if s.policy is not None
         ],
         calendars=(
-            [(c.calendar, c.time_zone) if (c := s.calendar) else None for s in ev.slos]
-            if any(s.calendar for s in ev.slos)
+            [(c.calendar, c.time_zone) if (c := s.calendar) else None for s in ev.config_slos]
+            if any(s.calendar for s in ev.config_slos)
             else None
         ),
         composites=[
@@ -166,6 +182,7 @@ def shape_of(ev: Evaluator) -> Shape:
             for s in cfg.slos
             if s.composite is not None
         ],
+        groups=[(s.name, list(s.group_by), s.group_limit) for s in cfg.slos if s.group_by],
     )
 
 
@@ -196,9 +213,10 @@ def dump(ev: Evaluator) -> bytes:
     """Every piece of `ev`'s state, as MessagePack bytes."""
     st = ev.state()
     alerts, counts = st.alerts, st.counts
+    shape = shape_of(ev)
     state = _State(
-        version=SNAPSHOT_VERSION,
-        shape=shape_of(ev),
+        version=_UNGROUPED_VERSION,
+        shape=shape,
         windows_t=st.windows.t_s,
         levels=[_Level(head=lv.head, data=_pack(lv.buckets)) for lv in st.windows.levels],
         sums=_pack(st.windows.sums),
@@ -230,7 +248,12 @@ def dump(ev: Evaluator) -> bytes:
         excluded_events=_pack(counts.excluded_events),
         corrections=list(st.corrections),
     )
-    return _ENCODER.encode(state)
+    if not shape.groups:
+        return _ENCODER.encode(state)
+    fields = msgspec.structs.asdict(state)  # shallow: the same arrays
+    fields["version"] = SNAPSHOT_VERSION
+    grouped = _GroupedState(**fields, groups=[[list(gk) for gk in keys] for keys in st.groups])
+    return _ENCODER.encode(grouped)
 
 
 def _describe_mismatch(saved: Shape, here: Shape) -> str:
@@ -265,6 +288,11 @@ def _describe_mismatch(saved: Shape, here: Shape) -> str:
         parts.append(
             f"composite SLOs differ: snapshot {_composites(saved)}, config {_composites(here)}"
         )
+    if saved.groups != here.groups:
+        parts.append(
+            "grouped SLOs (name, group_by, max_groups) differ: snapshot "
+            f"{[tuple(g) for g in saved.groups]}, config {[tuple(g) for g in here.groups]}"
+        )
     if saved.tick_s != here.tick_s:
         parts.append(f"tick differs: snapshot {saved.tick_s:g}s, config {here.tick_s:g}s")
     return "; ".join(parts)
@@ -284,7 +312,7 @@ def _composites(shape: Shape) -> dict[str, list[tuple[str, float]]]:
     return {name: [(m, w) for m, w in members] for name, members in shape.composites}
 
 
-def _decode(data: bytes) -> _State:
+def _decode(data: bytes) -> _GroupedState:
     try:
         header = _HEADER.decode(data)
     except (msgspec.DecodeError, ValueError) as exc:  # bad UTF-8 in a key: ValueError
@@ -363,6 +391,7 @@ def load(ev: Evaluator, data: bytes) -> None:
         max_event_ts_s=state.max_event_ts,
         periods=_periods(state.periods, now.periods),
         corrections=tuple(state.corrections),
+        groups=tuple(tuple(tuple(gk) for gk in keys) for keys in state.groups),
     )
     try:
         ev.load_state(loaded)  # checks everything before it assigns anything

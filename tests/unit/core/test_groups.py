@@ -259,3 +259,90 @@ def test_a_correction_by_slo_name_applies_to_every_group() -> None:
     ev.ingest(ev.classifier.columns(events))
     assert int(ev.counts().excluded_events.sum()) == 3
     assert int(ev.counts().events_total.sum()) == 0
+
+
+# --- snapshots --------------------------------------------------------------------------
+
+
+def _grouped(max_groups: int = 2, group_by: list[str] | None = None) -> Config:
+    return _config(
+        {"name": "plain", **AVAIL},
+        {"name": "g", **AVAIL, "group_by": group_by or ["region"], "max_groups": max_groups},
+    )
+
+
+def _region_events(regions: list[str], t0: float) -> list[Event]:
+    return [
+        Event(service="api", ts=t0 + i, status=503 if i % 3 else 200, labels={"region": r})
+        for i, r in enumerate(regions)
+    ]
+
+
+@settings(deadline=None, max_examples=25)
+@given(
+    st.lists(st.sampled_from(["eu", "us", "ap", "sa"]), max_size=30),
+    st.lists(st.sampled_from(["eu", "us", "ap", "sa"]), max_size=30),
+)
+def test_a_snapshot_keeps_the_group_assignment(first: list[str], second: list[str]) -> None:
+    from engine.core.snapshot import dump, load
+
+    whole = Evaluator(_grouped())
+    ev = Evaluator(_grouped())
+    a, b = _region_events(first, T0), _region_events(second, T0 + 100)
+    for e in (whole, ev):
+        e.ingest(e.classifier.columns(a))
+    restored = Evaluator(_grouped())
+    load(restored, dump(ev))
+    assert restored.classifier.group_state() == ev.classifier.group_state()
+    for e in (whole, restored):
+        e.ingest(e.classifier.columns(b))
+    assert _engine_groups(restored, "g") == _engine_groups(whole, "g")
+    assert dump(restored) == dump(whole)
+
+
+def test_a_snapshot_of_other_groups_is_refused() -> None:
+    from engine.core.snapshot import SnapshotError, dump, load
+
+    ev = Evaluator(_grouped())
+    ev.ingest(ev.classifier.columns(_region_events(["eu", "us"], T0)))
+    data = dump(ev)
+    for other in (_grouped(max_groups=3), _grouped(group_by=["operation"])):
+        with pytest.raises(SnapshotError, match="grouped SLOs"):
+            load(Evaluator(other), data)
+    ungrouped = _config({"name": "plain", **AVAIL}, {"name": "g", **AVAIL})
+    with pytest.raises(SnapshotError, match="grouped SLOs"):
+        load(Evaluator(ungrouped), data)
+
+
+@pytest.mark.parametrize(
+    "groups",
+    [
+        pytest.param([[["eu"], ["us"], ["ap"]]], id="more groups than max_groups"),
+        pytest.param([[["eu"], ["eu"]]], id="a group twice"),
+        pytest.param([[["eu", "x"]]], id="a key of the wrong length"),
+        pytest.param([], id="no assignment"),
+    ],
+)
+def test_a_snapshot_with_a_bad_assignment_is_corrupt(groups: list[Any]) -> None:
+    from engine.core.snapshot import SnapshotError, dump, load
+
+    ev = Evaluator(_grouped())
+    ev.ingest(ev.classifier.columns(_region_events(["eu"], T0)))
+    data = msgspec.msgpack.decode(dump(ev))
+    data["groups"] = groups
+    target = Evaluator(_grouped())
+    before = dump(target)
+    with pytest.raises(SnapshotError, match="corrupt snapshot: groups"):
+        load(target, msgspec.msgpack.encode(data))
+    assert dump(target) == before
+
+
+def test_only_grouped_configs_write_version_3() -> None:
+    from engine.core.snapshot import dump
+
+    grouped, plain = Evaluator(_grouped()), Evaluator(_config({"name": "plain", **AVAIL}))
+    assert msgspec.msgpack.decode(dump(grouped))["version"] == 3
+    data = msgspec.msgpack.decode(dump(plain))
+    assert data["version"] == 2
+    assert "groups" not in data["shape"]
+    assert "groups" not in data  # an engine from before groups reads it
