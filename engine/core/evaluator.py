@@ -142,6 +142,8 @@ class Evaluator:
         """The SLO of each column (a grouped SLO's once per group)."""
         self.names = [s.name for s in self.slos]
         """The SLO name of each column (a grouped SLO's for each of its groups)."""
+        self.column_base = read_only(self.classifier.column_base)
+        """The first column of each configured SLO."""
         n = len(self.slos)
         ev = config.evaluation
         self.tick_s = ev.tick_s

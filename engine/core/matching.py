@@ -157,6 +157,9 @@ class Classifier:
         `max_groups`; the overflow column is not in it)."""
         self.column_group: list[GroupKey | None] = [None] * self.n_columns
         """Per column, its group key (None: not grouped, not assigned yet, or overflow)."""
+        self.groups_version = 0
+        """Changes whenever the assignment does (a new group, a loaded snapshot), so
+        readers can cache what they build from it."""
         names: dict[str, None] = {}
         for slo in self._slos:
             names.update(dict.fromkeys(slo.match_labels))
@@ -378,6 +381,7 @@ class Classifier:
                 gk = tuple(gk)
                 self.groups[j][gk] = base + k
                 self.column_group[base + k] = gk
+        self.groups_version += 1
         self._reset()
 
     def assign(self, entry: I64, column: I32) -> I32:
@@ -407,6 +411,7 @@ class Classifier:
                     col = int(self.column_base[i]) + len(groups)
                     groups[gk] = col
                     self.column_group[col] = gk
+                    self.groups_version += 1
                 else:
                     col = int(self.column_base[i]) + limit
                 self._col_of[e] = col

@@ -24,7 +24,13 @@ is read fresh.
      "calendar_period": null | {"calendar", "time_zone", "start", "start_s", "end",
                                 "end_s", "good", "bad", "total"},
      "events_total", "bad_events_total", "excluded_events_total", "evaluated_at",
-     "composite": [{"slo", "weight"}, ...]}                     # composite SLOs only
+     "composite": [{"slo", "weight"}, ...],                     # composite SLOs only
+     "group": "region=eu"}                                      # grouped SLOs only
+
+A grouped SLO (`group_by`) has one view per group that has events (its `group`, as
+`Evaluator.group_of` writes it; `__other__` for the overflow group), all under its
+name: `/v1/slos` lists them, and `/v1/slos/{name}?group=...` answers one (without
+`group`, 400 naming the groups there are).
 
 A composite SLO has null `service`, `operation`, `sli` and `threshold_ms`; its windows'
 `good`/`bad`/`total`, `events_total` and `bad_events_total` are the sums of its
@@ -160,6 +166,8 @@ class SloView(msgspec.Struct, kw_only=True, omit_defaults=True):
     evaluated_at: float | None
     composite: list[MemberView] | None = None
     """A composite SLO's members (absent for a plain SLO)."""
+    group: str | None = None
+    """A grouped SLO's group (absent for an SLO without groups)."""
 
 
 class SloList(msgspec.Struct, kw_only=True):
@@ -205,7 +213,7 @@ class SloApi:
         self.generation = generation
         """Changes once per evaluation tick; None: no caching (the body is built per request)."""
         ev = evaluator
-        self._index = {name: i for i, name in enumerate(ev.names)}
+        self._index = {s.name: int(b) for s, b in zip(ev.config_slos, ev.column_base, strict=True)}
         windows_s = ev.windows_s
         self._window_labels = [format_duration(w) for w in windows_s]
         if EXHAUSTION_WINDOW_S in windows_s:
@@ -225,7 +233,10 @@ class SloApi:
     def views(self, indices: Sequence[int] | None = None) -> list[SloView]:
         """Views of the SLOs at `indices` (all by default), read from the arrays now."""
         ev = self.evaluator
-        idx = np.arange(len(ev.names)) if indices is None else np.asarray(indices, dtype=int)
+        if indices is None:
+            idx = np.flatnonzero(ev.column_in_use())
+        else:
+            idx = np.asarray(indices, dtype=int)
         alert_state, counts = ev.alerts(), ev.counts()
         sums: list[list[list[int]]] = ev.window_sums()[:, idx, :].transpose(1, 0, 2).tolist()
         ratios: list[list[float]] = ev.error_ratios()[:, idx].T.tolist()
@@ -304,6 +315,7 @@ class SloApi:
                     composite=None
                     if slo.composite is None
                     else [MemberView(slo=m.slo, weight=m.weight) for m in slo.composite],
+                    group=ev.group_of(i),
                 )
             )
         return out
@@ -340,9 +352,34 @@ class SloApi:
             factor=float(self.evaluator.factor[slo_index, r]),
         )
 
-    def view(self, name: str) -> SloView | None:
+    def view(self, name: str, group: str | None = None) -> SloView | None:
+        """The SLO `name` (of a grouped SLO, its `group`); None: no such SLO or group."""
         i = self._index.get(name)
-        return None if i is None else self.views([i])[0]
+        if i is None:
+            return None
+        if self.evaluator.slos[i].group_by:
+            column = None if group is None else self.group_columns(name).get(group)
+            if column is None:
+                return None
+            i = column
+        elif group is not None:
+            return None
+        return self.views([i])[0]
+
+    def group_columns(self, name: str) -> dict[str, int]:
+        """The groups of SLO `name` that are in use, and their columns (empty: the SLO is
+        not grouped, or unknown)."""
+        ev = self.evaluator
+        i = self._index.get(name)
+        if i is None or not ev.slos[i].group_by:
+            return {}
+        used = ev.column_in_use()
+        out: dict[str, int] = {}
+        for c in range(i, i + ev.slos[i].column_count):
+            group = ev.group_of(c)
+            if used[c] and group is not None:
+                out[group] = c
+        return out
 
     def list_body(self) -> bytes:
         gen = None if self.generation is None else self.generation()
@@ -362,7 +399,15 @@ class SloApi:
 
     async def _one(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        view = self.view(name)
+        group = request.query.get("group")
+        i = self._index.get(name)
+        if i is not None and group is None and self.evaluator.slos[i].group_by:
+            groups = ", ".join(sorted(self.group_columns(name)))
+            return json_error(
+                400, f"a grouped SLO: name one of its groups with ?group= ({groups})", slo=name
+            )
+        view = self.view(name, group)
         if view is None:
-            return json_error(404, "no SLO of that name", slo=name)
+            what = "no SLO of that name" if i is None else "no group of that name"
+            return json_error(404, what, slo=name)
         return web.Response(body=_encoder.encode(view), content_type=JSON_TYPE)

@@ -11,7 +11,13 @@ burn rate are derived from its members' (docs/design.md, "Composite SLOs"), and 
 `burnrate_slo_events_total`/`burnrate_slo_bad_events_total` are the sums of its
 members' (an event two members select counts twice).
 
-Labels are bounded by the config and never carry event payload values: `slo`, `window`
+A grouped SLO's series carry `group` (`Evaluator.group_of`: `region=eu`, `__other__`
+for the overflow group) next to `slo`, one set per group in use: at most `max_groups +
+1` per SLO, so the config bounds them too. They are the one label from event payloads
+(label values, operations), escaped for the text format. Group columns not in use
+have no series.
+
+Other labels are bounded by the config and never carry event payload values: `slo`, `window`
 (a Prometheus duration of a configured window), `severity`, `reason` (a fixed set of
 rejection reasons), `topic` and `partition` (assigned partitions of configured topics),
 `receiver` and `outcome` (a configured receiver, a fixed set of delivery outcomes) and
@@ -117,6 +123,11 @@ def _family(name: str, kind: str, doc: str) -> str:
     return f"# HELP {name} {doc}\n# TYPE {name} {kind}\n"
 
 
+def _escape(value: str) -> str:
+    """A label value for the text format: backslash, double quote and newline escaped."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 def _lines(prefixes: npt.NDArray[np.object_], values: npt.NDArray[np.float64]) -> str:
     """`prefix value` lines for the entries that have data (NaN: no series)."""
     have = ~np.isnan(values)
@@ -139,23 +150,39 @@ class SloText:
 
     def __init__(self, evaluator: Evaluator) -> None:
         self.evaluator = evaluator
-        names = evaluator.names
+        self._groups_version = -1
+        self._grouped = any(s.group_by for s in evaluator.config_slos)
+        self._build()
+
+    def _build(self) -> None:
+        """The line prefixes; built again when groups have been assigned since."""
+        evaluator = self.evaluator
+        self._groups_version = evaluator.classifier.groups_version
+        names = [
+            f'slo="{n}"'
+            if (g := evaluator.group_of(c)) is None
+            else f'slo="{n}",group="{_escape(g)}"'
+            for c, n in enumerate(evaluator.names)
+        ]
         windows = [format_duration(w) for w in evaluator.windows_s]
 
         def per_slo(metric: str) -> npt.NDArray[np.object_]:
-            return np.array([f'{metric}{{slo="{n}"}} ' for n in names], dtype=object)
+            return np.array([f"{metric}{{{n}}} " for n in names], dtype=object)
 
         def per_window(metric: str) -> npt.NDArray[np.object_]:
             return np.array(
-                [[f'{metric}{{slo="{n}",window="{w}"}} ' for n in names] for w in windows],
+                [[f'{metric}{{{n},window="{w}"}} ' for n in names] for w in windows],
                 dtype=object,
             ).reshape(len(windows), len(names))
 
+        used = evaluator.column_in_use()
+        self._used = None if used.all() else used
         self._objective = _family(
             "burnrate_slo_objective_ratio", "gauge", "SLO objective as a ratio (0..1)"
         ) + "".join(
-            f'burnrate_slo_objective_ratio{{slo="{n}"}} {s.objective_ratio!r}\n'
-            for n, s in zip(names, evaluator.slos, strict=True)
+            f"burnrate_slo_objective_ratio{{{n}}} {s.objective_ratio!r}\n"
+            for n, s, u in zip(names, evaluator.slos, used, strict=True)
+            if u
         )
         self._error_ratio = per_window("burnrate_slo_error_ratio")
         self._burn_rate = per_window("burnrate_slo_burn_rate")
@@ -167,18 +194,25 @@ class SloText:
         self._excluded = per_slo("burnrate_slo_excluded_events_total")
         self._firing = np.array(
             [
-                [
-                    f'burnrate_alert_firing{{slo="{n}",severity="{sev}"}} '
-                    for sev in evaluator.severities
-                ]
+                [f'burnrate_alert_firing{{{n},severity="{sev}"}} ' for sev in evaluator.severities]
                 for n in names
             ],
             dtype=object,
         ).reshape(len(names), len(evaluator.severities))
 
+    def _only_used(self, values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """`values` (SLO columns last) with NaN, so no series, in the group columns not in
+        use."""
+        if self._used is None:
+            return values
+        return np.where(self._used, values, np.nan)
+
     def render(self) -> str:
         ev = self.evaluator
+        if self._grouped and ev.classifier.groups_version != self._groups_version:
+            self._build()
         counts, firing = ev.counts(), ev.alerts().firing
+        only = self._only_used
         parts = [
             self._objective,
             _family(
@@ -186,38 +220,38 @@ class SloText:
                 "gauge",
                 "Bad / total events in the window ending at the last evaluation",
             ),
-            _lines(self._error_ratio.ravel(), ev.error_ratios().ravel()),
+            _lines(self._error_ratio.ravel(), only(ev.error_ratios()).ravel()),
             _family(
                 "burnrate_slo_burn_rate",
                 "gauge",
                 "Error ratio / error budget in the window ending at the last evaluation",
             ),
-            _lines(self._burn_rate.ravel(), ev.burn_rates().ravel()),
+            _lines(self._burn_rate.ravel(), only(ev.burn_rates()).ravel()),
             _family(
                 "burnrate_slo_error_budget_remaining_ratio",
                 "gauge",
                 "Share of the error budget left over the SLO period (negative: overspent)",
             ),
-            _lines(self._budget, ev.budget_remaining()),
+            _lines(self._budget, only(ev.budget_remaining())),
             *self._periods(),
             _family(
                 "burnrate_slo_events_total", "counter", "Events counted for the SLO since start"
             ),
-            _lines(self._events, counts.events_total.astype(np.float64)),
+            _lines(self._events, only(counts.events_total.astype(np.float64))),
             _family(
                 "burnrate_slo_bad_events_total",
                 "counter",
                 "Bad events counted for the SLO since start",
             ),
-            _lines(self._bad, counts.bad_events_total.astype(np.float64)),
+            _lines(self._bad, only(counts.bad_events_total.astype(np.float64))),
             _family(
                 "burnrate_slo_excluded_events_total",
                 "counter",
                 "Events of the SLO left out by a correction (maintenance, bad data) since start",
             ),
-            _lines(self._excluded, counts.excluded_events.astype(np.float64)),
+            _lines(self._excluded, only(counts.excluded_events.astype(np.float64))),
             _family("burnrate_alert_firing", "gauge", "1 while the alert fires"),
-            _lines(self._firing.ravel(), firing.astype(np.float64).ravel()),
+            _lines(self._firing.ravel(), only(firing.astype(np.float64).T).T.ravel()),
         ]
         return "".join(parts)
 
@@ -234,13 +268,13 @@ class SloText:
                 "gauge",
                 "Start of the calendar period the error budget is over (epoch seconds)",
             ),
-            _lines(self._period_start, start),
+            _lines(self._period_start, self._only_used(start)),
             _family(
                 "burnrate_slo_period_end_seconds",
                 "gauge",
                 "End of the calendar period the error budget is over (epoch seconds, exclusive)",
             ),
-            _lines(self._period_end, end),
+            _lines(self._period_end, self._only_used(end)),
         ]
 
 
