@@ -59,7 +59,9 @@ def main(args: argparse.Namespace) -> int:
 
 def print_summary(result: ReplayResult, out: TextIO) -> None:
     summary = result.summary()
-    width = max([len("slo")] + [len(r.slo) for r in summary.slos])
+    # a grouped SLO's rows read `name{group}`
+    names = [r.slo if r.group is None else f"{r.slo}{{{r.group}}}" for r in summary.slos]
+    width = max([len("slo")] + [len(n) for n in names])
     # the excluded column only when the config has corrections (events a correction left out)
     corrected = bool(result.evaluator.corrections)
     excluded_head = f"  {'excluded':>8}" if corrected else ""
@@ -67,7 +69,7 @@ def print_summary(result: ReplayResult, out: TextIO) -> None:
         f"{'slo':<{width}}  {'events':>10}  {'bad':>8}{excluded_head}  {'budget left':>11}  "
         f"{'pages':>5}  {'tickets':>7}  {'time firing':>11}\n"
     )
-    for r in summary.slos:
+    for name, r in zip(names, summary.slos, strict=True):
         b = r.budget_remaining_ratio
         budget = "no data" if b is None else f"{100 * b:.1f}%"
         firing = format_duration(round(r.time_firing_s))
@@ -75,7 +77,7 @@ def print_summary(result: ReplayResult, out: TextIO) -> None:
             firing += f" ({'+'.join(r.still_firing)} firing at end)"
         excluded = f"  {r.excluded:>8}" if corrected else ""
         out.write(
-            f"{r.slo:<{width}}  {r.events:>10}  {r.bad:>8}{excluded}  {budget:>11}  "
+            f"{name:<{width}}  {r.events:>10}  {r.bad:>8}{excluded}  {budget:>11}  "
             f"{r.pages:>5}  {r.tickets:>7}  {firing:>11}\n"
         )
     rejected = ", ".join(f"{k}={v}" for k, v in summary.rejected.items()) or "none"

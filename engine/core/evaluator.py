@@ -102,12 +102,23 @@ from engine.core.matching import Classifier, EventColumns
 from engine.core.periods import PeriodCounts
 from engine.core.windows import WindowSet
 
-__all__ = ["SEVERITIES", "AlertState", "Evaluator", "EvaluatorState", "EventCounts", "Transition"]
+__all__ = [
+    "SEVERITIES",
+    "AlertKey",
+    "AlertState",
+    "Evaluator",
+    "EvaluatorState",
+    "EventCounts",
+    "Transition",
+]
 
 SEVERITIES: tuple[Severity, ...] = ("page", "ticket")
 
+AlertKey = tuple[str, str | None, str]
+"""One alert: (SLO name, group or None, severity)."""
 
-class Transition(msgspec.Struct, frozen=True, kw_only=True):
+
+class Transition(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """An alert changed state. For `resolved`, the row is the one that held last."""
 
     slo: str
@@ -121,7 +132,13 @@ class Transition(msgspec.Struct, frozen=True, kw_only=True):
     factor: float
     error_budget_remaining_ratio: float | None
     group: str | None = None
-    """A grouped SLO's group (`Evaluator.group_of`); None for an SLO without groups."""
+    """A grouped SLO's group (`Evaluator.group_of`); None for an SLO without groups
+    (then left out of the encoding, so ungrouped output is as before groups)."""
+
+    @property
+    def alert_key(self) -> AlertKey:
+        """The alert this transition is of: (SLO, group, severity)."""
+        return (self.slo, self.group, self.severity)
 
 
 def _none_if_nan(x: float) -> float | None:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from engine.core.evaluator import Evaluator, Transition
+from engine.core.evaluator import AlertKey, Evaluator, Transition
 
 __all__ = ["RunSummary", "SloSummary", "summarize"]
 
@@ -28,6 +28,8 @@ class SloSummary(msgspec.Struct, frozen=True, kw_only=True):
     time_firing_s: float
     still_firing: list[str]
     """Severities still firing at the end."""
+    group: str | None = None
+    """A grouped SLO's group (one row per group with events); None without groups."""
 
 
 class RunSummary(msgspec.Struct, frozen=True, kw_only=True):
@@ -43,19 +45,22 @@ class RunSummary(msgspec.Struct, frozen=True, kw_only=True):
 
 def summarize(ev: Evaluator, transitions: Sequence[Transition], records: int) -> RunSummary:
     """The summary of `ev` after `transitions`; time firing runs to the last evaluation."""
-    fired: Counter[tuple[str, str]] = Counter()
-    firing_s: dict[str, float] = dict.fromkeys(ev.names, 0.0)
-    open_since: dict[tuple[str, str], float] = {}
+    fired: Counter[AlertKey] = Counter()
+    firing_s: dict[tuple[str, str | None], float] = {}
+    open_since: dict[AlertKey, float] = {}
     for tr in transitions:
-        key = (tr.slo, tr.severity)
+        key = tr.alert_key
         if tr.state == "firing":
             fired[key] += 1
             open_since[key] = tr.at
         elif key in open_since:
-            firing_s[tr.slo] += tr.at - open_since.pop(key)
+            k = (tr.slo, tr.group)
+            firing_s[k] = firing_s.get(k, 0.0) + tr.at - open_since.pop(key)
     end = ev.evaluated_at_s if ev.evaluated_at_s is not None else 0.0
-    for (slo, _), since in open_since.items():
-        firing_s[slo] += end - since
+    for (slo, group, _), since in open_since.items():
+        firing_s[(slo, group)] = firing_s.get((slo, group), 0.0) + end - since
+    used = ev.column_in_use()
+    groups = [ev.group_of(i) for i in range(len(ev.names))]
     budget = ev.budget_remaining()
     counts = ev.counts()
     slos = [
@@ -65,12 +70,14 @@ def summarize(ev: Evaluator, transitions: Sequence[Transition], records: int) ->
             bad=int(counts.bad_events_total[i]),
             excluded=int(counts.excluded_events[i]),
             budget_remaining_ratio=None if math.isnan(budget[i]) else float(budget[i]),
-            pages=fired[(name, "page")],
-            tickets=fired[(name, "ticket")],
-            time_firing_s=firing_s[name],
-            still_firing=[sev for (s, sev) in open_since if s == name],
+            pages=fired[(name, groups[i], "page")],
+            tickets=fired[(name, groups[i], "ticket")],
+            time_firing_s=firing_s.get((name, groups[i]), 0.0),
+            still_firing=[sev for (s, g, sev) in open_since if (s, g) == (name, groups[i])],
+            group=groups[i],
         )
         for i, name in enumerate(ev.names)
+        if used[i] and (groups[i] is None or counts.events_total[i] or counts.excluded_events[i])
     ]
     return RunSummary(
         records=records,

@@ -36,13 +36,13 @@ import msgspec
 
 from engine.adapters.alerts.pending import KeepsDeliveries, SinkState
 from engine.adapters.alerts.sinks import Sink, collect_stats
-from engine.core.evaluator import Evaluator, Transition
+from engine.core.evaluator import AlertKey, Evaluator, Transition
 
 __all__ = ["Delivery", "firing_alerts"]
 
 log = logging.getLogger("burnrate.runtime.delivery")
 
-Key = tuple[str, str]
+Key = AlertKey
 
 
 class _SinkRecord(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -75,7 +75,7 @@ class Delivery:
         self._task: asyncio.Task[None] | None = None
 
     def put(self, tr: Transition) -> None:
-        key = (tr.slo, tr.severity)
+        key = tr.alert_key
         if tr.state == "firing":
             self._firing[key] = tr
         else:
@@ -170,9 +170,9 @@ class Delivery:
                     "announcing every firing alert again instead",
                     exc,
                 )
-        kept = {} if saved is None else {(t.slo, t.severity): t for t in saved.firing}
-        firing = [kept.get((t.slo, t.severity), t) for t in firing_now]
-        self._firing = {(t.slo, t.severity): t for t in firing}
+        kept = {} if saved is None else {t.alert_key: t for t in saved.firing}
+        firing = [kept.get(t.alert_key, t) for t in firing_now]
+        self._firing = {t.alert_key: t for t in firing}
         records = {} if saved is None else dict(saved.sinks)
         held = 0
         for sink_id, sink in zip(self.ids, self.sinks, strict=True):

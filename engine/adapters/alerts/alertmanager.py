@@ -33,7 +33,7 @@ from engine.adapters.alerts.http_sink import (
 )
 from engine.adapters.alerts.payloads import alertmanager_alerts
 from engine.core.config import Slo
-from engine.core.evaluator import Transition
+from engine.core.evaluator import AlertKey, Transition
 
 __all__ = ["HORIZON_RESENDS", "AlertmanagerSink"]
 
@@ -75,7 +75,7 @@ class AlertmanagerSink(HttpSink):
         self.external_url = external_url
         self.resend_interval_s = resend_interval_s
         self.horizon_s = HORIZON_RESENDS * resend_interval_s
-        self._active: dict[tuple[str, str], Job] = {}
+        self._active: dict[AlertKey, Job] = {}
 
     @property
     def firing(self) -> list[Transition]:
@@ -91,7 +91,7 @@ class AlertmanagerSink(HttpSink):
             self._current = jobs
             resolved: list[Job] = []
             for job in jobs:
-                key = (job.tr.slo, job.tr.severity)
+                key = job.tr.alert_key
                 if job.tr.state == "firing":
                     self._active[key] = job
                 elif job.fired is None and key not in self._active:

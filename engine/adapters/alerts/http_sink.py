@@ -42,7 +42,7 @@ from engine.adapters.alerts.payloads import rfc3339
 from engine.adapters.alerts.pending import QueuedJob, SinkState, sink_identity
 from engine.adapters.alerts.receivers import check_url
 from engine.core.config import Slo
-from engine.core.evaluator import Transition
+from engine.core.evaluator import AlertKey, Transition
 from engine.errors import SinkError
 
 __all__ = [
@@ -177,7 +177,7 @@ class HttpSink:
         self._rng = rng or random.Random()
         self._queue: _JobQueue = _JobQueue(maxsize=queue_size)
         self._counts = dict.fromkeys(OUTCOMES, 0)
-        self._fired: dict[tuple[str, str], Transition] = {}
+        self._fired: dict[AlertKey, Transition] = {}
         self._current: list[Job] = []
         self._unsent: list[Job] = []
         """What close() found undelivered: kept for `delivery_state`."""
@@ -248,7 +248,7 @@ class HttpSink:
             self._counts["failed"] += 1
             log.error("%s: transition for unknown SLO %r dropped", self, tr.slo)
             return
-        key = (tr.slo, tr.severity)
+        key = tr.alert_key
         before = self._fired.get(key)
         if tr.state == "firing":
             self._fired[key] = tr
@@ -307,19 +307,17 @@ class HttpSink:
     ) -> int:
         """See `pending.KeepsDeliveries.restore`."""
         if state is not None:
-            wanted = {(tr.slo, tr.severity) for tr in firing}
-            wanted |= {(job.tr.slo, job.tr.severity) for job in state.queued}
-            wanted |= {(tr.slo, tr.severity) for tr in waiting}
-            self._restore_announced(
-                [tr for tr in state.announced if (tr.slo, tr.severity) in wanted]
-            )
+            wanted = {tr.alert_key for tr in firing}
+            wanted |= {job.tr.alert_key for job in state.queued}
+            wanted |= {tr.alert_key for tr in waiting}
+            self._restore_announced([tr for tr in state.announced if tr.alert_key in wanted])
             for queued in state.queued:
                 self._put_restored(queued)
         for tr in waiting:
             self.enqueue(tr)
         announced = 0
         for tr in firing:
-            if (tr.slo, tr.severity) not in self._fired:
+            if tr.alert_key not in self._fired:
                 self.enqueue(tr)
                 announced += 1
         if announced:
@@ -336,7 +334,7 @@ class HttpSink:
         if slo is None:
             log.error("%s: undelivered transition of unknown SLO %r dropped", self, tr.slo)
             return
-        key = (tr.slo, tr.severity)
+        key = tr.alert_key
         if tr.state == "firing":
             self._fired[key] = tr
         else:

@@ -32,7 +32,7 @@ import msgspec
 from engine.core.budget import time_to_exhaustion_s
 from engine.core.config import Slo
 from engine.core.durations import format_duration
-from engine.core.evaluator import Transition
+from engine.core.evaluator import AlertKey, Transition
 
 __all__ = [
     "ALERTNAME",
@@ -57,7 +57,7 @@ __all__ = [
 
 ALERTNAME = "SLOErrorBudgetBurn"
 BUILTIN_LABELS = frozenset(
-    {"alertname", "slo", "service", "severity", "long_window", "short_window"}
+    {"alertname", "slo", "group", "service", "severity", "long_window", "short_window"}
 )
 """Labels Burnrate sets; an SLO's configured labels with these names are ignored."""
 GROUP_BY: tuple[str, ...] = ("alertname", "slo", "severity")
@@ -129,6 +129,8 @@ def alert_labels(tr: Transition, slo: Slo, fired: Transition | None = None) -> d
         raise ValueError(f"transition is for SLO {tr.slo!r} but the config given is {slo.name!r}")
     row = tr if fired is None else _check_fired(tr, fired)
     labels = {"alertname": ALERTNAME, "slo": slo.name}
+    if tr.group is not None:  # a grouped SLO: each group is an alert of its own
+        labels["group"] = tr.group
     if slo.service is not None:  # a composite SLO has none (an empty label is no label)
         labels["service"] = slo.service
     labels |= {
@@ -145,11 +147,14 @@ def alert_labels(tr: Transition, slo: Slo, fired: Transition | None = None) -> d
 def _check_fired(tr: Transition, fired: Transition) -> Transition:
     if fired.state != "firing":
         raise ValueError(f"fired must be a firing transition, got state {fired.state!r}")
-    if (fired.slo, fired.severity) != (tr.slo, tr.severity):
-        raise ValueError(
-            f"fired is the alert {fired.slo}/{fired.severity}, not {tr.slo}/{tr.severity}"
-        )
+    if fired.alert_key != tr.alert_key:
+        raise ValueError(f"fired is the alert {_alert(fired)}, not {_alert(tr)}")
     return fired
+
+
+def _alert(tr: Transition) -> str:
+    """`slo/severity`, `slo{group}/severity` for a grouped SLO's alert."""
+    return f"{tr.slo}{'' if tr.group is None else '{' + tr.group + '}'}/{tr.severity}"
 
 
 def alert_annotations(tr: Transition, slo: Slo) -> dict[str, str]:
@@ -171,8 +176,13 @@ def alert_annotations(tr: Transition, slo: Slo) -> dict[str, str]:
     return annotations
 
 
+def _group(tr: Transition) -> str:
+    """` group region=eu` for a grouped SLO's transition, else nothing."""
+    return "" if tr.group is None else f" group {tr.group}"
+
+
 def _summary(tr: Transition, slo: Slo) -> str:
-    who = f"SLO {slo.name} ({_what(slo)})"
+    who = f"SLO {slo.name}{_group(tr)} ({_what(slo)})"
     if tr.state == "firing":
         return (
             f"{who} is burning its error budget at {_times(tr.burn_rate_long)} over "
@@ -191,7 +201,10 @@ def _description(tr: Transition, slo: Slo) -> str:
         f"{_times(tr.burn_rate_short)} over the last {sw}"
     )
     of = "composite SLO" if slo.composite is not None else "SLO"
-    head = f"{of} {slo.name} {_of_what(slo)} (objective {slo.objective:g}% over {slo.period_text})"
+    head = (
+        f"{of} {slo.name}{_group(tr)} {_of_what(slo)} "
+        f"(objective {slo.objective:g}% over {slo.period_text})"
+    )
     if tr.state == "firing":
         text = (
             f"{head} is burning its error budget at {rates}; both are at or above the "
@@ -320,9 +333,11 @@ def rfc3339(epoch_s: float) -> str:
     return f"{text}.{ms:03d}Z" if ms else f"{text}Z"
 
 
-def generator_url(external_url: str, slo_name: str) -> str:
-    """The engine's API page of one SLO: `<external_url>/v1/slos/<name>`."""
-    return f"{external_url.rstrip('/')}/v1/slos/{quote(slo_name, safe='')}"
+def generator_url(external_url: str, slo_name: str, group: str | None = None) -> str:
+    """The engine's API page of one SLO: `<external_url>/v1/slos/<name>`, of a grouped
+    SLO's group `...?group=<group>`."""
+    url = f"{external_url.rstrip('/')}/v1/slos/{quote(slo_name, safe='')}"
+    return url if group is None else f"{url}?group={quote(group, safe='')}"
 
 
 def group_key(group_labels: Mapping[str, str]) -> str:
@@ -344,9 +359,9 @@ def _fired_of(items: Sequence[Item], lookup: FiredLookup | None) -> list[Transit
     restart: the resolved transition then stands in for it).
     """
     out: list[Transition | None] = []
-    latest: dict[tuple[str, str], Transition] = {}
+    latest: dict[AlertKey, Transition] = {}
     for tr, _slo in items:
-        key = (tr.slo, tr.severity)
+        key = tr.alert_key
         if tr.state == "firing":
             latest[key] = tr
             out.append(tr)
@@ -369,11 +384,11 @@ def group_transitions(items: Sequence[Item]) -> list[list[Item]]:
     new body, so a body's `status` never contradicts one of its alerts' later state.
     """
     done: list[tuple[int, list[Item]]] = []
-    open_: dict[tuple[str, ...], tuple[int, list[Item], set[tuple[str, str]]]] = {}
+    open_: dict[tuple[str, ...], tuple[int, list[Item], set[AlertKey]]] = {}
     for position, (tr, slo) in enumerate(items):
         labels = alert_labels(tr, slo)
         key = tuple(labels[name] for name in GROUP_BY)
-        fp = (tr.slo, tr.severity)
+        fp = tr.alert_key
         current = open_.get(key)
         if current is not None and fp in current[2]:
             done.append((current[0], current[1]))
@@ -423,7 +438,7 @@ def webhook_body(
                 annotations=alert_annotations(tr, slo),
                 starts_at=rfc3339((origin or tr).at),
                 ends_at=ZERO_TIME if tr.state == "firing" else rfc3339(tr.at),
-                generator_url=generator_url(external_url, slo.name),
+                generator_url=generator_url(external_url, slo.name, tr.group),
                 fingerprint=fingerprint(labels),
             )
         )
@@ -475,7 +490,7 @@ def alertmanager_alerts(
                 annotations=alert_annotations(tr, slo),
                 starts_at=rfc3339(min((origin or tr).at, now_s, ends_s)),
                 ends_at=rfc3339(ends_s),
-                generator_url=generator_url(external_url, slo.name),
+                generator_url=generator_url(external_url, slo.name, tr.group),
             )
         )
     return _encoder.encode(alerts)

@@ -29,7 +29,7 @@ from engine.adapters.alerts.pending import message_id_for
 from engine.adapters.alerts.receivers import load_secrets
 from engine.adapters.alerts.signing import signature_headers
 from engine.core.config import Slo
-from engine.core.evaluator import Transition
+from engine.core.evaluator import AlertKey, Transition
 
 __all__ = ["BODY_RECEIVER", "WebhookSink", "load_secrets"]
 
@@ -68,7 +68,7 @@ class WebhookSink(HttpSink):
         )
         self.external_url = external_url
         self._secrets = tuple(secrets)
-        self._announced: dict[tuple[str, str], Transition] = {}
+        self._announced: dict[AlertKey, Transition] = {}
         """Alerts whose firing the receiver took, not yet told resolved."""
 
     @property
@@ -79,7 +79,7 @@ class WebhookSink(HttpSink):
         while True:
             job = await self._queue.get()
             self._current = [job]
-            key = (job.tr.slo, job.tr.severity)
+            key = job.tr.alert_key
             if job.tr.state == "resolved" and key not in self._announced:
                 log.warning(
                     "%s: %s not sent: the receiver never took this alert's firing",
@@ -99,8 +99,8 @@ class WebhookSink(HttpSink):
 
     def _restore_announced(self, announced: list[Transition]) -> None:
         for tr in announced:
-            self._announced[(tr.slo, tr.severity)] = tr
-            self._fired[(tr.slo, tr.severity)] = tr
+            self._announced[tr.alert_key] = tr
+            self._fired[tr.alert_key] = tr
 
     async def _send(self, job: Job) -> bool:
         fired = job.fired

@@ -451,3 +451,35 @@ def test_the_summary_has_no_excluded_column_without_corrections(
     synthetic_output: tuple[bytes, str],
 ) -> None:
     assert "excluded" not in synthetic_output[1]
+
+
+def test_a_grouped_slo_replays_with_its_groups_in_transitions_and_summary(tmp_path: Path) -> None:
+    config = parse_config(
+        """
+slos:
+  - {name: api-availability, service: api, sli: availability, objective: 99.9,
+     group_by: [region], max_groups: 1}
+"""
+    )
+    lines = [
+        msgspec.json.encode(
+            {
+                "service": "api",
+                "ts": T0 + i,
+                "status": 503 if r == "eu" else 200,
+                "labels": {"region": r},
+            }
+        )
+        for i in range(0, 1200)
+        for r in ("eu", "us")
+    ]
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    out, summary = _replay(config, path)
+    transitions = _transitions(out)
+    assert transitions
+    assert {tr["group"] for tr in transitions} == {"region=eu"}
+    assert "api-availability{region=eu}" in summary
+    assert "api-availability{__other__}" in summary
+    plain_out, _ = _replay(SMALL_CONFIG, path)
+    assert b'"group"' not in plain_out

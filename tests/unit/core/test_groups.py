@@ -346,3 +346,24 @@ def test_only_grouped_configs_write_version_3() -> None:
     assert data["version"] == 2
     assert "groups" not in data["shape"]
     assert "groups" not in data  # an engine from before groups reads it
+
+
+def test_the_run_summary_has_a_row_per_group_with_events() -> None:
+    from engine.core.summary import summarize
+
+    ev = Evaluator(_grouped(max_groups=3))
+    regions = ["eu"] * 400 + ["us"] * 400
+    events = [
+        Event(service="api", ts=T0 + i, status=503 if r == "eu" else 200, labels={"region": r})
+        for i, r in enumerate(regions)
+    ]
+    transitions = ev.ingest(ev.classifier.columns(events))
+    rows = summarize(ev, transitions, len(events)).slos
+    assert [(r.slo, r.group, r.events, r.bad) for r in rows] == [
+        ("plain", None, 800, 400),
+        ("g", "region=eu", 400, 400),
+        ("g", "region=us", 400, 0),
+    ]
+    eu = next(r for r in rows if r.group == "region=eu")
+    assert eu.pages == 1
+    assert eu.still_firing

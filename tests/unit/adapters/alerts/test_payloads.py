@@ -557,3 +557,30 @@ def test_api_v2_body_for_nothing_is_an_empty_list_and_the_horizon_must_be_positi
     assert alertmanager_alerts([], external_url=EXTERNAL, now_s=0, horizon_s=1) == b"[]"
     with pytest.raises(ValueError, match="horizon_s"):
         alertmanager_alerts([], external_url=EXTERNAL, now_s=0, horizon_s=0)
+
+
+# -- grouped SLOs ---------------------------------------------------------------------------
+
+
+def test_a_grouped_slos_alert_carries_its_group_label_and_names_it() -> None:
+    slo = make_slo(group_by=["region"], labels={"group": "ignored"})
+    tr = make_tr(group="region=eu")
+    assert alert_labels(tr, slo)["group"] == "region=eu"
+    annotations = alert_annotations(tr, slo)
+    assert "SLO checkout-availability group region=eu (checkout)" in annotations["summary"]
+    assert "group region=eu" in annotations["description"]
+    assert "group" not in alert_labels(make_tr(), make_slo())
+
+
+def test_groups_of_one_slo_are_distinct_alerts_in_one_body() -> None:
+    slo = make_slo(group_by=["region"])
+    eu, us = make_tr(group="region=eu"), make_tr(group="region=us")
+    assert fingerprint(alert_labels(eu, slo)) != fingerprint(alert_labels(us, slo))
+    assert group_transitions([(eu, slo), (us, slo)]) == [[(eu, slo), (us, slo)]]
+    body = decode(webhook_body([(eu, slo), (us, slo)], receiver="r", external_url=EXTERNAL))
+    assert [a["labels"]["group"] for a in body["alerts"]] == ["region=eu", "region=us"]
+    assert body["alerts"][0]["generatorURL"].endswith(
+        "/v1/slos/checkout-availability?group=region%3Deu"
+    )
+    with pytest.raises(ValueError, match="region=us"):
+        alert_labels(resolved_tr(group="region=eu"), slo, us)
