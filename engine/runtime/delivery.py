@@ -232,6 +232,7 @@ def firing_alerts(evaluator: Evaluator) -> list[Transition]:
                     burn_rate_short=_finite(burn[evaluator.row_short[r], i]),
                     factor=float(evaluator.factor[i, r]),
                     error_budget_remaining_ratio=_finite(alerts.budget_at_tick_ratio[i]),
+                    group=evaluator.group_of(i),
                 )
             )
     return out

@@ -46,9 +46,14 @@ def format_transition(tr: Transition, *, color: bool = False) -> str:
     left = tr.error_budget_remaining_ratio
     budget = "n/a" if left is None else f"{left * 100:.1f}%"
     return (
-        f"{state} {tr.severity:<6} {tr.slo}  {rates} ({threshold})  budget left {budget}  "
+        f"{state} {tr.severity:<6} {_name(tr)}  {rates} ({threshold})  budget left {budget}  "
         f"at {rfc3339(tr.at)}"
     )
+
+
+def _name(tr: Transition) -> str:
+    """`slo`, or `slo{group}` for a grouped SLO's transition."""
+    return tr.slo if tr.group is None else f"{tr.slo}{{{tr.group}}}"
 
 
 class ConsoleSink:

@@ -367,3 +367,24 @@ def test_the_run_summary_has_a_row_per_group_with_events() -> None:
     eu = next(r for r in rows if r.group == "region=eu")
     assert eu.pages == 1
     assert eu.still_firing
+
+
+def test_alerts_firing_in_a_restored_state_keep_their_group() -> None:
+    from engine.core.snapshot import dump, load
+    from engine.runtime.delivery import firing_alerts
+
+    ev = Evaluator(_grouped(max_groups=3))
+    events = [
+        Event(service="api", ts=T0 + i, status=503 if r == "eu" else 200, labels={"region": r})
+        for i in range(0, 3600, 5)
+        for r in ("us", "eu")
+    ]
+    transitions = ev.ingest(ev.classifier.columns(events))
+    restored = Evaluator(_grouped(max_groups=3))
+    load(restored, dump(ev))
+    again = firing_alerts(restored)
+    assert again
+    fired = {t.alert_key for t in transitions if t.state == "firing"}
+    resolved = {t.alert_key for t in transitions if t.state == "resolved"}
+    assert {t.alert_key for t in again} == fired - resolved
+    assert {t.group for t in again if t.slo == "g"} == {"region=eu"}

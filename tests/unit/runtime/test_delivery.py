@@ -295,4 +295,7 @@ def test_the_webhook_id_follows_the_transition() -> None:
     }
     assert message_id_for(page) not in others
     assert len(others) == 4
+    groups = {message_id_for(firing(at=T0, group=g)) for g in ("region=eu", "region=us")}
+    assert len(groups) == 2
+    assert message_id_for(page) not in groups
     assert re.fullmatch(r"msg_[0-9A-Za-z]{24}", message_id_for(page))
