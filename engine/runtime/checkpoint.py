@@ -107,7 +107,7 @@ class Checkpoint:
         log.info(
             "restored state snapshot: %d events over %d SLOs, %d partition offsets",
             int(self.evaluator.counts().events_total.sum()),
-            len(self.evaluator.slos),
+            len(self.evaluator.config_slos),
             len(offsets),
             extra={"data": {"event": "state_restored", "partitions": len(offsets)}},
         )

@@ -98,7 +98,7 @@ class CorrectionsApi:
             recurrence=c.recurrence,
             slos=c.slos,
             services=c.services,
-            applies_to=[ev.names[i] for i in c.targets(ev.slos)],
+            applies_to=[ev.config_slos[i].name for i in c.targets(ev.config_slos)],
             reason=c.reason,
             source=source,
         )
@@ -123,7 +123,7 @@ class CorrectionsApi:
         if len(data) > MAX_BODY_BYTES:
             return _invalid(413, [f"$: the body is over {MAX_BODY_BYTES} bytes"])
         try:
-            correction = parse_correction(data, self.evaluator.slos)
+            correction = parse_correction(data, self.evaluator.config_slos)
         except ConfigError as exc:
             return _invalid(400, exc.errors)
         self.evaluator.add_correction(correction)

@@ -210,3 +210,27 @@ async def test_corrections_need_the_bearer_token_when_one_is_configured(
         assert [c.name for c in ev.runtime_corrections] == ["bad-canary"]
     finally:
         await server.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_correction_of_a_grouped_slo_names_it_once(
+    session: aiohttp.ClientSession,
+) -> None:
+    config = parse_config(
+        """
+slos:
+  - {name: g, service: checkout, sli: availability, objective: 99, group_by: [region],
+     max_groups: 3}
+corrections:
+  - {name: c, start: 1700000000, duration: 1h, slos: [g], reason: maintenance}
+"""
+    )
+    ev = Evaluator(config)
+    server = HttpServer("127.0.0.1:0", EngineMetrics(ev, lambda: None), lambda: None)
+    await server.start()
+    try:
+        status, body = await call(session, "GET", f"{server.url}/v1/corrections")
+    finally:
+        await server.stop()
+    assert status == 200
+    assert [c["applies_to"] for c in body["corrections"]] == [["g"]]
