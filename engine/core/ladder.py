@@ -49,6 +49,7 @@ __all__ = [
     "MAX_WINDOW_S",
     "RING_SLACK",
     "SPAN_ERROR_RATIO",
+    "SUM_BYTES",
     "LevelSize",
     "grain_s",
     "level_sizes",
@@ -80,8 +81,12 @@ and the events of it would have to be consumed live for over a year to fill it."
 RING_SLACK: Final = 3
 """Buckets a ring keeps beyond its longest window and the events-ahead allowance."""
 
-BUCKET_BYTES: Final = 16
-"""One bucket of one SLO: (total, bad) as int64."""
+BUCKET_BYTES: Final = 8
+"""One bucket of one SLO: (total, bad) as uint32 (engine.core.windows: a level is promoted
+to int64, twice this, only when a bucket would pass 2^32 - 1 events)."""
+
+SUM_BYTES: Final = 16
+"""One window's running sum of one SLO: (total, bad) as int64."""
 
 
 def max_span_error_s(window_s: int) -> float:
@@ -151,7 +156,8 @@ def grain_s(resolutions_s: Sequence[int]) -> int:
 
 
 def window_bytes(windows_s: Sequence[int], ahead_s: float, tick_s: float) -> int:
-    """Bytes of window arrays per SLO: every ring's buckets and one running sum per window."""
+    """Bytes of window arrays per SLO: every ring's buckets and one running sum per window
+    (before any level is promoted to int64)."""
     windows = sorted(set(windows_s))
     buckets = sum(level.length for level in level_sizes(windows, ahead_s, tick_s))
-    return (buckets + len(windows)) * BUCKET_BYTES
+    return buckets * BUCKET_BYTES + len(windows) * SUM_BYTES

@@ -38,7 +38,7 @@ import numpy as np
 from engine.core.config import Correction
 from engine.core.evaluator import AlertState, Evaluator, EvaluatorState, EventCounts
 from engine.core.periods import PeriodState
-from engine.core.windows import LevelState, WindowState
+from engine.core.windows import RING_DTYPES, LevelState, WindowState
 from engine.errors import BurnrateError
 
 __all__ = ["SNAPSHOT_VERSION", "Shape", "SnapshotError", "dump", "load", "shape_of"]
@@ -191,20 +191,28 @@ def _pack(a: np.ndarray[Any, Any]) -> Array:
     return Array(dtype=a.dtype.str, shape=list(a.shape), data=a.tobytes())
 
 
-def _unpack(arr: Array, like: np.ndarray[Any, Any], what: str) -> np.ndarray[Any, Any]:
-    """The array `arr` holds, checked to have the dtype and shape of `like`."""
+def _unpack(
+    arr: Array,
+    like: np.ndarray[Any, Any],
+    what: str,
+    dtypes: tuple[np.dtype[Any], ...] | None = None,
+) -> np.ndarray[Any, Any]:
+    """The array `arr` holds, checked to have the shape of `like` and its dtype (or one
+    of `dtypes`: a window ring is uint32 or, promoted, int64)."""
     try:
         dtype = np.dtype(arr.dtype)
     except TypeError:
         raise SnapshotError(f"corrupt snapshot: {what}: bad dtype {arr.dtype!r}") from None
-    if dtype != like.dtype or tuple(arr.shape) != like.shape:
+    allowed = dtypes or (like.dtype,)
+    if dtype not in allowed or tuple(arr.shape) != like.shape:
         raise SnapshotError(
             f"snapshot does not fit this config: {what} is {arr.dtype}{tuple(arr.shape)}, "
-            f"expected {like.dtype.str}{like.shape}"
+            f"expected {' or '.join(d.str for d in allowed)}{like.shape}"
         )
-    if len(arr.data) != like.nbytes:
+    expected = like.size * dtype.itemsize
+    if len(arr.data) != expected:
         raise SnapshotError(
-            f"corrupt snapshot: {what} holds {len(arr.data)} bytes, expected {like.nbytes}"
+            f"corrupt snapshot: {what} holds {len(arr.data)} bytes, expected {expected}"
         )
     return np.frombuffer(arr.data, dtype=dtype).reshape(like.shape)
 
@@ -350,7 +358,7 @@ def load(ev: Evaluator, data: bytes) -> None:
                 resolution_s=lv.resolution_s,
                 length=lv.length,
                 head=saved.head,
-                buckets=_unpack(saved.data, lv.buckets, f"level {lv.resolution_s}s"),
+                buckets=_unpack(saved.data, lv.buckets, f"level {lv.resolution_s}s", RING_DTYPES),
             )
             for saved, lv in zip(state.levels, now.windows.levels, strict=True)
         ),

@@ -10,11 +10,18 @@ r - gcd(r, tick) + (W mod r), is within max(W/600, 1 s), and is n = floor(W/r) b
 long: it counts every event younger than W minus that error and none of age W or more,
 and is exactly (t - W, t] when r divides the tick and W (the rule, its proof and the
 ring sizes are in engine.core.ladder, shared with the config check). Each resolution
-is a *level*: one ring buffer of L buckets per SLO, held for all SLOs in one int64 array
+is a *level*: one ring buffer of L buckets per SLO, held for all SLOs in one array
 of shape (L, n_slo, 2) (total, bad): slot-major, so that the few buckets a tick
 reads or clears are contiguous across all SLOs. A 30-day window at 1h buckets is 720
 buckets, so a month costs a few KiB per SLO instead of the 518,400 buckets of 5 s
 resolution.
+
+Rings are uint32 (8 bytes a bucket, half of int64): a bucket overflows only past
+4,294,967,295 events, over 1.19 M events/s for one SLO (or group) sustained through a
+whole 1 h bucket. A batch that would take a bucket past that promotes that level, for
+every SLO, to int64 first (`promote`): exact always, compact while traffic allows, and
+the memory of a promoted level doubles (docs/design.md, "Windows"). Every read of
+a ring sums into int64.
 
 The ring's *head* is the newest bucket it holds; slots of buckets between the old
 and the new head are zeroed when the head moves, which is also how a silent gap
@@ -51,6 +58,12 @@ from engine.core.ladder import LADDER_S as LADDER_S
 from engine.core.ladder import grain_s, level_sizes
 from engine.core.ladder import resolution_for as resolution_for
 
+Ring = np.ndarray[Any, np.dtype[np.uint32 | np.int64]]
+"""A level's buckets: RING_DTYPE until a bucket needs more, then int64."""
+
+RING_DTYPE: Any = np.uint32
+RING_MAX: int = int(np.iinfo(np.uint32).max)
+
 
 def bucket_of(ts_s: F64, r: int) -> I64:
     """Right-closed bucket index: k such that k*r < ts <= (k+1)*r."""
@@ -65,12 +78,12 @@ def bucket_of_scalar(ts_s: float, r: int) -> int:
 class LevelState:
     """One ring buffer: its bucket resolution and length (fixed by the config), the
     newest bucket it holds (None before the first event or tick), and its buckets,
-    (length * n_slo, 2) int64 of (total, bad), slot-major."""
+    (length * n_slo, 2) of (total, bad), slot-major: uint32, or int64 once promoted."""
 
     resolution_s: int
     length: int
     head: int | None
-    buckets: I64
+    buckets: Ring
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,12 +100,12 @@ class WindowState:
 class _Level:
     r: int
     length: int
-    data: I64  # (length * n_slo, 2): slot-major, so a bucket of every SLO is contiguous
+    data: Ring  # (length * n_slo, 2): slot-major, so a bucket of every SLO is contiguous
     n_slo: int = 0
     head: int | None = None
     windows: list[int] = field(default_factory=list)  # indexes into WindowSet.windows_s
 
-    def grid(self) -> I64:
+    def grid(self) -> Ring:
         return self.data.reshape(self.length, -1, 2)
 
     def cols_sum(self, first: int, last: int) -> I64:
@@ -101,10 +114,15 @@ class _Level:
             return np.zeros((self.n_slo, 2), dtype=np.int64)
         slots = np.arange(first, last + 1) % self.length
         if len(slots) == 1:
-            one: I64 = self.grid()[int(slots[0])].copy()
+            one: I64 = self.grid()[int(slots[0])].astype(np.int64)
             return one
-        out: I64 = self.grid()[slots].sum(axis=0)
+        out: I64 = self.grid()[slots].sum(axis=0, dtype=np.int64)
         return out
+
+    def promote(self) -> None:
+        """Hold this level's buckets as int64 from now on (values unchanged)."""
+        if self.data.dtype != np.int64:
+            self.data = self.data.astype(np.int64)
 
     def move_head(self, new_head: int) -> None:
         """Make `new_head` the newest bucket, zeroing the slots of the buckets skipped."""
@@ -143,7 +161,7 @@ class WindowSet:
         self.buckets = [0] * len(self.windows_s)
         for size in level_sizes(self.windows_s, ahead_s, tick_s):
             r, length, idx = size.resolution_s, size.length, list(size.windows)
-            data = np.zeros((length * n_slo, 2), dtype=np.int64)
+            data: Ring = np.zeros((length * n_slo, 2), dtype=RING_DTYPE)
             level = _Level(r, length, data, n_slo=n_slo, windows=idx)
             for i in idx:
                 self._level_of[i] = len(self.levels)
@@ -181,13 +199,14 @@ class WindowSet:
     def add(self, slo: I32, ts_s: F64, total: I64, bad: I64) -> None:
         """Count events (already checked against lateness and `ahead_s` by the caller).
 
-        Every sum is exact int64. A bucket saturates at `bucket_cap(level length)`,
-        i.e. 2^63 - 1 split evenly over the ring, so no sum of a ring's buckets (a
-        window, the buckets entering or leaving it) can overflow, whatever the input:
-        what a saturated bucket could not take is dropped from the bucket and from the
-        window sums alike, which stay equal to a re-sum of the buckets. With the
-        decoder's weight bound (`MAX_COUNT`), saturating a bucket takes over 2^63
-        requests per ring span: out of reach at the engine's throughput (about 1 M
+        Every sum is exact int64. A uint32 level about to hold more than RING_MAX in a
+        bucket is promoted to int64 first (module docstring). A bucket saturates at
+        `bucket_cap(level length)`, i.e. 2^63 - 1 split evenly over the ring, so no sum
+        of a ring's buckets (a window, the buckets entering or leaving it) can overflow,
+        whatever the input: what a saturated bucket could not take is dropped from the
+        bucket and from the window sums alike, which stay equal to a re-sum of the
+        buckets. With the decoder's weight bound (`MAX_COUNT`), saturating a bucket takes
+        over 2^63 requests per ring span: out of reach at the engine's throughput (about 1 M
         events/s) for any ring spanning less than 107 days."""
         if len(slo) == 0:
             return
@@ -206,12 +225,13 @@ class WindowSet:
             else:
                 s, v = slo_u, vals
             cells = (b % level.length) * self.n_slo + s
-            if len(cells) and int(level.data[cells, 0].max()) + batch_total > bucket_cap(
-                level.length
-            ):
+            top = int(level.data[cells, 0].max()) + batch_total if len(cells) else 0
+            if top > RING_MAX:
+                level.promote()
+            if top > bucket_cap(level.length):
                 s, b, v = _add_saturating(level.data, cells, b, v, self.n_slo, level.length)
             else:
-                np.add.at(level.data, cells, v)
+                np.add.at(level.data, cells, v.astype(level.data.dtype, copy=False))
             if self.t is None:
                 continue
             now_b = bucket_of_scalar(self.t, level.r)
@@ -265,11 +285,16 @@ class WindowSet:
 
     def load_state(self, state: WindowState) -> None:
         """Take over a `state()` of a WindowSet of the same shape. Raises ValueError,
-        changing nothing, when it does not fit."""
+        changing nothing, when it does not fit. Rings may come as uint32 or int64
+        (promoted, or written before rings were compact): int64 buckets that all fit in
+        uint32 are held compact again, others keep the level promoted."""
         self.check_state(state)
         self.t = state.t_s
         for level, saved in zip(self.levels, state.levels, strict=True):
-            level.data[...] = saved.buckets
+            fits = (
+                saved.buckets.dtype == RING_DTYPE or int(saved.buckets.max(initial=0)) <= RING_MAX
+            )
+            level.data = np.array(saved.buckets, dtype=RING_DTYPE if fits else np.int64)
             level.head = saved.head
         self._sums[...] = state.sums
 
@@ -285,8 +310,24 @@ class WindowSet:
                     f"window level of {saved.resolution_s}s x {saved.length} buckets, "
                     f"expected {level.r}s x {level.length}"
                 )
-            check_like(f"level {level.r}s", saved.buckets, level.data)
+            check_ring(f"level {level.r}s", saved.buckets, level.data.shape)
         check_like("window sums", state.sums, self._sums)
+
+
+RING_DTYPES: tuple[np.dtype[Any], ...] = (np.dtype(RING_DTYPE), np.dtype(np.int64))
+"""The dtypes a ring is held in, and a saved ring may come in."""
+
+
+def check_ring(what: str, got: np.ndarray[Any, Any], shape: tuple[int, ...]) -> None:
+    """Raise ValueError unless `got` has a ring dtype and this shape, and holds no
+    negative count."""
+    if got.dtype not in RING_DTYPES or got.shape != shape:
+        raise ValueError(
+            f"{what} is {got.dtype.str}{got.shape}, expected "
+            f"{' or '.join(d.str for d in RING_DTYPES)}{shape}"
+        )
+    if got.dtype == np.int64 and got.size and int(got.min()) < 0:
+        raise ValueError(f"{what} holds a negative count")
 
 
 def check_like(what: str, got: np.ndarray[Any, Any], like: np.ndarray[Any, Any]) -> None:
@@ -307,7 +348,7 @@ def bucket_cap(length: int) -> int:
 
 
 def _add_saturating(
-    data: I64, cells: I64, bucket: I64, vals: I64, n_slo: int, length: int
+    data: Ring, cells: I64, bucket: I64, vals: I64, n_slo: int, length: int
 ) -> tuple[I64, I64, I64]:
     """Add `vals` (total, bad) into the ring's `cells`, each bucket saturating at
     `bucket_cap(length)` with bad <= total kept. Returns (slo, bucket, (total, bad)

@@ -842,8 +842,8 @@ FINE_AND_FAR_AHEAD = _both(
             id="a policy window of a trillion weeks",
         ),
         pytest.param(
-            _both(_slos(1000), FINE_AND_FAR_AHEAD),
-            "$.slos: the windows of 1000 SLOs need about 1.6 GiB (1.6 MiB per SLO), more than "
+            _both(_slos(2000), FINE_AND_FAR_AHEAD),
+            "$.slos: the windows of 2000 SLOs need about 1.6 GiB (822.4 KiB per SLO), more than "
             "the limit of 1 GiB; use fewer SLOs, fewer or longer policy windows, or a shorter "
             "evaluation.future_limit",
             id="window arrays over 1 GiB",
@@ -858,14 +858,14 @@ FINE_AND_FAR_AHEAD = _both(
         ),
         pytest.param(
             _both(
-                _slos(1000),
+                _slos(2000),
                 _set("evaluation", {"future_limit": "1d", "tick": "1s"}),
                 _set(
                     "slos.999.policy",
                     [{"severity": "page", "long": "1h", "short": "30s", "burn_rate": 14.4}],
                 ),
             ),
-            "$.slos: the windows of 1000 SLOs need about 1.8 GiB (1.9 MiB per SLO), more than "
+            "$.slos: the windows of 2000 SLOs need about 1.8 GiB (958 KiB per SLO), more than "
             "the limit of 1 GiB; use fewer SLOs, fewer or longer policy windows, or a shorter "
             "evaluation.future_limit",
             id="window arrays over 1 GiB through one SLO's own fine window",
@@ -971,9 +971,9 @@ def test_the_memory_estimate_is_what_the_evaluator_allocates() -> None:
 
 def test_the_default_windows_cost_a_few_tens_of_kib_per_slo() -> None:
     """The example is the default policy with 28- and 30-day periods: 10 s, 30 s, 2 min,
-    5 min, 1 h and 30 min rings (docs/design.md, "Windows")."""
-    assert 32 * 1024 < load_config(EXAMPLE).window_bytes_per_slo() < 64 * 1024
-    assert MAX_WINDOW_MEMORY_BYTES // load_config(EXAMPLE).window_bytes_per_slo() > 17_000
+    5 min, 1 h and 30 min rings of uint32 buckets (docs/design.md, "Windows")."""
+    assert 16 * 1024 < load_config(EXAMPLE).window_bytes_per_slo() <= 32 * 1024
+    assert MAX_WINDOW_MEMORY_BYTES // load_config(EXAMPLE).window_bytes_per_slo() > 34_000
 
 
 def test_window_sizes_are_not_estimated_for_windows_already_refused() -> None:

@@ -80,10 +80,10 @@ def test_composites_may_not_name_grouped_slos_nor_be_grouped() -> None:
 
 def test_the_memory_limit_counts_the_group_columns() -> None:
     slos = [
-        {"name": f"s{i}", **AVAIL, "group_by": ["region"], "max_groups": 10000} for i in range(3)
+        {"name": f"s{i}", **AVAIL, "group_by": ["region"], "max_groups": 10000} for i in range(4)
     ]
     (line,) = _errors(*slos)
-    assert line.startswith("$.slos: the windows of 3 SLOs (30003 columns with their groups)")
+    assert line.startswith("$.slos: the windows of 4 SLOs (40004 columns with their groups)")
     assert "fewer SLOs or max_groups" in line
 
 

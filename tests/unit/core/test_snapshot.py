@@ -225,3 +225,26 @@ def test_a_negative_rejection_count_is_refused_as_corrupt() -> None:
     with pytest.raises(SnapshotError, match="corrupt snapshot: negative rejection count"):
         load(other, msgspec.msgpack.encode(data))
     assert dump(other) == before
+
+
+def test_a_promoted_ring_round_trips_and_int64_rings_that_fit_load_compact() -> None:
+    """Rings are uint32 until a bucket would pass 2^32 - 1 (engine.core.windows): a
+    snapshot keeps a promoted level int64, and int64 rings of an older snapshot whose
+    counts fit are held as uint32 again, with the same counts."""
+    ev = busy_evaluator()
+    heavy = [Event(service="api", ts=1_000_899.5, status=200, count=1_000_000)] * 4_300
+    ev.ingest(ev.classifier.columns(heavy))
+    assert "int64" in {lv.buckets.dtype.name for lv in ev.windows.state().levels}
+    other = Evaluator(make_config())
+    load(other, dump(ev))
+    assert_same_state(ev, other)
+
+    plain = busy_evaluator()
+    data = msgspec.msgpack.decode(dump(plain))
+    for level in data["levels"]:
+        wide = np.frombuffer(level["data"]["data"], dtype=level["data"]["dtype"]).astype("<i8")
+        level["data"] = {**level["data"], "dtype": "<i8", "data": wide.tobytes()}
+    restored = Evaluator(make_config())
+    load(restored, msgspec.msgpack.encode(data))
+    assert {lv.buckets.dtype.name for lv in restored.windows.state().levels} == {"uint32"}
+    assert_same_state(plain, restored)

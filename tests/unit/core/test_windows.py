@@ -20,7 +20,7 @@ from engine.core.ladder import (
     tick_grain_s,
     window_bytes,
 )
-from engine.core.windows import WindowSet
+from engine.core.windows import RING_MAX, WindowSet
 from tests.unit.core.reference import window_sum
 
 WINDOWS = [60, 300, 1800, 3600, 21600, 86400]
@@ -494,6 +494,103 @@ def test_weights_past_two_to_the_53_are_not_rounded() -> None:
     big = 2**53 + 1  # the first integer a float64 cannot hold
     _add_rows(ws, [(0, 999_999.0, big, big), (0, 999_999.5, 1, 0), (0, 999_999.7, big, 1)])
     assert ws.sums(60).tolist() == [[2 * big + 1, big + 1]]
+
+
+# --- compact rings: uint32 buckets, promoted to int64 when one would overflow -----------
+
+
+def _dtypes(ws: WindowSet) -> list[str]:
+    return [lv.buckets.dtype.name for lv in ws.state().levels]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    start=st.floats(1e9, 2e9, allow_nan=False),
+    program=st.lists(heavy_steps(2**31), max_size=25),
+)
+def test_rings_stay_uint32_until_a_bucket_would_overflow_and_sums_stay_exact(
+    start: float, program: list[tuple[str, object]]
+) -> None:
+    """Weights around 2^31 take a bucket past 2^32 - 1 after a few batches: the level is
+    promoted before it would wrap, only then, and every window equals a re-sum of Python
+    ints before and after."""
+    ws = WindowSet(3, WINDOWS, ahead_s=AHEAD_S, tick_s=TICK_S)
+    assert set(_dtypes(ws)) == {"uint32"}
+    t: float = math.floor(start)
+    ws.advance_to(t)
+    applied: list[tuple[int, float, int, int]] = []
+    for kind, arg in program:
+        if kind == "add":
+            rows = [(s, t + off, tot, int(tot * share)) for s, off, tot, share in arg]  # type: ignore[attr-defined]
+            if rows:
+                _add_rows(ws, rows)
+                applied.extend(rows)
+        else:
+            t = t + float(arg)  # type: ignore[arg-type]
+            ws.advance_to(t)
+        for w in WINDOWS:
+            got = ws.sums(w)
+            for slo in range(3):
+                assert tuple(int(x) for x in got[slo]) == window_sum(applied, slo, t, w, TICK_S)
+    if sum(tot for _, _, tot, _ in applied) <= RING_MAX:
+        assert set(_dtypes(ws)) == {"uint32"}, "promoted with no bucket near 2^32"
+
+
+def test_a_bucket_past_two_to_the_32_promotes_its_level_for_every_slo() -> None:
+    ws = WindowSet(2, WINDOWS, ahead_s=AHEAD_S, tick_s=TICK_S)
+    ws.advance_to(1_000_000)
+    _add_rows(ws, [(0, 999_999.0, RING_MAX, 0)])
+    assert set(_dtypes(ws)) == {"uint32"}, "exactly 2^32 - 1 still fits"
+    before = ws.nbytes()
+    _add_rows(ws, [(0, 999_999.5, 1, 1), (1, 999_999.0, 3, 0)])
+    assert set(_dtypes(ws)) == {"int64"}
+    assert ws.nbytes() > before
+    assert ws.sums(60).tolist() == [[RING_MAX + 1, 1], [3, 0]]
+    ws.advance_to(1_000_030)
+    assert ws.sums(60).tolist() == [[RING_MAX + 1, 1], [3, 0]]
+    ws.advance_to(1_000_100)
+    assert ws.sums(60).tolist() == [[0, 0], [0, 0]]
+    assert ws.sums(300).tolist() == [[RING_MAX + 1, 1], [3, 0]]
+
+
+def test_saved_int64_rings_load_compact_when_they_fit_and_promoted_when_not() -> None:
+    small, big = filled_window_set(), filled_window_set()
+    _add_rows(big, [(1, 999_999.0, RING_MAX, 0)])
+    assert set(_dtypes(big)) == {"int64"}
+    widened = small.state()
+    widened = type(widened)(
+        t_s=widened.t_s,
+        levels=tuple(
+            type(lv)(lv.resolution_s, lv.length, lv.head, lv.buckets.astype(np.int64))
+            for lv in widened.levels
+        ),
+        sums=widened.sums,
+    )
+    for saved, dtype in ((widened, "uint32"), (big.state(), "int64")):
+        fresh = WindowSet(2, WINDOWS, ahead_s=AHEAD_S, tick_s=TICK_S)
+        fresh.load_state(saved)
+        assert set(_dtypes(fresh)) == {dtype}
+        for a, b in zip(fresh.state().levels, saved.levels, strict=True):
+            np.testing.assert_array_equal(a.buckets, b.buckets)
+        np.testing.assert_array_equal(fresh.all_sums, saved.sums)
+
+
+def test_a_saved_ring_with_a_negative_count_is_refused() -> None:
+    saved = filled_window_set().state()
+    bad = saved.levels[0].buckets.astype(np.int64)
+    bad[0, 0] = -1
+    broken = type(saved)(
+        t_s=saved.t_s,
+        levels=(
+            type(saved.levels[0])(
+                saved.levels[0].resolution_s, saved.levels[0].length, saved.levels[0].head, bad
+            ),
+            *saved.levels[1:],
+        ),
+        sums=saved.sums,
+    )
+    with pytest.raises(ValueError, match="negative count"):
+        WindowSet(2, WINDOWS, ahead_s=AHEAD_S, tick_s=TICK_S).load_state(broken)
 
 
 class SaturatingRings:
