@@ -98,8 +98,12 @@ def _blocks(
     read: Callable[[int], bytes], raw: IO[bytes], ended_cleanly: Callable[[], bool]
 ) -> Iterator[tuple[bytes, int]]:
     """Blocks of whole lines from `read`; a last line without newline is completed,
-    unless the stream did not end cleanly (then it is a line cut short)."""
+    unless the stream did not end cleanly (then it is a line cut short). Each block is
+    held until the next read, so that the last one carries the position at the end of
+    the file even when only whitespace follows its last newline; the others carry the
+    position reached when they were read."""
     rest = b""
+    held: tuple[bytes, int] | None = None
     while True:
         block = read(CHUNK_BYTES)
         if not block:
@@ -109,10 +113,15 @@ def _blocks(
         if cut == 0:
             rest = block
             continue
-        rest = block[cut:]
-        yield block[:cut], raw.tell()
+        if held is not None:
+            yield held
+        held, rest = (block[:cut], raw.tell()), block[cut:]
     if rest.strip() and ended_cleanly():
+        if held is not None:
+            yield held
         yield rest + b"\n", raw.tell()
+    elif held is not None:
+        yield held[0], raw.tell()
 
 
 def _is_gzip(path: Path) -> bool:

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from engine.adapters.store import events_file
@@ -120,6 +120,7 @@ line_st = st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"."))
 
 
 @settings(max_examples=200, deadline=None)
+@example(lines=[b"", b"\t"], final_newline=False, chunk=1, compress=False)  # ends in blanks
 @given(
     lines=st.lists(line_st, max_size=30),
     final_newline=st.booleans(),
