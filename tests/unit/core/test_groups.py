@@ -388,3 +388,50 @@ def test_alerts_firing_in_a_restored_state_keep_their_group() -> None:
     resolved = {t.alert_key for t in transitions if t.state == "resolved"}
     assert {t.alert_key for t in again} == fired - resolved
     assert {t.group for t in again if t.slo == "g"} == {"region=eu"}
+
+
+@pytest.mark.slow
+def test_a_million_random_label_values_leave_max_groups_plus_one_and_flat_memory() -> None:
+    """Hostile cardinality: 1,000,000 events, nearly all with a label value never seen
+    before. Exactly `max_groups` groups and `__other__` are in use, every event is
+    counted once, and after the first 100,000 events nothing grows: the arrays keep their
+    preallocated size, the key cache stays under its bound, and the process's peak
+    resident memory rises by less than the cache may hold."""
+    import random
+    import resource
+
+    from engine.core import matching
+
+    limit = 50
+    ev = Evaluator(_config({"name": "g", **AVAIL, "group_by": ["user"], "max_groups": limit}))
+    rng = random.Random(7)
+    arrays = ev.windows.nbytes()
+    batch = 10_000
+
+    def feed(first: int) -> None:
+        events = [
+            Event(
+                service="api",
+                ts=T0 + (first + i) / 1000,
+                labels={"user": f"{rng.getrandbits(64):x}"},
+            )
+            for i in range(batch)
+        ]
+        ev.ingest(ev.classifier.columns(events))
+
+    def peak_rss() -> int:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+    for k in range(10):
+        feed(k * batch)
+    base = peak_rss()
+    for k in range(10, 100):
+        feed(k * batch)
+        assert ev.classifier.key_count <= matching.MAX_KEYS + batch
+        assert ev.classifier.key_bytes <= matching.MAX_KEY_BYTES + batch * 1024
+    groups = _engine_groups(ev, "g")
+    assert len(groups) == limit + 1
+    assert OTHER_GROUP in groups
+    assert sum(t for t, _ in groups.values()) == 100 * batch
+    assert ev.windows.nbytes() == arrays
+    assert peak_rss() - base < matching.MAX_KEY_BYTES + 32 * 2**20
