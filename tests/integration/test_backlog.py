@@ -76,6 +76,20 @@ async def produce_to(bootstrap: str, topic: str, records: Sequence[tuple[int, by
         await producer.stop()
 
 
+async def produce_in_two(
+    bootstrap: str, topic: str, first: tuple[int, list[float]], then: tuple[int, list[float]]
+) -> None:
+    """Events at the times `first[1]` to partition `first[0]`, then events at the times
+    `then[1]` (numbered on from the first ones) to partition `then[0]`."""
+    (p, times), (q, more) = first, then
+    await produce_to(
+        bootstrap,
+        topic,
+        [(p, stamped(i, ts)) for i, ts in enumerate(times)]
+        + [(q, stamped(i, ts)) for i, ts in enumerate(more, start=len(times))],
+    )
+
+
 def outcome(ev: Evaluator) -> dict[str, object]:
     """What was counted and rejected, in one value so a failure shows all of it."""
     counts = ev.counts()
@@ -88,6 +102,21 @@ def outcome(ev: Evaluator) -> dict[str, object]:
 
 def small_fetches(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("engine.adapters.kafka.source.MAX_PARTITION_FETCH_BYTES", SMALL_FETCH_BYTES)
+
+
+async def one_partition_far_behind(
+    bootstrap: str, monkeypatch: pytest.MonkeyPatch, prefix: str
+) -> tuple[Config, list[float], list[float]]:
+    """Small fetches and a new topic of two partitions: 0 holds 40 s of backlog, 1 a few
+    events of now. The config that reads it, the times in partition 0 and in 1."""
+    small_fetches(monkeypatch)
+    topic = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    await create_topic(bootstrap, topic, 2)
+    now = time.time()
+    behind = spread(3000, now - 40, now - 1)
+    ahead = spread(30, now - 1, now)
+    await produce_in_two(bootstrap, topic, (0, behind), (1, ahead))
+    return backlog_config(bootstrap, topic), behind, ahead
 
 
 @pytest.mark.asyncio
@@ -168,19 +197,7 @@ async def test_a_partition_far_behind_another_loses_nothing(
     """Partition 0 holds 40 s of backlog, partition 1 a few events of now: read in
     small fetches, partition 1 is soon caught up while 0 is far behind, and event time
     must wait for 0, not follow 1 (nor the wall clock)."""
-    small_fetches(monkeypatch)
-    topic = f"it-behind-{uuid.uuid4().hex[:10]}"
-    await create_topic(kafka_bootstrap, topic, 2)
-    now = time.time()
-    behind = spread(3000, now - 40, now - 1)
-    ahead = spread(30, now - 1, now)
-    await produce_to(
-        kafka_bootstrap,
-        topic,
-        [(0, stamped(i, ts)) for i, ts in enumerate(behind)]
-        + [(1, stamped(i, ts)) for i, ts in enumerate(ahead, start=len(behind))],
-    )
-    cfg = backlog_config(kafka_bootstrap, topic)
+    cfg, behind, ahead = await one_partition_far_behind(kafka_bootstrap, monkeypatch, "it-behind")
     rt = Runtime(cfg, listen="127.0.0.1:0", sinks=[])
     rt.source.max_poll_records = 100
     running = Running(rt)
@@ -204,19 +221,9 @@ async def test_the_source_alone_holds_event_time_at_the_partition_behind(
     caught-up partition do not make the other one's events late, the event-time cap is
     never past partition 0's newest event, and it is lifted (None) once both are
     caught up."""
-    small_fetches(monkeypatch)
-    topic = f"it-behind-src-{uuid.uuid4().hex[:10]}"
-    await create_topic(kafka_bootstrap, topic, 2)
-    now = time.time()
-    behind = spread(3000, now - 40, now - 1)
-    ahead = spread(30, now - 1, now)
-    await produce_to(
-        kafka_bootstrap,
-        topic,
-        [(0, stamped(i, ts)) for i, ts in enumerate(behind)]
-        + [(1, stamped(i, ts)) for i, ts in enumerate(ahead, start=len(behind))],
+    cfg, behind, ahead = await one_partition_far_behind(
+        kafka_bootstrap, monkeypatch, "it-behind-src"
     )
-    cfg = backlog_config(kafka_bootstrap, topic)
     ev = Evaluator(cfg)
     source = KafkaSource(cfg, ev, max_poll_records=100)
     caps: list[float | None] = []
@@ -335,12 +342,7 @@ async def test_a_partition_another_member_still_holds_at_start_loses_nothing(
         now = time.time()
         old = spread(200, now - 30, now - 20)
         new = spread(200, now - 1, now)
-        await produce_to(
-            kafka_bootstrap,
-            topic,
-            [(here, stamped(i, ts)) for i, ts in enumerate(new)]
-            + [(held, stamped(i, ts)) for i, ts in enumerate(old, start=len(new))],
-        )
+        await produce_in_two(kafka_bootstrap, topic, (here, new), (held, old))
         await wait_until(lambda: rt.source.records_consumed >= len(new), "the engine's records")
         await asyncio.sleep(2 * LATENESS_S)  # idle: the wall clock would move event time
         await ghost.stop()

@@ -17,6 +17,8 @@ import contextlib
 import socket
 import time
 import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -128,6 +130,57 @@ def file_counts(config: Path, state: Path) -> tuple[int, int, int, int]:
 # -- counts ---------------------------------------------------------------------------
 
 
+@dataclass
+class Counting:
+    """`burnrate run` with `counting_config` on a fresh group, reading `topic`."""
+
+    bootstrap: str
+    topic: str
+    group: str
+    state: Path
+    config: Path
+
+    @classmethod
+    def new(cls, tmp_path: Path, bootstrap: str, topic: str, state: Path) -> Counting:
+        group = f"g-{uuid.uuid4().hex[:10]}"
+        config = counting_config(tmp_path / "burnrate.yaml", bootstrap, topic, group, state)
+        return cls(bootstrap, topic, group, state, config)
+
+    async def send(self, indices: range) -> None:
+        """Produce the events `indices`, one a record."""
+        await produce(
+            self.bootstrap, self.topic, records_for(indices, "json", batch=1, now=time.time())
+        )
+
+    @contextlib.asynccontextmanager
+    async def first_run(self, session: aiohttp.ClientSession, n: int) -> AsyncIterator[Service]:
+        """The service started and ready, events 0 to `n` - 1 produced and counted;
+        killed (SIGKILL) on the way out."""
+        first = await Service.start(self.config)
+        try:
+            await first.wait_readyz(session, 200, STARTUP_DEADLINE_S)
+            await self.send(range(n))
+            await counted(first, session, n)
+            yield first
+        finally:
+            await first.kill()  # SIGKILL
+
+    async def restart(
+        self, session: aiohttp.ClientSession, want: int
+    ) -> tuple[Service, tuple[int, int, int, int], int]:
+        """The service started again until it counts `want` events and its counts settle,
+        then stopped with SIGTERM: the service, those counts and its exit code."""
+        second = await Service.start(self.config)
+        try:
+            await second.wait_readyz(session, 200, STARTUP_DEADLINE_S)
+            await counted(second, session, want)
+            got = await settled_counts(second, session)
+            code, _ = await second.terminate()
+        finally:
+            await second.kill()
+        return second, got, code
+
+
 @pytest.mark.asyncio
 async def test_a_kill_before_the_first_snapshot_loses_nothing(
     kafka_bootstrap: str, unique_topic: str, tmp_path: Path
@@ -136,42 +189,22 @@ async def test_a_kill_before_the_first_snapshot_loses_nothing(
     interval, killed at 17 s), and after the restart every count was 0, because offsets
     no snapshot covered had been committed."""
     n = 3597
-    group = f"g-{uuid.uuid4().hex[:10]}"
     state = tmp_path / "state" / "burnrate.state"
-    config = counting_config(
-        tmp_path / "burnrate.yaml", kafka_bootstrap, unique_topic, group, state
-    )
+    run = Counting.new(tmp_path, kafka_bootstrap, unique_topic, state)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
-        first = await Service.start(config)
-        try:
-            await first.wait_readyz(session, 200, STARTUP_DEADLINE_S)
-            await produce(
-                kafka_bootstrap,
-                unique_topic,
-                records_for(range(n), "json", batch=1, now=time.time()),
-            )
-            await counted(first, session, n)
+        async with run.first_run(session, n) as first:
             # long enough for the periodic commit that used to commit unsaved offsets
             await asyncio.sleep(COMMIT_INTERVAL_S + 1.5)
             assert not state.exists(), "a snapshot was written: the kill would come too late"
-            committed = await committed_offsets(kafka_bootstrap, group, unique_topic)
-        finally:
-            await first.kill()  # SIGKILL
+            committed = await committed_offsets(kafka_bootstrap, run.group, unique_topic)
         assert first.proc.returncode == -9
         assert committed == dict.fromkeys(range(PARTITIONS)), committed
 
-        second = await Service.start(config)
-        try:
-            await second.wait_readyz(session, 200, STARTUP_DEADLINE_S)
-            await counted(second, session, n)
-            got = await settled_counts(second, session)
-            code, _ = await second.terminate()
-        finally:
-            await second.kill()
+        second, got, code = await run.restart(session, n)
     assert got == expected(range(n))  # nothing lost, nothing counted twice
     assert_stopped_cleanly(second, code)
     assert second.event("state_restored") is None  # there was nothing to restore
-    assert file_counts(config, state) == expected(range(n))
+    assert file_counts(run.config, state) == expected(range(n))
     assert sum((file_offsets(state) or {}).values()) == n
 
 
@@ -180,55 +213,31 @@ async def test_a_kill_after_a_snapshot_with_more_counted_since_loses_nothing(
     kafka_bootstrap: str, unique_topic: str, tmp_path: Path
 ) -> None:
     n, m = 1200, 800
-    group = f"g-{uuid.uuid4().hex[:10]}"
     state = tmp_path / "burnrate.state"
-    config = counting_config(
-        tmp_path / "burnrate.yaml", kafka_bootstrap, unique_topic, group, state
-    )
+    run = Counting.new(tmp_path, kafka_bootstrap, unique_topic, state)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
-        first = await Service.start(config)
-        try:
-            await first.wait_readyz(session, 200, STARTUP_DEADLINE_S)
-            await produce(
-                kafka_bootstrap,
-                unique_topic,
-                records_for(range(n), "json", batch=1, now=time.time()),
-            )
-            await counted(first, session, n)
+        async with run.first_run(session, n) as first:
 
             async def snapshot_of_n() -> bool:
                 return sum((file_offsets(state) or {}).values()) == n
 
             await first.wait_for("the first periodic snapshot", snapshot_of_n, 60)
-            await produce(
-                kafka_bootstrap,
-                unique_topic,
-                records_for(range(n, n + m), "json", batch=1, now=time.time()),
-            )
+            await run.send(range(n, n + m))
             await counted(first, session, n + m)
             await asyncio.sleep(COMMIT_INTERVAL_S + 1.5)  # a periodic commit, not a snapshot
             at_kill = file_offsets(state)
-            committed = await committed_offsets(kafka_bootstrap, group, unique_topic)
-        finally:
-            await first.kill()
+            committed = await committed_offsets(kafka_bootstrap, run.group, unique_topic)
         assert first.proc.returncode == -9
         assert at_kill is not None
         assert sum(at_kill.values()) == n, "the next snapshot came before the kill"
         # the group holds the snapshot's offsets, not the n + m counted since
         assert committed == at_kill
 
-        second = await Service.start(config)
-        try:
-            await second.wait_readyz(session, 200, STARTUP_DEADLINE_S)
-            await counted(second, session, n + m)
-            got = await settled_counts(second, session)
-            code, _ = await second.terminate()
-        finally:
-            await second.kill()
+        second, got, code = await run.restart(session, n + m)
     assert got == expected(range(n + m))
     assert_stopped_cleanly(second, code)
     assert second.event("state_restored") is not None
-    assert file_counts(config, state) == expected(range(n + m))
+    assert file_counts(run.config, state) == expected(range(n + m))
 
 
 # -- a page pending at shutdown ---------------------------------------------------------

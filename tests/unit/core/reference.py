@@ -2,17 +2,22 @@
 
 They share the *specification* with the engine (bucket edges, tick grid, lateness, alert
 rules) and nothing of its implementation: no numpy, no ring buffers, no incremental sums.
+The harness at the end (`against_reference`) runs the engine beside them, to compare.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import msgspec
+
 from engine.core.config import Config, Correction, PolicyRow
 from engine.core.decode import Event
+from engine.core.evaluator import Evaluator, Transition
 from engine.core.taxonomy import Outcome, SliKind, classify, latency_is_bad
 from engine.core.windows import resolution_for
 
@@ -274,3 +279,53 @@ def calendar_sums(
             total += tot
             bad += bd
     return total, bad
+
+
+# -- the harness: the engine beside the reference ------------------------------------
+
+
+def stamped(start: float, steps: list[tuple[float, Event]]) -> list[Event]:
+    """Each event `d` seconds after the one before it (the first `d` after `start`; a
+    negative `d`: earlier, so possibly late)."""
+    t = float(start)
+    events = []
+    for d, e in steps:
+        t += d
+        events.append(msgspec.structs.replace(e, ts=t))
+    return events
+
+
+def split(events: list[Event], cuts: list[int]) -> list[list[Event]]:
+    """`events` cut into consecutive batches at the indices `cuts` (those in range)."""
+    bounds = sorted({0, len(events), *[c for c in cuts if c < len(events)]})
+    return [events[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+def naive_run(cfg: Config, events: list[Event]) -> NaiveEvaluator:
+    """The reference fed every event, in order, then flushed."""
+    ref = NaiveEvaluator(cfg)
+    for e in events:
+        ref.feed(e)
+    ref.flush()
+    return ref
+
+
+def run_engine(cfg: Config, batches: list[list[Event]]) -> tuple[Evaluator, list[Transition]]:
+    """The engine fed the batches, then flushed: itself and every transition."""
+    ev = Evaluator(cfg)
+    out: list[Transition] = []
+    for batch in batches:
+        out += ev.ingest(ev.classifier.columns(batch))
+    out += ev.flush()
+    return ev, out
+
+
+def against_reference(
+    cfg: Config, start: float, steps: list[tuple[float, Event]], cuts: list[int]
+) -> tuple[list[Event], NaiveEvaluator, Evaluator, list[Transition]]:
+    """The events `steps` make from `start`, the reference run on them all at once, and
+    the engine run on them in the batches `cuts` makes (with its transitions)."""
+    events = stamped(start, steps)
+    ref = naive_run(cfg, events)
+    ev, got = run_engine(cfg, split(events, cuts))
+    return events, ref, ev, got

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import msgspec
@@ -17,8 +16,8 @@ from engine.core.decode import Event
 from engine.core.evaluator import Evaluator, Transition
 from engine.core.snapshot import SnapshotError, dump, load
 from engine.errors import ConfigError
-from tests.unit.core.reference import NaiveEvaluator, composite_window
-from tests.unit.core.test_evaluator import dt, event, key, outage_events, run_engine
+from tests.unit.core.reference import against_reference, composite_window, run_engine
+from tests.unit.core.test_evaluator import dt, event, key, outage_events
 
 OWN_TICKETS = (
     "[{severity: ticket, long: 15m, short: 3m, burn_rate: 1.5},"
@@ -95,18 +94,8 @@ def test_composites_alert_and_read_as_the_naive_reference_for_any_batch_split(
     options: str,
 ) -> None:
     cfg = composite_config(weights, own_policy, options, tick)
-    t = float(start)
-    events = []
-    for d, e in steps:
-        t += d
-        events.append(msgspec.structs.replace(e, ts=t))
-    ref = NaiveEvaluator(cfg)
-    for e in events:
-        ref.feed(e)
-    ref.flush()
+    _, ref, ev, got = against_reference(cfg, start, steps, cuts)
     assume(not ref.near_boundary)
-    bounds = sorted({0, len(events), *[c for c in cuts if c < len(events)]})
-    ev, got = run_engine(cfg, [events[a:b] for a, b in itertools.pairwise(bounds)])
     assert [key(tr) for tr in got] == ref.transitions
     # what the composites read at the last tick, from the members' exact window sums
     assert ev.evaluated_at_s is not None

@@ -3,7 +3,6 @@ evaluator leaving corrected events out of windows, budget and alerts (counted ap
 
 from __future__ import annotations
 
-import itertools
 import math
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -19,8 +18,8 @@ from engine.core.corrections import CorrectionIndex, parse_correction
 from engine.core.decode import Event
 from engine.core.evaluator import Evaluator
 from engine.errors import ConfigError
-from tests.unit.core.reference import WEEK_S, NaiveEvaluator, corrected
-from tests.unit.core.test_evaluator import BASE, event, key, run_engine
+from tests.unit.core.reference import WEEK_S, against_reference, corrected, run_engine
+from tests.unit.core.test_evaluator import BASE, event, key
 
 NAMES = ["api-avail", "api-lat", "db-avail"]
 SERVICES = ["api", "api", "db"]
@@ -277,17 +276,7 @@ def test_corrected_events_leave_windows_budget_and_alerts_and_are_counted_apart(
         for k, (off, length, weekly, targets) in enumerate(windows)
     )
     cfg = config(entries)
-    t = base_t
-    events = []
-    for d, e in steps:
-        t += d
-        events.append(msgspec.structs.replace(e, ts=t))
-    ref = NaiveEvaluator(cfg)
-    for e in events:
-        ref.feed(e)
-    ref.flush()
-    bounds = sorted({0, len(events), *[c for c in cuts if c < len(events)]})
-    ev, got = run_engine(cfg, [events[a:b] for a, b in itertools.pairwise(bounds)])
+    _, ref, ev, got = against_reference(cfg, base_t, steps, cuts)
     assert [key(tr) for tr in got] == ref.transitions
     counts = ev.counts()
     for i in range(len(cfg.slos)):

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 
-import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -13,7 +11,7 @@ from hypothesis import strategies as st
 from engine.core.config import Config, parse_config
 from engine.core.decode import Event
 from engine.core.evaluator import Evaluator, Transition
-from tests.unit.core.reference import NaiveEvaluator
+from tests.unit.core.reference import against_reference, run_engine
 
 BASE = """
 slos:
@@ -33,15 +31,6 @@ def make_config(tick: str = "10s", extra: str = "") -> Config:
 
 def key(tr: Transition) -> tuple[str, str, str, float, int, int]:
     return (tr.slo, tr.severity, tr.state, tr.at, tr.long_window_s, tr.short_window_s)
-
-
-def run_engine(cfg: Config, batches: list[list[Event]]) -> tuple[Evaluator, list[Transition]]:
-    ev = Evaluator(cfg)
-    out: list[Transition] = []
-    for batch in batches:
-        out += ev.ingest(ev.classifier.columns(batch))
-    out += ev.flush()
-    return ev, out
 
 
 event = st.builds(
@@ -80,18 +69,7 @@ def test_transitions_equal_the_naive_evaluator_for_any_batch_split(
     options: str,
 ) -> None:
     cfg = make_config(tick, options)
-    t = float(start)
-    events = []
-    for d, e in steps:
-        t += d
-        events.append(msgspec.structs.replace(e, ts=t))
-    ref = NaiveEvaluator(cfg)
-    for e in events:
-        ref.feed(e)
-    ref.flush()
-    bounds = sorted({0, len(events), *[c for c in cuts if c < len(events)]})
-    batches = [events[a:b] for a, b in itertools.pairwise(bounds)]
-    ev, got = run_engine(cfg, batches)
+    _, ref, ev, got = against_reference(cfg, start, steps, cuts)
     assert [key(tr) for tr in got] == ref.transitions
     counts = ev.counts()
     assert counts.rejected.get("too_late", 0) == ref.rejected_late

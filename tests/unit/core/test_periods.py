@@ -4,7 +4,6 @@ each instant's local date)."""
 
 from __future__ import annotations
 
-import itertools
 import json
 from datetime import datetime
 from pathlib import Path
@@ -23,7 +22,7 @@ from engine.core.periods import period_bounds, time_zone
 from engine.core.snapshot import SnapshotError, dump, load
 from engine.errors import ConfigError
 from engine.runtime.replay import replay
-from tests.unit.core.reference import NaiveEvaluator, calendar_key, calendar_sums
+from tests.unit.core.reference import NaiveEvaluator, calendar_key, calendar_sums, split, stamped
 
 ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata"]
 UNITS = ["week", "month", "quarter"]
@@ -161,14 +160,8 @@ def test_the_period_to_date_equals_the_reference_in_any_zone_across_dst_and_boun
     cfg = calendar_config(units[0], zones[0], units[1], zones[1])
     ev = Evaluator(cfg)
     ref = AcceptingReference(cfg)
-    t = float(anchor + offset)
-    events = []
-    for d, e in steps:
-        t += d
-        events.append(msgspec.structs.replace(e, ts=t))
-    bounds = sorted({0, len(events), *[c for c in cuts if c < len(events)]})
-    for n, (a, b) in enumerate(itertools.pairwise(bounds)):
-        batch = events[a:b]
+    events = stamped(anchor + offset, steps)
+    for n, batch in enumerate(split(events, cuts)):
         # Live-like batches hold the watermark behind their newest event (early events
         # are counted ahead of the evaluation time, in the next period when they are).
         rel = caps[n % len(caps)]

@@ -3,8 +3,6 @@ policy and it the only SLO, while the evaluator still evaluates every SLO at onc
 
 from __future__ import annotations
 
-import itertools
-
 import msgspec
 import numpy as np
 import pytest
@@ -15,8 +13,8 @@ from engine.core.config import Config, PolicyRow, parse_config
 from engine.core.decode import Event
 from engine.core.evaluator import Evaluator, Transition
 from engine.core.snapshot import SnapshotError, dump, load
-from tests.unit.core.reference import NaiveEvaluator
-from tests.unit.core.test_evaluator import BASE, dt, event, key, outage_events, run_engine
+from tests.unit.core.reference import against_reference, run_engine
+from tests.unit.core.test_evaluator import BASE, dt, event, key, outage_events
 
 OWN_POLICIES = {
     "reversed pages": "[{severity: page, long: 10m, short: 2m, burn_rate: 2},"
@@ -73,21 +71,10 @@ def test_each_slo_alerts_as_if_its_own_rows_were_the_only_policy_and_it_the_only
     options: str,
 ) -> None:
     cfg = with_policies(policies, options)
-    t = float(start)
-    events = []
-    for d, e in steps:
-        t += d
-        events.append(msgspec.structs.replace(e, ts=t))
-    bounds = sorted({0, len(events), *[c for c in cuts if c < len(events)]})
-    batches = [events[a:b] for a, b in itertools.pairwise(bounds)]
-    _, got = run_engine(cfg, batches)
+    events, ref, _, got = against_reference(cfg, start, steps, cuts)
     for i, slo in enumerate(cfg.slos):
         _, want = run_engine(alone(cfg, i), [events])
         assert [tr for tr in got if tr.slo == slo.name] == want, slo.name
-    ref = NaiveEvaluator(cfg)
-    for e in events:
-        ref.feed(e)
-    ref.flush()
     assert [key(tr) for tr in got] == ref.transitions
 
 

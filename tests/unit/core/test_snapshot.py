@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import re
 
 import msgspec
@@ -17,7 +16,7 @@ from engine.core.decode import Event
 from engine.core.evaluator import Evaluator, Transition
 from engine.core.snapshot import SnapshotError, dump, load
 from engine.errors import BurnrateError
-from tests.unit.core.reference import NaiveEvaluator
+from tests.unit.core.reference import naive_run, split, stamped
 from tests.unit.core.test_evaluator import BASE, dt, event, key, make_config
 
 
@@ -26,11 +25,6 @@ def feed(ev: Evaluator, batches: list[list[Event]]) -> list[Transition]:
     for batch in batches:
         out += ev.ingest(ev.classifier.columns(batch))
     return out
-
-
-def split(events: list[Event], cuts: list[int]) -> list[list[Event]]:
-    bounds = sorted({0, len(events), *[c for c in cuts if c < len(events)]})
-    return [events[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def assert_same_state(a: Evaluator, b: Evaluator) -> None:
@@ -75,11 +69,7 @@ def test_snapshot_restore_at_any_point_continues_like_one_uninterrupted_evaluato
     idle_s: float | None,
 ) -> None:
     cfg = make_config(tick, options)
-    t = float(start)
-    events = []
-    for d, e in steps:
-        t += d
-        events.append(msgspec.structs.replace(e, ts=t))
+    events = stamped(start, steps)
     at = min(at, len(events))
     head, tail = split(events[:at], cuts), split(events[at:], cuts)
 
@@ -101,10 +91,7 @@ def test_snapshot_restore_at_any_point_continues_like_one_uninterrupted_evaluato
     assert got == want
     assert_same_state(whole, second)
     if idle_s is None:  # the naive model knows nothing of idle advances
-        ref = NaiveEvaluator(cfg)
-        for e in events:
-            ref.feed(e)
-        ref.flush()
+        ref = naive_run(cfg, events)
         assert [key(tr) for tr in got] == ref.transitions
         counts = second.counts()
         for i in range(len(cfg.slos)):
