@@ -1,10 +1,23 @@
-"""Core benchmarks: replay throughput vs msgspec decode alone, tick time, memory per SLO.
+"""Core benchmarks: replay throughput vs msgspec decode alone, tick time, memory per SLO,
+and ingest with grouped SLOs vs plain ones.
 
     python -m benchmarks.bench_core [--events 1000000] [--slos 10000]
+                                    [--groups 1000] [--ingest-events 200000]
 
 Every figure is printed next to a baseline measured in the same run. Nothing here is
 asserted; the goals (replay >= 0.5x decode-only, tick <= 10 ms at 10k SLOs, <= 64 KiB
-per SLO) are printed beside the measurements.
+per SLO, ingest with 1,000 groups per SLO >= 0.8x plain SLOs) are printed beside the
+measurements.
+
+The grouped ingest rows time decode (msgspec) + classify + count into the evaluator
+(`Ingestor`, the path of `burnrate run` per fetch and of `burnrate replay` per block)
+for the same events twice: with a `customer` label of `--groups` distinct values into
+`INGEST_SLOS` SLOs grouped by it (`max_groups` = `--groups`, so every value is a
+group), and without labels into the same SLOs ungrouped (the baseline). Both
+evaluators first see one event of every (service, customer), untimed, so the timed
+part is the steady state (every group assigned, every key cached). Event time runs at
+`INGEST_RATE` events per second, so tick evaluations (`bench_evaluate`) are a
+negligible part of it.
 """
 
 from __future__ import annotations
@@ -12,34 +25,110 @@ from __future__ import annotations
 import argparse
 import gc
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import numpy as np
 
 from benchmarks.common import DATA, best_of, current_rss_bytes, report
 from benchmarks.naive import naive_replay
-from engine.adapters.store.events_file import read_chunks
-from engine.core.config import parse_config
-from engine.core.decode import Event
+from engine.adapters.store.events_file import CHUNK_BYTES, read_chunks
+from engine.core.config import Config, parse_config
+from engine.core.decode import Event, RecordDecoder
 from engine.core.evaluator import Evaluator
+from engine.core.ingest import Ingestor
 from engine.runtime.replay import replay
 
 SERVICES = [f"svc-{i}" for i in range(20)]
+START = 1_767_225_600.0
+LABEL = "customer"
+"""The label grouped benchmark configs group by (`bench_config(group_by=True)`)."""
+
+INGEST_SLOS = 10
+"""SLOs of the grouped-vs-plain ingest comparison (one per service, half of them
+latency SLOs), each with `--groups` groups when grouped."""
+INGEST_RATE = 100_000
+"""Events per second of event time in the ingest comparison."""
+FETCH_RECORDS = 10_000
+"""Records per `Ingestor.records` call: one Kafka fetch (`burnrate run` asks for up to
+50,000)."""
 
 
-def bench_config(n_slos: int) -> str:
+def bench_config(n_slos: int, *, group_by: bool = False, max_groups: int | None = None) -> str:
+    """`n_slos` SLOs, alternately availability and latency, on 20 services (2 SLOs per
+    service beyond 40). `group_by`: each grouped by the `LABEL` label, with `max_groups`."""
+    group = f", group_by: [{LABEL}]" if group_by else ""
+    if group_by and max_groups is not None:
+        group += f", max_groups: {max_groups}"
     lines = ["slos:"]
     for i in range(n_slos):
         svc = SERVICES[i % len(SERVICES)] if n_slos <= 2 * len(SERVICES) else f"svc-{i // 2}"
         if i % 2 == 0:
-            lines.append(f"  - {{name: s{i}, service: {svc}, sli: availability, objective: 99.9}}")
+            lines.append(
+                f"  - {{name: s{i}, service: {svc}, sli: availability, objective: 99.9{group}}}"
+            )
         else:
             lines.append(
                 f"  - {{name: s{i}, service: {svc}, sli: latency, threshold_ms: 250,"
-                " objective: 99}"
+                f" objective: 99{group}}}"
             )
     return "\n".join(lines) + "\n"
+
+
+def services_of(config: Config) -> list[str]:
+    """The services the config's SLOs select, in config order."""
+    return list(dict.fromkeys(s.service for s in config.slos if s.service is not None))
+
+
+def labelled_events(
+    services: Sequence[str],
+    n_values: int,
+    n: int,
+    *,
+    start: float = START,
+    span_s: float = 3600.0,
+    seed: int = 17,
+    error_rate: float = 0.001,
+    cover: bool = True,
+) -> list[dict[str, Any]]:
+    """`n` events (JSON-ready dicts) over `span_s` seconds from `start`, in time order,
+    each with a `LABEL` label of one of `n_values` values. With `cover`, the first
+    `len(services) * n_values` are one of every (service, value), so a config grouped by
+    `LABEL` with `max_groups=n_values` has every group assigned by them; the rest are
+    random. `error_rate` of them are 503s."""
+    first = len(services) * n_values if cover else 0
+    if n < first:
+        raise ValueError(f"{n} events cannot cover {first} (service, value) pairs")
+    rng = np.random.default_rng(seed)
+    svc = np.concatenate(
+        (np.arange(first) % len(services), rng.integers(0, len(services), n - first))
+    )
+    value = np.concatenate(
+        (np.arange(first) // len(services), rng.integers(0, n_values, n - first))
+    )
+    ts = np.round(start + np.sort(rng.random(n)) * span_s, 6)
+    bad = rng.random(n) < error_rate
+    lat = np.round(rng.lognormal(4.0, 0.5, n), 1)
+    values = [f"cust-{k:05d}" for k in range(n_values)]
+    return [
+        {
+            "service": services[svc[i]],
+            "ts": float(ts[i]),
+            "operation": "GET /items",
+            "status": 503 if bad[i] else 200,
+            "latency_ms": float(lat[i]),
+            "labels": {LABEL: values[value[i]]},
+        }
+        for i in range(n)
+    ]
+
+
+def groups_assigned(ev: Evaluator) -> int:
+    """Groups assigned so far, over all grouped SLOs (the `__other__` ones not counted)."""
+    return sum(len(g) for g in ev.classifier.groups)
 
 
 def make_events_file(n: int) -> Path:
@@ -49,8 +138,7 @@ def make_events_file(n: int) -> Path:
     if path.exists():
         return path
     rng = np.random.default_rng(7)
-    start = 1_767_225_600.0
-    ts = start + np.sort(rng.random(n)) * (n / 2000)
+    ts = START + np.sort(rng.random(n)) * (n / 2000)
     svc = rng.integers(0, len(SERVICES), n)
     bad = rng.random(n) < 0.001
     lat = np.round(rng.lognormal(4.0, 0.5, n), 1)
@@ -114,11 +202,10 @@ def filled_evaluator(n_slos: int) -> Evaluator:
     """An evaluator with traffic in every SLO's windows so ticks do real work."""
     ev = Evaluator(parse_config(bench_config(n_slos)))
     rng = np.random.default_rng(3)
-    start = 1_767_225_600.0
     events = [
         Event(
             service=f"svc-{int(s)}",
-            ts=start + float(t),
+            ts=START + float(t),
             status=503 if rng.random() < 0.01 else 200,
             latency_ms=100.0,
         )
@@ -179,14 +266,171 @@ def bench_memory(n_slos: int) -> dict[str, object]:
     }
 
 
+def _ingest_once(
+    config: Config,
+    warm: Sequence[Any],
+    chunks: Sequence[Any],
+    feed: Callable[[Ingestor, Any], object],
+    events: int,
+    groups: int,
+) -> float:
+    """Seconds to `feed` every chunk to a fresh ingestor of `config` that was first fed
+    `warm` (untimed), then flush it; checks that every event was counted and that
+    `groups` groups were assigned."""
+    ing = Ingestor(Evaluator(config))
+    for c in warm:
+        feed(ing, c)
+    gc.collect()
+    start = time.perf_counter()
+    for c in chunks:
+        feed(ing, c)
+    ing.flush()
+    seconds = time.perf_counter() - start
+    counts = ing.evaluator.counts()
+    if counts.accepted_events != events or counts.rejected or counts.unmatched_events:
+        raise RuntimeError(f"ingest benchmark: not every event counted: {counts}")
+    if groups_assigned(ing.evaluator) != groups:
+        raise RuntimeError(
+            f"ingest benchmark: {groups_assigned(ing.evaluator)} groups, not {groups}"
+        )
+    return seconds
+
+
+def blocks(values: list[bytes], size: int = CHUNK_BYTES) -> list[bytes]:
+    """JSON Lines blocks of about `size` bytes (as `burnrate replay` reads a file)."""
+    out: list[bytes] = []
+    lines: list[bytes] = []
+    n = 0
+    for v in values:
+        lines.append(v)
+        n += len(v) + 1
+        if n >= size:
+            out.append(b"\n".join(lines) + b"\n")
+            lines, n = [], 0
+    if lines:
+        out.append(b"\n".join(lines) + b"\n")
+    return out
+
+
+def fetches(values: list[bytes]) -> list[list[bytes]]:
+    """Kafka fetches of `FETCH_RECORDS` record values."""
+    return [values[i : i + FETCH_RECORDS] for i in range(0, len(values), FETCH_RECORDS)]
+
+
+def _feed_records(ing: Ingestor, fetch: list[bytes]) -> object:
+    return ing.records(fetch)
+
+
+def _feed_lines(ing: Ingestor, block: bytes) -> object:
+    return ing.json_lines(block, stream_future=True)
+
+
+def _decode_records(dec: RecordDecoder, fetch: list[bytes]) -> object:
+    return dec.decode_batch(fetch)
+
+
+def _decode_lines(dec: RecordDecoder, block: bytes) -> object:
+    return dec.json_lines(block)
+
+
+@dataclass(frozen=True)
+class IngestCase:
+    """The grouped-vs-plain ingest comparison's configs and JSON records: the first
+    `cover` records (one of every (service, customer)) warm up, the rest are timed."""
+
+    plain_config: Config
+    grouped_config: Config
+    cover: int
+    plain: list[bytes]
+    labelled: list[bytes]
+
+
+def ingest_case(n_events: int, groups: int) -> IngestCase:
+    """`n_events` timed records (after the warm-up ones) for `INGEST_SLOS` SLOs with
+    `groups` customers, at `INGEST_RATE` events per second of event time."""
+    plain_cfg = parse_config(bench_config(INGEST_SLOS))
+    grouped_cfg = parse_config(bench_config(INGEST_SLOS, group_by=True, max_groups=groups))
+    services = services_of(plain_cfg)
+    cover = len(services) * groups
+    total = cover + n_events
+    dicts = labelled_events(services, groups, total, span_s=total / INGEST_RATE, seed=13)
+    enc = msgspec.json.Encoder()
+    labelled = [enc.encode(e) for e in dicts]
+    for e in dicts:
+        del e["labels"]
+    plain = [enc.encode(e) for e in dicts]
+    return IngestCase(plain_cfg, grouped_cfg, cover, plain, labelled)
+
+
+def bench_ingest(n_events: int, groups: int, repeat: int = 3) -> list[dict[str, object]]:
+    """Ingest of the same events with a label into grouped SLOs vs without into plain ones
+    (see the module docstring), as Kafka fetches and as replay blocks; and decoding
+    alone, the part of it that is msgspec's (and the labels' byte check)."""
+    case = ingest_case(n_events, groups)
+    plain_cfg, grouped_cfg, cover = case.plain_config, case.grouped_config, case.cover
+    plain, labelled = case.plain, case.labelled
+    total = cover + n_events
+    variants = (
+        ("plain", plain, plain_cfg, 0),
+        ("grouped", labelled, grouped_cfg, len(grouped_cfg.slos) * groups),
+    )
+    cases: list[tuple[str, Callable[[list[bytes]], Sequence[Any]], Any, Any]] = [
+        (f"Kafka records, {FETCH_RECORDS:,} per fetch", fetches, _feed_records, _decode_records),
+        ("JSON lines, 4 MiB blocks (replay)", blocks, _feed_lines, _decode_lines),
+    ]
+    rows: list[dict[str, object]] = []
+    for shape, split, feed, decode in cases:
+        best = {name: float("inf") for name, *_ in variants}
+        decode_best = dict(best)
+        for _ in range(repeat):  # interleaved, so a change in machine load hits both
+            for name, values, cfg, n_groups in variants:
+                warm, main = split(values[:cover]), split(values[cover:])
+                t = _ingest_once(cfg, warm, main, feed, total, n_groups)
+                best[name] = min(best[name], t)
+                dec = RecordDecoder("json")
+                t0 = time.perf_counter()
+                for c in main:
+                    decode(dec, c)
+                decode_best[name] = min(decode_best[name], time.perf_counter() - t0)
+                del warm, main
+                gc.collect()
+        rows += [
+            {
+                "measure": f"ingest, {groups:,} groups per SLO vs plain SLOs: {shape}",
+                "events": n_events,
+                "slos": INGEST_SLOS,
+                "baseline": "same events without labels, ungrouped SLOs",
+                "baseline_per_s": n_events / best["plain"],
+                "burnrate_per_s": n_events / best["grouped"],
+                "ratio": best["plain"] / best["grouped"],
+                "goal": ">= 0.8",
+            },
+            {
+                "measure": f"  of which decoding alone, labelled vs not: {shape}",
+                "events": n_events,
+                "baseline": "decoding the events without labels",
+                "baseline_per_s": n_events / decode_best["plain"],
+                "burnrate_per_s": n_events / decode_best["grouped"],
+                "ratio": decode_best["plain"] / decode_best["grouped"],
+            },
+        ]
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--slos", type=int, default=10_000)
+    parser.add_argument(
+        "--groups", type=int, default=1_000, help="groups per SLO in the ingest rows (0: skip)"
+    )
+    parser.add_argument("--ingest-events", type=int, default=200_000)
     args = parser.parse_args()
     rows = bench_replay(args.events)
     rows.append(bench_tick(args.slos))
     rows.append(bench_memory(args.slos))
+    if args.groups:
+        rows += bench_ingest(args.ingest_events, args.groups)
     report("bench_core", rows)
 
 
