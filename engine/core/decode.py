@@ -117,11 +117,21 @@ def labels_error(labels: dict[str, str]) -> str | None:
     return None
 
 
-def _labels_ok(events: list[Event]) -> bool:
+def _ascii_json(data: bytes) -> bool:
+    """Whether every string decoded from this JSON is ASCII: the bytes are, and hold no
+    `\\u` escape (the only way JSON spells a character beyond ASCII in ASCII bytes)."""
+    return data.isascii() and b"\\u" not in data
+
+
+def _labels_ok(events: list[Event], ascii_input: Callable[[], bool] | None = None) -> bool:
     """Whether every event's labels are within the byte bound: one C-level scan when no
-    event has labels (the usual case), C-level joins when all of them are ASCII (whose
-    length in characters, already bounded, is their length in bytes)."""
+    event has labels (the usual case); then a C-level scan of the input when
+    `ascii_input` says all its strings are ASCII (JSON), else C-level joins of the
+    labels' strings to see whether they are; for ASCII strings the length in
+    characters, already bounded, is the length in bytes."""
     if not any(map(_LABELS_OF, events)):
+        return True
+    if ascii_input is not None and ascii_input():
         return True
     maps = [m for m in map(_LABELS_OF, events) if m]
     if (
@@ -191,7 +201,7 @@ class RecordDecoder:
             except DECODE_ERRORS:
                 return None
             else:
-                if len(events) != n_lines or not _labels_ok(events):
+                if len(events) != n_lines or not _labels_ok(events, lambda: _ascii_json(block)):
                     return None
                 return DecodedBatch(events, None, [], n_lines)
         try:
@@ -201,12 +211,17 @@ class RecordDecoder:
         if len(recs) != n_lines:
             return None
         batch = self._flatten(recs)
-        return batch if _labels_ok(batch.events) else None
+        return batch if _labels_ok(batch.events, lambda: _ascii_json(block)) else None
 
     def decode_batch(self, values: Sequence[bytes | None]) -> DecodedBatch:
         """Decode many records; a bad record is rejected alone, the others are kept."""
         n = len(values)
         dec = self._event
+        ascii_input = (
+            (lambda: _ascii_json(b"".join(values)))  # type: ignore[arg-type]
+            if self.format == "json"
+            else None
+        )
         if self._single_events:
             try:
                 events = [dec(v) for v in values]  # type: ignore[arg-type]
@@ -215,7 +230,7 @@ class RecordDecoder:
             except (*DECODE_ERRORS, TypeError):
                 return self._decode_each(values)
             else:
-                if not _labels_ok(events):
+                if not _labels_ok(events, ascii_input):
                     return self._decode_each(values)
                 return DecodedBatch(events, None, [], n)
         rec = self._record
@@ -224,7 +239,7 @@ class RecordDecoder:
         except (*DECODE_ERRORS, TypeError):
             return self._decode_each(values)
         batch = self._flatten(recs)
-        return batch if _labels_ok(batch.events) else self._decode_each(values)
+        return batch if _labels_ok(batch.events, ascii_input) else self._decode_each(values)
 
     def _flatten(self, recs: list[Record]) -> DecodedBatch:
         n = len(recs)

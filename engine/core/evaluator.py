@@ -619,9 +619,10 @@ class Evaluator:
 
     def group_of(self, column: int) -> str | None:
         """The group of a column as people read it: `region=eu,operation=GET /x` (the
-        SLO's `group_by` keys in order, an absent value empty), `__other__` for the
-        overflow group; None for a column of an SLO without groups or a group column not
-        assigned yet (`column_in_use`)."""
+        SLO's `group_by` keys in order, an absent or empty value empty, and `\\`, `,`
+        and `=` in a value escaped with a backslash, so that two groups never share a
+        name), `__other__` for the overflow group; None for a column of an SLO without
+        groups or a group column not assigned yet (`column_in_use`)."""
         slo = self.slos[column]
         if not slo.group_by:
             return None
@@ -631,7 +632,9 @@ class Evaluator:
         gk = self.classifier.column_group[column]
         if gk is None:
             return None
-        return ",".join(f"{k}={v or ''}" for k, v in zip(slo.group_by, gk, strict=True))
+        return ",".join(
+            f"{k}={_escape_group_value(v or '')}" for k, v in zip(slo.group_by, gk, strict=True)
+        )
 
     def column_in_use(self) -> npt.NDArray[np.bool_]:
         """(n_columns,) False for the group columns no group has been assigned to yet
@@ -814,3 +817,12 @@ class Evaluator:
         self._max_event_ts = state.max_event_ts_s
         self._periods.load_state(state.periods, self.windows.t)
         self.classifier.load_groups(state.groups)
+
+
+def _escape_group_value(value: str) -> str:
+    """A label value as it is written in a group name: `\\`, `,` and `=` behind a
+    backslash. The names before each `=` are the SLO's `group_by`, the same for all its
+    groups, so with values escaped no two groups of an SLO share a name."""
+    if "\\" not in value and "," not in value and "=" not in value:
+        return value
+    return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=")

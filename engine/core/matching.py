@@ -23,7 +23,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from operator import attrgetter
+from itertools import chain
+from operator import attrgetter, methodcaller
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -47,6 +49,10 @@ _TS_OF = attrgetter("ts")
 _LATENCY_OF = attrgetter("latency_ms")
 _COUNT_OF = attrgetter("count")
 _LABELS_OF = attrgetter("labels")
+_NO_LABELS: dict[str, str] = {}
+_NO_VALUES: object = None
+"""The values of an event with none of the labels in use (one label; several give a
+tuple of Nones, which maps to the same key)."""
 
 MAX_KEYS = 100_000
 """Distinct keys kept before the cache is reset (bounds memory on hostile input)."""
@@ -62,6 +68,12 @@ _SLO_REF_BYTES = 8 + 4 + 8 + 4 + 8
 """Per SLO a key selects: its slot in the key's list and in the `slo_of` table, in the
 key's column list and the `col_of` table, and in the key's group list (a grouped SLO's
 group tuple is counted apart, when the key is made)."""
+
+
+_COMBO_BYTES = 240
+"""Per combination of a four-field key and label values (labels in use): its entry in
+the combination map, and its share of the entries of the four-field keys and of the
+values (a value's own string is the key's, counted by `key_cost`)."""
 
 
 def key_cost(key: Key, n_slos: int) -> int:
@@ -167,8 +179,8 @@ class Classifier:
         self.label_names: tuple[str, ...] = tuple(names)
         """The labels some SLO selects on, in config order: the label part of a key."""
         position = {n: j for j, n in enumerate(names)}
-        self._match: list[list[tuple[int, str]]] = [
-            [(position[k], v) for k, v in slo.match_labels.items()] for slo in self._slos
+        self._match: list[list[tuple[int, str | None]]] = [
+            [(position[k], v or None) for k, v in slo.match_labels.items()] for slo in self._slos
         ]
         self._group_dims: list[list[int] | None] = [
             [-1 if k == GROUP_BY_OPERATION else position[k] for k in slo.group_by]
@@ -192,6 +204,17 @@ class Classifier:
 
     def _reset(self) -> None:
         self._ids: dict[Key, int] = {}
+        self._base_ids: dict[Key, int] = {}
+        """With labels in use: each four-field key's number (first part of a `_combo`)."""
+        self._base_keys: list[Key] = []
+        self._value_ids: dict[object, int] = {_NO_VALUES: 0}
+        """With labels in use: each distinct label value (one label) or tuple of values
+        (several) a number (second part of a `_combo`); 0 is no value at all."""
+        self._values: list[tuple[str | None, ...] | None] = [None]
+        self._combo: dict[int, int] = {}
+        """With labels in use: (base number << 32 | values number) -> key id."""
+        self._built = 0
+        """Keys already in the lookup tables (`_tables` appends the newer ones)."""
         self._key_bytes = 0
         self._key_slos: list[list[int]] = []
         self._key_cols: list[list[int]] = []
@@ -230,7 +253,9 @@ class Classifier:
                 cols.append(int(self.column_base[i]))
                 groups.append(None)
                 continue
-            gk = tuple(operation if d < 0 else (values[d] if values else None) for d in dims)
+            gk = tuple(
+                (operation or None) if d < 0 else (values[d] if values else None) for d in dims
+            )
             self._key_bytes += sys.getsizeof(gk)
             col = self.groups[i].get(gk)
             if col is None and len(self.groups[i]) >= self._slos[i].group_limit:
@@ -246,21 +271,28 @@ class Classifier:
         return kid
 
     def _tables(self) -> None:
+        """Bring the (key, SLO) lookup tables up to date: the rows of keys made since the
+        last call are appended (a new key in a batch costs its own rows, not a rebuild of
+        every key's)."""
         if not self._dirty:
             return
-        lens = np.fromiter(
-            (len(s) for s in self._key_slos), dtype=np.int64, count=len(self._key_slos)
+        first = self._built
+        new_slos, new_cols = self._key_slos[first:], self._key_cols[first:]
+        lens = np.fromiter(map(len, new_slos), dtype=np.int64, count=len(new_slos))
+        n = int(lens.sum())
+        self._nslo = np.concatenate((self._nslo, lens))
+        self._ptr = np.concatenate((self._ptr, self._ptr[-1] + np.cumsum(lens)))
+        slo_of = np.fromiter(chain.from_iterable(new_slos), dtype=np.int32, count=n)
+        col_of = np.fromiter(chain.from_iterable(new_cols), dtype=np.int32, count=n)
+        self._slo_of = np.concatenate((self._slo_of, slo_of))
+        self._col_of = np.concatenate((self._col_of, col_of))
+        self._failed = np.concatenate(
+            (self._failed, np.array(self._key_failed[first:], dtype=bool))
         )
-        self._nslo = lens
-        self._ptr = np.concatenate(([0], np.cumsum(lens)))
-        self._slo_of = np.fromiter(
-            (i for s in self._key_slos for i in s), dtype=np.int32, count=int(self._ptr[-1])
+        self._unknown = np.concatenate(
+            (self._unknown, np.array(self._key_unknown[first:], dtype=bool))
         )
-        self._col_of = np.fromiter(
-            (c for s in self._key_cols for c in s), dtype=np.int32, count=int(self._ptr[-1])
-        )
-        self._failed = np.array(self._key_failed, dtype=bool)
-        self._unknown = np.array(self._key_unknown, dtype=bool)
+        self._built = len(self._key_slos)
         self._dirty = False
 
     def columns(
@@ -280,16 +312,9 @@ class Classifier:
         n = len(events)
         keys: list[Key] = list(map(_KEY_OF, events))
         if self.label_names and any(map(_LABELS_OF, events)):
-            keys = self._with_labels(keys, events)
-        ids = list(map(self._ids.get, keys))
-        try:
-            key_id = np.array(ids, dtype=np.int32)
-        except TypeError:  # some keys are new (None): rare after warm-up
-            for i, kid in enumerate(ids):
-                if kid is None:
-                    k = keys[i]
-                    ids[i] = self._ids[k] if k in self._ids else self._new_key(k)
-            key_id = np.array(ids, dtype=np.int32)
+            key_id = self._labelled_ids(keys, events)
+        else:
+            key_id = self._key_ids(keys, self._ids, self._new_key)
         ts = _floats(events, _TS_OF, n)
         latency = _floats(events, _LATENCY_OF, n)
         count = np.fromiter(map(_COUNT_OF, events), dtype=np.int64, count=n)
@@ -304,18 +329,59 @@ class Classifier:
                 ts[missing] = times[record[missing]]
         return EventColumns(ts, latency, count, key_id, record)
 
-    def _with_labels(self, keys: list[Key], events: Sequence[Event]) -> list[Key]:
-        """The keys of events with labels, extended with their values of `label_names`
-        (None for a label the event lacks; with none of them, the key stays as it was)."""
+    @staticmethod
+    def _key_ids(keys: list[Any], ids: dict[Any, int], make: Callable[[Any], int]) -> I32:
+        """The number of each of `keys` in `ids`, made with `make` for the new ones."""
+        found = list(map(ids.get, keys))
+        try:
+            return np.array(found, dtype=np.int32)
+        except TypeError:  # some keys are new (None): rare after warm-up
+            for i, kid in enumerate(found):
+                if kid is None:
+                    k = keys[i]
+                    found[i] = ids[k] if k in ids else make(k)
+            return np.array(found, dtype=np.int32)
+
+    def _labelled_ids(self, keys: list[Key], events: Sequence[Event]) -> I32:
+        """Key ids of a batch some of whose events have labels, in two C-level lookups
+        per event: the four-field key's number and the number of the event's values of
+        `label_names` (a string for one label, a tuple for several), combined into one
+        int whose key id is cached. No Python code runs per event once the keys are
+        known; a new combination becomes the key (*four fields, values), or the four
+        fields alone when the event has none of the labels."""
         names = self.label_names
-        out = list(keys)
-        for i, e in enumerate(events):
-            labels = e.labels
-            if labels:
-                values = tuple(labels.get(n) for n in names)
-                if values.count(None) < len(values):  # else no SLO can tell it apart
-                    out[i] = (*keys[i][:4], values)
-        return out
+        maps = [m if m is not None else _NO_LABELS for m in map(_LABELS_OF, events)]
+        values: list[Any]
+        if len(names) == 1:
+            values = list(map(methodcaller("get", names[0]), maps))
+        else:
+            values = list(
+                zip(*(map(methodcaller("get", name), maps) for name in names), strict=True)
+            )
+        base = self._key_ids(keys, self._base_ids, self._new_base)
+        vid = self._key_ids(values, self._value_ids, self._new_values)
+        combo = (base.astype(np.int64) << 32) | vid
+        return self._key_ids(combo.tolist(), self._combo, self._new_combo)
+
+    def _new_base(self, key: Key) -> int:
+        self._base_ids[key] = len(self._base_keys)
+        self._base_keys.append(key)
+        return len(self._base_keys) - 1
+
+    def _new_values(self, value: object) -> int:
+        values = tuple(v or None for v in (value if isinstance(value, tuple) else (value,)))
+        self._value_ids[value] = len(self._values)
+        self._values.append(None if values.count(None) == len(values) else values)
+        return len(self._values) - 1
+
+    def _new_combo(self, combo: int) -> int:
+        key = self._base_keys[combo >> 32]
+        values = self._values[combo & 0xFFFFFFFF]
+        full: Key = key if values is None else (*key[:4], values)
+        kid = self._ids[full] if full in self._ids else self._new_key(full)
+        self._combo[combo] = kid
+        self._key_bytes += _COMBO_BYTES
+        return kid
 
     def slo_count(self, cols: EventColumns) -> I64:
         """How many SLOs each event selects (0: an event for no configured SLO)."""
