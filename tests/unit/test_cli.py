@@ -12,6 +12,8 @@ import pytest
 
 from engine import __version__
 from engine.cli import main
+from engine.core.config import load_config
+from engine.core.decode import RecordDecoder
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "configs" / "example.yaml"
@@ -511,3 +513,24 @@ def test_check_reports_each_bad_group_or_label_setting(
     out, err = capsys.readouterr()
     assert out == ""
     assert err == f"{path}: {expected}\n"
+
+
+def test_the_readme_examples_of_labels_and_groups_are_valid(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's grouped config passes `check`, and its event decodes with its labels."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### Labels and grouped SLOs", 1)[1]
+    config = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "c.yaml"
+    path.write_text(config)
+    assert _run(["check", str(path)]) == 0
+    assert capsys.readouterr().out.startswith(f"{path}: ok: 1 SLOs")
+    cfg = load_config(path)
+    [slo] = cfg.slos
+    assert (slo.match_labels, slo.group_by, slo.max_groups) == ({"env": "prod"}, ["region"], 20)
+
+    event = readme.split("## Events", 1)[1].split("```json\n", 1)[1].split("```", 1)[0]
+    [decoded] = RecordDecoder("json").decode_one(event.encode())
+    assert decoded.labels == {"region": "eu", "env": "prod"}
+    assert slo.matches_labels(decoded.labels)
