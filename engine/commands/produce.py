@@ -66,6 +66,8 @@ examples:
   burnrate produce --rate 2000 --duration 1h --as-fast-as-possible --batch 500 \\
       --format msgpack --incident latency=900ms@+20m:10m
   burnrate produce --duration forever --services 5 --create-topic 3
+  burnrate produce --services checkout --label region=eu,us,ap --label customer=50 \\
+      --incident checkout:20%@+1m:3m
 
 Events are reproducible: the same options and --seed give the same events (a
 real-time run differs only in its timestamps). The summary on stderr gives the

@@ -9,7 +9,9 @@ differs). Time is passed in: the module never reads a clock.
 
 Every event draws the same uniforms whatever the spec's error ratio or incidents, and
 the error ratio in force only decides which of them fall below it ("common random
-numbers"): an incident changes the events inside its window and nothing else.
+numbers"): an incident changes the events inside its window and nothing else. Label
+values come from a stream of their own per block, so adding labels to a spec changes
+nothing else about its events.
 
 Bad events get a server-failure status (HTTP 5xx, or gRPC UNAVAILABLE, INTERNAL,
 DEADLINE_EXCEEDED, UNKNOWN), good ones a success or a client error (HTTP
@@ -111,6 +113,9 @@ class GeneratedEvents:
     statuses: tuple[int | str, ...]
     count: int = 1
     """Weight of every event (the wire's `count`)."""
+    labels: tuple[tuple[str, tuple[str, ...], npt.NDArray[np.int32]], ...] = ()
+    """Per label of the spec: its key, its values, and each event's value (an index
+    into them)."""
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])
@@ -123,6 +128,8 @@ class _Block:
     error_draw: npt.NDArray[np.float64]
     status_draw: npt.NDArray[np.float64]
     latency_z: npt.NDArray[np.float64]
+    labels: tuple[npt.NDArray[np.int32], ...]
+    """Per label of the spec, each event's value (an index into its values)."""
 
 
 class LoadGenerator:
@@ -159,9 +166,20 @@ class LoadGenerator:
             error_draw=rng.random(n),
             status_draw=rng.random(n),
             latency_z=rng.standard_normal(n),
+            labels=self._label_draws(number, n),
         )
         self._cache = (number, block)
         return block
+
+    def _label_draws(self, number: int, n: int) -> tuple[npt.NDArray[np.int32], ...]:
+        """Block `number`'s label values, from a stream apart from the other draws."""
+        if not self.spec.labels:
+            return ()
+        seq = np.random.SeedSequence(self.spec.seed, spawn_key=(number, 1))
+        rng = np.random.Generator(np.random.PCG64(seq))
+        return tuple(
+            rng.integers(0, len(values), n, dtype=np.int32) for _, values in self.spec.labels
+        )
 
     def index_range(self, t_from: float, t_to: float) -> tuple[int, int]:
         """Indices [first, stop) of the events with offsets in [t_from, t_to)."""
@@ -225,6 +243,16 @@ class LoadGenerator:
         status = np.where(bad, bad_status, good_status).astype(np.int16)
         latency = np.round(median_ms * np.exp(self._sigma * take("latency_z")), _LATENCY_DECIMALS)
         ts = np.round(start_ts + offset_s, _TS_DECIMALS)
+        labels = tuple(
+            (
+                key,
+                values,
+                np.concatenate([block.labels[k][lo:hi] for block, lo, hi in parts])
+                if parts
+                else np.empty(0, np.int32),
+            )
+            for k, (key, values) in enumerate(spec.labels)
+        )
         return GeneratedEvents(
             first_index=first,
             ts=ts,
@@ -237,6 +265,7 @@ class LoadGenerator:
             operations=self.operations,
             statuses=self.statuses,
             count=spec.count,
+            labels=labels,
         )
 
     def slices(self, start_ts: float, slice_events: int = 65_536) -> Iterator[GeneratedEvents]:

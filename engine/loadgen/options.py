@@ -17,6 +17,7 @@ from engine.loadgen.spec import (
     Incident,
     LoadSpec,
     parse_incident,
+    parse_label,
     parse_rate,
     parse_ratio,
     parse_run_duration_s,
@@ -159,6 +160,17 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
         help="every event stands for N requests (the wire's count field) (default: 1)",
     )
     load.add_argument(
+        "--label",
+        dest="labels",
+        action="append",
+        type=argument_type(parse_label),
+        default=[],
+        metavar="KEY=VALUES",
+        help="give every event the label KEY, its value drawn evenly from VALUES: "
+        "comma-separated (region=eu,us,ap) or a count (customer=50: customer-0 ... "
+        "customer-49); repeatable, at most 16 (default: no labels)",
+    )
+    load.add_argument(
         "--seed",
         type=int_in("seed", 0, 2**63 - 1),
         default=0,
@@ -181,5 +193,6 @@ def spec_from_args(args: argparse.Namespace) -> LoadSpec:
         statuses=args.statuses,
         incidents=tuple(incidents),
         count=args.count,
+        labels=tuple(args.labels),
         seed=args.seed,
     )

@@ -5,7 +5,9 @@ seconds after the start, for `duration_s`. An event is bad for availability with
 probability in force at its time and for its service: the baseline `error_ratio`, or
 the largest error ratio among the incidents covering it. Latency is log-normal with the
 spec's median and p99; a latency incident moves the median (the p99 moves by the same
-factor). How events are drawn is `engine.loadgen.generator`.
+factor). Events may carry labels (`labels`): per label, a value drawn evenly from its
+values, to try SLOs that select or group on labels. How events are drawn is
+`engine.loadgen.generator`.
 
 The rate is at most `MAX_RATE_PER_S` (10,000,000 events/s, some 15 times what one
 producer process generates and encodes), and a finite run has at most `MAX_RUN_EVENTS`
@@ -38,12 +40,13 @@ from typing import Final, Literal, get_args
 
 import msgspec
 
-from engine.core.decode import MAX_COUNT
+from engine.core.decode import MAX_COUNT, MAX_LABEL_BYTES, MAX_LABELS
 from engine.core.durations import format_duration, parse_duration_s
 
 __all__ = [
     "INCIDENT_HELP_TEXT",
     "INCIDENT_SYNTAX",
+    "MAX_LABEL_VALUES",
     "MAX_RATE_PER_S",
     "MAX_RUN_EVENTS",
     "Incident",
@@ -51,6 +54,7 @@ __all__ = [
     "StatusVocabulary",
     "check_service_name",
     "parse_incident",
+    "parse_label",
     "parse_rate",
     "parse_ratio",
     "parse_run_duration_s",
@@ -64,6 +68,8 @@ MAX_RATE_PER_S: Final = 10_000_000.0
 generated and encoded events per core), so a higher rate can only be a mistake."""
 MAX_RUN_EVENTS: Final = 2**53
 """Events in a finite run at most: event indices and offsets stay exact in float64."""
+MAX_LABEL_VALUES: Final = 10_000
+"""Values of one label at most: as many groups as a grouped SLO's `max_groups` allows."""
 
 INCIDENT_SYNTAX: Final = "[SERVICE:]EFFECT[,EFFECT...]@[+]START[:DURATION]"
 INCIDENT_HELP_TEXT: Final = f"""\
@@ -152,6 +158,47 @@ def parse_services(text: str) -> tuple[str, ...]:
     if duplicates:
         raise ValueError(f"service names must be unique; repeated: {', '.join(duplicates)}")
     return names
+
+
+def parse_label(text: str) -> tuple[str, tuple[str, ...]]:
+    """`KEY=VALUES`: a label and the values events draw it from, comma-separated
+    (`region=eu,us,ap`) or a count (`customer=50`: customer-0 ... customer-49)."""
+    key, has_values, values_text = (part.strip() for part in text.partition("="))
+    if not has_values or not key or not values_text:
+        raise ValueError(
+            f"label {text!r}: expected KEY=VALUE[,VALUE...] or KEY=COUNT, e.g. region=eu,us,ap"
+        )
+    if values_text.isdigit():
+        count = int(values_text)
+        if not 1 <= count <= MAX_LABEL_VALUES:
+            raise ValueError(
+                f"label {text!r}: count {count} must be between 1 and {MAX_LABEL_VALUES}"
+            )
+        return key, tuple(f"{key}-{i}" for i in range(count))
+    return key, tuple(value.strip() for value in values_text.split(","))
+
+
+def _check_labels(labels: tuple[tuple[str, tuple[str, ...]], ...]) -> None:
+    """ValueError unless every event can carry these labels as the wire format bounds
+    them (at most MAX_LABELS, keys and values at most MAX_LABEL_BYTES of UTF-8)."""
+    if len(labels) > MAX_LABELS:
+        raise ValueError(
+            f"at most {MAX_LABELS} labels (an event carries no more), got {len(labels)}"
+        )
+    keys = [key for key, _ in labels]
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise ValueError(f"label keys must be unique; repeated: {', '.join(repeated)}")
+    for key, values in labels:
+        if not values or len(values) > MAX_LABEL_VALUES:
+            raise ValueError(f"label {key!r} needs 1 to {MAX_LABEL_VALUES} values")
+        if len(set(values)) != len(values):
+            raise ValueError(f"label {key!r}: its values must be unique")
+        for what, text in (("key", key), *(("value", v) for v in values)):
+            if not text:
+                raise ValueError(f"label {key!r}: an empty {what}")
+            if len(text.encode()) > MAX_LABEL_BYTES:
+                raise ValueError(f"label {what} {text[:32]!r}... is over {MAX_LABEL_BYTES} bytes")
 
 
 def parse_run_duration_s(text: str) -> float:
@@ -348,6 +395,9 @@ class LoadSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     incidents: tuple[Incident, ...] = ()
     count: int = 1
     """Every event stands for `count` identical requests (the wire's `count` field)."""
+    labels: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """(key, values) per label every event carries, its value drawn evenly from
+    `values` (`parse_label`); none by default."""
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -384,6 +434,7 @@ class LoadSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             raise ValueError(f"count {self.count!r} must be between 1 and {MAX_COUNT:,}")
         if self.seed < 0:
             raise ValueError(f"seed {self.seed!r} must be >= 0")
+        _check_labels(self.labels)
         for incident in self.incidents:
             if incident.service is not None and incident.service not in self.services:
                 raise ValueError(

@@ -15,7 +15,8 @@ RecordFormat = Literal["json", "msgpack"]
 
 
 class WireEvent(msgspec.Struct, omit_defaults=True, gc=False):
-    """One event as the wire format spells it; `count` omitted when 1."""
+    """One event as the wire format spells it; `count` omitted when 1, `labels` when
+    there are none."""
 
     service: str
     ts: float
@@ -23,6 +24,7 @@ class WireEvent(msgspec.Struct, omit_defaults=True, gc=False):
     status: int | str
     latency_ms: float
     count: int = 1
+    labels: dict[str, str] | None = None
 
 
 _ENCODERS: Final[dict[str, msgspec.json.Encoder | msgspec.msgpack.Encoder]] = {
@@ -38,6 +40,18 @@ def wire_events(cols: GeneratedEvents) -> list[WireEvent]:
     statuses = np.asarray(cols.statuses, dtype=object)[cols.status].tolist()
     ts = cols.ts.tolist()
     latency = cols.latency_ms.tolist()
+    if cols.labels:
+        keys = [key for key, _, _ in cols.labels]
+        columns = [
+            np.asarray(values, dtype=object)[index].tolist() for _, values, index in cols.labels
+        ]
+        c = cols.count
+        return [
+            WireEvent(s, t, o, st, lat, c, dict(zip(keys, vals, strict=True)))
+            for s, t, o, st, lat, *vals in zip(
+                services, ts, operations, statuses, latency, *columns, strict=True
+            )
+        ]
     if cols.count == 1:
         return [
             WireEvent(s, t, o, st, lat)

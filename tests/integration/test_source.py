@@ -129,6 +129,24 @@ async def no_more_records(source: KafkaSource) -> None:
     assert source.records_consumed == seen
 
 
+async def read_dead_letters(bootstrap: str, topic: str, n: int) -> list[Any]:
+    """The first `n` records of dead-letter topic `topic` (aiokafka ConsumerRecords, with
+    the source headers), read from the start by a client outside any group."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    got: list[Any] = []
+    try:
+        async with asyncio.timeout(DEADLINE_S):
+            while len(got) < n:
+                for recs in (await consumer.getmany(timeout_ms=200)).values():
+                    got.extend(recs)
+    finally:
+        await consumer.stop()
+    return got
+
+
 def counts(ev: Evaluator) -> tuple[int, int, int, int]:
     return (
         int(ev.counts().events_total[0]),
@@ -204,20 +222,8 @@ async def test_poison_records_are_counted_and_dead_lettered(
     }
     assert source.dead_lettered == len(poison)
 
-    consumer = AIOKafkaConsumer(
-        dlq, bootstrap_servers=kafka_bootstrap, group_id=None, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    got: list[Any] = []
-    try:
-        async with asyncio.timeout(DEADLINE_S):
-            while len(got) < len(poison):
-                for recs in (await consumer.getmany(timeout_ms=200)).values():
-                    got.extend(recs)
-    finally:
-        await consumer.stop()
     by_offset = {}
-    for rec in got:
+    for rec in await read_dead_letters(kafka_bootstrap, dlq, len(poison)):
         headers = {k: v.decode() for k, v in rec.headers}
         assert headers["source_topic"] == unique_topic
         assert headers["source_partition"] == "0"

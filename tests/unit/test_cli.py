@@ -12,6 +12,8 @@ import pytest
 
 from engine import __version__
 from engine.cli import main
+from engine.core.config import load_config
+from engine.core.decode import RecordDecoder
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "configs" / "example.yaml"
@@ -403,3 +405,132 @@ def test_check_refuses_bad_composites_with_every_path(
         '$.slos[1].composite[1].slo: unknown SLO "x"',
     ):
         assert line in err
+
+
+# --- check: labels and grouped SLOs -------------------------------------------------------
+
+
+def test_check_accepts_grouped_and_label_selecting_slos(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "slos:\n"
+        "  - {name: a, service: s, sli: availability, objective: 99,"
+        " group_by: [region, operation], max_groups: 10000, match_labels: {env: prod}}\n"
+        "  - {name: b, service: s, sli: availability, objective: 99, group_by: [tier]}\n"
+        "  - {name: c, service: s, sli: availability, objective: 99,"
+        " match_labels: {tier: gold, '€': '€'}}\n"
+    )
+    assert _run(["check", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith(f"{path}: ok: 3 SLOs, 4 policy rows")
+    assert err == ""
+
+
+GROUPS_BROKEN = f"""\
+slos:
+  - {{name: a, service: s, sli: availability, objective: 99, group_by: [region], max_groups: 0}}
+  - name: b
+    service: s
+    sli: availability
+    objective: 99
+    group_by: [region, operation, region]
+    max_groups: 10001
+  - {{name: c, service: s, sli: availability, objective: 99, max_groups: 5}}
+  - name: d
+    service: s
+    sli: availability
+    objective: 99
+    group_by: ["", "{"k" * 129}"]
+    match_labels: {{"": x, tier: "{"€" * 43}"}}
+  - {{name: e, composite: [{{slo: a}}], objective: 99, group_by: [region],
+      match_labels: {{tier: gold}}}}
+"""
+
+
+def test_check_refuses_bad_groups_and_match_labels_with_every_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(GROUPS_BROKEN)
+    assert _run(["check", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines() == [
+        f"{path}: $.slos[0].max_groups: must be from 1 to 10000, got 0",
+        f"{path}: $.slos[1].max_groups: must be from 1 to 10000, got 10001",
+        f"{path}: $.slos[1].group_by[2]: 'region' twice",
+        f"{path}: $.slos[2].max_groups: only with group_by",
+        f"{path}: $.slos[3].match_labels: a label name must not be empty",
+        # 43 x 3 bytes: within 128 characters, over 128 bytes
+        f"{path}: $.slos[3].match_labels.tier: label value over 128 bytes (no event carries one)",
+        f"{path}: $.slos[3].group_by[0]: must not be empty",
+        f"{path}: $.slos[3].group_by[1]: label name over 128 bytes (no event carries one)",
+        f'{path}: $.slos[4].composite[0].slo: "a" is grouped (group_by); members must be ungrouped',
+        f"{path}: $.slos[4].match_labels: a composite SLO has no match_labels of its own "
+        "(its members do)",
+        f"{path}: $.slos[4].group_by: a composite SLO cannot be grouped",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        pytest.param(
+            "group_by: region", "$.slos[0].group_by: Expected `array`, got `str`", id="not a list"
+        ),
+        pytest.param(
+            "match_labels: {tier: 1}",
+            "$.slos[0].match_labels[...]: Expected `str`, got `int`",
+            id="a value that is not a string",
+        ),
+        pytest.param(
+            "group_by: [region], max_groups: many",
+            "$.slos[0].max_groups: Expected `int | null`, got `str`",
+            id="max_groups not a number",
+        ),
+        pytest.param(
+            "group_by: [" + ", ".join(f"l{i}" for i in range(17)) + ", operation]",
+            "$.slos[0].group_by: at most 16 labels and operation",
+            id="more keys than an event has labels",
+        ),
+        pytest.param(
+            "match_labels: {" + ", ".join(f"l{i}: v" for i in range(17)) + "}",
+            "$.slos[0].match_labels: at most 16 labels (an event carries no more)",
+            id="more pairs than an event has labels",
+        ),
+    ],
+)
+def test_check_reports_each_bad_group_or_label_setting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fields: str, expected: str
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        f"slos:\n  - {{name: a, service: s, sli: availability, objective: 99, {fields}}}\n"
+    )
+    assert _run(["check", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == f"{path}: {expected}\n"
+
+
+def test_the_readme_examples_of_labels_and_groups_are_valid(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's grouped config passes `check`, and its event decodes with its labels."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### Labels and grouped SLOs", 1)[1]
+    config = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "c.yaml"
+    path.write_text(config)
+    assert _run(["check", str(path)]) == 0
+    assert capsys.readouterr().out.startswith(f"{path}: ok: 1 SLOs")
+    cfg = load_config(path)
+    [slo] = cfg.slos
+    assert (slo.match_labels, slo.group_by, slo.max_groups) == ({"env": "prod"}, ["region"], 20)
+
+    event = readme.split("## Events", 1)[1].split("```json\n", 1)[1].split("```", 1)[0]
+    [decoded] = RecordDecoder("json").decode_one(event.encode())
+    assert decoded.labels == {"region": "eu", "env": "prod"}
+    assert slo.matches_labels(decoded.labels)

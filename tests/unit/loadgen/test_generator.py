@@ -252,3 +252,39 @@ def test_the_tally_counts_events_and_bad_events_per_service() -> None:
     assert tally.event_objects == len(cols)
     assert tally.records == 7
     assert LoadGenerator(spec).tally().bad == tally.bad
+
+
+# --- labels ----------------------------------------------------------------------------
+
+
+LABELS = (("region", ("eu", "us", "ap")), ("tier", ("gold", "free")))
+
+
+def test_labels_are_drawn_evenly_and_change_nothing_else() -> None:
+    plain = LoadSpec(rate_per_s=3000.0, duration_s=10.0, error_ratio=0.1, seed=3)
+    labelled = msgspec.structs.replace(plain, labels=LABELS)
+    a, b = generate(plain, START_TS, 0, 10), generate(labelled, START_TS, 0, 10)
+    same_events(a, b)
+    assert a.labels == ()
+    assert [(key, values) for key, values, _ in b.labels] == list(LABELS)
+    for (_, values, index), p in zip(b.labels, (1 / 3, 1 / 2), strict=True):
+        assert index.shape == (30_000,)
+        for k in range(len(values)):
+            low, high = binomial_bounds(30_000, p)
+            assert low < float(np.mean(index == k)) < high
+    # the two labels are drawn apart, not one from the other
+    region, tier = b.labels[0][2], b.labels[1][2]
+    assert len({(int(r), int(t)) for r, t in zip(region, tier, strict=True)}) == 6
+
+
+def test_labels_are_the_same_in_slices_of_any_size_and_follow_the_seed() -> None:
+    spec = LoadSpec(rate_per_s=1000.0, duration_s=2 * BLOCK_EVENTS / 1000.0 + 1, labels=LABELS)
+    gen = LoadGenerator(spec)
+    whole = gen.columns_for(START_TS, 0, spec.total_events or 0)
+    parts = list(LoadGenerator(spec).slices(START_TS, slice_events=777))
+    for k in range(len(LABELS)):
+        np.testing.assert_array_equal(
+            np.concatenate([p.labels[k][2] for p in parts]), whole.labels[k][2]
+        )
+    other = generate(msgspec.structs.replace(spec, seed=1), START_TS, 0, 1)
+    assert not np.array_equal(other.labels[0][2], whole.labels[0][2][: len(other)])

@@ -46,6 +46,10 @@ def test_every_option_reaches_its_field() -> None:
             "latency=1s@2m",
             "--count",
             "3",
+            "--label",
+            "region=eu,us",
+            "--label",
+            "customer=2",
             "--seed",
             "7",
         ]
@@ -61,6 +65,7 @@ def test_every_option_reaches_its_field() -> None:
         latency_p99_ms=90.0,
         incidents=(parse_incident("checkout:20%@1m:5m"), parse_incident("latency=1s@2m")),
         count=3,
+        labels=(("region", ("eu", "us")), ("customer", ("customer-0", "customer-1"))),
         seed=7,
     )
 
@@ -79,6 +84,7 @@ def test_every_option_reaches_its_field() -> None:
         pytest.param(["--services", "a,a"], "repeated: a", id="a repeated service"),
         pytest.param(["--seed", "-1"], "seed -1 must be between 0", id="a negative seed"),
         pytest.param(["--count", "1.5"], "is not a whole number", id="a fractional count"),
+        pytest.param(["--label", "region"], "expected KEY=VALUE", id="a label without values"),
     ],
 )
 def test_a_bad_value_exits_2_saying_why(
@@ -93,6 +99,9 @@ def test_a_bad_value_exits_2_saying_why(
 def test_options_that_do_not_fit_together_are_a_value_error() -> None:
     args = parse(["--duration", "1m", "--incident", "20%@5m"])
     with pytest.raises(ValueError, match="starts after the end of the 1m run"):
+        spec_from_args(args)
+    args = parse(["--label", "region=eu", "--label", "region=us"])
+    with pytest.raises(ValueError, match="repeated: region"):
         spec_from_args(args)
 
 

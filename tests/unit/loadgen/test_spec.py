@@ -14,6 +14,7 @@ from engine.loadgen.spec import (
     Incident,
     LoadSpec,
     parse_incident,
+    parse_label,
     parse_rate,
     parse_ratio,
     parse_run_duration_s,
@@ -269,6 +270,26 @@ def test_parse_run_duration_s_rejects_bad_text(text: str, message: str) -> None:
         ),
         pytest.param({"services": ()}, "at least one service", id="no services"),
         pytest.param({"error_ratio": 1.5}, "error ratio", id="an error ratio above one"),
+        pytest.param(
+            {"labels": tuple((f"l{i}", ("v",)) for i in range(17))},
+            "at most 16 labels",
+            id="more labels than an event carries",
+        ),
+        pytest.param(
+            {"labels": (("region", ("eu",)), ("region", ("us",)))},
+            "repeated: region",
+            id="a label given twice",
+        ),
+        pytest.param(
+            {"labels": (("region", ("eu", "eu")),)}, "values must be unique", id="a value twice"
+        ),
+        pytest.param({"labels": (("region", ()),)}, "needs 1 to 10000 values", id="no values"),
+        pytest.param({"labels": (("region", ("",)),)}, "an empty value", id="an empty value"),
+        pytest.param(
+            {"labels": (("region", ("€" * 43,)),)},
+            "over 128 bytes",
+            id="a value the wire refuses",
+        ),
     ],
 )
 def test_load_spec_rejects_inconsistent_settings(kwargs: dict[str, object], message: str) -> None:
@@ -338,3 +359,38 @@ def test_a_spec_weights_events_only_as_far_as_the_wire_accepts() -> None:
     assert LoadSpec(rate_per_s=10.0, count=MAX_COUNT).count == MAX_COUNT
     with pytest.raises(ValueError, match="count"):
         LoadSpec(rate_per_s=10.0, count=MAX_COUNT + 1)
+
+
+# --- labels ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("region=eu,us,ap", ("region", ("eu", "us", "ap")), id="values"),
+        pytest.param(" tier = gold ", ("tier", ("gold",)), id="one value, spaces"),
+        pytest.param(
+            "customer=3", ("customer", ("customer-0", "customer-1", "customer-2")), id="a count"
+        ),
+    ],
+)
+def test_parse_label_reads_values_or_a_count(
+    text: str, expected: tuple[str, tuple[str, ...]]
+) -> None:
+    assert parse_label(text) == expected
+    assert LoadSpec(labels=(expected,)).labels == (expected,)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param("region", "expected KEY=VALUE", id="no values"),
+        pytest.param("=eu", "expected KEY=VALUE", id="no key"),
+        pytest.param("region=", "expected KEY=VALUE", id="empty values"),
+        pytest.param("customer=0", "count 0 must be between 1 and 10000", id="a zero count"),
+        pytest.param("customer=10001", "must be between 1 and 10000", id="too many values"),
+    ],
+)
+def test_parse_label_rejects_bad_text(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_label(text)

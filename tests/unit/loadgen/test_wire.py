@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import msgspec
+import numpy as np
 import pytest
 
 from engine.core.decode import RecordDecoder
@@ -72,3 +73,27 @@ def test_encode_records_rejects_bad_options(fmt: str, batch: int, message: str) 
     cols = generate(LoadSpec(rate_per_s=1.0, duration_s=1.0), START_TS, 0, 1)
     with pytest.raises(ValueError, match=message):
         encode_records(cols, fmt, batch)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("fmt", ["json", "msgpack"])
+def test_labels_are_sent_and_decode_as_the_wire_format(fmt: str) -> None:
+    spec = LoadSpec(
+        rate_per_s=100.0,
+        duration_s=1.0,
+        count=2,
+        labels=(("region", ("eu", "us")), ("customer", ("customer-0", "customer-1"))),
+    )
+    cols = generate(spec, START_TS, 0, 1)
+    decoded = RecordDecoder(fmt).decode_batch(encode_records(cols, fmt, batch=8))  # type: ignore[arg-type]
+    assert decoded.rejected == []
+    region, customer = (np.asarray(values)[index].tolist() for _, values, index in cols.labels)
+    assert [e.labels for e in decoded.events] == [
+        {"region": r, "customer": c} for r, c in zip(region, customer, strict=True)
+    ]
+    assert {e.count for e in decoded.events} == {2}
+    assert [e.service for e in decoded.events] == [cols.services[i] for i in cols.service.tolist()]
+
+
+def test_without_labels_no_labels_field_is_sent() -> None:
+    cols = generate(LoadSpec(rate_per_s=10.0, duration_s=1.0), START_TS, 0, 1)
+    assert all("labels" not in msgspec.json.decode(v) for v in encode_records(cols))
