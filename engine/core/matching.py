@@ -240,7 +240,7 @@ class Classifier:
             if self._slos[i].matches_operation(operation)
             and (
                 not self._match[i]
-                or (values is not None and all(values[j] == v for j, v in self._match[i]))
+                or all((values[j] if values else None) == v for j, v in self._match[i])
             )
         ]
         self._key_slos.append(slos)

@@ -90,22 +90,31 @@ def test_the_memory_limit_counts_the_group_columns() -> None:
 # --- counting: against a naive reference ----------------------------------------------
 
 
+def _written(value: str | None) -> str:
+    """A value as a group name shows it (naive: character by character)."""
+    return "".join("\\" + c if c in "\\,=" else c for c in value or "")
+
+
 def _naive_groups(
     events: list[Event], group_by: list[str], limit: int, match: dict[str, str]
 ) -> dict[str, tuple[int, int]]:
     """Per group text, (total, bad) of an availability SLO on service `api`: groups in
-    order of first appearance, the ones past `limit` in `__other__`."""
+    order of first appearance, the ones past `limit` in `__other__`. An empty value is
+    no value; `\\`, `,` and `=` of a value are written behind a backslash."""
+
     order: list[tuple[str | None, ...]] = []
     out: dict[str, tuple[int, int]] = {}
     for e in events:
         labels = e.labels or {}
-        if e.service != "api" or any(labels.get(k) != v for k, v in match.items()):
+        if e.service != "api" or any(
+            (labels.get(k) or None) != (v or None) for k, v in match.items()
+        ):
             continue
-        gk = tuple(e.operation if k == "operation" else labels.get(k) for k in group_by)
+        gk = tuple((e.operation if k == "operation" else labels.get(k)) or None for k in group_by)
         if gk not in order and len(order) < limit:
             order.append(gk)
         if gk in order:
-            text = ",".join(f"{k}={v or ''}" for k, v in zip(group_by, gk, strict=True))
+            text = ",".join(f"{k}={_written(v)}" for k, v in zip(group_by, gk, strict=True))
         else:
             text = OTHER_GROUP
         bad = e.status is not None and int(e.status) >= 500
@@ -123,6 +132,7 @@ def _engine_groups(ev: Evaluator, name: str) -> dict[str, tuple[int, int]]:
             continue
         group = ev.group_of(c)
         assert group is not None
+        assert group not in out, f"two groups named {group!r}"
         out[group] = (int(counts.events_total[c]), int(counts.bad_events_total[c]))
     return out
 
@@ -137,9 +147,12 @@ _events = st.lists(
             labels={k: v for k, v in (("region", region), ("tier", tier)) if v is not None} or None,
         ),
         st.sampled_from(["api", "api", "db"]),
-        st.sampled_from([None, "GET /a", "GET /b", "POST /c"]),
-        st.one_of(st.none(), st.sampled_from(["eu", "us", "ap", "sa", "af"])),
-        st.one_of(st.none(), st.sampled_from(["gold", "free"])),
+        st.sampled_from([None, "GET /a", "GET /b", "POST /c", "", "a=b,c"]),
+        st.one_of(
+            st.none(),
+            st.sampled_from(["eu", "us", "ap", "sa", "af", "", "e,u", "e=u", "e\\", "e\\,u"]),
+        ),
+        st.one_of(st.none(), st.sampled_from(["gold", "free", ""])),
         st.sampled_from([200, 200, 503]),
         st.integers(1, 3),
     ),
@@ -152,7 +165,7 @@ _events = st.lists(
     _events,
     st.sampled_from([["region"], ["operation"], ["operation", "region"], ["tier", "region"]]),
     st.integers(1, 4),
-    st.sampled_from([{}, {"tier": "gold"}]),
+    st.sampled_from([{}, {"tier": "gold"}, {"tier": ""}]),
     st.integers(1, 4),
 )
 def test_group_counts_follow_a_naive_reference(
@@ -192,7 +205,7 @@ def test_many_label_values_leave_at_most_max_groups_plus_one_groups(
     ev.ingest(ev.classifier.columns(events))
     groups = _engine_groups(ev, "g")
     distinct = list(dict.fromkeys(values))
-    expected = {f"pod={v}" for v in distinct[:limit]}
+    expected = {f"pod={_written(v)}" for v in distinct[:limit]}
     if len(distinct) > limit:
         expected.add(OTHER_GROUP)
     assert set(groups) == expected

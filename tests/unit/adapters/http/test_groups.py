@@ -93,6 +93,8 @@ def test_metrics_label_groups_and_leave_out_unused_columns() -> None:
     assert 'burnrate_alert_firing{slo="g",group="region=eu",severity="page"}' in body
     _feed(ev, ['us"\\\n'], T0 + 100)  # a new group, with characters to escape
     body = text.render()
-    assert 'burnrate_slo_events_total{slo="g",group="region=us\\"\\\\\\n"} 1.0' in body
+    # the group name escapes the backslash (`region=us"\\` and a newline), and the
+    # exposition format then escapes the quote, both backslashes and the newline
+    assert 'burnrate_slo_events_total{slo="g",group="region=us\\"\\\\\\\\\\n"} 1.0' in body
     assert body.count('burnrate_slo_events_total{slo="g"') == 3
     assert body.count('burnrate_slo_objective_ratio{slo="g"') == 3
