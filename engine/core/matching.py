@@ -23,8 +23,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from itertools import chain
-from operator import attrgetter, methodcaller
+from itertools import chain, repeat
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -70,10 +70,10 @@ key's column list and the `col_of` table, and in the key's group list (a grouped
 group tuple is counted apart, when the key is made)."""
 
 
-_COMBO_BYTES = 240
-"""Per combination of a four-field key and label values (labels in use): its entry in
-the combination map, and its share of the entries of the four-field keys and of the
-values (a value's own string is the key's, counted by `key_cost`)."""
+_COMBO_BYTES = 200
+"""Per combination of a four-field key and label values (labels in use): its code and
+key id in the sorted arrays, and its share of the entries of the four-field keys and of
+the values (a value's own string is the key's, counted by `key_cost`)."""
 
 
 def key_cost(key: Key, n_slos: int) -> int:
@@ -211,8 +211,12 @@ class Classifier:
         """With labels in use: each distinct label value (one label) or tuple of values
         (several) a number (second part of a `_combo`); 0 is no value at all."""
         self._values: list[tuple[str | None, ...] | None] = [None]
-        self._combo: dict[int, int] = {}
-        """With labels in use: (base number << 32 | values number) -> key id."""
+        self._combo_codes = np.zeros(0, dtype=np.int64)
+        """With labels in use: the known (base number << 32 | values number), sorted..."""
+        self._combo_kids = np.zeros(0, dtype=np.int32)
+        """... and the key id of each."""
+        self._combo_new_codes: list[int] = []
+        self._combo_new_kids: list[int] = []
         self._built = 0
         """Keys already in the lookup tables (`_tables` appends the newer ones)."""
         self._key_bytes = 0
@@ -350,18 +354,33 @@ class Classifier:
         known; a new combination becomes the key (*four fields, values), or the four
         fields alone when the event has none of the labels."""
         names = self.label_names
-        maps = [m if m is not None else _NO_LABELS for m in map(_LABELS_OF, events)]
+        maps = list(map(_LABELS_OF, events))
+        if None in maps:  # some events have no labels (a C-level scan)
+            maps = [m if m is not None else _NO_LABELS for m in maps]
         values: list[Any]
         if len(names) == 1:
-            values = list(map(methodcaller("get", names[0]), maps))
+            values = list(map(dict.get, maps, repeat(names[0])))
         else:
-            values = list(
-                zip(*(map(methodcaller("get", name), maps) for name in names), strict=True)
-            )
+            values = list(zip(*(map(dict.get, maps, repeat(name)) for name in names), strict=True))
         base = self._key_ids(keys, self._base_ids, self._new_base)
         vid = self._key_ids(values, self._value_ids, self._new_values)
         combo = (base.astype(np.int64) << 32) | vid
-        return self._key_ids(combo.tolist(), self._combo, self._new_combo)
+        codes, kids = self._combo_codes, self._combo_kids
+        at = np.searchsorted(codes, combo)
+        known = at < len(codes)
+        known[known] = codes[at[known]] == combo[known]
+        if known.all():
+            return kids[at]
+        for code in np.unique(combo[~known]).tolist():  # rare after warm-up
+            self._new_combo(code)
+        order = np.argsort(self._combo_new_codes, kind="stable")
+        new_codes = np.array(self._combo_new_codes, dtype=np.int64)[order]
+        new_kids = np.array(self._combo_new_kids, dtype=np.int32)[order]
+        self._combo_new_codes, self._combo_new_kids = [], []
+        place = np.searchsorted(codes, new_codes)
+        self._combo_codes = np.insert(codes, place, new_codes)
+        self._combo_kids = np.insert(kids, place, new_kids)
+        return self._combo_kids[np.searchsorted(self._combo_codes, combo)]
 
     def _new_base(self, key: Key) -> int:
         self._base_ids[key] = len(self._base_keys)
@@ -374,14 +393,14 @@ class Classifier:
         self._values.append(None if values.count(None) == len(values) else values)
         return len(self._values) - 1
 
-    def _new_combo(self, combo: int) -> int:
+    def _new_combo(self, combo: int) -> None:
         key = self._base_keys[combo >> 32]
         values = self._values[combo & 0xFFFFFFFF]
         full: Key = key if values is None else (*key[:4], values)
         kid = self._ids[full] if full in self._ids else self._new_key(full)
-        self._combo[combo] = kid
+        self._combo_new_codes.append(combo)
+        self._combo_new_kids.append(kid)
         self._key_bytes += _COMBO_BYTES
-        return kid
 
     def slo_count(self, cols: EventColumns) -> I64:
         """How many SLOs each event selects (0: an event for no configured SLO)."""
