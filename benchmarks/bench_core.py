@@ -41,6 +41,7 @@ from engine.core.config import Config, parse_config
 from engine.core.decode import Event, RecordDecoder
 from engine.core.evaluator import Evaluator
 from engine.core.ingest import Ingestor
+from engine.core.ladder import BUCKET_BYTES
 from engine.runtime.replay import replay
 
 SERVICES = [f"svc-{i}" for i in range(20)]
@@ -260,7 +261,7 @@ def bench_memory(n_slos: int) -> dict[str, object]:
         "measure": "memory per SLO (30d period, default policy)",
         "slos": n_slos,
         "baseline": "5 s buckets for 30 days (flat ring)",
-        "baseline_kib": 30 * 86400 / 5 * 16 / 1024,
+        "baseline_kib": 30 * 86400 / 5 * BUCKET_BYTES / 1024,
         "burnrate_kib": (after - before) / n_slos / 1024,
         "arrays_kib": ev.windows.nbytes() / n_slos / 1024,
         "goal": "<= 64 KiB",
