@@ -41,6 +41,10 @@ def main(args: argparse.Namespace) -> int:
     own = sum(slo.policy is not None for slo in cfg.slos)
     composite = sum(slo.composite is not None for slo in cfg.slos)
     notes = [f"{composite} composite"] if composite else []
+    grouped = [slo for slo in cfg.slos if slo.group_by]
+    if grouped:
+        most = sum(slo.group_limit for slo in grouped)
+        notes.append(f"{len(grouped)} grouped, up to {most:,} groups")
     if own:
         notes.append(f"{own} with {'its' if own == 1 else 'their'} own policy")
     own_text = f" ({', '.join(notes)})" if notes else ""

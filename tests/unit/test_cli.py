@@ -424,7 +424,7 @@ def test_check_accepts_grouped_and_label_selecting_slos(
     )
     assert _run(["check", str(path)]) == 0
     out, err = capsys.readouterr()
-    assert out.startswith(f"{path}: ok: 3 SLOs, 4 policy rows")
+    assert out.startswith(f"{path}: ok: 3 SLOs (2 grouped, up to 10,100 groups), 4 policy rows")
     assert err == ""
 
 
