@@ -25,7 +25,7 @@ in force is decided by the caller's clock (`now_s`), never read here.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from engine.core import budget
@@ -36,13 +36,16 @@ from engine.core.evaluator import Evaluator
 from engine.core.overrides import Override
 
 __all__ = [
+    "EXHAUSTION_WINDOW_S",
     "ServiceGate",
     "SloFacts",
     "SloGate",
+    "all_gates",
     "decide_slo",
     "exhaustion_window_s",
     "service_gate",
     "services",
+    "slo_facts",
     "worst",
 ]
 
@@ -158,7 +161,7 @@ def decide_slo(rows: Sequence[BudgetPolicyRow], f: SloFacts) -> SloGate:
 
 def services(ev: Evaluator) -> list[str]:
     """Every service some plain SLO of the config has, in config order."""
-    return list(dict.fromkeys(s.service for s in ev.config_slos if s.service is not None))
+    return list(_columns(ev))
 
 
 def exhaustion_window_s(ev: Evaluator) -> int:
@@ -173,35 +176,37 @@ def _num(x: float) -> float | None:
     return None if math.isnan(x) else float(x)
 
 
-def service_facts(ev: Evaluator, service: str) -> list[tuple[int, SloFacts]]:
-    """(column, facts) of each SLO of `service` in use, in config order."""
-    columns = [
-        c
-        for c in range(len(ev.slos))
-        if ev.slos[c].service == service and ev.slos[c].composite is None
-    ]
-    if not columns:
-        return []
+def _columns(ev: Evaluator) -> dict[str, list[int]]:
+    """The columns in use of each service's plain SLOs, services in config order."""
     used = ev.column_in_use()
-    columns = [c for c in columns if used[c]]
-    lookbacks = sorted({lb for c in columns for lb in _lookbacks(ev, c)})
+    out: dict[str, list[int]] = {}
+    for c, slo in enumerate(ev.slos):
+        if slo.service is not None and slo.composite is None:
+            cols = out.setdefault(slo.service, [])
+            if used[c]:
+                cols.append(c)
+    return out
+
+
+def slo_facts(ev: Evaluator, columns: Sequence[int]) -> list[SloFacts]:
+    """The facts of the SLO (group) of each of `columns`, read at the last evaluation:
+    the evaluator's arrays are read once for all of them."""
+    lookbacks = {lb for c in columns for lb in _lookbacks(ev, c)}
     burn = ev.burn_rates()
+    rows = {lb: burn[ev.window_index(lb)] for lb in lookbacks}
     remaining = ev.budget_remaining()
     firing = ev.alerts().firing
-    out: list[tuple[int, SloFacts]] = []
+    out: list[SloFacts] = []
     for c in columns:
         slo = ev.slos[c]
         out.append(
-            (
-                c,
-                SloFacts(
-                    slo=slo.name,
-                    group=ev.group_of(c),
-                    remaining_ratio=_num(float(remaining[c])),
-                    burn_rates={lb: _num(float(burn[ev.window_index(lb), c])) for lb in lookbacks},
-                    period_s=slo.period_s,
-                    firing=tuple(s for j, s in enumerate(ev.severities) if firing[c, j]),
-                ),
+            SloFacts(
+                slo=slo.name,
+                group=ev.group_of(c),
+                remaining_ratio=_num(float(remaining[c])),
+                burn_rates={lb: _num(float(rows[lb][c])) for lb in _lookbacks(ev, c)},
+                period_s=slo.period_s,
+                firing=tuple(s for j, s in enumerate(ev.severities) if firing[c, j]),
             )
         )
     return out
@@ -212,16 +217,13 @@ def _lookbacks(ev: Evaluator, column: int) -> list[int]:
     return [lb for r in rows if (lb := r.lookback_s) is not None]
 
 
-def service_gate(
-    ev: Evaluator, service: str, override: Override | None = None, now_s: float | None = None
-) -> ServiceGate | None:
-    """The gate of `service` at the evaluator's last evaluation; None when no SLO has
-    that service. `override` counts when in force at `now_s` (the caller's wall clock)."""
-    if service not in services(ev):
-        return None
-    gates = tuple(
-        decide_slo(ev.config.budget_policy_of(ev.slos[c]), f) for c, f in service_facts(ev, service)
-    )
+def _roll_up(
+    ev: Evaluator,
+    service: str,
+    gates: tuple[SloGate, ...],
+    override: Override | None,
+    now_s: float | None,
+) -> ServiceGate:
     decision = worst([g.decision for g in gates])
     reasons = tuple(r for g in gates for r in g.reasons)
     escalate = tuple(dict.fromkeys(r for g in gates for r in g.escalate))
@@ -239,3 +241,38 @@ def service_gate(
         escalate=escalate,
         evaluated_at=ev.evaluated_at_s,
     )
+
+
+def service_gate(
+    ev: Evaluator, service: str, override: Override | None = None, now_s: float | None = None
+) -> ServiceGate | None:
+    """The gate of `service` at the evaluator's last evaluation; None when no SLO has
+    that service. `override` counts when in force at `now_s` (the caller's wall clock)."""
+    columns = _columns(ev).get(service)
+    if columns is None:
+        return None
+    return _gates(ev, {service: columns}, lambda _: override, now_s)[0]
+
+
+def all_gates(
+    ev: Evaluator,
+    override_of: Callable[[str], Override | None] | None = None,
+    now_s: float | None = None,
+) -> list[ServiceGate]:
+    """The gate of every service (`services` order), the arrays read once for all."""
+    return _gates(ev, _columns(ev), override_of or (lambda _: None), now_s)
+
+
+def _gates(
+    ev: Evaluator,
+    columns: Mapping[str, list[int]],
+    override_of: Callable[[str], Override | None],
+    now_s: float | None,
+) -> list[ServiceGate]:
+    flat = [c for cols in columns.values() for c in cols]
+    facts = dict(zip(flat, slo_facts(ev, flat), strict=True))
+    out: list[ServiceGate] = []
+    for service, cols in columns.items():
+        gates = tuple(decide_slo(ev.config.budget_policy_of(ev.slos[c]), facts[c]) for c in cols)
+        out.append(_roll_up(ev, service, gates, override_of(service), now_s))
+    return out
