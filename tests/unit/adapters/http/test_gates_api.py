@@ -51,14 +51,16 @@ def fed_evaluator() -> Evaluator:
     events in region eu, over (T0 - 100, T0]."""
     ev = Evaluator(parse_config(CONFIG))
     batch = [
-        Event(service="shop", ts=T0 - 99 + i, status=500 if i < 20 else 200) for i in range(100)
-    ]
-    batch += [
-        Event(service="blog", ts=T0 - 99 + i, status=200, labels={"region": "eu"})
+        e
         for i in range(100)
+        for e in (
+            Event(service="shop", ts=T0 - 99 + i, status=500 if i < 20 else 200),
+            Event(service="blog", ts=T0 - 99 + i, status=200, labels={"region": "eu"}),
+        )
     ]
     ev.ingest(ev.classifier.columns(batch))
     ev.advance(T0 + 1)
+    assert ev.counts().events_total.tolist()[:2] == [100, 100]
     return ev
 
 
