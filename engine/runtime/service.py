@@ -251,6 +251,8 @@ class Runtime:
         self.tick()  # transitions of the last applied batch, last metrics
         await self.delivery.drain(left(1.5))
         await self.delivery.close(left(2.0))
+        if self._saves:  # an override's own save: done before the last one
+            await asyncio.wait(set(self._saves), timeout=left(1.0))
         # after the sinks: the snapshot keeps what they could not deliver
         await self.checkpoint.finish(left(2.0))
         await self.source.close(timeout_s=left(5.0))
