@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from engine.adapters.http.metrics import EngineMetrics
 from engine.adapters.http.server import HttpServer
@@ -269,3 +270,38 @@ def test_check_reports_budget_policy_errors_with_their_path(
         f"{path}: $.budget_policy[0].lookback: only with exhaustion_within",
         f"{path}: $.gate.override_max_ttl: at most 7d, got 30d",
     ]
+
+
+def test_an_engine_answering_without_a_gate_fails_closed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async def broken(request: web.Request) -> web.Response:
+        return web.Response(status=503, text="upstream down")
+
+    async def serve() -> web.AppRunner:
+        app = web.Application()
+        app.router.add_get("/v1/gates/{service}", broken)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        return runner
+
+    port = free_port()
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    runner = asyncio.run_coroutine_threadsafe(serve(), loop).result(10)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        code, out, err = gate(capsys, "--service", "shop", "--url", url)
+        assert (code, out) == (3, "")
+        assert err == (
+            f"burnrate gate: the engine at {url} answered 503; failing closed "
+            "(--fail-open to pass instead)\n"
+        )
+        assert gate(capsys, "--service", "shop", "--url", url, "--fail-open")[0] == 0
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()

@@ -12,7 +12,14 @@ from engine.core.budget_policy import DEFAULT_BUDGET_POLICY, BudgetPolicyRow, De
 from engine.core.config import Config, parse_config
 from engine.core.decode import Event
 from engine.core.evaluator import Evaluator
-from engine.core.governance import SloFacts, decide_slo, service_gate, services, worst
+from engine.core.governance import (
+    SloFacts,
+    all_gates,
+    decide_slo,
+    service_gate,
+    services,
+    worst,
+)
 from engine.core.overrides import Override
 from engine.errors import ConfigError
 
@@ -422,3 +429,13 @@ def test_per_slo_budget_policy_replaces_the_top_level_one() -> None:
     assert cfg.budget_policy_of(cfg.slos[0]) == list(DEFAULT_BUDGET_POLICY)
     assert [r.decision for r in cfg.budget_policy_of(cfg.slos[1])] == ["fail"]
     assert cfg.budget_policy_of(cfg.slos[2]) == []
+
+
+def test_all_gates_are_each_services_gate_read_at_once() -> None:
+    ev = gated(bad_eu=20)
+    o = Override(service="blog", reason="x", set_at_s=0, expires_at_s=10)
+    got = all_gates(ev, {"blog": o}.get, now_s=5)
+    assert [g.service for g in got] == services(ev) == ["shop", "blog"]
+    assert got == [service_gate(ev, "shop"), service_gate(ev, "blog", o, now_s=5)]
+    assert [g.decision for g in got] == ["fail", "pass"]
+    assert got[1].override == o
