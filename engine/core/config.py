@@ -21,6 +21,13 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from engine.core.budget_policy import (
+    DEFAULT_BUDGET_POLICY,
+    BudgetPolicyRow,
+    GateSettings,
+    budget_policy_errors,
+    gate_settings_errors,
+)
 from engine.core.decode import MAX_LABEL_BYTES, MAX_LABELS
 from engine.core.durations import DURATION_PATTERN, format_duration, parse_duration_s
 from engine.core.ladder import MAX_WINDOW_S, window_bytes
@@ -149,6 +156,9 @@ class Slo(_Base, frozen=True, kw_only=True):
     """This SLO's own policy rows, in place of the top-level `policy` (None: those).
     Replaces rather than adds, so an SLO can drop a tier (tickets only, one page row);
     an empty list is refused, as an SLO that can never alert is a mistake, not a plan."""
+    budget_policy: list[BudgetPolicyRow] | None = None
+    """This SLO's own budget policy rows, in place of the top-level `budget_policy`
+    (None: those). An empty list is allowed: the SLO never holds a gate back."""
 
     @property
     def group_limit(self) -> int:
@@ -430,6 +440,22 @@ class Config(_Base, frozen=True):
     receivers: list[Receiver] = []
     state: State | None = None
     corrections: list[Correction] = []
+    budget_policy: list[BudgetPolicyRow] = msgspec.field(
+        default_factory=lambda: list(DEFAULT_BUDGET_POLICY)
+    )
+    """Gate decisions from budget conditions (engine.core.budget_policy, governance)."""
+    gate: GateSettings = GateSettings()
+
+    def budget_policy_of(self, slo: Slo) -> list[BudgetPolicyRow]:
+        """The budget policy rows `slo` is judged with: its own, else the top-level ones."""
+        return self.budget_policy if slo.budget_policy is None else slo.budget_policy
+
+    def lookbacks_s(self) -> set[int]:
+        """The burn-rate windows of the budget policy rows some SLO is judged with."""
+        out: set[int] = set()
+        for slo in self.slos:
+            out.update(r.lookback_s for r in self.budget_policy_of(slo) if r.lookback_s)
+        return out
 
     def policy_of(self, slo: Slo) -> list[PolicyRow]:
         """The rows `slo` is evaluated with: its own `policy` if it has one, else the
@@ -454,10 +480,12 @@ class Config(_Base, frozen=True):
     def windows_s(self) -> list[int]:
         """Every window length the evaluator keeps: the windows of every row some SLO
         uses (`policy_rows`) and the rolling SLO periods (a calendar period is counted
-        apart, in engine.core.periods). All SLOs keep all of them (one ring per resolution
+        apart, in engine.core.periods), and the lookbacks of the budget policy's
+        `exhaustion_within` rows. All SLOs keep all of them (one ring per resolution
         serves every SLO), so an SLO's own long window costs every SLO."""
         rows = self.policy_rows()
         spans = {row.long_s for row in rows} | {row.short_s for row in rows}
+        spans |= {w for w in self.lookbacks_s() if 0 < w <= MAX_WINDOW_S}
         spans |= {slo.period_s for slo in self.slos if slo.calendar is None}
         return sorted(spans)
 
@@ -525,7 +553,13 @@ def config_errors(cfg: Config) -> list[str]:
                     "top-level policy)"
                 )
             errors += _policy_errors(f"{path}.policy", slo.policy, cfg.evaluation)
+        if slo.budget_policy is not None:
+            errors += budget_policy_errors(
+                f"{path}.budget_policy", slo.budget_policy, cfg.evaluation.tick_s
+            )
     ev = cfg.evaluation
+    errors += budget_policy_errors("$.budget_policy", cfg.budget_policy, ev.tick_s)
+    errors += gate_settings_errors(cfg.gate)
     if not cfg.policy:
         errors.append("$.policy: at least one row is required (omit the key for the default)")
     errors += _policy_errors("$.policy", cfg.policy, ev)

@@ -18,6 +18,9 @@ At start, stale temp files of killed writes are removed, then a snapshot that fi
 config is restored and the source reads on from its offsets instead of the group's
 committed ones; one that does not fit (another config, corrupt, another version,
 impossible offsets) is ignored with a warning, and the engine starts empty.
+
+The gate overrides (engine.core.overrides) are saved with every snapshot and restored
+with it, those expired by the wall clock at the restart dropped.
 """
 
 from __future__ import annotations
@@ -25,12 +28,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, Protocol
 
 from engine.adapters.kafka.source import KafkaSource
 from engine.adapters.store.state import StateStore
 from engine.core import snapshot
 from engine.core.evaluator import Evaluator
+from engine.core.overrides import Overrides
 from engine.core.snapshot import SnapshotError
 
 if TYPE_CHECKING:
@@ -63,6 +69,8 @@ class Checkpoint:
         state_interval_s: float,
         commit_interval_s: float = COMMIT_INTERVAL_S,
         deliveries: DeliveryState | None = None,
+        overrides: Overrides | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.evaluator = evaluator
         self.source = source
@@ -70,6 +78,8 @@ class Checkpoint:
         self.state_interval_s = state_interval_s
         self.commit_interval_s = commit_interval_s
         self.deliveries = deliveries
+        self.overrides = overrides
+        self.clock = clock
         self.saves = 0
         self.restored = False
         """True when the evaluator started from a state snapshot."""
@@ -91,7 +101,7 @@ class Checkpoint:
             if loaded is None:
                 log.info("no state snapshot yet; starting with empty windows")
                 return
-            blob, offsets, deliveries = loaded
+            blob, offsets, deliveries = loaded.evaluator, loaded.offsets, loaded.deliveries
             snapshot.load(self.evaluator, blob)
         except SnapshotError as exc:
             log.warning(
@@ -101,6 +111,7 @@ class Checkpoint:
                 extra={"data": {"event": "state_ignored", "reason": str(exc)}},
             )
             return
+        self._restore_overrides(loaded.overrides)
         self.source.offsets.use_state_offsets(offsets)
         self.restored = True
         self.restored_deliveries = deliveries
@@ -111,6 +122,21 @@ class Checkpoint:
             len(offsets),
             extra={"data": {"event": "state_restored", "partitions": len(offsets)}},
         )
+
+    def _restore_overrides(self, data: bytes) -> None:
+        if self.overrides is None:
+            return
+        try:
+            n = self.overrides.load(data, self.clock())
+        except ValueError as exc:
+            log.warning("ignoring the saved gate overrides: %s", exc)
+            return
+        if n:
+            log.info(
+                "restored %d gate overrides",
+                n,
+                extra={"data": {"event": "overrides_restored", "count": n}},
+            )
 
     async def save(self, reason: str) -> bool:
         """Write the evaluator snapshot, the offsets it covers and the undelivered alerts
@@ -135,8 +161,9 @@ class Checkpoint:
                     return False
                 blob = snapshot.dump(self.evaluator)
                 deliveries = b"" if self.deliveries is None else self.deliveries.snapshot()
+                overrides = b"" if self.overrides is None else self.overrides.encode()
             try:
-                await asyncio.to_thread(store.save, blob, offsets, deliveries)
+                await asyncio.to_thread(store.save, blob, offsets, deliveries, overrides)
             except OSError as exc:
                 log.warning("cannot write the state snapshot (%s): %s", reason, exc)
                 return False

@@ -41,6 +41,7 @@ from engine.adapters.kafka.status import SourceStatus
 from engine.adapters.store.state import FileStateStore
 from engine.core.config import Config
 from engine.core.evaluator import Evaluator, Transition
+from engine.core.overrides import Overrides
 from engine.errors import ConfigError
 from engine.runtime.checkpoint import Checkpoint
 from engine.runtime.delivery import Delivery, firing_alerts
@@ -73,7 +74,13 @@ class Runtime:
         self.source = KafkaSource(config, self.evaluator, self._on_transitions, clock=clock)
         self.metrics = EngineMetrics(self.evaluator, self.status, clock)
         self.metrics.before_render = self._drain_batch_sizes
-        self.http = HttpServer(listen or config.http.listen, self.metrics, self.status)
+        self.overrides = Overrides()
+        """Gate overrides, set through the API and kept in the state file."""
+        self.http = HttpServer(
+            listen or config.http.listen, self.metrics, self.status, overrides=self.overrides
+        )
+        self.http.gates.on_change = self._overrides_changed
+        self._saves: set[asyncio.Task[bool]] = set()
         external_url = f"http://{listen or config.http.listen}"
         self.delivery = Delivery(
             build_sinks(config, external_url, clock=clock) if sinks is None else sinks
@@ -85,6 +92,8 @@ class Runtime:
             FileStateStore(config.state.path) if config.state is not None else None,
             state_interval_s=config.state.interval_s if config.state is not None else 0.0,
             deliveries=self.delivery,
+            overrides=self.overrides,
+            clock=clock,
         )
         self._listeners: list[TransitionsListener] = []
         self.started = asyncio.Event()
@@ -105,6 +114,15 @@ class Runtime:
     def subscribe(self, listener: TransitionsListener) -> None:
         """Call `listener` with every batch of alert transitions, as they happen."""
         self._listeners.append(listener)
+
+    def _overrides_changed(self) -> None:
+        """An override was set or ended: the gate series change now, and the state file
+        keeps it at once rather than at the next periodic save."""
+        self.metrics.invalidate()
+        if self.config.state is not None and self.started.is_set():
+            task = asyncio.ensure_future(self.checkpoint.save("override"))
+            self._saves.add(task)
+            task.add_done_callback(self._saves.discard)
 
     def _on_transitions(self, transitions: list[Transition]) -> None:
         for tr in transitions:
@@ -233,6 +251,8 @@ class Runtime:
         self.tick()  # transitions of the last applied batch, last metrics
         await self.delivery.drain(left(1.5))
         await self.delivery.close(left(2.0))
+        if self._saves:  # an override's own save: done before the last one
+            await asyncio.wait(set(self._saves), timeout=left(1.0))
         # after the sinks: the snapshot keeps what they could not deliver
         await self.checkpoint.finish(left(2.0))
         await self.source.close(timeout_s=left(5.0))

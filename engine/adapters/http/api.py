@@ -73,6 +73,7 @@ from engine.core.budget import time_to_exhaustion_s
 from engine.core.config import Severity
 from engine.core.durations import format_duration
 from engine.core.evaluator import Evaluator
+from engine.core.governance import EXHAUSTION_WINDOW_S, exhaustion_window_s
 from engine.core.periods import time_zone
 
 __all__ = [
@@ -91,7 +92,6 @@ __all__ = [
 
 
 JSON_TYPE: Final = "application/json"
-EXHAUSTION_WINDOW_S: Final = 3600
 
 
 class WindowView(msgspec.Struct, kw_only=True):
@@ -216,10 +216,7 @@ class SloApi:
         self._index = {s.name: int(b) for s, b in zip(ev.config_slos, ev.column_base, strict=True)}
         windows_s = ev.windows_s
         self._window_labels = [format_duration(w) for w in windows_s]
-        if EXHAUSTION_WINDOW_S in windows_s:
-            budget_w = EXHAUSTION_WINDOW_S
-        else:
-            budget_w = min(row.long_s for row in ev.rows)
+        budget_w = exhaustion_window_s(ev)
         self._budget_w = ev.window_index(budget_w)
         self._budget_label = format_duration(budget_w)
         self._cached: tuple[int, bytes] | None = None

@@ -17,6 +17,13 @@ for the overflow group) next to `slo`, one set per group in use: at most `max_gr
 (label values, operations), escaped for the text format. Group columns not in use
 have no series.
 
+`burnrate_slo_error_budget_exhaustion_seconds` is the time to exhaustion the API's
+`error_budget.time_to_exhaustion_s` shows (same window, same arithmetic, so the same
+bits): 0 once the budget is spent, no series while nothing burns or without data.
+`burnrate_gate_decision{service,decision}` is 1 for each service's current gate
+decision (engine.core.governance, an override in force included) and 0 for the other
+two; `service` is a configured service.
+
 Other labels are bounded by the config and never carry event payload values: `slo`, `window`
 (a Prometheus duration of a configured window), `severity`, `reason` (a fixed set of
 rejection reasons), `topic` and `partition` (assigned partitions of configured topics),
@@ -37,8 +44,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from engine.adapters.kafka.status import SourceStatus
+from engine.core.budget_policy import DECISIONS
 from engine.core.durations import format_duration
 from engine.core.evaluator import Evaluator
+from engine.core.governance import ServiceGate, exhaustion_window_s
 
 __all__ = ["CONTENT_TYPE", "EngineCollector", "EngineMetrics", "SloText"]
 
@@ -59,11 +68,24 @@ class EngineCollector(Collector):
         self.clock = clock
         self.deliveries: Callable[[], Mapping[tuple[str, str], int]] | None = None
         """Alert delivery outcomes keyed (receiver, outcome), set by the runtime."""
+        self.gates: Callable[[], list[ServiceGate]] | None = None
+        """Every service's gate now, set by the HTTP server (engine.adapters.http.gates)."""
         self._window_labels = [format_duration(w) for w in evaluator.windows_s]
 
     def collect(self) -> Iterable[Metric]:
-        """The engine's health series (the SLO series are written by `SloText`)."""
+        """The engine's health series and the gates (the SLO series are written by
+        `SloText`)."""
         yield from self._health()
+        if self.gates is not None:
+            gate = GaugeMetricFamily(
+                "burnrate_gate_decision",
+                "1 for the service's current release gate decision, 0 for the others",
+                labels=["service", "decision"],
+            )
+            for g in self.gates():
+                for d in DECISIONS:
+                    gate.add_metric([g.service, d], 1.0 if g.decision == d else 0.0)
+            yield gate
 
     def _health(self) -> Iterable[Metric]:
         ev = self.evaluator
@@ -187,6 +209,9 @@ class SloText:
         self._error_ratio = per_window("burnrate_slo_error_ratio")
         self._burn_rate = per_window("burnrate_slo_burn_rate")
         self._budget = per_slo("burnrate_slo_error_budget_remaining_ratio")
+        self._exhaustion = per_slo("burnrate_slo_error_budget_exhaustion_seconds")
+        self._exhaustion_w = evaluator.window_index(exhaustion_window_s(evaluator))
+        self._period_s = np.array([float(s.period_s) for s in evaluator.slos])
         self._period_start = per_slo("burnrate_slo_period_start_seconds")
         self._period_end = per_slo("burnrate_slo_period_end_seconds")
         self._events = per_slo("burnrate_slo_events_total")
@@ -233,6 +258,13 @@ class SloText:
                 "Share of the error budget left over the SLO period (negative: overspent)",
             ),
             _lines(self._budget, only(ev.budget_remaining())),
+            _family(
+                "burnrate_slo_error_budget_exhaustion_seconds",
+                "gauge",
+                "Seconds until the error budget left is spent at the current burn rate "
+                f"({format_duration(ev.windows_s[self._exhaustion_w])}); 0 once spent",
+            ),
+            _lines(self._exhaustion, only(self._time_to_exhaustion())),
             *self._periods(),
             _family(
                 "burnrate_slo_events_total", "counter", "Events counted for the SLO since start"
@@ -254,6 +286,18 @@ class SloText:
             _lines(self._firing.ravel(), only(firing.astype(np.float64).T).T.ravel()),
         ]
         return "".join(parts)
+
+    def _time_to_exhaustion(self) -> npt.NDArray[np.float64]:
+        """engine.core.budget.time_to_exhaustion_s of every SLO at once, in the same order
+        of operations (so the same bits as the API); NaN (no series) where it is None."""
+        ev = self.evaluator
+        remaining = ev.budget_remaining()
+        burn = ev.burn_rates()[self._exhaustion_w]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out: npt.NDArray[np.float64] = remaining * self._period_s / burn
+            out[~(burn > 0)] = np.nan
+            out[remaining <= 0] = 0.0
+        return out
 
     def _periods(self) -> list[str]:
         """Start and end of the calendar period each calendar SLO's budget is over; no

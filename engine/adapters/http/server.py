@@ -5,7 +5,8 @@ consumer has partitions assigned and the broker answered a fetch recently (a mem
 sit in its group with no error and fetch nothing; progress is the only honest signal),
 else 503 with the reason as JSON. `/metrics` serves the cached Prometheus body;
 `/v1/slos` and `/v1/slos/{name}` the JSON views (engine.adapters.http.api),
-`/v1/corrections` the corrections (engine.adapters.http.corrections).
+`/v1/corrections` the corrections (engine.adapters.http.corrections), `/v1/gates/{service}`
+the release gate and its overrides (engine.adapters.http.gates).
 
 Auth: with `http.auth_token_env` or `http.auth_token_file` set, every route but
 `/healthz` and `/readyz` needs `Authorization: Bearer <token>`, `/metrics` included
@@ -38,10 +39,12 @@ from aiohttp.typedefs import Handler
 from engine.adapters.http.api import SloApi
 from engine.adapters.http.auth import BearerAuth
 from engine.adapters.http.corrections import CorrectionsApi
+from engine.adapters.http.gates import GatesApi
 from engine.adapters.http.listen import parse_listen
 from engine.adapters.http.metrics import CONTENT_TYPE, EngineMetrics
 from engine.adapters.kafka.status import SourceStatus
 from engine.core.evaluator import Evaluator
+from engine.core.overrides import Overrides
 
 __all__ = [
     "READY_FETCH_AGE_S",
@@ -121,6 +124,7 @@ class HttpServer:
         evaluator: Evaluator | None = None,
         auth: BearerAuth | None = None,
         limits: HttpLimits | None = None,
+        overrides: Overrides | None = None,
     ) -> None:
         self.host, self._port = parse_listen(listen)
         self.limits = HttpLimits() if limits is None else limits
@@ -140,6 +144,9 @@ class HttpServer:
         self.api.add_routes(self.app)
         self.corrections = CorrectionsApi(ev)
         self.corrections.add_routes(self.app)
+        self.gates = GatesApi(ev, overrides, metrics.collector.clock, on_change=metrics.invalidate)
+        self.gates.add_routes(self.app)
+        metrics.collector.gates = self.gates.all
         self._runner: web.AppRunner | None = None
         self._listener: asyncio.Server | None = None
         self._connections = _Connections()

@@ -15,7 +15,12 @@ left behind. A CRC32 over the payload turns a damaged file into a clear Snapshot
 The file also carries the alert deliveries not yet made (an opaque blob of the
 runtime's `delivery` module), so a page pending at shutdown is sent after the restart.
 
-Versions: 2 adds `deliveries`. Version 1 files are still read (no deliveries in them).
+The gate overrides in force (engine.core.overrides, encoded by the core) travel in it
+too, so a break-glass override outlives a restart.
+
+Versions: 2 adds `deliveries`, 3 adds `overrides`. Version 3 is written only while
+there are overrides, so an older engine still reads the file of an engine that has
+none; versions 1 and 2 are still read (no deliveries, no overrides in them).
 Offsets that Kafka cannot have produced (negative offset or partition, empty or
 illegal topic, a partition listed twice) make the file a SnapshotError, like damage.
 """
@@ -45,8 +50,9 @@ log = logging.getLogger("burnrate.adapters.store.state")
 Offsets = dict[tuple[str, int], int]
 """Next offset to read per (topic, partition): everything before it is in the snapshot."""
 
-STATE_FILE_VERSION = 2
-READABLE_VERSIONS = frozenset({1, 2})
+STATE_FILE_VERSION = 3
+_NO_OVERRIDES_VERSION = 2
+READABLE_VERSIONS = frozenset({1, 2, 3})
 TEMP_PREFIX = ".burnrate-state-"
 TEMP_SUFFIX = ".tmp"
 LEGACY_TEMP_MIN_AGE_S = 15 * 60.0
@@ -68,11 +74,17 @@ class Saved(NamedTuple):
     offsets: Offsets
     deliveries: bytes
     """The runtime's undelivered alert transitions; empty in a version 1 file."""
+    overrides: bytes = b""
+    """The gate overrides (engine.core.overrides); empty before version 3."""
 
 
 class StateStore(Protocol):
     def save(
-        self, blob: bytes, offsets: Mapping[tuple[str, int], int], deliveries: bytes = b""
+        self,
+        blob: bytes,
+        offsets: Mapping[tuple[str, int], int],
+        deliveries: bytes = b"",
+        overrides: bytes = b"",
     ) -> None: ...
 
     def read(self) -> Saved | None: ...
@@ -84,6 +96,7 @@ class _Payload(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     offsets: list[tuple[str, int, int]]
     evaluator: bytes
     deliveries: bytes = b""
+    overrides: bytes = b""
 
 
 class _File(msgspec.Struct, frozen=True, kw_only=True):
@@ -109,7 +122,11 @@ class FileStateStore:
         """Temp files of this state file start so (and end in TEMP_SUFFIX)."""
 
     def save(
-        self, blob: bytes, offsets: Mapping[tuple[str, int], int], deliveries: bytes = b""
+        self,
+        blob: bytes,
+        offsets: Mapping[tuple[str, int], int],
+        deliveries: bytes = b"",
+        overrides: bytes = b"",
     ) -> None:
         """Write atomically; raises OSError (the previous file stays intact) on failure."""
         payload = msgspec.msgpack.encode(
@@ -117,10 +134,12 @@ class FileStateStore:
                 offsets=sorted((t, p, int(o)) for (t, p), o in offsets.items()),
                 evaluator=blob,
                 deliveries=deliveries,
+                overrides=overrides,
             )
         )
+        version = STATE_FILE_VERSION if overrides else _NO_OVERRIDES_VERSION
         data = msgspec.msgpack.encode(
-            _File(version=STATE_FILE_VERSION, crc32=zlib.crc32(payload), payload=payload)
+            _File(version=version, crc32=zlib.crc32(payload), payload=payload)
         )
         directory = self.path.parent
         directory.mkdir(parents=True, exist_ok=True)
@@ -170,10 +189,15 @@ class FileStateStore:
             raise SnapshotError(f"state file {self.path} is damaged: {exc}") from None
         if f.version < 2 and p.deliveries:
             raise SnapshotError(f"state file {self.path} is damaged: deliveries in version 1")
+        if f.version < 3 and p.overrides:
+            raise SnapshotError(
+                f"state file {self.path} is damaged: overrides in version {f.version}"
+            )
         problem = offsets_problem(p.offsets)
         if problem is not None:
             raise SnapshotError(f"state file {self.path} holds impossible offsets: {problem}")
-        return Saved(p.evaluator, {(t, part): off for t, part, off in p.offsets}, p.deliveries)
+        offsets = {(t, part): off for t, part, off in p.offsets}
+        return Saved(p.evaluator, offsets, p.deliveries, p.overrides)
 
     def clean_temp_files(self) -> int:
         """Remove temp files that killed writes of this state file left behind; returns

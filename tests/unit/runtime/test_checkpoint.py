@@ -22,6 +22,7 @@ from engine.core import snapshot
 from engine.core.config import parse_config
 from engine.core.decode import Event
 from engine.core.evaluator import Evaluator
+from engine.core.overrides import Override, Overrides
 from engine.runtime.checkpoint import Checkpoint
 
 T0 = 1_700_000_000.0
@@ -271,7 +272,7 @@ async def test_a_failed_save_leaves_the_previous_file(
     assert await cp.save("first") is True
     first = store.load()
 
-    def refuse(blob: bytes, offsets: Any, deliveries: bytes = b"") -> None:
+    def refuse(blob: bytes, offsets: Any, deliveries: bytes = b"", overrides: bytes = b"") -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(store, "save", refuse)
@@ -469,12 +470,14 @@ async def test_saves_run_one_at_a_time_and_the_last_one_wins(
     overlaps: list[int] = []
     real_save = store.save
 
-    def slow_save(blob: bytes, offsets: Any, deliveries: bytes = b"") -> None:
+    def slow_save(
+        blob: bytes, offsets: Any, deliveries: bytes = b"", overrides: bytes = b""
+    ) -> None:
         if writing:
             overlaps.append(len(writing))
         writing.append(1)
         time.sleep(0.05)
-        real_save(blob, offsets, deliveries)
+        real_save(blob, offsets, deliveries, overrides)
         writing.pop()
 
     monkeypatch.setattr(store, "save", slow_save)
@@ -592,3 +595,37 @@ async def test_finish_says_how_many_undelivered_alerts_the_file_keeps(
     [kept] = [r for r in caplog.records if "undelivered alert transitions kept" in r.getMessage()]
     assert kept.getMessage().startswith("2 undelivered")
     assert kept.__dict__["data"] == {"event": "deliveries_kept", "count": 2}
+
+
+@pytest.mark.asyncio
+async def test_gate_overrides_are_saved_and_restored_without_the_expired(tmp_path: Path) -> None:
+    store = FileStateStore(tmp_path / "state.bin")
+    now = [1_800_000_000.0]
+    overrides = Overrides()
+    keep = Override(service="api", reason="hotfix", set_at_s=now[0], expires_at_s=now[0] + 3600)
+    gone = Override(service="web", reason="old", set_at_s=now[0], expires_at_s=now[0] + 60)
+    overrides.set(keep)
+    overrides.set(gone)
+    cp = Checkpoint(
+        fed(),
+        cast(KafkaSource, FakeSource(store)),
+        store,
+        state_interval_s=60,
+        overrides=overrides,
+        clock=lambda: now[0],
+    )
+    assert await cp.save("periodic") is True
+
+    now[0] += 600  # a restart ten minutes later
+    restored = Overrides()
+    again = Checkpoint(
+        evaluator(),
+        cast(KafkaSource, FakeSource()),
+        store,
+        state_interval_s=60,
+        overrides=restored,
+        clock=lambda: now[0],
+    )
+    again.restore()
+    assert again.restored
+    assert restored.all(now[0]) == [keep]

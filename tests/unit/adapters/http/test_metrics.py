@@ -11,6 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from engine.adapters.http import metrics as metrics_module
+from engine.adapters.http.api import SloApi
 from engine.adapters.http.metrics import EngineCollector, EngineMetrics, SloText
 from engine.adapters.kafka.status import SourceStatus
 from engine.core.config import parse_config
@@ -211,6 +212,7 @@ def test_each_family_is_typed() -> None:
         "burnrate_slo_error_ratio": "gauge",
         "burnrate_slo_burn_rate": "gauge",
         "burnrate_slo_error_budget_remaining_ratio": "gauge",
+        "burnrate_slo_error_budget_exhaustion_seconds": "gauge",
         "burnrate_slo_events": "counter",
         "burnrate_slo_bad_events": "counter",
         "burnrate_slo_excluded_events": "counter",
@@ -382,3 +384,16 @@ def test_calendar_slos_have_period_gauges_and_their_budget_to_date() -> None:
 def test_a_config_without_calendar_periods_has_no_period_gauges() -> None:
     text = SloText(fed()).render()
     assert "burnrate_slo_period_start_seconds" not in text
+
+
+def test_time_to_exhaustion_is_the_apis_to_the_bit_and_absent_while_nothing_burns() -> None:
+    ev = fed()
+    got = series_of(samples(SloText(ev).render()), "burnrate_slo_error_budget_exhaustion_seconds")
+    want = {
+        frozenset({("slo", v.name)}): v.error_budget.time_to_exhaustion_s
+        for v in SloApi(ev).views()
+        if v.error_budget.time_to_exhaustion_s is not None
+    }
+    assert got == want
+    assert frozenset({("slo", "idle-avail")}) not in got  # no data: nothing burns
+    assert any(v > 0 for v in got.values())  # one still burning, not yet spent

@@ -1,0 +1,235 @@
+"""`/v1/gates/{service}`: the release gate of a service, and its break-glass override.
+
+`GET /v1/gates/{service}` answers 200 with
+
+    {"service", "decision": "pass"|"warn"|"fail", "reasons": [str],
+     "slos": [{"slo", "decision", "error_budget_remaining_ratio": float|null,
+               "alerts_firing": ["page", ...], "group": "region=eu"}, ...],
+     "override": null | {"reason", "ticket", "set_at", "expires_at"},
+     "evaluated_at": epoch_s | null}
+
+(`group` only for a grouped SLO, one entry per group in use), decided by
+engine.core.governance from the evaluator's last evaluation (`evaluated_at`, event
+time; null before the first). Argo Rollouts' web metric provider can use it as is
+(`successCondition: result.decision != "fail"`). A service no SLO has: 404
+`{"error": ..., "service": ...}`.
+
+`POST /v1/gates/{service}/override` with `{"reason": str, "ttl": "2h", "ticket": str}`
+(`reason` required; `ttl` at most `gate.override_max_ttl`, which it defaults to) puts
+an override in force: the decision is `pass`, its first reason the override, until it
+expires (wall clock: `set_at`/`expires_at` are epoch seconds of this process's clock)
+or `DELETE /v1/gates/{service}/override` ends it. A bad body is 400 `{"error": "<every
+problem, `; `-joined>", "errors": ["$.ttl: at most 1d, got 2d", ...]}`; a good one 201
+with the gate as it now stands. DELETE answers 200 with the gate, or 404 when no
+override is in force. Both are logged at INFO with every field and the client's
+address (events `gate_override_set`, `gate_override_ended`): the audit hook.
+
+Like every route, they need the bearer token when one is configured. Overrides are
+kept in the state file (engine.adapters.store.state) when there is one; `on_change` is
+called after each change so the runtime can save it at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import msgspec
+from aiohttp import web
+
+from engine.core.budget_policy import Decision
+from engine.core.config import Severity
+from engine.core.evaluator import Evaluator
+from engine.core.governance import ServiceGate, all_gates, service_gate
+from engine.core.overrides import Override, Overrides, parse_override_request
+from engine.errors import ConfigError
+
+__all__ = ["MAX_BODY_BYTES", "GateView", "GatesApi", "OverrideView", "SloGateView"]
+
+log = logging.getLogger("burnrate.adapters.http.gates")
+
+MAX_BODY_BYTES = 16 * 1024
+"""An override request is a few hundred bytes; a larger body is refused unread (413)."""
+JSON_TYPE = "application/json"
+
+
+class SloGateView(msgspec.Struct, kw_only=True, omit_defaults=True):
+    slo: str
+    decision: Decision
+    error_budget_remaining_ratio: float | None
+    alerts_firing: list[Severity]
+    group: str | None = None
+
+
+class OverrideView(msgspec.Struct, kw_only=True):
+    reason: str
+    ticket: str | None
+    set_at: float
+    expires_at: float
+
+
+class GateView(msgspec.Struct, kw_only=True):
+    service: str
+    decision: Decision
+    reasons: list[str]
+    slos: list[SloGateView]
+    override: OverrideView | None
+    evaluated_at: float | None
+
+
+class _NotFound(msgspec.Struct):
+    error: str
+    service: str
+
+
+class _Invalid(msgspec.Struct):
+    error: str
+    errors: list[str]
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def override_view(o: Override) -> OverrideView:
+    return OverrideView(
+        reason=o.reason, ticket=o.ticket, set_at=o.set_at_s, expires_at=o.expires_at_s
+    )
+
+
+def gate_view(gate: ServiceGate) -> GateView:
+    return GateView(
+        service=gate.service,
+        decision=gate.decision,
+        reasons=list(gate.reasons),
+        slos=[
+            SloGateView(
+                slo=g.slo,
+                decision=g.decision,
+                error_budget_remaining_ratio=g.error_budget_remaining_ratio,
+                alerts_firing=list(g.alerts_firing),
+                group=g.group,
+            )
+            for g in gate.slos
+        ],
+        override=None if gate.override is None else override_view(gate.override),
+        evaluated_at=gate.evaluated_at,
+    )
+
+
+class GatesApi:
+    """The gate routes over one evaluator and one set of overrides."""
+
+    def __init__(
+        self,
+        evaluator: Evaluator,
+        overrides: Overrides | None = None,
+        clock: Callable[[], float] = time.time,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        self.evaluator = evaluator
+        self.overrides = Overrides() if overrides is None else overrides
+        self.clock = clock
+        self.on_change = on_change
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_get("/v1/gates/{service}", self._get)
+        app.router.add_post("/v1/gates/{service}/override", self._set)
+        app.router.add_delete("/v1/gates/{service}/override", self._end)
+
+    def gate(self, service: str) -> ServiceGate | None:
+        """The gate of `service` now (with its override, if one is in force)."""
+        now = self.clock()
+        return service_gate(self.evaluator, service, self.overrides.active(service, now), now)
+
+    def all(self) -> list[ServiceGate]:
+        """The gate of every service now (for /metrics)."""
+        now = self.clock()
+        return all_gates(self.evaluator, lambda s: self.overrides.active(s, now), now)
+
+    def _answer(self, gate: ServiceGate, status: int = 200) -> web.Response:
+        body = _encoder.encode(gate_view(gate))
+        return web.Response(status=status, body=body, content_type=JSON_TYPE)
+
+    async def _get(self, request: web.Request) -> web.Response:
+        service = request.match_info["service"]
+        gate = self.gate(service)
+        if gate is None:
+            return _not_found(service)
+        return self._answer(gate)
+
+    async def _set(self, request: web.Request) -> web.Response:
+        service = request.match_info["service"]
+        if self.gate(service) is None:
+            return _not_found(service)
+        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+            return _invalid(413, [f"$: the body is over {MAX_BODY_BYTES} bytes"])
+        try:
+            data = await request.content.read(MAX_BODY_BYTES + 1)
+        except (ConnectionError, web.HTTPException) as exc:  # the client went away
+            return _invalid(400, [f"$: cannot read the body: {exc}"])
+        if len(data) > MAX_BODY_BYTES:
+            return _invalid(413, [f"$: the body is over {MAX_BODY_BYTES} bytes"])
+        max_ttl_s = self.evaluator.config.gate.override_max_ttl_s
+        try:
+            override = parse_override_request(data, service, self.clock(), max_ttl_s)
+        except ConfigError as exc:
+            return _invalid(400, exc.errors)
+        replaced = self.overrides.set(override)
+        log.info(
+            "gate override of %s until %.0f: %s%s",
+            service,
+            override.expires_at_s,
+            override.reason,
+            "" if replaced is None else " (replaces the one before)",
+            extra={
+                "data": {
+                    "event": "gate_override_set",
+                    "remote": request.remote,
+                    "replaced": replaced is not None,
+                    **msgspec.structs.asdict(override),
+                }
+            },
+        )
+        self._changed()
+        gate = self.gate(service)
+        assert gate is not None
+        return self._answer(gate, 201)
+
+    async def _end(self, request: web.Request) -> web.Response:
+        service = request.match_info["service"]
+        if self.gate(service) is None:
+            return _not_found(service)
+        ended = self.overrides.end(service, self.clock())
+        if ended is None:
+            body = _encoder.encode(_NotFound("no override in force", service))
+            return web.Response(status=404, body=body, content_type=JSON_TYPE)
+        log.info(
+            "gate override of %s ended early",
+            service,
+            extra={
+                "data": {
+                    "event": "gate_override_ended",
+                    "remote": request.remote,
+                    **msgspec.structs.asdict(ended),
+                }
+            },
+        )
+        self._changed()
+        gate = self.gate(service)
+        assert gate is not None
+        return self._answer(gate)
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
+
+
+def _not_found(service: str) -> web.Response:
+    body = _encoder.encode(_NotFound("no SLO has that service", service))
+    return web.Response(status=404, body=body, content_type=JSON_TYPE)
+
+
+def _invalid(status: int, errors: list[str]) -> web.Response:
+    body = _encoder.encode(_Invalid("; ".join(errors), errors))
+    return web.Response(status=status, body=body, content_type=JSON_TYPE)
