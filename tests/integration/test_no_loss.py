@@ -29,10 +29,10 @@ from engine.adapters.store.state import FileStateStore
 from engine.core import snapshot
 from engine.core.config import parse_config
 from engine.core.evaluator import Evaluator
+from tests.integration.http_receiver import Receiver, Reply, serve
 from tests.integration.test_restart_state import committed_offsets
 from tests.integration.test_run import sample, samples
 from tests.integration.test_signals import STARTUP_DEADLINE_S, Service, assert_stopped_cleanly
-from tests.integration.test_sinks import Receiver, Reply, serve
 from tests.integration.test_source import (
     PARTITIONS,
     encode,
