@@ -3,6 +3,7 @@ our client), and what the sink tests share around it.
 
     async with serve(Receiver()) as rcv:       # rcv.url is http://127.0.0.1:<port>/hook
         rcv.script.extend([Reply(503), HANG])   # the next answers, then `rcv.default`
+        rcv.outage = Reply(503)                  # every answer, until set to None
         ...
         await rcv.wait_for(2)                    # the requests, once two came
 
@@ -62,6 +63,8 @@ class Receiver:
         self.requests: list[Received] = []
         self.script: deque[Reply | str] = deque()
         self.default = Reply()
+        self.outage: Reply | None = None
+        """When set, the answer to every request, before the script: the receiver is down."""
         self.release = asyncio.Event()
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -69,6 +72,8 @@ class Receiver:
         loop = asyncio.get_running_loop()
         received = Received(dict(request.headers), body, loop.time())
         self.requests.append(received)
+        if self.outage is not None:
+            return _response(self.outage)
         if not self.script:
             return self.answer(received)
         action = self.script.popleft()
