@@ -29,6 +29,7 @@ from tests.unit.adapters.alerts.factories import (
     EXTERNAL,
     SLO,
     SLOS,
+    T0,
     FixedClock,
     firing,
     new_secret,
@@ -283,3 +284,24 @@ def test_collect_stats_adds_up_sinks_that_share_a_receiver_label() -> None:
     assert stats[("http://hooks.example", "failed")] == 1
     assert stats[("http://hooks.example", "delivered")] == 0
     assert list(stats) == sorted(stats)
+
+
+def test_a_pagerduty_sink_restores_and_announces_only_the_severities_it_takes() -> None:
+    def sink(severities: list[Any]) -> PagerDutySink:
+        return PagerDutySink(
+            SLOS,
+            routing_key="K" * 32,
+            external_url=EXTERNAL,
+            clock=FixedClock(),
+            severities=severities,
+        )
+
+    both = sink(["page", "ticket"])
+    both.enqueue(firing())
+    both.enqueue(firing(severity="ticket"))
+    state = both.delivery_state()
+    assert [job.tr.severity for job in state.queued] == ["page", "ticket"]
+    # After a restart with a config that sends it tickets only:
+    tickets = sink(["ticket"])
+    assert tickets.restore(state, [firing(at=T0 + 1)], [firing(), firing(severity="ticket")]) == 1
+    assert [job.tr.severity for job in tickets.delivery_state().queued] == ["ticket"]
