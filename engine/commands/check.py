@@ -2,8 +2,9 @@
 
 It makes every check `burnrate run` makes before starting (engine.commands.preflight):
 the document, and what the adapters need from it (listen address, bearer token, Kafka
-brokers, TLS files and SASL secrets, receiver URLs and webhook secrets, all read as
-`run` reads them), so a config `check` passes is one `run` starts with.
+brokers, TLS files and SASL secrets, receiver URLs, webhook secrets and PagerDuty
+routing keys, all read as `run` reads them), so a config `check` passes is one `run`
+starts with.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ before it starts anything, with every problem reported at once.
 2. What needs the outside world, each by the adapter function the service itself uses:
    the listen address (engine.adapters.http.listen), the bearer token
    (engine.adapters.http.tokens), the Kafka client settings: brokers, TLS files, SASL
-   secrets (engine.adapters.kafka.settings), the receivers' URLs and webhook secrets
-   (engine.adapters.alerts.receivers).
+   secrets (engine.adapters.kafka.settings), the receivers' URLs, webhook secrets and
+   PagerDuty routing keys (engine.adapters.alerts.receivers).
 
 None of these modules imports aiokafka, aiohttp or rich, so `check` stays light. A
 document that does not decode stops at step 1 (there is no config to check further);

@@ -296,6 +296,10 @@ class Http(_Base, frozen=True):
 
 
 class WebhookReceiver(_Base, frozen=True, tag="webhook", tag_field="type"):
+    name: Name | None = None
+    """How other parts of the config (budget-policy escalations) refer to this
+    receiver; unique among the receivers. Optional: an unnamed receiver still gets
+    every transition of the severities it takes."""
     url: str | None = None
     urls: list[str] = []
     secret_env: str | None = None
@@ -304,13 +308,43 @@ class WebhookReceiver(_Base, frozen=True, tag="webhook", tag_field="type"):
 
 
 class AlertmanagerReceiver(_Base, frozen=True, tag="alertmanager", tag_field="type"):
+    name: Name | None = None
     url: str | None = None
     urls: list[str] = []
     resend_interval: Duration = "1m"
 
 
 class ConsoleReceiver(_Base, frozen=True, tag="console", tag_field="type"):
-    pass
+    name: Name | None = None
+
+
+PagerDutySeverityName = Literal["critical", "error", "warning", "info"]
+PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
+
+
+class PagerDutySeverity(_Base, frozen=True):
+    """The PagerDuty `payload.severity` each of our severities is sent with."""
+
+    page: PagerDutySeverityName = "critical"
+    ticket: PagerDutySeverityName = "warning"
+
+    def of(self, severity: Severity) -> PagerDutySeverityName:
+        return self.page if severity == "page" else self.ticket
+
+
+class PagerDutyReceiver(_Base, frozen=True, tag="pagerduty", tag_field="type"):
+    """A PagerDuty service through its Events API v2 integration (engine.adapters.alerts
+    .pagerduty): the integration key is the routing key, read from `routing_key_env` or
+    `routing_key_file` (exactly one), never given inline."""
+
+    name: Name | None = None
+    routing_key_env: str | None = None
+    routing_key_file: str | None = None
+    url: str = PAGERDUTY_EVENTS_URL
+    severities: list[Severity] = msgspec.field(default_factory=lambda: ["page", "ticket"])
+    """Which alerts this receiver hears about; the others are not sent to it."""
+    severity_map: PagerDutySeverity = PagerDutySeverity()
+    timeout: Duration = "10s"
 
 
 class State(_Base, frozen=True):
@@ -326,7 +360,7 @@ class State(_Base, frozen=True):
         return parse_duration_s(self.interval)
 
 
-Receiver = WebhookReceiver | AlertmanagerReceiver | ConsoleReceiver
+Receiver = WebhookReceiver | AlertmanagerReceiver | ConsoleReceiver | PagerDutyReceiver
 
 WEEK_S = 7 * 86400
 
@@ -457,6 +491,10 @@ class Config(_Base, frozen=True):
             out.update(r.lookback_s for r in self.budget_policy_of(slo) if r.lookback_s)
         return out
 
+    def receiver_named(self, name: str) -> Receiver | None:
+        """The receiver called `name` (`receivers[i].name`), None if there is none."""
+        return next((rcv for rcv in self.receivers if rcv.name == name), None)
+
     def policy_of(self, slo: Slo) -> list[PolicyRow]:
         """The rows `slo` is evaluated with: its own `policy` if it has one, else the
         top-level one."""
@@ -574,19 +612,55 @@ def config_errors(cfg: Config) -> list[str]:
     errors += _kafka_errors(cfg.kafka)
     for i, corr in enumerate(cfg.corrections):
         errors += correction_errors(corr, cfg.slos, f"$.corrections[{i}]")
-    for i, rcv in enumerate(cfg.receivers):
-        if isinstance(rcv, WebhookReceiver | AlertmanagerReceiver) and not (rcv.url or rcv.urls):
-            errors.append(f"$.receivers[{i}]: needs url or urls")
-        if isinstance(rcv, WebhookReceiver) and not parse_duration_s(rcv.timeout) > 0:
-            errors.append(f"$.receivers[{i}].timeout: must be longer than 0s")
-        if isinstance(rcv, AlertmanagerReceiver) and not parse_duration_s(rcv.resend_interval) > 0:
-            errors.append(f"$.receivers[{i}].resend_interval: must be longer than 0s")
+    errors += _receiver_errors(cfg.receivers)
     if cfg.slos and all(0 < w <= MAX_WINDOW_S for w in cfg.windows_s()):
         errors += _memory_errors(cfg)  # (windows refused above have no size worth saying)
     return errors
 
 
 _NOT_IN_COMPOSITE = ("service", "operation", "sli", "threshold_ms")
+
+
+def _receiver_errors(receivers: Sequence[Receiver]) -> list[str]:
+    """Shape of each receiver and unique names; URLs and secrets need the outside world
+    (engine.adapters.alerts.receivers)."""
+    errors: list[str] = []
+    named: dict[str, int] = {}
+    for i, rcv in enumerate(receivers):
+        path = f"$.receivers[{i}]"
+        if rcv.name is not None:
+            if rcv.name in named:
+                errors.append(
+                    f"{path}.name: duplicate receiver name {rcv.name!r} (first at "
+                    f"$.receivers[{named[rcv.name]}])"
+                )
+            named.setdefault(rcv.name, i)
+        if isinstance(rcv, WebhookReceiver | AlertmanagerReceiver) and not (rcv.url or rcv.urls):
+            errors.append(f"{path}: needs url or urls")
+        if isinstance(rcv, WebhookReceiver | PagerDutyReceiver) and not (
+            parse_duration_s(rcv.timeout) > 0
+        ):
+            errors.append(f"{path}.timeout: must be longer than 0s")
+        if isinstance(rcv, AlertmanagerReceiver) and not parse_duration_s(rcv.resend_interval) > 0:
+            errors.append(f"{path}.resend_interval: must be longer than 0s")
+        if isinstance(rcv, PagerDutyReceiver):
+            errors += _pagerduty_errors(path, rcv)
+    return errors
+
+
+def _pagerduty_errors(path: str, rcv: PagerDutyReceiver) -> list[str]:
+    errors: list[str] = []
+    sources = [rcv.routing_key_env, rcv.routing_key_file]
+    if all(source is None for source in sources):
+        errors.append(f"{path}: needs routing_key_env or routing_key_file (the integration key)")
+    elif None not in sources:
+        errors.append(f"{path}: give one of routing_key_env and routing_key_file, not both")
+    if not rcv.severities:
+        errors.append(f"{path}.severities: at least one severity (omit the key for all)")
+    for j, severity in enumerate(rcv.severities):
+        if severity in rcv.severities[:j]:
+            errors.append(f"{path}.severities[{j}]: {severity!r} is given twice")
+    return errors
 
 
 def _group_errors(path: str, slo: Slo) -> list[str]:

@@ -122,7 +122,8 @@ class Delivery:
             await asyncio.gather(*(sink.close(timeout_s) for sink in self.sinks))
 
     def stats(self) -> dict[tuple[str, str], int]:
-        """Webhook/Alertmanager delivery outcomes keyed (receiver, outcome)."""
+        """Delivery outcomes of the HTTP sinks (webhook, Alertmanager, PagerDuty), keyed
+        (receiver, outcome)."""
         return collect_stats(self.sinks)
 
     # -- across restarts -------------------------------------------------------------

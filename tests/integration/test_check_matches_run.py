@@ -145,6 +145,16 @@ CASES = [
         id="a webhook timeout of 0s",
     ),
     pytest.param(
+        with_receiver(type="pagerduty", routing_key_env="BURNRATE_UNSET"),
+        "$.receivers[0].routing_key_env: environment variable BURNRATE_UNSET is not set",
+        id="a PagerDuty routing key variable that is not set",
+    ),
+    pytest.param(
+        with_receiver(type="pagerduty", routing_key_env="BURNRATE_PD", routing_key_file="/k"),
+        "$.receivers[0]: give one of routing_key_env and routing_key_file, not both",
+        id="two PagerDuty routing key sources",
+    ),
+    pytest.param(
         with_("http", auth_token_env="BURNRATE_TOKEN", auth_token_file="/run/token"),
         "$.http: give at most one of auth_token_env or auth_token_file",
         id="both auth_token_env and auth_token_file",
@@ -210,6 +220,7 @@ def environment() -> dict[str, str]:
     env["BURNRATE_BAD"] = "whsec_not!base64"
     env["BURNRATE_PW"] = "hunter2"
     env["BURNRATE_TOKEN"] = "t0ken"
+    env["BURNRATE_PD"] = "R0UTINGKEY0123456789abcdefABCDEF"
     return env
 
 
@@ -283,7 +294,8 @@ def test_a_config_check_passes_gets_past_the_checks_of_run(tmp_path: Path) -> No
             "auth_token_env": "BURNRATE_TOKEN",
         }
         doc["receivers"] = [
-            {"type": "webhook", "url": "https://hooks.example/x", "secret_file": str(secret)}
+            {"type": "webhook", "url": "https://hooks.example/x", "secret_file": str(secret)},
+            {"type": "pagerduty", "name": "oncall", "routing_key_env": "BURNRATE_PD"},
         ]
         config = tmp_path / "burnrate.yaml"
         config.write_bytes(msgspec.yaml.encode(doc))

@@ -7,7 +7,8 @@ and a real HTTP receiver, stopped with SIGKILL or SIGTERM.
   produced: nothing lost, nothing twice.
 - Alerts: a page that fires while its receiver is down and is still undelivered at
   SIGTERM is kept in the state file and delivered after the restart, then its resolve,
-  in that order, with the same webhook-id and labels as the attempts before.
+  in that order, with the same webhook-id and labels as the attempts before; to
+  PagerDuty, the same trigger event, then a resolve under its dedup_key.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import contextlib
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,10 +30,11 @@ from engine.adapters.store.state import FileStateStore
 from engine.core import snapshot
 from engine.core.config import parse_config
 from engine.core.evaluator import Evaluator
+from tests.integration.http_receiver import Received, Receiver, Reply, serve
+from tests.integration.pagerduty import PagerDuty
 from tests.integration.test_restart_state import committed_offsets
 from tests.integration.test_run import sample, samples
 from tests.integration.test_signals import STARTUP_DEADLINE_S, Service, assert_stopped_cleanly
-from tests.integration.test_sinks import Receiver, Reply, serve
 from tests.integration.test_source import (
     PARTITIONS,
     encode,
@@ -44,6 +46,7 @@ from tests.integration.test_source import (
 SLO = "checkout-availability"
 LATENCY_SLO = "checkout-latency"
 COMMIT_INTERVAL_S = 5.0
+PD_ROUTING_KEY = "R0UTINGKEY0123456789abcdefABCDEF"
 """engine.runtime.checkpoint.COMMIT_INTERVAL_S: how often the engine commits offsets."""
 
 
@@ -244,8 +247,10 @@ async def test_a_kill_after_a_snapshot_with_more_counted_since_loses_nothing(
 
 
 def alerting_config(
-    path: Path, bootstrap: str, topic: str, group: str, state: Path, hook: str
+    path: Path, bootstrap: str, topic: str, group: str, state: Path, receiver: str
 ) -> Path:
+    """A config that pages within seconds of an outage, to the receiver `receiver` (a
+    YAML flow mapping)."""
     path.write_text(
         "slos:\n"
         "  - {name: pay-availability, service: pay, sli: availability, objective: 99.9,"
@@ -263,7 +268,7 @@ def alerting_config(
         f"  path: {state}\n"
         "  interval: 30s\n"
         "receivers:\n"
-        f"  - {{type: webhook, url: '{hook}', timeout: 2s}}\n"
+        f"  - {receiver}\n"
     )
     return path
 
@@ -290,32 +295,52 @@ def firing_attempts(service: Service) -> int:
     )
 
 
-@pytest.mark.asyncio
-@pytest.mark.parametrize("down", ["503", "refused"])
-async def test_a_page_pending_at_sigterm_is_delivered_after_the_restart_then_its_resolve(
-    kafka_bootstrap: str, tmp_path: Path, down: str
-) -> None:
+@dataclass
+class PageAcrossRestart:
+    """A page that fired while its receiver was down, through SIGTERM and a restart."""
+
+    first: Service
+    second: Service
+    before: list[Received]
+    """What the receiver got (and refused) before the restart."""
+    after: list[Received]
+    """What it got after."""
+
+
+async def a_page_across_a_restart(
+    bootstrap: str,
+    tmp_path: Path,
+    receiver: Receiver,
+    receiver_yaml: Callable[[str], str],
+    *,
+    down: str,
+    path: str = "/hook",
+    resolved: Callable[[], bool],
+) -> PageAcrossRestart:
+    """`burnrate run` pages to `receiver` while it is down (`down`: answering 503, or
+    refusing connections) and is stopped with SIGTERM once the page was retried; started
+    again from its state file with the receiver up, until `resolved()`; stopped again.
+    `receiver_yaml(url)` is the receiver's config entry."""
     topic = f"it-no-loss-page-{uuid.uuid4().hex[:8]}"
-    await create_topic(kafka_bootstrap, topic, 1)
+    await create_topic(bootstrap, topic, 1)
     port = free_port()
     state = tmp_path / "burnrate.state"
     config = alerting_config(
         tmp_path / "burnrate.yaml",
-        kafka_bootstrap,
+        bootstrap,
         topic,
         f"g-{uuid.uuid4().hex[:10]}",
         state,
-        f"http://127.0.0.1:{port}/hook",
+        receiver_yaml(f"http://127.0.0.1:{port}{path}"),
     )
-    receiver = Receiver()
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
         # 1. the receiver is down when the page fires
-        async with _maybe_serve(receiver, port, up=down == "503"):
-            receiver.default = Reply(503)
+        async with _maybe_serve(receiver, port, path, up=down == "503"):
+            receiver.outage = Reply(503)
             first = await Service.start(config)
             try:
                 await first.wait_readyz(session, 200, STARTUP_DEADLINE_S)
-                await outage(kafka_bootstrap, topic)
+                await outage(bootstrap, topic)
 
                 async def retried() -> bool:
                     return firing_attempts(first) >= 2
@@ -327,48 +352,97 @@ async def test_a_page_pending_at_sigterm_is_delivered_after_the_restart_then_its
         assert_stopped_cleanly(first, code)
         assert "not delivered before shutdown" in first.log()
         before = list(receiver.requests)
-        assert all(r.json()["status"] == "firing" for r in before)
         if down == "503":
             assert len(before) >= 2
 
         # 2. the receiver is back; the engine starts again from its state file
-        receiver.default = Reply(204)
-        async with serve(receiver, port):
+        receiver.outage = None
+        async with serve(receiver, port, path):
             second = await Service.start(config)
             try:
                 await second.wait_readyz(session, 200, STARTUP_DEADLINE_S)
 
-                async def resolved() -> bool:
-                    return any(r.json()["status"] == "resolved" for r in receiver.requests)
+                async def done() -> bool:
+                    return resolved()
 
-                await second.wait_for("the resolve at the receiver", resolved, 90)
+                await second.wait_for("the resolve at the receiver", done, 90)
                 code, _ = await second.terminate()
             finally:
                 await second.kill()
     assert_stopped_cleanly(second, code)
-    after = receiver.requests[len(before) :]
-    statuses = [r.json()["status"] for r in after]
-    assert statuses == ["firing", "resolved"], statuses  # the firing first, each once
-    fired, resolve = (r.json()["alerts"][0] for r in after)
-    assert fired["labels"]["slo"] == "pay-availability"
-    assert fired["labels"]["severity"] == "page"
-    assert resolve["labels"] == fired["labels"]
-    assert resolve["fingerprint"] == fired["fingerprint"]
-    assert resolve["startsAt"] == fired["startsAt"]
-    ids = [r.headers["webhook-id"] for r in after]
-    assert ids[0] != ids[1]
-    for r in before:  # the same message as the attempts the receiver refused
-        assert r.headers["webhook-id"] == ids[0]
-        assert r.json()["alerts"][0]["labels"] == fired["labels"]
-        assert r.json()["alerts"][0]["startsAt"] == fired["startsAt"]
     kept = first.event("deliveries_kept")  # the first run said where the page went
     assert kept is not None, first.log()
     assert kept["count"] == 1
     assert second.event("state_restored") is not None
     assert second.event("deliveries_restored") is not None, second.log()
+    return PageAcrossRestart(first, second, before, receiver.requests[len(before) :])
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("down", ["503", "refused"])
+async def test_a_page_pending_at_sigterm_is_delivered_after_the_restart_then_its_resolve(
+    kafka_bootstrap: str, tmp_path: Path, down: str
+) -> None:
+    receiver = Receiver()
+    run = await a_page_across_a_restart(
+        kafka_bootstrap,
+        tmp_path,
+        receiver,
+        lambda url: f"{{type: webhook, url: '{url}', timeout: 2s}}",
+        down=down,
+        resolved=lambda: any(r.json()["status"] == "resolved" for r in receiver.requests),
+    )
+    assert all(r.json()["status"] == "firing" for r in run.before)
+    statuses = [r.json()["status"] for r in run.after]
+    assert statuses == ["firing", "resolved"], statuses  # the firing first, each once
+    fired, resolve = (r.json()["alerts"][0] for r in run.after)
+    assert fired["labels"]["slo"] == "pay-availability"
+    assert fired["labels"]["severity"] == "page"
+    assert resolve["labels"] == fired["labels"]
+    assert resolve["fingerprint"] == fired["fingerprint"]
+    assert resolve["startsAt"] == fired["startsAt"]
+    ids = [r.headers["webhook-id"] for r in run.after]
+    assert ids[0] != ids[1]
+    for r in run.before:  # the same message as the attempts the receiver refused
+        assert r.headers["webhook-id"] == ids[0]
+        assert r.json()["alerts"][0]["labels"] == fired["labels"]
+        assert r.json()["alerts"][0]["startsAt"] == fired["startsAt"]
+
+
+@pytest.mark.asyncio
+async def test_a_pagerduty_trigger_pending_at_sigterm_is_sent_after_the_restart_then_resolved(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "pagerduty-routing-key"
+    key_file.write_text(PD_ROUTING_KEY + "\n")
+    pagerduty = PagerDuty()
+    run = await a_page_across_a_restart(
+        kafka_bootstrap,
+        tmp_path,
+        pagerduty,
+        lambda url: (
+            f"{{type: pagerduty, name: oncall, url: '{url}', routing_key_file: '{key_file}',"
+            " timeout: 2s}"
+        ),
+        down="503",
+        path="/v2/enqueue",
+        resolved=lambda: bool(pagerduty.resolved),
+    )
+    trigger, resolve = pagerduty.accepted  # the trigger first, each once
+    assert [r.json() for r in run.after] == [trigger, resolve]
+    assert trigger["event_action"] == "trigger"
+    assert trigger["payload"]["component"] == "pay-availability"
+    assert trigger["payload"]["severity"] == "critical"
+    assert resolve["event_action"] == "resolve"
+    assert resolve["dedup_key"] == trigger["dedup_key"]
+    assert pagerduty.resolved == [(PD_ROUTING_KEY, trigger["dedup_key"])]
+    assert pagerduty.alerts == {}
+    for r in run.before:  # the same event as the attempts PagerDuty could not take
+        assert r.json() == trigger
+    assert all(PD_ROUTING_KEY not in line for line in run.first.lines + run.second.lines)
 
 
 def _maybe_serve(
-    receiver: Receiver, port: int, *, up: bool
+    receiver: Receiver, port: int, path: str, *, up: bool
 ) -> contextlib.AbstractAsyncContextManager[Receiver | None]:
-    return serve(receiver, port) if up else contextlib.nullcontext()
+    return serve(receiver, port, path) if up else contextlib.nullcontext()

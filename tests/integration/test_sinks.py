@@ -6,33 +6,37 @@ tests/unit/adapters/alerts/."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import json
 import logging
 import random
 import socket
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Coroutine
-from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import pytest_asyncio
-from aiohttp import web
 
 from engine.adapters.alerts.alertmanager import AlertmanagerSink
 from engine.adapters.alerts.http_sink import RetryPolicy
 from engine.adapters.alerts.payloads import alert_labels, fingerprint, rfc3339, webhook_body
 from engine.adapters.alerts.signing import WebhookVerifier
-from engine.adapters.alerts.sinks import Sink, build_sinks
+from engine.adapters.alerts.sinks import build_sinks
 from engine.adapters.alerts.webhook import WebhookSink
 from engine.core.config import Config, WebhookReceiver
 from tests.integration.alertmanager import eventually, running_alertmanager
+from tests.integration.http_receiver import (
+    FAST,
+    HANG,
+    Receiver,
+    Reply,
+    counts,
+    serve,
+    started,
+)
 from tests.unit.adapters.alerts.factories import (
     EXTERNAL,
     SLO,
@@ -44,82 +48,6 @@ from tests.unit.adapters.alerts.factories import (
     resolved,
 )
 
-FAST = RetryPolicy(initial_backoff_s=0.01, max_backoff_s=0.05)
-HANG = "hang"
-
-S = TypeVar("S", bound=Sink)
-
-
-# -- a receiver -----------------------------------------------------------------------
-
-
-@dataclass
-class Reply:
-    status: int = 204
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Received:
-    headers: dict[str, str]
-    body: bytes
-    at: float
-    """Event-loop time of arrival."""
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-class Receiver:
-    """An HTTP receiver on 127.0.0.1: records every POST, answers from a script."""
-
-    def __init__(self) -> None:
-        self.url = ""
-        self.requests: list[Received] = []
-        self.script: deque[Reply | str] = deque()
-        self.default = Reply()
-        self.release = asyncio.Event()
-
-    async def handle(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        loop = asyncio.get_running_loop()
-        self.requests.append(Received(dict(request.headers), body, loop.time()))
-        action = self.script.popleft() if self.script else self.default
-        if action == HANG:
-            await self.release.wait()
-            return web.Response(status=204)
-        assert isinstance(action, Reply)
-        return web.Response(status=action.status, headers=action.headers)
-
-    async def wait_for(self, n: int, timeout_s: float = 15.0) -> list[Received]:
-        await eventually(lambda: len(self.requests) >= n, timeout_s=timeout_s, what=f"{n} requests")
-        return self.requests
-
-    async def quiet(self, for_s: float = 0.5) -> list[Received]:
-        """Wait until no request has come for `for_s`: a request a closed sink abandoned
-        mid-flight may still reach the server just after the close."""
-        while True:
-            n = len(self.requests)
-            await asyncio.sleep(for_s)
-            if len(self.requests) == n:
-                return self.requests
-
-
-@contextlib.asynccontextmanager
-async def serve(receiver: Receiver, port: int = 0) -> AsyncIterator[Receiver]:
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", receiver.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        host, bound = runner.addresses[0][:2]
-        receiver.url = f"http://{host}:{bound}/hook"
-        yield receiver
-    finally:
-        receiver.release.set()
-        await runner.cleanup()
-
 
 @pytest_asyncio.fixture
 async def receiver() -> AsyncIterator[Receiver]:
@@ -127,23 +55,10 @@ async def receiver() -> AsyncIterator[Receiver]:
         yield rcv
 
 
-@contextlib.asynccontextmanager
-async def started(sink: S) -> AsyncIterator[S]:
-    await sink.start()
-    try:
-        yield sink
-    finally:
-        await sink.close(timeout_s=1.0)
-
-
 def webhook_sink(url: str, **kwargs: Any) -> WebhookSink:
     kwargs.setdefault("clock", FixedClock())
     kwargs.setdefault("retry", FAST)
     return WebhookSink(url, SLOS, external_url=EXTERNAL, rng=random.Random(7), **kwargs)
-
-
-def counts(sink: Sink) -> dict[str, int]:
-    return {outcome: n for (_receiver, outcome), n in sink.stats().items()}
 
 
 def run_without_suspending(coro: Coroutine[Any, Any, None]) -> None:

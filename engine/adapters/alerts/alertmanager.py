@@ -59,6 +59,7 @@ class AlertmanagerSink(HttpSink):
         retry: RetryPolicy | None = None,
         rng: random.Random | None = None,
         receiver: str | None = None,
+        name: str | None = None,
     ) -> None:
         if not resend_interval_s > 0:
             raise ValueError(f"resend_interval_s must be > 0, got {resend_interval_s}")
@@ -71,6 +72,7 @@ class AlertmanagerSink(HttpSink):
             retry=retry or RetryPolicy(),
             rng=rng,
             receiver=receiver or redact_url(base_url),
+            name=name,
         )
         self.external_url = external_url
         self.resend_interval_s = resend_interval_s

@@ -61,8 +61,12 @@ class ConsoleSink:
 
     receiver = "console"
 
-    def __init__(self, stream: TextIO | None = None, *, color: bool | None = None) -> None:
+    def __init__(
+        self, stream: TextIO | None = None, *, color: bool | None = None, name: str | None = None
+    ) -> None:
         self.stream = stream
+        self.name = name
+        """The configured receiver's `name`, if it has one."""
         self.color = color
         """True/False forces color on/off; None decides per stream (tty and no NO_COLOR)."""
 

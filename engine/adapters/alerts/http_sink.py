@@ -162,6 +162,7 @@ class HttpSink:
         retry: RetryPolicy,
         rng: random.Random | None,
         receiver: str | None = None,
+        name: str | None = None,
     ) -> None:
         if queue_size < 1:
             raise ValueError(f"queue_size must be >= 1, got {queue_size}")
@@ -170,6 +171,8 @@ class HttpSink:
         self.url = url
         self.receiver = receiver or redact_url(url)
         """The `receiver` label of this sink's counts (and its name in logs)."""
+        self.name = name
+        """The configured receiver's `name` (how the config refers to it), if it has one."""
         self.slos = dict(slos)
         self.clock = clock
         self.timeout_s = timeout_s
@@ -242,6 +245,8 @@ class HttpSink:
         """`deliver` without the coroutine: queue `tr` or log (and count) why not."""
         if self._closed:
             log.error("%s is closed; %s/%s %s not delivered", self, tr.slo, tr.severity, tr.state)
+            return
+        if not self.accepts(tr):
             return
         slo = self.slos.get(tr.slo)
         if slo is None:
@@ -317,7 +322,7 @@ class HttpSink:
             self.enqueue(tr)
         announced = 0
         for tr in firing:
-            if tr.alert_key not in self._fired:
+            if tr.alert_key not in self._fired and self.accepts(tr):
                 self.enqueue(tr)
                 announced += 1
         if announced:
@@ -330,6 +335,8 @@ class HttpSink:
 
     def _put_restored(self, queued: QueuedJob) -> None:
         tr = queued.tr
+        if not self.accepts(tr):  # the config no longer sends this severity here
+            return
         slo = self.slos.get(tr.slo)
         if slo is None:
             log.error("%s: undelivered transition of unknown SLO %r dropped", self, tr.slo)
@@ -346,6 +353,11 @@ class HttpSink:
             log.error("%s: delivery queue full; DROPPED %s", self, Job(tr, slo, None).describe())
 
     # -- for subclasses --------------------------------------------------------------
+
+    def accepts(self, tr: Transition) -> bool:
+        """Whether this sink's receiver hears about `tr` at all (by configuration: a
+        transition it does not accept is not a drop)."""
+        return True
 
     async def _run(self) -> None:
         raise NotImplementedError

@@ -1,5 +1,5 @@
-"""What makes a configured receiver usable, checked without the HTTP client: its URLs and
-its webhook signing secrets.
+"""What makes a configured receiver usable, checked without the HTTP client: its URLs, its
+webhook signing secrets and its PagerDuty routing key.
 
 The sinks (engine.adapters.alerts.sinks) build on these functions, and `burnrate check`
 runs them through engine.commands.preflight without importing aiohttp, so a receiver
@@ -13,10 +13,10 @@ from yarl import URL
 
 from engine.adapters.alerts.signing import SignatureError, parse_secret
 from engine.adapters.secrets import read_secret
-from engine.core.config import AlertmanagerReceiver, Config, WebhookReceiver
+from engine.core.config import AlertmanagerReceiver, Config, PagerDutyReceiver, WebhookReceiver
 from engine.errors import ConfigError
 
-__all__ = ["check_url", "load_secrets", "receiver_errors", "receiver_urls"]
+__all__ = ["check_url", "load_routing_key", "load_secrets", "receiver_errors", "receiver_urls"]
 
 
 def check_url(url: str, path: str) -> str:
@@ -77,14 +77,32 @@ def load_secrets(rcv: WebhookReceiver, path: str) -> list[bytes]:
     return keys
 
 
+def load_routing_key(rcv: PagerDutyReceiver, path: str) -> str:
+    """The Events API v2 routing (integration) key of a PagerDuty receiver, from
+    `routing_key_env` or `routing_key_file`. A ConfigError names the field, never the key."""
+    if rcv.routing_key_env is not None and rcv.routing_key_file is None:
+        where = f"{path}.routing_key_env"
+    elif rcv.routing_key_file is not None and rcv.routing_key_env is None:
+        where = f"{path}.routing_key_file"
+    else:
+        raise ConfigError([f"{path}: give one of routing_key_env and routing_key_file"])
+    key = read_secret(where, env=rcv.routing_key_env, file=rcv.routing_key_file)
+    if any(ch.isspace() or not ch.isprintable() for ch in key):
+        raise ConfigError([f"{where}: must hold one routing key (no spaces or control characters)"])
+    return key
+
+
 def receiver_errors(config: Config) -> list[str]:
     """Every problem of every receiver's URLs and secrets (reading the secrets, as the
     sinks do at start), one `$.path: message` line each."""
     errors: list[str] = []
     for i, rcv in enumerate(config.receivers):
+        path = f"$.receivers[{i}]"
+        if isinstance(rcv, PagerDutyReceiver):
+            errors += _pagerduty_errors(rcv, path)
+            continue
         if not isinstance(rcv, WebhookReceiver | AlertmanagerReceiver):
             continue
-        path = f"$.receivers[{i}]"
         try:
             receiver_urls(rcv, path)
         except ConfigError as exc:
@@ -94,4 +112,17 @@ def receiver_errors(config: Config) -> list[str]:
                 load_secrets(rcv, path)
             except ConfigError as exc:
                 errors += exc.errors
+    return errors
+
+
+def _pagerduty_errors(rcv: PagerDutyReceiver, path: str) -> list[str]:
+    errors: list[str] = []
+    try:
+        check_url(rcv.url, f"{path}.url")
+    except ConfigError as exc:
+        errors += exc.errors
+    try:
+        load_routing_key(rcv, path)
+    except ConfigError as exc:
+        errors += exc.errors
     return errors

@@ -1,4 +1,4 @@
-"""Sinks: where alert transitions go (console, signed webhooks, Alertmanager).
+"""Sinks: where alert transitions go (console, signed webhooks, Alertmanager, PagerDuty).
 
 The runtime builds the sinks once, starts them, hands every transition to each, and
 closes them on shutdown:
@@ -37,8 +37,17 @@ from engine.adapters.alerts.http_sink import (
     redact_url,
     retry_after_s,
 )
+from engine.adapters.alerts.pagerduty import PagerDutySink
+from engine.adapters.alerts.receivers import load_routing_key
 from engine.adapters.alerts.webhook import BODY_RECEIVER, WebhookSink, load_secrets
-from engine.core.config import AlertmanagerReceiver, Config, ConsoleReceiver, WebhookReceiver
+from engine.core.config import (
+    AlertmanagerReceiver,
+    Config,
+    ConsoleReceiver,
+    PagerDutyReceiver,
+    Slo,
+    WebhookReceiver,
+)
 from engine.core.durations import parse_duration_s
 from engine.core.evaluator import Transition
 from engine.errors import ConfigError
@@ -50,6 +59,7 @@ __all__ = [
     "AlertmanagerSink",
     "Clock",
     "ConsoleSink",
+    "PagerDutySink",
     "RetryPolicy",
     "Sink",
     "WebhookSink",
@@ -89,7 +99,8 @@ def build_sinks(
     rng: random.Random | None = None,
     stream: TextIO | None = None,
 ) -> list[Sink]:
-    """One sink per configured receiver URL (console: one per entry), not yet started.
+    """One sink per configured receiver URL (console, PagerDuty: one per entry), not yet
+    started; each carries its receiver's `name`.
 
     `external_url` is where people reach this engine (generatorURL, externalURL);
     `clock` is the wall clock (signing timestamps, Alertmanager times, Retry-After
@@ -100,7 +111,12 @@ def build_sinks(
     for i, rcv in enumerate(config.receivers):
         path = f"$.receivers[{i}]"
         if isinstance(rcv, ConsoleReceiver):
-            sinks.append(ConsoleSink(stream))
+            sinks.append(ConsoleSink(stream, name=rcv.name))
+            continue
+        if isinstance(rcv, PagerDutyReceiver):
+            sinks.append(
+                _pagerduty_sink(rcv, path, slos, external_url, clock, queue_size, retry, rng)
+            )
             continue
         if isinstance(rcv, WebhookReceiver):
             secrets = load_secrets(rcv, path)
@@ -119,6 +135,7 @@ def build_sinks(
                         queue_size=queue_size,
                         retry=retry,
                         rng=rng,
+                        name=rcv.name,
                     )
                 )
         elif isinstance(rcv, AlertmanagerReceiver):
@@ -136,9 +153,39 @@ def build_sinks(
                         queue_size=queue_size,
                         retry=retry,
                         rng=rng,
+                        name=rcv.name,
                     )
                 )
     return sinks
+
+
+def _pagerduty_sink(
+    rcv: PagerDutyReceiver,
+    path: str,
+    slos: dict[str, Slo],
+    external_url: str,
+    clock: Clock,
+    queue_size: int,
+    retry: RetryPolicy | None,
+    rng: random.Random | None,
+) -> PagerDutySink:
+    timeout_s = parse_duration_s(rcv.timeout)
+    if not timeout_s > 0:
+        raise ConfigError([f"{path}.timeout: must be longer than 0s"])
+    return PagerDutySink(
+        slos,
+        routing_key=load_routing_key(rcv, path),
+        external_url=external_url,
+        clock=clock,
+        url=check_url(rcv.url, f"{path}.url"),
+        severities=rcv.severities,
+        severity_map=rcv.severity_map,
+        timeout_s=timeout_s,
+        queue_size=queue_size,
+        retry=retry,
+        rng=rng,
+        name=rcv.name,
+    )
 
 
 def _urls(rcv: WebhookReceiver | AlertmanagerReceiver, path: str) -> list[str]:

@@ -19,7 +19,6 @@ from collections.abc import Mapping, Sequence
 from engine.adapters.alerts.http_sink import (
     DEFAULT_QUEUE_SIZE,
     Clock,
-    HttpSink,
     Job,
     RetryPolicy,
     log,
@@ -28,8 +27,8 @@ from engine.adapters.alerts.payloads import webhook_body
 from engine.adapters.alerts.pending import message_id_for
 from engine.adapters.alerts.receivers import load_secrets
 from engine.adapters.alerts.signing import signature_headers
+from engine.adapters.alerts.transition_sink import TransitionSink
 from engine.core.config import Slo
-from engine.core.evaluator import AlertKey, Transition
 
 __all__ = ["BODY_RECEIVER", "WebhookSink", "load_secrets"]
 
@@ -37,7 +36,7 @@ BODY_RECEIVER = "burnrate"
 """The `receiver` field of every webhook body (Alertmanager puts its receiver name there)."""
 
 
-class WebhookSink(HttpSink):
+class WebhookSink(TransitionSink):
     """POSTs each transition to one URL, signed when secrets are given, retried until taken."""
 
     kind = "webhook"
@@ -55,6 +54,7 @@ class WebhookSink(HttpSink):
         retry: RetryPolicy | None = None,
         rng: random.Random | None = None,
         receiver: str | None = None,
+        name: str | None = None,
     ) -> None:
         super().__init__(
             url,
@@ -65,42 +65,14 @@ class WebhookSink(HttpSink):
             retry=retry or RetryPolicy(),
             rng=rng,
             receiver=receiver,
+            name=name,
         )
         self.external_url = external_url
         self._secrets = tuple(secrets)
-        self._announced: dict[AlertKey, Transition] = {}
-        """Alerts whose firing the receiver took, not yet told resolved."""
 
     @property
     def signed(self) -> bool:
         return bool(self._secrets)
-
-    async def _run(self) -> None:
-        while True:
-            job = await self._queue.get()
-            self._current = [job]
-            key = job.tr.alert_key
-            if job.tr.state == "resolved" and key not in self._announced:
-                log.warning(
-                    "%s: %s not sent: the receiver never took this alert's firing",
-                    self,
-                    job.describe(),
-                )
-            elif await self._send(job):
-                if job.tr.state == "firing":
-                    self._announced[key] = job.tr
-                else:
-                    self._announced.pop(key, None)
-            self._current = []
-            self._queue.task_done()
-
-    def _announced_state(self) -> list[Transition]:
-        return list(self._announced.values())
-
-    def _restore_announced(self, announced: list[Transition]) -> None:
-        for tr in announced:
-            self._announced[tr.alert_key] = tr
-            self._fired[tr.alert_key] = tr
 
     async def _send(self, job: Job) -> bool:
         fired = job.fired

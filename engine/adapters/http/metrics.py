@@ -127,7 +127,7 @@ class EngineCollector(Collector):
         if self.deliveries is not None:
             deliveries = CounterMetricFamily(
                 "burnrate_webhook_deliveries",
-                "Alert deliveries to webhook and Alertmanager receivers, by outcome",
+                "Alert deliveries to webhook, Alertmanager and PagerDuty receivers, by outcome",
                 labels=["receiver", "outcome"],
             )
             for (receiver, outcome), n in sorted(self.deliveries().items()):

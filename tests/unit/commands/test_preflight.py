@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from engine.adapters.alerts.receivers import load_secrets, receiver_errors, receiver_urls
+from engine.adapters.alerts.receivers import (
+    load_routing_key,
+    load_secrets,
+    receiver_errors,
+    receiver_urls,
+)
 from engine.adapters.kafka.settings import bootstrap_problem, kafka_client_kwargs
 from engine.commands.preflight import adapter_errors, load_checked_config
 from engine.core.config import (
@@ -18,6 +23,7 @@ from engine.core.config import (
     Http,
     Kafka,
     KafkaSecurity,
+    PagerDutyReceiver,
     Slo,
     WebhookReceiver,
 )
@@ -56,6 +62,7 @@ def test_every_adapter_problem_is_reported_at_once(tmp_path: Path) -> None:
             ConsoleReceiver(),
             WebhookReceiver(urls=["ftp://a", "http://ok"], secret_env="BURNRATE_T_UNSET_2"),
             AlertmanagerReceiver(url="am:9093"),
+            PagerDutyReceiver(url="events.pagerduty.com", routing_key_env="BURNRATE_T_UNSET"),
         ],
     )
     assert [line.split(": ")[0] for line in adapter_errors(config)] == [
@@ -67,6 +74,8 @@ def test_every_adapter_problem_is_reported_at_once(tmp_path: Path) -> None:
         "$.receivers[1].urls[0]",
         "$.receivers[1].secret_env",
         "$.receivers[2].url",
+        "$.receivers[3].url",
+        "$.receivers[3].routing_key_env",
     ]
 
 
@@ -215,3 +224,32 @@ def test_a_calendar_period_in_an_unknown_zone_is_reported_with_the_rest(tmp_path
         "(an IANA name, e.g. Europe/Berlin)",
         "$.http.listen: expected HOST:PORT, got 'nope'",
     ]
+
+
+# -- PagerDuty routing keys ----------------------------------------------------------------
+
+
+def test_a_routing_key_comes_from_env_or_file_and_is_never_in_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = "R0UTINGKEY0123456789abcdefABCDEF"
+    monkeypatch.setenv("BURNRATE_T_PD", f"  {key}\n")
+    (tmp_path / "pd").write_text(key + "\n")
+    assert load_routing_key(PagerDutyReceiver(routing_key_env="BURNRATE_T_PD"), "$.r") == key
+    from_file = PagerDutyReceiver(routing_key_file=str(tmp_path / "pd"))
+    assert load_routing_key(from_file, "$.r") == key
+
+    monkeypatch.setenv("BURNRATE_T_PD", f"{key} {key}")
+    (tmp_path / "empty").write_text("\n")
+    problems = [
+        (PagerDutyReceiver(routing_key_env="BURNRATE_T_PD"), "$.r.routing_key_env: must hold one"),
+        (PagerDutyReceiver(routing_key_env="BURNRATE_T_UNSET"), "$.r.routing_key_env: environment"),
+        (PagerDutyReceiver(routing_key_file=str(tmp_path / "empty")), "$.r.routing_key_file: "),
+        (PagerDutyReceiver(routing_key_file=str(tmp_path / "no")), "$.r.routing_key_file: cannot"),
+    ]
+    for rcv, start in problems:
+        with pytest.raises(ConfigError) as info:
+            load_routing_key(rcv, "$.r")
+        [line] = info.value.errors
+        assert line.startswith(start)
+        assert key not in line

@@ -15,6 +15,8 @@ from engine.core.config import (
     MAX_WINDOW_MEMORY_BYTES,
     AlertmanagerReceiver,
     ConsoleReceiver,
+    PagerDutyReceiver,
+    PagerDutySeverity,
     PolicyRow,
     Slo,
     WebhookReceiver,
@@ -157,6 +159,38 @@ def test_percent_is_converted_to_ratios_once_at_the_edge() -> None:
     assert slo.period_s == 30 * DAY_S
 
 
+def test_a_pagerduty_receiver_defaults_to_every_severity_at_the_events_api() -> None:
+    doc = _base()
+    doc["receivers"] = [
+        {"type": "pagerduty", "name": "oncall", "routing_key_file": "/run/secrets/pd"},
+        {
+            "type": "pagerduty",
+            "routing_key_env": "PD_TICKETS",
+            "url": "http://pd-proxy:8080/v2/enqueue",
+            "severities": ["ticket"],
+            "severity_map": {"ticket": "info"},
+            "timeout": "3s",
+        },
+        {"type": "console", "name": "stdout"},
+    ]
+    cfg = parse_config(_yaml(doc))
+    oncall, tickets, console = cfg.receivers
+    assert isinstance(oncall, PagerDutyReceiver)
+    assert oncall.url == "https://events.pagerduty.com/v2/enqueue"
+    assert oncall.severities == ["page", "ticket"]
+    assert oncall.severity_map == PagerDutySeverity(page="critical", ticket="warning")
+    assert oncall.severity_map.of("page") == "critical"
+    assert isinstance(tickets, PagerDutyReceiver)
+    assert tickets.severities == ["ticket"]
+    assert tickets.severity_map.of("ticket") == "info"
+    assert tickets.severity_map.of("page") == "critical"
+    # Receivers are addressable by name (budget-policy escalations name them).
+    assert cfg.receiver_named("oncall") is oncall
+    assert cfg.receiver_named("stdout") is console
+    assert cfg.receiver_named("nobody") is None
+    assert tickets.name is None
+
+
 def test_config_structs_are_frozen() -> None:
     cfg = parse_config(_yaml(_base()))
     with pytest.raises(AttributeError):
@@ -188,6 +222,7 @@ def test_evaluation_for_is_spelled_for_in_the_file() -> None:
 # --- every error with its path -----------------------------------------------------------
 
 URL_RCV = {"type": "webhook", "url": "https://hooks.example/x"}
+PD_RCV = {"type": "pagerduty", "routing_key_env": "PD_KEY"}
 
 
 @pytest.mark.parametrize(
@@ -507,9 +542,27 @@ URL_RCV = {"type": "webhook", "url": "https://hooks.example/x"}
             id="an alertmanager receiver without url is rejected",
         ),
         pytest.param(
-            _set("receivers", [{"type": "pagerduty"}]),
+            _set("receivers", [{**PD_RCV, "severity_map": {"page": "high"}}]),
+            "$.receivers[0].severity_map.page",
+            "Invalid enum value 'high'",
+            id="a PagerDuty severity PagerDuty does not have",
+        ),
+        pytest.param(
+            _set("receivers", [{**PD_RCV, "routing_key": "inline"}]),
+            "$.receivers[0]",
+            "unknown field `routing_key`",
+            id="an inline routing key is rejected",
+        ),
+        pytest.param(
+            _set("receivers", [{"type": "console", "name": "Ops Team"}]),
+            "$.receivers[0].name",
+            "Expected `str` matching",
+            id="a receiver name outside [a-z0-9_.-]",
+        ),
+        pytest.param(
+            _set("receivers", [{"type": "opsgenie"}]),
             "$.receivers[0].type",
-            "Invalid value 'pagerduty'",
+            "Invalid value 'opsgenie'",
             id="an unknown receiver type is rejected",
         ),
         # unknown fields, everywhere
@@ -881,6 +934,38 @@ FINE_AND_FAR_AHEAD = _both(
             ),
             "$.receivers[0].resend_interval: must be longer than 0s",
             id="an Alertmanager resend interval of 0s",
+        ),
+        pytest.param(
+            _set("receivers", [{"type": "pagerduty"}]),
+            "$.receivers[0]: needs routing_key_env or routing_key_file (the integration key)",
+            id="a PagerDuty receiver without a routing key",
+        ),
+        pytest.param(
+            _set("receivers", [{**PD_RCV, "routing_key_file": "/run/pd"}]),
+            "$.receivers[0]: give one of routing_key_env and routing_key_file, not both",
+            id="a PagerDuty receiver with two routing key sources",
+        ),
+        pytest.param(
+            _set("receivers", [{**PD_RCV, "severities": []}]),
+            "$.receivers[0].severities: at least one severity (omit the key for all)",
+            id="a PagerDuty receiver that takes no severity",
+        ),
+        pytest.param(
+            _set("receivers", [{**PD_RCV, "severities": ["page", "page"]}]),
+            "$.receivers[0].severities[1]: 'page' is given twice",
+            id="a severity twice",
+        ),
+        pytest.param(
+            _set("receivers", [{**PD_RCV, "timeout": "0s"}]),
+            "$.receivers[0].timeout: must be longer than 0s",
+            id="a PagerDuty timeout of 0s",
+        ),
+        pytest.param(
+            _set(
+                "receivers", [{**PD_RCV, "name": "oncall"}, {"type": "console", "name": "oncall"}]
+            ),
+            "$.receivers[1].name: duplicate receiver name 'oncall' (first at $.receivers[0])",
+            id="two receivers of one name",
         ),
         pytest.param(
             _set("kafka", {"topics": []}),

@@ -13,14 +13,23 @@ import pytest
 from engine.adapters.alerts.alertmanager import AlertmanagerSink
 from engine.adapters.alerts.console import ConsoleSink, format_transition
 from engine.adapters.alerts.http_sink import OUTCOMES
+from engine.adapters.alerts.pagerduty import PagerDutySink
 from engine.adapters.alerts.sinks import Sink, build_sinks, collect_stats
 from engine.adapters.alerts.webhook import WebhookSink
-from engine.core.config import AlertmanagerReceiver, Config, ConsoleReceiver, WebhookReceiver
+from engine.core.config import (
+    AlertmanagerReceiver,
+    Config,
+    ConsoleReceiver,
+    PagerDutyReceiver,
+    PagerDutySeverity,
+    WebhookReceiver,
+)
 from engine.errors import ConfigError
 from tests.unit.adapters.alerts.factories import (
     EXTERNAL,
     SLO,
     SLOS,
+    T0,
     FixedClock,
     firing,
     new_secret,
@@ -73,6 +82,48 @@ def test_build_sinks_makes_one_sink_per_url_and_collects_their_stats(tmp_path: P
     assert len(stats) == 4 * 4
 
 
+def test_build_sinks_makes_one_pagerduty_sink_per_entry_named_and_keyed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key_a, key_b = "A" * 32, "B" * 32
+    monkeypatch.setenv("BURNRATE_TEST_PD_KEY", key_a)
+    (tmp_path / "pd").write_text(key_b + "\n")
+    config = Config(
+        slos=[SLO],
+        receivers=[
+            PagerDutyReceiver(name="payments-oncall", routing_key_env="BURNRATE_TEST_PD_KEY"),
+            PagerDutyReceiver(
+                routing_key_file=str(tmp_path / "pd"),
+                severities=["ticket"],
+                severity_map=PagerDutySeverity(ticket="info"),
+                timeout="3s",
+            ),
+            ConsoleReceiver(name="stdout"),
+        ],
+    )
+    oncall, tickets, console = build_sinks(config, EXTERNAL, clock=FixedClock())
+    assert isinstance(oncall, PagerDutySink)
+    assert isinstance(tickets, PagerDutySink)
+    assert isinstance(console, ConsoleSink)
+    assert (oncall.name, tickets.name, console.name) == ("payments-oncall", None, "stdout")
+    assert oncall.url == tickets.url == "https://events.pagerduty.com/v2/enqueue"
+    assert oncall.accepts(firing())
+    assert oncall.accepts(firing(severity="ticket"))
+    assert not tickets.accepts(firing())
+    assert tickets.accepts(firing(severity="ticket"))
+    assert tickets.severity_map.of("ticket") == "info"
+    assert tickets.timeout_s == 3
+    # Two services behind one URL keep their undelivered events apart after a restart.
+    assert oncall.identity != tickets.identity
+    assert {receiver for receiver, _ in collect_stats([oncall, tickets])} == {
+        "payments-oncall",
+        "https://events.pagerduty.com",
+    }
+    for key in (key_a, key_b):
+        for text in (repr(oncall), repr(tickets), oncall.identity, tickets.identity):
+            assert key not in text
+
+
 @pytest.mark.parametrize(
     ("receiver_config", "message"),
     [
@@ -91,6 +142,14 @@ def test_build_sinks_makes_one_sink_per_url_and_collects_their_stats(tmp_path: P
             r"secret_env: secret #1: webhook secret is too short",
         ),
         (AlertmanagerReceiver(url="http://am", resend_interval="0s"), r"resend_interval"),
+        (
+            PagerDutyReceiver(routing_key_env="BURNRATE_TEST_UNSET_SECRET"),
+            r"\$\.receivers\[0\]\.routing_key_env: environment variable",
+        ),
+        (
+            PagerDutyReceiver(url="pagerduty", routing_key_env="BURNRATE_TEST_SHORT_SECRET"),
+            r"\$\.receivers\[0\]\.url: must be an absolute",
+        ),
     ],
 )
 def test_build_sinks_reports_bad_receivers_with_their_path(
@@ -225,3 +284,24 @@ def test_collect_stats_adds_up_sinks_that_share_a_receiver_label() -> None:
     assert stats[("http://hooks.example", "failed")] == 1
     assert stats[("http://hooks.example", "delivered")] == 0
     assert list(stats) == sorted(stats)
+
+
+def test_a_pagerduty_sink_restores_and_announces_only_the_severities_it_takes() -> None:
+    def sink(severities: list[Any]) -> PagerDutySink:
+        return PagerDutySink(
+            SLOS,
+            routing_key="K" * 32,
+            external_url=EXTERNAL,
+            clock=FixedClock(),
+            severities=severities,
+        )
+
+    both = sink(["page", "ticket"])
+    both.enqueue(firing())
+    both.enqueue(firing(severity="ticket"))
+    state = both.delivery_state()
+    assert [job.tr.severity for job in state.queued] == ["page", "ticket"]
+    # After a restart with a config that sends it tickets only:
+    tickets = sink(["ticket"])
+    assert tickets.restore(state, [firing(at=T0 + 1)], [firing(), firing(severity="ticket")]) == 1
+    assert [job.tr.severity for job in tickets.delivery_state().queued] == ["ticket"]
