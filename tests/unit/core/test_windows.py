@@ -469,7 +469,14 @@ def test_large_weights_sum_exactly_like_python_ints(
 ) -> None:
     """Weights far past 2^53 (where float sums lose units) and sums near 2^45 are exact:
     the reference adds Python ints."""
-    ws = WindowSet(3, WINDOWS, ahead_s=AHEAD_S, tick_s=TICK_S)
+    run_heavy_program(WindowSet(3, WINDOWS, ahead_s=AHEAD_S, tick_s=TICK_S), start, program)
+
+
+def run_heavy_program(
+    ws: WindowSet, start: float, program: list[tuple[str, object]]
+) -> list[tuple[int, float, int, int]]:
+    """Run a `heavy_steps` program on the 3 SLOs of `ws`, checking after every step that
+    each window equals a re-sum of Python ints; the rows added."""
     t: float = math.floor(start)
     ws.advance_to(t)
     applied: list[tuple[int, float, int, int]] = []
@@ -486,6 +493,7 @@ def test_large_weights_sum_exactly_like_python_ints(
             got = ws.sums(w)
             for slo in range(3):
                 assert tuple(int(x) for x in got[slo]) == window_sum(applied, slo, t, w, TICK_S)
+    return applied
 
 
 def test_weights_past_two_to_the_53_are_not_rounded() -> None:
@@ -516,22 +524,7 @@ def test_rings_stay_uint32_until_a_bucket_would_overflow_and_sums_stay_exact(
     ints before and after."""
     ws = WindowSet(3, WINDOWS, ahead_s=AHEAD_S, tick_s=TICK_S)
     assert set(_dtypes(ws)) == {"uint32"}
-    t: float = math.floor(start)
-    ws.advance_to(t)
-    applied: list[tuple[int, float, int, int]] = []
-    for kind, arg in program:
-        if kind == "add":
-            rows = [(s, t + off, tot, int(tot * share)) for s, off, tot, share in arg]  # type: ignore[attr-defined]
-            if rows:
-                _add_rows(ws, rows)
-                applied.extend(rows)
-        else:
-            t = t + float(arg)  # type: ignore[arg-type]
-            ws.advance_to(t)
-        for w in WINDOWS:
-            got = ws.sums(w)
-            for slo in range(3):
-                assert tuple(int(x) for x in got[slo]) == window_sum(applied, slo, t, w, TICK_S)
+    applied = run_heavy_program(ws, start, program)
     if sum(tot for _, _, tot, _ in applied) <= RING_MAX:
         assert set(_dtypes(ws)) == {"uint32"}, "promoted with no bucket near 2^32"
 
