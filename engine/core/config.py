@@ -664,9 +664,9 @@ def _pagerduty_errors(path: str, rcv: PagerDutyReceiver) -> list[str]:
 
 
 def _group_errors(path: str, slo: Slo) -> list[str]:
-    """`group_by` and `max_groups`: keys distinct, non-empty and short enough to be a
-    label name; 1 <= max_groups <= MAX_MAX_GROUPS, and only with group_by; not on a
-    composite SLO."""
+    """`group_by` and `max_groups`: keys distinct, non-empty, short enough to be a
+    label name and not fixed by `match_labels` (one group); 1 <= max_groups <=
+    MAX_MAX_GROUPS, and only with group_by; not on a composite SLO."""
     errors: list[str] = []
     if slo.composite is not None and slo.group_by:
         errors.append(f"{path}.group_by: a composite SLO cannot be grouped")
@@ -686,6 +686,11 @@ def _group_errors(path: str, slo: Slo) -> list[str]:
             errors.append(f"{at}: label name over {MAX_LABEL_BYTES} bytes (no event carries one)")
         elif key in seen:
             errors.append(f"{at}: {key!r} twice")
+        elif key in slo.match_labels:
+            errors.append(
+                f"{at}: {key!r} is fixed to {slo.match_labels[key]!r} by match_labels, so "
+                "every event of the SLO is in one group (group by another label, or drop it)"
+            )
         seen.add(key)
     if len(slo.group_by) > MAX_LABELS + 1:
         errors.append(f"{path}.group_by: at most {MAX_LABELS} labels and operation")

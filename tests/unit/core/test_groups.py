@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from engine.core.config import OTHER_GROUP, Config, parse_config
@@ -61,6 +61,12 @@ def test_group_by_and_max_groups_are_read_with_defaults() -> None:
             {"group_by": ["region", "region"]}, "$.slos[0].group_by[1]: 'region' twice", id="twice"
         ),
         pytest.param({"group_by": [""]}, "$.slos[0].group_by[0]: must not be empty", id="empty"),
+        pytest.param(
+            {"group_by": ["operation", "tier"], "match_labels": {"tier": "gold"}},
+            "$.slos[0].group_by[1]: 'tier' is fixed to 'gold' by match_labels, so every event "
+            "of the SLO is in one group (group by another label, or drop it)",
+            id="a label match_labels fixes",
+        ),
     ],
 )
 def test_group_settings_are_checked_with_their_path(extra: dict[str, Any], line: str) -> None:
@@ -175,6 +181,7 @@ def test_group_counts_follow_a_naive_reference(
     match: dict[str, str],
     splits: int,
 ) -> None:
+    assume(not set(match) & set(group_by))  # a label match_labels fixes is refused
     cfg = _config(
         {"name": "plain", **AVAIL},
         {"name": "g", **AVAIL, "group_by": group_by, "max_groups": limit, "match_labels": match},
