@@ -94,8 +94,8 @@ CASES = [
         id="a prime-second period of 3 years (run kept it at 1 s buckets)",
     ),
     pytest.param(
-        many_slos(800),
-        "$.slos: the windows of 800 SLOs need about 1.3 GiB (1.6 MiB per SLO), more than "
+        many_slos(1600),
+        "$.slos: the windows of 1600 SLOs need about 1.3 GiB (822.4 KiB per SLO), more than "
         "the limit of 1 GiB",
         id="window arrays over the memory limit",
     ),
