@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.core import budget
@@ -370,3 +370,64 @@ def test_a_budget_alert_lookback_is_a_window_the_evaluator_keeps() -> None:
     assert 2700 in cfg.windows_s()
     assert Evaluator(cfg).budget_lookback_s == 2700
     assert Evaluator(parse_config(BASE + "budget_alerts: {}\n")).budget_lookback_s == HOUR_S
+
+
+# -- any split, any restart: the same budget transitions --------------------------------------
+
+PROPERTY_CONFIG = (
+    BASE.replace("objective: 90}", "objective: 90, period: 1h}")
+    + """\
+policy: [{severity: page, long: 5m, short: 1m, burn_rate: 2}]
+budget_alerts: {horizon: 20m, lookback: 5m}
+receivers: [{type: console, name: oncall}]
+budget_policy:
+  - {budget_remaining_below: 0.5, decision: warn, escalate: [oncall]}
+  - {alert_firing: page, decision: fail, escalate: [oncall]}
+  - {exhaustion_within: 30m, lookback: 1m, decision: warn, escalate: [oncall]}
+"""
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    steps=st.lists(
+        st.tuples(st.integers(0, 120), st.integers(0, 4), st.integers(0, 4)),
+        min_size=1,
+        max_size=60,
+    ),
+    cut=st.integers(0, 60),
+)
+def test_budget_transitions_do_not_depend_on_batches_or_a_restart(
+    steps: list[tuple[int, int, int]], cut: int
+) -> None:
+    """`steps`: (seconds after the previous, good, bad) events at that time."""
+    cfg = parse_config(PROPERTY_CONFIG)
+    t = T0
+    batches: list[list[Event]] = []
+    for dt_s, good, bad in steps:
+        t += dt_s
+        batches.append(
+            [Event(service="shop", ts=t, status=200) for _ in range(good)]
+            + [Event(service="shop", ts=t, status=500) for _ in range(bad)]
+        )
+    one = Evaluator(cfg)
+    want = one.ingest(one.classifier.columns([e for b in batches for e in b]))
+    want += one.advance(t + 7200)
+    first = Evaluator(cfg)
+    got: list[Transition] = []
+    for b in batches[:cut]:
+        got += first.ingest(first.classifier.columns(b)) if b else []
+    second = Evaluator(cfg)
+    load(second, dump(first))
+    for b in batches[cut:]:
+        got += second.ingest(second.classifier.columns(b)) if b else []
+    got += second.advance(t + 7200)
+    assert [x for x in got if x.kind != "burn"] == [x for x in want if x.kind != "burn"]
+    # and each state is what the conditions say at the last tick: nothing fires
+    assert not second.budget_alerts().firing.any()
+    # transitions of one alert alternate, starting with a firing
+    last: dict[object, str] = {}
+    for x in got:
+        if x.kind != "burn":
+            assert last.get(x.alert_key, "resolved") != x.state
+            last[x.alert_key] = x.state
