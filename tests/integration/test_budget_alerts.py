@@ -9,6 +9,7 @@ import contextlib
 import json
 import random
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,13 +21,16 @@ from engine.adapters.alerts.pagerduty import PagerDutySink
 from engine.adapters.alerts.pagerduty_events import dedup_key
 from engine.adapters.alerts.payloads import alert_labels
 from engine.adapters.alerts.sinks import build_sinks
-from engine.core.config import parse_config
+from engine.core.config import Config, parse_config
 from engine.core.decode import Event
 from engine.core.evaluator import Evaluator, Transition
 from engine.runtime.delivery import Delivery
+from engine.runtime.service import Runtime
 from tests.integration.alertmanager import eventually, running_alertmanager
 from tests.integration.http_receiver import FAST, Receiver, serve, started
 from tests.integration.pagerduty import PagerDuty
+from tests.integration.test_run import Running
+from tests.integration.test_source import produce, records_for
 from tests.unit.adapters.alerts.factories import EXTERNAL, SLO, SLOS, budget_alert, firing
 
 KEY = "R0UTINGKEY0123456789abcdefABCDEF"
@@ -188,3 +192,78 @@ async def test_alertmanager_inhibits_slow_burn_tickets_while_the_budget_is_exhau
     assert got[key(ticket)]["inhibitedBy"]
     assert got[key(page)]["state"] == "active"
     assert got[key(exhausted)]["state"] == "active"
+
+
+def service_config(bootstrap: str, topic: str, group: str, path: Path, urls: list[str]) -> Config:
+    hooks = "".join(f"  - {{type: webhook, url: {url!r}}}\n" for url in urls)
+    return parse_config(
+        "slos:\n"
+        "  - {name: checkout-availability, service: checkout, sli: availability, objective: 99}\n"
+        "evaluation: {tick: 1s, allowed_lateness: 0s}\n"
+        "budget_alerts: {projected: false}\n"
+        f"kafka: {{bootstrap_servers: {bootstrap!r}, topics: [{topic}], group_id: {group}}}\n"
+        "http: {listen: 127.0.0.1:0}\n"
+        f"state: {{path: {str(path)!r}, interval: 1s}}\n"
+        f"receivers:\n{hooks}"
+    )
+
+
+async def settled(runtime: Runtime) -> None:
+    """Until the consumer has had fetch answers for a second: it is in its group and
+    polling, so a shutdown leaves no connection behind."""
+    t0 = time.time()
+    await eventually(
+        lambda: (runtime.source.status().last_fetch_at or 0) > t0 + 1.0,  # type: ignore[union-attr]
+        timeout_s=30,
+        what="more fetch answers",
+    )
+
+
+def exhausted_of(receiver: Receiver) -> list[tuple[str, dict[str, Any]]]:
+    """(webhook-id, alert) of every ErrorBudgetExhausted the receiver was sent."""
+    return [
+        (r.headers["webhook-id"], a)
+        for r in receiver.requests
+        for a in r.json()["alerts"]
+        if a["labels"]["alertname"] == "ErrorBudgetExhausted"
+    ]
+
+
+@pytest.mark.asyncio
+async def test_a_firing_budget_alert_survives_a_restart_and_is_announced_once_per_receiver(
+    kafka_bootstrap: str, unique_topic: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "state" / "burnrate.state"
+    group = f"g-{uuid.uuid4().hex[:10]}"
+    # every 10th request fails: ten times the 1% budget
+    await produce(
+        kafka_bootstrap, unique_topic, records_for(range(200), "json", batch=1, now=time.time())
+    )
+    async with receivers(2) as (old, new):
+        cfg = service_config(kafka_bootstrap, unique_topic, group, path, [old.url])
+        first = Running(Runtime(cfg, listen="127.0.0.1:0"))
+        try:
+            await first.listening()
+            await eventually(lambda: bool(exhausted_of(old)), timeout_s=30, what="the alert")
+            await settled(first.runtime)
+        finally:
+            await first.shutdown()
+        cfg = service_config(kafka_bootstrap, unique_topic, group, path, [old.url, new.url])
+        runtime = Runtime(cfg, listen="127.0.0.1:0")
+        second = Running(runtime)
+        try:
+            await second.listening()
+            await eventually(lambda: bool(exhausted_of(new)), timeout_s=30, what="announced")
+            await settled(runtime)
+            await old.quiet(1.0)
+        finally:
+            await second.shutdown()
+    assert runtime.restored
+    [(old_id, old_alert)] = exhausted_of(old)  # once: the restart did not send it again
+    [(new_id, new_alert)] = exhausted_of(new)  # announced to the receiver new to the file
+    assert new_id == old_id  # the same message, as it fired
+    assert new_alert["labels"] == old_alert["labels"]
+    assert new_alert["startsAt"] == old_alert["startsAt"]
+    slo = runtime.http.api.view("checkout-availability")
+    assert slo is not None
+    assert [(b.alert, b.firing) for b in slo.budget_alerts] == [("ErrorBudgetExhausted", True)]
