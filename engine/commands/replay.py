@@ -73,8 +73,8 @@ def print_summary(result: ReplayResult, out: TextIO) -> None:
         b = r.budget_remaining_ratio
         budget = "no data" if b is None else f"{100 * b:.1f}%"
         firing = format_duration(round(r.time_firing_s))
-        if r.still_firing:
-            firing += f" ({'+'.join(r.still_firing)} firing at end)"
+        if r.still_firing or r.budget_alerts_firing:
+            firing += f" ({'+'.join([*r.still_firing, *r.budget_alerts_firing])} firing at end)"
         excluded = f"  {r.excluded:>8}" if corrected else ""
         out.write(
             f"{name:<{width}}  {r.events:>10}  {r.bad:>8}{excluded}  {budget:>11}  "

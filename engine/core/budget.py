@@ -30,6 +30,7 @@ to people rounds it there (alert texts to seconds, minutes or hours).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -37,12 +38,18 @@ import numpy.typing as npt
 from engine.core.arrays import F64
 
 __all__ = [
+    "EXHAUSTION_WINDOW_S",
     "burn_rate_consuming",
     "consumed_ratio",
+    "exhaustion_window_s",
     "remaining_ratio",
     "remaining_ratio_of",
     "time_to_exhaustion_s",
+    "times_to_exhaustion_s",
 ]
+
+EXHAUSTION_WINDOW_S = 3600
+"""The burn-rate window time to exhaustion is reported at, when it is kept."""
 
 Counts = npt.NDArray[np.int64] | F64
 
@@ -81,6 +88,27 @@ def time_to_exhaustion_s(
     if burn_rate is None or math.isnan(burn_rate) or burn_rate <= 0:
         return None
     return remaining_ratio * period_s / burn_rate
+
+
+def times_to_exhaustion_s(remaining_ratio: F64, burn_rate: F64, period_s: F64) -> F64:
+    """`time_to_exhaustion_s` of whole arrays (one element per SLO column), NaN where
+    that gives None: the same arithmetic in the same order, so the numbers are
+    bit-identical to the scalar function's."""
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        out: F64 = (remaining_ratio * period_s) / burn_rate
+    out[~(burn_rate > 0)] = np.nan  # nothing burns (0, negative or NaN): never
+    out[remaining_ratio <= 0] = 0.0  # spent: now, whatever burns
+    out[np.isnan(remaining_ratio)] = np.nan  # no data
+    return out
+
+
+def exhaustion_window_s(windows_s: Sequence[int], long_windows_s: Iterable[int]) -> int:
+    """The burn-rate window time to exhaustion is judged at when none is configured:
+    `EXHAUSTION_WINDOW_S` (1h) when it is among the windows kept, else the shortest
+    policy long window (always kept)."""
+    if EXHAUSTION_WINDOW_S in windows_s:
+        return EXHAUSTION_WINDOW_S
+    return min(long_windows_s)
 
 
 def burn_rate_consuming(consumed_ratio: float, within_s: float, period_s: float) -> float:

@@ -29,14 +29,18 @@ from engine.core.ladder import MAX_WINDOW_S
 
 __all__ = [
     "DECISIONS",
+    "DEFAULT_BUDGET_ALERT_HORIZON",
     "DEFAULT_BUDGET_POLICY",
     "DEFAULT_LOOKBACK",
     "DEFAULT_OVERRIDE_MAX_TTL",
     "MAX_OVERRIDE_TTL_S",
+    "BudgetAlertSettings",
     "BudgetPolicyRow",
     "Decision",
     "GateSettings",
+    "budget_alert_errors",
     "budget_policy_errors",
+    "escalation_errors",
     "gate_settings_errors",
 ]
 
@@ -100,6 +104,74 @@ DEFAULT_BUDGET_POLICY: tuple[BudgetPolicyRow, ...] = (
 """No budget left or a page firing: fail; under a quarter left or a ticket firing: warn."""
 
 
+DEFAULT_BUDGET_ALERT_HORIZON = "3d"
+"""How soon a projected exhaustion must be to alert, unless `budget_alerts.horizon` says."""
+
+_Severity = Literal["page", "ticket"]
+
+
+class BudgetAlertSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """`budget_alerts:`, the alerts on the error budget itself, beside the burn-rate ones
+    (engine.core.budget_alerts). Present (even empty): both alerts on, with these
+    defaults; absent: none, so an upgrade sends no alert nobody asked for."""
+
+    exhausted: bool = True
+    """`ErrorBudgetExhausted`: the budget left over the SLO's period is <= 0."""
+    exhausted_severity: _Severity = "ticket"
+    projected: bool = True
+    """`ErrorBudgetExhaustionProjected`: some budget is left and it runs out within
+    `horizon` at the burn rate over `lookback`."""
+    projected_severity: _Severity = "ticket"
+    horizon: _Duration = DEFAULT_BUDGET_ALERT_HORIZON
+    lookback: _Duration | None = None
+    """The burn-rate window of the projection; None: the window time to exhaustion is
+    reported at elsewhere (1h when kept, else the shortest policy long window)."""
+
+    @property
+    def horizon_s(self) -> float:
+        return parse_duration_s(self.horizon)
+
+    @property
+    def lookback_s(self) -> int | None:
+        return None if self.lookback is None else int(parse_duration_s(self.lookback))
+
+
+def budget_alert_errors(settings: BudgetAlertSettings, tick_s: float) -> list[str]:
+    errors: list[str] = []
+    if not settings.horizon_s > 0:
+        errors.append("$.budget_alerts.horizon: must be longer than 0s")
+    if settings.lookback is not None:
+        errors += _lookback_errors(
+            "$.budget_alerts.lookback",
+            settings.lookback,
+            parse_duration_s(settings.lookback),
+            tick_s,
+        )
+    return errors
+
+
+def _lookback_errors(where: str, given: str | None, lookback: float, tick_s: float) -> list[str]:
+    if lookback != int(lookback) or lookback < tick_s:
+        return [
+            f"{where}: must be whole seconds and at least the evaluation tick "
+            f"({format_duration(tick_s)}), got {given}"
+        ]
+    if lookback > MAX_WINDOW_S:
+        return [f"{where}: at most {format_duration(MAX_WINDOW_S)}, got {given}"]
+    return []
+
+
+def escalation_errors(path: str, rows: list[BudgetPolicyRow], receivers: list[str]) -> list[str]:
+    """`escalate` names no configured receiver calls itself (`receivers[i].name`)."""
+    known = ", ".join(receivers) if receivers else "none is named"
+    return [
+        f"{path}[{i}].escalate[{j}]: no receiver is named {name!r} (receiver names: {known})"
+        for i, row in enumerate(rows)
+        for j, name in enumerate(row.escalate)
+        if name not in receivers
+    ]
+
+
 class GateSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """`gate:` settings of the release gate."""
 
@@ -143,16 +215,7 @@ def budget_policy_errors(path: str, rows: list[BudgetPolicyRow], tick_s: float) 
             if not horizon > 0:
                 errors.append(f"{at}.exhaustion_within: must be longer than 0s")
             lookback = parse_duration_s(row.lookback or DEFAULT_LOOKBACK)
-            where = f"{at}.lookback"
-            if lookback != int(lookback) or lookback < tick_s:
-                errors.append(
-                    f"{where}: must be whole seconds and at least the evaluation tick "
-                    f"({format_duration(tick_s)}), got {row.lookback}"
-                )
-            elif lookback > MAX_WINDOW_S:
-                errors.append(
-                    f"{where}: at most {format_duration(MAX_WINDOW_S)}, got {row.lookback}"
-                )
+            errors += _lookback_errors(f"{at}.lookback", row.lookback, lookback, tick_s)
         seen: set[str] = set()
         for j, name in enumerate(row.escalate):
             if name in seen:

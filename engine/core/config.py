@@ -23,9 +23,12 @@ import msgspec
 
 from engine.core.budget_policy import (
     DEFAULT_BUDGET_POLICY,
+    BudgetAlertSettings,
     BudgetPolicyRow,
     GateSettings,
+    budget_alert_errors,
     budget_policy_errors,
+    escalation_errors,
     gate_settings_errors,
 )
 from engine.core.decode import MAX_LABEL_BYTES, MAX_LABELS
@@ -46,6 +49,7 @@ while it writes one."""
 Duration = Annotated[str, msgspec.Meta(pattern=DURATION_PATTERN)]
 Name = Annotated[str, msgspec.Meta(pattern=r"\A[a-z0-9_.-]+\Z", max_length=128)]
 Severity = Literal["page", "ticket"]
+Escalations = Literal["named", "all"]
 
 DEFAULT_MAX_GROUPS = 100
 MAX_MAX_GROUPS = 10_000
@@ -300,6 +304,9 @@ class WebhookReceiver(_Base, frozen=True, tag="webhook", tag_field="type"):
     """How other parts of the config (budget-policy escalations) refer to this
     receiver; unique among the receivers. Optional: an unnamed receiver still gets
     every transition of the severities it takes."""
+    escalations: Escalations = "named"
+    """Which budget-policy escalations this receiver hears: `named` (those of rows whose
+    `escalate` names it) or `all` (every one, e.g. an Alertmanager that routes by label)."""
     url: str | None = None
     urls: list[str] = []
     secret_env: str | None = None
@@ -309,6 +316,7 @@ class WebhookReceiver(_Base, frozen=True, tag="webhook", tag_field="type"):
 
 class AlertmanagerReceiver(_Base, frozen=True, tag="alertmanager", tag_field="type"):
     name: Name | None = None
+    escalations: Escalations = "named"
     url: str | None = None
     urls: list[str] = []
     resend_interval: Duration = "1m"
@@ -316,6 +324,7 @@ class AlertmanagerReceiver(_Base, frozen=True, tag="alertmanager", tag_field="ty
 
 class ConsoleReceiver(_Base, frozen=True, tag="console", tag_field="type"):
     name: Name | None = None
+    escalations: Escalations = "named"
 
 
 PagerDutySeverityName = Literal["critical", "error", "warning", "info"]
@@ -338,6 +347,7 @@ class PagerDutyReceiver(_Base, frozen=True, tag="pagerduty", tag_field="type"):
     `routing_key_file` (exactly one), never given inline."""
 
     name: Name | None = None
+    escalations: Escalations = "named"
     routing_key_env: str | None = None
     routing_key_file: str | None = None
     url: str = PAGERDUTY_EVENTS_URL
@@ -479,6 +489,8 @@ class Config(_Base, frozen=True):
     )
     """Gate decisions from budget conditions (engine.core.budget_policy, governance)."""
     gate: GateSettings = GateSettings()
+    budget_alerts: BudgetAlertSettings | None = None
+    """Budget exhausted / exhaustion projected alerts (absent: none)."""
 
     def budget_policy_of(self, slo: Slo) -> list[BudgetPolicyRow]:
         """The budget policy rows `slo` is judged with: its own, else the top-level ones."""
@@ -489,6 +501,8 @@ class Config(_Base, frozen=True):
         out: set[int] = set()
         for slo in self.slos:
             out.update(r.lookback_s for r in self.budget_policy_of(slo) if r.lookback_s)
+        if self.budget_alerts is not None and self.budget_alerts.lookback_s:
+            out.add(self.budget_alerts.lookback_s)
         return out
 
     def receiver_named(self, name: str) -> Receiver | None:
@@ -598,6 +612,13 @@ def config_errors(cfg: Config) -> list[str]:
     ev = cfg.evaluation
     errors += budget_policy_errors("$.budget_policy", cfg.budget_policy, ev.tick_s)
     errors += gate_settings_errors(cfg.gate)
+    if cfg.budget_alerts is not None:
+        errors += budget_alert_errors(cfg.budget_alerts, ev.tick_s)
+    names = [rcv.name for rcv in cfg.receivers if rcv.name is not None]
+    errors += escalation_errors("$.budget_policy", cfg.budget_policy, names)
+    for i, slo in enumerate(cfg.slos):
+        if slo.budget_policy is not None:
+            errors += escalation_errors(f"$.slos[{i}].budget_policy", slo.budget_policy, names)
     if not cfg.policy:
         errors.append("$.policy: at least one row is required (omit the key for the default)")
     errors += _policy_errors("$.policy", cfg.policy, ev)

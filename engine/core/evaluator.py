@@ -93,11 +93,13 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from engine.core import budget
+from engine.core import budget, budget_alerts
 from engine.core.arrays import F64, I64, read_only, read_only_copy
+from engine.core.budget_alerts import TransitionKind, describe_row, row_holds, row_reason
+from engine.core.budget_policy import Decision
 from engine.core.config import OTHER_GROUP, Config, Correction, Severity
 from engine.core.corrections import CorrectionIndex
-from engine.core.evaluator_state import AlertState, EvaluatorState, EventCounts
+from engine.core.evaluator_state import AlertState, BudgetAlertState, EvaluatorState, EventCounts
 from engine.core.matching import Classifier, EventColumns
 from engine.core.periods import PeriodCounts
 from engine.core.windows import WindowSet
@@ -106,6 +108,7 @@ __all__ = [
     "SEVERITIES",
     "AlertKey",
     "AlertState",
+    "BudgetAlertState",
     "Evaluator",
     "EvaluatorState",
     "EventCounts",
@@ -115,11 +118,19 @@ __all__ = [
 SEVERITIES: tuple[Severity, ...] = ("page", "ticket")
 
 AlertKey = tuple[str, str | None, str]
-"""One alert: (SLO name, group or None, severity)."""
+"""One alert: (SLO name, group or None, severity), or for a budget alert or escalation
+(SLO name, group or None, its key: `Transition.alert_id`)."""
 
 
 class Transition(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """An alert changed state. For `resolved`, the row is the one that held last."""
+    """An alert changed state. For `resolved`, the row is the one that held last.
+
+    Most are of burn-rate alerts (`kind` `burn`, left out of the encoding). A budget
+    alert or escalation (engine.core.budget_alerts) has the same fields: its `severity`
+    is the configured one (an escalation's: `page` for a row deciding `fail`, else
+    `ticket`), both windows are the lookback its burn rate is over (`burn_rate_long` =
+    `burn_rate_short`), and `factor` is, for a projected exhaustion, the burn rate that
+    spends the budget left within the horizon (0 otherwise)."""
 
     slo: str
     severity: Severity
@@ -134,11 +145,38 @@ class Transition(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     group: str | None = None
     """A grouped SLO's group (`Evaluator.group_of`); None for an SLO without groups
     (then left out of the encoding, so ungrouped output is as before groups)."""
+    kind: TransitionKind = "burn"
+    """`burn`, `budget_exhausted`, `budget_exhaustion_projected` or `escalation`."""
+    time_to_exhaustion_s: float | None = None
+    """Budget alerts and escalations: the budget left lasts this long at the burn rate
+    over the lookback (0: spent; None: no data, or nothing burns)."""
+    horizon_s: float | None = None
+    """A projected exhaustion's horizon, or an `exhaustion_within` row's."""
+    policy_row: str | None = None
+    """An escalation's budget policy row: `$.budget_policy[0]`, `$.slos[2].budget_policy[1]`."""
+    decision: Decision | None = None
+    """An escalation's row decision (`pass`, `warn`, `fail`)."""
+    reason: str | None = None
+    """An escalation's reason: why the row holds (firing), or the row's condition
+    (resolved)."""
+    receivers: tuple[str, ...] = ()
+    """An escalation's receivers (the row's `escalate`): the only ones it goes to,
+    besides receivers with `escalations: all`."""
+
+    @property
+    def alert_id(self) -> str:
+        """Which alert of its SLO (group) this is: a burn-rate alert's severity, else the
+        budget alert's key (`budget_exhausted`, `escalation:$.budget_policy[0]`)."""
+        if self.kind == "burn":
+            return self.severity
+        if self.kind == "escalation":
+            return f"escalation:{self.policy_row}"
+        return self.kind
 
     @property
     def alert_key(self) -> AlertKey:
-        """The alert this transition is of: (SLO, group, severity)."""
-        return (self.slo, self.group, self.severity)
+        """The alert this transition is of: (SLO, group, `alert_id`)."""
+        return (self.slo, self.group, self.alert_id)
 
 
 def _none_if_nan(x: float) -> float | None:
@@ -248,6 +286,24 @@ class Evaluator:
             pending_since_s=np.full(shape, np.nan),
             last_true_s=np.full(shape, np.nan),
             budget_at_tick_ratio=np.full(n, np.nan),
+        )
+        # budget alerts and escalations (engine.core.budget_alerts); mutated by _evaluate
+        self.budget_alert_columns = budget_alerts.alert_columns(config, self.slos)
+        """Every budget alert and escalation, in the order of the second axis of
+        `budget_alerts()`."""
+        settings = config.budget_alerts
+        self.budget_lookback_s = (settings.lookback_s if settings else None) or (
+            budget.exhaustion_window_s(self.windows_s, (r.long_s for r in self.rows))
+        )
+        """The burn-rate window budget alerts project at: `budget_alerts.lookback`, else
+        the window time to exhaustion is reported at (1h, or the shortest long window)."""
+        self.budget_horizon_s = settings.horizon_s if settings else None
+        self.period_s = read_only(np.array([s.period_s for s in self.slos], dtype=np.float64))
+        k = len(self.budget_alert_columns)
+        self._budget = BudgetAlertState(
+            keys=tuple(c.key for c in self.budget_alert_columns),
+            firing=np.zeros((n, k), dtype=bool),
+            firing_since_s=np.full((n, k), np.nan),
         )
         # corrections: the config's, then those added at run time
         self._runtime_corrections: list[Correction] = []
@@ -535,6 +591,7 @@ class Evaluator:
             and self._max_event_ts <= t
             and self.windows.is_empty()
             and not self._alerts.firing.any()
+            and not self._budget.firing.any()
             and bool(np.isnan(self._alerts.pending_since_s).all())
         )
 
@@ -590,7 +647,105 @@ class Evaluator:
             row[update] = first[update]
             firing[:] = should
         out.sort(key=lambda x: (x[0], x[1]))  # per tick: by SLO in config order, then severity
-        return [tr for _, _, tr in out]
+        result = [tr for _, _, tr in out]
+        if self.budget_alert_columns:
+            result += self._evaluate_budget(t, burn)
+        return result
+
+    def _evaluate_budget(self, t: float, burn: F64) -> list[Transition]:
+        """Budget alerts and escalations at tick `t`, after the burn-rate alerts (whose
+        firing `alert_firing` rows read): by column, then in `budget_alert_columns` order."""
+        remaining = self._alerts.budget_at_tick_ratio
+        firing = {sev: self._alerts.firing[:, j] for j, sev in enumerate(self.severities)}
+        st = self._budget
+        holds = np.zeros_like(st.firing)
+        for a, col in enumerate(self.budget_alert_columns):
+            if col.kind == "budget_exhausted":
+                h = budget_alerts.exhausted(remaining)
+            elif col.kind == "budget_exhaustion_projected":
+                assert self.budget_horizon_s is not None
+                rate = burn[self.windows.index(self.budget_lookback_s)]
+                h = budget_alerts.projected(remaining, rate, self.period_s, self.budget_horizon_s)
+            else:
+                assert col.row is not None
+                lb = col.row.lookback_s
+                rates = None if lb is None else burn[self.windows.index(lb)]
+                h = row_holds(col.row, remaining, rates, self.period_s, firing)
+            holds[:, a] = h & col.mask
+        fire, resolve = holds & ~st.firing, st.firing & ~holds
+        out = [
+            self._budget_transition(int(i), int(a), "firing" if fire[i, a] else "resolved", t, burn)
+            for i, a in zip(*np.nonzero(fire | resolve), strict=True)
+        ]
+        st.firing_since_s[fire] = t
+        st.firing_since_s[resolve] = np.nan
+        st.firing[...] = holds
+        return out
+
+    def _budget_transition(
+        self,
+        i: int,
+        a: int,
+        state: Literal["firing", "resolved"],
+        t: float,
+        burn: F64,
+    ) -> Transition:
+        col = self.budget_alert_columns[a]
+        row = col.row
+        remaining = _none_if_nan(float(self._alerts.budget_at_tick_ratio[i]))
+        period_s = float(self.period_s[i])
+        lookback = row.lookback_s if row is not None and row.lookback_s else self.budget_lookback_s
+        rate = _none_if_nan(float(burn[self.windows.index(lookback), i]))
+        horizon = self.budget_horizon_s if row is None else row.horizon_s
+        factor = 0.0
+        if col.kind == "budget_exhaustion_projected" and remaining is not None and remaining > 0:
+            assert horizon is not None
+            factor = budget.burn_rate_consuming(remaining, horizon, period_s)
+        decision: Decision | None = None
+        reason = None
+        if row is not None:
+            decision = row.decision
+            sevs = tuple(s for j, s in enumerate(self.severities) if self._alerts.firing[i, j])
+            rb = rate if row.lookback_s else None
+            why = row_reason(row, remaining, rb, period_s, sevs) if state == "firing" else None
+            reason = why or f"no longer holds: {describe_row(row)}"
+        return Transition(
+            slo=self.names[i],
+            severity=col.severity,
+            state=state,
+            at=t,
+            long_window_s=lookback,
+            short_window_s=lookback,
+            burn_rate_long=rate,
+            burn_rate_short=rate,
+            factor=factor,
+            error_budget_remaining_ratio=remaining,
+            group=self.group_of(i),
+            kind=col.kind,
+            time_to_exhaustion_s=budget.time_to_exhaustion_s(remaining, rate, period_s),
+            horizon_s=horizon,
+            policy_row=col.path,
+            decision=decision,
+            reason=reason,
+            receivers=tuple(row.escalate) if row is not None else (),
+        )
+
+    def budget_alerts(self) -> BudgetAlertState:
+        """The budget alerts and escalations now, as read-only copies."""
+        return self._budget.copy()
+
+    def firing_budget_alerts(self) -> list[Transition]:
+        """A firing transition for every budget alert and escalation firing now, at the tick
+        it fired, with the numbers of the last evaluation (what a restarted engine
+        announces to receivers that never heard of it)."""
+        st = self._budget
+        if self._evaluated_at_s is None or not st.firing.any():
+            return []
+        burn = self.burn_rates()
+        return [
+            self._budget_transition(int(i), int(a), "firing", float(st.firing_since_s[i, a]), burn)
+            for i, a in zip(*np.nonzero(st.firing), strict=True)
+        ]
 
     def _transition(
         self,
@@ -773,6 +928,7 @@ class Evaluator:
             max_event_ts_s=self._max_event_ts,
             periods=self._periods.state() if self._periods.any else None,
             corrections=self.runtime_corrections,
+            budget_alerts=self.budget_alerts() if self.budget_alert_columns else None,
             groups=self.classifier.group_state(),
         )
 
@@ -798,6 +954,7 @@ class Evaluator:
         self._periods.check(state.periods)
         self.classifier.check_groups(state.groups)
         index = CorrectionIndex([*self.config.corrections, *state.corrections], self.slos)
+        budget_firing, budget_since = self._budget_state_of(state.budget_alerts)
         self.windows.load_state(state.windows)  # checks first: may raise, changing nothing
         # Everything checked: from here on nothing can fail.
         for f in fields(AlertState):
@@ -817,6 +974,36 @@ class Evaluator:
         self._max_event_ts = state.max_event_ts_s
         self._periods.load_state(state.periods, self.windows.t)
         self.classifier.load_groups(state.groups)
+        self._budget.firing[...] = budget_firing
+        self._budget.firing_since_s[...] = budget_since
+
+    def _budget_state_of(self, saved: BudgetAlertState | None) -> tuple[F64, F64]:
+        """The budget alerts' (firing, firing_since_s) arrays from `saved`, matched by key:
+        an alert the state does not have (a state from before it, a row that gained
+        `escalate`) starts not firing; one the config no longer has is dropped. ValueError
+        when the arrays do not fit the keys and columns."""
+        n, k = self._budget.firing.shape
+        firing = np.zeros((n, k), dtype=bool)
+        since = np.full((n, k), np.nan)
+        if saved is None:
+            return firing, since
+        shape = (n, len(saved.keys))
+        for name, arr, dtype in (
+            ("budget firing", saved.firing, np.dtype(bool)),
+            ("budget firing_since", saved.firing_since_s, np.dtype(np.float64)),
+        ):
+            if arr.shape != shape or arr.dtype != dtype:
+                raise ValueError(f"{name}: {arr.dtype}{arr.shape}, expected {dtype}{shape}")
+        at = {key: j for j, key in enumerate(saved.keys)}
+        for a, key in enumerate(self._budget.keys):
+            j = at.get(key)
+            if j is not None:
+                firing[:, a] = saved.firing[:, j]
+                since[:, a] = np.where(saved.firing[:, j], saved.firing_since_s[:, j], np.nan)
+        for a, col in enumerate(self.budget_alert_columns):
+            firing[:, a] &= col.mask
+        since[~firing] = np.nan
+        return firing, since
 
 
 def _escape_group_value(value: str) -> str:

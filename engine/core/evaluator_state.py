@@ -16,7 +16,7 @@ from engine.core.config import Correction
 from engine.core.periods import PeriodState
 from engine.core.windows import WindowState, check_like
 
-__all__ = ["AlertState", "EvaluatorState", "EventCounts"]
+__all__ = ["AlertState", "BudgetAlertState", "EvaluatorState", "EventCounts"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +54,25 @@ class AlertState:
         """Raise ValueError unless every array has the dtype and shape of `like`'s."""
         for f in fields(self):
             check_like(f.name, getattr(self, f.name), getattr(like, f.name))
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetAlertState:
+    """The budget alerts and escalations (engine.core.budget_alerts): arrays of shape
+    (n_slo, n_alerts), alerts in `keys` order (`AlertColumn.key`, which names them across
+    restarts and config changes)."""
+
+    keys: tuple[str, ...]
+    firing: Bool
+    firing_since_s: F64
+    """Tick at which the alert fired; NaN while it does not fire."""
+
+    def copy(self) -> BudgetAlertState:
+        return BudgetAlertState(
+            keys=self.keys,
+            firing=read_only_copy(self.firing),
+            firing_since_s=read_only_copy(self.firing_since_s),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +127,9 @@ class EvaluatorState:
     state is from before calendar periods: they start empty)."""
     corrections: tuple[Correction, ...] = ()
     """The corrections added at run time (`Evaluator.add_correction`), oldest first."""
+    budget_alerts: BudgetAlertState | None = None
+    """The budget alerts' state; None when none is kept (a state from before them: they
+    start not firing)."""
     groups: tuple[tuple[tuple[str | None, ...], ...], ...] = ()
     """Per grouped SLO (config order), its group keys in column order: which column
     each group has (`Classifier.group_state`). Empty without grouped SLOs."""

@@ -29,9 +29,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from engine.core import budget
+from engine.core.budget_alerts import row_reason
 from engine.core.budget_policy import DECISIONS, BudgetPolicyRow, Decision
 from engine.core.config import Severity
-from engine.core.durations import format_duration
 from engine.core.evaluator import Evaluator
 from engine.core.overrides import Override
 
@@ -49,7 +49,7 @@ __all__ = [
     "worst",
 ]
 
-EXHAUSTION_WINDOW_S = 3600
+EXHAUSTION_WINDOW_S = budget.EXHAUSTION_WINDOW_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,41 +98,10 @@ def worst(decisions: Sequence[Decision]) -> Decision:
     return max(decisions, key=DECISIONS.index, default="pass")
 
 
-def _percent(ratio: float) -> str:
-    return f"{100 * ratio:.4g}%"
-
-
 def _holds(row: BudgetPolicyRow, f: SloFacts) -> str | None:
     """Why `row` holds for `f` (the text of a reason, without the SLO), or None."""
-    r = f.remaining_ratio
-    if row.budget_remaining_at_most is not None:
-        if r is not None and r <= row.budget_remaining_at_most:
-            return (
-                f"error budget remaining {_percent(r)} is at or below "
-                f"{_percent(row.budget_remaining_at_most)}"
-            )
-        return None
-    if row.budget_remaining_below is not None:
-        if r is not None and r < row.budget_remaining_below:
-            limit = _percent(row.budget_remaining_below)
-            return f"error budget remaining {_percent(r)} is below {limit}"
-        return None
-    if row.alert_firing is not None:
-        return f"{row.alert_firing} alert firing" if row.alert_firing in f.firing else None
-    lookback, horizon = row.lookback_s, row.horizon_s
-    if lookback is None or horizon is None:
-        return None
-    burn = f.burn_rates.get(lookback)
-    tte = budget.time_to_exhaustion_s(r, burn, f.period_s)
-    if tte is None or tte > horizon:
-        return None
-    if tte == 0:
-        return f"error budget exhausted (within {format_duration(horizon)})"
-    assert burn is not None
-    return (
-        f"error budget exhausted in {format_duration(round(tte))} at the "
-        f"{format_duration(lookback)} burn rate {burn:.3g} (within {format_duration(horizon)})"
-    )
+    burn = None if row.lookback_s is None else f.burn_rates.get(row.lookback_s)
+    return row_reason(row, f.remaining_ratio, burn, f.period_s, f.firing)
 
 
 def decide_slo(rows: Sequence[BudgetPolicyRow], f: SloFacts) -> SloGate:
@@ -167,9 +136,7 @@ def services(ev: Evaluator) -> list[str]:
 def exhaustion_window_s(ev: Evaluator) -> int:
     """The burn-rate window time to exhaustion is reported at (API, /metrics): 1h, or the
     shortest policy long window when 1h is not kept."""
-    if EXHAUSTION_WINDOW_S in ev.windows_s:
-        return EXHAUSTION_WINDOW_S
-    return min(row.long_s for row in ev.rows)
+    return budget.exhaustion_window_s(ev.windows_s, (row.long_s for row in ev.rows))
 
 
 def _num(x: float) -> float | None:

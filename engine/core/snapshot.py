@@ -22,7 +22,12 @@ version 1 snapshots (no calendar SLOs could exist then) are still read, for conf
 without calendar periods, whose shape they share. Version 3 adds grouped SLOs: their
 `group_by` and `max_groups` in the shape and the group -> column assignment (`groups`);
 it is written only for configs with grouped SLOs, so the snapshots of other configs
-stay version 2 and an older engine still reads them.
+stay version 2 and an older engine still reads them. Version 4 adds the budget alerts
+and escalations (`budget_alerts`: their keys and firing state, engine.core.budget_alerts);
+it is written only for configs that have some, and an older engine refuses it by its
+number. The budget alerts are not part of the shape: they are matched by key on load,
+so turning them on, or naming receivers in a budget policy row, keeps the windows of an
+older snapshot (the new alerts start not firing and fire at the next tick if they hold).
 
 Everything is decoded and checked before anything is assigned, so a failed load leaves
 the evaluator exactly as it was. Pure: bytes in, bytes out.
@@ -36,15 +41,23 @@ import msgspec
 import numpy as np
 
 from engine.core.config import Correction
-from engine.core.evaluator import AlertState, Evaluator, EvaluatorState, EventCounts
+from engine.core.evaluator import (
+    AlertState,
+    BudgetAlertState,
+    Evaluator,
+    EvaluatorState,
+    EventCounts,
+)
 from engine.core.periods import PeriodState
 from engine.core.windows import RING_DTYPES, LevelState, WindowState
 from engine.errors import BurnrateError
 
 __all__ = ["SNAPSHOT_VERSION", "Shape", "SnapshotError", "dump", "load", "shape_of"]
 
-SNAPSHOT_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+SNAPSHOT_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
+_GROUPED_VERSION = 3
+"""What a config with grouped SLOs and no budget alerts writes."""
 _UNGROUPED_VERSION = 2
 """What a config without grouped SLOs writes (its snapshots are as before groups)."""
 
@@ -156,9 +169,22 @@ class _GroupedState(_State, frozen=True, kw_only=True):
     """Per grouped SLO, its group keys in column order."""
 
 
+class _BudgetAlerts(_Struct, frozen=True, kw_only=True):
+    keys: list[str]
+    firing: Array
+    firing_since: Array
+
+
+class _BudgetState(_GroupedState, frozen=True, kw_only=True):
+    """Version 4, written for configs with budget alerts or escalations; read for every
+    version."""
+
+    budget_alerts: _BudgetAlerts | None = None
+
+
 _ENCODER = msgspec.msgpack.Encoder()
 _HEADER = msgspec.msgpack.Decoder(_Header)
-_DECODER = msgspec.msgpack.Decoder(_GroupedState)
+_DECODER = msgspec.msgpack.Decoder(_BudgetState)
 
 
 def shape_of(ev: Evaluator) -> Shape:
@@ -256,12 +282,19 @@ def dump(ev: Evaluator) -> bytes:
         excluded_events=_pack(counts.excluded_events),
         corrections=list(st.corrections),
     )
-    if not shape.groups:
+    if not shape.groups and st.budget_alerts is None:
         return _ENCODER.encode(state)
     fields = msgspec.structs.asdict(state)  # shallow: the same arrays
+    groups = [[list(gk) for gk in keys] for keys in st.groups]
+    if st.budget_alerts is None:
+        fields["version"] = _GROUPED_VERSION
+        return _ENCODER.encode(_GroupedState(**fields, groups=groups))
     fields["version"] = SNAPSHOT_VERSION
-    grouped = _GroupedState(**fields, groups=[[list(gk) for gk in keys] for keys in st.groups])
-    return _ENCODER.encode(grouped)
+    b = st.budget_alerts
+    budget = _BudgetAlerts(
+        keys=list(b.keys), firing=_pack(b.firing), firing_since=_pack(b.firing_since_s)
+    )
+    return _ENCODER.encode(_BudgetState(**fields, groups=groups, budget_alerts=budget))
 
 
 def _describe_mismatch(saved: Shape, here: Shape) -> str:
@@ -320,7 +353,7 @@ def _composites(shape: Shape) -> dict[str, list[tuple[str, float]]]:
     return {name: [(m, w) for m, w in members] for name, members in shape.composites}
 
 
-def _decode(data: bytes) -> _GroupedState:
+def _decode(data: bytes) -> _BudgetState:
     try:
         header = _HEADER.decode(data)
     except (msgspec.DecodeError, ValueError) as exc:  # bad UTF-8 in a key: ValueError
@@ -399,12 +432,28 @@ def load(ev: Evaluator, data: bytes) -> None:
         max_event_ts_s=state.max_event_ts,
         periods=_periods(state.periods, now.periods),
         corrections=tuple(state.corrections),
+        budget_alerts=_budget_alerts(state.budget_alerts, len(ev.slos)),
         groups=tuple(tuple(tuple(gk) for gk in keys) for keys in state.groups),
     )
     try:
         ev.load_state(loaded)  # checks everything before it assigns anything
     except ValueError as exc:
         raise SnapshotError(f"corrupt snapshot: {exc}") from None
+
+
+def _budget_alerts(saved: _BudgetAlerts | None, n_columns: int) -> BudgetAlertState | None:
+    """The saved budget alerts, checked to have one column per key (the evaluator matches
+    them to its own by key)."""
+    if saved is None:
+        return None
+    if len(set(saved.keys)) != len(saved.keys):
+        raise SnapshotError("corrupt snapshot: a budget alert key twice")
+    shape = (n_columns, len(saved.keys))
+    return BudgetAlertState(
+        keys=tuple(saved.keys),
+        firing=_unpack(saved.firing, np.zeros(shape, dtype=bool), "budget alerts firing"),
+        firing_since_s=_unpack(saved.firing_since, np.zeros(shape), "budget alerts since"),
+    )
 
 
 def _periods(saved: _Periods | None, now: PeriodState | None) -> PeriodState | None:

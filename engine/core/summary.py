@@ -30,6 +30,10 @@ class SloSummary(msgspec.Struct, frozen=True, kw_only=True):
     """Severities still firing at the end."""
     group: str | None = None
     """A grouped SLO's group (one row per group with events); None without groups."""
+    budget_alerts_firing: list[str] = []
+    """Budget alerts and escalations still firing at the end (their keys:
+    `budget_exhausted`, `escalation:$.budget_policy[0]`); burn-rate alerts are the other
+    fields'."""
 
 
 class RunSummary(msgspec.Struct, frozen=True, kw_only=True):
@@ -48,8 +52,15 @@ def summarize(ev: Evaluator, transitions: Sequence[Transition], records: int) ->
     fired: Counter[AlertKey] = Counter()
     firing_s: dict[tuple[str, str | None], float] = {}
     open_since: dict[AlertKey, float] = {}
+    budget_open: dict[AlertKey, None] = {}
     for tr in transitions:
         key = tr.alert_key
+        if tr.kind != "burn":  # budget alerts and escalations: only what is left firing
+            if tr.state == "firing":
+                budget_open[key] = None
+            else:
+                budget_open.pop(key, None)
+            continue
         if tr.state == "firing":
             fired[key] += 1
             open_since[key] = tr.at
@@ -75,6 +86,7 @@ def summarize(ev: Evaluator, transitions: Sequence[Transition], records: int) ->
             time_firing_s=firing_s.get((name, groups[i]), 0.0),
             still_firing=[sev for (s, g, sev) in open_since if (s, g) == (name, groups[i])],
             group=groups[i],
+            budget_alerts_firing=[a for (s, g, a) in budget_open if (s, g) == (name, groups[i])],
         )
         for i, name in enumerate(ev.names)
         if used[i] and (groups[i] is None or counts.events_total[i] or counts.excluded_events[i])

@@ -100,7 +100,7 @@ class Delivery:
                 try:
                     await sink.deliver(tr)
                 except Exception:  # the supervisor: one sink's failure must not stop the others
-                    log.exception("sink %s failed to deliver %s/%s", sink, tr.slo, tr.severity)
+                    log.exception("sink %s failed to deliver %s/%s", sink, tr.slo, tr.alert_id)
             self._handing = None
             self._queue.task_done()
 
@@ -186,7 +186,7 @@ class Delivery:
                 try:
                     await sink.deliver(tr)
                 except Exception:  # the supervisor, as in _run
-                    log.exception("sink %s failed to deliver %s/%s", sink, tr.slo, tr.severity)
+                    log.exception("sink %s failed to deliver %s/%s", sink, tr.slo, tr.alert_id)
         lost = sum(
             len(r.waiting) + (0 if r.state is None else len(r.state.queued))
             for r in records.values()
@@ -209,7 +209,8 @@ class Delivery:
 def firing_alerts(evaluator: Evaluator) -> list[Transition]:
     """A firing transition for every alert the evaluator has firing, as it fired: at the
     tick it fired, on the row that holds (the firing row is not kept apart; it is the
-    same unless a slower row took over since), with the burn rates of now."""
+    same unless a slower row took over since), with the burn rates of now; then every
+    budget alert and escalation firing (`Evaluator.firing_budget_alerts`)."""
     alerts = evaluator.alerts()
     burn = evaluator.burn_rates()
     out: list[Transition] = []
@@ -236,7 +237,7 @@ def firing_alerts(evaluator: Evaluator) -> list[Transition]:
                     group=evaluator.group_of(i),
                 )
             )
-    return out
+    return out + evaluator.firing_budget_alerts()
 
 
 def _finite(x: float) -> float | None:

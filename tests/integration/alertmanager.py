@@ -125,8 +125,10 @@ async def running_alertmanager(
     *,
     group_wait: str = "0s",
     group_interval: str = "1s",
+    extra_config: str = "",
 ) -> AsyncIterator[Alertmanager]:
-    """Start Alertmanager, wait until `/-/ready` answers 200, yield it, kill it at exit."""
+    """Start Alertmanager, wait until `/-/ready` answers 200, yield it, kill it at exit.
+    `extra_config`: more top-level YAML for its config (e.g. `inhibit_rules:`)."""
     binary = alertmanager_binary()
     workdir = tmp_path / "alertmanager"
     workdir.mkdir(parents=True, exist_ok=True)
@@ -134,7 +136,8 @@ async def running_alertmanager(
     config.write_text(
         CONFIG_TEMPLATE.format(
             webhook_url=webhook_url, group_wait=group_wait, group_interval=group_interval
-        ),
+        )
+        + extra_config,
         encoding="utf-8",
     )
     log_path = workdir / "alertmanager.log"

@@ -534,3 +534,24 @@ def test_the_readme_examples_of_labels_and_groups_are_valid(
     [decoded] = RecordDecoder("json").decode_one(event.encode())
     assert decoded.labels == {"region": "eu", "env": "prod"}
     assert slo.matches_labels(decoded.labels)
+
+
+def test_check_reports_escalations_to_receivers_nobody_configured(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "escalate.yaml"
+    path.write_text(
+        "slos: [{name: a, service: api, sli: availability, objective: 99}]\n"
+        "receivers: [{type: console, name: chat}]\n"
+        "budget_alerts: {horizon: 0s}\n"
+        "budget_policy:\n"
+        "  - {budget_remaining_at_most: 0, decision: fail, escalate: [chat, oncall]}\n"
+    )
+    assert _run(["check", str(path)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"{path}: $.budget_alerts.horizon: must be longer than 0s",
+        f"{path}: $.budget_policy[0].escalate[1]: no receiver is named 'oncall' (receiver "
+        "names: chat)",
+    ]
+    path.write_text(path.read_text().replace("0s", "1d").replace(", oncall", ""))
+    assert _run(["check", str(path)]) == 0

@@ -32,7 +32,7 @@ from engine.adapters.alerts.http_sink import (
     redact_url,
 )
 from engine.adapters.alerts.payloads import alertmanager_alerts
-from engine.core.config import Slo
+from engine.core.config import Escalations, Slo
 from engine.core.evaluator import AlertKey, Transition
 
 __all__ = ["HORIZON_RESENDS", "AlertmanagerSink"]
@@ -60,6 +60,7 @@ class AlertmanagerSink(HttpSink):
         rng: random.Random | None = None,
         receiver: str | None = None,
         name: str | None = None,
+        escalations: Escalations = "named",
     ) -> None:
         if not resend_interval_s > 0:
             raise ValueError(f"resend_interval_s must be > 0, got {resend_interval_s}")
@@ -73,6 +74,7 @@ class AlertmanagerSink(HttpSink):
             rng=rng,
             receiver=receiver or redact_url(base_url),
             name=name,
+            escalations=escalations,
         )
         self.external_url = external_url
         self.resend_interval_s = resend_interval_s

@@ -15,6 +15,9 @@ import sys
 from typing import Final, TextIO
 
 from engine.adapters.alerts.payloads import rfc3339
+from engine.adapters.alerts.routing import takes
+from engine.core.budget_alerts import ALERTNAMES
+from engine.core.config import Escalations
 from engine.core.durations import format_duration
 from engine.core.evaluator import Transition
 
@@ -38,6 +41,8 @@ def format_transition(tr: Transition, *, color: bool = False) -> str:
     state = f"{tr.state.upper():<8}"
     if color:
         state = f"{_COLORS.get((tr.state, tr.severity), '')}{state}{_RESET}"
+    if tr.kind != "burn":
+        return _budget_line(tr, state)
     rates = (
         f"burn {format_duration(tr.long_window_s)}={_rate(tr.burn_rate_long)} "
         f"{format_duration(tr.short_window_s)}={_rate(tr.burn_rate_short)}"
@@ -51,6 +56,20 @@ def format_transition(tr: Transition, *, color: bool = False) -> str:
     )
 
 
+def _budget_line(tr: Transition, state: str) -> str:
+    """A budget alert's or escalation's line: its alertname, the budget left, the time to
+    exhaustion, and an escalation's row, decision, reason and receivers."""
+    left = tr.error_budget_remaining_ratio
+    budget = "n/a" if left is None else f"{left * 100:.1f}%"
+    line = f"{state} {tr.severity:<6} {_name(tr)}  {ALERTNAMES[tr.kind]}  budget left {budget}"
+    tte = tr.time_to_exhaustion_s
+    if tr.kind == "budget_exhaustion_projected" and tte is not None:
+        line += f"  exhausted in {format_duration(round(tte))}"
+    if tr.kind == "escalation":
+        line += f"  {tr.policy_row} {tr.decision}: {tr.reason} -> {', '.join(tr.receivers)}"
+    return f"{line}  at {rfc3339(tr.at)}"
+
+
 def _name(tr: Transition) -> str:
     """`slo`, or `slo{group}` for a grouped SLO's transition."""
     return tr.slo if tr.group is None else f"{tr.slo}{{{tr.group}}}"
@@ -62,11 +81,17 @@ class ConsoleSink:
     receiver = "console"
 
     def __init__(
-        self, stream: TextIO | None = None, *, color: bool | None = None, name: str | None = None
+        self,
+        stream: TextIO | None = None,
+        *,
+        color: bool | None = None,
+        name: str | None = None,
+        escalations: Escalations = "named",
     ) -> None:
         self.stream = stream
         self.name = name
         """The configured receiver's `name`, if it has one."""
+        self.escalations: Escalations = escalations
         self.color = color
         """True/False forces color on/off; None decides per stream (tty and no NO_COLOR)."""
 
@@ -77,6 +102,8 @@ class ConsoleSink:
         return None
 
     async def deliver(self, tr: Transition) -> None:
+        if not takes(tr, self.name, self.escalations):
+            return
         stream = self.stream or sys.stdout
         print(format_transition(tr, color=self._color(stream)), file=stream, flush=True)
 

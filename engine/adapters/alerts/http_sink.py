@@ -41,7 +41,8 @@ from engine import __version__
 from engine.adapters.alerts.payloads import rfc3339
 from engine.adapters.alerts.pending import QueuedJob, SinkState, sink_identity
 from engine.adapters.alerts.receivers import check_url
-from engine.core.config import Slo
+from engine.adapters.alerts.routing import takes
+from engine.core.config import Escalations, Slo
 from engine.core.evaluator import AlertKey, Transition
 from engine.errors import SinkError
 
@@ -133,7 +134,7 @@ class Job:
 
     def describe(self) -> str:
         tr = self.tr
-        return f"{tr.slo}/{tr.severity} {tr.state} at {rfc3339(tr.at)}"
+        return f"{tr.slo}/{tr.alert_id} {tr.state} at {rfc3339(tr.at)}"
 
 
 class DeliveryError(SinkError):
@@ -163,6 +164,7 @@ class HttpSink:
         rng: random.Random | None,
         receiver: str | None = None,
         name: str | None = None,
+        escalations: Escalations = "named",
     ) -> None:
         if queue_size < 1:
             raise ValueError(f"queue_size must be >= 1, got {queue_size}")
@@ -173,6 +175,8 @@ class HttpSink:
         """The `receiver` label of this sink's counts (and its name in logs)."""
         self.name = name
         """The configured receiver's `name` (how the config refers to it), if it has one."""
+        self.escalations: Escalations = escalations
+        """Which escalations it hears: those naming it, or all (engine.adapters.alerts.routing)."""
         self.slos = dict(slos)
         self.clock = clock
         self.timeout_s = timeout_s
@@ -356,8 +360,8 @@ class HttpSink:
 
     def accepts(self, tr: Transition) -> bool:
         """Whether this sink's receiver hears about `tr` at all (by configuration: a
-        transition it does not accept is not a drop)."""
-        return True
+        transition it does not accept is not a drop): see engine.adapters.alerts.routing."""
+        return takes(tr, self.name, self.escalations)
 
     async def _run(self) -> None:
         raise NotImplementedError

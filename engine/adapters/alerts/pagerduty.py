@@ -11,8 +11,9 @@ PagerDuty asks for retries on 429 "after some time", so the backoff's cap matter
 The routing key is read once when the sinks are built and goes nowhere but the request
 body: not in logs, metric labels or the state file (the sink's `identity` there is a
 digest of the URL and the key, so two services behind the same URL keep their
-undelivered events apart). Only the severities the receiver takes are sent to it; a
-resolve goes only to a receiver that took the alert's trigger (`transition_sink`).
+undelivered events apart). Only the severities the receiver takes are sent to it (and
+the escalations that name it, whatever their severity: `routing`); a resolve goes only
+to a receiver that took the alert's trigger (`transition_sink`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from engine.adapters.alerts.http_sink import DEFAULT_QUEUE_SIZE, Clock, Job, Ret
 from engine.adapters.alerts.pagerduty_events import dedup_key, pagerduty_event
 from engine.adapters.alerts.pending import sink_identity
 from engine.adapters.alerts.transition_sink import TransitionSink
-from engine.core.config import PAGERDUTY_EVENTS_URL, PagerDutySeverity, Severity, Slo
+from engine.core.config import PAGERDUTY_EVENTS_URL, Escalations, PagerDutySeverity, Severity, Slo
 from engine.core.evaluator import Transition
 
 __all__ = ["PagerDutySink"]
@@ -50,6 +51,7 @@ class PagerDutySink(TransitionSink):
         retry: RetryPolicy | None = None,
         rng: random.Random | None = None,
         name: str | None = None,
+        escalations: Escalations = "named",
     ) -> None:
         if not routing_key:
             raise ValueError("routing_key must not be empty")
@@ -63,6 +65,7 @@ class PagerDutySink(TransitionSink):
             rng=rng,
             receiver=name,
             name=name,
+            escalations=escalations,
         )
         self.external_url = external_url
         self.severities = frozenset(severities)
@@ -74,6 +77,8 @@ class PagerDutySink(TransitionSink):
         return sink_identity(self.kind, f"{self.url}\0{self._routing_key}")
 
     def accepts(self, tr: Transition) -> bool:
+        if tr.kind == "escalation":  # named for it (or it takes all): its severities aside
+            return super().accepts(tr)
         return tr.severity in self.severities
 
     async def _send(self, job: Job) -> bool:

@@ -24,12 +24,12 @@ from typing import Any, Final, Literal
 import msgspec
 
 from engine.adapters.alerts.payloads import (
-    ALERTNAME,
     alert_annotations,
     alert_labels,
     generator_url,
     rfc3339,
 )
+from engine.core.budget_alerts import ALERTNAMES
 from engine.core.config import PagerDutySeverity, PagerDutySeverityName, Slo
 from engine.core.durations import format_duration
 from engine.core.evaluator import Transition
@@ -88,9 +88,11 @@ _encoder = msgspec.json.Encoder()
 def dedup_key(tr: Transition) -> str:
     """`burnrate-` and 64 hex digits: one per alert (SLO, group if any, severity), so a
     trigger and its resolve, their retries and their re-sends after a restart all share
-    it (well under the API's 255 characters, whatever the names)."""
+    it (well under the API's 255 characters, whatever the names). A budget alert's or
+    escalation's key has its `alert_id` (`budget_exhausted`, `escalation:$.budget_policy[0]`)
+    where a burn-rate alert's has its severity: the same SLO's alerts stay apart."""
     slo = tr.slo if tr.group is None else f"{tr.slo}\0group\0{tr.group}"
-    seed = f"burnrate-alert\0{slo}\0{tr.severity}"
+    seed = f"burnrate-alert\0{slo}\0{tr.alert_id}"
     return "burnrate-" + hashlib.sha256(seed.encode()).hexdigest()
 
 
@@ -129,7 +131,7 @@ def pagerduty_event(
         timestamp=rfc3339(tr.at),
         component=slo.name,
         group=tr.group,
-        class_=ALERTNAME,
+        class_=ALERTNAMES[tr.kind],
         custom_details=_details(tr, slo, annotations, slo_url),
     )
     event = PagerDutyEvent(
@@ -162,6 +164,19 @@ def _details(tr: Transition, slo: Slo, annotations: dict[str, str], slo_url: str
     }
     if tr.group is not None:
         details["group"] = tr.group
+    if tr.kind != "burn":
+        details["alert"] = ALERTNAMES[tr.kind]
+        details["kind"] = tr.kind
+        details["time_to_exhaustion_s"] = tr.time_to_exhaustion_s
+        if tr.horizon_s is not None:
+            details["horizon"] = format_duration(tr.horizon_s)
+    if tr.kind == "escalation":
+        details |= {
+            "policy_row": tr.policy_row,
+            "decision": tr.decision,
+            "reason": tr.reason,
+            "receivers": list(tr.receivers),
+        }
     if slo.service is not None:
         details["service"] = slo.service
     if slo.runbook_url:

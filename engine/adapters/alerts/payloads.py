@@ -18,6 +18,15 @@ transition names the row that held last, so the window labels always come from t
 alert's *firing* transition: builders take it as `fired` and the resolve notification
 stays the same alert as the one that fired. The windows and burn rates of the row a
 transition itself names are annotations.
+
+Budget alerts and escalations (engine.core.budget_alerts) have their own `alertname`
+(`ErrorBudgetExhausted`, `ErrorBudgetExhaustionProjected`, `ErrorBudgetEscalation`) and
+an `alert_type` label (`budget`, `escalation`) instead of the window labels; an
+escalation's labels add its budget policy row (`policy_row`) and `decision`. So the
+same SLO's burn-rate alert, budget alerts and escalations are distinct alerts
+(fingerprints) that Alertmanager routes and inhibits by label. Their annotations carry
+the budget left, the burn rate over the lookback, the time to exhaustion, and an
+escalation's reason and receivers.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from urllib.parse import quote
 import msgspec
 
 from engine.core.budget import time_to_exhaustion_s
+from engine.core.budget_alerts import ALERTNAMES
 from engine.core.config import Slo
 from engine.core.durations import format_duration
 from engine.core.evaluator import AlertKey, Transition
@@ -55,7 +65,7 @@ __all__ = [
     "webhook_body",
 ]
 
-ALERTNAME = "SLOErrorBudgetBurn"
+ALERTNAME = ALERTNAMES["burn"]
 BUILTIN_LABELS = frozenset(
     {"alertname", "slo", "group", "service", "severity", "long_window", "short_window"}
 )
@@ -128,18 +138,22 @@ def alert_labels(tr: Transition, slo: Slo, fired: Transition | None = None) -> d
     if tr.slo != slo.name:
         raise ValueError(f"transition is for SLO {tr.slo!r} but the config given is {slo.name!r}")
     row = tr if fired is None else _check_fired(tr, fired)
-    labels = {"alertname": ALERTNAME, "slo": slo.name}
+    labels = {"alertname": ALERTNAMES[tr.kind], "slo": slo.name}
     if tr.group is not None:  # a grouped SLO: each group is an alert of its own
         labels["group"] = tr.group
     if slo.service is not None:  # a composite SLO has none (an empty label is no label)
         labels["service"] = slo.service
-    labels |= {
-        "severity": tr.severity,
-        "long_window": format_duration(row.long_window_s),
-        "short_window": format_duration(row.short_window_s),
-    }
+    labels["severity"] = tr.severity
+    if tr.kind == "burn":
+        labels["long_window"] = format_duration(row.long_window_s)
+        labels["short_window"] = format_duration(row.short_window_s)
+    else:
+        labels["alert_type"] = "escalation" if tr.kind == "escalation" else "budget"
+    if tr.kind == "escalation":
+        labels["policy_row"] = str(tr.policy_row)
+        labels["decision"] = str(tr.decision)
     for name in sorted(slo.labels):
-        if name not in BUILTIN_LABELS:
+        if name not in BUILTIN_LABELS and name not in labels:
             labels[name] = slo.labels[name]
     return labels
 
@@ -153,14 +167,17 @@ def _check_fired(tr: Transition, fired: Transition) -> Transition:
 
 
 def _alert(tr: Transition) -> str:
-    """`slo/severity`, `slo{group}/severity` for a grouped SLO's alert."""
-    return f"{tr.slo}{'' if tr.group is None else '{' + tr.group + '}'}/{tr.severity}"
+    """`slo/severity`, `slo{group}/severity` for a grouped SLO's alert (a budget alert's
+    key in place of the severity)."""
+    return f"{tr.slo}{'' if tr.group is None else '{' + tr.group + '}'}/{tr.alert_id}"
 
 
 def alert_annotations(tr: Transition, slo: Slo) -> dict[str, str]:
     """Human `summary` and `description`, the numbers behind them, and `runbook_url`."""
     if tr.slo != slo.name:
         raise ValueError(f"transition is for SLO {tr.slo!r} but the config given is {slo.name!r}")
+    if tr.kind != "burn":
+        return _budget_annotations(tr, slo)
     annotations = {
         "summary": _summary(tr, slo),
         "description": _description(tr, slo),
@@ -174,6 +191,75 @@ def alert_annotations(tr: Transition, slo: Slo) -> dict[str, str]:
     if slo.runbook_url:
         annotations["runbook_url"] = slo.runbook_url
     return annotations
+
+
+def _budget_annotations(tr: Transition, slo: Slo) -> dict[str, str]:
+    """A budget alert's or escalation's `summary`, `description` and numbers."""
+    lookback = format_duration(tr.long_window_s)
+    annotations = {
+        "summary": _budget_summary(tr, slo),
+        "description": _budget_description(tr, slo),
+        "error_budget_remaining": _number(tr.error_budget_remaining_ratio),
+        "burn_rate": _number(tr.burn_rate_long),
+        "lookback": lookback,
+        "time_to_exhaustion_s": _number(tr.time_to_exhaustion_s),
+    }
+    if tr.horizon_s is not None:
+        annotations["horizon"] = format_duration(tr.horizon_s)
+    if tr.kind == "escalation":
+        annotations |= {
+            "reason": str(tr.reason),
+            "decision": str(tr.decision),
+            "policy_row": str(tr.policy_row),
+            "receivers": ",".join(tr.receivers),
+        }
+    if slo.runbook_url:
+        annotations["runbook_url"] = slo.runbook_url
+    return annotations
+
+
+def _budget_summary(tr: Transition, slo: Slo) -> str:
+    who = f"SLO {slo.name}{_group(tr)} ({_what(slo)})"
+    firing = tr.state == "firing"
+    horizon = "" if tr.horizon_s is None else format_duration(tr.horizon_s)
+    if tr.kind == "budget_exhausted":
+        if firing:
+            return f"{who} has exhausted its error budget"
+        return f"{who} has error budget again"
+    if tr.kind == "budget_exhaustion_projected":
+        if firing:
+            left = tr.time_to_exhaustion_s
+            when = "" if left is None else f" in about {_approx_duration(left)}"
+            return f"{who} error budget runs out{when} (within {horizon})"
+        return f"{who} error budget is no longer projected to run out within {horizon}"
+    if firing:
+        return f"{who} budget policy {tr.policy_row} ({tr.decision}): {tr.reason}"
+    return f"{who} budget policy {tr.policy_row} ({tr.decision}) {tr.reason}"
+
+
+def _budget_description(tr: Transition, slo: Slo) -> str:
+    of = "composite SLO" if slo.composite is not None else "SLO"
+    head = (
+        f"{of} {slo.name}{_group(tr)} {_of_what(slo)} "
+        f"(objective {slo.objective:g}% over {slo.period_text})"
+    )
+    rate = (
+        f"It burns at {_times(tr.burn_rate_long)} over the last "
+        f"{format_duration(tr.long_window_s)} (1x spends exactly the whole budget in "
+        f"{_length(slo)})."
+    )
+    text = f"{head}: {_budget(tr.error_budget_remaining_ratio)} {rate}"
+    left = tr.time_to_exhaustion_s
+    if left:
+        text += f" At that rate what remains is spent in about {_approx_duration(left)}."
+    if tr.kind == "escalation":
+        text += (
+            f" Budget policy row {tr.policy_row} decides {tr.decision}: {tr.reason}."
+            f" Escalated to {', '.join(tr.receivers)}."
+        )
+    if slo.description:
+        text += f"\n\n{slo.description}"
+    return text
 
 
 def _group(tr: Transition) -> str:

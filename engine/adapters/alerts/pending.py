@@ -80,9 +80,10 @@ def message_id_for(tr: Transition) -> str:
     """The `webhook-id` of the message about `tr`: the same for the same transition
     (alert, state and tick), whether sent now or after a restart. A grouped SLO's group
     is part of it (two groups firing at one tick are two messages); an ungrouped SLO's
-    ids are as they were before groups."""
+    ids are as they were before groups. A budget alert's or escalation's id has its key
+    where a burn-rate alert's has its severity, so the two are never confused."""
     slo = tr.slo if tr.group is None else f"{tr.slo}\0group\0{tr.group}"
-    seed = f"burnrate-transition\0{slo}\0{tr.severity}\0{tr.state}\0{tr.at!r}"
+    seed = f"burnrate-transition\0{slo}\0{tr.alert_id}\0{tr.state}\0{tr.at!r}"
     return message_id_from(hashlib.sha256(seed.encode()).digest())
 
 

@@ -73,7 +73,11 @@ __all__ = [
 
 
 class Sink(Protocol):
-    """Somewhere alert transitions go."""
+    """Somewhere alert transitions go. Each sink decides which transitions its receiver
+    hears (engine.adapters.alerts.routing: escalations only where named) by its `name`."""
+
+    name: str | None
+    """The configured receiver's `name` (what budget policy rows `escalate` to)."""
 
     async def start(self) -> None:
         """Open connections and start background work; call once in the event loop."""
@@ -111,7 +115,7 @@ def build_sinks(
     for i, rcv in enumerate(config.receivers):
         path = f"$.receivers[{i}]"
         if isinstance(rcv, ConsoleReceiver):
-            sinks.append(ConsoleSink(stream, name=rcv.name))
+            sinks.append(ConsoleSink(stream, name=rcv.name, escalations=rcv.escalations))
             continue
         if isinstance(rcv, PagerDutyReceiver):
             sinks.append(
@@ -136,6 +140,7 @@ def build_sinks(
                         retry=retry,
                         rng=rng,
                         name=rcv.name,
+                        escalations=rcv.escalations,
                     )
                 )
         elif isinstance(rcv, AlertmanagerReceiver):
@@ -154,6 +159,7 @@ def build_sinks(
                         retry=retry,
                         rng=rng,
                         name=rcv.name,
+                        escalations=rcv.escalations,
                     )
                 )
     return sinks
@@ -185,6 +191,7 @@ def _pagerduty_sink(
         retry=retry,
         rng=rng,
         name=rcv.name,
+        escalations=rcv.escalations,
     )
 
 

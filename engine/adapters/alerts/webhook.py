@@ -28,7 +28,7 @@ from engine.adapters.alerts.pending import message_id_for
 from engine.adapters.alerts.receivers import load_secrets
 from engine.adapters.alerts.signing import signature_headers
 from engine.adapters.alerts.transition_sink import TransitionSink
-from engine.core.config import Slo
+from engine.core.config import Escalations, Slo
 
 __all__ = ["BODY_RECEIVER", "WebhookSink", "load_secrets"]
 
@@ -55,6 +55,7 @@ class WebhookSink(TransitionSink):
         rng: random.Random | None = None,
         receiver: str | None = None,
         name: str | None = None,
+        escalations: Escalations = "named",
     ) -> None:
         super().__init__(
             url,
@@ -66,6 +67,7 @@ class WebhookSink(TransitionSink):
             rng=rng,
             receiver=receiver,
             name=name,
+            escalations=escalations,
         )
         self.external_url = external_url
         self._secrets = tuple(secrets)

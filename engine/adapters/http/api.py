@@ -70,6 +70,7 @@ import numpy as np
 from aiohttp import web
 
 from engine.core.budget import time_to_exhaustion_s
+from engine.core.budget_alerts import ALERTNAMES
 from engine.core.config import Severity
 from engine.core.durations import format_duration
 from engine.core.evaluator import Evaluator
@@ -79,6 +80,7 @@ from engine.core.periods import time_zone
 __all__ = [
     "EXHAUSTION_WINDOW_S",
     "AlertView",
+    "BudgetAlertView",
     "BudgetView",
     "CalendarPeriodView",
     "MemberView",
@@ -138,6 +140,21 @@ class AlertView(msgspec.Struct, kw_only=True):
     row: PolicyRowView | None
 
 
+class BudgetAlertView(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A budget alert or escalation of the SLO (engine.core.budget_alerts)."""
+
+    alert: str
+    """Its `alertname`: `ErrorBudgetExhausted`, `ErrorBudgetExhaustionProjected`,
+    `ErrorBudgetEscalation`."""
+    key: str
+    severity: Severity
+    firing: bool
+    since: float | None
+    policy_row: str | None = None
+    decision: str | None = None
+    receivers: list[str] = []
+
+
 class MemberView(msgspec.Struct, kw_only=True):
     slo: str
     weight: float
@@ -168,6 +185,8 @@ class SloView(msgspec.Struct, kw_only=True, omit_defaults=True):
     """A composite SLO's members (absent for a plain SLO)."""
     group: str | None = None
     """A grouped SLO's group (absent for an SLO without groups)."""
+    budget_alerts: list[BudgetAlertView] = []
+    """Its budget alerts and escalations (absent when the config gives it none)."""
 
 
 class SloList(msgspec.Struct, kw_only=True):
@@ -247,6 +266,9 @@ class SloApi:
         period_sums: list[list[int]] = ev.period_sums()[idx].tolist()
         starts, ends = (b[idx].tolist() for b in ev.period_bounds())
         excluded: list[int] = counts.excluded_events[idx].tolist()
+        b_state = ev.budget_alerts()
+        b_firing: list[list[bool]] = b_state.firing[idx].tolist()
+        b_since: list[list[float]] = b_state.firing_since_s[idx].tolist()
         evaluated_at = ev.evaluated_at_s
         out: list[SloView] = []
         for k, i in enumerate(idx.tolist()):
@@ -313,6 +335,20 @@ class SloApi:
                     if slo.composite is None
                     else [MemberView(slo=m.slo, weight=m.weight) for m in slo.composite],
                     group=ev.group_of(i),
+                    budget_alerts=[
+                        BudgetAlertView(
+                            alert=ALERTNAMES[col.kind],
+                            key=col.key,
+                            severity=col.severity,
+                            firing=b_firing[k][a],
+                            since=_num(b_since[k][a]) if b_firing[k][a] else None,
+                            policy_row=col.path,
+                            decision=None if col.row is None else col.row.decision,
+                            receivers=[] if col.row is None else list(col.row.escalate),
+                        )
+                        for a, col in enumerate(ev.budget_alert_columns)
+                        if col.mask[i]
+                    ],
                 )
             )
         return out

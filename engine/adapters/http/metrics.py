@@ -24,6 +24,12 @@ bits): 0 once the budget is spent, no series while nothing burns or without data
 decision (engine.core.governance, an override in force included) and 0 for the other
 two; `service` is a configured service.
 
+`burnrate_budget_alert_firing{slo,alert}` (`alert`: `ErrorBudgetExhausted`,
+`ErrorBudgetExhaustionProjected`) and `burnrate_escalation_firing{slo,policy_row,
+decision}` (`policy_row`: the budget policy row's config path) are 1 while the budget
+alert or escalation fires and 0 while not, for each SLO (group) that has it; no family
+when the config gives none (engine.core.budget_alerts).
+
 Other labels are bounded by the config and never carry event payload values: `slo`, `window`
 (a Prometheus duration of a configured window), `severity`, `reason` (a fixed set of
 rejection reasons), `topic` and `partition` (assigned partitions of configured topics),
@@ -44,6 +50,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from engine.adapters.kafka.status import SourceStatus
+from engine.core.budget import times_to_exhaustion_s
+from engine.core.budget_alerts import ALERTNAMES
 from engine.core.budget_policy import DECISIONS
 from engine.core.durations import format_duration
 from engine.core.evaluator import Evaluator
@@ -224,6 +232,27 @@ class SloText:
             ],
             dtype=object,
         ).reshape(len(names), len(evaluator.severities))
+        # budget alerts and escalations: a series per (column, alert) the column has (a
+        # prefix of None elsewhere: no series)
+        cols = evaluator.budget_alert_columns
+        self._budget_alerts = np.array(
+            [
+                [
+                    (
+                        f'burnrate_budget_alert_firing{{{n},alert="{ALERTNAMES[c.kind]}"}} '
+                        if c.kind != "escalation"
+                        else f'burnrate_escalation_firing{{{n},policy_row="{c.path}",'
+                        f'decision="{c.row.decision if c.row else ""}"}} '
+                    )
+                    if c.mask[i]
+                    else None
+                    for c in cols
+                ]
+                for i, n in enumerate(names)
+            ],
+            dtype=object,
+        ).reshape(len(names), len(cols))
+        self._is_escalation = np.array([c.kind == "escalation" for c in cols], dtype=bool)
 
     def _only_used(self, values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """`values` (SLO columns last) with NaN, so no series, in the group columns not in
@@ -284,20 +313,36 @@ class SloText:
             _lines(self._excluded, only(counts.excluded_events.astype(np.float64))),
             _family("burnrate_alert_firing", "gauge", "1 while the alert fires"),
             _lines(self._firing.ravel(), only(firing.astype(np.float64).T).T.ravel()),
+            *self._budget_alert_parts(),
         ]
         return "".join(parts)
+
+    def _budget_alert_parts(self) -> list[str]:
+        """`burnrate_budget_alert_firing{slo, alert}` and
+        `burnrate_escalation_firing{slo, policy_row, decision}`: 1 while it fires, 0 while
+        not, for the columns (in use) that have the alert; no family when none has."""
+        if not self.evaluator.budget_alert_columns:
+            return []
+        firing = self.evaluator.budget_alerts().firing.astype(np.float64)
+        firing = self._only_used(firing.T).T
+        firing[self._budget_alerts == None] = np.nan  # noqa: E711 (elementwise on objects)
+        out: list[str] = []
+        for escalations, name, help_text in (
+            (False, "burnrate_budget_alert_firing", "1 while the budget alert fires"),
+            (True, "burnrate_escalation_firing", "1 while the budget policy row escalates"),
+        ):
+            pick = self._is_escalation == escalations
+            if pick.any():
+                out.append(_family(name, "gauge", help_text))
+                out.append(_lines(self._budget_alerts[:, pick].ravel(), firing[:, pick].ravel()))
+        return out
 
     def _time_to_exhaustion(self) -> npt.NDArray[np.float64]:
         """engine.core.budget.time_to_exhaustion_s of every SLO at once, in the same order
         of operations (so the same bits as the API); NaN (no series) where it is None."""
         ev = self.evaluator
-        remaining = ev.budget_remaining()
         burn = ev.burn_rates()[self._exhaustion_w]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out: npt.NDArray[np.float64] = remaining * self._period_s / burn
-            out[~(burn > 0)] = np.nan
-            out[remaining <= 0] = 0.0
-        return out
+        return times_to_exhaustion_s(ev.budget_remaining(), burn, self._period_s)
 
     def _periods(self) -> list[str]:
         """Start and end of the calendar period each calendar SLO's budget is over; no

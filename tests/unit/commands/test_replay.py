@@ -483,3 +483,32 @@ slos:
     assert "api-availability{__other__}" in summary
     plain_out, _ = _replay(SMALL_CONFIG, path)
     assert b'"group"' not in plain_out
+
+
+def test_replay_writes_budget_alerts_and_names_those_still_firing(tmp_path: Path) -> None:
+    path = _write(tmp_path / "events.jsonl", list(_synthetic_lines()), compress=False)
+    plain, _ = _replay(SMALL_CONFIG, path)
+    config = msgspec.structs.replace(
+        SMALL_CONFIG, budget_alerts=parse_config(_BUDGET).budget_alerts
+    )
+    out, summary = _replay(config, path)
+    rows = [json.loads(line) for line in out.splitlines()]
+    budget = [(r["slo"], r["kind"], r["state"]) for r in rows if "kind" in r]
+    # the outage spends both budgets (a 0.1% budget: 7.5 minutes of half the requests
+    # failing is far more than a 30-day budget of three hours of traffic)
+    assert ("api-availability", "budget_exhausted", "firing") in budget
+    assert ("api-latency", "budget_exhausted", "firing") in budget
+    assert all(
+        r["kind"] in ("budget_exhausted", "budget_exhaustion_projected")
+        for r in rows
+        if "kind" in r
+    )
+    # the burn-rate lines are as before: the budget alerts only add lines
+    assert [line for line in out.splitlines() if b'"kind"' not in line] == plain.splitlines()
+    assert "budget_exhausted firing at end" in summary
+
+
+_BUDGET = """
+slos: [{name: x, service: x, sli: availability, objective: 99}]
+budget_alerts: {}
+"""

@@ -340,6 +340,7 @@ slos:
     objective: 90
     composite: [{slo: shop-avail}, {slo: blog-avail}]
 evaluation: {tick: 10s}
+receivers: [{type: console, name: pager}]
 """
 
 

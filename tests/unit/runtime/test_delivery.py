@@ -299,3 +299,31 @@ def test_the_webhook_id_follows_the_transition() -> None:
     assert len(groups) == 2
     assert message_id_for(page) not in groups
     assert re.fullmatch(r"msg_[0-9A-Za-z]{24}", message_id_for(page))
+
+
+def test_firing_alerts_include_budget_alerts_and_escalations_routed_by_name() -> None:
+    config = parse_config(
+        "slos:\n"
+        "  - {name: checkout-availability, service: api, sli: availability, objective: 99}\n"
+        "evaluation: {tick: 10s}\n"
+        "budget_alerts: {projected: false}\n"
+        "receivers: [{type: console, name: oncall}]\n"
+        "budget_policy: [{budget_remaining_at_most: 0, decision: fail, escalate: [oncall]}]\n"
+    )
+    ev = Evaluator(config)
+    batch = [Event(service="api", ts=T0 - 5, status=500) for _ in range(10)]
+    fired = ev.ingest(ev.classifier.columns(batch)) + ev.advance(T0 + 1)
+    restored = Evaluator(config)
+    snapshot.load(restored, snapshot.dump(ev))
+    again = [t for t in firing_alerts(restored) if t.kind != "burn"]
+    before = [t for t in fired if t.kind != "burn"]
+    assert [(t.kind, t.at) for t in again] == [(t.kind, t.at) for t in before]
+    assert [message_id_for(t) for t in again] == [message_id_for(t) for t in before]
+    # announced after the restart: the escalation only to the receiver it names
+    url = refused_url()
+    named = WebhookSink(url, SLOS, external_url=EXTERNAL, clock=FixedClock(), name="oncall")
+    other = WebhookSink(url, SLOS, external_url=EXTERNAL, clock=FixedClock(), name="chat")
+    named.restore(None, [], again)
+    other.restore(None, [], again)
+    assert [j.tr.kind for j in named.delivery_state().queued] == ["budget_exhausted", "escalation"]
+    assert [j.tr.kind for j in other.delivery_state().queued] == ["budget_exhausted"]

@@ -67,3 +67,47 @@ class FixedClock:
 
 def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def budget_alert(
+    kind: str = "budget_exhausted", at: float = T0, state: str = "firing", **changes: Any
+) -> Transition:
+    """A budget alert of the SLO: exhausted by default (a ticket), at the 1h lookback."""
+    fields: dict[str, Any] = {
+        "slo": SLO.name,
+        "severity": "ticket",
+        "state": state,
+        "at": at,
+        "long_window_s": 3600,
+        "short_window_s": 3600,
+        "burn_rate_long": 2.0,
+        "burn_rate_short": 2.0,
+        "factor": 0.0,
+        "error_budget_remaining_ratio": -0.12,
+        "kind": kind,
+        "time_to_exhaustion_s": 0.0,
+    }
+    if kind == "budget_exhaustion_projected":
+        fields |= {
+            "error_budget_remaining_ratio": 0.2,
+            "time_to_exhaustion_s": 0.2 * 30 * 86400 / 2.0,
+            "horizon_s": 3 * 86400.0,
+            "factor": 2.0,
+        }
+    fields.update(changes)
+    return Transition(**fields)
+
+
+def escalation(
+    at: float = T0, state: str = "firing", receivers: tuple[str, ...] = ("oncall",), **changes: Any
+) -> Transition:
+    """The escalation of `$.budget_policy[0]` (spent budget -> fail) to `receivers`."""
+    fields: dict[str, Any] = {
+        "severity": "page",
+        "policy_row": "$.budget_policy[0]",
+        "decision": "fail",
+        "reason": "error budget remaining -12% is at or below 0%",
+        "receivers": receivers,
+    }
+    fields.update(changes)
+    return budget_alert("escalation", at, state, **fields)

@@ -397,3 +397,47 @@ def test_time_to_exhaustion_is_the_apis_to_the_bit_and_absent_while_nothing_burn
     assert got == want
     assert frozenset({("slo", "idle-avail")}) not in got  # no data: nothing burns
     assert any(v > 0 for v in got.values())  # one still burning, not yet spent
+
+
+# -- budget alerts and escalations -----------------------------------------------------------
+
+
+def test_budget_alerts_and_escalations_have_a_series_per_slo_that_has_them() -> None:
+    cfg = CONFIG + (
+        "budget_alerts: {projected: false}\n"
+        "receivers: [{type: console, name: oncall}]\n"
+        "budget_policy: [{budget_remaining_at_most: 0, decision: fail, escalate: [oncall]}]\n"
+    )
+    ev = Evaluator(parse_config(cfg))
+    ev.ingest(ev.classifier.columns(events()))
+    ev.advance(T0 + 1)
+    got = samples(SloText(ev).render())
+    # api: 20% bad against a 1% budget: spent; web: 1 slow of 20 against 10%: half left
+    assert series_of(got, "burnrate_budget_alert_firing") == {
+        frozenset({("slo", "api-avail"), ("alert", "ErrorBudgetExhausted")}): 1.0,
+        frozenset({("slo", "web-lat"), ("alert", "ErrorBudgetExhausted")}): 0.0,
+        frozenset({("slo", "idle-avail"), ("alert", "ErrorBudgetExhausted")}): 0.0,
+    }
+    row = {("policy_row", "$.budget_policy[0]"), ("decision", "fail")}
+    assert series_of(got, "burnrate_escalation_firing") == {
+        frozenset({("slo", "api-avail"), *row}): 1.0,
+        frozenset({("slo", "web-lat"), *row}): 0.0,
+        frozenset({("slo", "idle-avail"), *row}): 0.0,
+    }
+    assert "burnrate_budget_alert_firing" not in SloText(fed()).render()
+
+
+def test_the_api_lists_each_slos_budget_alerts() -> None:
+    cfg = CONFIG + "budget_alerts: {}\n"
+    ev = Evaluator(parse_config(cfg))
+    ev.ingest(ev.classifier.columns(events()))
+    ev.advance(T0 + 1)
+    view = SloApi(ev).view("api-avail")
+    assert view is not None
+    assert [(b.alert, b.firing, b.since) for b in view.budget_alerts] == [
+        ("ErrorBudgetExhausted", True, T0 - 50),  # the first tick with its first bad event
+        ("ErrorBudgetExhaustionProjected", False, None),
+    ]
+    plain = SloApi(fed()).view("api-avail")
+    assert plain is not None
+    assert plain.budget_alerts == []
