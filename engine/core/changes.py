@@ -58,6 +58,7 @@ __all__ = [
     "ChangeLog",
     "ChangeNote",
     "ChangeRequest",
+    "Source",
     "parse_change",
 ]
 
