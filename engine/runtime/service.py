@@ -39,6 +39,7 @@ from engine.adapters.http.server import HttpServer
 from engine.adapters.kafka.source import KafkaSource
 from engine.adapters.kafka.status import SourceStatus
 from engine.adapters.store.state import FileStateStore
+from engine.core.changes import ChangeLog
 from engine.core.config import Config
 from engine.core.evaluator import Evaluator, Transition
 from engine.core.overrides import Overrides
@@ -76,10 +77,18 @@ class Runtime:
         self.metrics.before_render = self._drain_batch_sizes
         self.overrides = Overrides()
         """Gate overrides, set through the API and kept in the state file."""
+        self.changes = ChangeLog(config.changes.attribution_window_s, config.changes.max_kept)
+        """Changes (deploys...), from the API and the changes topic, kept in the state file."""
+        self._service_of = {s.name: s.service for s in config.slos}
         self.http = HttpServer(
-            listen or config.http.listen, self.metrics, self.status, overrides=self.overrides
+            listen or config.http.listen,
+            self.metrics,
+            self.status,
+            overrides=self.overrides,
+            changes=self.changes,
         )
         self.http.gates.on_change = self._overrides_changed
+        self.http.changes.on_change = self._changes_changed
         self._saves: set[asyncio.Task[bool]] = set()
         external_url = f"http://{listen or config.http.listen}"
         self.delivery = Delivery(
@@ -93,6 +102,7 @@ class Runtime:
             state_interval_s=config.state.interval_s if config.state is not None else 0.0,
             deliveries=self.delivery,
             overrides=self.overrides,
+            changes=self.changes,
             clock=clock,
         )
         self._listeners: list[TransitionsListener] = []
@@ -118,13 +128,26 @@ class Runtime:
     def _overrides_changed(self) -> None:
         """An override was set or ended: the gate series change now, and the state file
         keeps it at once rather than at the next periodic save."""
+        self._save_soon("override")
+
+    def _changes_changed(self) -> None:
+        """A change came in: kept in the state file at once, like an override."""
+        self._save_soon("change")
+
+    def _save_soon(self, reason: str) -> None:
         self.metrics.invalidate()
         if self.config.state is not None and self.started.is_set():
-            task = asyncio.ensure_future(self.checkpoint.save("override"))
+            task = asyncio.ensure_future(self.checkpoint.save(reason))
             self._saves.add(task)
             task.add_done_callback(self._saves.discard)
 
     def _on_transitions(self, transitions: list[Transition]) -> None:
+        if len(self.changes):
+            # alerts in a change's attribution window name it, with what it burnt so far
+            self.changes.update(self.evaluator)
+            transitions = [
+                self.changes.annotate(tr, self._service_of.get(tr.slo)) for tr in transitions
+            ]
         for tr in transitions:
             log.info(
                 "alert %s",
@@ -221,6 +244,7 @@ class Runtime:
             watermark_cap_s=self.source.event_time_cap(),
         )
         self.metrics.evaluation_duration.observe(time.perf_counter() - t0)
+        self.changes.update(self.evaluator)
         self._drain_batch_sizes()
         self.metrics.invalidate()
         if transitions:
