@@ -18,6 +18,13 @@ transition names the row that held last, so the window labels always come from t
 alert's *firing* transition: builders take it as `fired` and the resolve notification
 stays the same alert as the one that fired. The windows and burn rates of the row a
 transition itself names are annotations.
+
+Changes. A firing transition that came within the attribution window of changes of
+its SLO's service (`Transition.changes`, engine.core.changes) carries the annotation
+`changes`: each change's kind, version and time, and the share of the SLO's error
+budget consumed since it, newest first (`deploy 4.2.1 at 2026-01-01T10:00:00Z: 3.5% of
+the error budget consumed since`). Without such changes there is no such annotation,
+so other alerts are as before.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ import msgspec
 from engine.core.budget import time_to_exhaustion_s
 from engine.core.config import Slo
 from engine.core.durations import format_duration
-from engine.core.evaluator import AlertKey, Transition
+from engine.core.evaluator import AlertKey, ChangeNote, Transition
 
 __all__ = [
     "ALERTNAME",
@@ -47,6 +54,7 @@ __all__ = [
     "alert_annotations",
     "alert_labels",
     "alertmanager_alerts",
+    "changes_text",
     "fingerprint",
     "generator_url",
     "group_key",
@@ -173,7 +181,20 @@ def alert_annotations(tr: Transition, slo: Slo) -> dict[str, str]:
     }
     if slo.runbook_url:
         annotations["runbook_url"] = slo.runbook_url
+    if tr.changes:
+        annotations["changes"] = changes_text(tr.changes)
     return annotations
+
+
+def changes_text(notes: Sequence[ChangeNote]) -> str:
+    """The `changes` annotation: `kind version at time: share consumed since`, `; `-joined."""
+    parts = []
+    for n in notes:
+        what = n.kind if n.version is None else f"{n.kind} {n.version}"
+        share = n.error_budget_consumed_ratio
+        since = "no data yet" if share is None else f"{_percent(share)} of the error budget"
+        parts.append(f"{what} at {rfc3339(n.at)}: {since} consumed since")
+    return "; ".join(parts)
 
 
 def _group(tr: Transition) -> str:
