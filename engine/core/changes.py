@@ -48,6 +48,7 @@ import numpy as np
 
 from engine.core import budget
 from engine.core.evaluator import ChangeNote, Evaluator, Transition
+from engine.core.governance import services
 from engine.errors import ConfigError
 
 __all__ = [
@@ -59,7 +60,9 @@ __all__ = [
     "ChangeNote",
     "ChangeRequest",
     "Source",
+    "event_time_s",
     "parse_change",
+    "take_change",
 ]
 
 MAX_SERVICE_CHARS = 128
@@ -165,6 +168,34 @@ def parse_change(
     if errors:
         raise ConfigError(errors)
     return req
+
+
+def event_time_s(ev: Evaluator, wall_s: float) -> float:
+    """The engine's event time now: its watermark, the wall clock before any event."""
+    return ev.watermark_s if math.isfinite(ev.watermark_s) else wall_s
+
+
+def take_change(
+    ev: Evaluator,
+    log: ChangeLog,
+    data: bytes,
+    *,
+    source: Source,
+    wall_s: float,
+    default_at_s: float | None = None,
+) -> tuple[Change, bool]:
+    """Check `data` (a JSON change, the API's body or a record of the changes topic)
+    against `ev`'s services and keep it in `log`, its attribution computed at once;
+    raises ConfigError. Without `at` it is `default_at_s`, else the engine's event
+    time. Returns the change kept and whether it is new (see `ChangeLog.add`)."""
+    now = event_time_s(ev, wall_s)
+    req = parse_change(data, services(ev), wall_s=wall_s, event_time_s=now, future_s=ev.future_s)
+    at = req.at if req.at is not None else now if default_at_s is None else default_at_s
+    change, added = log.add(req, source=source, at_s=at, received_at_s=wall_s)
+    if added:
+        log.update(ev)
+        change = next((c for c in log.changes(change.service) if c.id == change.id), change)
+    return change, added
 
 
 def _num(x: float) -> float | None:

@@ -8,8 +8,9 @@ clock's, otherwise no further than the newest event of the partition furthest be
 (`KafkaSource.event_time_cap`), so a backlog is never judged late against the wall
 clock; then it refreshes the metrics body),
 *deliver* (`delivery`: hands alert transitions to the sinks, off the consume path),
-*checkpoint* (`checkpoint`: state snapshots and offset commits, in that order) and the
-HTTP server.
+*checkpoint* (`checkpoint`: state snapshots and offset commits, in that order),
+*changes* (with `kafka.changes_topic`: engine.adapters.kafka.changes) and the HTTP
+server.
 
 Shutdown (SIGTERM/SIGINT): stop fetching, apply what was fetched, evaluate once more,
 give the sinks a bounded time to deliver, then save the state (with what the sinks
@@ -36,6 +37,7 @@ from engine.adapters.alerts.console import format_transition
 from engine.adapters.alerts.sinks import Sink, build_sinks
 from engine.adapters.http.metrics import EngineMetrics
 from engine.adapters.http.server import HttpServer
+from engine.adapters.kafka.changes import ChangeConsumer
 from engine.adapters.kafka.source import KafkaSource
 from engine.adapters.kafka.status import SourceStatus
 from engine.adapters.store.state import FileStateStore
@@ -105,6 +107,12 @@ class Runtime:
             changes=self.changes,
             clock=clock,
         )
+        self.change_consumer = (
+            ChangeConsumer(config, self.evaluator, self.changes, on_change=self._change_read)
+            if config.kafka.changes_topic
+            else None
+        )
+        """Reads `kafka.changes_topic` when one is configured."""
         self._listeners: list[TransitionsListener] = []
         self.started = asyncio.Event()
         """Set once HTTP listens and the consumer has joined its group."""
@@ -133,6 +141,12 @@ class Runtime:
     def _changes_changed(self) -> None:
         """A change came in: kept in the state file at once, like an override."""
         self._save_soon("change")
+
+    async def _change_read(self) -> None:
+        """Changes came from the topic: saved before the consumer commits their offsets."""
+        self.metrics.invalidate()
+        if self.config.state is not None:
+            await self.checkpoint.save("change")
 
     def _save_soon(self, reason: str) -> None:
         self.metrics.invalidate()
@@ -175,11 +189,14 @@ class Runtime:
         evaluate = asyncio.create_task(self._evaluate_loop(stop), name="evaluate")
         consume: asyncio.Task[None] | None = None
         checkpoint: asyncio.Task[None] | None = None
+        changes: asyncio.Task[None] | None = None
         try:
             if await self._start_source(stop):
                 self.started.set()
                 checkpoint = asyncio.create_task(self.checkpoint.run(stop), name="checkpoint")
                 consume = asyncio.create_task(self.source.run(stop), name="consume")
+                if self.change_consumer is not None:
+                    changes = asyncio.create_task(self.change_consumer.run(stop), name="changes")
                 stopped = asyncio.create_task(stop.wait())
                 done, _ = await asyncio.wait(
                     {consume, stopped}, return_when=asyncio.FIRST_COMPLETED
@@ -194,7 +211,7 @@ class Runtime:
                 checkpoint.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await checkpoint
-            await self._shutdown(consume, evaluate)
+            await self._shutdown(consume, evaluate, changes)
 
     async def _start_source(self, stop: asyncio.Event) -> bool:
         """Join the group, retrying with backoff while the brokers are unreachable."""
@@ -254,7 +271,10 @@ class Runtime:
         self.metrics.observe_batches(self.source.drain_batch_sizes())
 
     async def _shutdown(
-        self, consume: asyncio.Task[None] | None, evaluate: asyncio.Task[None]
+        self,
+        consume: asyncio.Task[None] | None,
+        evaluate: asyncio.Task[None],
+        changes: asyncio.Task[None] | None = None,
     ) -> None:
         deadline = time.monotonic() + SHUTDOWN_TIMEOUT_S - 1.0
 
@@ -262,7 +282,7 @@ class Runtime:
             return max(min(cap, deadline - time.monotonic()), 0.1)
 
         log.info("shutting down", extra={"data": {"event": "shutdown"}})
-        for task, cap in ((consume, 2.0), (evaluate, 1.0)):
+        for task, cap in ((consume, 2.0), (evaluate, 1.0), (changes, 2.0)):
             if task is None:
                 continue
             try:
@@ -283,7 +303,7 @@ class Runtime:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(left(1.0)):
                 await self.http.stop()
-        for task in (consume, evaluate):
+        for task in (consume, evaluate, changes):
             if task is not None and not task.done():
                 task.cancel()
         log.info("stopped", extra={"data": {"event": "stopped"}})

@@ -28,14 +28,13 @@ accepted POST is logged at INFO with every field and the client's address (event
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 
 import msgspec
 from aiohttp import web
 
-from engine.core.changes import Change, ChangeLog, ChangeRequest, Source, parse_change
+from engine.core.changes import Change, ChangeLog, take_change
 from engine.core.evaluator import Evaluator
 from engine.core.governance import services
 from engine.errors import ConfigError
@@ -118,28 +117,6 @@ def change_view(c: Change) -> ChangeView:
             for a in c.attribution
         ],
     )
-
-
-def event_time_s(ev: Evaluator, wall_s: float) -> float:
-    """The engine's event time now: its watermark, the wall clock before any event."""
-    return ev.watermark_s if math.isfinite(ev.watermark_s) else wall_s
-
-
-def take_change(
-    ev: Evaluator, changes: ChangeLog, data: bytes, *, source: Source, wall_s: float
-) -> tuple[Change, bool]:
-    """Check `data` (a JSON change) and keep it; raises ConfigError. Shared by the API
-    and the changes topic (engine.adapters.kafka.changes)."""
-    now = event_time_s(ev, wall_s)
-    req: ChangeRequest = parse_change(
-        data, services(ev), wall_s=wall_s, event_time_s=now, future_s=ev.future_s
-    )
-    at = now if req.at is None else req.at
-    change, added = changes.add(req, source=source, at_s=at, received_at_s=wall_s)
-    if added:
-        changes.update(ev)
-        change = next(c for c in changes.changes(change.service) if c.id == change.id)
-    return change, added
 
 
 class ChangesApi:
