@@ -282,7 +282,7 @@ class Runtime:
             return max(min(cap, deadline - time.monotonic()), 0.1)
 
         log.info("shutting down", extra={"data": {"event": "shutdown"}})
-        for task, cap in ((consume, 2.0), (evaluate, 1.0), (changes, 2.0)):
+        for task, cap in ((consume, 2.0), (evaluate, 1.0)):
             if task is None:
                 continue
             try:
@@ -300,6 +300,16 @@ class Runtime:
         # after the sinks: the snapshot keeps what they could not deliver
         await self.checkpoint.finish(left(2.0))
         await self.source.close(timeout_s=left(5.0))
+        if changes is not None:
+            # last: its changes are saved as they come, and its start may still be
+            # joining the group, which it finishes before leaving
+            try:
+                async with asyncio.timeout(left(6.0)):
+                    await asyncio.shield(changes)
+            except TimeoutError:
+                changes.cancel()
+            except Exception:  # the supervisor: shutdown goes on whatever ended the task
+                log.exception("task %s failed", changes.get_name())
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(left(1.0)):
                 await self.http.stop()

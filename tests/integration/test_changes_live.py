@@ -74,7 +74,7 @@ async def test_a_change_before_an_outage_carries_the_budget_the_outage_burnt(
                 unique_topic,
                 [shop(outage + i * 0.1, 500 if i < 30 else 200) for i in range(50)],
             )
-            await wait_until(lambda: bool(fired), "the page to fire")
+            await wait_until(lambda: any(tr.severity == "page" for tr in fired), "a page")
             (page,) = [tr for tr in fired if tr.severity == "page"]
             (note,) = page.changes
             assert (note.kind, note.version, note.at) == ("deploy", "4.2.1", change["at"])
@@ -161,7 +161,29 @@ async def test_change_records_on_the_topic_are_read_and_bad_ones_counted(
             await wait_until(again.started.is_set, "the engine started again")
             listed = await get_json(session, f"{again.http.url}/v1/changes")
             assert len(listed["changes"]) == 2
-            assert again.change_consumer is not None
-            assert again.change_consumer.added == 0
+            reader = again.change_consumer
+            assert reader is not None
+            await wait_until(lambda: reader.assigned() == 1, "the changes topic assigned")
+            fetches = reader.fetches
+            await wait_until(lambda: reader.fetches >= fetches + 3, "fetches from the topic")
+            assert reader.consumed == 0
         finally:
             await running.shutdown()
+
+
+@pytest.mark.asyncio
+async def test_a_stop_while_the_changes_consumer_joins_its_group_is_clean(
+    kafka_bootstrap: str, unique_topic: str, tmp_path: Path
+) -> None:
+    """Stopped at once: the join is abandoned and its connections closed (a leak would
+    fail the run: unclosed sockets are errors here)."""
+    changes_topic = f"{unique_topic}-changes"
+    await create_topic(kafka_bootstrap, changes_topic, 1)
+    cfg = config(kafka_bootstrap, unique_topic, tmp_path / "burnrate.state", changes_topic)
+    rt = Runtime(cfg, listen="127.0.0.1:0", sinks=[])
+    running = Running(rt)
+    await running.listening()
+    await wait_until(rt.started.is_set, "the engine started")
+    assert await running.shutdown() < 10
+    assert rt.change_consumer is not None
+    assert rt.change_consumer.assigned() == 0

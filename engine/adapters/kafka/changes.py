@@ -28,6 +28,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
 from engine.adapters.kafka.settings import kafka_client_kwargs
+from engine.adapters.kafka.source import stop_client
 from engine.core.changes import ChangeLog, take_change
 from engine.core.config import Config
 from engine.core.evaluator import Evaluator
@@ -40,6 +41,7 @@ log = logging.getLogger("burnrate.adapters.kafka.changes")
 REJECT_REASON = "invalid_change"
 POLL_TIMEOUT_MS = 250
 RETRY_MAX_S = 10.0
+START_TIMEOUT_S = 30.0
 LOG_EVERY = 100
 
 
@@ -67,25 +69,35 @@ class ChangeConsumer:
         self.consumed = 0
         self.added = 0
         self.rejected = 0
+        self.fetches = 0
+        """Fetches answered (`getmany` calls), records or none."""
         self._consumer: Any = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Join the group (retrying while the brokers are unreachable), then read until
-        `stop` is set; commits and leaves the group before returning."""
+        `stop` is set; commits and leaves the group before returning. A stop during the
+        start waits for it (the runtime awaits this task last at shutdown)."""
         delay = 0.5
         while not stop.is_set() and self._consumer is None:
+            # A stop during the start lets it finish (a few seconds: the group join)
+            # and then leaves: aiokafka does not close what a cancelled start opened.
             try:
-                await self._start()
-            except KafkaError as exc:
+                async with asyncio.timeout(START_TIMEOUT_S):
+                    await self._start()
+                break
+            except (KafkaError, TimeoutError) as exc:
+                if stop.is_set():
+                    break
                 log.warning("changes topic: cannot reach Kafka (%r); retrying in %.1fs", exc, delay)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(delay):
-                        await stop.wait()
-                delay = min(delay * 2, RETRY_MAX_S)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await stop.wait()
+            delay = min(delay * 2, RETRY_MAX_S)
         try:
-            while not stop.is_set():
+            while not stop.is_set() and self._consumer is not None:
                 try:
                     data = await self._consumer.getmany(timeout_ms=POLL_TIMEOUT_MS)
+                    self.fetches += 1
                 except KafkaError as exc:
                     log.warning("changes topic: fetch failed: %r; retrying", exc)
                     with contextlib.suppress(TimeoutError):
@@ -109,10 +121,8 @@ class ChangeConsumer:
         )
         try:
             await consumer.start()
-        except BaseException:
-            with contextlib.suppress(KafkaError, TimeoutError):
-                async with asyncio.timeout(2.0):
-                    await consumer.stop()
+        except BaseException:  # KafkaError, or cancelled by a stop during the join
+            await stop_client(consumer, "changes consumer", 2.0)
             raise
         self._consumer = consumer
         log.info(
@@ -188,13 +198,12 @@ class ChangeConsumer:
             )
         return added
 
+    def assigned(self) -> int:
+        """Partitions of the topic assigned to this consumer now."""
+        return 0 if self._consumer is None else len(self._consumer.assignment())
+
     async def close(self) -> None:
         """Leave the group (offsets are committed after each fetch); bounded."""
         consumer, self._consumer = self._consumer, None
-        if consumer is None:
-            return
-        try:
-            async with asyncio.timeout(5.0):
-                await consumer.stop()
-        except (KafkaError, TimeoutError) as exc:
-            log.warning("changes topic: the consumer did not stop cleanly: %r", exc)
+        if consumer is not None:
+            await stop_client(consumer, "changes consumer", 5.0)
