@@ -290,7 +290,28 @@ class Kafka(_Base, frozen=True):
     formats: dict[str, Literal["json", "msgpack"]] = {}
     """Per-topic override of `format`."""
     dead_letter_topic: str | None = None
+    changes_topic: str | None = None
+    """A topic of change records (deploys, config pushes: the body of `POST
+    /v1/changes`), read by a consumer of its own (engine.adapters.kafka.changes)."""
     security: KafkaSecurity = KafkaSecurity()
+
+
+DEFAULT_ATTRIBUTION_WINDOW = "1h"
+DEFAULT_MAX_CHANGES = 1000
+MAX_ATTRIBUTION_WINDOW_S = 86400
+
+
+class ChangeSettings(_Base, frozen=True):
+    """`changes:`: how changes (engine.core.changes) are kept and judged."""
+
+    attribution_window: Duration = DEFAULT_ATTRIBUTION_WINDOW
+    """The budget a change is charged with is the one consumed this long after it."""
+    max_kept: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = DEFAULT_MAX_CHANGES
+    """Changes kept (in memory and the state file); the oldest go first."""
+
+    @property
+    def attribution_window_s(self) -> float:
+        return parse_duration_s(self.attribution_window)
 
 
 class Http(_Base, frozen=True):
@@ -491,6 +512,7 @@ class Config(_Base, frozen=True):
     gate: GateSettings = GateSettings()
     budget_alerts: BudgetAlertSettings | None = None
     """Budget exhausted / exhaustion projected alerts (absent: none)."""
+    changes: ChangeSettings = ChangeSettings()
 
     def budget_policy_of(self, slo: Slo) -> list[BudgetPolicyRow]:
         """The budget policy rows `slo` is judged with: its own, else the top-level ones."""
@@ -631,6 +653,7 @@ def config_errors(cfg: Config) -> list[str]:
     if cfg.state is not None and cfg.state.interval_s < 1:
         errors.append(f"$.state.interval: must be at least 1s, got {cfg.state.interval}")
     errors += _kafka_errors(cfg.kafka)
+    errors += _change_errors(cfg)
     for i, corr in enumerate(cfg.corrections):
         errors += correction_errors(corr, cfg.slos, f"$.corrections[{i}]")
     errors += _receiver_errors(cfg.receivers)
@@ -871,6 +894,25 @@ _SASL_FIELDS = (
 _TLS_FIELDS = ("ssl_cafile", "ssl_certfile", "ssl_keyfile")
 
 
+def _change_errors(cfg: Config) -> list[str]:
+    """The attribution window must be whole seconds and held by the window rings (at
+    most the longest window kept), so a change's budget can be read back when its
+    window closes."""
+    w = cfg.changes.attribution_window_s
+    text = cfg.changes.attribution_window
+    path = "$.changes.attribution_window"
+    if not w >= 1 or w != int(w):
+        return [f"{path}: must be whole seconds, at least 1s, got {text}"]
+    if w > MAX_ATTRIBUTION_WINDOW_S:
+        return [f"{path}: at most 1d, got {text}"]
+    windows = [x for x in cfg.windows_s() if 0 < x <= MAX_WINDOW_S]
+    if windows and w > max(windows):
+        return [
+            f"{path}: at most the longest window kept ({format_duration(max(windows))}), got {text}"
+        ]
+    return []
+
+
 def _kafka_errors(kafka: Kafka) -> list[str]:
     """Settings the Kafka clients would silently ignore or could never use."""
     errors: list[str] = []
@@ -881,6 +923,14 @@ def _kafka_errors(kafka: Kafka) -> list[str]:
             f"$.kafka.dead_letter_topic: {kafka.dead_letter_topic!r} is also in kafka.topics: "
             "rejected records would be consumed and rejected again"
         )
+    if kafka.changes_topic is not None:
+        if not kafka.changes_topic:
+            errors.append("$.kafka.changes_topic: must not be empty")
+        elif kafka.changes_topic in kafka.topics or kafka.changes_topic == kafka.dead_letter_topic:
+            errors.append(
+                f"$.kafka.changes_topic: {kafka.changes_topic!r} is also a topic of request "
+                "events or dead letters"
+            )
     for topic in kafka.formats:
         if topic not in kafka.topics:
             errors.append(f"$.kafka.formats[{topic!r}]: not one of kafka.topics")

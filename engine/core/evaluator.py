@@ -109,6 +109,7 @@ __all__ = [
     "AlertKey",
     "AlertState",
     "BudgetAlertState",
+    "ChangeNote",
     "Evaluator",
     "EvaluatorState",
     "EventCounts",
@@ -120,6 +121,17 @@ SEVERITIES: tuple[Severity, ...] = ("page", "ticket")
 AlertKey = tuple[str, str | None, str]
 """One alert: (SLO name, group or None, severity), or for a budget alert or escalation
 (SLO name, group or None, its key: `Transition.alert_id`)."""
+
+
+class ChangeNote(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A change (engine.core.changes) named on an alert that fired within its attribution window."""
+
+    id: int
+    kind: str
+    at: float
+    version: str | None = None
+    error_budget_consumed_ratio: float | None = None
+    """What the alert's SLO (group) consumed after the change up to the alert, so far."""
 
 
 class Transition(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -172,6 +184,10 @@ class Transition(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         if self.kind == "escalation":
             return f"escalation:{self.policy_row}"
         return self.kind
+
+    changes: tuple[ChangeNote, ...] = ()
+    """Changes of the SLO's service whose attribution window holds `at`
+    (engine.core.changes, `ChangeLog.annotate`); the evaluator leaves it empty."""
 
     @property
     def alert_key(self) -> AlertKey:
@@ -844,6 +860,19 @@ class Evaluator:
         if self._periods.any:
             sums = np.where(self._periods.is_calendar[:, None], self._periods.current, sums)
         return read_only(sums)
+
+    def range_sums(
+        self, start_s: float, end_s: float, columns: npt.NDArray[np.int64]
+    ) -> tuple[I64, int] | None:
+        """(len(columns), 2) (total, bad) of the events in (start_s, min(end_s, the
+        evaluation time)] as the window rings hold them, in whole buckets of the finest
+        ring that reaches back to `start_s`, with that ring's resolution
+        (`WindowSet.range_sums`); None before the first evaluation or when no ring
+        reaches back that far. Columns of plain SLOs only (a composite's stay empty)."""
+        t = self._evaluated_at_s
+        if t is None:
+            return None
+        return self.windows.range_sums(start_s, min(end_s, t), columns)
 
     def period_bounds(self) -> tuple[F64, F64]:
         """(start, end) epoch seconds per SLO of the calendar period holding the

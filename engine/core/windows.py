@@ -185,6 +185,29 @@ class WindowSet:
         """(n_windows, n_slo, 2), windows in `windows_s` order: a read-only view, live."""
         return read_only(self._sums)
 
+    def range_sums(self, start_s: float, end_s: float, columns: I64) -> tuple[I64, int] | None:
+        """(len(columns), 2) (total, bad) of the events in the whole buckets inside
+        (start_s, end_s], read from the finest ring that still holds the bucket after
+        `start_s`, and that ring's resolution r: the events of (ceil(start/r) * r,
+        floor(end/r) * r], exactly (start_s, end_s] when r divides both. None when no
+        ring reaches back that far. `end_s` should not pass the evaluation time (a ring
+        may hold events written ahead of it)."""
+        for level in sorted(self.levels, key=lambda lv: lv.r):
+            first = math.ceil(start_s / level.r)
+            last = math.floor(end_s / level.r) - 1
+            if level.head is None:
+                return np.zeros((len(columns), 2), dtype=np.int64), level.r
+            if first <= level.head - level.length:
+                continue
+            last = min(last, level.head)
+            if last < first:
+                return np.zeros((len(columns), 2), dtype=np.int64), level.r
+            slots = np.arange(first, last + 1) % level.length
+            cells = level.grid()[slots[:, None], columns[None, :]]  # (buckets, columns, 2)
+            out: I64 = cells.sum(axis=0, dtype=np.int64)
+            return out, level.r
+        return None
+
     def resolution_s(self, window_s: int) -> int:
         return self.levels[self._level_of[self.index(window_s)]].r
 

@@ -20,7 +20,8 @@ committed ones; one that does not fit (another config, corrupt, another version,
 impossible offsets) is ignored with a warning, and the engine starts empty.
 
 The gate overrides (engine.core.overrides) are saved with every snapshot and restored
-with it, those expired by the wall clock at the restart dropped.
+with it, those expired by the wall clock at the restart dropped; so are the changes
+(engine.core.changes), with the budget attributed to each so far.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING, Final, Protocol
 from engine.adapters.kafka.source import KafkaSource
 from engine.adapters.store.state import StateStore
 from engine.core import snapshot
+from engine.core.changes import ChangeLog
 from engine.core.evaluator import Evaluator
 from engine.core.overrides import Overrides
 from engine.core.snapshot import SnapshotError
@@ -70,6 +72,7 @@ class Checkpoint:
         commit_interval_s: float = COMMIT_INTERVAL_S,
         deliveries: DeliveryState | None = None,
         overrides: Overrides | None = None,
+        changes: ChangeLog | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.evaluator = evaluator
@@ -79,6 +82,7 @@ class Checkpoint:
         self.commit_interval_s = commit_interval_s
         self.deliveries = deliveries
         self.overrides = overrides
+        self.changes = changes
         self.clock = clock
         self.saves = 0
         self.restored = False
@@ -112,6 +116,7 @@ class Checkpoint:
             )
             return
         self._restore_overrides(loaded.overrides)
+        self._restore_changes(loaded.changes)
         self.source.offsets.use_state_offsets(offsets)
         self.restored = True
         self.restored_deliveries = deliveries
@@ -138,6 +143,19 @@ class Checkpoint:
                 extra={"data": {"event": "overrides_restored", "count": n}},
             )
 
+    def _restore_changes(self, data: bytes) -> None:
+        if self.changes is None:
+            return
+        try:
+            n = self.changes.load(data)
+        except ValueError as exc:
+            log.warning("ignoring the saved changes: %s", exc)
+            return
+        if n:
+            log.info(
+                "restored %d changes", n, extra={"data": {"event": "changes_restored", "count": n}}
+            )
+
     async def save(self, reason: str) -> bool:
         """Write the evaluator snapshot, the offsets it covers and the undelivered alerts
         (taken in one event-loop step, never mid-batch), then commit those offsets to
@@ -162,8 +180,9 @@ class Checkpoint:
                 blob = snapshot.dump(self.evaluator)
                 deliveries = b"" if self.deliveries is None else self.deliveries.snapshot()
                 overrides = b"" if self.overrides is None else self.overrides.encode()
+                changes = b"" if self.changes is None else self.changes.encode()
             try:
-                await asyncio.to_thread(store.save, blob, offsets, deliveries, overrides)
+                await asyncio.to_thread(store.save, blob, offsets, deliveries, overrides, changes)
             except OSError as exc:
                 log.warning("cannot write the state snapshot (%s): %s", reason, exc)
                 return False

@@ -8,8 +8,9 @@ clock's, otherwise no further than the newest event of the partition furthest be
 (`KafkaSource.event_time_cap`), so a backlog is never judged late against the wall
 clock; then it refreshes the metrics body),
 *deliver* (`delivery`: hands alert transitions to the sinks, off the consume path),
-*checkpoint* (`checkpoint`: state snapshots and offset commits, in that order) and the
-HTTP server.
+*checkpoint* (`checkpoint`: state snapshots and offset commits, in that order),
+*changes* (with `kafka.changes_topic`: engine.adapters.kafka.changes) and the HTTP
+server.
 
 Shutdown (SIGTERM/SIGINT): stop fetching, apply what was fetched, evaluate once more,
 give the sinks a bounded time to deliver, then save the state (with what the sinks
@@ -36,9 +37,11 @@ from engine.adapters.alerts.console import format_transition
 from engine.adapters.alerts.sinks import Sink, build_sinks
 from engine.adapters.http.metrics import EngineMetrics
 from engine.adapters.http.server import HttpServer
+from engine.adapters.kafka.changes import ChangeConsumer
 from engine.adapters.kafka.source import KafkaSource
 from engine.adapters.kafka.status import SourceStatus
 from engine.adapters.store.state import FileStateStore
+from engine.core.changes import ChangeLog
 from engine.core.config import Config
 from engine.core.evaluator import Evaluator, Transition
 from engine.core.overrides import Overrides
@@ -76,10 +79,18 @@ class Runtime:
         self.metrics.before_render = self._drain_batch_sizes
         self.overrides = Overrides()
         """Gate overrides, set through the API and kept in the state file."""
+        self.changes = ChangeLog(config.changes.attribution_window_s, config.changes.max_kept)
+        """Changes (deploys...), from the API and the changes topic, kept in the state file."""
+        self._service_of = {s.name: s.service for s in config.slos}
         self.http = HttpServer(
-            listen or config.http.listen, self.metrics, self.status, overrides=self.overrides
+            listen or config.http.listen,
+            self.metrics,
+            self.status,
+            overrides=self.overrides,
+            changes=self.changes,
         )
         self.http.gates.on_change = self._overrides_changed
+        self.http.changes.on_change = self._changes_changed
         self._saves: set[asyncio.Task[bool]] = set()
         external_url = f"http://{listen or config.http.listen}"
         self.delivery = Delivery(
@@ -93,8 +104,15 @@ class Runtime:
             state_interval_s=config.state.interval_s if config.state is not None else 0.0,
             deliveries=self.delivery,
             overrides=self.overrides,
+            changes=self.changes,
             clock=clock,
         )
+        self.change_consumer = (
+            ChangeConsumer(config, self.evaluator, self.changes, on_change=self._change_read)
+            if config.kafka.changes_topic
+            else None
+        )
+        """Reads `kafka.changes_topic` when one is configured."""
         self._listeners: list[TransitionsListener] = []
         self.started = asyncio.Event()
         """Set once HTTP listens and the consumer has joined its group."""
@@ -118,13 +136,32 @@ class Runtime:
     def _overrides_changed(self) -> None:
         """An override was set or ended: the gate series change now, and the state file
         keeps it at once rather than at the next periodic save."""
+        self._save_soon("override")
+
+    def _changes_changed(self) -> None:
+        """A change came in: kept in the state file at once, like an override."""
+        self._save_soon("change")
+
+    async def _change_read(self) -> None:
+        """Changes came from the topic: saved before the consumer commits their offsets."""
+        self.metrics.invalidate()
+        if self.config.state is not None:
+            await self.checkpoint.save("change")
+
+    def _save_soon(self, reason: str) -> None:
         self.metrics.invalidate()
         if self.config.state is not None and self.started.is_set():
-            task = asyncio.ensure_future(self.checkpoint.save("override"))
+            task = asyncio.ensure_future(self.checkpoint.save(reason))
             self._saves.add(task)
             task.add_done_callback(self._saves.discard)
 
     def _on_transitions(self, transitions: list[Transition]) -> None:
+        if len(self.changes):
+            # alerts in a change's attribution window name it, with what it burnt so far
+            self.changes.update(self.evaluator)
+            transitions = [
+                self.changes.annotate(tr, self._service_of.get(tr.slo)) for tr in transitions
+            ]
         for tr in transitions:
             log.info(
                 "alert %s",
@@ -152,11 +189,14 @@ class Runtime:
         evaluate = asyncio.create_task(self._evaluate_loop(stop), name="evaluate")
         consume: asyncio.Task[None] | None = None
         checkpoint: asyncio.Task[None] | None = None
+        changes: asyncio.Task[None] | None = None
         try:
             if await self._start_source(stop):
                 self.started.set()
                 checkpoint = asyncio.create_task(self.checkpoint.run(stop), name="checkpoint")
                 consume = asyncio.create_task(self.source.run(stop), name="consume")
+                if self.change_consumer is not None:
+                    changes = asyncio.create_task(self.change_consumer.run(stop), name="changes")
                 stopped = asyncio.create_task(stop.wait())
                 done, _ = await asyncio.wait(
                     {consume, stopped}, return_when=asyncio.FIRST_COMPLETED
@@ -171,7 +211,7 @@ class Runtime:
                 checkpoint.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await checkpoint
-            await self._shutdown(consume, evaluate)
+            await self._shutdown(consume, evaluate, changes)
 
     async def _start_source(self, stop: asyncio.Event) -> bool:
         """Join the group, retrying with backoff while the brokers are unreachable."""
@@ -221,6 +261,7 @@ class Runtime:
             watermark_cap_s=self.source.event_time_cap(),
         )
         self.metrics.evaluation_duration.observe(time.perf_counter() - t0)
+        self.changes.update(self.evaluator)
         self._drain_batch_sizes()
         self.metrics.invalidate()
         if transitions:
@@ -230,7 +271,10 @@ class Runtime:
         self.metrics.observe_batches(self.source.drain_batch_sizes())
 
     async def _shutdown(
-        self, consume: asyncio.Task[None] | None, evaluate: asyncio.Task[None]
+        self,
+        consume: asyncio.Task[None] | None,
+        evaluate: asyncio.Task[None],
+        changes: asyncio.Task[None] | None = None,
     ) -> None:
         deadline = time.monotonic() + SHUTDOWN_TIMEOUT_S - 1.0
 
@@ -256,10 +300,20 @@ class Runtime:
         # after the sinks: the snapshot keeps what they could not deliver
         await self.checkpoint.finish(left(2.0))
         await self.source.close(timeout_s=left(5.0))
+        if changes is not None:
+            # last: its changes are saved as they come, and its start may still be
+            # joining the group, which it finishes before leaving
+            try:
+                async with asyncio.timeout(left(6.0)):
+                    await asyncio.shield(changes)
+            except TimeoutError:
+                changes.cancel()
+            except Exception:  # the supervisor: shutdown goes on whatever ended the task
+                log.exception("task %s failed", changes.get_name())
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(left(1.0)):
                 await self.http.stop()
-        for task in (consume, evaluate):
+        for task in (consume, evaluate, changes):
             if task is not None and not task.done():
                 task.cancel()
         log.info("stopped", extra={"data": {"event": "stopped"}})

@@ -12,13 +12,13 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 
 from engine.core.config import Config, parse_config
 from engine.runtime.service import Runtime
+from tests.integration.live import get_json
 from tests.integration.test_run import Running
 from tests.integration.test_source import produce, wait_until
 
@@ -66,12 +66,6 @@ async def gate_cli(url: str, service: str) -> tuple[int, str]:
         out, err = await proc.communicate()
     assert proc.returncode is not None
     return proc.returncode, out.decode() + err.decode()
-
-
-async def get_json(session: aiohttp.ClientSession, url: str) -> Any:
-    async with session.get(url) as resp:
-        assert resp.status == 200, await resp.text()
-        return await resp.json()
 
 
 @pytest.mark.asyncio

@@ -12,7 +12,8 @@ A trigger holds what a responder needs on the phone (`summary`, at most 1024 cha
 as the API allows; the service as `source`, the SLO as `component`, a grouped SLO's
 group as `group`) and the rest in `custom_details`: burn rates and windows, the factor,
 the budget left, objective and period, labels, the description and the links, which
-also go in `links` (the runbook and the SLO's page in this engine). A resolve holds the
+also go in `links` (the runbook and the SLO's page in this engine), and `changes`
+when it fired in the attribution window of changes of its service. A resolve holds the
 three fields the API reads for it: `routing_key`, `event_action` and `dedup_key`.
 """
 
@@ -181,4 +182,6 @@ def _details(tr: Transition, slo: Slo, annotations: dict[str, str], slo_url: str
         details["service"] = slo.service
     if slo.runbook_url:
         details["runbook_url"] = slo.runbook_url
+    if tr.changes:  # changes in whose attribution window the alert fired
+        details["changes"] = [msgspec.structs.asdict(n) for n in tr.changes]
     return details

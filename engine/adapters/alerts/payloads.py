@@ -27,6 +27,12 @@ same SLO's burn-rate alert, budget alerts and escalations are distinct alerts
 (fingerprints) that Alertmanager routes and inhibits by label. Their annotations carry
 the budget left, the burn rate over the lookback, the time to exhaustion, and an
 escalation's reason and receivers.
+Changes. A firing transition that came within the attribution window of changes of
+its SLO's service (`Transition.changes`, engine.core.changes) carries the annotation
+`changes`: each change's kind, version and time, and the share of the SLO's error
+budget consumed since it, newest first (`deploy 4.2.1 at 2026-01-01T10:00:00Z: 3.5% of
+the error budget consumed since`). Without such changes there is no such annotation,
+so other alerts are as before.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ from engine.core.budget import time_to_exhaustion_s
 from engine.core.budget_alerts import ALERTNAMES
 from engine.core.config import Slo
 from engine.core.durations import format_duration
-from engine.core.evaluator import AlertKey, Transition
+from engine.core.evaluator import AlertKey, ChangeNote, Transition
 
 __all__ = [
     "ALERTNAME",
@@ -57,6 +63,7 @@ __all__ = [
     "alert_annotations",
     "alert_labels",
     "alertmanager_alerts",
+    "changes_text",
     "fingerprint",
     "generator_url",
     "group_key",
@@ -176,8 +183,14 @@ def alert_annotations(tr: Transition, slo: Slo) -> dict[str, str]:
     """Human `summary` and `description`, the numbers behind them, and `runbook_url`."""
     if tr.slo != slo.name:
         raise ValueError(f"transition is for SLO {tr.slo!r} but the config given is {slo.name!r}")
-    if tr.kind != "burn":
-        return _budget_annotations(tr, slo)
+    annotations = _budget_annotations(tr, slo) if tr.kind != "burn" else _burn_annotations(tr, slo)
+    if tr.changes:
+        annotations["changes"] = changes_text(tr.changes)
+    return annotations
+
+
+def _burn_annotations(tr: Transition, slo: Slo) -> dict[str, str]:
+    """A burn-rate alert's `summary`, `description`, numbers and runbook."""
     annotations = {
         "summary": _summary(tr, slo),
         "description": _description(tr, slo),
@@ -260,6 +273,17 @@ def _budget_description(tr: Transition, slo: Slo) -> str:
     if slo.description:
         text += f"\n\n{slo.description}"
     return text
+
+
+def changes_text(notes: Sequence[ChangeNote]) -> str:
+    """The `changes` annotation: `kind version at time: share consumed since`, `; `-joined."""
+    parts = []
+    for n in notes:
+        what = n.kind if n.version is None else f"{n.kind} {n.version}"
+        share = n.error_budget_consumed_ratio
+        since = "no data yet" if share is None else f"{_percent(share)} of the error budget"
+        parts.append(f"{what} at {rfc3339(n.at)}: {since} consumed since")
+    return "; ".join(parts)
 
 
 def _group(tr: Transition) -> str:

@@ -22,7 +22,9 @@ have no series.
 bits): 0 once the budget is spent, no series while nothing burns or without data.
 `burnrate_gate_decision{service,decision}` is 1 for each service's current gate
 decision (engine.core.governance, an override in force included) and 0 for the other
-two; `service` is a configured service.
+two; `service` is a configured service. `burnrate_changes_total{service,kind}` counts
+the changes taken in since the start (engine.core.changes: `service` a configured one,
+`kind` one of at most 50, the rest as `other`).
 
 `burnrate_budget_alert_firing{slo,alert}` (`alert`: `ErrorBudgetExhausted`,
 `ErrorBudgetExhaustionProjected`) and `burnrate_escalation_firing{slo,policy_row,
@@ -78,6 +80,8 @@ class EngineCollector(Collector):
         """Alert delivery outcomes keyed (receiver, outcome), set by the runtime."""
         self.gates: Callable[[], list[ServiceGate]] | None = None
         """Every service's gate now, set by the HTTP server (engine.adapters.http.gates)."""
+        self.changes: Callable[[], Mapping[tuple[str, str], int]] | None = None
+        """Changes taken in by (service, kind), set by the HTTP server."""
         self._window_labels = [format_duration(w) for w in evaluator.windows_s]
 
     def collect(self) -> Iterable[Metric]:
@@ -94,6 +98,15 @@ class EngineCollector(Collector):
                 for d in DECISIONS:
                     gate.add_metric([g.service, d], 1.0 if g.decision == d else 0.0)
             yield gate
+        if self.changes is not None:
+            changes = CounterMetricFamily(
+                "burnrate_changes",
+                "Changes (deploys, config pushes, flag flips) taken in since the start",
+                labels=["service", "kind"],
+            )
+            for (service, kind), n in sorted(self.changes().items()):
+                changes.add_metric([service, kind], n)
+            yield changes
 
     def _health(self) -> Iterable[Metric]:
         ev = self.evaluator

@@ -6,7 +6,8 @@ sit in its group with no error and fetch nothing; progress is the only honest si
 else 503 with the reason as JSON. `/metrics` serves the cached Prometheus body;
 `/v1/slos` and `/v1/slos/{name}` the JSON views (engine.adapters.http.api),
 `/v1/corrections` the corrections (engine.adapters.http.corrections), `/v1/gates/{service}`
-the release gate and its overrides (engine.adapters.http.gates).
+the release gate and its overrides (engine.adapters.http.gates), `/v1/changes` the
+changes and the budget each consumed (engine.adapters.http.changes).
 
 Auth: with `http.auth_token_env` or `http.auth_token_file` set, every route but
 `/healthz` and `/readyz` needs `Authorization: Bearer <token>`, `/metrics` included
@@ -38,11 +39,13 @@ from aiohttp.typedefs import Handler
 
 from engine.adapters.http.api import SloApi
 from engine.adapters.http.auth import BearerAuth
+from engine.adapters.http.changes import ChangesApi
 from engine.adapters.http.corrections import CorrectionsApi
 from engine.adapters.http.gates import GatesApi
 from engine.adapters.http.listen import parse_listen
 from engine.adapters.http.metrics import CONTENT_TYPE, EngineMetrics
 from engine.adapters.kafka.status import SourceStatus
+from engine.core.changes import ChangeLog
 from engine.core.evaluator import Evaluator
 from engine.core.overrides import Overrides
 
@@ -125,6 +128,7 @@ class HttpServer:
         auth: BearerAuth | None = None,
         limits: HttpLimits | None = None,
         overrides: Overrides | None = None,
+        changes: ChangeLog | None = None,
     ) -> None:
         self.host, self._port = parse_listen(listen)
         self.limits = HttpLimits() if limits is None else limits
@@ -147,6 +151,11 @@ class HttpServer:
         self.gates = GatesApi(ev, overrides, metrics.collector.clock, on_change=metrics.invalidate)
         self.gates.add_routes(self.app)
         metrics.collector.gates = self.gates.all
+        self.changes = ChangesApi(
+            ev, changes, metrics.collector.clock, on_change=metrics.invalidate
+        )
+        self.changes.add_routes(self.app)
+        metrics.collector.changes = self.changes.changes.counts
         self._runner: web.AppRunner | None = None
         self._listener: asyncio.Server | None = None
         self._connections = _Connections()

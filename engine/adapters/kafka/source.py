@@ -74,7 +74,7 @@ from engine.core.decode import WireFormat
 from engine.core.evaluator import Evaluator, Transition
 from engine.core.ingest import Ingestor, Rejection
 
-__all__ = ["KafkaSource"]
+__all__ = ["KafkaSource", "stop_client"]
 
 log = logging.getLogger("burnrate.adapters.kafka.source")
 
@@ -261,29 +261,8 @@ class KafkaSource:
             producer, self._dead_letters.producer = self._dead_letters.producer, None
         share = timeout_s / 2 if producer is not None and consumer is not None else timeout_s
         for client, what in ((consumer, "consumer"), (producer, "dead-letter producer")):
-            if client is None:
-                continue
-            try:
-                async with asyncio.timeout(share):
-                    await client.stop()
-            except TimeoutError:
-                log.warning("kafka %s did not stop within %.1fs; abandoning it", what, share)
-            except KafkaError as exc:
-                log.warning("kafka %s stopped with an error: %r", what, exc)
-            except asyncio.CancelledError:
-                # aiokafka 0.14's Fetcher.close() re-raises the CancelledError of a fetch
-                # task it cancels while that task sleeps in its retry backoff (brokers
-                # down). Only swallow it when nobody is cancelling us, and close the
-                # network client that stop() did not reach.
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise
-                log.warning("kafka %s stop was interrupted (brokers unreachable)", what)
-                inner = getattr(client, "_client", None)
-                if inner is not None:
-                    with contextlib.suppress(TimeoutError, KafkaError, OSError):
-                        async with asyncio.timeout(1.0):
-                            await inner.close()
+            if client is not None:
+                await stop_client(client, what, share)
 
     # -- batches ---------------------------------------------------------------------
 
@@ -564,3 +543,29 @@ class KafkaSource:
             records_consumed=self.records_consumed,
             running=self._running,
         )
+
+
+async def stop_client(client: Any, what: str, timeout_s: float) -> None:
+    """Stop an aiokafka client within `timeout_s`, whatever happens (logged, never
+    raised, unless the calling task itself is being cancelled)."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            await client.stop()
+    except TimeoutError:
+        log.warning("kafka %s did not stop within %.1fs; abandoning it", what, timeout_s)
+    except KafkaError as exc:
+        log.warning("kafka %s stopped with an error: %r", what, exc)
+    except asyncio.CancelledError:
+        # aiokafka 0.14's Fetcher.close() re-raises the CancelledError of a fetch
+        # task it cancels while that task sleeps in its retry backoff (brokers
+        # down). Only swallow it when nobody is cancelling us, and close the
+        # network client that stop() did not reach.
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        log.warning("kafka %s stop was interrupted (brokers unreachable)", what)
+        inner = getattr(client, "_client", None)
+        if inner is not None:
+            with contextlib.suppress(TimeoutError, KafkaError, OSError):
+                async with asyncio.timeout(1.0):
+                    await inner.close()

@@ -16,11 +16,13 @@ The file also carries the alert deliveries not yet made (an opaque blob of the
 runtime's `delivery` module), so a page pending at shutdown is sent after the restart.
 
 The gate overrides in force (engine.core.overrides, encoded by the core) travel in it
-too, so a break-glass override outlives a restart.
+too, so a break-glass override outlives a restart, and so do the changes kept
+(engine.core.changes) with the budget attributed to each.
 
-Versions: 2 adds `deliveries`, 3 adds `overrides`. Version 3 is written only while
-there are overrides, so an older engine still reads the file of an engine that has
-none; versions 1 and 2 are still read (no deliveries, no overrides in them).
+Versions: 2 adds `deliveries`, 3 adds `overrides`, 4 adds `changes`. Each is written
+only while it needs to be (version 4 while there are changes, else 3 while there are
+overrides, else 2), so an older engine still reads the file of an engine that uses
+none of the newer parts; older versions are still read (without those parts).
 Offsets that Kafka cannot have produced (negative offset or partition, empty or
 illegal topic, a partition listed twice) make the file a SnapshotError, like damage.
 """
@@ -50,9 +52,10 @@ log = logging.getLogger("burnrate.adapters.store.state")
 Offsets = dict[tuple[str, int], int]
 """Next offset to read per (topic, partition): everything before it is in the snapshot."""
 
-STATE_FILE_VERSION = 3
+STATE_FILE_VERSION = 4
+_NO_CHANGES_VERSION = 3
 _NO_OVERRIDES_VERSION = 2
-READABLE_VERSIONS = frozenset({1, 2, 3})
+READABLE_VERSIONS = frozenset({1, 2, 3, 4})
 TEMP_PREFIX = ".burnrate-state-"
 TEMP_SUFFIX = ".tmp"
 LEGACY_TEMP_MIN_AGE_S = 15 * 60.0
@@ -76,6 +79,8 @@ class Saved(NamedTuple):
     """The runtime's undelivered alert transitions; empty in a version 1 file."""
     overrides: bytes = b""
     """The gate overrides (engine.core.overrides); empty before version 3."""
+    changes: bytes = b""
+    """The changes kept (engine.core.changes); empty before version 4."""
 
 
 class StateStore(Protocol):
@@ -85,6 +90,7 @@ class StateStore(Protocol):
         offsets: Mapping[tuple[str, int], int],
         deliveries: bytes = b"",
         overrides: bytes = b"",
+        changes: bytes = b"",
     ) -> None: ...
 
     def read(self) -> Saved | None: ...
@@ -97,6 +103,7 @@ class _Payload(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     evaluator: bytes
     deliveries: bytes = b""
     overrides: bytes = b""
+    changes: bytes = b""
 
 
 class _File(msgspec.Struct, frozen=True, kw_only=True):
@@ -127,6 +134,7 @@ class FileStateStore:
         offsets: Mapping[tuple[str, int], int],
         deliveries: bytes = b"",
         overrides: bytes = b"",
+        changes: bytes = b"",
     ) -> None:
         """Write atomically; raises OSError (the previous file stays intact) on failure."""
         payload = msgspec.msgpack.encode(
@@ -135,9 +143,13 @@ class FileStateStore:
                 evaluator=blob,
                 deliveries=deliveries,
                 overrides=overrides,
+                changes=changes,
             )
         )
-        version = STATE_FILE_VERSION if overrides else _NO_OVERRIDES_VERSION
+        if changes:
+            version = STATE_FILE_VERSION
+        else:
+            version = _NO_CHANGES_VERSION if overrides else _NO_OVERRIDES_VERSION
         data = msgspec.msgpack.encode(
             _File(version=version, crc32=zlib.crc32(payload), payload=payload)
         )
@@ -193,11 +205,15 @@ class FileStateStore:
             raise SnapshotError(
                 f"state file {self.path} is damaged: overrides in version {f.version}"
             )
+        if f.version < 4 and p.changes:
+            raise SnapshotError(
+                f"state file {self.path} is damaged: changes in version {f.version}"
+            )
         problem = offsets_problem(p.offsets)
         if problem is not None:
             raise SnapshotError(f"state file {self.path} holds impossible offsets: {problem}")
         offsets = {(t, part): off for t, part, off in p.offsets}
-        return Saved(p.evaluator, offsets, p.deliveries, p.overrides)
+        return Saved(p.evaluator, offsets, p.deliveries, p.overrides, p.changes)
 
     def clean_temp_files(self) -> int:
         """Remove temp files that killed writes of this state file left behind; returns

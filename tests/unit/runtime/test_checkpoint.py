@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, cast
 
+import msgspec
 import numpy as np
 import pytest
 from aiokafka import TopicPartition
@@ -19,6 +20,7 @@ from engine.adapters.kafka.offsets import OffsetTracker
 from engine.adapters.kafka.source import KafkaSource
 from engine.adapters.store.state import TEMP_SUFFIX, FileStateStore
 from engine.core import snapshot
+from engine.core.changes import ChangeLog, ChangeRequest
 from engine.core.config import parse_config
 from engine.core.decode import Event
 from engine.core.evaluator import Evaluator
@@ -272,7 +274,7 @@ async def test_a_failed_save_leaves_the_previous_file(
     assert await cp.save("first") is True
     first = store.load()
 
-    def refuse(blob: bytes, offsets: Any, deliveries: bytes = b"", overrides: bytes = b"") -> None:
+    def refuse(blob: bytes, offsets: Any, *parts: bytes) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(store, "save", refuse)
@@ -471,13 +473,17 @@ async def test_saves_run_one_at_a_time_and_the_last_one_wins(
     real_save = store.save
 
     def slow_save(
-        blob: bytes, offsets: Any, deliveries: bytes = b"", overrides: bytes = b""
+        blob: bytes,
+        offsets: Any,
+        deliveries: bytes = b"",
+        overrides: bytes = b"",
+        changes: bytes = b"",
     ) -> None:
         if writing:
             overlaps.append(len(writing))
         writing.append(1)
         time.sleep(0.05)
-        real_save(blob, offsets, deliveries, overrides)
+        real_save(blob, offsets, deliveries, overrides, changes)
         writing.pop()
 
     monkeypatch.setattr(store, "save", slow_save)
@@ -629,3 +635,25 @@ async def test_gate_overrides_are_saved_and_restored_without_the_expired(tmp_pat
     again.restore()
     assert again.restored
     assert restored.all(now[0]) == [keep]
+
+
+@pytest.mark.asyncio
+async def test_changes_are_saved_and_restored_with_their_attribution(tmp_path: Path) -> None:
+    store = FileStateStore(tmp_path / "state.bin")
+    ev = fed()
+    changes = ChangeLog(3600, max_kept=10)
+    req = ChangeRequest(service="api", kind="deploy", version="1.2")
+    changes.add(req, source="api", at_s=ev.watermark_s - 30, received_at_s=1.0)
+    changes.update(ev)
+    cp = Checkpoint(
+        ev, cast(KafkaSource, FakeSource(store)), store, state_interval_s=60, changes=changes
+    )
+    assert await cp.save("change") is True
+    restored = ChangeLog(3600, max_kept=10)
+    again = Checkpoint(
+        evaluator(), cast(KafkaSource, FakeSource()), store, state_interval_s=60, changes=restored
+    )
+    again.restore()
+    assert again.restored
+    assert restored.changes() == changes.changes()
+    assert msgspec.msgpack.decode((tmp_path / "state.bin").read_bytes())["version"] == 4

@@ -17,6 +17,7 @@ from engine.adapters.alerts.pagerduty_events import (
 )
 from engine.adapters.alerts.payloads import alert_annotations, rfc3339
 from engine.core.config import PagerDutySeverity
+from engine.core.evaluator import ChangeNote
 from tests.unit.adapters.alerts.factories import EXTERNAL, SLO, T0, firing, resolved
 
 KEY = "R0UTINGKEY0123456789abcdefABCDEF"
@@ -135,3 +136,18 @@ def test_the_summary_is_cut_to_1024_characters() -> None:
     assert len(summary) == MAX_SUMMARY_CHARS
     assert summary.startswith("SLO checkout-availability group tenant=aaa")
     assert summary.endswith("…")
+
+
+def test_a_trigger_in_a_change_window_lists_the_changes_in_its_details() -> None:
+    note = ChangeNote(id=3, kind="deploy", version="7", at=T0 - 60, error_budget_consumed_ratio=0.5)
+    details = event(firing(changes=(note,)))["payload"]["custom_details"]
+    assert details["changes"] == [
+        {
+            "id": 3,
+            "kind": "deploy",
+            "at": T0 - 60,
+            "version": "7",
+            "error_budget_consumed_ratio": 0.5,
+        }
+    ]
+    assert "changes" not in event()["payload"]["custom_details"]

@@ -17,6 +17,7 @@ from engine.adapters.alerts.payloads import (
     alert_annotations,
     alert_labels,
     alertmanager_alerts,
+    changes_text,
     fingerprint,
     generator_url,
     group_key,
@@ -25,7 +26,7 @@ from engine.adapters.alerts.payloads import (
     webhook_body,
 )
 from engine.core.config import CalendarPeriod, Slo
-from engine.core.evaluator import Transition
+from engine.core.evaluator import ChangeNote, Transition
 from engine.core.taxonomy import SliKind
 
 RFC3339_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{3})?Z$")
@@ -584,3 +585,31 @@ def test_groups_of_one_slo_are_distinct_alerts_in_one_body() -> None:
     )
     with pytest.raises(ValueError, match="region=us"):
         alert_labels(resolved_tr(group="region=eu"), slo, us)
+
+
+NOTES = (
+    ChangeNote(
+        id=2, kind="deploy", version="4.2.1", at=1_700_000_000.0, error_budget_consumed_ratio=0.035
+    ),
+    ChangeNote(id=1, kind="flag", at=1_699_999_000.0),
+)
+
+
+def test_an_alert_in_a_change_window_names_the_changes_in_every_body() -> None:
+    slo = make_slo()
+    tr = make_tr(changes=NOTES)
+    text = (
+        "deploy 4.2.1 at 2023-11-14T22:13:20Z: 3.5% of the error budget consumed since; "
+        "flag at 2023-11-14T21:56:40Z: no data yet consumed since"
+    )
+    assert alert_annotations(tr, slo)["changes"] == text
+    assert changes_text(NOTES) == text
+    msg = decode(webhook_body([(tr, slo)], receiver="oncall", external_url=EXTERNAL))
+    assert_v4_shape(msg)
+    assert msg["alerts"][0]["annotations"]["changes"] == text
+    posted_body = alertmanager_alerts(
+        [(tr, slo)], external_url=EXTERNAL, now_s=FIRED_AT, horizon_s=300
+    )
+    [posted] = decode(posted_body)
+    assert posted["annotations"]["changes"] == text
+    assert "changes" not in alert_annotations(make_tr(), slo)  # others as before

@@ -229,7 +229,7 @@ def test_a_version_1_file_is_still_read_with_no_deliveries(tmp_path: Path) -> No
     path = tmp_path / "state.bin"
     write_raw(path, [["events", 0, 42]], version=1)
     saved = FileStateStore(path).read()
-    assert saved == (b"blob", {("events", 0): 42}, b"", b"")
+    assert saved == (b"blob", {("events", 0): 42}, b"", b"", b"")
     assert FileStateStore(path).load() == (b"blob", {("events", 0): 42})
 
 
@@ -237,7 +237,7 @@ def test_deliveries_round_trip_and_are_checksummed(tmp_path: Path) -> None:
     path = tmp_path / "state.bin"
     store = FileStateStore(path)
     store.save(b"blob", {("t", 0): 1}, b"undelivered")
-    assert store.read() == (b"blob", {("t", 0): 1}, b"undelivered", b"")
+    assert store.read() == (b"blob", {("t", 0): 1}, b"undelivered", b"", b"")
     assert store.load() == (b"blob", {("t", 0): 1})
     data = msgspec.msgpack.decode(path.read_bytes())
     assert data["version"] == 2  # no overrides: written as before them
@@ -253,9 +253,9 @@ def test_overrides_round_trip_in_a_version_3_file(tmp_path: Path) -> None:
     path = tmp_path / "state.bin"
     store = FileStateStore(path)
     store.save(b"blob", {("t", 0): 1}, b"", b"overrides")
-    assert store.read() == (b"blob", {("t", 0): 1}, b"", b"overrides")
+    assert store.read() == (b"blob", {("t", 0): 1}, b"", b"overrides", b"")
     data = msgspec.msgpack.decode(path.read_bytes())
-    assert data["version"] == state_module.STATE_FILE_VERSION == 3
+    assert data["version"] == 3  # no changes: written as before them
     store.save(b"blob", {("t", 0): 2})  # none left: an older engine can read it again
     assert msgspec.msgpack.decode(path.read_bytes())["version"] == 2
 
@@ -270,6 +270,30 @@ def test_overrides_in_a_file_older_than_version_3_are_damage(tmp_path: Path, ver
         )
     )
     with pytest.raises(SnapshotError, match=f"overrides in version {version}"):
+        FileStateStore(path).read()
+
+
+def test_changes_round_trip_in_a_version_4_file(tmp_path: Path) -> None:
+    path = tmp_path / "state.bin"
+    store = FileStateStore(path)
+    store.save(b"blob", {("t", 0): 1}, b"", b"", b"changes")
+    assert store.read() == (b"blob", {("t", 0): 1}, b"", b"", b"changes")
+    data = msgspec.msgpack.decode(path.read_bytes())
+    assert data["version"] == state_module.STATE_FILE_VERSION == 4
+    store.save(b"blob", {("t", 0): 2}, b"", b"overrides")  # no changes left
+    assert msgspec.msgpack.decode(path.read_bytes())["version"] == 3
+
+
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_changes_in_a_file_older_than_version_4_are_damage(tmp_path: Path, version: int) -> None:
+    path = tmp_path / "state.bin"
+    payload = msgspec.msgpack.encode({"offsets": [], "evaluator": b"b", "changes": b"x"})
+    path.write_bytes(
+        msgspec.msgpack.encode(
+            {"version": version, "crc32": zlib.crc32(payload), "payload": payload}
+        )
+    )
+    with pytest.raises(SnapshotError, match=f"changes in version {version}"):
         FileStateStore(path).read()
 
 
