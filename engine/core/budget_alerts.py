@@ -32,7 +32,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
@@ -41,6 +40,7 @@ from engine.core.arrays import F64, Bool
 from engine.core.budget_policy import BudgetPolicyRow
 from engine.core.config import Config, Severity, Slo
 from engine.core.durations import format_duration
+from engine.core.transitions import TransitionKind
 
 __all__ = [
     "ALERTNAMES",
@@ -53,8 +53,6 @@ __all__ = [
     "row_holds",
     "row_reason",
 ]
-
-TransitionKind = Literal["burn", "budget_exhausted", "budget_exhaustion_projected", "escalation"]
 
 ALERTNAMES: Mapping[TransitionKind, str] = {
     "burn": "SLOErrorBudgetBurn",

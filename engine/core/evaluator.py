@@ -89,19 +89,19 @@ from collections import Counter
 from dataclasses import fields, replace
 from typing import Literal
 
-import msgspec
 import numpy as np
 import numpy.typing as npt
 
 from engine.core import budget, budget_alerts
 from engine.core.arrays import F64, I64, read_only, read_only_copy
-from engine.core.budget_alerts import TransitionKind, describe_row, row_holds, row_reason
-from engine.core.budget_policy import Decision
-from engine.core.config import OTHER_GROUP, Config, Correction, Severity
+from engine.core.config import Config, Correction, Severity
 from engine.core.corrections import CorrectionIndex
+from engine.core.evaluator_budget import BudgetAlertsMixin
+from engine.core.evaluator_groups import GroupsMixin
 from engine.core.evaluator_state import AlertState, BudgetAlertState, EvaluatorState, EventCounts
 from engine.core.matching import Classifier, EventColumns
 from engine.core.periods import PeriodCounts
+from engine.core.transitions import SEVERITIES, AlertKey, ChangeNote, Transition, none_if_nan
 from engine.core.windows import WindowSet
 
 __all__ = [
@@ -116,90 +116,8 @@ __all__ = [
     "Transition",
 ]
 
-SEVERITIES: tuple[Severity, ...] = ("page", "ticket")
 
-AlertKey = tuple[str, str | None, str]
-"""One alert: (SLO name, group or None, severity), or for a budget alert or escalation
-(SLO name, group or None, its key: `Transition.alert_id`)."""
-
-
-class ChangeNote(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """A change (engine.core.changes) named on an alert that fired within its attribution window."""
-
-    id: int
-    kind: str
-    at: float
-    version: str | None = None
-    error_budget_consumed_ratio: float | None = None
-    """What the alert's SLO (group) consumed after the change up to the alert, so far."""
-
-
-class Transition(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """An alert changed state. For `resolved`, the row is the one that held last.
-
-    Most are of burn-rate alerts (`kind` `burn`, left out of the encoding). A budget
-    alert or escalation (engine.core.budget_alerts) has the same fields: its `severity`
-    is the configured one (an escalation's: `page` for a row deciding `fail`, else
-    `ticket`), both windows are the lookback its burn rate is over (`burn_rate_long` =
-    `burn_rate_short`), and `factor` is, for a projected exhaustion, the burn rate that
-    spends the budget left within the horizon (0 otherwise)."""
-
-    slo: str
-    severity: Severity
-    state: Literal["firing", "resolved"]
-    at: float
-    long_window_s: int
-    short_window_s: int
-    burn_rate_long: float | None
-    burn_rate_short: float | None
-    factor: float
-    error_budget_remaining_ratio: float | None
-    group: str | None = None
-    """A grouped SLO's group (`Evaluator.group_of`); None for an SLO without groups
-    (then left out of the encoding, so ungrouped output is as before groups)."""
-    kind: TransitionKind = "burn"
-    """`burn`, `budget_exhausted`, `budget_exhaustion_projected` or `escalation`."""
-    time_to_exhaustion_s: float | None = None
-    """Budget alerts and escalations: the budget left lasts this long at the burn rate
-    over the lookback (0: spent; None: no data, or nothing burns)."""
-    horizon_s: float | None = None
-    """A projected exhaustion's horizon, or an `exhaustion_within` row's."""
-    policy_row: str | None = None
-    """An escalation's budget policy row: `$.budget_policy[0]`, `$.slos[2].budget_policy[1]`."""
-    decision: Decision | None = None
-    """An escalation's row decision (`pass`, `warn`, `fail`)."""
-    reason: str | None = None
-    """An escalation's reason: why the row holds (firing), or the row's condition
-    (resolved)."""
-    receivers: tuple[str, ...] = ()
-    """An escalation's receivers (the row's `escalate`): the only ones it goes to,
-    besides receivers with `escalations: all`."""
-
-    @property
-    def alert_id(self) -> str:
-        """Which alert of its SLO (group) this is: a burn-rate alert's severity, else the
-        budget alert's key (`budget_exhausted`, `escalation:$.budget_policy[0]`)."""
-        if self.kind == "burn":
-            return self.severity
-        if self.kind == "escalation":
-            return f"escalation:{self.policy_row}"
-        return self.kind
-
-    changes: tuple[ChangeNote, ...] = ()
-    """Changes of the SLO's service whose attribution window holds `at`
-    (engine.core.changes, `ChangeLog.annotate`); the evaluator leaves it empty."""
-
-    @property
-    def alert_key(self) -> AlertKey:
-        """The alert this transition is of: (SLO, group, `alert_id`)."""
-        return (self.slo, self.group, self.alert_id)
-
-
-def _none_if_nan(x: float) -> float | None:
-    return None if math.isnan(x) else float(x)
-
-
-class Evaluator:
+class Evaluator(BudgetAlertsMixin, GroupsMixin):
     """All SLOs of one config: windows, alert state, counters."""
 
     def __init__(self, config: Config) -> None:
@@ -668,101 +586,6 @@ class Evaluator:
             result += self._evaluate_budget(t, burn)
         return result
 
-    def _evaluate_budget(self, t: float, burn: F64) -> list[Transition]:
-        """Budget alerts and escalations at tick `t`, after the burn-rate alerts (whose
-        firing `alert_firing` rows read): by column, then in `budget_alert_columns` order."""
-        remaining = self._alerts.budget_at_tick_ratio
-        firing = {sev: self._alerts.firing[:, j] for j, sev in enumerate(self.severities)}
-        st = self._budget
-        holds = np.zeros_like(st.firing)
-        for a, col in enumerate(self.budget_alert_columns):
-            if col.kind == "budget_exhausted":
-                h = budget_alerts.exhausted(remaining)
-            elif col.kind == "budget_exhaustion_projected":
-                assert self.budget_horizon_s is not None
-                rate = burn[self.windows.index(self.budget_lookback_s)]
-                h = budget_alerts.projected(remaining, rate, self.period_s, self.budget_horizon_s)
-            else:
-                assert col.row is not None
-                lb = col.row.lookback_s
-                rates = None if lb is None else burn[self.windows.index(lb)]
-                h = row_holds(col.row, remaining, rates, self.period_s, firing)
-            holds[:, a] = h & col.mask
-        fire, resolve = holds & ~st.firing, st.firing & ~holds
-        out = [
-            self._budget_transition(int(i), int(a), "firing" if fire[i, a] else "resolved", t, burn)
-            for i, a in zip(*np.nonzero(fire | resolve), strict=True)
-        ]
-        st.firing_since_s[fire] = t
-        st.firing_since_s[resolve] = np.nan
-        st.firing[...] = holds
-        return out
-
-    def _budget_transition(
-        self,
-        i: int,
-        a: int,
-        state: Literal["firing", "resolved"],
-        t: float,
-        burn: F64,
-    ) -> Transition:
-        col = self.budget_alert_columns[a]
-        row = col.row
-        remaining = _none_if_nan(float(self._alerts.budget_at_tick_ratio[i]))
-        period_s = float(self.period_s[i])
-        lookback = row.lookback_s if row is not None and row.lookback_s else self.budget_lookback_s
-        rate = _none_if_nan(float(burn[self.windows.index(lookback), i]))
-        horizon = self.budget_horizon_s if row is None else row.horizon_s
-        factor = 0.0
-        if col.kind == "budget_exhaustion_projected" and remaining is not None and remaining > 0:
-            assert horizon is not None
-            factor = budget.burn_rate_consuming(remaining, horizon, period_s)
-        decision: Decision | None = None
-        reason = None
-        if row is not None:
-            decision = row.decision
-            sevs = tuple(s for j, s in enumerate(self.severities) if self._alerts.firing[i, j])
-            rb = rate if row.lookback_s else None
-            why = row_reason(row, remaining, rb, period_s, sevs) if state == "firing" else None
-            reason = why or f"no longer holds: {describe_row(row)}"
-        return Transition(
-            slo=self.names[i],
-            severity=col.severity,
-            state=state,
-            at=t,
-            long_window_s=lookback,
-            short_window_s=lookback,
-            burn_rate_long=rate,
-            burn_rate_short=rate,
-            factor=factor,
-            error_budget_remaining_ratio=remaining,
-            group=self.group_of(i),
-            kind=col.kind,
-            time_to_exhaustion_s=budget.time_to_exhaustion_s(remaining, rate, period_s),
-            horizon_s=horizon,
-            policy_row=col.path,
-            decision=decision,
-            reason=reason,
-            receivers=tuple(row.escalate) if row is not None else (),
-        )
-
-    def budget_alerts(self) -> BudgetAlertState:
-        """The budget alerts and escalations now, as read-only copies."""
-        return self._budget.copy()
-
-    def firing_budget_alerts(self) -> list[Transition]:
-        """A firing transition for every budget alert and escalation firing now, at the tick
-        it fired, with the numbers of the last evaluation (what a restarted engine
-        announces to receivers that never heard of it)."""
-        st = self._budget
-        if self._evaluated_at_s is None or not st.firing.any():
-            return []
-        burn = self.burn_rates()
-        return [
-            self._budget_transition(int(i), int(a), "firing", float(st.firing_since_s[i, a]), burn)
-            for i, a in zip(*np.nonzero(st.firing), strict=True)
-        ]
-
     def _transition(
         self,
         i: int,
@@ -779,43 +602,12 @@ class Evaluator:
             at=t,
             long_window_s=self.row_windows_s[r][0],
             short_window_s=self.row_windows_s[r][1],
-            burn_rate_long=_none_if_nan(float(burn[self.row_long[r], i])),
-            burn_rate_short=_none_if_nan(float(burn[self.row_short[r], i])),
+            burn_rate_long=none_if_nan(float(burn[self.row_long[r], i])),
+            burn_rate_short=none_if_nan(float(burn[self.row_short[r], i])),
             factor=float(self.factor[i, r]),
-            error_budget_remaining_ratio=_none_if_nan(float(self._alerts.budget_at_tick_ratio[i])),
+            error_budget_remaining_ratio=none_if_nan(float(self._alerts.budget_at_tick_ratio[i])),
             group=self.group_of(i),
         )
-
-    # -- groups ----------------------------------------------------------------------
-
-    def group_of(self, column: int) -> str | None:
-        """The group of a column as people read it: `region=eu,operation=GET /x` (the
-        SLO's `group_by` keys in order, an absent or empty value empty, and `\\`, `,`
-        and `=` in a value escaped with a backslash, so that two groups never share a
-        name), `__other__` for the overflow group; None for a column of an SLO without
-        groups or a group column not assigned yet (`column_in_use`)."""
-        slo = self.slos[column]
-        if not slo.group_by:
-            return None
-        j = int(self.column_slo[column])
-        if column == int(self.classifier.column_base[j]) + slo.group_limit:
-            return OTHER_GROUP
-        gk = self.classifier.column_group[column]
-        if gk is None:
-            return None
-        return ",".join(
-            f"{k}={_escape_group_value(v or '')}" for k, v in zip(slo.group_by, gk, strict=True)
-        )
-
-    def column_in_use(self) -> npt.NDArray[np.bool_]:
-        """(n_columns,) False for the group columns no group has been assigned to yet
-        (their windows are empty); True for the rest, overflow columns included."""
-        used = np.ones(len(self.slos), dtype=bool)
-        for j, slo in enumerate(self.config_slos):
-            if slo.group_by:
-                base = int(self.classifier.column_base[j])
-                used[base + len(self.classifier.groups[j]) : base + slo.group_limit] = False
-        return used
 
     # -- reporting -------------------------------------------------------------------
 
@@ -1005,40 +797,3 @@ class Evaluator:
         self.classifier.load_groups(state.groups)
         self._budget.firing[...] = budget_firing
         self._budget.firing_since_s[...] = budget_since
-
-    def _budget_state_of(self, saved: BudgetAlertState | None) -> tuple[F64, F64]:
-        """The budget alerts' (firing, firing_since_s) arrays from `saved`, matched by key:
-        an alert the state does not have (a state from before it, a row that gained
-        `escalate`) starts not firing; one the config no longer has is dropped. ValueError
-        when the arrays do not fit the keys and columns."""
-        n, k = self._budget.firing.shape
-        firing = np.zeros((n, k), dtype=bool)
-        since = np.full((n, k), np.nan)
-        if saved is None:
-            return firing, since
-        shape = (n, len(saved.keys))
-        for name, arr, dtype in (
-            ("budget firing", saved.firing, np.dtype(bool)),
-            ("budget firing_since", saved.firing_since_s, np.dtype(np.float64)),
-        ):
-            if arr.shape != shape or arr.dtype != dtype:
-                raise ValueError(f"{name}: {arr.dtype}{arr.shape}, expected {dtype}{shape}")
-        at = {key: j for j, key in enumerate(saved.keys)}
-        for a, key in enumerate(self._budget.keys):
-            j = at.get(key)
-            if j is not None:
-                firing[:, a] = saved.firing[:, j]
-                since[:, a] = np.where(saved.firing[:, j], saved.firing_since_s[:, j], np.nan)
-        for a, col in enumerate(self.budget_alert_columns):
-            firing[:, a] &= col.mask
-        since[~firing] = np.nan
-        return firing, since
-
-
-def _escape_group_value(value: str) -> str:
-    """A label value as it is written in a group name: `\\`, `,` and `=` behind a
-    backslash. The names before each `=` are the SLO's `group_by`, the same for all its
-    groups, so with values escaped no two groups of an SLO share a name."""
-    if "\\" not in value and "," not in value and "=" not in value:
-        return value
-    return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=")
