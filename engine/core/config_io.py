@@ -1,0 +1,141 @@
+"""The config's settings of the engine's inputs and outputs (engine.core.config): Kafka,
+the HTTP server, alert receivers and state snapshots. Their shape only; what needs the
+outside world (secrets, TLS files, URLs) is checked by the adapters.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from engine.core.config_types import Duration, Escalations, Name, Severity
+from engine.core.durations import parse_duration_s
+
+__all__ = [
+    "PAGERDUTY_EVENTS_URL",
+    "AlertmanagerReceiver",
+    "ConsoleReceiver",
+    "Http",
+    "Kafka",
+    "KafkaSecurity",
+    "PagerDutyReceiver",
+    "PagerDutySeverity",
+    "PagerDutySeverityName",
+    "Receiver",
+    "State",
+    "WebhookReceiver",
+]
+
+
+class _Base(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The options every config struct has (those of engine.core.config_model too): frozen,
+    unknown fields refused, keyword-only."""
+
+
+class KafkaSecurity(_Base, frozen=True):
+    protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_username_env: str | None = None
+    sasl_password_env: str | None = None
+    sasl_password_file: str | None = None
+
+
+class Kafka(_Base, frozen=True):
+    bootstrap_servers: str = "localhost:9092"
+    topics: list[Annotated[str, msgspec.Meta(min_length=1)]] = msgspec.field(
+        default_factory=lambda: ["request-events"]
+    )
+    group_id: str = "burnrate"
+    format: Literal["json", "msgpack"] = "json"
+    formats: dict[str, Literal["json", "msgpack"]] = {}
+    """Per-topic override of `format`."""
+    dead_letter_topic: str | None = None
+    changes_topic: str | None = None
+    """A topic of change records (deploys, config pushes: the body of `POST
+    /v1/changes`), read by a consumer of its own (engine.adapters.kafka.changes)."""
+    security: KafkaSecurity = KafkaSecurity()
+
+
+class Http(_Base, frozen=True):
+    listen: str = "127.0.0.1:9464"
+    auth_token_env: str | None = None
+    auth_token_file: str | None = None
+
+
+class WebhookReceiver(_Base, frozen=True, tag="webhook", tag_field="type"):
+    name: Name | None = None
+    """How other parts of the config (budget-policy escalations) refer to this
+    receiver; unique among the receivers. Optional: an unnamed receiver still gets
+    every transition of the severities it takes."""
+    escalations: Escalations = "named"
+    """Which budget-policy escalations this receiver hears: `named` (those of rows whose
+    `escalate` names it) or `all` (every one, e.g. an Alertmanager that routes by label)."""
+    url: str | None = None
+    urls: list[str] = []
+    secret_env: str | None = None
+    secret_file: str | None = None
+    timeout: Duration = "15s"
+
+
+class AlertmanagerReceiver(_Base, frozen=True, tag="alertmanager", tag_field="type"):
+    name: Name | None = None
+    escalations: Escalations = "named"
+    url: str | None = None
+    urls: list[str] = []
+    resend_interval: Duration = "1m"
+
+
+class ConsoleReceiver(_Base, frozen=True, tag="console", tag_field="type"):
+    name: Name | None = None
+    escalations: Escalations = "named"
+
+
+PagerDutySeverityName = Literal["critical", "error", "warning", "info"]
+PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
+
+
+class PagerDutySeverity(_Base, frozen=True):
+    """The PagerDuty `payload.severity` each of our severities is sent with."""
+
+    page: PagerDutySeverityName = "critical"
+    ticket: PagerDutySeverityName = "warning"
+
+    def of(self, severity: Severity) -> PagerDutySeverityName:
+        return self.page if severity == "page" else self.ticket
+
+
+class PagerDutyReceiver(_Base, frozen=True, tag="pagerduty", tag_field="type"):
+    """A PagerDuty service through its Events API v2 integration (engine.adapters.alerts
+    .pagerduty): the integration key is the routing key, read from `routing_key_env` or
+    `routing_key_file` (exactly one), never given inline."""
+
+    name: Name | None = None
+    escalations: Escalations = "named"
+    routing_key_env: str | None = None
+    routing_key_file: str | None = None
+    url: str = PAGERDUTY_EVENTS_URL
+    severities: list[Severity] = msgspec.field(default_factory=lambda: ["page", "ticket"])
+    """Which alerts this receiver hears about; the others are not sent to it."""
+    severity_map: PagerDutySeverity = PagerDutySeverity()
+    timeout: Duration = "10s"
+
+
+class State(_Base, frozen=True):
+    """Evaluator snapshots, so a restart keeps its windows and budgets (absent: none)."""
+
+    path: Annotated[str, msgspec.Meta(min_length=1)]
+    """The snapshot file; written atomically (temp file in the same directory + rename)."""
+    interval: Duration = "30s"
+    """How often a snapshot is written (and once more on shutdown)."""
+
+    @property
+    def interval_s(self) -> float:
+        return parse_duration_s(self.interval)
+
+
+Receiver = WebhookReceiver | AlertmanagerReceiver | ConsoleReceiver | PagerDutyReceiver
