@@ -24,9 +24,9 @@ to `at`, so the window counted is (ceil(at/r) * r, floor(end/r) * r] for that ri
 resolution r (10 s for windows up to 2 h at the default tick): exactly (at, end] when r
 divides both, at most r short at each end otherwise, never wider. The rings hold at
 most their longest window, so the value is recomputed at each `update` while the window
-is open and *frozen* at the first update at or after at + W (then `complete`): from
-then on it is kept as is (in the state file too), with the period's events of that
-update. A change whose window start has left every ring before any update (an `at`
+is open and *frozen* at the first update after at + W + the allowed lateness (then
+`complete`), when no late event can fall in the window any more: from then on it is
+kept as is (in the state file too), with the period's events of that update. A change whose window start has left every ring before any update (an `at`
 far in the past) is frozen with no attribution.
 
 The log keeps at most `changes.max_kept` changes, the oldest (by `at`) dropped first,
@@ -284,7 +284,7 @@ class ChangeLog:
             if cols is None:
                 cols = columns[ch.service] = _service_columns(ev, ch.service)
             end = ch.at_s + ch.window_s
-            done = t >= end
+            done = t > end + ev.lateness_s  # no event of the window can still be accepted
             got = ev.range_sums(ch.at_s, end, cols)
             if got is None:
                 self._changes[i] = msgspec.structs.replace(ch, complete=True)

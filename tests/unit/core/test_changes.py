@@ -9,7 +9,7 @@ import hypothesis
 import msgspec
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from engine.core import budget
@@ -238,6 +238,15 @@ def test_alerts_in_a_change_window_name_it() -> None:
 dt = st.one_of(st.floats(0, 5), st.floats(-20, 0), st.sampled_from([60.0, 600.0]))
 
 
+@example(  # a late event lands in a window that has just ended: not frozen before it
+    start=1_600_000_000,
+    steps=[
+        *[(0.0, Event(service="api", status=200))] * 7,
+        (1.0, Event(service="api", status=200)),
+        (-1.0, Event(service="api", status=200)),
+    ],
+    changes=[(0.0, -300.0, "api")],
+)
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     start=st.integers(1_600_000_000, 1_700_000_000),
