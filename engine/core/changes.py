@@ -26,8 +26,9 @@ divides both, at most r short at each end otherwise, never wider. The rings hold
 most their longest window, so the value is recomputed at each `update` while the window
 is open and *frozen* at the first update after at + W + the allowed lateness (then
 `complete`), when no late event can fall in the window any more: from then on it is
-kept as is (in the state file too), with the period's events of that update. A change whose window start has left every ring before any update (an `at`
-far in the past) is frozen with no attribution.
+kept as is (in the state file too), with the period's events of that update. A change
+whose window start has left every ring before any update (an `at` far in the past) is
+frozen with no attribution.
 
 The log keeps at most `changes.max_kept` changes, the oldest (by `at`) dropped first,
 and the same change sent twice (same service, kind, version, at, description, url: a
