@@ -38,7 +38,12 @@ N_EVENTS = 2000
 MARKER = "payload-marker-7f3a"
 """Appears in event payloads (operation, status words, unknown fields, an unknown service)
 and must appear nowhere in the exposition."""
-ALLOWED_LABELS = frozenset({"slo", "window", "severity", "reason", "topic", "partition"})
+ALLOWED_LABELS = frozenset(
+    {"slo", "window", "severity", "reason", "topic", "partition"}
+    # governance: a configured service, an enumerated decision or budget alert, a config
+    # path, and a change's kind (checked against a pattern, at most 50 kinds kept)
+    | {"service", "decision", "alert", "policy_row", "kind"}
+)
 
 
 def make_config(bootstrap: str, topic: str, *, token_file: Path | None = None) -> Config:
