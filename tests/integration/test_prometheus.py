@@ -24,6 +24,8 @@ import pytest
 import pytest_asyncio
 from prometheus_client.parser import text_string_to_metric_families
 
+from engine.adapters.kafka.changes import REJECT_REASON as CHANGE_REJECT_REASON
+from engine.core.budget_alerts import ALERTNAMES
 from engine.core.config import Config, parse_config
 from engine.core.decode import DECODE_REASONS, TIME_REASONS
 from engine.core.durations import format_duration
@@ -177,8 +179,13 @@ async def test_metrics_pass_promtool_and_labels_carry_no_payload_values(
         "slo": set(rt.evaluator.names),
         "window": windows,
         "severity": {"page", "ticket"},
-        "reason": set(DECODE_REASONS) | set(TIME_REASONS),
+        "reason": set(DECODE_REASONS) | set(TIME_REASONS) | {CHANGE_REJECT_REASON},
         "topic": {unique_topic},
+        "service": {s.service for s in rt.evaluator.config_slos if s.service is not None},
+        "decision": {"pass", "warn", "fail"},
+        "alert": set(ALERTNAMES.values()),
+        "policy_row": set(),  # no budget policy row escalates in this config
+        "kind": set(),  # no change was posted
     }
     seen_reasons = set()
     for family in families:
