@@ -34,6 +34,7 @@ from collections.abc import Callable
 import msgspec
 from aiohttp import web
 
+from engine.adapters.http.bodies import BodyError, read_bounded
 from engine.core.changes import Change, ChangeLog, take_change
 from engine.core.evaluator import Evaluator
 from engine.core.governance import services
@@ -157,14 +158,10 @@ class ChangesApi:
         return web.Response(body=body, content_type=JSON_TYPE)
 
     async def _add(self, request: web.Request) -> web.Response:
-        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-            return _invalid(413, [f"$: the body is over {MAX_BODY_BYTES} bytes"])
         try:
-            data = await request.content.read(MAX_BODY_BYTES + 1)
-        except (ConnectionError, web.HTTPException) as exc:  # the client went away
-            return _invalid(400, [f"$: cannot read the body: {exc}"])
-        if len(data) > MAX_BODY_BYTES:
-            return _invalid(413, [f"$: the body is over {MAX_BODY_BYTES} bytes"])
+            data = await read_bounded(request, MAX_BODY_BYTES)
+        except BodyError as exc:
+            return _invalid(exc.status, exc.errors)
         try:
             change, added = take_change(
                 self.evaluator, self.changes, data, source="api", wall_s=self.clock()

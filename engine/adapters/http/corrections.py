@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 import msgspec
 from aiohttp import web
 
+from engine.adapters.http.bodies import BodyError, read_bounded
 from engine.core.config import Correction
 from engine.core.corrections import parse_correction
 from engine.core.evaluator import Evaluator
@@ -114,14 +115,10 @@ class CorrectionsApi:
         return web.Response(body=body, content_type="application/json")
 
     async def _add(self, request: web.Request) -> web.Response:
-        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-            return _invalid(413, [f"$: the body is over {MAX_BODY_BYTES} bytes"])
         try:
-            data = await request.content.read(MAX_BODY_BYTES + 1)
-        except (ConnectionError, web.HTTPException) as exc:  # the client went away
-            return _invalid(400, [f"$: cannot read the body: {exc}"])
-        if len(data) > MAX_BODY_BYTES:
-            return _invalid(413, [f"$: the body is over {MAX_BODY_BYTES} bytes"])
+            data = await read_bounded(request, MAX_BODY_BYTES)
+        except BodyError as exc:
+            return _invalid(exc.status, exc.errors)
         try:
             correction = parse_correction(data, self.evaluator.config_slos)
         except ConfigError as exc:

@@ -38,6 +38,7 @@ from collections.abc import Callable
 import msgspec
 from aiohttp import web
 
+from engine.adapters.http.bodies import BodyError, read_bounded
 from engine.core.budget_policy import Decision
 from engine.core.config import Severity
 from engine.core.evaluator import Evaluator
@@ -162,14 +163,10 @@ class GatesApi:
         service = request.match_info["service"]
         if self.gate(service) is None:
             return _not_found(service)
-        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-            return _invalid(413, [f"$: the body is over {MAX_BODY_BYTES} bytes"])
         try:
-            data = await request.content.read(MAX_BODY_BYTES + 1)
-        except (ConnectionError, web.HTTPException) as exc:  # the client went away
-            return _invalid(400, [f"$: cannot read the body: {exc}"])
-        if len(data) > MAX_BODY_BYTES:
-            return _invalid(413, [f"$: the body is over {MAX_BODY_BYTES} bytes"])
+            data = await read_bounded(request, MAX_BODY_BYTES)
+        except BodyError as exc:
+            return _invalid(exc.status, exc.errors)
         max_ttl_s = self.evaluator.config.gate.override_max_ttl_s
         try:
             override = parse_override_request(data, service, self.clock(), max_ttl_s)
