@@ -26,9 +26,8 @@ Last, in the engine's process with no HTTP: the gate answer (`GatesApi.gate` +
 encoding, what the handler does) timed over every service; its parts timed alone
 (`columns_ms`: finding the service's SLOs among all; `without_scan_ms`: the answer
 with them known); and a cProfile of the same calls (`bench_gate_profile`). The goal,
-p99 <= 5 ms
-and >= 0.5x the healthz request rate, is printed beside the figures; nothing is
-asserted.
+p99 <= 5 ms and >= 0.5x the healthz request rate, is printed beside the figures;
+nothing is asserted.
 """
 
 from __future__ import annotations
