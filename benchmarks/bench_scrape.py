@@ -25,11 +25,8 @@ import asyncio
 import contextlib
 import gc
 import json
-import os
 import signal
-import socket
 import statistics
-import sys
 import time
 import uuid
 from typing import Any
@@ -38,15 +35,24 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
 from benchmarks.bench_core import SERVICES, bench_config, filled_evaluator
-from benchmarks.common import best_of, report
+from benchmarks.common import (
+    READY,
+    best_of,
+    child_summary,
+    engine_config,
+    free_port,
+    kafka_bootstrap,
+    report,
+    run_async,
+    running_engine,
+    start_child,
+)
 from engine.adapters.http.metrics import EngineMetrics
-from engine.adapters.kafka.embedded_broker import EmbeddedBroker, create_topic
-from engine.core.config import parse_config
+from engine.adapters.kafka.embedded_broker import create_topic
 from engine.core.durations import format_duration
 from engine.core.evaluator import Evaluator
 from engine.loadgen.publish import produce
 from engine.loadgen.spec import LoadSpec
-from engine.runtime.service import Runtime
 
 SCRAPE_INTERVAL_S = 1.0
 SCRAPE_TIMEOUT_S = 10.0
@@ -160,7 +166,7 @@ async def scraper_main(url: str, interval_s: float) -> None:
 
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    print("ready", flush=True)
+    print(READY, flush=True)
     durations: list[float] = []
     sizes: list[int] = []
     failures = 0
@@ -190,75 +196,41 @@ async def scraper_main(url: str, interval_s: float) -> None:
 async def start_scraper(url: str) -> asyncio.subprocess.Process:
     """Start the scraper process; returns once it handles SIGTERM (it retries a refused
     connection on its next slot, so it may start before the server listens)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "benchmarks.bench_scrape",
-        "--scraper",
-        url,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    assert proc.stdout is not None
-    async with asyncio.timeout(30):
-        line = await proc.stdout.readline()
-    if line.strip() != b"ready":
-        raise RuntimeError(f"the scraper did not start: {line!r}")
-    return proc
-
-
-async def stop_scraper(proc: asyncio.subprocess.Process) -> dict[str, Any]:
-    proc.send_signal(signal.SIGTERM)
-    out, _ = await proc.communicate()
-    summary: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
-    return summary
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    return await start_child("benchmarks.bench_scrape", "--scraper", url)
 
 
 def consume_config(bootstrap: str, topic: str, n_slos: int, listen: str) -> str:
     # Lateness 10m: the records are stamped when produced, and the runs that read them
     # come some minutes later; the default 60s would make later runs reject them.
-    return bench_config(n_slos) + (
-        "evaluation: {allowed_lateness: 10m}\n"
-        "kafka:\n"
-        f'  bootstrap_servers: "{bootstrap}"\n'
-        f"  topics: [{topic}]\n"
-        f"  group_id: bench-scrape-{uuid.uuid4().hex[:8]}\n"
-        f'http: {{listen: "{listen}"}}\n'
+    return engine_config(
+        bench_config(n_slos), bootstrap, topic, listen, group="bench-scrape", lateness="10m"
     )
 
 
 async def consume_once(
     bootstrap: str, topic: str, n_slos: int, records: int, scrape: bool
 ) -> dict[str, Any]:
-    listen = f"127.0.0.1:{_free_port()}"
-    runtime = Runtime(parse_config(consume_config(bootstrap, topic, n_slos, listen)), sinks=[])
+    listen = f"127.0.0.1:{free_port()}"
     # The scraper starts first (it retries until the server listens), so the whole
     # consumption is measured under scrapes.
     scraper = await start_scraper(f"http://{listen}/metrics") if scrape else None
-    stop = asyncio.Event()
-    task = asyncio.create_task(runtime.run(stop))
+    summary = None
     try:
-        async with asyncio.timeout(60):
-            await runtime.started.wait()
-        src = runtime.source
-        t_first = n_first = None
-        deadline = time.monotonic() + 600
-        while src.records_consumed < records and time.monotonic() < deadline:
-            await asyncio.sleep(0.005)
-            if t_first is None and src.records_consumed > 0:
-                t_first, n_first = time.perf_counter(), src.records_consumed
-        t_end = time.perf_counter()
-        consumed = src.records_consumed
+        async with running_engine(consume_config(bootstrap, topic, n_slos, listen)) as runtime:
+            src = runtime.source
+            t_first = n_first = None
+            deadline = time.monotonic() + 600
+            while src.records_consumed < records and time.monotonic() < deadline:
+                await asyncio.sleep(0.005)
+                if t_first is None and src.records_consumed > 0:
+                    t_first, n_first = time.perf_counter(), src.records_consumed
+            t_end = time.perf_counter()
+            consumed = src.records_consumed
+            if scraper is not None:
+                summary, scraper = await child_summary(scraper, terminate=True), None
     finally:
-        summary = await stop_scraper(scraper) if scraper is not None else None
-        stop.set()
-        await task
+        if scraper is not None:  # the engine did not start
+            await child_summary(scraper, terminate=True)
     if t_first is None or n_first is None:
         raise RuntimeError("the runtime consumed nothing")
     ev = runtime.evaluator
@@ -282,12 +254,7 @@ async def consume_once(
 
 
 async def bench_consume(n_slos: int, records: int, repeat: int) -> dict[str, Any]:
-    broker = None
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
-    try:
-        if not bootstrap:
-            broker = EmbeddedBroker().start()
-            bootstrap = broker.bootstrap_servers
+    async with kafka_bootstrap() as bootstrap:
         topic = f"bench-scrape-{uuid.uuid4().hex[:8]}"
         await create_topic(bootstrap, topic, 3)
         n_services = max(n_slos // 2, 1) if n_slos > 2 * len(SERVICES) else len(SERVICES)
@@ -315,9 +282,6 @@ async def bench_consume(n_slos: int, records: int, repeat: int) -> dict[str, Any
                 r = await consume_once(bootstrap, topic, n_slos, sent.records, scrape)
                 runs.append(r)
                 print(f"  run {k + 1} {'with' if scrape else 'without'} scrapes: {r}", flush=True)
-    finally:
-        if broker is not None:
-            broker.stop()
     best_plain = max(plain, key=lambda r: r["records_per_s"])
     best_scraped = max(scraped, key=lambda r: r["records_per_s"])
     loss = 1 - best_scraped["records_per_s"] / best_plain["records_per_s"]
@@ -342,15 +306,6 @@ async def bench_consume(n_slos: int, records: int, repeat: int) -> dict[str, Any
     }
 
 
-def _run_async(coro: Any) -> Any:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:  # as `burnrate run`
-        return runner.run(coro)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--slos", type=int, nargs="+", default=[1000, 10_000])
@@ -362,7 +317,7 @@ def main() -> None:
     parser.add_argument("--scraper", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.scraper:
-        _run_async(scraper_main(args.scraper, SCRAPE_INTERVAL_S))
+        run_async(scraper_main(args.scraper, SCRAPE_INTERVAL_S))
         return
     rows: list[dict[str, Any]] = []
     if not args.skip_render:
@@ -370,7 +325,7 @@ def main() -> None:
             rows += bench_render(n)
             print(f"render at {n:,} SLOs done", flush=True)
     if not args.skip_consume:
-        rows.append(_run_async(bench_consume(args.consume_slos, args.records, args.repeat)))
+        rows.append(run_async(bench_consume(args.consume_slos, args.records, args.repeat)))
     report("bench_scrape", rows)
 
 

@@ -1,17 +1,29 @@
-"""Shared helpers for the benchmarks: machine facts, timing, results files."""
+"""Shared helpers for the benchmarks: machine facts, timing, results files, and a
+running engine (Kafka broker, Runtime, helper processes) for the benchmarks that
+measure one over HTTP."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import platform
 import resource
+import signal
+import socket
 import sys
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from engine.runtime.service import Runtime
+
+_T = TypeVar("_T")
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DATA = Path(__file__).resolve().parent / "data"
@@ -26,7 +38,7 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    versions = {}
+    versions: dict[str, str | None] = {}
     for dist in ("numpy", "msgspec", "aiokafka", "burnrate"):
         try:
             versions[dist] = metadata.version(dist)
@@ -87,3 +99,120 @@ def _fmt(v: object) -> str:
     if isinstance(v, int):
         return f"{v:,}"
     return str(v)
+
+
+# -- a running engine -------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def run_async(coro: Coroutine[Any, Any, _T]) -> _T:
+    """Run `coro` on uvloop when it is installed, the loop `burnrate run` uses."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
+@contextlib.asynccontextmanager
+async def kafka_bootstrap() -> AsyncIterator[str]:
+    """The bootstrap servers of KAFKA_BOOTSTRAP_SERVERS, else of an embedded broker
+    started for the block and stopped after it."""
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
+    if external:
+        yield external
+        return
+    from engine.adapters.kafka.embedded_broker import EmbeddedBroker
+
+    broker = EmbeddedBroker()
+    await asyncio.to_thread(broker.start)
+    try:
+        yield broker.bootstrap_servers
+    finally:
+        await asyncio.to_thread(broker.stop)
+
+
+def engine_config(
+    slos: str, bootstrap: str, topic: str, listen: str, *, group: str, lateness: str | None = None
+) -> str:
+    """A config of `slos` (YAML text, `slos:` and any other top-level keys) that
+    consumes `topic` in a fresh consumer group named after `group` and serves HTTP on
+    `listen`; `lateness`: `evaluation.allowed_lateness`."""
+    lines = [f"evaluation: {{allowed_lateness: {lateness}}}"] if lateness is not None else []
+    lines += [
+        "kafka:",
+        f'  bootstrap_servers: "{bootstrap}"',
+        f"  topics: [{topic}]",
+        f"  group_id: {group}-{uuid.uuid4().hex[:8]}",
+        f'http: {{listen: "{listen}"}}',
+    ]
+    return slos + "\n".join(lines) + "\n"
+
+
+@contextlib.asynccontextmanager
+async def running_engine(config_text: str, start_timeout_s: float = 60.0) -> AsyncIterator[Runtime]:
+    """A Runtime of `config_text` (no sinks) running in this loop, as `burnrate run`
+    runs one: yielded once it listens and its consumer has joined; stopped after."""
+    from engine.core.config import parse_config
+    from engine.runtime.service import Runtime
+
+    runtime = Runtime(parse_config(config_text), sinks=[])
+    stop = asyncio.Event()
+    task = asyncio.create_task(runtime.run(stop))
+    try:
+        async with asyncio.timeout(start_timeout_s):
+            started = asyncio.create_task(runtime.started.wait())
+            await asyncio.wait({started, task}, return_when=asyncio.FIRST_COMPLETED)
+            started.cancel()
+        if task.done():
+            task.result()  # re-raises what ended it
+            raise RuntimeError("the engine stopped before it started")
+        yield runtime
+    finally:
+        stop.set()
+        await task
+
+
+# -- helper processes ---------------------------------------------------------------------
+
+READY = "ready"
+
+
+async def start_child(
+    module: str, *args: str, ready_timeout_s: float = 30.0
+) -> asyncio.subprocess.Process:
+    """Start `python -m module args...` (a benchmark's helper: a client in its own
+    process, off the engine's core); returns the process once it printed `READY`."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", module, *args, stdout=asyncio.subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    async with asyncio.timeout(ready_timeout_s):
+        line = await proc.stdout.readline()
+    if line.decode().strip() != READY:
+        proc.kill()
+        await proc.wait()
+        raise RuntimeError(f"{module} {' '.join(args)} did not start: {line!r}")
+    return proc
+
+
+async def child_summary(
+    proc: asyncio.subprocess.Process, *, terminate: bool = False
+) -> dict[str, Any]:
+    """The JSON summary a helper prints as its last line when it ends (after SIGTERM
+    when `terminate`)."""
+    if terminate:
+        proc.send_signal(signal.SIGTERM)
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"a helper process failed (exit {proc.returncode})")
+    summary: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+    return summary
