@@ -22,10 +22,12 @@ connection count, the best run of each kind kept. Latency is the client's, reque
 sent to body read. `server_cpu` is the share of a core the engine process used during
 the measured window (near 1: the engine is the bottleneck; otherwise the client is).
 
-Last, in the engine's process with no HTTP: the gate answer (`GatesApi.gate` +
-encoding, what the handler does) timed over every service; its parts timed alone
-(`columns_ms`: finding the service's SLOs among all; `without_scan_ms`: the answer
-with them known); and a cProfile of the same calls (`bench_gate_profile`). The goal,
+Last, in the engine's process with no HTTP: the gate answer (`GatesApi.body`, what the
+handler does) timed over every service, as served between evaluations (encoded once
+per evaluation) and right after one (`miss_*`: decided from the arrays and encoded);
+the parts of a miss timed alone (`read_ms`: the arrays, once per evaluation for all
+services; `columns_ms`, `decide_ms`, `encode_ms`: one service's); and a cProfile of
+the misses (`bench_gate_profile`). The goal,
 p99 <= 5 ms and >= 0.5x the healthz request rate, is printed beside the figures;
 nothing is asserted.
 """
@@ -60,7 +62,6 @@ from benchmarks.common import (
 )
 from engine.adapters.http.gates import gate_view
 from engine.adapters.kafka.embedded_broker import create_topic
-from engine.core import governance
 from engine.core.evaluator import Evaluator
 from engine.loadgen.publish import produce
 from engine.loadgen.spec import Incident, LoadSpec
@@ -285,59 +286,63 @@ def load_row(
 
 
 def handler_row(runtime: Runtime, rounds: int) -> dict[str, Any]:
-    """The gate answer without HTTP (what the handler does: `GatesApi.gate` and the
-    encoding of its view), every service `rounds` times; its biggest parts alone."""
+    """The gate answer without HTTP (what the handler does: `GatesApi.body`), every
+    service `rounds` times: as served between evaluations (the encoded answer kept) and
+    right after one (`miss`: the answer decided and encoded afresh from a reading of the
+    arrays); the parts of a miss alone."""
     gates, ev = runtime.http.gates, runtime.evaluator
-    encoder = msgspec.json.Encoder()
-    services = governance.services(ev)
-    answers = [g for s in services if (g := gates.gate(s)) is not None]
+    book = gates.book
+    services = book.services()
+    reading = book.read()
+    answers = [g for s in services if (g := book.gate(s, reading)) is not None]
     decisions = Counter(g.decision for g in answers)
     gc.collect()
-    times: list[float] = []
+    hits: list[float] = []
+    for _ in range(rounds):
+        for s in services:
+            gates.body(s)  # kept from here on, until the next evaluation
+            t0 = time.perf_counter()
+            gates.body(s)
+            hits.append(time.perf_counter() - t0)
+    hits.sort()
+    misses: list[float] = []
     for _ in range(rounds):
         for s in services:
             t0 = time.perf_counter()
-            gate = gates.gate(s)
+            gate = book.gate(s, reading)
             assert gate is not None
-            encoder.encode(gate_view(gate))
-            times.append(time.perf_counter() - t0)
-    times.sort()
-    index = governance._columns(ev)
-    # The parts alone, each timed by the median of 50 calls: finding the service's
-    # SLOs (a scan of every SLO, `column_in_use` a part of it), the fleet-wide arrays
-    # read per answer, and the facts of the first service's SLOs (the arrays included).
-    first = index[services[0]]
+            _encoder.encode(gate_view(gate))
+            misses.append(time.perf_counter() - t0)
+    misses.sort()
+    first = services[0]
+    # The parts alone, each timed by the median of 50 calls: the arrays read once per
+    # evaluation, a service's columns, its decision, and the encoding of its answer.
     parts: dict[str, Callable[[], object]] = {
-        "columns_ms": lambda: governance._columns(ev),
-        "column_in_use_ms": ev.column_in_use,
-        "fleet_arrays_ms": lambda: (ev.burn_rates(), ev.budget_remaining(), ev.alerts()),
-        "slo_facts_ms": lambda: governance.slo_facts(ev, first),
+        "read_ms": book.read,
+        "columns_ms": lambda: book.columns(first),
+        "decide_ms": lambda: book.gate(first, reading),
+        "encode_ms": lambda: _encoder.encode(gate_view(answers[0])),
     }
-    encode_ms = _median_ms(lambda: [encoder.encode(gate_view(g)) for g in answers], 10)
-    now = time.time()
-
-    def without_scan() -> None:  # the answers with each service's columns known
-        for s in services:
-            gate = governance._gates(ev, {s: index[s]}, lambda _: None, now)[0]
-            encoder.encode(gate_view(gate))
-
     firing = ev.alerts().firing
     return {
         "measure": "gate answer in the engine's process, no HTTP",
         "slos": len(ev.slos),
         "services": len(services),
-        "answers": len(times),
-        "p50_ms": statistics.median(times) * 1000,
-        "p99_ms": (_quantile(times, 0.99) or 0.0) * 1000,
+        "answers": len(hits),
+        "p50_ms": statistics.median(hits) * 1000,
+        "p99_ms": (_quantile(hits, 0.99) or 0.0) * 1000,
+        "miss_p50_ms": statistics.median(misses) * 1000,
+        "miss_p99_ms": (_quantile(misses, 0.99) or 0.0) * 1000,
         **{k: _median_ms(fn, 50) for k, fn in parts.items()},
-        "view_encode_ms": encode_ms / len(answers),  # the mean over the services
-        "without_scan_ms": _median_ms(without_scan, rounds) / len(services),
         "decisions": ", ".join(f"{d} {decisions[d]}" for d in ("pass", "warn", "fail")),
         "slos_paging": int(firing[:, ev.severities.index("page")].sum())
         if "page" in ev.severities
         else None,
         "reasons_per_answer": statistics.fmean(len(g.reasons) for g in answers),
     }
+
+
+_encoder = msgspec.json.Encoder()
 
 
 def _median_ms(fn: Callable[[], object], n: int) -> float:
@@ -350,18 +355,19 @@ def _median_ms(fn: Callable[[], object], n: int) -> float:
 
 
 def profile_rows(runtime: Runtime, rounds: int, top: int) -> list[dict[str, Any]]:
-    """cProfile of the gate answer over every service `rounds` times: the `top`
-    functions by own time, per answer."""
-    gates, ev = runtime.http.gates, runtime.evaluator
-    encoder = msgspec.json.Encoder()
-    services = governance.services(ev)
+    """cProfile of the gate answer right after an evaluation (decided and encoded from
+    a reading), every service `rounds` times: the `top` functions by own time, per
+    answer."""
+    book = runtime.http.gates.book
+    services = book.services()
+    reading = book.read()
     prof = cProfile.Profile()
     prof.enable()
     for _ in range(rounds):
         for s in services:
-            gate = gates.gate(s)
+            gate = book.gate(s, reading)
             assert gate is not None
-            encoder.encode(gate_view(gate))
+            _encoder.encode(gate_view(gate))
     prof.disable()
     n = rounds * len(services)
     stats = pstats.Stats(prof)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 _UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -9,8 +10,11 @@ _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 DURATION_PATTERN = r"\A(\d{1,12}(\.\d{1,9})?(ms|s|m|h|d|w)){1,6}\Z"
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_duration_s(text: str) -> float:
-    """Seconds in a duration such as `90s`, `5m`, `1h30m`, `30d`. Raises ValueError."""
+    """Seconds in a duration such as `90s`, `5m`, `1h30m`, `30d`. Raises ValueError.
+    Remembered: config properties (`Slo.period_s`, a policy row's `lookback_s`) parse
+    their text on each read, and the gate reads them per SLO per answer."""
     if not re.fullmatch(DURATION_PATTERN, text):
         raise ValueError(f"not a duration: {text!r} (expected e.g. 30s, 5m, 1h, 30d)")
     return sum(float(num) * _UNIT_S[unit] for num, unit in _PART.findall(text))

@@ -17,6 +17,12 @@ composite SLOs have no service and count for none). Without data (no events over
 period or the lookback) a budget condition does not hold: no data is neither good nor
 bad, so a service nobody has called yet passes unless an alert fires.
 
+A `GateBook` answers many questions off one evaluator: each service's SLOs are found
+once; `read` takes the arrays of an evaluation and checks every row for every SLO at
+once (`budget_alerts.row_holds`); an answer then writes reasons for the holding rows
+only. It gives what `decide_slo` over every row gives (tested), at the cost of the
+rows that hold.
+
 A break-glass override (engine.core.overrides) in force makes the decision `pass`; the
 reasons then start with the override and go on with those it sets aside. Whether it is
 in force is decided by the caller's clock (`now_s`), never read here.
@@ -28,8 +34,12 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+import msgspec
+import numpy as np
+import numpy.typing as npt
+
 from engine.core import budget
-from engine.core.budget_alerts import row_reason
+from engine.core.budget_alerts import row_holds, row_reason
 from engine.core.budget_policy import DECISIONS, BudgetPolicyRow, Decision
 from engine.core.config import Severity
 from engine.core.evaluator import Evaluator
@@ -37,6 +47,8 @@ from engine.core.overrides import Override
 
 __all__ = [
     "EXHAUSTION_WINDOW_S",
+    "GateBook",
+    "Reading",
     "ServiceGate",
     "SloFacts",
     "SloGate",
@@ -45,7 +57,6 @@ __all__ = [
     "exhaustion_window_s",
     "service_gate",
     "services",
-    "slo_facts",
     "worst",
 ]
 
@@ -70,8 +81,7 @@ class SloFacts:
         return self.slo if self.group is None else f"{self.slo}{{{self.group}}}"
 
 
-@dataclass(frozen=True, slots=True)
-class SloGate:
+class SloGate(msgspec.Struct, frozen=True, kw_only=True):
     slo: str
     group: str | None
     decision: Decision
@@ -98,31 +108,50 @@ def worst(decisions: Sequence[Decision]) -> Decision:
     return max(decisions, key=DECISIONS.index, default="pass")
 
 
-def _holds(row: BudgetPolicyRow, f: SloFacts) -> str | None:
-    """Why `row` holds for `f` (the text of a reason, without the SLO), or None."""
-    burn = None if row.lookback_s is None else f.burn_rates.get(row.lookback_s)
-    return row_reason(row, f.remaining_ratio, burn, f.period_s, f.firing)
-
-
 def decide_slo(rows: Sequence[BudgetPolicyRow], f: SloFacts) -> SloGate:
     """Apply every row to `f`: the worst decision of the rows that hold, their reasons
     (`slo: why -> decision`) and receivers."""
+    return _decide(f.slo, f.group, rows, f.remaining_ratio, f.burn_rates.get, f.period_s, f.firing)
+
+
+def _decide(
+    slo: str,
+    group: str | None,
+    rows: Sequence[BudgetPolicyRow],
+    remaining: float | None,
+    burn_over: Callable[[int], float | None],
+    period_s: float,
+    firing: tuple[Severity, ...],
+) -> SloGate:
+    if not rows:
+        return SloGate(
+            slo=slo,
+            group=group,
+            decision="pass",
+            error_budget_remaining_ratio=remaining,
+            alerts_firing=firing,
+            reasons=(),
+            escalate=(),
+        )
+    label = slo if group is None else f"{slo}{{{group}}}"
     decisions: list[Decision] = []
     reasons: list[str] = []
     escalate: dict[str, None] = {}
     for row in rows:
-        why = _holds(row, f)
+        lookback = row.lookback_s
+        burn = None if lookback is None else burn_over(lookback)
+        why = row_reason(row, remaining, burn, period_s, firing)
         if why is None:
             continue
         decisions.append(row.decision)
-        reasons.append(f"{f.label}: {why} -> {row.decision}")
+        reasons.append(f"{label}: {why} -> {row.decision}")
         escalate.update(dict.fromkeys(row.escalate))
     return SloGate(
-        slo=f.slo,
-        group=f.group,
+        slo=slo,
+        group=group,
         decision=worst(decisions),
-        error_budget_remaining_ratio=f.remaining_ratio,
-        alerts_firing=f.firing,
+        error_budget_remaining_ratio=remaining,
+        alerts_firing=firing,
         reasons=tuple(reasons),
         escalate=tuple(escalate),
     )
@@ -130,7 +159,7 @@ def decide_slo(rows: Sequence[BudgetPolicyRow], f: SloFacts) -> SloGate:
 
 def services(ev: Evaluator) -> list[str]:
     """Every service some plain SLO of the config has, in config order."""
-    return list(_columns(ev))
+    return list(_plan(ev))
 
 
 def exhaustion_window_s(ev: Evaluator) -> int:
@@ -139,53 +168,194 @@ def exhaustion_window_s(ev: Evaluator) -> int:
     return budget.exhaustion_window_s(ev.windows_s, (row.long_s for row in ev.rows))
 
 
-def _num(x: float) -> float | None:
-    return None if math.isnan(x) else float(x)
+_Part = tuple[int, int | None]
+"""A plain SLO of a service in its evaluator: (its column, None), or for a grouped one
+(its first column, its index in the config)."""
 
 
-def _columns(ev: Evaluator) -> dict[str, list[int]]:
-    """The columns in use of each service's plain SLOs, services in config order."""
-    used = ev.column_in_use()
-    out: dict[str, list[int]] = {}
-    for c, slo in enumerate(ev.slos):
+def _plan(ev: Evaluator) -> dict[str, list[_Part]]:
+    """Each service's plain SLOs in config order (a composite SLO has no service)."""
+    out: dict[str, list[_Part]] = {}
+    for j, slo in enumerate(ev.config_slos):
         if slo.service is not None and slo.composite is None:
-            cols = out.setdefault(slo.service, [])
-            if used[c]:
-                cols.append(c)
+            base = int(ev.column_base[j])
+            out.setdefault(slo.service, []).append((base, j if slo.group_by else None))
     return out
 
 
-def slo_facts(ev: Evaluator, columns: Sequence[int]) -> list[SloFacts]:
-    """The facts of the SLO (group) of each of `columns`, read at the last evaluation:
-    the evaluator's arrays are read once for all of them."""
-    lookbacks = {lb for c in columns for lb in _lookbacks(ev, c)}
-    burn = ev.burn_rates()
-    rows = {lb: burn[ev.window_index(lb)] for lb in lookbacks}
-    remaining = ev.budget_remaining()
-    firing = ev.alerts().firing
-    out: list[SloFacts] = []
-    for c in columns:
-        slo = ev.slos[c]
-        out.append(
-            SloFacts(
-                slo=slo.name,
-                group=ev.group_of(c),
-                remaining_ratio=_num(float(remaining[c])),
-                burn_rates={lb: _num(float(rows[lb][c])) for lb in _lookbacks(ev, c)},
-                period_s=slo.period_s,
-                firing=tuple(s for j, s in enumerate(ev.severities) if firing[c, j]),
+@dataclass(frozen=True, slots=True)
+class _Policy:
+    """One list of budget policy rows and the columns judged with it."""
+
+    rows: tuple[BudgetPolicyRow, ...]
+    columns: npt.NDArray[np.intp]
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """The evaluator's arrays the budget policy looks at, read at one evaluation, and
+    where each policy row holds: what any number of answers can share until the next
+    evaluation (`GateBook.read`)."""
+
+    remaining: list[float]
+    burn: dict[int, list[float]]
+    firing: list[list[bool]]
+    """Per severity (`Evaluator.severities` order), per column: whether its alert fires."""
+    holds: list[list[list[bool]]]
+    """Per policy (`GateBook` order), per row, per column of that policy: whether the
+    row holds (`budget_alerts.row_holds`, tested against the reasons' function)."""
+    evaluated_at_s: float | None
+
+
+class GateBook:
+    """The gates of one evaluator's services. What depends on the config alone (which
+    SLOs each service has, which rows judge each) is found once, here; `read` takes the
+    arrays of the last evaluation and finds, for every column at once, which rows hold;
+    `gate` and `all` answer from a reading, writing reasons for the holding rows only,
+    so a caller that keeps a reading per evaluation pays for the arrays once however
+    often it asks."""
+
+    def __init__(self, ev: Evaluator) -> None:
+        self.ev = ev
+        self._plan = _plan(ev)
+        self._lookbacks = sorted(ev.config.lookbacks_s())
+        by_rows: dict[int, tuple[list[BudgetPolicyRow], list[int]]] = {}
+        for c, slo in enumerate(ev.slos):
+            rows = ev.config.budget_policy_of(slo)
+            by_rows.setdefault(id(rows), (rows, []))[1].append(c)
+        self._policies = [
+            _Policy(tuple(rows), np.array(cols, dtype=np.intp)) for rows, cols in by_rows.values()
+        ]
+        self._period_s = ev.period_s.tolist()
+        self._where = [(0, 0)] * len(ev.slos)
+        """Each column's policy and its place among that policy's columns."""
+        for p, policy in enumerate(self._policies):
+            for k, c in enumerate(policy.columns.tolist()):
+                self._where[c] = (p, k)
+
+    def services(self) -> list[str]:
+        """Every service some plain SLO has, in config order."""
+        return list(self._plan)
+
+    def __contains__(self, service: object) -> bool:
+        return service in self._plan
+
+    def read(self) -> Reading:
+        ev = self.ev
+        burn = ev.burn_rates()
+        remaining = ev.budget_remaining()
+        firing = ev.alerts().firing
+        holds: list[list[list[bool]]] = []
+        for policy in self._policies:
+            cols = policy.columns
+            rem, period = remaining[cols], ev.period_s[cols]
+            fires = {s: firing[cols, j] for j, s in enumerate(ev.severities)}
+            holds.append(
+                [
+                    row_holds(
+                        row,
+                        rem,
+                        None if (lb := row.lookback_s) is None else burn[ev.window_index(lb), cols],
+                        period,
+                        fires,
+                    ).tolist()
+                    for row in policy.rows
+                ]
             )
+        return Reading(
+            remaining=remaining.tolist(),
+            burn={lb: burn[ev.window_index(lb)].tolist() for lb in self._lookbacks},
+            firing=firing.T.tolist(),
+            holds=holds,
+            evaluated_at_s=ev.evaluated_at_s,
         )
-    return out
+
+    def columns(self, service: str) -> list[int] | None:
+        """The columns in use of `service`'s SLOs (a grouped SLO's groups and its
+        overflow column); None when no SLO has that service."""
+        parts = self._plan.get(service)
+        if parts is None:
+            return None
+        groups = self.ev.classifier.groups
+        out: list[int] = []
+        for base, j in parts:
+            if j is None:
+                out.append(base)
+            else:
+                out.extend(range(base, base + len(groups[j])))
+                out.append(base + self.ev.config_slos[j].group_limit)
+        return out
+
+    def facts(self, reading: Reading, column: int) -> SloFacts:
+        """The facts of the SLO (group) of `column` in `reading`."""
+        ev = self.ev
+        slo = ev.slos[column]
+        rows = ev.config.budget_policy_of(slo)
+        return SloFacts(
+            slo=slo.name,
+            group=ev.group_of(column),
+            remaining_ratio=_num(reading.remaining[column]),
+            burn_rates={
+                lb: _num(reading.burn[lb][column]) for r in rows if (lb := r.lookback_s) is not None
+            },
+            period_s=slo.period_s,
+            firing=self._firing(reading, column),
+        )
+
+    def _firing(self, reading: Reading, column: int) -> tuple[Severity, ...]:
+        sev = self.ev.severities
+        return tuple(s for s, f in zip(sev, reading.firing, strict=True) if f[column])
+
+    def slo_gate(self, reading: Reading, column: int) -> SloGate:
+        """The gate of the SLO (group) of `column` in `reading`: `decide_slo` over the
+        rows that hold there (the same answer as over all of them, written faster)."""
+        p, k = self._where[column]
+        held = [r for r, h in zip(self._policies[p].rows, reading.holds[p], strict=True) if h[k]]
+        ev = self.ev
+        burn = reading.burn
+        return _decide(
+            ev.names[column],
+            ev.group_of(column),
+            held,
+            _num(reading.remaining[column]),
+            lambda lookback: _num(burn[lookback][column]),
+            self._period_s[column],
+            self._firing(reading, column),
+        )
+
+    def gate(
+        self,
+        service: str,
+        reading: Reading,
+        override: Override | None = None,
+        now_s: float | None = None,
+    ) -> ServiceGate | None:
+        """The gate of `service` in `reading`; None when no SLO has that service.
+        `override` counts when in force at `now_s` (the caller's wall clock)."""
+        columns = self.columns(service)
+        if columns is None:
+            return None
+        gates = tuple(self.slo_gate(reading, c) for c in columns)
+        return _roll_up(reading, service, gates, override, now_s)
+
+    def all(
+        self,
+        reading: Reading,
+        override_of: Callable[[str], Override | None] | None = None,
+        now_s: float | None = None,
+    ) -> list[ServiceGate]:
+        """The gate of every service (`services` order)."""
+        of = override_of or (lambda _: None)
+        out = [self.gate(s, reading, of(s), now_s) for s in self._plan]
+        return [g for g in out if g is not None]
 
 
-def _lookbacks(ev: Evaluator, column: int) -> list[int]:
-    rows = ev.config.budget_policy_of(ev.slos[column])
-    return [lb for r in rows if (lb := r.lookback_s) is not None]
+def _num(x: float) -> float | None:
+    return None if math.isnan(x) else x
 
 
 def _roll_up(
-    ev: Evaluator,
+    reading: Reading,
     service: str,
     gates: tuple[SloGate, ...],
     override: Override | None,
@@ -206,7 +376,7 @@ def _roll_up(
         slos=gates,
         override=override,
         escalate=escalate,
-        evaluated_at=ev.evaluated_at_s,
+        evaluated_at=reading.evaluated_at_s,
     )
 
 
@@ -214,11 +384,10 @@ def service_gate(
     ev: Evaluator, service: str, override: Override | None = None, now_s: float | None = None
 ) -> ServiceGate | None:
     """The gate of `service` at the evaluator's last evaluation; None when no SLO has
-    that service. `override` counts when in force at `now_s` (the caller's wall clock)."""
-    columns = _columns(ev).get(service)
-    if columns is None:
-        return None
-    return _gates(ev, {service: columns}, lambda _: override, now_s)[0]
+    that service. `override` counts when in force at `now_s` (the caller's wall clock).
+    One answer: a caller that asks often keeps a `GateBook` and a reading instead."""
+    book = GateBook(ev)
+    return book.gate(service, book.read(), override, now_s) if service in book else None
 
 
 def all_gates(
@@ -227,19 +396,5 @@ def all_gates(
     now_s: float | None = None,
 ) -> list[ServiceGate]:
     """The gate of every service (`services` order), the arrays read once for all."""
-    return _gates(ev, _columns(ev), override_of or (lambda _: None), now_s)
-
-
-def _gates(
-    ev: Evaluator,
-    columns: Mapping[str, list[int]],
-    override_of: Callable[[str], Override | None],
-    now_s: float | None,
-) -> list[ServiceGate]:
-    flat = [c for cols in columns.values() for c in cols]
-    facts = dict(zip(flat, slo_facts(ev, flat), strict=True))
-    out: list[ServiceGate] = []
-    for service, cols in columns.items():
-        gates = tuple(decide_slo(ev.config.budget_policy_of(ev.slos[c]), facts[c]) for c in cols)
-        out.append(_roll_up(ev, service, gates, override_of(service), now_s))
-    return out
+    book = GateBook(ev)
+    return book.all(book.read(), override_of, now_s)

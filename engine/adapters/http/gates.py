@@ -24,6 +24,12 @@ with the gate as it now stands. DELETE answers 200 with the gate, or 404 when no
 override is in force. Both are logged at INFO with every field and the client's
 address (events `gate_override_set`, `gate_override_ended`): the audit hook.
 
+The answer is read from the evaluator's arrays once per evaluation (`generation`
+changes, or the evaluation time moves) and, for a service without an override in
+force, encoded once: a gate polled by every rollout of a fleet costs a dictionary
+look-up between evaluations. An override's answer is built per request, as its reason
+says how long it has left.
+
 Like every route, they need the bearer token when one is configured. Overrides are
 kept in the state file (engine.adapters.store.state) when there is one; `on_change` is
 called after each change so the runtime can save it at once.
@@ -42,7 +48,7 @@ from engine.adapters.http.bodies import BodyError, read_bounded
 from engine.core.budget_policy import Decision
 from engine.core.config import Severity
 from engine.core.evaluator import Evaluator
-from engine.core.governance import ServiceGate, all_gates, service_gate
+from engine.core.governance import GateBook, Reading, ServiceGate
 from engine.core.overrides import Override, Overrides, parse_override_request
 from engine.errors import ConfigError
 
@@ -127,26 +133,60 @@ class GatesApi:
         overrides: Overrides | None = None,
         clock: Callable[[], float] = time.time,
         on_change: Callable[[], None] | None = None,
+        generation: Callable[[], int] | None = None,
     ) -> None:
         self.evaluator = evaluator
         self.overrides = Overrides() if overrides is None else overrides
         self.clock = clock
         self.on_change = on_change
+        self.generation = generation
+        """Changes once per evaluation tick (and override change); None: the arrays are
+        read per request."""
+        self.book = GateBook(evaluator)
+        self._reading: tuple[object, Reading] | None = None
+        self._bodies: dict[str, bytes] = {}
+        """The encoded answer of each service without an override, for `_reading`."""
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/v1/gates/{service}", self._get)
         app.router.add_post("/v1/gates/{service}/override", self._set)
         app.router.add_delete("/v1/gates/{service}/override", self._end)
 
+    def reading(self) -> Reading:
+        """The arrays of the last evaluation, read once per generation."""
+        key = (
+            None if self.generation is None else self.generation(),
+            self.evaluator.evaluated_at_s,
+        )
+        if key[0] is None or self._reading is None or self._reading[0] != key:
+            self._reading = (key, self.book.read())
+            self._bodies.clear()
+        return self._reading[1]
+
     def gate(self, service: str) -> ServiceGate | None:
         """The gate of `service` now (with its override, if one is in force)."""
         now = self.clock()
-        return service_gate(self.evaluator, service, self.overrides.active(service, now), now)
+        override = self.overrides.active(service, now)
+        return self.book.gate(service, self.reading(), override, now)
 
     def all(self) -> list[ServiceGate]:
         """The gate of every service now (for /metrics)."""
         now = self.clock()
-        return all_gates(self.evaluator, lambda s: self.overrides.active(s, now), now)
+        return self.book.all(self.reading(), lambda s: self.overrides.active(s, now), now)
+
+    def body(self, service: str) -> bytes | None:
+        """The encoded answer of `service` now; None when no SLO has that service."""
+        self.reading()  # a new evaluation empties `_bodies`
+        cached = self._bodies.get(service)
+        if cached is not None and self.overrides.active(service, self.clock()) is None:
+            return cached
+        gate = self.gate(service)
+        if gate is None:
+            return None
+        body = _encoder.encode(gate_view(gate))
+        if gate.override is None:
+            self._bodies[service] = body
+        return body
 
     def _answer(self, gate: ServiceGate, status: int = 200) -> web.Response:
         body = _encoder.encode(gate_view(gate))
@@ -154,14 +194,14 @@ class GatesApi:
 
     async def _get(self, request: web.Request) -> web.Response:
         service = request.match_info["service"]
-        gate = self.gate(service)
-        if gate is None:
+        body = self.body(service)
+        if body is None:
             return _not_found(service)
-        return self._answer(gate)
+        return web.Response(body=body, content_type=JSON_TYPE)
 
     async def _set(self, request: web.Request) -> web.Response:
         service = request.match_info["service"]
-        if self.gate(service) is None:
+        if service not in self.book:
             return _not_found(service)
         try:
             data = await read_bounded(request, MAX_BODY_BYTES)
@@ -195,7 +235,7 @@ class GatesApi:
 
     async def _end(self, request: web.Request) -> web.Response:
         service = request.match_info["service"]
-        if self.gate(service) is None:
+        if service not in self.book:
             return _not_found(service)
         ended = self.overrides.end(service, self.clock())
         if ended is None:
@@ -218,6 +258,7 @@ class GatesApi:
         return self._answer(gate)
 
     def _changed(self) -> None:
+        self._bodies.clear()
         if self.on_change is not None:
             self.on_change()
 

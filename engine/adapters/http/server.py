@@ -148,7 +148,13 @@ class HttpServer:
         self.api.add_routes(self.app)
         self.corrections = CorrectionsApi(ev)
         self.corrections.add_routes(self.app)
-        self.gates = GatesApi(ev, overrides, metrics.collector.clock, on_change=metrics.invalidate)
+        self.gates = GatesApi(
+            ev,
+            overrides,
+            metrics.collector.clock,
+            on_change=metrics.invalidate,
+            generation=lambda: metrics.generation,
+        )
         self.gates.add_routes(self.app)
         metrics.collector.gates = self.gates.all
         self.changes = ChangesApi(

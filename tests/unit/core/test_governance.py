@@ -13,6 +13,7 @@ from engine.core.config import Config, parse_config
 from engine.core.decode import Event
 from engine.core.evaluator import Evaluator
 from engine.core.governance import (
+    GateBook,
     SloFacts,
     all_gates,
     decide_slo,
@@ -440,3 +441,76 @@ def test_all_gates_are_each_services_gate_read_at_once() -> None:
     assert got == [service_gate(ev, "shop"), service_gate(ev, "blog", o, now_s=5)]
     assert [g.decision for g in got] == ["fail", "pass"]
     assert got[1].override == o
+
+
+MIXED = """\
+slos:
+  - {name: api-avail, service: api, sli: availability, objective: 99}
+  - {name: api-slow, service: api, sli: latency, threshold_ms: 300, objective: 95}
+  - name: api-by-region
+    service: api
+    sli: availability
+    objective: 98
+    group_by: [region]
+    max_groups: 2
+    budget_policy:
+      - {exhaustion_within: 1d, lookback: 5m, decision: fail, escalate: [pager]}
+      - {budget_remaining_below: 0.5, decision: warn}
+  - {name: web-avail, service: web, sli: availability, objective: 90, period: 1d}
+budget_policy:
+  - {budget_remaining_at_most: 0, decision: fail}
+  - {alert_firing: page, decision: fail, escalate: [pager]}
+  - {budget_remaining_below: 0.8, decision: warn}
+  - {alert_firing: ticket, decision: warn}
+  - {exhaustion_within: 3d, lookback: 1h, decision: warn}
+  - {exhaustion_within: 2h, decision: fail}
+evaluation: {tick: 10s}
+receivers: [{type: console, name: pager}]
+"""
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["api", "web"]),
+            st.integers(0, 3599),  # seconds before T0
+            st.sampled_from([200, 500, 503]),
+            st.integers(1, 2000),  # latency, ms
+            st.sampled_from(["eu", "us", "ap", None]),
+        ),
+        max_size=120,
+    ),
+    st.integers(0, 4000),  # seconds after T0 the gate is read at
+)
+def test_a_gate_book_answers_as_every_row_applied_to_every_slo(
+    events: list[tuple[str, int, int, int, str | None]], later_s: int
+) -> None:
+    """The book writes reasons only for the rows its vectorised check says hold: its
+    answers equal `decide_slo` over every row of every SLO (group) in use."""
+    ev = Evaluator(parse_config(MIXED))
+    batch = [
+        Event(
+            service=svc,
+            ts=T0 - ago,
+            status=status,
+            latency_ms=ms,
+            labels={} if region is None else {"region": region},
+        )
+        for svc, ago, status, ms, region in events
+    ]
+    ev.ingest(ev.classifier.columns(batch))
+    ev.advance(T0 + later_s)
+    book = GateBook(ev)
+    reading = book.read()
+    assert book.services() == ["api", "web"]
+    for service in book.services():
+        gate = book.gate(service, reading)
+        assert gate is not None
+        columns = book.columns(service)
+        assert columns is not None
+        expected = tuple(
+            decide_slo(ev.config.budget_policy_of(ev.slos[c]), book.facts(reading, c))
+            for c in columns
+        )
+        assert gate.slos == expected
+        assert gate.decision == worst([g.decision for g in expected])

@@ -212,6 +212,33 @@ async def test_an_override_passes_until_it_is_ended_or_expires(
         await server.stop()
 
 
+@pytest.mark.asyncio
+async def test_the_answer_is_kept_until_the_next_evaluation(
+    session: aiohttp.ClientSession,
+) -> None:
+    server, _ = await start(Clock())
+    gates, ev = server.gates, server.gates.evaluator
+    url = f"{server.url}/v1/gates/shop"
+    try:
+        status, got = await call(session, "GET", url)
+        assert (status, got["decision"], got["evaluated_at"]) == (200, "fail", T0)
+        kept = gates.body("shop")
+        assert gates.body("shop") is kept  # encoded once per evaluation
+        server.metrics.invalidate()  # a tick: read and encoded afresh, the same answer
+        assert gates.body("shop") is not kept
+        assert gates.body("shop") == kept
+        # 1,000 good events after T0 and an evaluation past them: 20 of 1,100 failed,
+        # the budget 82% left; the answer follows the evaluation time, tick or not
+        batch = [Event(service="shop", ts=T0 + 1 + i / 100, status=200) for i in range(1000)]
+        ev.ingest(ev.classifier.columns(batch))
+        ev.advance(T0 + 21)
+        status, got = await call(session, "GET", url)
+        assert (status, got["decision"], got["evaluated_at"]) == (200, "pass", T0 + 20)
+        assert got["slos"][0]["error_budget_remaining_ratio"] == pytest.approx(1 - 20 / 110)
+    finally:
+        await server.stop()
+
+
 @pytest.mark.parametrize(
     ("body", "errors"),
     [
