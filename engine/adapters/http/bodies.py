@@ -1,10 +1,14 @@
-"""Reading a request body within a size bound, for the JSON write routes."""
+"""Reading a request body within a size bound, and the JSON error answers the `/v1`
+routes share (400/413 with every problem, 404 naming the service)."""
 
 from __future__ import annotations
 
+import msgspec
 from aiohttp import web
 
-__all__ = ["BodyError", "read_bounded"]
+__all__ = ["JSON_TYPE", "BodyError", "invalid", "read_bounded", "service_not_found"]
+
+JSON_TYPE = "application/json"
 
 
 class BodyError(Exception):
@@ -29,3 +33,28 @@ async def read_bounded(request: web.Request, limit: int) -> bytes:
     if len(data) > limit:
         raise too_long
     return data
+
+
+class _Invalid(msgspec.Struct):
+    error: str
+    errors: list[str]
+
+
+class _NotFound(msgspec.Struct):
+    error: str
+    service: str
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def invalid(status: int, errors: list[str]) -> web.Response:
+    """`{"error": "<every problem, `; `-joined>", "errors": ["$.path: ...", ...]}`."""
+    body = _encoder.encode(_Invalid("; ".join(errors), errors))
+    return web.Response(status=status, body=body, content_type=JSON_TYPE)
+
+
+def service_not_found(service: str, error: str = "no SLO has that service") -> web.Response:
+    """404 `{"error": ..., "service": ...}`."""
+    body = _encoder.encode(_NotFound(error, service))
+    return web.Response(status=404, body=body, content_type=JSON_TYPE)

@@ -34,7 +34,13 @@ from collections.abc import Callable
 import msgspec
 from aiohttp import web
 
-from engine.adapters.http.bodies import BodyError, read_bounded
+from engine.adapters.http.bodies import (
+    JSON_TYPE,
+    BodyError,
+    invalid,
+    read_bounded,
+    service_not_found,
+)
 from engine.core.changes import Change, ChangeLog, take_change
 from engine.core.evaluator import Evaluator
 from engine.core.governance import services
@@ -49,7 +55,6 @@ MAX_BODY_BYTES = 16 * 1024
 unread (413)."""
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
-JSON_TYPE = "application/json"
 
 
 class SloShareView(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -78,16 +83,6 @@ class ChangeView(msgspec.Struct, kw_only=True):
 
 class ChangeList(msgspec.Struct, kw_only=True):
     changes: list[ChangeView]
-
-
-class _Invalid(msgspec.Struct):
-    error: str
-    errors: list[str]
-
-
-class _NotFound(msgspec.Struct):
-    error: str
-    service: str
 
 
 _encoder = msgspec.json.Encoder()
@@ -147,11 +142,10 @@ class ChangesApi:
     async def _list(self, request: web.Request) -> web.Response:
         service = request.query.get("service")
         if service is not None and service not in services(self.evaluator):
-            body = _encoder.encode(_NotFound("no SLO has that service", service))
-            return web.Response(status=404, body=body, content_type=JSON_TYPE)
+            return service_not_found(service)
         text = request.query.get("limit", str(DEFAULT_LIMIT))
         if not (text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_LIMIT):
-            return _invalid(400, [f"limit: must be a whole number from 1 to {MAX_LIMIT}"])
+            return invalid(400, [f"limit: must be a whole number from 1 to {MAX_LIMIT}"])
         self.changes.update(self.evaluator)
         views = [change_view(c) for c in self.changes.changes(service, int(text))]
         body = _encoder.encode(ChangeList(changes=views))
@@ -161,13 +155,13 @@ class ChangesApi:
         try:
             data = await read_bounded(request, MAX_BODY_BYTES)
         except BodyError as exc:
-            return _invalid(exc.status, exc.errors)
+            return invalid(exc.status, exc.errors)
         try:
             change, added = take_change(
                 self.evaluator, self.changes, data, source="api", wall_s=self.clock()
             )
         except ConfigError as exc:
-            return _invalid(400, exc.errors)
+            return invalid(400, exc.errors)
         view = change_view(change)
         if added:
             log_change(change, request.remote)
@@ -194,8 +188,3 @@ def log_change(change: Change, remote: str | None) -> None:
             }
         },
     )
-
-
-def _invalid(status: int, errors: list[str]) -> web.Response:
-    body = _encoder.encode(_Invalid("; ".join(errors), errors))
-    return web.Response(status=status, body=body, content_type=JSON_TYPE)

@@ -31,7 +31,11 @@ from datetime import UTC, datetime
 import msgspec
 from aiohttp import web
 
-from engine.adapters.http.bodies import BodyError, read_bounded
+from engine.adapters.http.bodies import (
+    BodyError,
+    invalid,
+    read_bounded,
+)
 from engine.core.config import Correction
 from engine.core.corrections import parse_correction
 from engine.core.evaluator import Evaluator
@@ -62,11 +66,6 @@ class CorrectionView(msgspec.Struct, kw_only=True):
 
 class CorrectionList(msgspec.Struct, kw_only=True):
     corrections: list[CorrectionView]
-
-
-class _Invalid(msgspec.Struct):
-    error: str
-    errors: list[str]
 
 
 _encoder = msgspec.json.Encoder()
@@ -118,11 +117,11 @@ class CorrectionsApi:
         try:
             data = await read_bounded(request, MAX_BODY_BYTES)
         except BodyError as exc:
-            return _invalid(exc.status, exc.errors)
+            return invalid(exc.status, exc.errors)
         try:
             correction = parse_correction(data, self.evaluator.config_slos)
         except ConfigError as exc:
-            return _invalid(400, exc.errors)
+            return invalid(400, exc.errors)
         self.evaluator.add_correction(correction)
         view = self.view(correction, "api")
         log.info(
@@ -141,8 +140,3 @@ class CorrectionsApi:
             },
         )
         return web.Response(status=201, body=_encoder.encode(view), content_type="application/json")
-
-
-def _invalid(status: int, errors: list[str]) -> web.Response:
-    body = _encoder.encode(_Invalid("; ".join(errors), errors))
-    return web.Response(status=status, body=body, content_type="application/json")

@@ -44,7 +44,13 @@ from collections.abc import Callable
 import msgspec
 from aiohttp import web
 
-from engine.adapters.http.bodies import BodyError, read_bounded
+from engine.adapters.http.bodies import (
+    JSON_TYPE,
+    BodyError,
+    invalid,
+    read_bounded,
+    service_not_found,
+)
 from engine.core.budget_policy import Decision
 from engine.core.config import Severity
 from engine.core.evaluator import Evaluator
@@ -58,7 +64,6 @@ log = logging.getLogger("burnrate.adapters.http.gates")
 
 MAX_BODY_BYTES = 16 * 1024
 """An override request is a few hundred bytes; a larger body is refused unread (413)."""
-JSON_TYPE = "application/json"
 
 
 class SloGateView(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -83,16 +88,6 @@ class GateView(msgspec.Struct, kw_only=True):
     slos: list[SloGateView]
     override: OverrideView | None
     evaluated_at: float | None
-
-
-class _NotFound(msgspec.Struct):
-    error: str
-    service: str
-
-
-class _Invalid(msgspec.Struct):
-    error: str
-    errors: list[str]
 
 
 _encoder = msgspec.json.Encoder()
@@ -196,22 +191,22 @@ class GatesApi:
         service = request.match_info["service"]
         body = self.body(service)
         if body is None:
-            return _not_found(service)
+            return service_not_found(service)
         return web.Response(body=body, content_type=JSON_TYPE)
 
     async def _set(self, request: web.Request) -> web.Response:
         service = request.match_info["service"]
         if service not in self.book:
-            return _not_found(service)
+            return service_not_found(service)
         try:
             data = await read_bounded(request, MAX_BODY_BYTES)
         except BodyError as exc:
-            return _invalid(exc.status, exc.errors)
+            return invalid(exc.status, exc.errors)
         max_ttl_s = self.evaluator.config.gate.override_max_ttl_s
         try:
             override = parse_override_request(data, service, self.clock(), max_ttl_s)
         except ConfigError as exc:
-            return _invalid(400, exc.errors)
+            return invalid(400, exc.errors)
         replaced = self.overrides.set(override)
         log.info(
             "gate override of %s until %.0f: %s%s",
@@ -236,11 +231,10 @@ class GatesApi:
     async def _end(self, request: web.Request) -> web.Response:
         service = request.match_info["service"]
         if service not in self.book:
-            return _not_found(service)
+            return service_not_found(service)
         ended = self.overrides.end(service, self.clock())
         if ended is None:
-            body = _encoder.encode(_NotFound("no override in force", service))
-            return web.Response(status=404, body=body, content_type=JSON_TYPE)
+            return service_not_found(service, "no override in force")
         log.info(
             "gate override of %s ended early",
             service,
@@ -261,13 +255,3 @@ class GatesApi:
         self._bodies.clear()
         if self.on_change is not None:
             self.on_change()
-
-
-def _not_found(service: str) -> web.Response:
-    body = _encoder.encode(_NotFound("no SLO has that service", service))
-    return web.Response(status=404, body=body, content_type=JSON_TYPE)
-
-
-def _invalid(status: int, errors: list[str]) -> web.Response:
-    body = _encoder.encode(_Invalid("; ".join(errors), errors))
-    return web.Response(status=status, body=body, content_type=JSON_TYPE)
