@@ -86,6 +86,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import fields
 from typing import Literal
 
@@ -93,7 +94,7 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.core import budget, budget_alerts
-from engine.core.arrays import F64, I64, read_only
+from engine.core.arrays import F64, I32, I64, read_only
 from engine.core.config import Config, Correction, Severity
 from engine.core.corrections import CorrectionIndex
 from engine.core.evaluator_budget import BudgetAlertsMixin
@@ -251,6 +252,9 @@ class Evaluator(ViewsMixin, BudgetAlertsMixin, GroupsMixin):
         self._accepted_events = 0
         self._unmatched_events = 0
         self._unknown_status_events = 0
+        self.on_counted: Callable[[I32, F64, I64, I64], None] | None = None
+        """Told of every (event, SLO) pair counted, as (column, ts, total, bad) arrays
+        (a backtest keeps its own per-bucket series with it); None: nobody."""
         # time
         self._watermark_s = -math.inf
         self._next_tick_s: float | None = None
@@ -459,6 +463,8 @@ class Evaluator(ViewsMixin, BudgetAlertsMixin, GroupsMixin):
         with bad <= total kept, instead of wrapping (docs/design.md, "Bounds")."""
         if len(slo) == 0:
             return
+        if self.on_counted is not None:
+            self.on_counted(slo, ts, total, bad)
         self.windows.add(slo, ts, total, bad)
         self._periods.add(slo, ts, total, bad)
         n = len(self.slos)

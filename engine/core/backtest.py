@@ -1,0 +1,375 @@
+"""Backtesting alert policies: several candidate policies over one recording, side by side.
+
+Theory of operation
+-------------------
+A *candidate* is a policy to try: rows in the format of the config's top-level
+`policy:` that replace every SLO's rows (its own included), and optionally
+`evaluation:` fields that replace the config's (`for`, `keep_firing_for`,
+`min_events`, ...). The config's own policy is always the first candidate, named
+`config` (engine.core.backtest_files reads candidates from files).
+
+*One pass.* Candidates with the same evaluation settings share one evaluator
+(`combine`): its config holds every SLO once per candidate, copy k of SLO `s` named
+`s@k` (a name no config can give, so copies never collide with a real SLO), with that
+candidate's rows; composite members and corrections that name SLOs name the copies of
+the same candidate. A row that several candidates share is evaluated once (the
+evaluator keeps one row per distinct row), and one tick evaluates every copy in the
+same array operations, so trying four policies costs about one evaluation, not four.
+The budget policy, budget alerts and escalations are left out of the copies: a backtest
+scores the burn-rate alerts. Each copy sees exactly the events, order and ticks a
+replay of the config with that candidate's policy would see, so its transitions are
+that replay's (tested).
+
+*Episodes* are what the alerts are scored against: the stretches of the recording in
+which an SLO (or a group of a grouped SLO) burnt its budget significantly, found from
+the counted events themselves, not from any policy. Counts are kept per bucket of
+`bucket_s` (the tick rounded up to a whole minute); an episode is a maximal run of
+buckets in which the SLO burnt at >= 1x (bad / total >= its error budget ratio),
+buckets without events neither breaking nor extending a run, whose bad events consumed
+at least `min_consumed` (default 2 %) of the budget of a whole period. A period's
+budget is the error budget ratio times the events a period holds at the recording's
+mean rate for that SLO (the events counted over the recording, scaled from its span to
+the SLO's period), so a short recording is judged by the traffic it shows. An episode
+spans from its first bucket's start to its last bucket's end. Episodes may instead come
+from a file of known incidents (`Episode` values with no counts).
+
+*Scores*, per SLO (group) and candidate, from its burn-rate alerts (every severity; an
+alert is one firing, from `firing` to `resolved` or the end of the recording):
+- an episode is *detected* when an alert is firing at some time within it; its
+  *detection delay* is from its start to the first such alert's firing (0 when one
+  already fired before it began), its *reset* from its end to the resolution of the
+  last alert firing within it (None while that alert still fires at the end);
+- *recall*: detected episodes / episodes; *precision*: alerts firing at some time
+  within an episode / alerts (None without alerts, or without episodes to be right
+  about);
+- alerts, pages (alerts of severity `page`) and the time any alert fired.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import msgspec
+import numpy as np
+
+from engine.core.arrays import F64, I32, I64
+from engine.core.config import CompositeMember, Config, Evaluation, PolicyRow, Slo
+from engine.core.evaluator import Transition
+
+__all__ = [
+    "COPY_MARK",
+    "DEFAULT_MIN_CONSUMED",
+    "Candidate",
+    "Combined",
+    "Episode",
+    "EpisodeScore",
+    "PolicyScore",
+    "Series",
+    "bucket_seconds",
+    "combine",
+    "episodes_of",
+    "score",
+]
+
+COPY_MARK = "@"
+"""Between an SLO's name and its candidate's number in a combined config."""
+DEFAULT_MIN_CONSUMED = 0.02
+"""An episode consumed at least this share of a period's budget (the SRE Workbook's
+fast-burn page: 2 % in an hour)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A policy to try: its rows (None: each SLO's rows in the config) and evaluation."""
+
+    name: str
+    policy: tuple[PolicyRow, ...] | None
+    evaluation: Evaluation
+
+
+@dataclass(frozen=True, slots=True)
+class Combined:
+    """One evaluator's config for candidates with the same evaluation settings."""
+
+    config: Config
+    candidates: tuple[int, ...]
+    """Their indices among all candidates, in copy order (copy k is candidates[k])."""
+
+
+def copy_name(slo: str, k: int) -> str:
+    return f"{slo}{COPY_MARK}{k}"
+
+
+def split_name(name: str) -> tuple[str, int]:
+    """(SLO name, copy number) of a copy's name."""
+    slo, _, k = name.rpartition(COPY_MARK)
+    return slo, int(k)
+
+
+def candidate_config(config: Config, candidate: Candidate) -> Config:
+    """The config as a replay with this candidate's policy would read it."""
+    if candidate.policy is None:
+        return msgspec.structs.replace(config, evaluation=candidate.evaluation)
+    return msgspec.structs.replace(
+        config,
+        policy=list(candidate.policy),
+        evaluation=candidate.evaluation,
+        slos=[msgspec.structs.replace(s, policy=None) for s in config.slos],
+    )
+
+
+def combine(config: Config, candidates: Sequence[Candidate]) -> list[Combined]:
+    """The configs of the evaluators that run `candidates` in one pass: one per distinct
+    evaluation setting, every SLO copied once per candidate of that setting."""
+    by_evaluation: dict[Evaluation, list[int]] = {}
+    for i, c in enumerate(candidates):
+        by_evaluation.setdefault(c.evaluation, []).append(i)
+    out: list[Combined] = []
+    for evaluation, members in by_evaluation.items():
+        slos: list[Slo] = []
+        for k, i in enumerate(members):
+            cfg = candidate_config(config, candidates[i])
+            slos += [_copy(s, k, cfg.policy_of(s)) for s in cfg.slos]
+        corrections = [
+            c
+            if c.slos is None
+            else msgspec.structs.replace(
+                c, slos=[copy_name(n, k) for k in range(len(members)) for n in c.slos]
+            )
+            for c in config.corrections
+        ]
+        combined = msgspec.structs.replace(
+            config,
+            slos=slos,
+            evaluation=evaluation,
+            corrections=corrections,
+            budget_policy=[],
+            budget_alerts=None,
+        )
+        out.append(Combined(combined, tuple(members)))
+    return out
+
+
+def _copy(slo: Slo, k: int, rows: list[PolicyRow]) -> Slo:
+    composite = (
+        None
+        if slo.composite is None
+        else [CompositeMember(slo=copy_name(m.slo, k), weight=m.weight) for m in slo.composite]
+    )
+    return msgspec.structs.replace(
+        slo,
+        name=copy_name(slo.name, k),
+        policy=list(rows),
+        budget_policy=None,
+        composite=composite,
+    )
+
+
+# -- episodes ------------------------------------------------------------------------
+
+
+def bucket_seconds(tick_s: float) -> int:
+    """The episode bucket: the tick rounded up to a whole minute."""
+    return int(math.ceil(60 / tick_s) * tick_s) if tick_s < 60 else math.ceil(tick_s)
+
+
+@dataclass(slots=True)
+class Series:
+    """(total, bad) per (column, bucket) of the counted events, gathered batch by batch."""
+
+    bucket_s: int
+    columns: int
+    """Columns kept: those below (one candidate's copy)."""
+    _parts: list[tuple[I64, I64, I64, I64]] = field(default_factory=list)
+
+    def add(self, column: I32, ts_s: F64, total: I64, bad: I64) -> None:
+        col = column.astype(np.int64)
+        keep = col < self.columns
+        if not keep.any():
+            return
+        bucket = (np.ceil(ts_s[keep] / self.bucket_s) - 1).astype(np.int64)
+        self._parts.append((col[keep], bucket, total[keep], bad[keep]))
+        if len(self._parts) >= 64:
+            self._parts = [self._merged()]
+
+    def _merged(self) -> tuple[I64, I64, I64, I64]:
+        if not self._parts:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, empty, empty
+        col, bucket, total, bad = (np.concatenate(a) for a in zip(*self._parts, strict=True))
+        key = np.stack((col, bucket))
+        uniq, inverse = np.unique(key, axis=1, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        t = np.zeros(uniq.shape[1], dtype=np.int64)
+        b = np.zeros(uniq.shape[1], dtype=np.int64)
+        np.add.at(t, inverse, total)
+        np.add.at(b, inverse, bad)
+        return uniq[0], uniq[1], t, b
+
+    def of(self, column: int) -> tuple[I64, I64, I64]:
+        """(buckets, totals, bads) of one column, buckets ascending."""
+        col, bucket, total, bad = self._merged()
+        sel = col == column
+        return bucket[sel], total[sel], bad[sel]
+
+    def span(self) -> tuple[int, int] | None:
+        """(first, last) bucket with events in any column; None without events."""
+        _, bucket, _, _ = self._merged()
+        if not len(bucket):
+            return None
+        return int(bucket.min()), int(bucket.max())
+
+
+class Episode(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A stretch of significant burn, [start, end) in epoch seconds."""
+
+    start: float
+    end: float
+    bad_events: int | None = None
+    total_events: int | None = None
+    budget_consumed_ratio: float | None = None
+    """Of a whole period's budget (None for an episode from an incidents file)."""
+
+
+def episodes_of(
+    buckets: I64,
+    total: I64,
+    bad: I64,
+    *,
+    bucket_s: int,
+    budget_ratio: float,
+    period_s: float,
+    span_buckets: int,
+    min_consumed: float = DEFAULT_MIN_CONSUMED,
+) -> list[Episode]:
+    """The episodes of one column's buckets (ascending, each with events); see the
+    module docstring. `span_buckets`: how many buckets the recording spans."""
+    if not len(buckets) or span_buckets <= 0:
+        return []
+    per_period = float(total.sum()) * period_s / (span_buckets * bucket_s)
+    budget = budget_ratio * per_period
+    if budget <= 0:
+        return []
+    hot = bad >= budget_ratio * total  # burning at >= 1x (exact: no division)
+    out: list[Episode] = []
+    i, n = 0, len(buckets)
+    while i < n:
+        if not hot[i]:
+            i += 1
+            continue
+        j = i
+        while j + 1 < n and hot[j + 1]:
+            j += 1
+        run_bad, run_total = int(bad[i : j + 1].sum()), int(total[i : j + 1].sum())
+        consumed = run_bad / budget
+        if consumed >= min_consumed:
+            out.append(
+                Episode(
+                    start=float(buckets[i] * bucket_s),
+                    end=float((buckets[j] + 1) * bucket_s),
+                    bad_events=run_bad,
+                    total_events=run_total,
+                    budget_consumed_ratio=consumed,
+                )
+            )
+        i = j + 1
+    return out
+
+
+# -- scores --------------------------------------------------------------------------
+
+
+class EpisodeScore(msgspec.Struct, frozen=True, kw_only=True):
+    detected: bool
+    detection_delay_s: float | None
+    reset_s: float | None
+
+
+class PolicyScore(msgspec.Struct, frozen=True, kw_only=True):
+    policy: str
+    alerts: int
+    pages: int
+    time_firing_s: float
+    recall: float | None
+    precision: float | None
+    episodes: list[EpisodeScore]
+
+
+@dataclass(frozen=True, slots=True)
+class _Firing:
+    severity: str
+    start: float
+    end: float | None  # None: still firing at the end
+
+
+def _firings(transitions: Iterable[Transition]) -> list[_Firing]:
+    """The alerts (one per firing) of one SLO (group)'s burn-rate transitions."""
+    open_at: dict[str, float] = {}
+    out: list[_Firing] = []
+    for tr in transitions:
+        if tr.kind != "burn":
+            continue
+        if tr.state == "firing":
+            open_at[tr.severity] = tr.at
+        elif tr.severity in open_at:
+            out.append(_Firing(tr.severity, open_at.pop(tr.severity), tr.at))
+    out += [_Firing(sev, t, None) for sev, t in open_at.items()]
+    out.sort(key=lambda f: f.start)
+    return out
+
+
+def _overlaps(f: _Firing, e: Episode) -> bool:
+    return f.start < e.end and (f.end is None or f.end > e.start)
+
+
+def _union_s(firings: Sequence[_Firing], end_s: float) -> float:
+    total, cur_start, cur_end = 0.0, None, 0.0
+    for f in firings:  # sorted by start
+        end = end_s if f.end is None else f.end
+        if cur_start is None or f.start > cur_end:
+            if cur_start is not None:
+                total += cur_end - cur_start
+            cur_start, cur_end = f.start, end
+        else:
+            cur_end = max(cur_end, end)
+    if cur_start is not None:
+        total += cur_end - cur_start
+    return total
+
+
+def score(
+    policy: str,
+    transitions: Iterable[Transition],
+    episodes: Sequence[Episode],
+    end_s: float,
+) -> PolicyScore:
+    """Score one candidate's alerts of one SLO (group) against its episodes; `end_s`:
+    the end of the recording (an alert still firing counts up to it)."""
+    firings = _firings(transitions)
+    scores: list[EpisodeScore] = []
+    for e in episodes:
+        hits = [f for f in firings if _overlaps(f, e)]
+        if not hits:
+            scores.append(EpisodeScore(detected=False, detection_delay_s=None, reset_s=None))
+            continue
+        ends = [f.end for f in hits]
+        reset = None if None in ends else max(x for x in ends if x is not None) - e.end
+        scores.append(
+            EpisodeScore(
+                detected=True,
+                detection_delay_s=max(0.0, hits[0].start - e.start),
+                reset_s=reset,
+            )
+        )
+    right = sum(1 for f in firings if any(_overlaps(f, e) for e in episodes))
+    return PolicyScore(
+        policy=policy,
+        alerts=len(firings),
+        pages=sum(1 for f in firings if f.severity == "page"),
+        time_firing_s=_union_s(firings, end_s),
+        recall=sum(s.detected for s in scores) / len(scores) if scores else None,
+        precision=right / len(firings) if firings else None,
+        episodes=scores,
+    )
