@@ -8,8 +8,10 @@ A *candidate* is a policy to try: rows in the format of the config's top-level
 `min_events`, ...). The config's own policy is always the first candidate, named
 `config` (engine.core.backtest_files reads candidates from files).
 
-*One pass.* Candidates with the same evaluation settings share one evaluator
-(`combine`): its config holds every SLO once per candidate, copy k of SLO `s` named
+*One pass.* Candidates with the same stream settings (tick, allowed lateness, future
+limit) share one evaluator (`combine`): its config holds every SLO once per candidate,
+each copy with the candidate's alert settings (`for`, `keep_firing_for`, `min_events`,
+`min_bad_events`: `Evaluator.set_alert_settings`), copy k of SLO `s` named
 `s@k` (a name no config can give, so copies never collide with a real SLO), with that
 candidate's rows; composite members and corrections that name SLOs name the copies of
 the same candidate. A row that several candidates share is evaluated once (the
@@ -56,7 +58,7 @@ import numpy as np
 
 from engine.core.arrays import F64, I32, I64
 from engine.core.config import CompositeMember, Config, Evaluation, PolicyRow, Slo
-from engine.core.evaluator import Transition
+from engine.core.evaluator import Evaluator, Transition
 
 __all__ = [
     "COPY_MARK",
@@ -91,11 +93,24 @@ class Candidate:
 
 @dataclass(frozen=True, slots=True)
 class Combined:
-    """One evaluator's config for candidates with the same evaluation settings."""
+    """One evaluator's config for candidates with the same stream settings (tick,
+    allowed lateness, future limit)."""
 
     config: Config
     candidates: tuple[int, ...]
     """Their indices among all candidates, in copy order (copy k is candidates[k])."""
+    evaluations: tuple[Evaluation, ...]
+    """Each copy's evaluation settings (its alert settings may differ)."""
+    columns: int
+    """Columns of one copy: copy k has columns [k * columns, (k + 1) * columns)."""
+
+    def evaluator(self) -> Evaluator:
+        """The evaluator, each copy with its own alert settings."""
+        ev = Evaluator(self.config)
+        n = self.columns
+        for k, evaluation in enumerate(self.evaluations):
+            ev.set_alert_settings(slice(k * n, (k + 1) * n), evaluation)
+        return ev
 
 
 def copy_name(slo: str, k: int) -> str:
@@ -122,12 +137,15 @@ def candidate_config(config: Config, candidate: Candidate) -> Config:
 
 def combine(config: Config, candidates: Sequence[Candidate]) -> list[Combined]:
     """The configs of the evaluators that run `candidates` in one pass: one per distinct
-    evaluation setting, every SLO copied once per candidate of that setting."""
-    by_evaluation: dict[Evaluation, list[int]] = {}
+    stream setting (tick, allowed lateness, future limit), every SLO copied once per
+    candidate of that setting."""
+    by_stream: dict[tuple[str, str, str], list[int]] = {}
     for i, c in enumerate(candidates):
-        by_evaluation.setdefault(c.evaluation, []).append(i)
+        e = c.evaluation
+        by_stream.setdefault((e.tick, e.allowed_lateness, e.future_limit), []).append(i)
     out: list[Combined] = []
-    for evaluation, members in by_evaluation.items():
+    for members in by_stream.values():
+        evaluation = candidates[members[0]].evaluation
         slos: list[Slo] = []
         for k, i in enumerate(members):
             cfg = candidate_config(config, candidates[i])
@@ -148,7 +166,14 @@ def combine(config: Config, candidates: Sequence[Candidate]) -> list[Combined]:
             budget_policy=[],
             budget_alerts=None,
         )
-        out.append(Combined(combined, tuple(members)))
+        out.append(
+            Combined(
+                combined,
+                tuple(members),
+                tuple(candidates[i].evaluation for i in members),
+                config.column_count(),
+            )
+        )
     return out
 
 

@@ -95,7 +95,7 @@ import numpy.typing as npt
 
 from engine.core import budget, budget_alerts
 from engine.core.arrays import F64, I32, I64, read_only
-from engine.core.config import Config, Correction, Severity
+from engine.core.config import Config, Correction, Evaluation, Severity
 from engine.core.corrections import CorrectionIndex
 from engine.core.evaluator_budget import BudgetAlertsMixin
 from engine.core.evaluator_groups import GroupsMixin
@@ -140,10 +140,12 @@ class Evaluator(ViewsMixin, BudgetAlertsMixin, GroupsMixin):
         self.tick_s = ev.tick_s
         self.lateness_s = ev.allowed_lateness_s
         self.future_s = ev.future_limit_s
-        self.for_s = ev.for_s
-        self.keep_firing_for_s = ev.keep_firing_for_s
-        self.min_events = ev.min_events
-        self.min_bad_events = ev.min_bad_events
+        # per column: the config's for every column, unless `set_alert_settings` says
+        self.for_s = np.full(n, ev.for_s)
+        self.keep_firing_for_s = np.full(n, ev.keep_firing_for_s)
+        self.min_events = np.full(n, ev.min_events, dtype=np.int64)
+        self.min_bad_events = np.full(n, ev.min_bad_events, dtype=np.int64)
+        self._thin = bool(ev.min_events or ev.min_bad_events)
         self.windows = WindowSet(
             n,
             config.windows_s(),
@@ -266,6 +268,17 @@ class Evaluator(ViewsMixin, BudgetAlertsMixin, GroupsMixin):
         without a cap releases it, so once every stream is caught up an idle engine
         evaluates up to the newest event it has read, not only to the wall clock minus
         the lateness."""
+
+    def set_alert_settings(self, columns: slice, evaluation: Evaluation) -> None:
+        """Give `columns` the alert settings of `evaluation` (`for`, `keep_firing_for`,
+        `min_events`, `min_bad_events`) in place of the config's; the tick, lateness and
+        future limit stay the config's. For a backtest that evaluates candidates with
+        their own settings as copies of every SLO in one evaluator."""
+        self.for_s[columns] = evaluation.for_s
+        self.keep_firing_for_s[columns] = evaluation.keep_firing_for_s
+        self.min_events[columns] = evaluation.min_events
+        self.min_bad_events[columns] = evaluation.min_bad_events
+        self._thin = bool(self.min_events.any() or self.min_bad_events.any())
 
     # -- the event-time clock (read-only) --------------------------------------------
 
@@ -543,7 +556,7 @@ class Evaluator(ViewsMixin, BudgetAlertsMixin, GroupsMixin):
         alerts.budget_at_tick_ratio[...] = self.budget_remaining()
         long_b, short_b = burn[self.row_long].T, burn[self.row_short].T  # (n_slo, n_rows)
         holds_rows = (long_b >= self.factor) & (short_b >= self.factor) & self.row_mask
-        if self.min_events or self.min_bad_events:
+        if self._thin:
             sums = self.window_sums()  # a composite's: the sums of its members'
             for side in (self.row_long, self.row_short):
                 s = sums[side]  # (n_rows, n_slo, 2)

@@ -72,7 +72,7 @@ def backtest(
     """Evaluate `candidates` (the first: the config's own policy) over the file and
     score each per SLO (group) against the episodes the events show, or `incidents`."""
     groups = combine(config, candidates)
-    evaluators = [Evaluator(g.config) for g in groups]
+    evaluators = [g.evaluator() for g in groups]
     ingestors = [Ingestor(ev) for ev in evaluators]
     columns = config.column_count()
     series = Series(bucket_seconds(config.evaluation.tick_s), columns)

@@ -64,7 +64,7 @@ ROWS = st.lists(
 )
 EVALUATIONS = st.builds(
     Evaluation,
-    tick=st.just("10s"),
+    tick=st.sampled_from(["10s", "10s", "5s"]),
     for_=st.sampled_from(["0s", "30s"]),
     keep_firing_for=st.sampled_from(["0s", "1m"]),
     min_events=st.sampled_from([0, 3]),
@@ -115,7 +115,9 @@ def test_each_candidate_gets_the_transitions_of_its_own_replay(
     counts: dict[int, tuple[list[int], list[int], list[int]]] = {}
     n = cfg.column_count()
     for combined in combine(cfg, cands):
-        ev, trs = run_engine(combined.config, batches)
+        ev = combined.evaluator()
+        trs = [tr for batch in batches for tr in ev.ingest(ev.classifier.columns(batch))]
+        trs += ev.flush()
         got.update(_by_candidate(combined.candidates, trs))
         c = ev.counts()
         for k, i in enumerate(combined.candidates):
@@ -137,17 +139,20 @@ def test_each_candidate_gets_the_transitions_of_its_own_replay(
         assert counts[i] == expected, cand.name
 
 
-def test_candidates_with_one_evaluation_share_one_evaluator() -> None:
+def test_candidates_with_one_tick_share_one_evaluator() -> None:
     cfg = parse_config(CONFIG)
     rows = (PolicyRow(severity="page", long="5m", short="1m", burn_rate=3),)
     slower = msgspec.structs.replace(cfg.evaluation, for_="1m")
+    finer = msgspec.structs.replace(cfg.evaluation, tick="5s")
     cands = [
         Candidate("config", None, cfg.evaluation),
-        Candidate("a", rows, cfg.evaluation),
-        Candidate("b", rows, slower),
+        Candidate("a", rows, slower),
+        Candidate("b", rows, finer),
     ]
     groups = combine(cfg, cands)
     assert [g.candidates for g in groups] == [(0, 1), (2,)]
+    # 7 columns a copy: web has 2 groups and __other__
+    assert groups[0].evaluator().for_s.tolist() == [0.0] * 7 + [60.0] * 7
     names = [s.name for s in groups[0].config.slos]
     assert names == [
         *("api@0", "api-slow@0", "web@0", "web-all@0", "both@0"),
