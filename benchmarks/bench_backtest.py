@@ -25,7 +25,7 @@ from typing import Any
 import msgspec
 
 from benchmarks.common import best_of, report
-from engine.core.backtest import Candidate
+from engine.core.backtest import Candidate, combine
 from engine.core.config import PolicyRow, parse_config
 from engine.runtime.backtest import backtest
 from engine.runtime.replay import replay
@@ -96,7 +96,7 @@ def main() -> None:
         replay_s = best_of(lambda: replay(cfg, path, lambda _: None), args.repeat)
         result = backtest(cfg, candidates, path)
         backtest_s = best_of(lambda: backtest(cfg, candidates, path), args.repeat)
-    evaluators = len({c.evaluation for c in candidates})
+    evaluators = len(combine(cfg, candidates))
     episodes = sum(len(r.episodes) for r in result.slos)
     rows: list[dict[str, Any]] = [
         {

@@ -200,51 +200,68 @@ def bucket_seconds(tick_s: float) -> int:
     return int(math.ceil(60 / tick_s) * tick_s) if tick_s < 60 else math.ceil(tick_s)
 
 
+_MERGE_AT = 1 << 20
+"""Pairs gathered before they are summed per (column, bucket)."""
+_OFFSET = 1 << 31
+
+
 @dataclass(slots=True)
 class Series:
-    """(total, bad) per (column, bucket) of the counted events, gathered batch by batch."""
+    """(total, bad) per (column, bucket) of the counted events, gathered batch by batch:
+    each (column, bucket) is one int64 key (column in the high 32 bits, the bucket
+    relative to the first one met in the low), summed with one sort whenever a million
+    pairs have gathered, so memory follows the (column, bucket) pairs with events."""
 
     bucket_s: int
     columns: int
     """Columns kept: those below (one candidate's copy)."""
-    _parts: list[tuple[I64, I64, I64, I64]] = field(default_factory=list)
+    _base: int | None = None
+    _parts: list[tuple[I64, I64, I64]] = field(default_factory=list)
+    _pending: int = 0
 
     def add(self, column: I32, ts_s: F64, total: I64, bad: I64) -> None:
-        col = column.astype(np.int64)
-        keep = col < self.columns
+        keep = column < self.columns
         if not keep.any():
             return
         bucket = (np.ceil(ts_s[keep] / self.bucket_s) - 1).astype(np.int64)
-        self._parts.append((col[keep], bucket, total[keep], bad[keep]))
-        if len(self._parts) >= 64:
-            self._parts = [self._merged()]
+        if self._base is None:
+            self._base = int(bucket.min()) - _OFFSET
+        key = (column[keep].astype(np.int64) << 32) | (bucket - self._base)
+        self._parts.append((key, total[keep].astype(np.int64), bad[keep].astype(np.int64)))
+        self._pending += len(key)
+        if self._pending >= _MERGE_AT:
+            self._merge()
 
-    def _merged(self) -> tuple[I64, I64, I64, I64]:
+    def _merge(self) -> tuple[I64, I64, I64]:
         if not self._parts:
             empty = np.zeros(0, dtype=np.int64)
-            return empty, empty, empty, empty
-        col, bucket, total, bad = (np.concatenate(a) for a in zip(*self._parts, strict=True))
-        key = np.stack((col, bucket))
-        uniq, inverse = np.unique(key, axis=1, return_inverse=True)
-        inverse = inverse.reshape(-1)
-        t = np.zeros(uniq.shape[1], dtype=np.int64)
-        b = np.zeros(uniq.shape[1], dtype=np.int64)
-        np.add.at(t, inverse, total)
-        np.add.at(b, inverse, bad)
-        return uniq[0], uniq[1], t, b
+            return empty, empty, empty
+        if len(self._parts) > 1:
+            key, total, bad = (np.concatenate(a) for a in zip(*self._parts, strict=True))
+            uniq, inverse = np.unique(key, return_inverse=True)
+            t = np.zeros(len(uniq), dtype=np.int64)
+            b = np.zeros(len(uniq), dtype=np.int64)
+            np.add.at(t, inverse, total)
+            np.add.at(b, inverse, bad)
+            self._parts = [(uniq, t, b)]
+        self._pending = 0
+        return self._parts[0]
 
     def of(self, column: int) -> tuple[I64, I64, I64]:
         """(buckets, totals, bads) of one column, buckets ascending."""
-        col, bucket, total, bad = self._merged()
-        sel = col == column
-        return bucket[sel], total[sel], bad[sel]
+        key, total, bad = self._merge()
+        lo, hi = np.searchsorted(key, [column << 32, (column + 1) << 32])
+        assert self._base is not None or lo == hi
+        buckets = (key[lo:hi] & 0xFFFFFFFF) + (self._base or 0)
+        return buckets, total[lo:hi], bad[lo:hi]
 
     def span(self) -> tuple[int, int] | None:
         """(first, last) bucket with events in any column; None without events."""
-        _, bucket, _, _ = self._merged()
-        if not len(bucket):
+        key, _, _ = self._merge()
+        if not len(key) or self._base is None:
             return None
-        return int(bucket.min()), int(bucket.max())
+        rel = key & 0xFFFFFFFF
+        return int(rel.min()) + self._base, int(rel.max()) + self._base
 
 
 class Episode(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
