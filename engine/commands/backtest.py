@@ -11,7 +11,6 @@ through the file it is.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from engine.commands.common import (
     EXIT_FAILURE,
     EXIT_OK,
     EXIT_USAGE,
+    file_progress,
     load_config_or_exit,
     print_error,
 )
@@ -152,26 +152,14 @@ def _run(
     incidents: dict[tuple[str, str | None], list[Episode]] | None,
     min_consumed: float,
 ) -> BacktestResult:
-    if not sys.stderr.isatty():
-        return backtest(cfg, candidates, events, incidents=incidents, min_consumed=min_consumed)
-    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
-
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        DownloadColumn(),
-        TimeRemainingColumn(),
-        transient=True,
-        console=None,
-    ) as bar:
-        task = bar.add_task(f"backtest {events.name}", total=os.path.getsize(events))
+    with file_progress(events, f"backtest {events.name}") as progress:
         return backtest(
             cfg,
             candidates,
             events,
             incidents=incidents,
             min_consumed=min_consumed,
-            on_progress=lambda pos: bar.update(task, completed=pos),
+            on_progress=progress,
         )
 
 

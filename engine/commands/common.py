@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from engine.core.config import Config, load_config
@@ -24,6 +26,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_UNREACHABLE",
     "EXIT_USAGE",
+    "file_progress",
     "load_config_or_exit",
     "print_config_error",
     "print_error",
@@ -95,3 +98,23 @@ def run_loop(main: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
         return asyncio.run(main())
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(main())
+
+
+@contextlib.contextmanager
+def file_progress(path: Path, label: str) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar over reading `path` while stderr is a terminal: yields the
+    callback to give the byte position read so far, or None (no terminal, no bar)."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=os.path.getsize(path))
+        yield lambda pos: bar.update(task, completed=pos)

@@ -9,7 +9,6 @@ the damage, then one line saying where the file ends, and exit status 1.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -20,6 +19,7 @@ from engine.commands.common import (
     EXIT_FAILURE,
     EXIT_OK,
     EXIT_USAGE,
+    file_progress,
     load_config_or_exit,
     print_error,
 )
@@ -97,21 +97,8 @@ def run_replay(config: Config, events: Path, output: Path | None) -> int:
         def emit(tr: Transition) -> None:
             sink.write(enc.encode(tr) + b"\n")
 
-        if sys.stderr.isatty():
-            from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
-
-            size = os.path.getsize(events)
-            with Progress(
-                "[progress.description]{task.description}",
-                BarColumn(),
-                DownloadColumn(),
-                TimeRemainingColumn(),
-                transient=True,
-            ) as bar:
-                task = bar.add_task(f"replay {events.name}", total=size)
-                result = replay(config, events, emit, lambda pos: bar.update(task, completed=pos))
-        else:
-            result = replay(config, events, emit)
+        with file_progress(events, f"replay {events.name}") as progress:
+            result = replay(config, events, emit, progress)
     finally:
         if output is not None:
             sink.close()

@@ -23,7 +23,14 @@ from typing import Any, Literal
 import msgspec
 
 from engine.core.backtest import Candidate, Episode, candidate_config
-from engine.core.config import Config, Evaluation, PolicyRow, config_errors, time_s
+from engine.core.config import (
+    Config,
+    Evaluation,
+    PolicyRow,
+    _path_first,
+    config_errors,
+    time_s,
+)
 from engine.errors import ConfigError
 
 __all__ = ["CONFIG_CANDIDATE", "Incident", "parse_candidate", "parse_incidents"]
@@ -66,7 +73,7 @@ def parse_candidate(
         try:
             evaluation = msgspec.convert(merged, Evaluation)
         except msgspec.ValidationError as exc:
-            raise ConfigError([_path_first(str(exc), "$.evaluation")]) from None
+            raise ConfigError([_path_first(str(exc)).replace("$", "$.evaluation", 1)]) from None
     candidate = Candidate(name, tuple(doc.policy), evaluation)
     errors = config_errors(candidate_config(config, candidate))
     if errors:
@@ -113,10 +120,3 @@ def parse_incidents(
     for eps in out.values():
         eps.sort(key=lambda e: e.start)
     return out
-
-
-def _path_first(message: str, prefix: str = "$") -> str:
-    text, sep, where = message.rpartition(" - at `")
-    if sep:
-        return f"{prefix}{where.rstrip('`')[1:]}: {text}"
-    return f"{prefix}: {message}"
