@@ -22,6 +22,10 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 COMMANDS: Final[dict[str, tuple[str, str]]] = {
     "check": ("engine.commands.check", "validate a config file"),
     "replay": ("engine.commands.replay", "backtest the SLO policy over recorded events"),
+    "import": (
+        "engine.commands.import_cmd",
+        "turn OpenSLO v1 and Sloth SLO documents into a burnrate config",
+    ),
     "gate": (
         "engine.commands.gate",
         "release gate: may this service ship? (pass/warn/fail from its error budget)",
