@@ -324,9 +324,10 @@ def _indicator(
     if "indicator" in holder:
         sli = _object(holder["indicator"], src, f"{path}.indicator", notes, "SLI")
     elif "indicatorRef" in holder:
-        sli = _resolve(
-            {"r": holder["indicatorRef"]}, "SLI", "r", src, f"{path}.indicatorRef", index, notes
-        )
+        ref = holder["indicatorRef"]
+        sli = index.get(("SLI", str(ref)))
+        if sli is None:
+            notes.warn(src, f"{path}.indicatorRef", f"no SLI named {ref!r} in the files read")
     else:
         notes.warn(src, path, "no indicator or indicatorRef; skipped")
         return None

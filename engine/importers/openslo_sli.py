@@ -90,6 +90,14 @@ def sli_fields(
         at = f"{path}.thresholdMetric.metricSource"
         if isinstance(ms, dict) and _type(ms, data_sources) == BURNRATE_TYPE:
             return _burnrate(ms, source, at, notes)
+        ref = ms.get("metricSourceRef") if isinstance(ms, dict) else None
+        if ref is not None and ref not in data_sources:
+            notes.warn(
+                source,
+                f"{at}.metricSourceRef",
+                f"no DataSource named {ref!r} (with a type) in the files read; no SLI",
+            )
+            return None
         notes.warn(
             source,
             at,

@@ -54,7 +54,10 @@ _FIVE_XX: Final = frozenset(
 _KEYWORDS: Final = frozenset(
     {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset"}
     | {"and", "or", "unless", "atan2", "inf", "nan", "start", "end"}
+    | {"sum", "min", "max", "avg", "count", "stddev", "stdvar", "topk", "bottomk", "group"}
+    | {"quantile", "count_values", "limitk", "limit_ratio"}
 )
+"""Words that are not metric names even when no `(` follows them (`sum by (job) (...)`)."""
 _GROUPING: Final = frozenset({"by", "without", "on", "ignoring", "group_left", "group_right"})
 _IDENT = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")

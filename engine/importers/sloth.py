@@ -189,8 +189,8 @@ def _alerting(
         notes.warn(
             src,
             f"{path}.name",
-            "not mapped: burnrate's alerts are named by the SLO "
-            "(alertname SLOBurnRate... with an `slo` label)",
+            "not mapped: burnrate's alerts are all named SLOErrorBudgetBurn, with the "
+            "SLO in their `slo` label",
         )
     for key, value in label_map(alerting.get("labels"), notes, src, f"{path}.labels").items():
         if labels.get(key, value) != value:
