@@ -89,8 +89,8 @@ def _add_sloth(imported: list[Imported], sloth: list[Imported], notes: Notes) ->
     taken = {item.slo["name"] for item in imported}
     for item in sloth:
         name = item.slo["name"]
-        if name in taken and isinstance(item.slo.get("service"), str):
-            new = f"{item.slo['service']}-{name}"
+        if name in taken and item.owner is not None:
+            new = f"{item.owner}-{name}"
             notes.warn(
                 item.source,
                 f"{item.path}.name",

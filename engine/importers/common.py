@@ -73,6 +73,8 @@ class Imported:
     slo: dict[str, Any]
     source: str
     path: str
+    owner: str | None = None
+    """The Sloth service the SLO was declared under (its SLO id is `owner-name`)."""
 
 
 _NAME_BAD = re.compile(r"[^a-z0-9_.-]+")

@@ -96,7 +96,7 @@ def _service(
             continue
         entry = _slo(slo, path, src, service, labels, keys, period, notes)
         if entry is not None:
-            out.append(Imported(entry, src, path))
+            out.append(Imported(entry, src, path, owner=service))
     return out
 
 
