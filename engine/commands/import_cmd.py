@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "paths", nargs="+", metavar="PATH", help="YAML files, or directories of .yaml/.yml files"
     )
-    parser.add_argument("--output", help="where to write the config (default: stdout)")
+    parser.add_argument("-o", "--output", help="where to write the config (default: stdout)")
     parser.add_argument(
         "--default-slo-period",
         default=DEFAULT_PERIOD,
