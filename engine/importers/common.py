@@ -19,6 +19,7 @@ nothing usable mapped.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -34,6 +35,7 @@ __all__ = [
     "Note",
     "Notes",
     "default_rows",
+    "each_map",
     "finish",
     "label_map",
     "objective_percent",
@@ -127,6 +129,18 @@ def objective_percent(value: float, *, ratio: bool) -> float | int:
     """The objective in percent, without float noise (0.999 -> 99.9, not 99.9000000001)."""
     percent = round(float(value) * 100 if ratio else float(value), 9)
     return int(percent) if percent.is_integer() else percent
+
+
+def each_map(
+    items: list[Any], source: str, path: str, what: str, notes: Notes
+) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """(index, path, item) for each item of the list at `path` that is a map; a note for
+    each that is not (`what` names what it should be)."""
+    for i, item in enumerate(items):
+        if isinstance(item, dict):
+            yield i, f"{path}[{i}]", item
+        else:
+            notes.warn(source, f"{path}[{i}]", f"expected {what} (a map)")
 
 
 _SOURCE_DURATION = re.compile(r"\A\s*(\d+)\s*(s|m|h|d|w|M|Q|Y)\s*\Z")

@@ -38,6 +38,7 @@ from engine.importers.common import (
     Document,
     Imported,
     Notes,
+    each_map,
     fixed_length,
     label_map,
     objective_percent,
@@ -282,11 +283,7 @@ def _slos(obj: Obj, index: Index, notes: Notes) -> list[Imported]:
         shared = _indicator(spec, f"{at}.spec", src, service, index, notes)
     members: list[tuple[dict[str, Any], float]] = []
     out: list[Imported] = []
-    for j, o in enumerate(objectives):
-        path = f"{at}.spec.objectives[{j}]"
-        if not isinstance(o, dict):
-            notes.warn(src, path, "expected an objective (a map)")
-            continue
+    for j, path, o in each_map(objectives, src, f"{at}.spec.objectives", "an objective", notes):
         objective = _objective(o, src, path, notes)
         fields = _indicator(o, path, src, service, index, notes) if own[j] else shared
         if objective is None or fields is None:
@@ -297,13 +294,7 @@ def _slos(obj: Obj, index: Index, notes: Notes) -> list[Imported]:
             label = o.get("displayName") or o.get("name") or str(j)
             entry["name"] = safe_name(f"{name}-{label}", notes, src, path) or f"{name}-{j}"
         entry.update(fields)
-        entry["objective"] = objective
-        entry["period"] = period
-        if labels:
-            entry["labels"] = dict(labels)
-        if policy is not None:
-            entry["policy"] = policy
-        out.append(Imported(entry, src, path))
+        out.append(Imported(_with(entry, objective, period, labels, policy), src, path))
         if any(own):
             members.append((entry, _weight(o, src, path, notes)))
         elif "compositeWeight" in o:
@@ -393,13 +384,24 @@ def _composite(
         period = rolling
     entry = dict(base)
     entry["composite"] = [{"slo": m["name"], "weight": w} for m, w in members]
+    return Imported(_with(entry, objective, period, labels, policy), obj.source, obj.path)
+
+
+def _with(
+    entry: dict[str, Any],
+    objective: float | int,
+    period: Any,
+    labels: dict[str, str],
+    policy: list[dict[str, Any]] | None,
+) -> dict[str, Any]:
+    """`entry` with what every SLO of one OpenSLO SLO shares, in the config's key order."""
     entry["objective"] = objective
     entry["period"] = period
     if labels:
         entry["labels"] = dict(labels)
     if policy is not None:
         entry["policy"] = policy
-    return Imported(entry, obj.source, obj.path)
+    return entry
 
 
 def _policy(value: Any, obj: Obj, index: Index, notes: Notes) -> list[dict[str, Any]] | None:

@@ -106,6 +106,13 @@ def _string(text: str, i: int) -> tuple[str, int]:
     raise QueryError(f"unclosed string at character {i}")
 
 
+def _after_space(text: str, j: int) -> int:
+    """The index of the first character at or after `j` that is not white space."""
+    while j < len(text) and text[j] in " \t\r\n":
+        j += 1
+    return j
+
+
 def _matchers(text: str, i: int) -> tuple[list[Matcher], int]:
     """The matchers of the braces opened at `text[i]`, and the index after the `}`."""
     out: list[Matcher] = []
@@ -120,15 +127,10 @@ def _matchers(text: str, i: int) -> tuple[list[Matcher], int]:
         name = _LABEL.match(text, j)
         if name is None:
             raise QueryError(f"expected a label name at character {j}")
-        j = name.end()
-        while j < len(text) and text[j] in " \t\r\n":
-            j += 1
-        op = _OP.match(text, j)
+        op = _OP.match(text, _after_space(text, name.end()))
         if op is None:
             raise QueryError(f"expected =, !=, =~ or !~ after {name.group()!r}")
-        j = op.end()
-        while j < len(text) and text[j] in " \t\r\n":
-            j += 1
+        j = _after_space(text, op.end())
         if j >= len(text) or text[j] not in "\"'`":
             raise QueryError(f"expected a quoted value for {name.group()!r}")
         value, j = _string(text, j)
@@ -170,9 +172,7 @@ def selectors(query: str) -> list[Selector]:
             i = m.end() if m else i + 1
         elif (m := _IDENT.match(text, i)) is not None:
             word, i = m.group(), m.end()
-            j = i
-            while j < len(text) and text[j] in " \t\r\n":
-                j += 1
+            j = _after_space(text, i)
             if word in _GROUPING and j < len(text) and text[j] == "(":
                 i = _skip_parens(text, j)
             elif j < len(text) and text[j] == "{":

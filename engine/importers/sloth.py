@@ -31,6 +31,7 @@ from engine.importers.common import (
     Imported,
     Notes,
     default_rows,
+    each_map,
     label_map,
     objective_percent,
     safe_name,
@@ -89,11 +90,7 @@ def _service(
         notes.warn(src, f"{at}.slos", "no SLOs")
         return []
     out: list[Imported] = []
-    for i, slo in enumerate(slos):
-        path = f"{at}.slos[{i}]"
-        if not isinstance(slo, dict):
-            notes.warn(src, path, "expected an SLO (a map)")
-            continue
+    for _, path, slo in each_map(slos, src, f"{at}.slos", "an SLO", notes):
         entry = _slo(slo, path, src, service, labels, keys, period, notes)
         if entry is not None:
             out.append(Imported(entry, src, path, owner=service))
