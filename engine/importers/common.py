@@ -37,10 +37,12 @@ __all__ = [
     "default_rows",
     "each_map",
     "finish",
+    "fixed_length",
     "label_map",
     "objective_percent",
     "safe_name",
     "source_duration",
+    "unknown_keys",
 ]
 
 DEFAULT_PERIOD: Final = "30d"
@@ -141,6 +143,15 @@ def each_map(
             yield i, f"{path}[{i}]", item
         else:
             notes.warn(source, f"{path}[{i}]", f"expected {what} (a map)")
+
+
+def unknown_keys(
+    mapping: dict[str, Any], known: frozenset[str], source: str, path: str, notes: Notes
+) -> None:
+    """A note for each key of `mapping` (at `path`) the importer does not read."""
+    for key in mapping:
+        if key not in known:
+            notes.warn(source, f"{path}.{key}", "not a field the import reads; ignored")
 
 
 _SOURCE_DURATION = re.compile(r"\A\s*(\d+)\s*(s|m|h|d|w|M|Q|Y)\s*\Z")

@@ -44,6 +44,7 @@ from engine.importers.common import (
     objective_percent,
     safe_name,
     source_duration,
+    unknown_keys,
 )
 from engine.importers.openslo_sli import sli_fields
 
@@ -61,6 +62,14 @@ KINDS: Final = (
 SHORT_WINDOW_ANNOTATION: Final = "burnrate.dev/short-window"
 PAGE_SEVERITIES: Final = frozenset({"page", "critical", "high"})
 TICKET_SEVERITIES: Final = frozenset({"ticket", "warning", "medium", "low"})
+SLO_FIELDS: Final = frozenset(
+    {"description", "service", "indicator", "indicatorRef", "timeWindow", "budgetingMethod"}
+    | {"objectives", "alertPolicies"}
+)
+OBJECTIVE_FIELDS: Final = frozenset(
+    {"displayName", "name", "op", "value", "target", "targetPercent", "timeSliceTarget"}
+    | {"timeSliceWindow", "indicator", "indicatorRef", "compositeWeight"}
+)
 _CALENDAR: Final = {("1", "w"): "week", ("1", "M"): "month", ("1", "Q"): "quarter"}
 
 
@@ -277,13 +286,19 @@ def _slos(obj: Obj, index: Index, notes: Notes) -> list[Imported]:
     policy = _policy(spec.get("alertPolicies"), obj, index, notes)
     labels = label_map(obj.metadata.get("labels"), notes, src, f"{at}.metadata.labels")
     service = spec.get("service") if isinstance(spec.get("service"), str) else None
+    unknown_keys(spec, SLO_FIELDS, src, f"{at}.spec", notes)
+    annotations = obj.metadata.get("annotations")
+    for key in annotations if isinstance(annotations, dict) else ():
+        notes.warn(src, f"{at}.metadata.annotations.{key}", "not mapped (SLO annotations)")
     own = [isinstance(o, dict) and ("indicator" in o or "indicatorRef" in o) for o in objectives]
+    composite = any(own) and len(objectives) > 1
     shared = None
     if not all(own):
         shared = _indicator(spec, f"{at}.spec", src, service, index, notes)
     members: list[tuple[dict[str, Any], float]] = []
     out: list[Imported] = []
     for j, path, o in each_map(objectives, src, f"{at}.spec.objectives", "an objective", notes):
+        unknown_keys(o, OBJECTIVE_FIELDS, src, path, notes)
         objective = _objective(o, src, path, notes)
         fields = _indicator(o, path, src, service, index, notes) if own[j] else shared
         if objective is None or fields is None:
@@ -295,7 +310,7 @@ def _slos(obj: Obj, index: Index, notes: Notes) -> list[Imported]:
             entry["name"] = safe_name(f"{name}-{label}", notes, src, path) or f"{name}-{j}"
         entry.update(fields)
         out.append(Imported(_with(entry, objective, period, labels, policy), src, path))
-        if any(own):
+        if composite:
             members.append((entry, _weight(o, src, path, notes)))
         elif "compositeWeight" in o:
             notes.warn(
@@ -303,7 +318,7 @@ def _slos(obj: Obj, index: Index, notes: Notes) -> list[Imported]:
                 f"{path}.compositeWeight",
                 "not a composite SLO (objectives share the SLO's indicator); ignored",
             )
-    if any(own) and members:
+    if composite and members:
         out.append(_composite(base, members, period, labels, policy, obj, notes))
     return out
 

@@ -35,6 +35,7 @@ from engine.importers.common import (
     label_map,
     objective_percent,
     safe_name,
+    unknown_keys,
 )
 from engine.importers.promql import mapped_sli
 
@@ -44,6 +45,10 @@ SPEC_VERSION: Final = "prometheus/v1"
 CRD_API_VERSION: Final = "sloth.slok.dev/v1"
 CRD_KIND: Final = "PrometheusServiceLevel"
 RUNBOOK_ANNOTATIONS: Final = ("runbook_url", "runbook")
+SERVICE_FIELDS: Final = frozenset(
+    {"version", "service", "labels", "slos", "slo_plugins", "sloPlugins"}
+)
+SLO_FIELDS: Final = frozenset({"name", "description", "objective", "labels", "sli", "alerting"})
 
 _SNAKE: Final = {
     "error_query": "error_query",
@@ -82,6 +87,7 @@ def _service(
     if not isinstance(service, str) or not service:
         notes.warn(src, f"{at}.service", "a Sloth spec needs its service; skipped")
         return []
+    unknown_keys(spec, SERVICE_FIELDS, src, at, notes)
     if spec.get("slo_plugins") or spec.get("sloPlugins"):
         notes.warn(src, f"{at}.slo_plugins", "SLI plugins are not supported; ignored")
     labels = label_map(spec.get("labels"), notes, src, f"{at}.labels")
@@ -107,6 +113,7 @@ def _slo(
     period: str,
     notes: Notes,
 ) -> dict[str, Any] | None:
+    unknown_keys(slo, SLO_FIELDS, src, path, notes)
     name = safe_name(slo.get("name"), notes, src, f"{path}.name")
     objective = slo.get("objective")
     if isinstance(objective, bool) or not isinstance(objective, int | float):

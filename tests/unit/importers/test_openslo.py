@@ -352,3 +352,30 @@ def test_a_prometheus_sli_without_a_service_matcher_takes_the_slo_service() -> N
     result = run(("s.yaml", slo().replace(BURNRATE_SLI, sli)))
     assert slo_named(result, "api")["service"] == "api"
     assert any("the declared service 'api' is used" in n for n in notes_of(result))
+
+
+def test_fields_the_import_does_not_read_are_notes() -> None:
+    text = slo(objectives="  objectives: [{target: 0.99, ratioTarget: 1}]\n").replace(
+        "metadata: {name: api}",
+        "metadata: {name: api, annotations: {openslo.com/owner: me}}",
+    )
+    result = run(("u.yaml", text + "  sloOwner: me\n"))
+    assert slo_named(result, "api")["objective"] == 99
+    assert notes_of(result) == [
+        "u.yaml: $.spec.sloOwner: not a field the import reads; ignored",
+        "u.yaml: $.metadata.annotations.openslo.com/owner: not mapped (SLO annotations)",
+        "u.yaml: $.spec.objectives[0].ratioTarget: not a field the import reads; ignored",
+    ]
+
+
+def test_one_objective_with_its_own_indicator_is_a_plain_slo() -> None:
+    text = slo(objectives="  objectives:\n    - target: 0.99\n      indicatorRef: other\n").replace(
+        "  indicator:\n    metadata: {name: api-sli}", "  xindicator:\n    metadata: {}"
+    )
+    other = (
+        "apiVersion: openslo/v1\nkind: SLI\nmetadata: {name: other}\nspec:\n"
+        + BURNRATE_SLI.replace("      ", "  ", 1)
+    )
+    result = run(("p.yaml", text), ("other.yaml", other))
+    assert [s["name"] for s in result.config["slos"]] == ["api"]
+    assert "composite" not in slo_named(result, "api")
