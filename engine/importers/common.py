@@ -65,9 +65,14 @@ class Notes:
     """The warnings of one import, in the order they were found."""
 
     items: list[Note] = field(default_factory=list)
+    _seen: set[Note] = field(default_factory=set)
 
     def warn(self, source: str, path: str, message: str) -> None:
-        self.items.append(Note(source, path, message))
+        """Add a note; the same note again (an object two SLOs refer to) is said once."""
+        note = Note(source, path, message)
+        if note not in self._seen:
+            self._seen.add(note)
+            self.items.append(note)
 
 
 @dataclass(slots=True)
@@ -226,12 +231,9 @@ def finish(imported: list[Imported], notes: Notes) -> tuple[dict[str, Any], list
             item = kept[i]
             for line in lines:
                 where, _, what = line.partition(": ")
-                field_path = where[m.end() :] if (m := _SLO_PATH.match(where)) else ""
-                notes.warn(
-                    item.source,
-                    item.path,
-                    f"SLO {item.slo['name']!r} skipped: {field_path.lstrip('.') or 'it'}: {what}",
-                )
+                field_path = _SLO_PATH.sub("", where).lstrip(".")
+                reason = f"{field_path}: {what}" if field_path else what
+                notes.warn(item.source, item.path, f"SLO {item.slo['name']!r} skipped: {reason}")
         kept = [item for i, item in enumerate(kept) if i not in refused]
     return {"slos": []}, []
 

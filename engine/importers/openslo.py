@@ -70,7 +70,7 @@ OBJECTIVE_FIELDS: Final = frozenset(
     {"displayName", "name", "op", "value", "target", "targetPercent", "timeSliceTarget"}
     | {"timeSliceWindow", "indicator", "indicatorRef", "compositeWeight"}
 )
-_CALENDAR: Final = {("1", "w"): "week", ("1", "M"): "month", ("1", "Q"): "quarter"}
+_CALENDAR: Final = {(1, "w"): "week", (1, "M"): "month", (1, "Q"): "quarter", (3, "M"): "quarter"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,9 +183,7 @@ def _period(spec: dict[str, Any], obj: Obj, notes: Notes) -> Any:
         zone = calendar.get("timeZone") or "UTC"
         if not calendar.get("timeZone"):
             notes.warn(obj.source, f"{path}.calendar.timeZone", "missing; taken as UTC")
-        unit_name = _CALENDAR.get((str(count), unit)) or (
-            "quarter" if (count, unit) == (3, "M") else None
-        )
+        unit_name = _CALENDAR.get((count, unit))
         if unit_name is not None:
             _start_note(calendar.get("startTime"), unit_name, obj.source, f"{path}.calendar", notes)
             return {"calendar": unit_name, "time_zone": str(zone)}

@@ -379,3 +379,23 @@ def test_one_objective_with_its_own_indicator_is_a_plain_slo() -> None:
     result = run(("p.yaml", text), ("other.yaml", other))
     assert [s["name"] for s in result.config["slos"]] == ["api"]
     assert "composite" not in slo_named(result, "api")
+
+
+def test_a_policy_two_slos_share_gives_both_its_rows_and_its_notes_once() -> None:
+    refs = "  alertPolicies: [{alertPolicyRef: fast-burn}]\n"
+    text = slo("a", extra=refs) + "---\n" + slo("b", extra=refs)
+    result = run(("two.yaml", text), ("shared.yaml", SHARED))
+    rows = [slo_named(result, name)["policy"] for name in ("a", "b")]
+    assert (
+        rows[0]
+        == rows[1]
+        == [
+            {"severity": "page", "long": "1h", "short": "5m", "burn_rate": 14.4},
+            {"severity": "page", "long": "6h", "short": "30m", "burn_rate": 6},
+        ]
+    )
+    after = [n for n in notes_of(result) if "alertAfter" in n]
+    assert after == [
+        "shared.yaml: $[4].spec.condition.alertAfter: 5m is not mapped: a row fires as soon as "
+        "both windows burn (`evaluation.for` delays every alert, if needed)"
+    ]
