@@ -47,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--default-slo-period.\n\n"
         "Whatever does not map exactly is a warning on stderr as `file: $.path: message`. "
         "Exit 0 with\na valid config, 1 when nothing usable maps or the result fails the "
-        "checks, 2 on a usage\nerror (missing file, YAML that does not parse)."
+        "checks, 2 on a usage\nerror (missing file, YAML that does not parse). The field "
+        "mapping tables are in docs/import.md."
     )
     parser.epilog = "example: burnrate import slos/ --output burnrate.yaml"
     parser.add_argument(
@@ -57,6 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--default-slo-period",
         default=DEFAULT_PERIOD,
+        metavar="DURATION",
         help=f"the period of Sloth SLOs, as Sloth's flag of that name (default {DEFAULT_PERIOD})",
     )
 
