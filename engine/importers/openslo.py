@@ -70,6 +70,12 @@ OBJECTIVE_FIELDS: Final = frozenset(
     {"displayName", "name", "op", "value", "target", "targetPercent", "timeSliceTarget"}
     | {"timeSliceWindow", "indicator", "indicatorRef", "compositeWeight"}
 )
+POLICY_FIELDS: Final = frozenset(
+    {"description", "alertWhenNoData", "alertWhenResolved", "alertWhenBreaching"}
+    | {"conditions", "notificationTargets"}
+)
+CONDITION_FIELDS: Final = frozenset({"description", "severity", "condition"})
+BURN_RATE_FIELDS: Final = frozenset({"kind", "op", "threshold", "lookbackWindow", "alertAfter"})
 _CALENDAR: Final = {(1, "w"): "week", (1, "M"): "month", (1, "Q"): "quarter", (3, "M"): "quarter"}
 
 
@@ -443,6 +449,7 @@ def _policy(value: Any, obj: Obj, index: Index, notes: Notes) -> list[dict[str, 
 
 def _policy_rows(pol: Obj, index: Index, notes: Notes) -> list[dict[str, Any]]:
     spec, src, at = pol.spec, pol.source, f"{pol.path}.spec"
+    unknown_keys(spec, POLICY_FIELDS, src, at, notes)
     for key, usual in (
         ("alertWhenNoData", False),
         ("alertWhenResolved", True),
@@ -487,6 +494,8 @@ def _row(cond: Obj, fallback_severity: Any, notes: Notes) -> dict[str, Any] | No
         kind = c.get("kind") if isinstance(c, dict) else None
         notes.warn(src, f"{at}.condition.kind", f"only burnrate conditions map, got {kind!r}")
         return None
+    unknown_keys(cond.spec, CONDITION_FIELDS, src, at, notes)
+    unknown_keys(c, BURN_RATE_FIELDS, src, f"{at}.condition", notes)
     severity = _severity(cond.spec.get("severity", fallback_severity))
     if severity is None:
         notes.warn(

@@ -48,6 +48,7 @@ RUNBOOK_ANNOTATIONS: Final = ("runbook_url", "runbook")
 SERVICE_FIELDS: Final = frozenset(
     {"version", "service", "labels", "slos", "slo_plugins", "sloPlugins"}
 )
+TIER_FIELDS: Final = frozenset({"disable", "labels", "annotations"})
 SLO_FIELDS: Final = frozenset({"name", "description", "objective", "labels", "sli", "alerting"})
 
 _SNAKE: Final = {
@@ -189,6 +190,8 @@ def _alerting(
     notes: Notes,
 ) -> tuple[str | None, list[dict[str, Any]] | None]:
     """(runbook_url, own policy or None); alerting labels are added to `labels`."""
+    known = {"name", "labels", "annotations", keys["page_alert"], keys["ticket_alert"]}
+    unknown_keys(alerting, frozenset(known), src, path, notes)
     if alerting.get("name"):
         notes.warn(
             src,
@@ -216,6 +219,7 @@ def _alerting(
     for severity, key in (("page", keys["page_alert"]), ("ticket", keys["ticket_alert"])):
         tier = alerting.get(key)
         tier = tier if isinstance(tier, dict) else {}
+        unknown_keys(tier, TIER_FIELDS, src, f"{path}.{key}", notes)
         if tier.get("disable") is True:
             continue
         enabled.add(severity)

@@ -399,3 +399,28 @@ def test_a_policy_two_slos_share_gives_both_its_rows_and_its_notes_once() -> Non
         "shared.yaml: $[4].spec.condition.alertAfter: 5m is not mapped: a row fires as soon as "
         "both windows burn (`evaluation.for` delays every alert, if needed)"
     ]
+
+
+def test_alert_fields_the_import_does_not_read_are_notes() -> None:
+    policy = """\
+  alertPolicies:
+    - kind: AlertPolicy
+      metadata: {name: p}
+      spec:
+        cooldown: 5m
+        conditions:
+          - kind: AlertCondition
+            metadata: {name: a}
+            spec:
+              severity: page
+              priority: 1
+              condition: {kind: burnrate, op: gte, threshold: 10, lookbackWindow: 2h, for: 1m}
+"""
+    result = run(("a.yaml", slo(extra=policy)))
+    assert len(slo_named(result, "api")["policy"]) == 1
+    base = "a.yaml: $.spec.alertPolicies[0].spec"
+    assert notes_of(result) == [
+        f"{base}.cooldown: not a field the import reads; ignored",
+        f"{base}.conditions[0].spec.priority: not a field the import reads; ignored",
+        f"{base}.conditions[0].spec.condition.for: not a field the import reads; ignored",
+    ]

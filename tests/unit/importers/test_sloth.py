@@ -148,3 +148,17 @@ def test_a_composite_whose_member_is_refused_is_left_out_too() -> None:
         "SLO 'checkout-journey' skipped: composite[1].slo: unknown SLO" in n
         for n in notes_of(result)
     )
+
+
+def test_a_camel_case_key_in_a_prometheus_v1_file_is_a_note_not_a_disabled_alert() -> None:
+    slo = (
+        "  - name: a\n    objective: 99\n"
+        + EVENTS
+        + "    alerting: {pageAlert: {disable: true}, ticket_alert: {disable: false, silence: 1}}\n"
+    )
+    result = run(("s.yaml", spec(slo)))
+    assert "policy" not in slo_named(result, "a")  # both tiers still alert
+    assert notes_of(result) == [
+        "s.yaml: $.slos[0].alerting.pageAlert: not a field the import reads; ignored",
+        "s.yaml: $.slos[0].alerting.ticket_alert.silence: not a field the import reads; ignored",
+    ]
