@@ -21,19 +21,17 @@ own file and path.
   indicators are a composite: one SLO per objective and the composite (the SLO's name)
   weighting them by `compositeWeight`, its objective the weighted mean of theirs.
 - Alerts: each burn-rate AlertCondition of the SLO's policies is a policy row of that
-  SLO: factor = `threshold`, long window = `lookbackWindow`, short window = long / 12
-  unless the condition's `burnrate.dev/short-window` annotation gives it; severity
-  page or ticket from the condition's severity.
+  SLO (engine.importers.openslo_alerts).
+
+The index and its lookups are engine.importers.openslo_objects; the SLI fields,
+engine.importers.openslo_sli.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import re
-from dataclasses import dataclass
 from typing import Any, Final
 
-from engine.core.durations import DURATION_PATTERN, format_duration, parse_duration_s
 from engine.importers.common import (
     Document,
     Imported,
@@ -46,22 +44,12 @@ from engine.importers.common import (
     source_duration,
     unknown_keys,
 )
+from engine.importers.openslo_alerts import SHORT_WINDOW_ANNOTATION, policy_rows
+from engine.importers.openslo_objects import KINDS, Index, Obj, read_object, target_note
 from engine.importers.openslo_sli import sli_fields
 
 __all__ = ["KINDS", "SHORT_WINDOW_ANNOTATION", "import_openslo"]
 
-KINDS: Final = (
-    "Service",
-    "SLO",
-    "SLI",
-    "AlertPolicy",
-    "AlertCondition",
-    "AlertNotificationTarget",
-    "DataSource",
-)
-SHORT_WINDOW_ANNOTATION: Final = "burnrate.dev/short-window"
-PAGE_SEVERITIES: Final = frozenset({"page", "critical", "high"})
-TICKET_SEVERITIES: Final = frozenset({"ticket", "warning", "medium", "low"})
 SLO_FIELDS: Final = frozenset(
     {"description", "service", "indicator", "indicatorRef", "timeWindow", "budgetingMethod"}
     | {"objectives", "alertPolicies"}
@@ -70,79 +58,14 @@ OBJECTIVE_FIELDS: Final = frozenset(
     {"displayName", "name", "op", "value", "target", "targetPercent", "timeSliceTarget"}
     | {"timeSliceWindow", "indicator", "indicatorRef", "compositeWeight"}
 )
-POLICY_FIELDS: Final = frozenset(
-    {"description", "alertWhenNoData", "alertWhenResolved", "alertWhenBreaching"}
-    | {"conditions", "notificationTargets"}
-)
-CONDITION_FIELDS: Final = frozenset({"description", "severity", "condition"})
-BURN_RATE_FIELDS: Final = frozenset({"kind", "op", "threshold", "lookbackWindow", "alertAfter"})
 _CALENDAR: Final = {(1, "w"): "week", (1, "M"): "month", (1, "Q"): "quarter", (3, "M"): "quarter"}
-
-
-@dataclass(frozen=True, slots=True)
-class Obj:
-    """One OpenSLO object, where it is written (`path` is the object's own)."""
-
-    kind: str
-    name: str
-    metadata: dict[str, Any]
-    spec: dict[str, Any]
-    source: str
-    path: str
-
-
-Index = dict[tuple[str, str], Obj]
-
-
-def _object(body: Any, source: str, path: str, notes: Notes, kind: str | None = None) -> Obj | None:
-    """`body` as an object (of `kind`, when it is inline where one is expected)."""
-    if not isinstance(body, dict):
-        notes.warn(source, path, f"expected an OpenSLO object, got {type(body).__name__}")
-        return None
-    found = body.get("kind", kind)
-    if found not in KINDS:
-        notes.warn(
-            source, f"{path}.kind", f"unknown kind {found!r} (OpenSLO v1: {', '.join(KINDS)})"
-        )
-        return None
-    if kind is not None and found != kind:
-        notes.warn(source, f"{path}.kind", f"expected a {kind}, got a {found}")
-        return None
-    meta = body.get("metadata")
-    name = meta.get("name") if isinstance(meta, dict) else None
-    spec = body.get("spec")
-    if not isinstance(name, str) or not name:
-        notes.warn(source, f"{path}.metadata.name", f"the {found} has no name")
-        return None
-    if not isinstance(spec, dict):
-        notes.warn(source, f"{path}.spec", f"the {found} {name!r} has no spec")
-        return None
-    assert isinstance(meta, dict)
-    return Obj(found, name, meta, spec, source, path)
-
-
-def _resolve(
-    value: Any, kind: str, ref_key: str, source: str, path: str, index: Index, notes: Notes
-) -> Obj | None:
-    """An inline object of `kind` at `path`, or the one `{ref_key: name}` (or a plain name)
-    refers to."""
-    name = value if isinstance(value, str) else None
-    at = path
-    if isinstance(value, dict) and ref_key in value:
-        name, at = value[ref_key], f"{path}.{ref_key}"
-    if name is None:
-        return _object(value, source, path, notes, kind)
-    found = index.get((kind, str(name)))
-    if found is None:
-        notes.warn(source, at, f"no {kind} named {name!r} in the files read")
-    return found
 
 
 def import_openslo(docs: list[Document], notes: Notes) -> list[Imported]:
     """The SLOs of the OpenSLO v1 documents `docs` (see the module docstring)."""
     index: Index = {}
     for doc in docs:
-        obj = _object(doc.body, doc.source, doc.path, notes)
+        obj = read_object(doc.body, doc.source, doc.path, notes)
         if obj is None:
             continue
         first = index.setdefault((obj.kind, obj.name), obj)
@@ -158,17 +81,8 @@ def import_openslo(docs: list[Document], notes: Notes) -> list[Imported]:
         if kind == "SLO":
             out += _slos(obj, index, notes)
         elif kind == "AlertNotificationTarget":
-            _target_note(obj, notes)
+            target_note(obj, notes)
     return out
-
-
-def _target_note(obj: Obj, notes: Notes) -> None:
-    notes.warn(
-        obj.source,
-        obj.path,
-        f"notification target {obj.name!r} is not imported: burnrate sends alerts to the "
-        "config's `receivers` (add a webhook, alertmanager or pagerduty receiver for it)",
-    )
 
 
 def _period(spec: dict[str, Any], obj: Obj, notes: Notes) -> Any:
@@ -287,7 +201,7 @@ def _slos(obj: Obj, index: Index, notes: Notes) -> list[Imported]:
     if not isinstance(objectives, list) or not objectives:
         notes.warn(src, f"{at}.spec.objectives", "no objectives; the SLO is skipped")
         return []
-    policy = _policy(spec.get("alertPolicies"), obj, index, notes)
+    policy = policy_rows(spec.get("alertPolicies"), obj, index, notes)
     labels = label_map(obj.metadata.get("labels"), notes, src, f"{at}.metadata.labels")
     service = spec.get("service") if isinstance(spec.get("service"), str) else None
     unknown_keys(spec, SLO_FIELDS, src, f"{at}.spec", notes)
@@ -332,7 +246,7 @@ def _indicator(
 ) -> dict[str, Any] | None:
     """The SLI fields of `holder`'s `indicator` or `indicatorRef`."""
     if "indicator" in holder:
-        sli = _object(holder["indicator"], src, f"{path}.indicator", notes, "SLI")
+        sli = read_object(holder["indicator"], src, f"{path}.indicator", notes, "SLI")
     elif "indicatorRef" in holder:
         ref = holder["indicatorRef"]
         sli = index.get(("SLI", str(ref)))
@@ -421,142 +335,3 @@ def _with(
     if policy is not None:
         entry["policy"] = policy
     return entry
-
-
-def _policy(value: Any, obj: Obj, index: Index, notes: Notes) -> list[dict[str, Any]] | None:
-    """The SLO's own policy rows from its alert policies; None (the default policy) when
-    it has none or none maps."""
-    if value is None:
-        return None
-    path = f"{obj.path}.spec.alertPolicies"
-    if not isinstance(value, list):
-        notes.warn(obj.source, path, "expected a list; the default policy applies")
-        return None
-    rows: list[dict[str, Any]] = []
-    for i, item in enumerate(value):
-        pol = _resolve(
-            item, "AlertPolicy", "alertPolicyRef", obj.source, f"{path}[{i}]", index, notes
-        )
-        if pol is not None:
-            rows += _policy_rows(pol, index, notes)
-    if not rows:
-        notes.warn(
-            obj.source, path, "no burn-rate alert condition maps; the default policy applies"
-        )
-        return None
-    return rows
-
-
-def _policy_rows(pol: Obj, index: Index, notes: Notes) -> list[dict[str, Any]]:
-    spec, src, at = pol.spec, pol.source, f"{pol.path}.spec"
-    unknown_keys(spec, POLICY_FIELDS, src, at, notes)
-    for key, usual in (
-        ("alertWhenNoData", False),
-        ("alertWhenResolved", True),
-        ("alertWhenBreaching", True),
-    ):
-        if key in spec and spec[key] is not usual:
-            notes.warn(
-                src,
-                f"{at}.{key}",
-                f"{spec[key]!r} is not supported (burnrate alerts on "
-                "breaches, sends resolutions, and treats no data as no alert)",
-            )
-    for j, target in enumerate(spec.get("notificationTargets") or ()):
-        found = _resolve(
-            target,
-            "AlertNotificationTarget",
-            "targetRef",
-            src,
-            f"{at}.notificationTargets[{j}]",
-            index,
-            notes,
-        )
-        if found is not None and found.path.startswith(f"{at}."):
-            _target_note(found, notes)
-    rows: list[dict[str, Any]] = []
-    for j, item in enumerate(spec.get("conditions") or ()):
-        cond = _resolve(
-            item, "AlertCondition", "conditionRef", src, f"{at}.conditions[{j}]", index, notes
-        )
-        if cond is not None:
-            row = _row(cond, spec.get("severity"), notes)
-            if row is not None:
-                rows.append(row)
-    return rows
-
-
-def _row(cond: Obj, fallback_severity: Any, notes: Notes) -> dict[str, Any] | None:
-    """One policy row from a burn-rate AlertCondition; None (and notes) when it does not map."""
-    src, at = cond.source, f"{cond.path}.spec"
-    c = cond.spec.get("condition")
-    if not isinstance(c, dict) or c.get("kind") != "burnrate":
-        kind = c.get("kind") if isinstance(c, dict) else None
-        notes.warn(src, f"{at}.condition.kind", f"only burnrate conditions map, got {kind!r}")
-        return None
-    unknown_keys(cond.spec, CONDITION_FIELDS, src, at, notes)
-    unknown_keys(c, BURN_RATE_FIELDS, src, f"{at}.condition", notes)
-    severity = _severity(cond.spec.get("severity", fallback_severity))
-    if severity is None:
-        notes.warn(
-            src,
-            f"{at}.severity",
-            f"{cond.spec.get('severity')!r} is neither page "
-            f"({', '.join(sorted(PAGE_SEVERITIES))}) nor ticket "
-            f"({', '.join(sorted(TICKET_SEVERITIES))}); condition skipped",
-        )
-        return None
-    op, threshold = c.get("op"), c.get("threshold")
-    if op not in ("gte", "gt"):
-        notes.warn(
-            src,
-            f"{at}.condition.op",
-            f"{op!r}: burnrate fires when the burn rate is at "
-            "or above the threshold (gte); condition skipped",
-        )
-        return None
-    if op == "gt":
-        notes.warn(src, f"{at}.condition.op", "gt imported as gte (burnrate fires at >=)")
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or threshold <= 0:
-        notes.warn(src, f"{at}.condition.threshold", f"must be a number > 0, got {threshold!r}")
-        return None
-    long = _window(c.get("lookbackWindow"), src, f"{at}.condition.lookbackWindow", notes)
-    if long is None:
-        return None
-    annotations = cond.metadata.get("annotations") or {}
-    given = annotations.get(SHORT_WINDOW_ANNOTATION) if isinstance(annotations, dict) else None
-    if given is not None:
-        short = _window(
-            given, src, f"{cond.path}.metadata.annotations.{SHORT_WINDOW_ANNOTATION}", notes
-        )
-        if short is None:
-            return None
-    else:
-        short = format_duration(round(parse_duration_s(long) / 12))
-    after = c.get("alertAfter")
-    if after is not None and str(after) not in ("0", "0s", "0m"):
-        notes.warn(
-            src,
-            f"{at}.condition.alertAfter",
-            f"{after} is not mapped: a row fires as "
-            "soon as both windows burn (`evaluation.for` delays every alert, if needed)",
-        )
-    return {"severity": severity, "long": long, "short": short, "burn_rate": threshold}
-
-
-def _window(value: Any, src: str, path: str, notes: Notes) -> str | None:
-    parsed = source_duration(value)
-    text = f"{parsed[0]}{parsed[1]}" if parsed else str(value)
-    if parsed is None or not re.fullmatch(DURATION_PATTERN, text):
-        notes.warn(src, path, f"{value!r}: expected a fixed duration (s, m, h, d, w); skipped")
-        return None
-    return text
-
-
-def _severity(value: Any) -> str | None:
-    word = str(value).lower() if value is not None else ""
-    if word in PAGE_SEVERITIES:
-        return "page"
-    if word in TICKET_SEVERITIES:
-        return "ticket"
-    return None
