@@ -26,6 +26,10 @@ COMMANDS: Final[dict[str, tuple[str, str]]] = {
         "engine.commands.backtest",
         "compare alert policies side by side over recorded events",
     ),
+    "import": (
+        "engine.commands.import_cmd",
+        "turn OpenSLO v1 and Sloth SLO documents into a burnrate config",
+    ),
     "gate": (
         "engine.commands.gate",
         "release gate: may this service ship? (pass/warn/fail from its error budget)",
