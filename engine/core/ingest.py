@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -32,7 +33,9 @@ import numpy.typing as npt
 from engine.core.decode import DecodedBatch, Event, RecordDecoder, WireFormat
 from engine.core.evaluator import Evaluator, Transition
 from engine.core.matching import EventColumns
-from engine.core.otlp import OtlpDecoder
+
+if TYPE_CHECKING:
+    from engine.core.otlp import OtlpDecoder
 
 __all__ = ["IngestResult", "Ingestor", "Rejection"]
 
@@ -80,6 +83,10 @@ class Ingestor:
         dec = self._decoders.get(fmt)
         if dec is None:
             if fmt == "otlp_proto" or fmt == "otlp_json":
+                # imported when first needed: protobuf and the OTLP classes take tens of
+                # milliseconds to load, which JSON-only runs and `replay` need not pay
+                from engine.core.otlp import OtlpDecoder
+
                 dec = OtlpDecoder(fmt)
             else:
                 dec = RecordDecoder(fmt)
