@@ -1,8 +1,9 @@
 """OTLP trace records for the benchmarks: events of `bench_decode` as SERVER spans.
 
 Built with opentelemetry-proto's message classes (a runtime dependency), the way the
-Collector's Kafka exporter sends them: one `ExportTraceServiceRequest` per record, the
-spans grouped by service (resource), 100 spans a record. Each span carries the
+Collector's Kafka exporter sends them after its batch processor: one
+`ExportTraceServiceRequest` per record, 100 spans a record, grouped by service (one
+resource per service in the record, as the batch processor merges them). Each span carries the
 attributes an HTTP server instrumentation sets, not only those the engine reads.
 """
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import json
-from itertools import groupby
 
 from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -30,8 +30,10 @@ def _requests(events: list[dict[str, object]]) -> list[ExportTraceServiceRequest
     out = []
     for k in range(0, len(events), SPANS_PER_RECORD):
         request = ExportTraceServiceRequest()
-        chunk = events[k : k + SPANS_PER_RECORD]
-        for service, group in groupby(chunk, key=lambda e: str(e["service"])):
+        by_service: dict[str, list[dict[str, object]]] = {}
+        for e in events[k : k + SPANS_PER_RECORD]:
+            by_service.setdefault(str(e["service"]), []).append(e)
+        for service, group in by_service.items():
             rs = request.resource_spans.add()
             rs.resource.attributes.extend(
                 [

@@ -81,6 +81,7 @@ _WANTED = frozenset(
         "rpc.grpc.status_code",
     }
 )
+_STATUS_KEYS = (*_HTTP_CODES, "rpc.grpc.status_code")
 _SPAN_STATUS = {_STATUS_ERROR: "error", _STATUS_OK: "ok"}
 
 
@@ -99,7 +100,7 @@ def span_event(
     if len(service) > MAX_SERVICE_LEN:
         raise RecordError("bad_value", f"`service.name` over {MAX_SERVICE_LEN} characters")
     status: object = None
-    for key in (*_HTTP_CODES, "rpc.grpc.status_code"):
+    for key in _STATUS_KEYS:
         status = attrs.get(key)
         if status is not None:
             break
