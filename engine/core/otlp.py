@@ -114,6 +114,8 @@ def span_event(
     operation = _operation(attrs)
     if operation is not None and len(operation) > MAX_OPERATION_LEN:
         raise RecordError("bad_value", f"operation over {MAX_OPERATION_LEN} characters")
+    if start_ns < 0 or end_ns < 0:  # fixed64 in protobuf; OTLP/JSON could say anything
+        raise RecordError("bad_value", "a negative span time")
     latency_ms = math.nan
     if start_ns and end_ns:
         if end_ns < start_ns:
@@ -242,15 +244,27 @@ class _JRequest(msgspec.Struct, rename="camel", gc=False):
 _ENUMS = {"SPAN_KIND_SERVER": SPAN_KIND_SERVER, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}
 
 
+_INT_MIN, _UINT_MAX = -(2**63), 2**64 - 1
+_MAX_INT_DIGITS = 20
+"""Digits of the longest 64-bit integer; a longer string is no OTLP integer (and would
+cost int() quadratic time, or its digit limit's ValueError)."""
+
+
 def _int(value: _Int, what: str) -> int:
+    """An OTLP/JSON integer (int64 or uint64, as a number or a string) or enum name."""
     if type(value) is int:
-        return value
-    text = str(value)
-    if text.isascii() and text.isdigit():
-        return int(text)
-    if text in _ENUMS or text.startswith(("SPAN_KIND_", "STATUS_CODE_")):
-        return _ENUMS.get(text, 0)
-    raise RecordError("wrong_type", f"`{what}` is not an integer: {text[:40]!r}")
+        number = value
+    else:
+        text = str(value)
+        digits = text[1:] if text.startswith("-") else text
+        if not (digits.isascii() and digits.isdigit() and len(digits) <= _MAX_INT_DIGITS):
+            if text in _ENUMS or text.startswith(("SPAN_KIND_", "STATUS_CODE_")):
+                return _ENUMS.get(text, 0)
+            raise RecordError("wrong_type", f"`{what}` is not an integer: {text[:40]!r}")
+        number = int(text)
+    if not _INT_MIN <= number <= _UINT_MAX:
+        raise RecordError("bad_value", f"`{what}` beyond 64 bits")
+    return number
 
 
 def _json_value(value: _JValue | None, key: str) -> object:

@@ -185,6 +185,31 @@ def test_otlp_json_integers_may_be_strings_numbers_or_names() -> None:
     assert (events, rejected) == ([], ["bad_value"])  # ends (at 1 ns) before it starts
 
 
+@pytest.mark.parametrize(
+    ("status", "time", "reason"),
+    [
+        ('"-1"', '"5"', None),  # an int64 may be negative: a status the taxonomy does not know
+        ('"' + "9" * 5000 + '"', '"5"', "wrong_type"),  # past int()'s digit limit: no crash
+        ('"200"', "-5", "bad_value"),
+        ('"200"', '"-5"', "bad_value"),
+        ("99999999999999999999999", '"5"', "bad_value"),  # over 64 bits
+    ],
+)
+def test_otlp_json_integers_out_of_bounds(status: str, time: str, reason: str | None) -> None:
+    doc = (
+        '{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":'
+        '{"stringValue":"api"}}]},"scopeSpans":[{"spans":[{"kind":2,"startTimeUnixNano":'
+        f'{time},"endTimeUnixNano":"9","attributes":[{{"key":"http.status_code","value":'
+        f'{{"intValue":{status}}}}}]}}]}}]}}]}}'
+    )
+    events, _, rejected, _ = decode("otlp_json", doc.encode())
+    if reason is None:
+        assert rejected == []
+        assert [e.status for e in events] == [-1]
+    else:
+        assert (events, rejected) == ([], [reason])
+
+
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_unset_times_give_no_latency_and_the_record_time(fmt: OtlpFormat) -> None:
     value = ENCODERS[fmt](("api", [SpanSpec(start_ns=0, end_ns=0)]))
