@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -293,3 +294,73 @@ def test_damaged_records_never_crash(fmt: OtlpFormat, data: st.DataObject) -> No
     batch = OtlpDecoder(fmt).decode_batch([bytes(value)])
     assert len(batch.rejected) + (1 if batch.events or batch.ignored else 0) <= 1
     assert all(reason in DECODE_REASONS for _, reason, _ in batch.rejected)
+
+
+_JSON_LEAF = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.text(max_size=30),
+    st.sampled_from(["SPAN_KIND_SERVER", "2", "-3", "STATUS_CODE_ERROR", "9" * 30]),
+)
+_ANY_JSON = _JSON_LEAF | st.lists(_JSON_LEAF, max_size=2) | st.just({"a": 1})
+
+
+def _maybe(value: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
+    """`value`, or (one time in about eight) any JSON value: a wrong type where a field
+    is expected."""
+    return st.tuples(st.integers(0, 7), value, _ANY_JSON).map(lambda t: t[2] if t[0] == 7 else t[1])
+
+
+_INT = st.integers(-(2**70), 2**70) | st.integers(0, 2**64).map(str)
+_TEXT = st.text(max_size=300)
+_ATTR = st.fixed_dictionaries(
+    {
+        "key": st.sampled_from(
+            ["http.route", "http.method", "http.status_code", "rpc.grpc.status_code", "x"]
+        ),
+        "value": st.one_of(
+            st.fixed_dictionaries({"stringValue": _maybe(_TEXT)}),
+            st.fixed_dictionaries({"intValue": _maybe(_INT)}),
+            st.fixed_dictionaries({"boolValue": st.booleans()}),
+            st.fixed_dictionaries({"doubleValue": st.floats(allow_nan=False)}),
+        ),
+    }
+)
+_SERVICE = st.fixed_dictionaries(
+    {"key": st.just("service.name"), "value": st.fixed_dictionaries({"stringValue": _maybe(_TEXT)})}
+)
+_SPAN = st.fixed_dictionaries(
+    {"kind": _maybe(st.sampled_from([2, 2, 1, "SPAN_KIND_SERVER", "2"]))},
+    optional={
+        "startTimeUnixNano": _maybe(_INT),
+        "endTimeUnixNano": _maybe(_INT),
+        "attributes": st.lists(_ATTR, max_size=4),
+        "status": st.fixed_dictionaries({"code": _maybe(st.integers(-3, 3))}),
+    },
+)
+_RESOURCE_SPANS = st.fixed_dictionaries(
+    {
+        "resource": st.fixed_dictionaries(
+            {"attributes": st.lists(_ATTR, max_size=2).map(list) | st.tuples(_SERVICE).map(list)}
+        ),
+        "scopeSpans": st.lists(
+            st.fixed_dictionaries({"spans": st.lists(_SPAN, max_size=3)}), max_size=2
+        ),
+    }
+)
+_DOC = st.fixed_dictionaries({"resourceSpans": st.lists(_RESOURCE_SPANS, max_size=3)})
+
+
+@settings(max_examples=300, deadline=None)
+@given(docs=st.lists(_DOC, min_size=1, max_size=3))
+def test_otlp_shaped_json_with_any_values_never_crashes(docs: list[object]) -> None:
+    """Documents shaped like OTLP/JSON with wrong types, huge integers and odd enum
+    spellings in their fields: each record is read (its events and ignored spans) or
+    rejected with a decode reason, never raised."""
+    values = [json.dumps(d).encode() for d in docs]
+    batch = OtlpDecoder("otlp_json").decode_batch(values)
+    assert all(reason in DECODE_REASONS for _, reason, _ in batch.rejected)
+    assert len(batch.events) == len(batch.indices())
+    assert not set(batch.indices()) & {i for i, _, _ in batch.rejected}
