@@ -12,7 +12,8 @@ A SERVER span is a request the service served, and becomes one `Event`:
 - `service`: the resource attribute `service.name`;
 - `operation`: `http.route` after the HTTP method (`http.request.method`, older
   `http.method`), e.g. `GET /orders/{id}`; else `rpc.service/rpc.method` (gRPC's full
-  method name, as the span names it); else the method alone; else none;
+  method name, as the span names it); else the method alone; else none (attributes
+  that are not strings are left out);
 - `status`: `http.response.status_code` (older `http.status_code`), else
   `rpc.grpc.status_code`, as numbers the reliability taxonomy judges like the `status`
   of any event; without either, the span status: ERROR is the word `error` (bad), OK is
@@ -127,16 +128,22 @@ def span_event(
     return Event(service, ts, operation, status, latency_ms, None, 1, None)
 
 
+def _text(attrs: Mapping[str, object], key: str) -> str | None:
+    """A string attribute, or None (absent, empty, or of another type: a route that is
+    a number or a list names no operation)."""
+    value = attrs.get(key)
+    return value if type(value) is str and value else None
+
+
 def _operation(attrs: Mapping[str, object]) -> str | None:
-    method = attrs.get("http.request.method") or attrs.get("http.method")
-    route = attrs.get("http.route")
+    method = _text(attrs, "http.request.method") or _text(attrs, "http.method")
+    route = _text(attrs, "http.route")
     if route:
-        return f"{method} {route}" if method else str(route)
-    rpc_service, rpc_method = attrs.get("rpc.service"), attrs.get("rpc.method")
+        return f"{method} {route}" if method else route
+    rpc_service, rpc_method = _text(attrs, "rpc.service"), _text(attrs, "rpc.method")
     if rpc_service and rpc_method:
         return f"{rpc_service}/{rpc_method}"
-    picked = rpc_method or rpc_service or method
-    return None if picked is None else str(picked)
+    return rpc_method or rpc_service or method
 
 
 # -- protobuf --------------------------------------------------------------------------
@@ -205,6 +212,11 @@ class _JValue(msgspec.Struct, rename="camel", gc=False):
     int_value: _Int | None = None
     bool_value: bool | None = None
     double_value: float | None = None
+    array_value: msgspec.Raw = msgspec.Raw()
+    kvlist_value: msgspec.Raw = msgspec.Raw()
+    bytes_value: msgspec.Raw = msgspec.Raw()
+    """Kept raw (never read): only that they are there, so that a status code that is a
+    list reads as the wrong type it is, as in protobuf, and not as no status at all."""
 
 
 class _JKeyValue(msgspec.Struct, gc=False):
@@ -274,7 +286,11 @@ def _json_value(value: _JValue | None, key: str) -> object:
         return value.string_value
     if value.int_value is not None:
         return _int(value.int_value, key)
-    return value.bool_value if value.bool_value is not None else value.double_value
+    if value.bool_value is not None:
+        return value.bool_value
+    if value.double_value is not None:
+        return value.double_value
+    return value.array_value or value.kvlist_value or value.bytes_value or None
 
 
 def _json_spans(decode: Callable[[bytes], _JRequest], data: bytes, out: list[Event]) -> int:

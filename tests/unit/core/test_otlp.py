@@ -364,3 +364,16 @@ def test_otlp_shaped_json_with_any_values_never_crashes(docs: list[object]) -> N
     assert all(reason in DECODE_REASONS for _, reason, _ in batch.rejected)
     assert len(batch.events) == len(batch.indices())
     assert not set(batch.indices()) & {i for i, _, _ in batch.rejected}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_attributes_of_other_types(fmt: OtlpFormat) -> None:
+    """A route or method that is not a string names no operation; a status code that is
+    neither an integer nor a string rejects the record."""
+    odd = {"http.route": 42, "http.request.method": True, "rpc.service": ("a", "b")}
+    value = ENCODERS[fmt](("api", [span(0, attributes=odd)]))
+    events, _, rejected, _ = decode(fmt, value)
+    assert ([e.operation for e in events], rejected) == ([None], [])
+    for code in (200.0, False, (200,)):
+        value = ENCODERS[fmt](("api", [span(0, attributes={"http.status_code": code})]))
+        assert decode(fmt, value)[:3] == ([], [], ["wrong_type"])
