@@ -22,10 +22,10 @@ A SERVER span is a request the service served, and becomes one `Event`:
   latency, or the Kafka record time).
 
 CLIENT, INTERNAL, PRODUCER and CONSUMER spans (and spans of no kind) describe calls made
-or work done inside a request, not requests served: they are not events, and their
-number is returned (`DecodedBatch.ignored`) and counted apart from rejections
-(`Ingestor.spans_ignored`, `burnrate_spans_ignored_total`): they are no error. Span attributes are
-scanned only for SERVER spans, and only the handful of keys above are read.
+or work done inside a request, not requests served: they are not events. Their number
+is returned (`DecodedBatch.ignored`) and counted apart from rejections, since they are
+no error (`Ingestor.spans_ignored`, exported as `burnrate_spans_ignored_total`). Span
+attributes are scanned only for SERVER spans, and only the handful of keys above kept.
 
 A record is accepted or rejected whole, with the reasons of the event wire format: bytes
 that do not decode (or decode to no resource spans) are `malformed`, a value of a wrong
@@ -42,7 +42,7 @@ into a few Structs that name only the fields used; unknown fields are skipped in
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import msgspec
@@ -348,12 +348,6 @@ class OtlpDecoder:
         else:
             self._spans = _proto_spans
 
-    def decode_one(self, value: bytes) -> tuple[list[Event], int]:
-        """The events of one record and its number of ignored spans; raises RecordError."""
-        events: list[Event] = []
-        ignored = self._spans(value, events)
-        return events, ignored
-
     def decode_batch(self, values: Sequence[bytes | None]) -> DecodedBatch:
         """Decode many records; a bad record is rejected alone, the others are kept."""
         events: list[Event] = []
@@ -373,9 +367,5 @@ class OtlpDecoder:
                 del events[before:]  # a record is rejected whole
                 rejected.append((i, exc.reason, exc.detail))
             lengths.append(len(events) - before)
-        index = np.repeat(np.arange(len(values), dtype=np.int32), _counts(lengths))
+        index = np.repeat(np.arange(len(values), dtype=np.int32), lengths)
         return DecodedBatch(events, index, rejected, len(values), ignored)
-
-
-def _counts(lengths: Iterable[int]) -> np.ndarray[Any, np.dtype[np.int64]]:
-    return np.fromiter(lengths, dtype=np.int64)
