@@ -1,9 +1,16 @@
-"""Wire decoding: msgspec per record vs batched, JSON vs MessagePack, vs stdlib json and orjson.
+"""Wire decoding: msgspec per record vs batched, JSON vs MessagePack, vs stdlib json and orjson;
+and OTLP trace records (100 SERVER spans each) vs 100-event JSON records, decoded to counts.
 
     python -m benchmarks.bench_decode [--records 200000]
 
 All decoders read the same record values (single-event records and 100-event batched
 records); rates are events per second. The baseline is stdlib `json.loads` per record.
+
+The OTLP rows (`benchmarks.otlp_records`) carry the same events as spans with the
+attributes an HTTP server instrumentation sets, in `ExportTraceServiceRequest`s as the
+Collector's Kafka exporter writes them. The `decode to counts` rows time the whole
+`Ingestor.records` path (decode, classify, count into an evaluator with an SLO per
+service) in fetches of 100 records; their ratio is against the 100-event JSON records.
 """
 
 from __future__ import annotations
@@ -16,7 +23,12 @@ import msgspec
 import numpy as np
 
 from benchmarks.common import best_of, report
-from engine.core.decode import Event, RecordDecoder
+from benchmarks.otlp_records import otlp_json_records, otlp_proto_records
+from engine.core.config import parse_config
+from engine.core.decode import Event, RecordDecoder, WireFormat
+from engine.core.evaluator import Evaluator
+from engine.core.ingest import Ingestor
+from engine.core.otlp import OtlpDecoder
 
 try:
     import orjson
@@ -43,6 +55,52 @@ def make_events(n: int) -> list[dict[str, object]]:
             )
         )
     ]
+
+
+def to_counts(values: list[bytes], fmt: WireFormat) -> Callable[[], object]:
+    """Decode, classify and count `values` into a fresh evaluator, 100 records a call."""
+    services = "".join(
+        f"  - {{name: svc-{i}, service: svc-{i}, sli: availability, objective: 99.9}}\n"
+        for i in range(20)
+    )
+    config = parse_config(f"slos:\n{services}")
+
+    def run() -> object:
+        ingestor = Ingestor(Evaluator(config))
+        return [ingestor.records(values[i : i + 100], fmt) for i in range(0, len(values), 100)]
+
+    return run
+
+
+def otlp_rows(
+    events: list[dict[str, object]], batched_json: list[bytes]
+) -> list[dict[str, object]]:
+    """OTLP protobuf and OTLP/JSON against the 100-event JSON records, to counts."""
+    n = len(events)
+    proto, otlp_json = otlp_proto_records(events), otlp_json_records(events)
+    dec_proto, dec_otlp_json = OtlpDecoder("otlp_proto"), OtlpDecoder("otlp_json")
+    cases: list[tuple[str, str, Callable[[], object]]] = [
+        ("decode to counts (Ingestor)", "100-event JSON", to_counts(batched_json, "json")),
+        ("OtlpDecoder", "100-span OTLP protobuf", lambda: dec_proto.decode_batch(proto)),
+        ("decode to counts (Ingestor)", "100-span OTLP protobuf", to_counts(proto, "otlp_proto")),
+        ("OtlpDecoder", "100-span OTLP/JSON", lambda: dec_otlp_json.decode_batch(otlp_json)),
+        ("decode to counts (Ingestor)", "100-span OTLP/JSON", to_counts(otlp_json, "otlp_json")),
+    ]
+    rows: list[dict[str, object]] = []
+    json_rate = None
+    for name, shape, fn in cases:
+        rate = n / best_of(fn)
+        if json_rate is None:
+            json_rate = rate
+        rows.append(
+            {
+                "decoder": name,
+                "records": shape,
+                "events_per_s": rate,
+                "vs_json_to_counts": rate / json_rate if name.startswith("decode to") else None,
+            }
+        )
+    return rows
 
 
 def main() -> None:
@@ -129,6 +187,7 @@ def main() -> None:
                 "vs_stdlib_json": None if base is None else rate / base,
             }
         )
+    rows += otlp_rows(events, batched_json)
     report("bench_decode", rows)
 
 

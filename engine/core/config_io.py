@@ -51,8 +51,11 @@ class Kafka(_Base, frozen=True):
         default_factory=lambda: ["request-events"]
     )
     group_id: str = "burnrate"
-    format: Literal["json", "msgpack"] = "json"
-    formats: dict[str, Literal["json", "msgpack"]] = {}
+    format: Literal["json", "msgpack", "otlp_proto", "otlp_json"] = "json"
+    """How record values are read: the event wire format as JSON or MessagePack, or
+    OpenTelemetry traces as the Collector's Kafka exporter writes them (OTLP protobuf
+    or OTLP/JSON), whose SERVER spans become events."""
+    formats: dict[str, Literal["json", "msgpack", "otlp_proto", "otlp_json"]] = {}
     """Per-topic override of `format`."""
     dead_letter_topic: str | None = None
     changes_topic: str | None = None

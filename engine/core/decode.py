@@ -34,7 +34,9 @@ DECODE_REASONS = ("malformed", "wrong_type", "missing_service", "bad_value")
 TIME_REASONS = ("too_far_in_future", "too_late", "missing_ts")
 REJECT_REASONS = DECODE_REASONS + TIME_REASONS
 
-WireFormat = Literal["json", "msgpack"]
+WireFormat = Literal["json", "msgpack", "otlp_proto", "otlp_json"]
+"""The event wire format (`json`, `msgpack`: this module) or OTLP traces (`otlp_proto`,
+`otlp_json`: `engine.core.otlp`)."""
 
 _MAX_TS_S = 1e11  # year 5138: anything later is a unit mistake (ms or us sent as seconds)
 _MAX_LATENCY_MS = 1e12
@@ -91,6 +93,9 @@ class DecodedBatch(msgspec.Struct):
     """(record index, reason, detail) for every rejected record."""
     n_records: int
     """Records in the input, accepted or not."""
+    ignored: int = 0
+    """Items of accepted records that are not request events (OTLP spans that are not
+    SERVER spans): counted, neither events nor rejections."""
 
     def indices(self) -> list[int]:
         """The record index of every event as a plain list."""
@@ -159,7 +164,7 @@ def reason_for(exc: BaseException) -> str:
 class RecordDecoder:
     """Reusable decoder for one wire format. Create once; call `decode_batch` per fetch."""
 
-    def __init__(self, fmt: WireFormat = "json") -> None:
+    def __init__(self, fmt: Literal["json", "msgpack"] = "json") -> None:
         self.format = fmt
         if fmt == "json":
             self._record: Callable[[bytes], Record] = msgspec.json.Decoder(Record).decode

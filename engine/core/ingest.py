@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +33,9 @@ import numpy.typing as npt
 from engine.core.decode import DecodedBatch, Event, RecordDecoder, WireFormat
 from engine.core.evaluator import Evaluator, Transition
 from engine.core.matching import EventColumns
+
+if TYPE_CHECKING:
+    from engine.core.otlp import OtlpDecoder
 
 __all__ = ["IngestResult", "Ingestor", "Rejection"]
 
@@ -65,16 +69,28 @@ class Ingestor:
 
     def __init__(self, evaluator: Evaluator) -> None:
         self.evaluator = evaluator
-        self._decoders: dict[WireFormat, RecordDecoder] = {}
+        self._decoders: dict[WireFormat, RecordDecoder | OtlpDecoder] = {}
+        self.spans_ignored = 0
+        """OTLP spans that are not SERVER spans, in accepted records: not requests this
+        service served, so neither events nor rejections (and not in the rejection
+        ratio an operator alerts on)."""
         self._held: tuple[list[Event], npt.NDArray[np.int32]] | None = None
         """Replay: the events of the last line with a time (and their records, numbered
         below 0), waiting for the next line. Held as events, not columns: the
         classifier's key ids may be reset before they are counted."""
 
-    def _decoder(self, fmt: WireFormat) -> RecordDecoder:
+    def _decoder(self, fmt: WireFormat) -> RecordDecoder | OtlpDecoder:
         dec = self._decoders.get(fmt)
         if dec is None:
-            dec = self._decoders[fmt] = RecordDecoder(fmt)
+            if fmt == "otlp_proto" or fmt == "otlp_json":
+                # imported when first needed: protobuf and the OTLP classes take tens of
+                # milliseconds to load, which JSON-only runs and `replay` need not pay
+                from engine.core.otlp import OtlpDecoder
+
+                dec = OtlpDecoder(fmt)
+            else:
+                dec = RecordDecoder(fmt)
+            self._decoders[fmt] = dec
         return dec
 
     def records(
@@ -123,6 +139,7 @@ class Ingestor:
         if stream_future and by_event_time:
             raise ValueError("stream_future decides in file order: not with by_event_time")
         dec = self._decoder("json")
+        assert isinstance(dec, RecordDecoder)
         batch = dec.json_lines(block)
         if batch is None:
             batch = dec.decode_batch([ln for ln in block.split(b"\n") if ln.strip()])
@@ -173,6 +190,7 @@ class Ingestor:
         rejections = [Rejection(i, reason, detail) for i, reason, detail in batch.rejected]
         for r in rejections:
             self.evaluator.reject(r.reason)
+        self.spans_ignored += batch.ignored
         return rejections
 
     def _stream_times(

@@ -130,6 +130,12 @@ class EngineCollector(Collector):
         )
         unmatched.add_metric([], counts.unmatched_events)
         yield unmatched
+        ignored = CounterMetricFamily(
+            "burnrate_spans_ignored",
+            "OTLP spans consumed that are not SERVER spans (not requests served; no error)",
+        )
+        ignored.add_metric([], status.spans_ignored if status else 0)
+        yield ignored
         lag = GaugeMetricFamily(
             "burnrate_consumer_lag",
             "Records between the last applied offset and the partition's high watermark",

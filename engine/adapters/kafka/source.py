@@ -542,6 +542,7 @@ class KafkaSource:
             lag=dict(self._lag),
             records_consumed=self.records_consumed,
             running=self._running,
+            spans_ignored=self.ingestor.spans_ignored,
         )
 
 

@@ -24,3 +24,5 @@ class SourceStatus:
     lag: Mapping[tuple[str, int], int]
     records_consumed: int
     running: bool
+    spans_ignored: int = 0
+    """OTLP spans in consumed records that are not SERVER spans (not events)."""

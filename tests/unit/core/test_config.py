@@ -984,6 +984,11 @@ FINE_AND_FAR_AHEAD = _both(
             id="a format for a topic not consumed",
         ),
         pytest.param(
+            _set("kafka", {"topics": ["a"], "formats": {"a": "otlp"}}),
+            "$.kafka.formats[...]: Invalid enum value 'otlp'",
+            id="an unknown format",
+        ),
+        pytest.param(
             _set("kafka", {"security": {"sasl_username": "u", "sasl_password_env": "PW"}}),
             "$.kafka.security.protocol: PLAINTEXT sends no SASL credentials, but sasl_username, "
             "sasl_password_env are set (use SASL_PLAINTEXT or SASL_SSL, or remove them)",
@@ -1036,6 +1041,17 @@ def test_configs_the_engine_could_not_run_are_refused(
                 },
             ),
             id="Kafka settings the clients use",
+        ),
+        pytest.param(
+            _set(
+                "kafka",
+                {
+                    "topics": ["events", "spans", "spans-json"],
+                    "format": "otlp_proto",
+                    "formats": {"events": "json", "spans-json": "otlp_json"},
+                },
+            ),
+            id="OTLP trace topics",
         ),
     ],
 )

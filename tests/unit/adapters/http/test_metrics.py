@@ -250,6 +250,7 @@ def status() -> SourceStatus:
         lag={("events", 0): 4, ("events", 1): 0},
         records_consumed=1234,
         running=True,
+        spans_ignored=77,
     )
 
 
@@ -289,6 +290,7 @@ def test_health_series_from_the_source_status_and_the_evaluator() -> None:
     assert got[k("burnrate_records_rejected_total", reason="undecodable")] == 2
     assert got[k("burnrate_records_rejected_total", reason="too_late")] == 1
     assert got[k("burnrate_events_unmatched_total")] == 1  # the evil"svc event
+    assert got[k("burnrate_spans_ignored_total")] == 77
     assert series_of(got, "burnrate_consumer_lag") == {
         frozenset({("topic", "events"), ("partition", "0")}): 4.0,
         frozenset({("topic", "events"), ("partition", "1")}): 0.0,
@@ -304,6 +306,7 @@ def test_without_a_source_the_health_series_are_zero_or_absent() -> None:
     collector = EngineCollector(ev, lambda: None, clock=lambda: T0)
     families = {f.name: f for f in collector.collect()}
     assert [s.value for s in families["burnrate_records_consumed"].samples] == [0]
+    assert [s.value for s in families["burnrate_spans_ignored"].samples] == [0]
     assert families["burnrate_records_rejected"].samples == []
     assert families["burnrate_consumer_lag"].samples == []
     # no event yet: no event-time lag (rather than an infinite one)
