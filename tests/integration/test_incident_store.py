@@ -21,8 +21,9 @@ from engine.adapters.store.incidents_sqlite import SCHEMA_VERSION as SQLITE_VERS
 from engine.adapters.store.incidents_sqlite import SqliteIncidentStore
 from engine.core.config import Incidents, Slo
 from engine.core.incidents import Incident, IncidentBook, IncidentUpdate
-from engine.core.transitions import ChangeNote, Transition
+from engine.core.transitions import ChangeNote
 from tests.integration.postgres_server import fresh_database, postgres_server
+from tests.unit.core.test_incidents import tr
 
 T0 = 1_700_000_000.0
 QUIET_S = 900.0
@@ -33,22 +34,6 @@ SLOS = [
 ]
 
 MakeStore = Callable[[], IncidentStore]
-
-
-def tr(slo: str, severity: str, state: str, at: float, **kw: object) -> Transition:
-    return Transition(
-        slo=slo,
-        severity=severity,  # type: ignore[arg-type]
-        state=state,  # type: ignore[arg-type]
-        at=at,
-        long_window_s=3600,
-        short_window_s=300,
-        burn_rate_long=20.0,
-        burn_rate_short=30.0,
-        factor=14.4,
-        error_budget_remaining_ratio=0.5,
-        **kw,  # type: ignore[arg-type]
-    )
 
 
 def last_of(updates: list[IncidentUpdate]) -> Incident:
@@ -230,6 +215,16 @@ async def test_sqlite_uses_wal_and_records_its_schema_version(tmp_path: Path) ->
         assert db.execute("PRAGMA user_version").fetchone()[0] == SQLITE_VERSION
 
 
+async def write_all(store: IncidentStore, incidents: list[Incident]) -> None:
+    """Start `store`, write `incidents`, close it."""
+    await store.start()
+    try:
+        for inc in incidents:
+            await store.upsert(inc)
+    finally:
+        await store.close()
+
+
 async def refused(store: IncidentStore, *needles: str) -> str:
     with pytest.raises(IncidentStoreError) as exc:
         await store.start()
@@ -252,12 +247,9 @@ async def test_a_damaged_sqlite_file_is_refused_and_left_as_it_is(tmp_path: Path
 @pytest.mark.asyncio
 async def test_a_sqlite_file_with_a_damaged_page_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "incidents.db"
-    store = SqliteIncidentStore(str(path))
-    await store.start()
-    for k in range(50):
-        book = IncidentBook(SLOS, QUIET_S)
-        await store.upsert(last_of(book.transition(tr("api-avail", "page", "firing", T0 + k))))
-    await store.close()
+    pages = [tr("api-avail", "page", "firing", T0 + k) for k in range(50)]
+    incidents = [last_of(IncidentBook(SLOS, QUIET_S).transition(page)) for page in pages]
+    await write_all(SqliteIncidentStore(str(path)), incidents)
     data = bytearray(path.read_bytes())
     data[4096 : 4096 + 200] = b"\xff" * 200  # the header of page 2, a b-tree page
     path.write_bytes(data)
@@ -269,16 +261,12 @@ async def test_a_sqlite_file_with_a_damaged_page_is_refused(tmp_path: Path) -> N
 @pytest.mark.asyncio
 async def test_a_sqlite_file_of_a_newer_version_is_refused_and_kept(tmp_path: Path) -> None:
     path = tmp_path / "incidents.db"
-    store = SqliteIncidentStore(str(path))
-    await store.start()
-    _, opened = a_closed_and_an_open_incident()
-    await store.upsert(opened)
-    await store.close()
+    await write_all(SqliteIncidentStore(str(path)), list(a_closed_and_an_open_incident()))
     with sqlite3.connect(path) as db:
         db.execute(f"PRAGMA user_version={SQLITE_VERSION + 1}")
     await refused(SqliteIncidentStore(str(path)), str(path), "newer burnrate")
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT count(*) FROM incidents").fetchone()[0] == 1
+        assert db.execute("SELECT count(*) FROM incidents").fetchone()[0] == 2
 
 
 @pytest.mark.asyncio
@@ -319,16 +307,12 @@ async def test_a_bad_row_is_an_error_naming_the_store_and_the_incident(tmp_path:
 @pytest.mark.asyncio
 async def test_postgres_of_a_newer_version_is_refused_and_kept(postgres: str) -> None:
     with fresh_database(postgres) as dsn:
-        store = PostgresIncidentStore(dsn)
-        await store.start()
-        _, opened = a_closed_and_an_open_incident()
-        await store.upsert(opened)
-        await store.close()
+        await write_all(PostgresIncidentStore(dsn), list(a_closed_and_an_open_incident()))
         with psycopg.connect(dsn, autocommit=True) as db:
             db.execute("UPDATE burnrate_schema SET version = %s", (PG_VERSION + 1,))
         await refused(PostgresIncidentStore(dsn), "newer burnrate", "postgresql://127.0.0.1")
         with psycopg.connect(dsn) as db:
-            assert db.execute("SELECT count(*) FROM burnrate_incidents").fetchone() == (1,)
+            assert db.execute("SELECT count(*) FROM burnrate_incidents").fetchone() == (2,)
 
 
 @pytest.mark.asyncio
@@ -376,3 +360,24 @@ async def test_the_config_names_the_store_and_the_password_file(
         "password_env": None,
         "password_file": None,
     }
+
+
+@pytest.mark.asyncio
+async def test_postgres_replaces_a_connection_the_server_dropped(postgres: str) -> None:
+    with fresh_database(postgres) as dsn:
+        store = PostgresIncidentStore(dsn)
+        await store.start()
+        try:
+            closed, opened = a_closed_and_an_open_incident()
+            await store.upsert(closed)
+            dbname = psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]
+            with psycopg.connect(postgres, autocommit=True) as admin:
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = %s AND pid <> pg_backend_pid()",
+                    (dbname,),
+                )
+            assert await store.upsert(opened) == opened
+            assert await store.list_incidents() == [opened, closed]
+        finally:
+            await store.close()

@@ -9,7 +9,8 @@ an IncidentStoreError, and the database is left as it is.
 
 The password is never in the DSN (the config check refuses that): it comes from
 `password_env` or `password_file` through engine.adapters.secrets, and is handed to
-the driver apart. One connection, used by one operation at a time.
+the driver apart. One connection, used by one operation at a time, replaced when it
+breaks (a server restart, a dropped network).
 """
 
 from __future__ import annotations
@@ -72,16 +73,17 @@ class PostgresIncidentStore:
         self._password = password
         self.where = _where(dsn)
         self._conn: Conn | None = None
+        self._started = False
         self._lock = asyncio.Lock()
 
     def _error(self, what: str) -> IncidentStoreError:
         return IncidentStoreError(f"incident store {self.where}: {what}")
 
-    async def start(self) -> None:
+    async def _connect(self) -> Conn:
         try:
             # A None password is left out of the connection string (the DSN's user may
             # need none: peer or trust authentication).
-            conn = await psycopg.AsyncConnection.connect(
+            return await psycopg.AsyncConnection.connect(
                 self._dsn,
                 autocommit=True,
                 connect_timeout=CONNECT_TIMEOUT_S,
@@ -89,6 +91,9 @@ class PostgresIncidentStore:
             )
         except psycopg.Error as exc:
             raise self._error(f"cannot connect: {exc}") from None
+
+    async def start(self) -> None:
+        conn = await self._connect()
         try:
             await self._migrate(conn)
         except psycopg.Error as exc:
@@ -98,6 +103,7 @@ class PostgresIncidentStore:
             await conn.close()
             raise
         self._conn = conn
+        self._started = True
 
     async def _migrate(self, conn: Conn) -> None:
         async with conn.transaction():
@@ -120,19 +126,32 @@ class PostgresIncidentStore:
                 )
 
     async def close(self) -> None:
+        self._started = False
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.close()
 
     async def _use(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
-        if self._conn is None:
+        """Run `fn` on the connection, one operation at a time. A connection the server
+        or the network broke is replaced and `fn` run once more: every operation is
+        idempotent (a write merges, an acknowledgement keeps the first)."""
+        if not self._started:
             raise RuntimeError("the incident store is not started")
-        conn = self._conn
         async with self._lock:
-            try:
-                return await fn(conn)
-            except psycopg.Error as exc:
-                raise self._error(str(exc)) from None
+            for attempt in (1, 2):
+                if self._conn is None:
+                    self._conn = await self._connect()
+                conn = self._conn
+                try:
+                    return await fn(conn)
+                except psycopg.OperationalError as exc:
+                    if not conn.broken or attempt == 2:
+                        raise self._error(str(exc)) from None
+                    self._conn = None
+                    await conn.close()
+                except psycopg.Error as exc:
+                    raise self._error(str(exc)) from None
+        raise AssertionError("unreachable")
 
     async def _stored(self, conn: Conn, incident_id: str, *, lock: bool) -> Incident | None:
         sql = "SELECT body FROM burnrate_incidents WHERE id = %s"
