@@ -21,22 +21,27 @@ IncidentStoreError naming it, and is never recreated or changed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal, Protocol
 
 import msgspec
 
 from engine.core.config_io import Incidents
-from engine.core.incidents import Incident
+from engine.core.incidents import Incident, acknowledged, merge_stored
 from engine.errors import BurnrateError
 
 __all__ = [
     "DEFAULT_LIST_LIMIT",
     "MAX_LIST_LIMIT",
+    "Change",
     "IncidentStore",
     "IncidentStoreError",
+    "Writes",
+    "acknowledging",
     "decode_incident",
     "encode_incident",
     "incident_store",
+    "upserting",
 ]
 
 DEFAULT_LIST_LIMIT = 100
@@ -99,6 +104,37 @@ def decode_incident(body: str | bytes, where: str, incident_id: str) -> Incident
         raise IncidentStoreError(
             f"incident store {where}: incident {incident_id!r} cannot be read: {exc}"
         ) from None
+
+
+Change = Callable[[Incident | None], Incident | None]
+"""What a write makes of the stored incident (None: there is none): the incident to
+store, or None to store nothing. Each store applies it in one transaction (`_update`)."""
+
+
+def upserting(incoming: Incident) -> Change:
+    """`incoming` merged over the stored version (`merge_stored`)."""
+    return lambda stored: incoming if stored is None else merge_stored(stored, incoming)
+
+
+def acknowledging(by: str, at_s: float) -> Change:
+    """The stored incident acknowledged (`acknowledged`); nothing when there is none."""
+    return lambda stored: None if stored is None else acknowledged(stored, by, at_s)
+
+
+class Writes:
+    """`upsert` and `acknowledge` of a store, from its `_update`: read the stored
+    incident, apply a `Change`, write the result if it differs, in one transaction."""
+
+    async def _update(self, incident_id: str, change: Change) -> Incident | None:
+        raise NotImplementedError
+
+    async def upsert(self, incident: Incident) -> Incident:
+        out = await self._update(incident.id, upserting(incident))
+        assert out is not None
+        return out
+
+    async def acknowledge(self, incident_id: str, *, by: str, at_s: float) -> Incident | None:
+        return await self._update(incident_id, acknowledging(by, at_s))
 
 
 def check_limit(limit: int) -> int:

@@ -24,13 +24,15 @@ from psycopg.conninfo import conninfo_to_dict
 
 from engine.adapters.store.incidents import (
     DEFAULT_LIST_LIMIT,
+    Change,
     IncidentStoreError,
     StateFilter,
+    Writes,
     check_limit,
     decode_incident,
     encode_incident,
 )
-from engine.core.incidents import Incident, acknowledged, merge_stored
+from engine.core.incidents import Incident
 
 __all__ = ["MIGRATIONS", "SCHEMA_LOCK", "SCHEMA_VERSION", "PostgresIncidentStore"]
 
@@ -67,7 +69,7 @@ def _where(dsn: str) -> str:
     return f"postgresql://{host}:{port}/{parts.get('dbname', '')}"
 
 
-class PostgresIncidentStore:
+class PostgresIncidentStore(Writes):
     def __init__(self, dsn: str, *, password: str | None = None) -> None:
         self._dsn = dsn
         self._password = password
@@ -168,31 +170,18 @@ class PostgresIncidentStore:
             (inc.id, inc.service, inc.state, inc.opened_at, inc.closed_at, encode_incident(inc)),
         )
 
-    async def upsert(self, incident: Incident) -> Incident:
-        async def write(conn: Conn) -> Incident:
+    async def _update(self, incident_id: str, change: Change) -> Incident | None:
+        async def update(conn: Conn) -> Incident | None:
             async with conn.transaction():
                 # A row lock does not cover an id not yet stored: two first writes of one
                 # id race to the INSERT, and ON CONFLICT makes the later one an update.
-                stored = await self._stored(conn, incident.id, lock=True)
-                out = incident if stored is None else merge_stored(stored, incident)
-                if out != stored:
-                    await self._write(conn, out)
-                return out
-
-        return await self._use(write)
-
-    async def acknowledge(self, incident_id: str, *, by: str, at_s: float) -> Incident | None:
-        async def ack(conn: Conn) -> Incident | None:
-            async with conn.transaction():
                 stored = await self._stored(conn, incident_id, lock=True)
-                if stored is None:
-                    return None
-                out = acknowledged(stored, by, at_s)
-                if out is not stored:
+                out = change(stored)
+                if out is not None and out != stored:
                     await self._write(conn, out)
                 return out
 
-        return await self._use(ack)
+        return await self._use(update)
 
     async def get(self, incident_id: str) -> Incident | None:
         return await self._use(lambda conn: self._stored(conn, incident_id, lock=False))

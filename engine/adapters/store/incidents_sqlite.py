@@ -23,13 +23,15 @@ from typing import TypeVar
 
 from engine.adapters.store.incidents import (
     DEFAULT_LIST_LIMIT,
+    Change,
     IncidentStoreError,
     StateFilter,
+    Writes,
     check_limit,
     decode_incident,
     encode_incident,
 )
-from engine.core.incidents import Incident, acknowledged, merge_stored
+from engine.core.incidents import Incident
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SqliteIncidentStore"]
 
@@ -53,7 +55,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 BUSY_TIMEOUT_MS = 5000
 
 
-class SqliteIncidentStore:
+class SqliteIncidentStore(Writes):
     def __init__(self, path: str) -> None:
         self.path = path
         self.where = path
@@ -167,27 +169,15 @@ class SqliteIncidentStore:
         except sqlite3.Error as exc:
             raise self._error(str(exc)) from None
 
-    async def upsert(self, incident: Incident) -> Incident:
-        def write(db: sqlite3.Connection) -> Incident:
-            stored = self._stored(db, incident.id)
-            out = incident if stored is None else merge_stored(stored, incident)
-            if out != stored:
-                self._write(db, out)
-            return out
-
-        return await self._run(lambda: self._in_transaction(write))
-
-    async def acknowledge(self, incident_id: str, *, by: str, at_s: float) -> Incident | None:
-        def ack(db: sqlite3.Connection) -> Incident | None:
+    async def _update(self, incident_id: str, change: Change) -> Incident | None:
+        def update(db: sqlite3.Connection) -> Incident | None:
             stored = self._stored(db, incident_id)
-            if stored is None:
-                return None
-            out = acknowledged(stored, by, at_s)
-            if out is not stored:
+            out = change(stored)
+            if out is not None and out != stored:
                 self._write(db, out)
             return out
 
-        return await self._run(lambda: self._in_transaction(ack))
+        return await self._run(lambda: self._in_transaction(update))
 
     async def get(self, incident_id: str) -> Incident | None:
         return await self._run(lambda: self._reading(lambda db: self._stored(db, incident_id)))
