@@ -235,26 +235,32 @@ async def refused(store: IncidentStore, *needles: str) -> str:
     return message
 
 
-@pytest.mark.asyncio
-async def test_a_damaged_sqlite_file_is_refused_and_left_as_it_is(tmp_path: Path) -> None:
-    path = tmp_path / "incidents.db"
-    path.write_bytes(b"not a database at all, but someone's notes\n" * 100)
-    before = path.read_bytes()
-    await refused(SqliteIncidentStore(str(path)), str(path), "not a SQLite database")
-    assert path.read_bytes() == before
+def notes_instead(data: bytes) -> bytes:
+    return b"not a database at all, but someone's notes\n" * 100
+
+
+def page_two_overwritten(data: bytes) -> bytes:
+    return data[:4096] + b"\xff" * 200 + data[4096 + 200 :]  # page 2's b-tree header
 
 
 @pytest.mark.asyncio
-async def test_a_sqlite_file_with_a_damaged_page_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("damage", "said"),
+    [
+        pytest.param(notes_instead, "not a SQLite database", id="not a database"),
+        pytest.param(page_two_overwritten, "damaged", id="a damaged page"),
+    ],
+)
+async def test_a_damaged_sqlite_file_is_refused_and_left_as_it_is(
+    tmp_path: Path, damage: Callable[[bytes], bytes], said: str
+) -> None:
     path = tmp_path / "incidents.db"
     pages = [tr("api-avail", "page", "firing", T0 + k) for k in range(50)]
     incidents = [last_of(IncidentBook(SLOS, QUIET_S).transition(page)) for page in pages]
     await write_all(SqliteIncidentStore(str(path)), incidents)
-    data = bytearray(path.read_bytes())
-    data[4096 : 4096 + 200] = b"\xff" * 200  # the header of page 2, a b-tree page
-    path.write_bytes(data)
+    path.write_bytes(damage(path.read_bytes()))
     damaged = path.read_bytes()
-    await refused(SqliteIncidentStore(str(path)), str(path), "damaged")
+    await refused(SqliteIncidentStore(str(path)), str(path), said)
     assert path.read_bytes() == damaged
 
 
