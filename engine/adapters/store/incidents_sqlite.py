@@ -20,6 +20,7 @@ import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
+from urllib.parse import quote
 
 from engine.adapters.store.incidents import (
     DEFAULT_LIST_LIMIT,
@@ -33,7 +34,7 @@ from engine.adapters.store.incidents import (
 )
 from engine.core.incidents import Incident
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SqliteIncidentStore"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SqliteIncidentStore", "check_sqlite_store"]
 
 T = TypeVar("T")
 
@@ -66,7 +67,7 @@ class SqliteIncidentStore(Writes):
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn)
 
     def _error(self, what: str) -> IncidentStoreError:
-        return IncidentStoreError(f"incident store {self.path}: {what}")
+        return _store_error(self.path, what)
 
     # -- opening -----------------------------------------------------------------------
 
@@ -87,25 +88,7 @@ class SqliteIncidentStore(Writes):
         self._db = db
 
     def _check_and_migrate(self, db: sqlite3.Connection, existed: bool) -> None:
-        try:
-            version = int(db.execute("PRAGMA user_version").fetchone()[0])
-            check = db.execute("PRAGMA quick_check").fetchone()[0]
-        except sqlite3.DatabaseError as exc:
-            raise self._error(
-                f"not a SQLite database, or damaged ({exc}); it is left as it is: restore it "
-                "from a backup or move it away"
-            ) from None
-        if check != "ok":
-            raise self._error(f"damaged (quick_check: {check}); it is left as it is")
-        if version > SCHEMA_VERSION:
-            raise self._error(
-                f"schema version {version} was written by a newer burnrate (this one knows "
-                f"up to {SCHEMA_VERSION}); it is left as it is"
-            )
-        if version == 0 and existed:
-            tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-            if tables:
-                raise self._error("holds other tables and no incident schema; not touched")
+        version = _checked_version(db, self.path, existed)
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
@@ -201,3 +184,52 @@ class SqliteIncidentStore(Writes):
 
     def _rows(self, db: sqlite3.Connection, sql: str, args: tuple[object, ...]) -> list[Incident]:
         return [decode_incident(body, self.path, i) for i, body in db.execute(sql, args)]
+
+
+def _store_error(path: str, what: str) -> IncidentStoreError:
+    return IncidentStoreError(f"incident store {path}: {what}")
+
+
+def _checked_version(db: sqlite3.Connection, path: str, existed: bool) -> int:
+    """The file's schema version, after the checks of the module docstring."""
+    try:
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        check = db.execute("PRAGMA quick_check").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        raise _store_error(
+            path,
+            f"not a SQLite database, or damaged ({exc}); it is left as it is: restore it "
+            "from a backup or move it away",
+        ) from None
+    if check != "ok":
+        raise _store_error(path, f"damaged (quick_check: {check}); it is left as it is")
+    if version > SCHEMA_VERSION:
+        raise _store_error(
+            path,
+            f"schema version {version} was written by a newer burnrate (this one knows "
+            f"up to {SCHEMA_VERSION}); it is left as it is",
+        )
+    if version == 0 and existed:
+        tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if tables:
+            raise _store_error(path, "holds other tables and no incident schema; not touched")
+    return version
+
+
+def check_sqlite_store(path: str) -> None:
+    """`start`'s checks of the file at `path`, for `burnrate check`: the file is opened
+    read-only and nothing is written; a missing file needs only its directory.
+    IncidentStoreError naming the file."""
+    if not os.path.exists(path):
+        directory = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(directory):
+            raise _store_error(path, f"its directory {directory} does not exist")
+        return
+    try:
+        db = sqlite3.connect(f"file:{quote(os.path.abspath(path))}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise _store_error(path, f"cannot open: {exc}") from None
+    try:
+        _checked_version(db, path, existed=True)
+    finally:
+        db.close()
