@@ -22,7 +22,11 @@ not (those incidents are lost to the store; the open ones are rebuilt by the nex
 
 Start: `start` opens the store (a damaged file or a newer schema is an
 IncidentStoreError: `burnrate run` exits 2 before serving) and `restore`s the book
-from the store's open incidents, so a restart goes on with them.
+from the store's open incidents, so a restart goes on with them. Their alerts resolve
+when the evaluator says so, which it can only for alerts it knows are firing: with a
+`state:` file it does; without one an alert firing at shutdown is forgotten, and an
+incident holding one closes only once that alert fires and resolves again (logged at
+start as a warning).
 
 Reads for the API (`get`, `list_incidents`) are the store's rows with the pending
 versions laid over them, so an answer never lags the book. `acknowledge` acknowledges
@@ -80,6 +84,9 @@ class IncidentRecorder:
         self.clock = clock
         self.on_opened = on_opened
         """Called with each incident as it opens (the time-to-detect histogram)."""
+        self.alert_state_kept = True
+        """Whether the evaluator's alert state survives a restart (a `state:` file); without
+        it, an alert firing at shutdown never resolves in the next process."""
         self.book = IncidentBook(evaluator.config_slos, quiet_period_s)
         self.services = sorted({s.service for s in evaluator.config_slos if s.service})
         self._service_of = {s.name: s.service for s in evaluator.config_slos}
@@ -109,6 +116,15 @@ class IncidentRecorder:
             raise
         self.book.restore(opened)
         self.mark_seen()
+        firing = [i.id for i in self.book.open_incidents() if i.resolved_at is None]
+        if firing and not self.alert_state_kept:
+            log.warning(
+                "open incidents %s have alerts that were firing, and without a state file "
+                "this engine does not know them: each closes only once its alerts fire and "
+                "resolve again (configure state: to keep alert state across restarts)",
+                ", ".join(firing),
+                extra={"data": {"event": "incidents_alert_state_lost", "ids": firing}},
+            )
         self._writer = asyncio.create_task(self._write_loop(), name="incidents")
         log.info(
             "incidents kept in %s; %d open",
@@ -352,4 +368,5 @@ def incident_recorder(
             time_to_detect.observe(inc.time_to_detect_s)
 
     recorder.on_opened = opened
+    recorder.alert_state_kept = config.state is not None
     return recorder
