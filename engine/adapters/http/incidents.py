@@ -17,7 +17,9 @@ audit hook, as for gate overrides.
 
 A view is the incident (engine.core.incident_values: `id`, `service`, `state`,
 `opened_at`, `closed_at`, `onset_at`, `acknowledged_at`, `acknowledged_by`,
-`resolved_at`, `alerts`, `slos`, `timeline`, `timeline_dropped`) plus
+`resolved_at`, `alerts` [{`slo`, `group`, `severity`, `kind`, `alert_id`,
+`fired_at`, `resolved_at`, `fired_count`}], `slos`, `timeline` [{`at`, `kind`,
+`text`, `data`}], `timeline_dropped`), every field present, plus
 `time_to_detect_s`, `time_to_acknowledge_s` and `time_to_resolve_s` (null when not
 known yet). Times are epoch seconds of event time.
 
@@ -78,8 +80,25 @@ _ack_decoder = msgspec.json.Decoder(_Ack)
 
 
 def incident_view(inc: Incident) -> dict[str, Any]:
-    """The incident as builtins, with its detection and response times."""
+    """The incident as builtins, with its detection and response times. Every field of
+    its alerts and timeline entries is there (the stored form leaves out defaults)."""
     view: dict[str, Any] = msgspec.to_builtins(inc)
+    view["alerts"] = [
+        {
+            "slo": a.slo,
+            "group": a.group,
+            "severity": a.severity,
+            "kind": a.kind,
+            "alert_id": a.alert_id,
+            "fired_at": a.fired_at,
+            "resolved_at": a.resolved_at,
+            "fired_count": a.fired_count,
+        }
+        for a in inc.alerts
+    ]
+    view["timeline"] = [
+        {"at": e.at, "kind": e.kind, "text": e.text, "data": e.data} for e in inc.timeline
+    ]
     view["time_to_detect_s"] = inc.time_to_detect_s
     view["time_to_acknowledge_s"] = inc.time_to_acknowledge_s
     view["time_to_resolve_s"] = inc.time_to_resolve_s

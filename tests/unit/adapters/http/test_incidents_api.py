@@ -130,7 +130,24 @@ async def test_list_filters_newest_first_and_get_answers_the_view(
             "alert_resolved",
             "closed",
         ]
-        assert view["alerts"][0]["slo"] == "b1"
+        assert view["alerts"] == [
+            {
+                "slo": "b1",
+                "group": None,
+                "severity": "page",
+                "kind": "burn",
+                "alert_id": "page",
+                "fired_at": T0 + 20,
+                "resolved_at": T0 + 30,
+                "fired_count": 1,
+            }
+        ]
+        assert view["timeline"][0] == {
+            "at": T0 + 20,
+            "kind": "opened",
+            "text": "opened by page b1 firing",
+            "data": {},
+        }
 
 
 @pytest.mark.asyncio
