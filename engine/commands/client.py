@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import dataclass
 from typing import Final
 
-from engine.commands.common import run_loop
+from engine.commands.common import EXIT_USAGE, print_error, run_loop
+from engine.errors import ConfigError
 
 __all__ = [
     "DEFAULT_URL",
     "TIMEOUT_S",
     "URL_ENV",
+    "Answer",
     "add_client_arguments",
+    "ask",
     "base_url",
     "get",
     "token",
@@ -55,6 +59,38 @@ def token(args: argparse.Namespace) -> str | None:
     if args.token_file is not None:
         return read_secret("--token-file", file=args.token_file)
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What the engine answered to `ask`, or the exit status when there is nothing to
+    go on (`exit`: the token could not be read, or the engine refused it; printed)."""
+
+    where: str
+    """`the engine at URL`, for messages."""
+    status: int = 0
+    body: bytes = b""
+    problem: str | None = None
+    """Why no answer came (the engine cannot be reached), or None."""
+    exit: int | None = None
+
+
+def ask(command: str, args: argparse.Namespace, path: str) -> Answer:
+    """GET `path` of the engine the options name, with their token."""
+    base = base_url(args)
+    where = f"the engine at {base}"
+    try:
+        bearer = token(args)
+    except ConfigError as exc:
+        for line in exc.errors:
+            print_error(command, line)
+        return Answer(where, exit=EXIT_USAGE)
+    status, body, problem = get(f"{base}{path}", bearer, args.timeout)
+    if problem is None and status in (401, 403):
+        how = "no token (give --token-env or --token-file)" if bearer is None else "the token"
+        print_error(command, f"{where} refused {how} ({status})")
+        return Answer(where, status, body, exit=EXIT_USAGE)
+    return Answer(where, status, body, problem)
 
 
 def get(url: str, bearer: str | None, timeout_s: float) -> tuple[int, bytes, str | None]:

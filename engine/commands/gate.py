@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import msgspec
 
-from engine.commands.client import add_client_arguments, base_url, get, token
+from engine.commands.client import add_client_arguments, ask
 from engine.commands.common import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -27,7 +27,6 @@ from engine.commands.common import (
     load_config_or_exit,
     print_error,
 )
-from engine.errors import ConfigError
 
 __all__ = ["add_arguments", "main"]
 
@@ -114,16 +113,10 @@ def _offline(config_path: str, events: Path, service: str) -> int:
 
 
 def _online(args: argparse.Namespace) -> int:
-    try:
-        bearer = token(args)
-    except ConfigError as exc:
-        for line in exc.errors:
-            print_error("gate", line)
-        return EXIT_USAGE
-    base = base_url(args)
-    url = f"{base}/v1/gates/{quote(args.service, safe='')}"
-    status, body, problem = get(url, bearer, args.timeout)
-    where = f"the engine at {base}"
+    answer = ask("gate", args, f"/v1/gates/{quote(args.service, safe='')}")
+    if answer.exit is not None:
+        return answer.exit
+    status, body, problem, where = answer.status, answer.body, answer.problem, answer.where
     if problem is None and status == 200:
         try:
             return _report(msgspec.json.decode(body, type=_Answer))
@@ -131,10 +124,6 @@ def _online(args: argparse.Namespace) -> int:
             problem = f"{where} gave no gate: {exc}"
     elif problem is None and status == 404:
         print_error("gate", f"no SLO of {where} has the service {args.service!r}")
-        return EXIT_USAGE
-    elif problem is None and status in (401, 403):
-        how = "no token (give --token-env or --token-file)" if bearer is None else "the token"
-        print_error("gate", f"{where} refused {how} ({status})")
         return EXIT_USAGE
     elif problem is None:
         problem = f"{where} answered {status}"

@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 
 import msgspec
 
-from engine.commands.client import add_client_arguments, base_url, get, token
+from engine.commands.client import add_client_arguments, ask
 from engine.commands.common import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -26,27 +26,15 @@ from engine.commands.common import (
     EXIT_USAGE,
     print_error,
 )
-from engine.errors import ConfigError
+from engine.core.incidents import Incident
 
 __all__ = ["add_arguments", "format_table", "main"]
 
 MAX_LIMIT = 1000
 
 
-class _Incident(msgspec.Struct):
-    """What the table shows of an incident (engine.adapters.http.incidents)."""
-
-    id: str
-    service: str
-    state: str
-    opened_at: float
-    closed_at: float | None = None
-    acknowledged_by: str | None = None
-    time_to_detect_s: float | None = None
-
-
 class _Listing(msgspec.Struct):
-    incidents: list[_Incident]
+    incidents: list[Incident]
 
 
 def _limit(text: str) -> int:
@@ -80,24 +68,15 @@ def main(args: argparse.Namespace) -> int:
     if not args.timeout > 0:
         print_error("incidents", f"--timeout must be > 0, got {args.timeout:g}")
         return EXIT_USAGE
-    try:
-        bearer = token(args)
-    except ConfigError as exc:
-        for line in exc.errors:
-            print_error("incidents", line)
-        return EXIT_USAGE
-    base = base_url(args)
     query = {"state": args.state, "service": args.service, "limit": args.limit}
-    url = f"{base}/v1/incidents?{urlencode({k: v for k, v in query.items() if v is not None})}"
-    status, body, problem = get(url, bearer, args.timeout)
-    where = f"the engine at {base}"
-    if problem is not None:
-        print_error("incidents", problem)
+    path = f"/v1/incidents?{urlencode({k: v for k, v in query.items() if v is not None})}"
+    answer = ask("incidents", args, path)
+    if answer.exit is not None:
+        return answer.exit
+    status, body, where = answer.status, answer.body, answer.where
+    if answer.problem is not None:
+        print_error("incidents", answer.problem)
         return EXIT_UNREACHABLE
-    if status in (401, 403):
-        how = "no token (give --token-env or --token-file)" if bearer is None else "the token"
-        print_error("incidents", f"{where} refused {how} ({status})")
-        return EXIT_USAGE
     if status in (400, 404):
         print_error("incidents", f"{where}: {_error_of(body) or f'answered {status}'}")
         return EXIT_USAGE if status == 400 else EXIT_FAILURE
@@ -137,7 +116,7 @@ def _seconds(s: float | None) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-def format_table(incidents: list[_Incident]) -> str:
+def format_table(incidents: list[Incident]) -> str:
     """The incidents as aligned columns, one line each, under a header."""
     if not incidents:
         return "no incidents\n"
