@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -23,14 +21,13 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
-from engine.adapters.store.incidents_sqlite import SqliteIncidentStore
 from engine.core.config import Config, parse_config
 from engine.runtime.service import Runtime
-from tests.integration.live import get_json, post_json
+from tests.integration.live import burnrate, get_json, post_json
 from tests.integration.test_run import Running
 from tests.integration.test_source import wait_until
+from tests.unit.runtime.test_incidents import stored
 
-ROOT = Path(__file__).resolve().parents[2]
 QUIET_S = 5.0
 
 
@@ -85,22 +82,7 @@ class Traffic:
 
 
 async def incidents_cli(url: str, *argv: str) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "engine",
-        "incidents",
-        "--url",
-        url,
-        *argv,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(60):
-        out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode() + err.decode()
+    return await burnrate("incidents", "--url", url, *argv)
 
 
 async def listed(session: aiohttp.ClientSession, url: str, query: str = "") -> list[Any]:
@@ -205,13 +187,8 @@ async def test_an_incident_opens_is_acknowledged_survives_a_restart_and_closes(
         finally:
             await running.shutdown()
 
-    store = SqliteIncidentStore(str(tmp_path / "incidents.db"))
-    await store.start()
-    try:
-        [stored] = await store.list_incidents()
-    finally:
-        await store.close()
-    assert (stored.id, stored.state, stored.acknowledged_by) == (inc["id"], "closed", "alice")
+    [kept] = await stored(tmp_path / "incidents.db")
+    assert (kept.id, kept.state, kept.acknowledged_by) == (inc["id"], "closed", "alice")
 
 
 async def wait_async(check: Any, what: str, deadline_s: float = 60.0) -> None:

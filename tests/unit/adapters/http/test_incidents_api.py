@@ -20,7 +20,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from engine.adapters.http.incidents import NOT_CONFIGURED
 from engine.adapters.http.metrics import EngineMetrics
 from engine.adapters.http.server import HttpServer
-from engine.adapters.store.incidents_sqlite import SqliteIncidentStore
 from engine.core.changes import ChangeLog
 from engine.core.config import parse_config
 from engine.core.decode import Event
@@ -28,6 +27,7 @@ from engine.core.evaluator import Evaluator
 from engine.runtime.incidents import IncidentRecorder, incident_recorder
 from tests.unit.adapters.http.test_gates_api import call
 from tests.unit.core.test_incidents import tr
+from tests.unit.runtime.test_incidents import stored
 
 T0 = 1_700_000_000.0
 QUIET_S = 600.0
@@ -215,16 +215,9 @@ async def test_acknowledge_is_idempotent_kept_in_the_store_and_audited(
         assert await engine.recorder.written(5.0)
         assert engine.recorder.book.get(b) is None
 
-    store = SqliteIncidentStore(str(db))  # what the file holds after the engine stopped
-    await store.start()
-    try:
-        kept_a, kept_b = await store.get(a), await store.get(b)
-        assert kept_a is not None
-        assert kept_b is not None
-        assert (kept_a.state, kept_a.acknowledged_by) == ("open", "alice")
-        assert (kept_b.state, kept_b.acknowledged_by) == ("closed", "127.0.0.1")
-    finally:
-        await store.close()
+    kept = {i.id: i for i in await stored(db)}  # what the file holds after the engine stopped
+    assert (kept[a].state, kept[a].acknowledged_by) == ("open", "alice")
+    assert (kept[b].state, kept[b].acknowledged_by) == ("closed", "127.0.0.1")
 
 
 @pytest.mark.asyncio
