@@ -1,10 +1,12 @@
 """The runtime's incident recorder on a real SQLite store: updates written off the
 caller's path, written after a store error once the store is back, flushed at close,
 read back at start (the book goes on from them), changes and corrections taken in as
-they come, and a damaged store refused at start, left as it is."""
+they come, and a damaged or newer store refused at start (before `run` listens; exit
+2), left as it is."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sqlite3
@@ -18,12 +20,14 @@ from engine.adapters.http.metrics import EngineMetrics
 from engine.adapters.store import incidents_sqlite
 from engine.adapters.store.incidents import IncidentStoreError
 from engine.adapters.store.incidents_sqlite import SqliteIncidentStore
+from engine.cli import main
 from engine.core.changes import ChangeLog, ChangeRequest
 from engine.core.config import parse_config
 from engine.core.corrections import parse_correction
 from engine.core.evaluator import Evaluator
 from engine.core.incidents import Incident
 from engine.runtime.incidents import IncidentRecorder, incident_recorder
+from engine.runtime.service import Runtime
 from tests.unit.core.test_incidents import tr
 
 T0 = 1_700_000_000.0
@@ -152,3 +156,37 @@ async def test_a_damaged_store_is_refused_at_start_and_left_as_it_is(tmp_path: P
     with pytest.raises(IncidentStoreError, match="not a SQLite database"):
         await rec.start()
     assert db.read_bytes() == before
+
+
+@pytest.mark.asyncio
+async def test_run_stops_before_listening_on_a_store_it_cannot_use(tmp_path: Path) -> None:
+    db = tmp_path / "i.db"
+    future = sqlite3.connect(db)
+    future.execute("PRAGMA user_version = 99")
+    future.close()
+    cfg = parse_config(
+        "slos:\n  - {name: a1, service: a, sli: availability, objective: 99}\n"
+        "kafka: {bootstrap_servers: '127.0.0.1:9', topics: [t]}\n"
+        f"incidents: {{path: '{db}'}}\n"
+    )
+    rt = Runtime(cfg, listen="127.0.0.1:0", sinks=[])
+    with pytest.raises(IncidentStoreError, match="written by a newer burnrate"):
+        await rt.run(asyncio.Event())
+    assert rt.http.port == 0  # never listened
+
+
+def test_run_refuses_a_damaged_store_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "i.db"
+    db.write_bytes(b"not a database at all, " * 100)
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "slos:\n  - {name: a1, service: a, sli: availability, objective: 99}\n"
+        "kafka: {bootstrap_servers: '127.0.0.1:9', topics: [t]}\n"
+        f"incidents: {{path: '{db}'}}\n"
+    )
+    assert main(["run", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert f"$.incidents.path: incident store {db}: not a SQLite database" in err
+    assert db.read_bytes() == b"not a database at all, " * 100
