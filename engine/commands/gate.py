@@ -12,12 +12,13 @@ fails closed, unless `--fail-open`, which passes with a warning instead.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
-from typing import Final, Literal
+from typing import Literal
+from urllib.parse import quote
 
 import msgspec
 
+from engine.commands.client import add_client_arguments, ask
 from engine.commands.common import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -25,15 +26,9 @@ from engine.commands.common import (
     EXIT_USAGE,
     load_config_or_exit,
     print_error,
-    run_loop,
 )
-from engine.errors import ConfigError
 
 __all__ = ["add_arguments", "main"]
-
-DEFAULT_URL: Final = "http://127.0.0.1:9464"
-URL_ENV: Final = "BURNRATE_URL"
-TIMEOUT_S: Final = 10.0
 
 
 class _Answer(msgspec.Struct):
@@ -57,19 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--events configs/sample-events.jsonl.gz --service checkout"
     )
     parser.add_argument("--service", required=True, help="the service to gate")
-    parser.add_argument(
-        "--url", help=f"the engine's HTTP address (default: ${URL_ENV} or {DEFAULT_URL})"
-    )
-    token = parser.add_mutually_exclusive_group()
-    token.add_argument("--token-env", metavar="ENV", help="environment variable with the token")
-    token.add_argument("--token-file", metavar="FILE", help="file with the bearer token")
+    add_client_arguments(parser)
     parser.add_argument(
         "--fail-open",
         action="store_true",
         help="pass (with a warning) when the engine cannot be reached",
-    )
-    parser.add_argument(
-        "--timeout", type=float, default=TIMEOUT_S, help=f"seconds (default {TIMEOUT_S:g})"
     )
     parser.add_argument("--config", help="offline: config file (with --events)")
     parser.add_argument("--events", help="offline: recorded events (.jsonl or .jsonl.gz)")
@@ -125,26 +112,11 @@ def _offline(config_path: str, events: Path, service: str) -> int:
     return status
 
 
-def _token(args: argparse.Namespace) -> str | None:
-    from engine.adapters.secrets import read_secret
-
-    if args.token_env is not None:
-        return read_secret("--token-env", env=args.token_env)
-    if args.token_file is not None:
-        return read_secret("--token-file", file=args.token_file)
-    return None
-
-
 def _online(args: argparse.Namespace) -> int:
-    try:
-        token = _token(args)
-    except ConfigError as exc:
-        for line in exc.errors:
-            print_error("gate", line)
-        return EXIT_USAGE
-    base = (args.url or os.environ.get(URL_ENV) or DEFAULT_URL).rstrip("/")
-    status, body, problem = run_loop(lambda: _fetch(base, args.service, token, args.timeout))
-    where = f"the engine at {base}"
+    answer = ask("gate", args, f"/v1/gates/{quote(args.service, safe='')}")
+    if answer.exit is not None:
+        return answer.exit
+    status, body, problem, where = answer.status, answer.body, answer.problem, answer.where
     if problem is None and status == 200:
         try:
             return _report(msgspec.json.decode(body, type=_Answer))
@@ -153,10 +125,6 @@ def _online(args: argparse.Namespace) -> int:
     elif problem is None and status == 404:
         print_error("gate", f"no SLO of {where} has the service {args.service!r}")
         return EXIT_USAGE
-    elif problem is None and status in (401, 403):
-        how = "no token (give --token-env or --token-file)" if token is None else "the token"
-        print_error("gate", f"{where} refused {how} ({status})")
-        return EXIT_USAGE
     elif problem is None:
         problem = f"{where} answered {status}"
     if args.fail_open:
@@ -164,26 +132,3 @@ def _online(args: argparse.Namespace) -> int:
         return EXIT_OK
     print_error("gate", f"{problem}; failing closed (--fail-open to pass instead)")
     return EXIT_UNREACHABLE
-
-
-async def _fetch(
-    base: str, service: str, token: str | None, timeout_s: float
-) -> tuple[int, bytes, str | None]:
-    """(status, body, None), or (0, b"", why) when no answer came."""
-    from urllib.parse import quote
-
-    import aiohttp
-
-    url = f"{base}/v1/gates/{quote(service, safe='')}"
-    headers = {"Accept": "application/json"}
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token}"
-    try:
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as session,
-            session.get(url, headers=headers) as resp,
-        ):
-            return resp.status, await resp.read(), None
-    except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
-        why = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
-        return 0, b"", f"cannot reach {base}: {why}"

@@ -7,7 +7,11 @@ before it starts anything, with every problem reported at once.
    the listen address (engine.adapters.http.listen), the bearer token
    (engine.adapters.http.tokens), the Kafka client settings: brokers, TLS files, SASL
    secrets (engine.adapters.kafka.settings), the receivers' URLs, webhook secrets and
-   PagerDuty routing keys (engine.adapters.alerts.receivers).
+   PagerDuty routing keys (engine.adapters.alerts.receivers), and the SQLite incident
+   store when `incidents:` names one: opened read-only and checked as `run` checks it
+   at start (a damaged file, or one of a newer schema, is refused), nothing written.
+   A PostgreSQL store is not contacted: `check` makes no network connection, so a
+   server that is down or refuses is an error of `run` at start (exit 2 as well).
 
 None of these modules imports aiokafka, aiohttp or rich, so `check` stays light. A
 document that does not decode stops at step 1 (there is no config to check further);
@@ -50,7 +54,22 @@ def adapter_errors(config: Config) -> list[str]:
     errors += _errors_of(lambda: read_bearer_token(config.http))
     errors += _errors_of(lambda: kafka_client_kwargs(config.kafka))
     errors += receiver_errors(config)
+    errors += _incident_store_errors(config)
     return errors
+
+
+def _incident_store_errors(config: Config) -> list[str]:
+    path = None if config.incidents is None else config.incidents.sqlite_path
+    if path is None:
+        return []
+    from engine.adapters.store.incidents import IncidentStoreError
+    from engine.adapters.store.incidents_sqlite import check_sqlite_store
+
+    try:
+        check_sqlite_store(path)
+    except IncidentStoreError as exc:
+        return [f"$.incidents.path: {exc}"]
+    return []
 
 
 def _errors_of(check: Callable[[], object]) -> list[str]:

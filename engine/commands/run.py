@@ -2,7 +2,9 @@
 
 Before anything starts (no socket, no Kafka client, no event loop) the config goes
 through the same checks as `burnrate check` (engine.commands.preflight): any problem is
-one line per problem on stderr and exit 2.
+one line per problem on stderr and exit 2. So is an incident store that cannot be
+used at start (damaged, of a newer schema, a PostgreSQL server that refuses): it is
+never recreated.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import msgspec
 
 from engine.adapters.http.listen import parse_listen
 from engine.adapters.kafka.settings import bootstrap_from_env, bootstrap_problem
+from engine.adapters.store.incidents import IncidentStoreError
 from engine.commands.common import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -99,6 +102,9 @@ def main(args: argparse.Namespace) -> int:
         run_loop(main)
     except ConfigError as exc:  # e.g. a secret file that went away since the check above
         print_config_error(args.config, exc)
+        return EXIT_USAGE
+    except IncidentStoreError as exc:  # damaged, newer or unreachable: never recreated
+        print_error("run", str(exc))
         return EXIT_USAGE
     except OSError as exc:  # e.g. the HTTP address is taken
         log.error("cannot run: %s", exc)

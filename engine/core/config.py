@@ -14,7 +14,7 @@ names of the others, so `from engine.core.config import ...` reaches all of them
 
 - `config_types`: the scalar types (`Duration`, `Severity`, ...);
 - `config_model`: SLOs, policy rows, evaluation, corrections, changes, the root `Config`;
-- `config_io`: Kafka, HTTP, receivers and state snapshot settings;
+- `config_io`: Kafka, HTTP, receivers, state snapshot and incident store settings;
 - `config_checks`: `config_errors` and the checks it is made of.
 """
 
@@ -32,10 +32,12 @@ from engine.core.config_checks import (
     format_bytes,
 )
 from engine.core.config_io import (
+    DEFAULT_INCIDENTS_PATH,
     PAGERDUTY_EVENTS_URL,
     AlertmanagerReceiver,
     ConsoleReceiver,
     Http,
+    Incidents,
     Kafka,
     KafkaSecurity,
     PagerDutyReceiver,
@@ -71,6 +73,7 @@ from engine.errors import ConfigError
 
 __all__ = [
     "DEFAULT_ATTRIBUTION_WINDOW",
+    "DEFAULT_INCIDENTS_PATH",
     "DEFAULT_MAX_CHANGES",
     "DEFAULT_MAX_GROUPS",
     "DEFAULT_POLICY",
@@ -93,6 +96,7 @@ __all__ = [
     "Escalations",
     "Evaluation",
     "Http",
+    "Incidents",
     "Kafka",
     "KafkaSecurity",
     "Name",

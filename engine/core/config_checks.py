@@ -10,6 +10,7 @@ window arrays of all SLOs within `MAX_WINDOW_MEMORY_BYTES`.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 
 from engine.core.budget_policy import (
@@ -20,6 +21,7 @@ from engine.core.budget_policy import (
 )
 from engine.core.config_io import (
     AlertmanagerReceiver,
+    Incidents,
     Kafka,
     PagerDutyReceiver,
     Receiver,
@@ -127,6 +129,8 @@ def config_errors(cfg: Config) -> list[str]:
         errors.append(f"$.state.interval: must be at least 1s, got {cfg.state.interval}")
     errors += _kafka_errors(cfg.kafka)
     errors += _change_errors(cfg)
+    if cfg.incidents is not None:
+        errors += _incident_errors(cfg.incidents)
     for i, corr in enumerate(cfg.corrections):
         errors += correction_errors(corr, cfg.slos, f"$.corrections[{i}]")
     errors += _receiver_errors(cfg.receivers)
@@ -384,6 +388,39 @@ def _change_errors(cfg: Config) -> list[str]:
             f"{path}: at most the longest window kept ({format_duration(max(windows))}), got {text}"
         ]
     return []
+
+
+MAX_QUIET_PERIOD_S = 7 * 86400
+_DSN = re.compile(r"\A(postgres|postgresql)://(?:([^@/]*)@)?[^/?#]*(?:/[^?#]*)?(?:\?[^#]*)?\Z")
+
+
+def _incident_errors(inc: Incidents) -> list[str]:
+    """One store (a file or a DSN), the password only through a secret source, and a
+    quiet period the lifecycle can wait out."""
+    errors: list[str] = []
+    path = "$.incidents"
+    q = inc.quiet_period_s
+    if q > MAX_QUIET_PERIOD_S:
+        errors.append(f"{path}.quiet_period: at most 7d, got {inc.quiet_period}")
+    if inc.path is not None and inc.dsn is not None:
+        errors.append(f"{path}.dsn: give `path` (SQLite) or `dsn` (PostgreSQL), not both")
+    secrets = [k for k in ("password_env", "password_file") if getattr(inc, k) is not None]
+    if len(secrets) > 1:
+        errors.append(f"{path}.password_file: give password_env or password_file, not both")
+    if inc.dsn is None:
+        errors += [f"{path}.{k}: only with `dsn` (a PostgreSQL store)" for k in secrets]
+        return errors
+    m = _DSN.match(inc.dsn)
+    if m is None:
+        errors.append(
+            f"{path}.dsn: must be a postgresql:// URL (postgresql://user@host:5432/db), "
+            "got something else"
+        )
+    elif (m.group(2) is not None and ":" in m.group(2)) or "password=" in inc.dsn:
+        errors.append(
+            f"{path}.dsn: must not hold a password; give it through password_env or password_file"
+        )
+    return errors
 
 
 def _kafka_errors(kafka: Kafka) -> list[str]:

@@ -13,10 +13,12 @@ from engine.core.config_types import Duration, Escalations, Name, Severity
 from engine.core.durations import parse_duration_s
 
 __all__ = [
+    "DEFAULT_INCIDENTS_PATH",
     "PAGERDUTY_EVENTS_URL",
     "AlertmanagerReceiver",
     "ConsoleReceiver",
     "Http",
+    "Incidents",
     "Kafka",
     "KafkaSecurity",
     "PagerDutyReceiver",
@@ -142,3 +144,33 @@ class State(_Base, frozen=True):
 
 
 Receiver = WebhookReceiver | AlertmanagerReceiver | ConsoleReceiver | PagerDutyReceiver
+
+
+DEFAULT_INCIDENTS_PATH = "burnrate-incidents.db"
+DEFAULT_QUIET_PERIOD = "15m"
+
+
+class Incidents(_Base, frozen=True):
+    """`incidents:`: the incident lifecycle (engine.core.incidents) and where incidents
+    are kept (absent: no incidents). SQLite at `path` (default `DEFAULT_INCIDENTS_PATH`,
+    relative to the working directory) unless `dsn` names a PostgreSQL database shared
+    by several instances; its password from `password_env` or `password_file`, never
+    inline in the DSN."""
+
+    quiet_period: Duration = DEFAULT_QUIET_PERIOD
+    """An incident closes once all its alerts have stayed resolved this long (event time)."""
+    path: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+    dsn: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+    password_env: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+    password_file: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+
+    @property
+    def quiet_period_s(self) -> float:
+        return parse_duration_s(self.quiet_period)
+
+    @property
+    def sqlite_path(self) -> str | None:
+        """The SQLite file, or None when the store is PostgreSQL."""
+        if self.dsn is not None:
+            return None
+        return DEFAULT_INCIDENTS_PATH if self.path is None else self.path

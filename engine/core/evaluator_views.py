@@ -109,6 +109,17 @@ class ViewsMixin:
             return None
         return self.windows.range_sums(start_s, min(end_s, t), columns)
 
+    def bucket_sums(
+        self, start_s: float, end_s: float, columns: npt.NDArray[np.int64]
+    ) -> tuple[I64, float, int] | None:
+        """The buckets behind `range_sums`, one by one (`WindowSet.bucket_sums`):
+        (n_buckets, len(columns), 2) (total, bad) oldest first, the end time of the first
+        bucket and the resolution; None as for `range_sums`."""
+        t = self._evaluated_at_s
+        if t is None:
+            return None
+        return self.windows.bucket_sums(start_s, min(end_s, t), columns)
+
     def period_bounds(self) -> tuple[F64, F64]:
         """(start, end) epoch seconds per SLO of the calendar period holding the
         evaluation time, [start, end); NaN for rolling SLOs and before the first event."""

@@ -192,20 +192,34 @@ class WindowSet:
         floor(end/r) * r], exactly (start_s, end_s] when r divides both. None when no
         ring reaches back that far. `end_s` should not pass the evaluation time (a ring
         may hold events written ahead of it)."""
+        got = self.bucket_sums(start_s, end_s, columns)
+        if got is None:
+            return None
+        cells, _, r = got
+        out: I64 = cells.sum(axis=0, dtype=np.int64)
+        return out, r
+
+    def bucket_sums(
+        self, start_s: float, end_s: float, columns: I64
+    ) -> tuple[I64, float, int] | None:
+        """The buckets `range_sums` adds up, one by one: (n_buckets, len(columns), 2)
+        (total, bad) of the whole buckets inside (start_s, end_s] of the finest ring that
+        still holds the bucket after `start_s`, oldest first; the end time of the first
+        bucket; that ring's resolution r. None when no ring reaches back that far."""
         for level in sorted(self.levels, key=lambda lv: lv.r):
             first = math.ceil(start_s / level.r)
             last = math.floor(end_s / level.r) - 1
             if level.head is None:
-                return np.zeros((len(columns), 2), dtype=np.int64), level.r
+                return np.zeros((0, len(columns), 2), dtype=np.int64), 0.0, level.r
             if first <= level.head - level.length:
                 continue
             last = min(last, level.head)
+            end_of_first = float((first + 1) * level.r)
             if last < first:
-                return np.zeros((len(columns), 2), dtype=np.int64), level.r
+                return np.zeros((0, len(columns), 2), dtype=np.int64), end_of_first, level.r
             slots = np.arange(first, last + 1) % level.length
-            cells = level.grid()[slots[:, None], columns[None, :]]  # (buckets, columns, 2)
-            out: I64 = cells.sum(axis=0, dtype=np.int64)
-            return out, level.r
+            cells: I64 = level.grid()[slots[:, None], columns[None, :]].astype(np.int64)
+            return cells, end_of_first, level.r
         return None
 
     def resolution_s(self, window_s: int) -> int:

@@ -9,8 +9,9 @@ clock's, otherwise no further than the newest event of the partition furthest be
 clock; then it refreshes the metrics body),
 *deliver* (`delivery`: hands alert transitions to the sinks, off the consume path),
 *checkpoint* (`checkpoint`: state snapshots and offset commits, in that order),
-*changes* (with `kafka.changes_topic`: engine.adapters.kafka.changes) and the HTTP
-server.
+*changes* (with `kafka.changes_topic`: engine.adapters.kafka.changes), *incidents*
+(with `incidents:`: engine.runtime.incidents, which takes the transitions, changes and
+ticks and writes the incidents to their store) and the HTTP server.
 
 Shutdown (SIGTERM/SIGINT): stop fetching, apply what was fetched, evaluate once more,
 give the sinks a bounded time to deliver, then save the state (with what the sinks
@@ -48,6 +49,7 @@ from engine.core.overrides import Overrides
 from engine.errors import ConfigError
 from engine.runtime.checkpoint import Checkpoint
 from engine.runtime.delivery import Delivery, firing_alerts
+from engine.runtime.incidents import IncidentRecorder, incident_recorder
 
 __all__ = ["Runtime"]
 
@@ -82,12 +84,17 @@ class Runtime:
         self.changes = ChangeLog(config.changes.attribution_window_s, config.changes.max_kept)
         """Changes (deploys...), from the API and the changes topic, kept in the state file."""
         self._service_of = {s.name: s.service for s in config.slos}
+        self.incidents: IncidentRecorder | None = incident_recorder(
+            config, self.evaluator, self.changes, self.metrics, clock
+        )
+        """The incident lifecycle and its store, with `incidents:`."""
         self.http = HttpServer(
             listen or config.http.listen,
             self.metrics,
             self.status,
             overrides=self.overrides,
             changes=self.changes,
+            incidents=self.incidents,
         )
         self.http.gates.on_change = self._overrides_changed
         self.http.changes.on_change = self._changes_changed
@@ -140,10 +147,14 @@ class Runtime:
 
     def _changes_changed(self) -> None:
         """A change came in: kept in the state file at once, like an override."""
+        if self.incidents is not None:
+            self.incidents.changes_taken()
         self._save_soon("change")
 
     async def _change_read(self) -> None:
         """Changes came from the topic: saved before the consumer commits their offsets."""
+        if self.incidents is not None:
+            self.incidents.changes_taken()
         self.metrics.invalidate()
         if self.config.state is not None:
             await self.checkpoint.save("change")
@@ -169,12 +180,22 @@ class Runtime:
                 extra={"data": {"event": "alert", **msgspec.structs.asdict(tr)}},
             )
             self.delivery.put(tr)
+        if self.incidents is not None:
+            self.incidents.transitions(transitions)
         for listener in self._listeners:
             listener(transitions)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Serve until `stop` is set, then shut down within SHUTDOWN_TIMEOUT_S."""
-        await self.http.start()
+        """Serve until `stop` is set, then shut down within SHUTDOWN_TIMEOUT_S.
+        IncidentStoreError before serving when the incident store cannot be used."""
+        if self.incidents is not None:
+            await self.incidents.start()
+        try:
+            await self.http.start()
+        except BaseException:
+            if self.incidents is not None:
+                await self.incidents.close(1.0)
+            raise
         await self.delivery.start()
         log.info(
             "listening on %s",
@@ -182,6 +203,8 @@ class Runtime:
             extra={"data": {"event": "listening", "url": self.http.url}},
         )
         self.checkpoint.restore()
+        if self.incidents is not None:  # restored changes and corrections are not news
+            self.incidents.mark_seen()
         if self.checkpoint.restored:  # before any new transition: what was owed comes first
             await self.delivery.restore(
                 self.checkpoint.restored_deliveries, firing_alerts(self.evaluator)
@@ -266,6 +289,8 @@ class Runtime:
         self.metrics.invalidate()
         if transitions:
             self._on_transitions(transitions)
+        if self.incidents is not None:
+            self.incidents.tick()
 
     def _drain_batch_sizes(self) -> None:
         self.metrics.observe_batches(self.source.drain_batch_sizes())
@@ -295,6 +320,8 @@ class Runtime:
         self.tick()  # transitions of the last applied batch, last metrics
         await self.delivery.drain(left(1.5))
         await self.delivery.close(left(2.0))
+        if self.incidents is not None:  # the last tick's updates, then the store closes
+            await self.incidents.close(left(2.0))
         if self._saves:  # an override's own save: done before the last one
             await asyncio.wait(set(self._saves), timeout=left(1.0))
         # after the sinks: the snapshot keeps what they could not deliver

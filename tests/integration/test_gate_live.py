@@ -5,10 +5,7 @@ and survives a restart of the engine through the state file."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -18,11 +15,9 @@ import pytest
 
 from engine.core.config import Config, parse_config
 from engine.runtime.service import Runtime
-from tests.integration.live import get_json
+from tests.integration.live import burnrate, get_json
 from tests.integration.test_run import Running
 from tests.integration.test_source import produce, wait_until
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def config(bootstrap: str, topic: str, state: Path) -> Config:
@@ -49,23 +44,7 @@ def records(now: float) -> list[bytes]:
 
 
 async def gate_cli(url: str, service: str) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "engine",
-        "gate",
-        "--service",
-        service,
-        "--url",
-        url,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(60):
-        out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode() + err.decode()
+    return await burnrate("gate", "--service", service, "--url", url)
 
 
 @pytest.mark.asyncio

@@ -42,14 +42,22 @@ MARKER = "payload-marker-7f3a"
 and must appear nowhere in the exposition."""
 ALLOWED_LABELS = frozenset(
     {"slo", "window", "severity", "reason", "topic", "partition"}
-    # governance: a configured service, an enumerated decision or budget alert, a config
-    # path, and a change's kind (checked against a pattern, at most 50 kinds kept)
+    # governance and incidents: a configured service, an enumerated decision or budget
+    # alert, a config path, and a change's kind (checked against a pattern, at most 50
+    # kinds kept)
     | {"service", "decision", "alert", "policy_row", "kind"}
 )
 
 
-def make_config(bootstrap: str, topic: str, *, token_file: Path | None = None) -> Config:
+def make_config(
+    bootstrap: str,
+    topic: str,
+    *,
+    token_file: Path | None = None,
+    incidents_db: Path | None = None,
+) -> Config:
     auth = f"  auth_token_file: {token_file}\n" if token_file else ""
+    incidents = f"incidents: {{path: '{incidents_db}'}}\n" if incidents_db else ""
     return parse_config(
         "slos:\n"
         f"  - {{name: {SLO}, service: checkout, sli: availability, objective: 99,"
@@ -63,6 +71,7 @@ def make_config(bootstrap: str, topic: str, *, token_file: Path | None = None) -
         "http:\n"
         "  listen: 127.0.0.1:0\n"
         f"{auth}"
+        f"{incidents}"
     )
 
 
@@ -143,9 +152,9 @@ async def settled_view(
 
 @pytest.mark.asyncio
 async def test_metrics_pass_promtool_and_labels_carry_no_payload_values(
-    kafka_bootstrap: str, unique_topic: str, http: aiohttp.ClientSession
+    kafka_bootstrap: str, unique_topic: str, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
-    cfg = make_config(kafka_bootstrap, unique_topic)
+    cfg = make_config(kafka_bootstrap, unique_topic, incidents_db=tmp_path / "incidents.db")
     rt = Runtime(cfg, listen="127.0.0.1:0", sinks=[])
     running = Running(rt)
     try:
@@ -172,7 +181,13 @@ async def test_metrics_pass_promtool_and_labels_carry_no_payload_values(
     assert MARKER not in text
     families = list(text_string_to_metric_families(text))
     names = {f.name for f in families}
-    for wanted in ("burnrate_slo_burn_rate", "burnrate_records_rejected", "burnrate_consumer_lag"):
+    for wanted in (
+        "burnrate_slo_burn_rate",
+        "burnrate_records_rejected",
+        "burnrate_consumer_lag",
+        "burnrate_incidents_open",
+        "burnrate_incident_time_to_detect_seconds",
+    ):
         assert wanted in names
     windows = {format_duration(w) for w in rt.evaluator.windows.windows_s}
     allowed_values = {

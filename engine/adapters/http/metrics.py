@@ -26,6 +26,11 @@ two; `service` is a configured service. `burnrate_changes_total{service,kind}` c
 the changes taken in since the start (engine.core.changes: `service` a configured one,
 `kind` one of at most 50, the rest as `other`).
 
+`burnrate_incidents_open{service}` (with `incidents:`) is 1 while the configured
+service has an open incident (engine.runtime.incidents), else 0;
+`burnrate_incident_time_to_detect_seconds` observes `opened_at - onset_at` of each
+incident as it opens with an onset estimate.
+
 `burnrate_budget_alert_firing{slo,alert}` (`alert`: `ErrorBudgetExhausted`,
 `ErrorBudgetExhaustionProjected`) and `burnrate_escalation_firing{slo,policy_row,
 decision}` (`policy_row`: the budget policy row's config path) are 1 while the budget
@@ -63,6 +68,9 @@ __all__ = ["CONTENT_TYPE", "EngineCollector", "EngineMetrics", "SloText"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 RENDER_BUDGET_FACTOR = 20
+TIME_TO_DETECT_BUCKETS_S = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0)
+"""A fast page detects within a minute or two of the onset, a slow one within hours: the
+onset is at most one long window (6 h for the slowest default page) before the page."""
 
 StatusFn = Callable[[], SourceStatus | None]
 
@@ -82,6 +90,8 @@ class EngineCollector(Collector):
         """Every service's gate now, set by the HTTP server (engine.adapters.http.gates)."""
         self.changes: Callable[[], Mapping[tuple[str, str], int]] | None = None
         """Changes taken in by (service, kind), set by the HTTP server."""
+        self.incidents_open: Callable[[], Mapping[str, int]] | None = None
+        """Open incidents by configured service, set by the runtime with `incidents:`."""
         self._window_labels = [format_duration(w) for w in evaluator.windows_s]
 
     def collect(self) -> Iterable[Metric]:
@@ -107,6 +117,15 @@ class EngineCollector(Collector):
             for (service, kind), n in sorted(self.changes().items()):
                 changes.add_metric([service, kind], n)
             yield changes
+        if self.incidents_open is not None:
+            incidents = GaugeMetricFamily(
+                "burnrate_incidents_open",
+                "Open incidents of the service (at most one)",
+                labels=["service"],
+            )
+            for service, n in sorted(self.incidents_open().items()):
+                incidents.add_metric([service], n)
+            yield incidents
 
     def _health(self) -> Iterable[Metric]:
         ev = self.evaluator
@@ -408,6 +427,8 @@ class EngineMetrics:
             buckets=(1, 10, 100, 1000, 5000, 10_000, 25_000, 50_000, 100_000),
             registry=self.registry,
         )
+        self.incident_time_to_detect: Histogram | None = None
+        """Set by `track_incidents`."""
         self._body: bytes | None = None
         self._stale = True
         self._rendered_at = 0.0
@@ -417,6 +438,20 @@ class EngineMetrics:
         self.before_render: Callable[[], None] | None = None
         """Called before a fresh render (the runtime drains fetch-batch sizes here), so
         one body is consistent with the evaluator state read by the collector."""
+
+    def track_incidents(self, open_counts: Callable[[], Mapping[str, int]]) -> Histogram:
+        """Export the incident series (with `incidents:`): `burnrate_incidents_open` from
+        `open_counts` at scrape time, and the time-to-detect histogram, returned for the
+        runtime to observe as incidents open."""
+        self.collector.incidents_open = open_counts
+        if self.incident_time_to_detect is None:
+            self.incident_time_to_detect = Histogram(
+                "burnrate_incident_time_to_detect_seconds",
+                "Time from an incident's estimated onset to the page that opened it",
+                buckets=TIME_TO_DETECT_BUCKETS_S,
+                registry=self.registry,
+            )
+        return self.incident_time_to_detect
 
     def observe_batches(self, sizes: Iterable[int]) -> None:
         for n in sizes:

@@ -7,7 +7,8 @@ else 503 with the reason as JSON. `/metrics` serves the cached Prometheus body;
 `/v1/slos` and `/v1/slos/{name}` the JSON views (engine.adapters.http.api),
 `/v1/corrections` the corrections (engine.adapters.http.corrections), `/v1/gates/{service}`
 the release gate and its overrides (engine.adapters.http.gates), `/v1/changes` the
-changes and the budget each consumed (engine.adapters.http.changes).
+changes and the budget each consumed (engine.adapters.http.changes), `/v1/incidents`
+the incidents and their acknowledgement (engine.adapters.http.incidents).
 
 Auth: with `http.auth_token_env` or `http.auth_token_file` set, every route but
 `/healthz` and `/readyz` needs `Authorization: Bearer <token>`, `/metrics` included
@@ -42,6 +43,7 @@ from engine.adapters.http.auth import BearerAuth
 from engine.adapters.http.changes import ChangesApi
 from engine.adapters.http.corrections import CorrectionsApi
 from engine.adapters.http.gates import GatesApi
+from engine.adapters.http.incidents import IncidentsApi, IncidentSource
 from engine.adapters.http.listen import parse_listen
 from engine.adapters.http.metrics import CONTENT_TYPE, EngineMetrics
 from engine.adapters.kafka.status import SourceStatus
@@ -129,6 +131,7 @@ class HttpServer:
         limits: HttpLimits | None = None,
         overrides: Overrides | None = None,
         changes: ChangeLog | None = None,
+        incidents: IncidentSource | None = None,
     ) -> None:
         self.host, self._port = parse_listen(listen)
         self.limits = HttpLimits() if limits is None else limits
@@ -162,6 +165,8 @@ class HttpServer:
         )
         self.changes.add_routes(self.app)
         metrics.collector.changes = self.changes.changes.counts
+        self.incidents = IncidentsApi(incidents)
+        self.incidents.add_routes(self.app)
         self._runner: web.AppRunner | None = None
         self._listener: asyncio.Server | None = None
         self._connections = _Connections()

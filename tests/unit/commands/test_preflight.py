@@ -4,6 +4,7 @@ each by the function the service itself uses."""
 from __future__ import annotations
 
 import base64
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from engine.adapters.alerts.receivers import (
     receiver_urls,
 )
 from engine.adapters.kafka.settings import bootstrap_problem, kafka_client_kwargs
+from engine.cli import main
 from engine.commands.preflight import adapter_errors, load_checked_config
 from engine.core.config import (
     AlertmanagerReceiver,
@@ -253,3 +255,31 @@ def test_a_routing_key_comes_from_env_or_file_and_is_never_in_an_error(
         [line] = info.value.errors
         assert line.startswith(start)
         assert key not in line
+
+
+INCIDENT_SLOS = "slos:\n  - {name: a1, service: a, sli: availability, objective: 99}\n"
+
+
+def test_check_opens_the_store_read_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "i.db"
+    config = tmp_path / "c.yaml"
+    config.write_text(INCIDENT_SLOS + f"incidents: {{path: '{db}'}}\n")
+    assert main(["check", str(config)]) == 0
+    assert not db.exists()  # a check writes nothing
+
+    future = sqlite3.connect(db)
+    future.execute("PRAGMA user_version = 99")
+    future.close()
+    before = db.read_bytes()
+    assert main(["check", str(config)]) == 2
+    assert capsys.readouterr().err == (
+        f"{config}: $.incidents.path: incident store {db}: schema version 99 was written by a "
+        "newer burnrate (this one knows up to 1); it is left as it is\n"
+    )
+    assert db.read_bytes() == before
+
+    (tmp_path / "c2.yaml").write_text(INCIDENT_SLOS + "incidents: {path: /nonexistent/dir/i.db}\n")
+    assert main(["check", str(tmp_path / "c2.yaml")]) == 2
+    assert "its directory /nonexistent/dir does not exist" in capsys.readouterr().err
