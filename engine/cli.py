@@ -35,6 +35,10 @@ COMMANDS: Final[dict[str, tuple[str, str]]] = {
         "release gate: may this service ship? (pass/warn/fail from its error budget)",
     ),
     "incidents": ("engine.commands.incidents", "list the incidents of a running engine"),
+    "postmortem": (
+        "engine.commands.postmortem",
+        "write a blameless postmortem draft of an incident (live or from recorded events)",
+    ),
     "run": (
         "engine.commands.run",
         "run the service: consume Kafka, evaluate SLOs, serve /metrics, alert",

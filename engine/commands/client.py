@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import os
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
+
+import msgspec
 
 from engine.commands.common import EXIT_USAGE, print_error, run_loop
 from engine.errors import ConfigError
@@ -24,6 +26,7 @@ __all__ = [
     "add_client_arguments",
     "ask",
     "base_url",
+    "error_of",
     "get",
     "token",
 ]
@@ -33,7 +36,7 @@ URL_ENV: Final = "BURNRATE_URL"
 TIMEOUT_S: Final = 10.0
 
 
-def add_client_arguments(parser: argparse.ArgumentParser) -> None:
+def add_client_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """`--url`, `--token-env | --token-file` and `--timeout`."""
     parser.add_argument(
         "--url", help=f"the engine's HTTP address (default: ${URL_ENV} or {DEFAULT_URL})"
@@ -115,3 +118,13 @@ async def _get(url: str, bearer: str | None, timeout_s: float) -> tuple[int, byt
         why = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
         base = url.split("/v1/", 1)[0]
         return 0, b"", f"cannot reach {base}: {why}"
+
+
+def error_of(body: bytes) -> str:
+    """The `error` of an API's JSON error body (the start of the body when it is not
+    one), for messages."""
+    try:
+        data: Any = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return body[:200].decode(errors="replace")
+    return str(data.get("error", "")) if isinstance(data, dict) else ""

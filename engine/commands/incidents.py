@@ -13,12 +13,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
-from typing import Any
 from urllib.parse import urlencode
 
 import msgspec
 
-from engine.commands.client import add_client_arguments, ask
+from engine.commands.client import add_client_arguments, ask, error_of
 from engine.commands.common import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -78,10 +77,10 @@ def main(args: argparse.Namespace) -> int:
         print_error("incidents", answer.problem)
         return EXIT_UNREACHABLE
     if status in (400, 404):
-        print_error("incidents", f"{where}: {_error_of(body) or f'answered {status}'}")
+        print_error("incidents", f"{where}: {error_of(body) or f'answered {status}'}")
         return EXIT_USAGE if status == 400 else EXIT_FAILURE
     if status != 200:
-        print_error("incidents", f"{where} answered {status}: {_error_of(body)}")
+        print_error("incidents", f"{where} answered {status}: {error_of(body)}")
         return EXIT_UNREACHABLE
     try:
         listing = msgspec.json.decode(body, type=_Listing)
@@ -93,14 +92,6 @@ def main(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(format_table(listing.incidents))
     return EXIT_OK
-
-
-def _error_of(body: bytes) -> str:
-    try:
-        data: Any = msgspec.json.decode(body)
-    except msgspec.DecodeError:
-        return body[:200].decode(errors="replace")
-    return str(data.get("error", "")) if isinstance(data, dict) else ""
 
 
 def _utc(t: float | None) -> str:

@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -51,6 +51,7 @@ __all__ = [
     "CalendarUnit",
     "PeriodCounts",
     "PeriodState",
+    "format_utc",
     "period_bounds",
     "time_zone",
 ]
@@ -62,6 +63,11 @@ NOMINAL_PERIOD_S: dict[str, int] = {"week": 7 * 86400, "month": 30 * 86400, "qua
 """The length a calendar period stands for wherever a constant length is needed: policy
 factors from `budget_consumed_ratio` and time to exhaustion (docs/design.md says why
 nominal rather than the actual length of the current period)."""
+
+
+def format_utc(t_s: float) -> str:
+    """An instant as `YYYY-MM-DD HH:MM:SSZ` in UTC (to the second, rounded down)."""
+    return datetime.fromtimestamp(math.floor(t_s), UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def time_zone(key: str) -> ZoneInfo:

@@ -15,9 +15,13 @@ The numbers, per SLO of the incident (all the columns of a grouped SLO together)
 
 - Impact interval: (start, end] with start = `onset_at` (the opening page's
   `opened_at` when no onset was estimated) and end = `closed_at`, or the end of the
-  data (the last evaluated tick) for an incident still open. Counts over it are read
-  at resolution r, i.e. over (ceil(start/r) * r, floor(end/r) * r]: exact when r
-  divides both (onset and close lie on the tick grid, so always offline).
+  data (the last evaluated tick) for an incident still open.
+- Counts over an interval (`range_total`) are the reader's whole buckets: at the
+  resolution r of the ring that reaches back to its start, over (ceil(start/r) * r,
+  floor(end/r) * r], then the rest up to `end` from a finer ring when one still
+  reaches back there. Offline r is the tick, which divides onset and close: exact.
+  Live, the older the interval, the coarser r (an hour for a 30-day period), and a
+  coarse ring's partial newest bucket is left out when no finer ring holds it.
 - `bad_events`, `total_events`: the events of the SLO in the impact interval.
 - `error_budget_consumed_ratio`: bad_events / (error_budget_ratio x period_events),
   where period_events are the SLO's events in the period of its length ending at the
@@ -25,8 +29,8 @@ The numbers, per SLO of the incident (all the columns of a grouped SLO together)
   the share of a whole period's budget, at the traffic that period held, that the
   incident burnt. None when the period holds no events or the reader no longer
   reaches back that far.
-- `resolution_s`: r of the impact counts (the period's may be coarser: the budget
-  consumed is then a ratio of counts at two resolutions).
+- `resolution_s`: r of the impact counts' start (the period's may be coarser: the
+  budget consumed is then a ratio of counts at two resolutions).
 
 Chart series, per SLO, from (start - pad) to (end + pad) with pad = max(5 min, a
 quarter of the impact interval), clipped to the end of the data: for each of the SLO's

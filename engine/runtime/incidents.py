@@ -28,7 +28,7 @@ when the evaluator says so, which it can only for alerts it knows are firing: wi
 incident holding one closes only once that alert fires and resolves again (logged at
 start as a warning).
 
-Reads for the API (`get`, `list_incidents`) are the store's rows with the pending
+Reads for the API (`get`, `list_incidents`, `postmortem`) are the store's rows with the pending
 versions laid over them, so an answer never lags the book. `acknowledge` acknowledges
 an open incident in the book (and so in the next write) and any other in the store.
 """
@@ -55,6 +55,7 @@ from engine.core.config import Config
 from engine.core.evaluator import Evaluator
 from engine.core.incidents import Incident, IncidentBook, IncidentUpdate, acknowledged
 from engine.core.onset import onset_of_transition
+from engine.core.postmortem import PostmortemIncident, postmortem_of
 from engine.core.transitions import Transition
 
 __all__ = ["RETRY_MAX_S", "RETRY_MIN_S", "IncidentRecorder", "incident_recorder"]
@@ -328,6 +329,17 @@ class IncidentRecorder:
                 by_id[inc.id] = inc
         out = sorted(by_id.values(), key=lambda i: (i.opened_at, i.id), reverse=True)
         return out[:limit]
+
+    async def postmortem(self, incident_id: str) -> PostmortemIncident | None:
+        """The postmortem of `incident_id` from the evaluator's rings as they are now
+        (engine.core.postmortem; an open incident's impact runs to the last evaluated
+        tick); None: there is no incident with that id."""
+        inc = await self.get(incident_id)
+        if inc is None:
+            return None
+        ev = self.evaluator
+        end = ev.evaluated_at_s
+        return postmortem_of(inc, ev, ev.bucket_sums, inc.opened_at if end is None else end)
 
     async def acknowledge(self, incident_id: str, by: str) -> Incident | None:
         """Acknowledge `incident_id` by `by` now (event time); idempotent. None: there is

@@ -9,6 +9,12 @@ keeps the incidents of services a config no longer has. A bad parameter is 400
 `GET /v1/incidents/{id}` answers the view; an id no incident has is 404
 `{"error": "no incident has that id", "id": ...}`.
 
+`GET /v1/incidents/{id}/postmortem` answers the incident's postmortem (the JSON form of
+one incident of `burnrate postmortem`, engine.core.postmortem) computed now from the
+engine's window rings: counts at the resolution of the finest ring that still reaches
+back to the onset (`resolution_s` of each SLO), so the older the incident, the coarser;
+404 as for the view.
+
 `POST /v1/incidents/{id}/acknowledge`, with no body or `{"by": str}` (who: 1 to 200
 characters; default the client's address), acknowledges it and answers 200 with the
 view. Idempotent: the first acknowledgement stands, a repeat answers the incident as
@@ -45,6 +51,7 @@ from engine.adapters.store.incidents import (
     StateFilter,
 )
 from engine.core.incidents import Incident
+from engine.core.postmortem import PostmortemIncident
 
 __all__ = ["MAX_BY_CHARS", "NOT_CONFIGURED", "IncidentSource", "IncidentsApi", "incident_view"]
 
@@ -69,6 +76,8 @@ class IncidentSource(Protocol):
     ) -> list[Incident]: ...
 
     async def acknowledge(self, incident_id: str, by: str) -> Incident | None: ...
+
+    async def postmortem(self, incident_id: str) -> PostmortemIncident | None: ...
 
 
 class _Ack(msgspec.Struct, forbid_unknown_fields=True):
@@ -130,6 +139,7 @@ class IncidentsApi:
             return
         app.router.add_get("/v1/incidents", self._list)
         app.router.add_get("/v1/incidents/{id}", self._get)
+        app.router.add_get("/v1/incidents/{id}/postmortem", self._postmortem)
         app.router.add_post("/v1/incidents/{id}/acknowledge", self._acknowledge)
 
     async def _not_configured(self, request: web.Request) -> web.Response:
@@ -167,6 +177,15 @@ class IncidentsApi:
         except IncidentStoreError as exc:
             return _store_failed(exc)
         return _not_found(incident_id) if inc is None else _json(incident_view(inc))
+
+    async def _postmortem(self, request: web.Request) -> web.Response:
+        assert self.source is not None
+        incident_id = request.match_info["id"]
+        try:
+            pm = await self.source.postmortem(incident_id)
+        except IncidentStoreError as exc:
+            return _store_failed(exc)
+        return _not_found(incident_id) if pm is None else _json(pm)
 
     async def _acknowledge(self, request: web.Request) -> web.Response:
         assert self.source is not None

@@ -20,17 +20,20 @@ OUTAGE_S = (3600, 3600 + 1200)
 SPAN_S = 4 * 3600
 
 
-def config(extra: str = "") -> Config:
-    return parse_config(
-        "slos:\n"
-        "  - {name: shop-avail, service: shop, sli: availability, objective: 99.9}\n"
-        "  - {name: blog-avail, service: blog, sli: availability, objective: 99}\n"
-        "policy:\n"
-        "  - {severity: page, long: 1h, short: 5m, burn_rate: 14.4}\n"
-        "  - {severity: ticket, long: 6h, short: 30m, burn_rate: 6}\n"
-        "evaluation: {tick: 10s}\n"
-        "incidents: {quiet_period: 15m}\n" + extra
-    )
+CONFIG_TEXT = (
+    "slos:\n"
+    "  - {name: shop-avail, service: shop, sli: availability, objective: 99.9}\n"
+    "  - {name: blog-avail, service: blog, sli: availability, objective: 99}\n"
+    "policy:\n"
+    "  - {severity: page, long: 1h, short: 5m, burn_rate: 14.4}\n"
+    "  - {severity: ticket, long: 6h, short: 30m, burn_rate: 6}\n"
+    "evaluation: {tick: 10s}\n"
+    "incidents: {quiet_period: 15m}\n"
+)
+
+
+def config() -> Config:
+    return parse_config(CONFIG_TEXT)
 
 
 Event = dict[str, object]
