@@ -110,15 +110,24 @@ class ViewsMixin:
         return self.windows.range_sums(start_s, min(end_s, t), columns)
 
     def bucket_sums(
-        self, start_s: float, end_s: float, columns: npt.NDArray[np.int64]
+        self,
+        start_s: float,
+        end_s: float,
+        columns: npt.NDArray[np.int64],
+        *,
+        partial: bool = False,
     ) -> tuple[I64, float, int] | None:
         """The buckets behind `range_sums`, one by one (`WindowSet.bucket_sums`):
         (n_buckets, len(columns), 2) (total, bad) oldest first, the end time of the first
-        bucket and the resolution; None as for `range_sums`."""
+        bucket and the resolution; None as for `range_sums`. `partial`: the last bucket
+        may be the one holding `end_s` (not cut at the evaluation time), with everything
+        counted in it so far: events after `end_s`, up to any counted ahead of the
+        evaluation time, included."""
         t = self._evaluated_at_s
         if t is None:
             return None
-        return self.windows.bucket_sums(start_s, min(end_s, t), columns)
+        end = end_s if partial else min(end_s, t)
+        return self.windows.bucket_sums(start_s, end, columns, partial=partial)
 
     def period_bounds(self) -> tuple[F64, F64]:
         """(start, end) epoch seconds per SLO of the calendar period holding the

@@ -16,12 +16,15 @@ The numbers, per SLO of the incident (all the columns of a grouped SLO together)
 - Impact interval: (start, end] with start = `onset_at` (the opening page's
   `opened_at` when no onset was estimated) and end = `closed_at`, or the end of the
   data (the last evaluated tick) for an incident still open.
-- Counts over an interval (`range_total`) are the reader's whole buckets: at the
+- Counts over an interval (`range_total`) are the reader's whole buckets at the
   resolution r of the ring that reaches back to its start, over (ceil(start/r) * r,
-  floor(end/r) * r], then the rest up to `end` from a finer ring when one still
-  reaches back there. Offline r is the tick, which divides onset and close: exact.
-  Live, the older the interval, the coarser r (an hour for a 30-day period), and a
-  coarse ring's partial newest bucket is left out when no finer ring holds it.
+  floor(end/r) * r], then the rest up to `end`: from a finer ring when one still
+  reaches back there; else the next bucket of r as counted so far less its part after
+  `end`, read from a finer ring reaching back to `end` (the whole bucket, rounded
+  outward, when none does). Offline r is the tick, which divides onset and close:
+  exact. Live, the older the interval, the coarser r (an hour for a 30-day period);
+  the start is rounded inward to r, and the end is exact while a finer ring reaches
+  back to it (the 1 s or 10 s ring of the shortest windows: minutes to an hour).
 - `bad_events`, `total_events`: the events of the SLO in the impact interval.
 - `error_budget_consumed_ratio`: bad_events / (error_budget_ratio x period_events),
   where period_events are the SLO's events in the period of its length ending at the
@@ -51,8 +54,8 @@ while it was open).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from typing import Final, Literal
+from collections.abc import Sequence
+from typing import Final, Literal, Protocol
 
 import msgspec
 import numpy as np
@@ -82,9 +85,15 @@ __all__ = [
 MAX_POINTS: Final = 2000
 PAD_MIN_S: Final = 300.0
 
-BucketReader = Callable[[float, float, I64], tuple[I64, float, int] | None]
-"""(start, end, columns) -> ((n_buckets, len(columns), 2) (total, bad), end of the first
-bucket, resolution), or None: `Evaluator.bucket_sums`' signature."""
+
+class BucketReader(Protocol):
+    """`Evaluator.bucket_sums`' signature: (start, end, columns) -> ((n_buckets,
+    len(columns), 2) (total, bad), end of the first bucket, resolution), or None."""
+
+    def __call__(
+        self, start_s: float, end_s: float, columns: I64, *, partial: bool = False
+    ) -> tuple[I64, float, int] | None: ...
+
 
 Source = Literal["live", "replay"]
 
@@ -161,26 +170,47 @@ def _summed(read: BucketReader, start: float, end: float, cols: I64) -> tuple[I6
     return cells.sum(axis=1, dtype=np.int64).reshape(-1, 2), first_end, r
 
 
+def _sums(got: tuple[I64, float, int]) -> tuple[int, int]:
+    total, bad = got[0].sum(axis=(0, 1), dtype=np.int64).tolist()
+    return int(total), int(bad)
+
+
 def range_total(
     read: BucketReader, start: float, end: float, cols: I64
 ) -> tuple[int, int, int] | None:
     """(total, bad, r) of `cols` in (start, end]: the whole buckets `read` gives at its
-    resolution r for the start, then the part after its last whole bucket read again,
-    from a finer ring when one reaches back there (so a coarse ring's partial newest
-    bucket is not lost). None when `read` holds nothing that far back."""
+    resolution r for the start, then the rest (`_rest`). None when `read` holds nothing
+    that far back."""
     got = read(start, end, cols)
     if got is None:
         return None
     cells, first_end, r = got
-    total, bad = (int(x) for x in cells.sum(axis=(0, 1), dtype=np.int64))
+    total, bad = _sums(got)
     covered = first_end + (len(cells) - 1) * r if len(cells) else math.ceil(start / r) * r
     if covered < end:
-        tail = read(max(covered, start), end, cols)
-        if tail is not None and tail[2] < r:
-            more = range_total(read, max(covered, start), end, cols)
-            if more is not None:
-                total, bad = total + more[0], bad + more[1]
+        rest = _rest(read, max(covered, start), end, cols, r)
+        total, bad = total + rest[0], bad + rest[1]
     return total, bad, r
+
+
+def _rest(read: BucketReader, a: float, end: float, cols: I64, r: int) -> tuple[int, int]:
+    """(total, bad) in (a, end], `a` the end of a whole bucket of resolution r and `end`
+    inside the next one: from a finer ring when one reaches back to `a`; else that
+    bucket as counted so far, less its part after `end` read from a finer ring reaching
+    back to `end` (without one, the whole bucket: rounded outward)."""
+    finer = read(a, end, cols)
+    if finer is not None and finer[2] < r:
+        got = range_total(read, a, end, cols)
+        return (0, 0) if got is None else got[:2]
+    whole = read(a, a + r, cols, partial=True)
+    if whole is None:
+        return 0, 0
+    total, bad = _sums(whole)
+    after = read(end, a + r, cols, partial=True)
+    if after is not None and after[2] < r and end % after[2] == 0:
+        t_after, b_after = _sums(after)
+        total, bad = total - t_after, bad - b_after
+    return total, bad
 
 
 def _impact(

@@ -200,15 +200,17 @@ class WindowSet:
         return out, r
 
     def bucket_sums(
-        self, start_s: float, end_s: float, columns: I64
+        self, start_s: float, end_s: float, columns: I64, *, partial: bool = False
     ) -> tuple[I64, float, int] | None:
         """The buckets `range_sums` adds up, one by one: (n_buckets, len(columns), 2)
         (total, bad) of the whole buckets inside (start_s, end_s] of the finest ring that
         still holds the bucket after `start_s`, oldest first; the end time of the first
-        bucket; that ring's resolution r. None when no ring reaches back that far."""
+        bucket; that ring's resolution r. None when no ring reaches back that far.
+        `partial`: the last bucket may be the one holding `end_s`, with all it holds
+        (events after `end_s` too)."""
         for level in sorted(self.levels, key=lambda lv: lv.r):
             first = math.ceil(start_s / level.r)
-            last = math.floor(end_s / level.r) - 1
+            last = (math.ceil(end_s / level.r) if partial else math.floor(end_s / level.r)) - 1
             if level.head is None:
                 return np.zeros((0, len(columns), 2), dtype=np.int64), 0.0, level.r
             if first <= level.head - level.length:

@@ -50,13 +50,16 @@ class OfflinePostmortems:
 
 def series_reader(series: Series) -> BucketReader:
     """`Evaluator.bucket_sums` over the gathered series: every bucket of (start, end] at
-    the series' resolution, zeros where nothing was counted."""
+    the series' resolution (`partial`: up to the one holding `end`), zeros where nothing
+    was counted."""
     b = series.bucket_s
     cache: dict[int, tuple[I64, I64, I64]] = {}
 
-    def read(start: float, end: float, columns: I64) -> tuple[I64, float, int]:
-        first = math.ceil(start / b)
-        last = math.floor(end / b) - 1
+    def read(
+        start_s: float, end_s: float, columns: I64, *, partial: bool = False
+    ) -> tuple[I64, float, int]:
+        first = math.ceil(start_s / b)
+        last = (math.ceil(end_s / b) if partial else math.floor(end_s / b)) - 1
         n = max(0, last - first + 1)
         out = np.zeros((n, len(columns), 2), dtype=np.int64)
         for k, c in enumerate(columns.tolist()):

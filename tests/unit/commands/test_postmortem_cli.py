@@ -327,9 +327,11 @@ def test_live_later_counts_at_the_resolution_the_rings_still_hold(
     [slo] = live["slos"]
     r = slo["resolution_s"]
     assert r > 10  # hours later the 10 s ring no longer reaches back to the onset
-    # whole buckets of r: the newest, partial one is not counted, no finer ring reaching
+    # whole buckets of r, the start rounded inward, the end outward: no finer ring
+    # reaches back to the close any more to take the part after it off
     start = math.ceil(live["impact_start_s"] / r) * r
-    end = math.floor(live["impact_end_s"] / r) * r
+    end = math.ceil(live["impact_end_s"] / r) * r
+    assert end > live["impact_end_s"]
     total, bad = counted(events(), "shop", start, end)
     assert (slo["total_events"], slo["bad_events"]) == (total, bad)
     assert bad == offline["slos"][0]["bad_events"]  # the outage began after the rounding
