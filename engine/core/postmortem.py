@@ -63,13 +63,14 @@ import numpy as np
 from engine.core.arrays import I64
 from engine.core.config_types import Severity
 from engine.core.evaluator import Evaluator
-from engine.core.incident_values import Incident, TimelineEntry
+from engine.core.incident_values import EntryKind, Incident, Scalar, TimelineEntry
 
 __all__ = [
     "MAX_POINTS",
     "PAD_MIN_S",
     "BucketReader",
     "Detection",
+    "Entry",
     "Postmortem",
     "PostmortemIncident",
     "Series",
@@ -134,6 +135,19 @@ class SloCharts(msgspec.Struct, frozen=True, kw_only=True):
     budget_remaining: Series | None
 
 
+class Entry(msgspec.Struct, frozen=True, kw_only=True):
+    """A timeline entry with every field present (as the incidents API shows them)."""
+
+    at: float
+    kind: EntryKind
+    text: str
+    data: dict[str, Scalar]
+
+
+def _entries(entries: Sequence[TimelineEntry]) -> list[Entry]:
+    return [Entry(at=e.at, kind=e.kind, text=e.text, data=e.data) for e in entries]
+
+
 class PostmortemIncident(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     service: str
@@ -144,8 +158,8 @@ class PostmortemIncident(msgspec.Struct, frozen=True, kw_only=True):
     impact_end_s: float
     slos: list[SloImpact]
     detection: Detection
-    timeline: list[TimelineEntry]
-    changes: list[TimelineEntry]
+    timeline: list[Entry]
+    changes: list[Entry]
     charts: list[SloCharts]
     timeline_dropped: int = 0
 
@@ -350,8 +364,8 @@ def postmortem_of(
             time_to_acknowledge_s=inc.time_to_acknowledge_s,
             time_to_resolve_s=inc.time_to_resolve_s,
         ),
-        timeline=list(inc.timeline),
-        changes=[e for e in inc.timeline if e.kind == "change" and e.at <= start],
+        timeline=_entries(inc.timeline),
+        changes=_entries([e for e in inc.timeline if e.kind == "change" and e.at <= start]),
         charts=drawn,
         timeline_dropped=inc.timeline_dropped,
     )
