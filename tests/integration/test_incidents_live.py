@@ -51,10 +51,12 @@ def config(bootstrap: str, topic: str, tmp: Path) -> Config:
 
 class Traffic:
     """Events of both services at the wall clock, ten a half second: shop's fail while
-    `failing`, blog's never do."""
+    `failing`, blog's never do. Each is also kept as a JSON line in `lines` (the
+    recording a replay of the same events reads)."""
 
-    def __init__(self) -> None:
-        self.failing = True
+    def __init__(self, *, failing: bool = True) -> None:
+        self.failing = failing
+        self.lines: list[str] = []
 
     @contextlib.asynccontextmanager
     async def flowing(self, bootstrap: str, topic: str) -> AsyncIterator[None]:
@@ -73,10 +75,13 @@ class Traffic:
         while True:
             now = time.time()
             for i in range(5):
-                shop = {"service": "shop", "ts": now, "status": 500 if self.failing else 200}
-                blog = {"service": "blog", "ts": now, "status": 200}
-                await producer.send(topic, json.dumps(shop).encode(), partition=i % 2)
-                await producer.send(topic, json.dumps(blog).encode(), partition=i % 2)
+                for event in (
+                    {"service": "shop", "ts": now, "status": 500 if self.failing else 200},
+                    {"service": "blog", "ts": now, "status": 200},
+                ):
+                    line = json.dumps(event)
+                    await producer.send(topic, line.encode(), partition=i % 2)
+                    self.lines.append(line)
             await producer.flush()
             await asyncio.sleep(0.5)
 

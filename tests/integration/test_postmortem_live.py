@@ -9,23 +9,19 @@ past the onset, so the engine's counts are as exact as the replay's."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import math
-import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from engine.core.config import Config, parse_config
 from engine.runtime.service import Runtime
 from tests.integration.live import burnrate, get_json
-from tests.integration.test_incidents_live import wait_async
+from tests.integration.test_incidents_live import Traffic, wait_async
 from tests.integration.test_run import Running
 
 QUIET_S = 5.0
@@ -52,42 +48,6 @@ def config(bootstrap: str, topic: str, tmp: Path) -> Config:
     )
 
 
-class Traffic:
-    """Events of both services at the wall clock, ten a half second, each also kept as
-    a line of the recording; shop's fail while `failing`."""
-
-    def __init__(self) -> None:
-        self.failing = False
-        self.lines: list[str] = []
-
-    @contextlib.asynccontextmanager
-    async def flowing(self, bootstrap: str, topic: str) -> AsyncIterator[None]:
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
-        await producer.start()
-        task = asyncio.create_task(self._send(producer, topic))
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            await producer.stop()
-
-    async def _send(self, producer: AIOKafkaProducer, topic: str) -> None:
-        while True:
-            now = time.time()
-            for i in range(5):
-                for event in (
-                    {"service": "shop", "ts": now, "status": 500 if self.failing else 200},
-                    {"service": "blog", "ts": now, "status": 200},
-                ):
-                    line = json.dumps(event)
-                    await producer.send(topic, line.encode(), partition=i % 2)
-                    self.lines.append(line)
-            await producer.flush()
-            await asyncio.sleep(0.5)
-
-
 def counted(lines: list[str], service: str, start: float, end: float) -> tuple[int, int]:
     events = [json.loads(line) for line in lines]
     inside = [e for e in events if e["service"] == service and start < e["ts"] <= end]
@@ -99,7 +59,7 @@ async def test_live_and_offline_postmortems_of_the_same_events_agree(
     kafka_bootstrap: str, unique_topic: str, tmp_path: Path
 ) -> None:
     cfg = config(kafka_bootstrap, unique_topic, tmp_path)
-    traffic = Traffic()
+    traffic = Traffic(failing=False)
     async with (
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
         traffic.flowing(kafka_bootstrap, unique_topic),

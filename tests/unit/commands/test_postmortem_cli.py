@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,7 +28,7 @@ from engine.adapters.http.server import HttpServer
 from engine.cli import main
 from engine.core.changes import ChangeLog
 from engine.core.config import Config
-from engine.core.evaluator import Evaluator
+from engine.core.evaluator import Evaluator, Transition
 from engine.core.ingest import Ingestor
 from engine.runtime.incidents import IncidentRecorder, incident_recorder
 from tests.unit.runtime.test_postmortem import (
@@ -73,31 +73,26 @@ class Engine:
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)
 
-    def feed_until_closed(self) -> None:
-        """Take blocks (as `run` takes batches) until an incident has closed."""
+    def feed(self, *, until_closed: bool) -> None:
+        """Take blocks (as `run` takes batches) until an incident has closed, or to the
+        end of the file (and the flush of its last tick)."""
 
         async def feed() -> None:
             for block in self.blocks:
-                result = self.ingestor.json_lines(block, stream_future=True)
-                self.recorder.transitions(list(result.transitions))
-                self.recorder.tick()
-                if any(i.state == "closed" for i in self.recorder.pending.values()):
+                self.take(self.ingestor.json_lines(block, stream_future=True).transitions)
+                if until_closed and any(
+                    i.state == "closed" for i in self.recorder.pending.values()
+                ):
                     break
+            else:
+                self.take(self.ingestor.flush())
             assert await self.recorder.written(5.0)
 
         self.run(feed())
 
-    def feed_to_the_end(self) -> None:
-        async def feed() -> None:
-            for block in self.blocks:
-                result = self.ingestor.json_lines(block, stream_future=True)
-                self.recorder.transitions(list(result.transitions))
-                self.recorder.tick()
-            self.recorder.transitions(list(self.ingestor.flush()))
-            self.recorder.tick()
-            assert await self.recorder.written(5.0)
-
-        self.run(feed())
+    def take(self, transitions: Sequence[Transition]) -> None:
+        self.recorder.transitions(list(transitions))
+        self.recorder.tick()
 
     def close(self) -> None:
         self.run(self.server.stop())
@@ -307,7 +302,7 @@ def live_json(capsys: pytest.CaptureFixture[str], url: str, incident_id: str) ->
 def test_live_right_after_the_close_agrees_with_offline(
     engine: Engine, files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    engine.feed_until_closed()
+    engine.feed(until_closed=True)
     [offline] = offline_json(capsys, files)["incidents"]
     live = live_json(capsys, engine.server.url, offline["id"])
     # the same incident, found the same way
@@ -321,7 +316,7 @@ def test_live_right_after_the_close_agrees_with_offline(
 def test_live_later_counts_at_the_resolution_the_rings_still_hold(
     engine: Engine, files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    engine.feed_to_the_end()
+    engine.feed(until_closed=False)
     [offline] = offline_json(capsys, files)["incidents"]
     live = live_json(capsys, engine.server.url, offline["id"])
     [slo] = live["slos"]
