@@ -8,6 +8,7 @@ event loop in a thread of its own); the offline form replays the same file."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import math
 import os
@@ -351,3 +352,18 @@ def test_live_engine_nobody_runs_is_exit_3(capsys: pytest.CaptureFixture[str]) -
     )
     assert (code, out) == (3, "")
     assert "cannot reach" in err
+
+
+def test_a_damaged_gzip_file_gives_what_lies_before_the_damage_and_exit_1(
+    files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    whole = gzip.compress(files[1].read_bytes())
+    damaged = tmp_path / "events.jsonl.gz"
+    damaged.write_bytes(whole[: len(whole) * 3 // 4])  # cut short after the incident
+    code, out, err = postmortem(
+        capsys, "--config", str(files[0]), "--events", str(damaged), "--format", "json"
+    )
+    assert code == 1
+    [inc] = json.loads(out)["incidents"]
+    assert inc["state"] == "closed"
+    assert "the postmortems cover the lines before" in err
