@@ -69,11 +69,11 @@ __all__ = [
     "MAX_POINTS",
     "PAD_MIN_S",
     "BucketReader",
+    "ChartLine",
     "Detection",
     "Entry",
     "Postmortem",
     "PostmortemIncident",
-    "Series",
     "SloCharts",
     "SloImpact",
     "burn_series",
@@ -118,7 +118,7 @@ class Detection(msgspec.Struct, frozen=True, kw_only=True):
     time_to_resolve_s: float | None
 
 
-class Series(msgspec.Struct, frozen=True, kw_only=True):
+class ChartLine(msgspec.Struct, frozen=True, kw_only=True):
     """One line of a chart: values (None: no data) at times (epoch seconds)."""
 
     label: str
@@ -131,8 +131,8 @@ class Series(msgspec.Struct, frozen=True, kw_only=True):
 
 class SloCharts(msgspec.Struct, frozen=True, kw_only=True):
     slo: str
-    burn_rates: list[Series]
-    budget_remaining: Series | None
+    burn_rates: list[ChartLine]
+    budget_remaining: ChartLine | None
 
 
 class Entry(msgspec.Struct, frozen=True, kw_only=True):
@@ -286,7 +286,7 @@ def _charts(
 ) -> SloCharts:
     c = int(cols[0])
     budget = float(ev.budget_ratio[c])
-    lines: list[Series] = []
+    lines: list[ChartLine] = []
     for u, row in enumerate(ev.rows):
         if not ev.row_mask[c, u]:
             continue
@@ -295,7 +295,7 @@ def _charts(
             if got is None:
                 continue
             lines.append(
-                Series(
+                ChartLine(
                     label=f"{row.severity} {which} {window_s}s",
                     times=got[0],
                     values=got[1],
@@ -310,7 +310,7 @@ def _charts(
     if got is not None:
         # burn rate b over the period = consumed share of its budget: remaining = 1 - b
         values = [None if v is None else 1.0 - v for v in got[1]]
-        remaining = Series(label="budget remaining", times=got[0], values=values)
+        remaining = ChartLine(label="budget remaining", times=got[0], values=values)
     return SloCharts(slo=slo, burn_rates=lines, budget_remaining=remaining)
 
 

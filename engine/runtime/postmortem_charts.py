@@ -18,7 +18,7 @@ import math
 import re
 from pathlib import Path
 
-from engine.core.postmortem import PostmortemIncident, Series
+from engine.core.postmortem import ChartLine, PostmortemIncident
 
 __all__ = ["ChartsUnavailable", "chart_name", "draw_charts"]
 
@@ -32,11 +32,11 @@ def chart_name(stem: str, incident_id: str, slo: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", f"{stem}-{incident_id}-{slo}") + ".png"
 
 
-def _times(s: Series) -> list[dt.datetime]:
+def _times(s: ChartLine) -> list[dt.datetime]:
     return [dt.datetime.fromtimestamp(t, dt.UTC) for t in s.times]
 
 
-def _values(s: Series, scale: float = 1.0) -> list[float]:
+def _values(s: ChartLine, scale: float = 1.0) -> list[float]:
     return [math.nan if v is None else v * scale for v in s.values]
 
 
