@@ -19,6 +19,8 @@ fired on a window whose burn lies further back than the buckets read): no estima
 Resolution: the buckets are those of the finest window ring that still reaches back
 `lookback_s` before T (`Evaluator.bucket_sums`), so the onset is a bucket boundary of
 that ring: 10 s for lookbacks up to 2 h at the default tick, coarser for longer ones.
+The newest bucket read is the one holding T, whole or still filling: on a coarse ring,
+trouble that began less than a bucket before T is in it and in no older one.
 The lookback is the alert's long window by default (the window it fired on), so the
 onset is never earlier than T - long window, and a run that reaches that far is cut
 there (the onset is then "at least that early").
@@ -63,7 +65,15 @@ def estimate_onset(
     one group of a grouped SLO) before `fired_at_s`, looking back at most `lookback_s`;
     None when the rings hold nothing to judge by, or the column is a composite's (its
     own ring columns stay empty: no burning bucket)."""
-    got = ev.bucket_sums(fired_at_s - lookback_s, fired_at_s, np.array([column], dtype=np.int64))
+    # with the bucket holding the fired time, whole or not: on a coarse ring trouble
+    # that began inside it is there and nowhere else (events counted after the fired
+    # time, up to the tick, are in it too)
+    got = ev.bucket_sums(
+        fired_at_s - lookback_s,
+        fired_at_s,
+        np.array([column], dtype=np.int64),
+        partial=True,
+    )
     if got is None:
         return None
     cells, first_end_s, r = got

@@ -3,6 +3,8 @@ buckets of a real evaluator's rings."""
 
 from __future__ import annotations
 
+import math
+
 import msgspec
 import numpy as np
 import pytest
@@ -80,3 +82,35 @@ def test_the_evaluator_pages_after_the_onset_it_estimates() -> None:
 def test_no_estimate_before_the_first_evaluation() -> None:
     ev = Evaluator(parse_config(CONFIG))
     assert estimate_onset(ev, 0, T0, 300.0) is None
+
+
+LONG = """
+slos:
+  - {name: api, service: api, sli: availability, objective: 99, period: 1d}
+policy:
+  - {severity: page, long: 6h, short: 30m, burn_rate: 6}
+evaluation: {tick: 10s, allowed_lateness: 30s}
+"""
+
+
+def test_a_long_windows_onset_counts_the_coarse_bucket_still_filling() -> None:
+    """A 6h window's ring has coarse buckets: trouble that began inside the newest one,
+    not yet whole at the fired time, is in the estimate (to that bucket's start)."""
+    ev = Evaluator(parse_config(LONG))
+    start = T0 - 7 * 3600
+    for k in range(7 * 360):  # 7 hours good, a request every 10 s
+        feed(ev, start + k * 10 + 1, 200, 1)
+    ev.advance(T0 + 1)
+    r = ev.bucket_sums(T0 - 6 * 3600, T0, np.array([0], dtype=np.int64))
+    assert r is not None
+    res = r[2]
+    assert res > 10  # a coarse ring
+    # the outage begins a quarter into a coarse bucket, the page fires before it ends
+    out = (math.floor(T0 / res) + 1.25) * res
+    for k in range(4):
+        feed(ev, out + k * 5 + 1, 500, 5)
+    fired_at = out + 0.5 * res
+    ev.advance(fired_at + 1)
+    onset = estimate_onset(ev, 0, fired_at, 6 * 3600)
+    assert onset is not None
+    assert out - res <= onset <= out
