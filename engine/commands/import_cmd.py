@@ -1,7 +1,7 @@
 """`burnrate import PATH...`: OpenSLO v1 and Sloth documents into a burnrate config.
 
 Reads the files (every `.yaml`/`.yml` of a directory; several documents per file),
-maps them with engine.importers, prints each warning as `file: $.path: message` on
+maps them with engine.core.importers, prints each warning as `file: $.path: message` on
 stderr, checks the result as `burnrate check` does, and writes it to `--output` or
 stdout. Exit 0 with a config that passes the checks, 1 when nothing usable maps (or the
 result fails the checks: nothing is written then), 2 on a usage error (a missing file,
@@ -23,9 +23,9 @@ from engine.commands.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, print_erro
 from engine.commands.preflight import adapter_errors
 from engine.core.config import config_errors, decode_config
 from engine.core.durations import DURATION_PATTERN
+from engine.core.importers import DEFAULT_PERIOD, Document, import_documents
+from engine.core.importers.openslo import SHORT_WINDOW_ANNOTATION
 from engine.errors import ConfigError
-from engine.importers import DEFAULT_PERIOD, Document, import_documents
-from engine.importers.openslo import SHORT_WINDOW_ANNOTATION
 
 __all__ = ["add_arguments", "main", "read_documents", "render"]
 

@@ -65,6 +65,27 @@ factors from `budget_consumed_ratio` and time to exhaustion (docs/design.md says
 nominal rather than the actual length of the current period)."""
 
 
+def is_calendar_start(value: object, unit: str) -> bool | None:
+    """Whether `value` (an RFC 3339 / ISO 8601 text or a datetime, as a YAML reader
+    gives it) is local midnight on the first day of a calendar `unit` (the Monday of a
+    week, the 1st of a month, the 1st of January, April, July or October for a
+    quarter), read in its own offset or without one; None when it is not a time.
+    Importers use it to say when a source's period start is not where burnrate's
+    periods start."""
+    if isinstance(value, datetime):
+        when = value
+    else:
+        try:
+            when = datetime.fromisoformat(str(value) if value is not None else "")
+        except ValueError:
+            return None
+    if (when.hour, when.minute, when.second, when.microsecond) != (0, 0, 0, 0):
+        return False
+    if unit == "week":
+        return when.weekday() == 0
+    return when.day == 1 and (unit == "month" or when.month in (1, 4, 7, 10))
+
+
 def format_utc(t_s: float) -> str:
     """An instant as `YYYY-MM-DD HH:MM:SSZ` in UTC (to the second, rounded down)."""
     return datetime.fromtimestamp(math.floor(t_s), UTC).strftime("%Y-%m-%d %H:%M:%SZ")

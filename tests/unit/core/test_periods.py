@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from engine.core.config import Config, parse_config
 from engine.core.decode import Event
 from engine.core.evaluator import Evaluator
-from engine.core.periods import period_bounds, time_zone
+from engine.core.periods import is_calendar_start, period_bounds, time_zone
 from engine.core.snapshot import SnapshotError, dump, load
 from engine.errors import ConfigError
 from engine.runtime.replay import replay
@@ -402,3 +402,21 @@ def test_replay_of_a_month_gives_the_period_to_date_budget_of_the_reference(
     assert (starts[0], ends[0]) == (boundary, utc("2026-04-30T22:00:00+00:00"))
     # the rolling SLO still counts its 30 days, March and April alike
     assert ev.period_sums()[1][0] > total
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "expected"),
+    [
+        ("2026-01-05 00:00:00", "week", True),  # a Monday
+        ("2026-01-06T00:00:00+02:00", "week", False),
+        ("2026-03-01T00:00:00Z", "month", True),
+        ("2026-03-01T00:30:00Z", "month", False),
+        ("2026-04-01", "quarter", True),
+        ("2026-05-01", "quarter", False),
+        (datetime(2026, 7, 1), "quarter", True),
+        ("yesterday", "month", None),
+        (None, "month", None),
+    ],
+)
+def test_is_calendar_start(value: object, unit: str, expected: bool | None) -> None:
+    assert is_calendar_start(value, unit) is expected

@@ -13,7 +13,7 @@ own file and path.
 - The SLI: a `metricSource` of `type: burnrate` whose spec holds the config's own
   fields (`service`, `operation`, `sli`, `threshold_ms`, `match_labels`) maps exactly;
   a Prometheus `ratioMetric` (good or bad over total) is read by its label matchers
-  (engine.importers.promql); anything else is a note and no SLO.
+  (engine.core.importers.promql); anything else is a note and no SLO.
 - The period: `timeWindow` rolling (`28d`), or calendar with `1w`, `1M`, `1Q` (or `3M`)
   to burnrate's calendar week, month and quarter in `timeZone`.
 - Objectives: `target` (a ratio) or `targetPercent`. One objective is one SLO; several
@@ -21,18 +21,17 @@ own file and path.
   indicators are a composite: one SLO per objective and the composite (the SLO's name)
   weighting them by `compositeWeight`, its objective the weighted mean of theirs.
 - Alerts: each burn-rate AlertCondition of the SLO's policies is a policy row of that
-  SLO (engine.importers.openslo_alerts).
+  SLO (engine.core.importers.openslo_alerts).
 
-The index and its lookups are engine.importers.openslo_objects; the SLI fields,
-engine.importers.openslo_sli.
+The index and its lookups are engine.core.importers.openslo_objects; the SLI fields,
+engine.core.importers.openslo_sli.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any, Final
 
-from engine.importers.common import (
+from engine.core.importers.common import (
     Document,
     Imported,
     Notes,
@@ -44,9 +43,10 @@ from engine.importers.common import (
     source_duration,
     unknown_keys,
 )
-from engine.importers.openslo_alerts import SHORT_WINDOW_ANNOTATION, policy_rows
-from engine.importers.openslo_objects import KINDS, Index, Obj, read_object, target_note
-from engine.importers.openslo_sli import sli_fields
+from engine.core.importers.openslo_alerts import SHORT_WINDOW_ANNOTATION, policy_rows
+from engine.core.importers.openslo_objects import KINDS, Index, Obj, read_object, target_note
+from engine.core.importers.openslo_sli import sli_fields
+from engine.core.periods import is_calendar_start
 
 __all__ = ["KINDS", "SHORT_WINDOW_ANNOTATION", "import_openslo"]
 
@@ -131,20 +131,14 @@ def _start_note(start: Any, unit: str, source: str, path: str, notes: Notes) -> 
     """A note when `startTime` is not where burnrate's periods start (local midnight on
     the 1st of the month or quarter, Monday for a week)."""
     text = str(start) if start is not None else ""
-    try:
-        when = start if isinstance(start, dt.datetime) else dt.datetime.fromisoformat(text)
-    except ValueError:
+    aligned = is_calendar_start(start, unit)
+    if aligned is None:
         notes.warn(
             source,
             f"{path}.startTime",
             f"not a time: {start!r} (periods start at the calendar {unit}'s start)",
         )
         return
-    aligned = when.time() == dt.time(0) and (
-        when.weekday() == 0
-        if unit == "week"
-        else when.day == 1 and (unit == "month" or when.month in (1, 4, 7, 10))
-    )
     if not aligned:
         notes.warn(
             source,

@@ -8,11 +8,11 @@ and warnings out; no files, no network, no clock. `burnrate import`
 result.
 
 Each document is routed by its header: `apiVersion: openslo/v1` to
-engine.importers.openslo (all OpenSLO documents together, since their objects refer to
+engine.core.importers.openslo (all OpenSLO documents together, since their objects refer to
 each other across files), `version: prometheus/v1` and `kind: PrometheusServiceLevel`
-to engine.importers.sloth; anything else is a warning. engine.importers.common then
+to engine.core.importers.sloth; anything else is a warning. engine.core.importers.common then
 keeps the SLOs the config checks accept (see `finish`). Prometheus queries of both
-formats are read by engine.importers.promql.
+formats are read by engine.core.importers.promql.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from engine.importers.common import DEFAULT_PERIOD, Document, Imported, Note, Notes, finish
-from engine.importers.openslo import import_openslo
-from engine.importers.sloth import CRD_API_VERSION, CRD_KIND, SPEC_VERSION, import_sloth
+from engine.core.importers.common import DEFAULT_PERIOD, Document, Imported, Note, Notes, finish
+from engine.core.importers.openslo import import_openslo
+from engine.core.importers.sloth import CRD_API_VERSION, CRD_KIND, SPEC_VERSION, import_sloth
 
 __all__ = ["DEFAULT_PERIOD", "Document", "ImportResult", "Note", "import_documents"]
 

@@ -1,4 +1,4 @@
-"""OpenSLO v1 documents into burnrate SLOs (engine.importers.openslo)."""
+"""OpenSLO v1 documents into burnrate SLOs (engine.core.importers.openslo)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from engine.core.config import parse_config
-from engine.importers.common import Notes
-from engine.importers.openslo import import_openslo
-from tests.unit.importers.helpers import DATA, documents, notes_of, run, slo_named
+from engine.core.importers.common import Notes
+from engine.core.importers.openslo import import_openslo
+from tests.unit.core.importers.helpers import DATA, documents, notes_of, run, slo_named
 
 SLOS = (DATA / "openslo" / "slos.yaml").read_text()
 SHARED = (DATA / "openslo" / "shared.yaml").read_text()

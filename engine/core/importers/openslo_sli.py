@@ -10,7 +10,7 @@ Two SLI forms map:
   are notes. burnrate counts good and bad events itself, so a ratio metric's good or
   bad source beside it is not needed.
 - A Prometheus ratio metric (`good` or `bad` over `total`, each a `metricSource` with a
-  `query`): read by its label matchers (engine.importers.promql).
+  `query`): read by its label matchers (engine.core.importers.promql).
 
 The type comes from the metric source, or from the DataSource its `metricSourceRef`
 names. Everything else (threshold metrics on other sources, `raw` ratios, other
@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from engine.importers.common import Notes
-from engine.importers.promql import Where, mapped_sli
+from engine.core.importers.common import Notes
+from engine.core.importers.promql import Where, mapped_sli
 
 __all__ = ["BURNRATE_FIELDS", "BURNRATE_TYPE", "sli_fields"]
 

@@ -32,7 +32,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from engine.importers.common import Notes
+from engine.core.importers.common import Notes
 
 __all__ = [
     "Matcher",

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import yaml
 
-from engine.importers import Document, ImportResult, import_documents
+from engine.core.importers import Document, ImportResult, import_documents
 
-DATA = Path(__file__).resolve().parents[2] / "data" / "import"
+DATA = Path(__file__).resolve().parents[3] / "data" / "import"
 
 
 def documents(source: str, text: str) -> list[Document]:

@@ -1,10 +1,10 @@
-"""Sloth specs into burnrate SLOs (engine.importers.sloth), and what `finish` keeps."""
+"""Sloth specs into burnrate SLOs (engine.core.importers.sloth), and what `finish` keeps."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.unit.importers.helpers import DATA, notes_of, run, slo_named
+from tests.unit.core.importers.helpers import DATA, notes_of, run, slo_named
 
 API = (DATA / "sloth" / "api.yaml").read_text()
 CRD = (DATA / "sloth" / "crd.yaml").read_text()

@@ -1,4 +1,4 @@
-"""OpenSLO v1 alert policies into an SLO's own policy rows (engine.importers.openslo).
+"""OpenSLO v1 alert policies into an SLO's own policy rows (engine.core.importers.openslo).
 
 Each burn-rate AlertCondition of the SLO's alert policies is one row: factor =
 `threshold`, long window = `lookbackWindow`, short window = long / 12 (the SRE
@@ -14,8 +14,8 @@ import re
 from typing import Any, Final
 
 from engine.core.durations import DURATION_PATTERN, format_duration, parse_duration_s
-from engine.importers.common import Notes, source_duration, unknown_keys
-from engine.importers.openslo_objects import Index, Obj, resolve, target_note
+from engine.core.importers.common import Notes, source_duration, unknown_keys
+from engine.core.importers.openslo_objects import Index, Obj, resolve, target_note
 
 __all__ = [
     "PAGE_SEVERITIES",

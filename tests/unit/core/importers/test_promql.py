@@ -1,10 +1,10 @@
-"""Reading SLIs from Prometheus queries by their label matchers (engine.importers.promql)."""
+"""Reading SLIs from Prometheus queries by their label matchers (engine.core.importers.promql)."""
 
 from __future__ import annotations
 
 import pytest
 
-from engine.importers.promql import Matcher, QueryError, read_ratio, selectors
+from engine.core.importers.promql import Matcher, QueryError, read_ratio, selectors
 
 
 def test_selectors_reads_metrics_matchers_and_skips_functions_groupings_and_ranges() -> None:

@@ -14,7 +14,7 @@ under `spec` (`errorQuery`, `totalQuery`, `errorRatioQuery`, `pageAlert`,
   (alerts carry the SLO's labels); an alerting annotation `runbook` or `runbook_url`
   becomes `runbook_url`; other alerting fields are notes.
 - The SLI: `events` (error over total query) is read by label matchers
-  (engine.importers.promql); `raw` and `plugin` SLIs do not map (a note each).
+  (engine.core.importers.promql); `raw` and `plugin` SLIs do not map (a note each).
 - The period: Sloth's specs have none; it is the run's `--default-slo-period` (Sloth's
   own flag, default 30d). The alerts are Sloth's: pages at 1h/5m and 6h/30m, tickets
   at 1d/2h and 3d/6h, with factors from the share of the period's budget they burn
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from engine.importers.common import (
+from engine.core.importers.common import (
     Document,
     Imported,
     Notes,
@@ -37,7 +37,7 @@ from engine.importers.common import (
     safe_name,
     unknown_keys,
 )
-from engine.importers.promql import mapped_sli
+from engine.core.importers.promql import mapped_sli
 
 __all__ = ["CRD_API_VERSION", "CRD_KIND", "SPEC_VERSION", "import_sloth"]
 

@@ -1,5 +1,5 @@
 """OpenSLO v1 objects: the index of every object read, by kind and name, and the lookups
-of inline objects and references in it (engine.importers.openslo).
+of inline objects and references in it (engine.core.importers.openslo).
 
 A reference (`indicatorRef`, `alertPolicyRef`, `conditionRef`, `targetRef`, or an older
 document's plain name) is looked up in the index of all files read; an inline object
@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
-from engine.importers.common import Notes
+from engine.core.importers.common import Notes
 
 __all__ = ["KINDS", "Index", "Obj", "read_object", "resolve", "target_note"]
 
