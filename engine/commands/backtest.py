@@ -23,6 +23,7 @@ from engine.commands.common import (
     EXIT_FAILURE,
     EXIT_OK,
     EXIT_USAGE,
+    events_file_or_exit,
     file_progress,
     load_config_or_exit,
     print_error,
@@ -82,10 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     cfg = load_config_or_exit(args.config)
-    events = Path(args.events)
-    if not events.is_file():
-        print_error("backtest", f"no such events file: {events}")
-        return EXIT_USAGE
+    events = events_file_or_exit("backtest", args.events)
     if not 0 < args.min_consumed <= 1:
         print_error("backtest", f"--min-consumed must be > 0 and <= 1, got {args.min_consumed}")
         return EXIT_USAGE

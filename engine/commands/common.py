@@ -26,6 +26,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_UNREACHABLE",
     "EXIT_USAGE",
+    "events_file_or_exit",
     "file_progress",
     "load_config_or_exit",
     "print_config_error",
@@ -62,6 +63,16 @@ def load_config_or_exit(path: str) -> Config:
     except ConfigError as exc:
         print_config_error(path, exc)
         raise SystemExit(EXIT_USAGE) from None
+
+
+def events_file_or_exit(command: str, path: str) -> Path:
+    """`path` as the events file a command reads; when there is no such file, a
+    `burnrate COMMAND:` line on stderr and exit 2."""
+    events = Path(path)
+    if not events.is_file():
+        print_error(command, f"no such events file: {events}")
+        raise SystemExit(EXIT_USAGE)
+    return events
 
 
 @contextlib.asynccontextmanager

@@ -39,6 +39,7 @@ from engine.commands.common import (
     EXIT_OK,
     EXIT_UNREACHABLE,
     EXIT_USAGE,
+    events_file_or_exit,
     file_progress,
     load_config_or_exit,
     print_error,
@@ -172,10 +173,7 @@ def _offline(args: argparse.Namespace) -> int:
     from engine.runtime.postmortem import offline_postmortems
 
     cfg = load_config_or_exit(args.config)
-    events = Path(args.events)
-    if not events.is_file():
-        print_error(NAME, f"no such events file: {events}")
-        return EXIT_USAGE
+    events = events_file_or_exit(NAME, args.events)
     with file_progress(events, f"replay {events.name}") as progress:
         found = offline_postmortems(
             cfg,

@@ -18,7 +18,7 @@ import msgspec
 from engine.commands.common import (
     EXIT_FAILURE,
     EXIT_OK,
-    EXIT_USAGE,
+    events_file_or_exit,
     file_progress,
     load_config_or_exit,
     print_error,
@@ -50,10 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     cfg = load_config_or_exit(args.config)
-    events = Path(args.events)
-    if not events.is_file():
-        print_error("replay", f"no such events file: {events}")
-        return EXIT_USAGE
+    events = events_file_or_exit("replay", args.events)
     return run_replay(cfg, events, Path(args.output) if args.output else None)
 
 

@@ -252,6 +252,16 @@ def test_one_form_must_be_given_whole(capsys: pytest.CaptureFixture[str], argv: 
     assert err.startswith("burnrate postmortem: ")
 
 
+def test_a_missing_events_file_is_a_usage_error(
+    files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nothing.jsonl"
+    with pytest.raises(SystemExit) as exc:
+        main(["postmortem", "--config", str(files[0]), "--events", str(missing)])
+    assert exc.value.code == 2
+    assert capsys.readouterr() == ("", f"burnrate postmortem: no such events file: {missing}\n")
+
+
 def test_a_bad_time_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["postmortem", "--config", "c", "--events", "e", "--from", "yesterday"])
