@@ -1,6 +1,6 @@
 """Where `burnrate run` spends its time: cProfile over consuming single-event records.
 
-    python -m benchmarks.profile_kafka [--events 300000] [--top 14]
+    python -m benchmarks.profile_kafka [--events 300000] [--batch 1] [--top 14]
 
 Starts the embedded broker, pre-produces the events, runs the service (Runtime, with
 the service's GC settings) under cProfile until every record is consumed, and prints
@@ -23,7 +23,7 @@ from engine.runtime.service import Runtime
 from engine.runtime.tuning import tune_gc
 
 
-async def profile(events: int, top: int) -> None:
+async def profile(events: int, batch: int, top: int) -> None:
     with EmbeddedBroker() as broker:
         await create_topic(broker.bootstrap_servers, "profile", 3)
         spec = LoadSpec(
@@ -31,7 +31,7 @@ async def profile(events: int, top: int) -> None:
             duration_s=events / 10_000,
             services=tuple(f"svc-{i}" for i in range(20)),
         )
-        await produce(broker.bootstrap_servers, "profile", spec, realtime=False)
+        await produce(broker.bootstrap_servers, "profile", spec, batch=batch, realtime=False)
         runtime = Runtime(
             bench_config(broker.bootstrap_servers, "profile"), sinks=[], listen="127.0.0.1:0"
         )
@@ -41,10 +41,10 @@ async def profile(events: int, top: int) -> None:
         prof = cProfile.Profile()
         prof.enable()
         start = time.perf_counter()
-        while runtime.source.records_consumed < events:  # noqa: ASYNC110 (polls a counter)
+        while runtime.source.records_consumed < -(-events // batch):  # noqa: ASYNC110 (polls a counter)
             await asyncio.sleep(0.05)
         prof.disable()
-        print(f"consumed {events:,} records in {time.perf_counter() - start:.2f} s (profiled)")
+        print(f"consumed {events:,} events in {time.perf_counter() - start:.2f} s (profiled)")
         stop.set()
         await task
         pstats.Stats(prof).sort_stats("tottime").print_stats(top)
@@ -53,10 +53,11 @@ async def profile(events: int, top: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description="profile the service's consumption")
     parser.add_argument("--events", type=int, default=300_000)
+    parser.add_argument("--batch", type=int, default=1, help="events per JSON record")
     parser.add_argument("--top", type=int, default=14)
     args = parser.parse_args()
     tune_gc()
-    asyncio.run(profile(args.events, args.top))
+    asyncio.run(profile(args.events, args.batch, args.top))
 
 
 if __name__ == "__main__":
