@@ -48,6 +48,11 @@ slos:
   - name: journey
     composite: [{slo: checkout-availability}, {slo: pay.api-availability}]
     objective: 99
+budget_alerts: {}
+budget_policy:
+  - {budget_remaining_at_most: 0, decision: fail, escalate: [oncall]}
+  - {alert_firing: ticket, decision: warn}
+receivers: [{type: console, name: oncall}]
 """
 
 
@@ -119,6 +124,8 @@ async def test_every_query_returns_data_from_prometheus_scraping_the_engine(
     pairs = expanded(all_boards)
     overview = [expr for q, expr in pairs if q.dashboard == OVERVIEW_FILE]
     assert len(overview) > 20  # every service and every window
+    for metric in ("burnrate_budget_alert_firing", "burnrate_escalation_firing"):
+        assert any(metric in expr for _, expr in pairs), metric
     rt = Runtime(cfg, listen="127.0.0.1:0", sinks=[])
     running = Running(rt)
     prom_dir = tmp_path / "prometheus"

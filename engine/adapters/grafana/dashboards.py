@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from grafana_foundation_sdk.builders import common as common_b
@@ -180,12 +181,33 @@ _BUDGET_STEPS = ((None, "red"), (0.0, "orange"), (0.25, "green"))
 """Budget left: red once spent, orange under a quarter (the default gate's warn)."""
 
 
-def _alert_state(ds: dash.DataSourceRef, expr: str, legend: str) -> timeline_b.Panel:
-    return (
+def _alert_state(
+    ds: dash.DataSourceRef,
+    config: Config,
+    slos: list[Slo],
+    sel: str,
+    legend: str,
+    severities: Sequence[str] = (),
+) -> timeline_b.Panel:
+    """The burn-rate alerts of `sel` by severity (only `severities` when given), then the
+    budget alerts and the budget policy escalations when some of `slos` has them: 1
+    firing, 0 not."""
+    burn_sel = f"{sel},severity=~{quote('|'.join(severities))}" if severities else sel
+    targets = [(f"burnrate_alert_firing{{{burn_sel}}}", f"{legend}{{{{severity}}}}")]
+    what = ["the multi-window multi-burn-rate alert of the severity"]
+    settings = config.budget_alerts
+    if settings is not None and (settings.exhausted or settings.projected):
+        targets.append((f"burnrate_budget_alert_firing{{{sel}}}", f"{legend}{{{{alert}}}}"))
+        what.append("the budget alert")
+    if any(row.escalate for slo in slos for row in config.budget_policy_of(slo)):
+        targets.append(
+            (f"burnrate_escalation_firing{{{sel}}}", f"{legend}escalation {{{{decision}}}}")
+        )
+        what.append("the budget policy row's escalation")
+    panel = (
         timeline_b.Panel()
         .title("Alert state")
-        .description("1 while the multi-window multi-burn-rate alert of the severity fires")
-        .with_target(_query(ds, "A", expr, legend))
+        .description(f"1 while {', '.join(what)} fires")
         .mappings(
             [
                 dash.ValueMap(
@@ -202,6 +224,9 @@ def _alert_state(ds: dash.DataSourceRef, expr: str, legend: str) -> timeline_b.P
         .line_width(0)
         .fill_opacity(70)
     )
+    for ref, (expr, text) in zip("ABC", targets, strict=False):
+        panel = panel.with_target(_query(ds, ref, expr, text))
+    return panel
 
 
 def _window_options(config: Config) -> tuple[list[str], str]:
@@ -331,9 +356,7 @@ def _overview(config: Config, ds: dash.DataSourceRef) -> dash.Dashboard:
             .span(12)
         )
         .with_panel(
-            _alert_state(ds, f"burnrate_alert_firing{{{sel}}}", "{{slo}} {{group}} {{severity}}")
-            .height(9)
-            .span(12)
+            _alert_state(ds, config, config.slos, sel, "{{slo}} {{group}} ").height(9).span(12)
         )
         .with_panel(
             series_b.Panel()
@@ -452,13 +475,7 @@ def _slo_dashboard(config: Config, slo: Slo, ds: dash.DataSourceRef) -> dash.Das
             .span(6)
         )
         .with_panel(
-            _alert_state(
-                ds,
-                f"burnrate_alert_firing{{{sel},severity=~{quote('|'.join(severities))}}}",
-                "{{group}} {{severity}}",
-            )
-            .height(5)
-            .span(6)
+            _alert_state(ds, config, [slo], sel, "{{group}} ", severities).height(5).span(6)
         )
     )
     for row in rows:

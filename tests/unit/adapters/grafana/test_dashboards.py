@@ -171,6 +171,36 @@ def test_alert_state_shows_the_severities_of_the_slos_own_rows(
     assert 'burnrate_alert_firing{slo="journey",severity=~"page|ticket"}' in exprs
 
 
+def test_alert_state_adds_the_budget_alerts_and_escalations_the_slo_has() -> None:
+    cfg = parse_config(
+        "slos:\n"
+        "  - {name: a, service: s, sli: availability, objective: 99}\n"
+        "  - {name: b, service: s, sli: availability, objective: 99, budget_policy: []}\n"
+        "budget_alerts: {}\n"
+        "budget_policy: [{budget_remaining_at_most: 0, decision: fail, escalate: [x]}]\n"
+        "receivers: [{type: console, name: x}]\n"
+    )
+    built = {name: encode(b) for name, b in build_dashboards(cfg, "p").items()}
+
+    def alert_exprs(name: str) -> list[str]:
+        (panel,) = [p for p in built[name]["panels"] if p["title"] == "Alert state"]
+        return [t["expr"] for t in panel["targets"]]
+
+    assert alert_exprs(slo_file("a")) == [
+        'burnrate_alert_firing{slo="a",severity=~"page|ticket"}',
+        'burnrate_budget_alert_firing{slo="a"}',
+        'burnrate_escalation_firing{slo="a"}',
+    ]
+    assert alert_exprs(slo_file("b")) == [
+        'burnrate_alert_firing{slo="b",severity=~"page|ticket"}',
+        'burnrate_budget_alert_firing{slo="b"}',
+    ]
+    assert len(alert_exprs(OVERVIEW_FILE)) == 3
+    plain = encode(build_dashboards(parse_config(CONFIG), "p")[slo_file("journey")])
+    (panel,) = [p for p in plain["panels"] if p["title"] == "Alert state"]
+    assert len(panel["targets"]) == 1
+
+
 def test_the_service_variable_selects_exactly_the_slos_of_the_chosen_services(
     config: Config, boards: dict[str, dict[str, Any]]
 ) -> None:
