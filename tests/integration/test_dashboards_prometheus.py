@@ -88,7 +88,14 @@ def test_every_query_parses_with_promtool(tmp_path: Path) -> None:
     """One recording rule per expanded query (the test config's dashboards and the
     committed docker ones), checked by `promtool check rules`."""
     promtool = require_binary(PROMTOOL_BIN)
-    pairs = expanded(boards(make_config())) + expanded(committed_boards())
+    odd = parse_config(
+        "slos:\n"
+        "  - {name: a.b, service: 'we\"ird\\\\ (svc)|x*', sli: availability, objective: 99}\n"
+        "  - {name: c, service: 'zürich.eu+1', sli: availability, objective: 99}\n"
+        "  - {name: ac, composite: [{slo: a.b}, {slo: c}], objective: 99}\n"
+    )
+    assert odd.slos[0].service == 'we"ird\\\\ (svc)|x*'  # two backslashes
+    pairs = expanded(boards(make_config())) + expanded(boards(odd)) + expanded(committed_boards())
     assert len(pairs) > 40
     rules = [{"record": f"dashboard:query_{i}", "expr": expr} for i, (_, expr) in enumerate(pairs)]
     path = tmp_path / "dashboards.rules.yml"
