@@ -30,6 +30,10 @@ COMMANDS: Final[dict[str, tuple[str, str]]] = {
         "engine.commands.import_cmd",
         "turn OpenSLO v1 and Sloth SLO documents into a burnrate config",
     ),
+    "dashboards": (
+        "engine.commands.dashboards",
+        "write Grafana dashboards (overview and one per SLO) for a config",
+    ),
     "gate": (
         "engine.commands.gate",
         "release gate: may this service ship? (pass/warn/fail from its error budget)",
