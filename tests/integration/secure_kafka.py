@@ -120,6 +120,7 @@ def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBr
         timeout_s=START_TIMEOUT_S,
     )
     if proc.returncode != 0:
+        _script("stop", str(port), timeout_s=60.0)  # removes what a failed start left
         pytest.fail(
             "cannot start Apache Kafka with a SASL_SSL listener (these tests need Java 17+ "
             "and the jars of `scripts/kafka/apache-kafka.sh fetch`, which needs Maven):\n"
