@@ -1,12 +1,13 @@
 """An Apache Kafka broker with a SASL_SSL listener, for the `kafka_secure` tests.
 
 The test makes the PKI with trustme: a CA, the broker's certificate for `localhost`
-only (so connecting by 127.0.0.1 must fail hostname verification), a client
-certificate (the listener requires one), and a second CA that signed nothing the
-broker has. Users: `alice` for SCRAM-SHA-512 (created when the storage is formatted)
-and `bob` for PLAIN (in the listener's JAAS config), with random passwords. The broker
-is started by scripts/kafka/apache-kafka.sh from the jars of its `fetch`; without Java
-or the jars the start fails and so do the tests (never a skip).
+only (so connecting by 127.0.0.1 must fail hostname verification), our client
+certificate (the listener requires one), and a second CA, which the broker does not
+trust, with a client certificate of its own. Users, with random passwords: `alice` for
+SCRAM-SHA-512 and `carol` for SCRAM-SHA-256 (created when the storage is formatted),
+`bob` for PLAIN (in the listener's JAAS config). The broker is started by
+scripts/kafka/apache-kafka.sh from the jars of its `fetch`; without Java or the jars
+the start fails and so do the tests (never a skip).
 """
 
 from __future__ import annotations
@@ -40,10 +41,26 @@ class SecureBroker:
     other_ca_file: Path
     client_cert: Path
     client_key: Path
+    stranger_cert: Path
+    """A client certificate from the other CA, which the broker does not trust."""
+    stranger_key: Path
     scram_user: str
     scram_password: str
     plain_user: str
     plain_password: str
+    scram256_user: str
+    scram256_password: str
+
+    def login(self, mechanism: str) -> tuple[str, str]:
+        """The user and password of `mechanism`."""
+        return {
+            "SCRAM-SHA-512": (self.scram_user, self.scram_password),
+            "SCRAM-SHA-256": (self.scram256_user, self.scram256_password),
+            "PLAIN": (self.plain_user, self.plain_password),
+        }[mechanism]
+
+    def passwords(self) -> tuple[str, ...]:
+        return (self.scram_password, self.scram256_password, self.plain_password)
 
 
 def free_port() -> int:
@@ -66,12 +83,15 @@ def make_pki(directory: Path) -> dict[str, Path]:
     ca, other_ca = trustme.CA(), trustme.CA()
     broker = ca.issue_cert("localhost")
     client = ca.issue_cert("burnrate-client")
+    stranger = other_ca.issue_cert("burnrate-client")
     files = {
         "ca": directory / "ca.pem",
         "other_ca": directory / "other-ca.pem",
         "keystore": directory / "broker-key-and-chain.pem",
         "client_cert": directory / "client.pem",
         "client_key": directory / "client.key",
+        "stranger_cert": directory / "stranger.pem",
+        "stranger_key": directory / "stranger.key",
     }
     ca.cert_pem.write_to_path(str(files["ca"]))
     other_ca.cert_pem.write_to_path(str(files["other_ca"]))
@@ -79,6 +99,8 @@ def make_pki(directory: Path) -> dict[str, Path]:
     files["keystore"].write_bytes(_pkcs8(broker.private_key_pem.bytes()) + chain)
     client.cert_chain_pems[0].write_to_path(str(files["client_cert"]))
     client.private_key_pem.write_to_path(str(files["client_key"]))
+    stranger.cert_chain_pems[0].write_to_path(str(files["stranger_cert"]))
+    stranger.private_key_pem.write_to_path(str(files["stranger_key"]))
     return files
 
 
@@ -104,7 +126,12 @@ def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBr
     scram_password = secrets.token_urlsafe(18)
     plain_password = secrets.token_urlsafe(18)
     users = directory / "users"
-    users.write_text(f"SCRAM-SHA-512 alice {scram_password}\nPLAIN bob {plain_password}\n")
+    scram256_password = secrets.token_urlsafe(18)
+    users.write_text(
+        f"SCRAM-SHA-512 alice {scram_password}\n"
+        f"SCRAM-SHA-256 carol {scram256_password}\n"
+        f"PLAIN bob {plain_password}\n"
+    )
     port, sasl_port = free_port(), free_port()
     proc = _script(
         "start",
@@ -136,10 +163,14 @@ def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBr
             other_ca_file=pki["other_ca"],
             client_cert=pki["client_cert"],
             client_key=pki["client_key"],
+            stranger_cert=pki["stranger_cert"],
+            stranger_key=pki["stranger_key"],
             scram_user="alice",
             scram_password=scram_password,
             plain_user="bob",
             plain_password=plain_password,
+            scram256_user="carol",
+            scram256_password=scram256_password,
         )
     finally:
         _script("stop", str(port), timeout_s=60.0)

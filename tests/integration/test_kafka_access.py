@@ -1,6 +1,7 @@
 """`check_access` tells a broker that refuses the TLS settings from one that is down,
-with real TLS servers on loopback (no Kafka needed, so this runs by default; the
-SASL refusals and a real broker's certificate are in test_kafka_sasl_ssl.py)."""
+with real TLS servers on loopback (no Kafka needed, so this runs by default). The SASL
+refusals and client certificates are in test_kafka_sasl_ssl.py, against Apache Kafka:
+Python's TLS server does not refuse a client certificate the way Kafka's does."""
 
 from __future__ import annotations
 

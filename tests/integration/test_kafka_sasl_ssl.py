@@ -7,10 +7,11 @@ certificate, SCRAM-SHA-512 and PLAIN users. What is proven:
   (password from a file), `burnrate produce --config` publishes, the producer adapter
   publishes a poison record, and `burnrate run` consumes every event, dead-letters the
   poison record, and commits the offsets of all of them when stopped;
-- a wrong password, a broker certificate from a CA the config does not trust, and a
+- a wrong password, a broker certificate from a CA the config does not trust, a
   certificate for another host name (hostname verification is on, with no switch to
-  turn it off) each stop `run` and `produce` at start: exit 2 and one line naming the
-  config field, instead of retrying as if the broker were down;
+  turn it off), no client certificate and a client certificate from a CA the broker
+  does not trust each stop `run` and `produce` at start: exit 2 and one line naming
+  the config field, instead of retrying as if the broker were down;
 - no password ever shows in their output.
 
 Marked `kafka_secure`, which the default pytest run deselects (it needs Java and the
@@ -56,17 +57,23 @@ def write_config(
     password_file: Path | None = None,
     bootstrap: str | None = None,
     cafile: Path | None = None,
+    client: str = "ours",
     topic: str = "events",
     dead_letter_topic: str = "events-dlq",
     group: str = "burnrate",
     listen_port: int = 0,
 ) -> Path:
-    user = broker.scram_user if mechanism.startswith("SCRAM") else broker.plain_user
+    user, _ = broker.login(mechanism)
     source = (
         f"sasl_password_env: {PASSWORD_ENV}"
         if password_from == "env"
         else f"sasl_password_file: {password_file}"
     )
+    cert, key = {
+        "ours": (broker.client_cert, broker.client_key),
+        "stranger": (broker.stranger_cert, broker.stranger_key),
+    }.get(client, (None, None))
+    client_lines = f"ssl_certfile: {cert}\n    ssl_keyfile: {key}\n    " if cert else ""
     config = tmp_path / f"burnrate-{uuid.uuid4().hex[:8]}.yaml"
     config.write_text(
         f"""\
@@ -80,9 +87,7 @@ kafka:
   security:
     protocol: SASL_SSL
     ssl_cafile: {cafile or broker.ca_file}
-    ssl_certfile: {broker.client_cert}
-    ssl_keyfile: {broker.client_key}
-    sasl_mechanism: {mechanism}
+    {client_lines}sasl_mechanism: {mechanism}
     sasl_username: {user}
     {source}
 http:
@@ -200,7 +205,7 @@ async def test_run_consumes_commits_and_dead_letters_over_sasl_ssl(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     broker = secure_broker
-    password = broker.scram_password if mechanism == "SCRAM-SHA-512" else broker.plain_password
+    _, password = broker.login(mechanism)
     password_file = tmp_path / "kafka-password"
     password_file.write_text(password + "\n")
     if password_from == "env":
@@ -264,7 +269,7 @@ async def test_run_consumes_commits_and_dead_letters_over_sasl_ssl(
     assert headers["source_offset"] == str(records - 1).encode()
     # committed on shutdown: every record, the poison one too
     assert await committed(broker.plain_bootstrap, group, topic) == records
-    for secret in (broker.scram_password, broker.plain_password):
+    for secret in broker.passwords():
         assert secret not in output
         assert secret not in produced.stdout + produced.stderr
 
@@ -282,6 +287,14 @@ REFUSALS = {
         "$.kafka.bootstrap_servers: the TLS certificate of the broker at 127.0.0.1:{port} is "
         "not valid for that name (IP address mismatch"
     ),
+    "no client certificate": (
+        "$.kafka.security.ssl_certfile: the broker at localhost:{port} wants a TLS client "
+        "certificate ("
+    ),
+    "untrusted client certificate": (
+        "$.kafka.security.ssl_certfile: the broker at localhost:{port} refused the TLS client "
+        "certificate {stranger} ("
+    ),
 }
 
 
@@ -297,6 +310,9 @@ def test_a_refused_login_or_certificate_stops_the_start_with_exit_2(
         broker,
         cafile=broker.other_ca_file if case == "untrusted CA" else None,
         bootstrap=f"127.0.0.1:{broker.port}" if case == "wrong host name" else None,
+        client={"no client certificate": "none", "untrusted client certificate": "stranger"}.get(
+            case, "ours"
+        ),
     )
     password = wrong_password if case == "wrong password" else broker.scram_password
     args = (
@@ -308,11 +324,26 @@ def test_a_refused_login_or_certificate_stops_the_start_with_exit_2(
 
     report = f"exit {proc.returncode}; stderr:\n{proc.stderr}"
     expected = f"{config}: " + REFUSALS[case].format(
-        port=broker.port, other_ca=broker.other_ca_file
+        port=broker.port, other_ca=broker.other_ca_file, stranger=broker.stranger_cert
     )
     assert proc.returncode == 2, report
     assert any(line.startswith(expected) for line in proc.stderr.splitlines()), report
     assert "Traceback" not in proc.stderr, report
     assert "cannot reach Kafka" not in proc.stderr, report
-    for secret in (wrong_password, broker.scram_password, broker.plain_password):
+    for secret in (wrong_password, *broker.passwords()):
         assert secret not in proc.stdout + proc.stderr
+
+
+@pytest.mark.asyncio
+async def test_produce_over_scram_sha_256(secure_broker: SecureBroker, tmp_path: Path) -> None:
+    """SCRAM-SHA-256 too (`burnrate run` shares the client settings, proven above)."""
+    broker = secure_broker
+    topic = f"tls-{uuid.uuid4().hex[:8]}"
+    await create_topic(broker.plain_bootstrap, topic, 1)
+    config = write_config(tmp_path, broker, mechanism="SCRAM-SHA-256", topic=topic)
+    _, password = broker.login("SCRAM-SHA-256")
+    produced = burnrate(produce_args(config, topic), child_env(password))
+    assert produced.returncode == 0, produced.stderr
+    records = msgspec.json.decode(produced.stdout)["records"]
+    assert len(await read_topic(broker.plain_bootstrap, topic, records)) == records
+    assert password not in produced.stdout + produced.stderr

@@ -9,8 +9,9 @@ would retry for ever with nothing to fix. `check_access` opens one connection it
 tells those cases apart:
 
 - the broker answered and let us in: return;
-- the broker is reachable but refuses us (TLS verification, the TLS handshake, the
-  SASL mechanism or login): a ConfigError naming the field to fix, never retried;
+- the broker is reachable but refuses us (its certificate, our client certificate, the
+  TLS handshake, the SASL mechanism or login): a ConfigError naming the field to fix,
+  never retried;
 - no broker answered at all: `KafkaConnectionError`, which callers retry as an outage.
 
 Messages name the broker and quote OpenSSL's verification result or the broker's own
@@ -71,12 +72,11 @@ def _refusal(sec: KafkaSecurity, where: str, exc: BaseException) -> ConfigError 
                 f"trusted by {cafile} ({verdict})"
             ]
         )
-    if isinstance(exc, ssl.SSLError) and not isinstance(
-        exc, ssl.SSLEOFError | ssl.SSLZeroReturnError
+    tls = exc if isinstance(exc, ssl.SSLError) else exc.__cause__
+    if isinstance(tls, ssl.SSLError) and not isinstance(
+        tls, ssl.SSLEOFError | ssl.SSLZeroReturnError
     ):
-        return ConfigError(
-            [f"{_SEC}: the TLS handshake with the broker at {where} failed ({exc.reason or exc})"]
-        )
+        return _tls_refusal(sec, where, tls)
     if isinstance(exc, UnsupportedSaslMechanismError):
         return ConfigError([f"{_SEC}.sasl_mechanism: the broker at {where}: {exc}"])
     if isinstance(exc, _SASL_REFUSED):
@@ -89,6 +89,29 @@ def _refusal(sec: KafkaSecurity, where: str, exc: BaseException) -> ConfigError 
             ]
         )
     return None
+
+
+def _tls_refusal(sec: KafkaSecurity, where: str, exc: ssl.SSLError) -> ConfigError:
+    """A handshake the broker broke off. With TLS 1.3 a broker that rejects the client
+    certificate (or wants one) says so in an alert that arrives after our side of the
+    handshake is done, so it surfaces in aiokafka as a closed connection caused by it."""
+    reason = exc.reason or str(exc)
+    if "CERTIFICATE" in reason or "UNKNOWN_CA" in reason:
+        if not sec.ssl_certfile:
+            return ConfigError(
+                [
+                    f"{_SEC}.ssl_certfile: the broker at {where} wants a TLS client "
+                    f"certificate ({reason}); give ssl_certfile and ssl_keyfile"
+                ]
+            )
+        return ConfigError(
+            [
+                f"{_SEC}.ssl_certfile: the broker at {where} refused the TLS client "
+                f"certificate {sec.ssl_certfile} ({reason}); is it signed by a CA the "
+                "broker trusts, and still valid?"
+            ]
+        )
+    return ConfigError([f"{_SEC}: the TLS handshake with the broker at {where} failed ({reason})"])
 
 
 async def check_access(
