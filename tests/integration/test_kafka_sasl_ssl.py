@@ -277,7 +277,7 @@ async def test_run_consumes_commits_and_dead_letters_over_sasl_ssl(
 REFUSALS = {
     "wrong password": (
         "$.kafka.security.sasl_password_env: the broker at localhost:{port} refused the SASL "
-        "SCRAM-SHA-512 login"
+        "SCRAM-SHA-512 login (Authentication failed"
     ),
     "untrusted CA": (
         "$.kafka.security.ssl_cafile: the TLS certificate of the broker at localhost:{port} "

@@ -52,6 +52,12 @@ def _password_field(sec: KafkaSecurity) -> str:
     return f"{_SEC}.sasl_password_file" if sec.sasl_password_file else f"{_SEC}.sasl_password_env"
 
 
+def _said(exc: BaseException) -> str:
+    """The broker's own message when it sent one, without aiokafka's `[Error 58] ...`."""
+    message = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
+    return " ".join(message.split()) or type(exc).__name__
+
+
 def _refusal(sec: KafkaSecurity, where: str, exc: BaseException) -> ConfigError | None:
     """The ConfigError for a broker that answered and refused us, None for anything that
     may be an outage (refused or reset connections, timeouts, a broker going away)."""
@@ -78,9 +84,9 @@ def _refusal(sec: KafkaSecurity, where: str, exc: BaseException) -> ConfigError 
     ):
         return _tls_refusal(sec, where, tls)
     if isinstance(exc, UnsupportedSaslMechanismError):
-        return ConfigError([f"{_SEC}.sasl_mechanism: the broker at {where}: {exc}"])
+        return ConfigError([f"{_SEC}.sasl_mechanism: the broker at {where}: {_said(exc)}"])
     if isinstance(exc, _SASL_REFUSED):
-        said = " ".join(str(exc).split()) or type(exc).__name__
+        said = _said(exc)
         mechanism = sec.sasl_mechanism or "PLAIN"
         return ConfigError(
             [
