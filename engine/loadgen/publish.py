@@ -32,7 +32,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Final, get_args
+from typing import TYPE_CHECKING, Final, get_args
 
 import msgspec
 
@@ -46,6 +46,9 @@ from engine.adapters.kafka.producer import (
 from engine.loadgen.generator import LoadGenerator, Tally
 from engine.loadgen.spec import LoadSpec
 from engine.loadgen.wire import RecordFormat, encode_records
+
+if TYPE_CHECKING:
+    from engine.core.config import KafkaSecurity
 
 __all__ = [
     "LATE_S",
@@ -122,6 +125,7 @@ async def produce(
     stop: asyncio.Event | None = None,
     compression: Compression = "auto",
     connect_timeout_s: float = 15.0,
+    security: KafkaSecurity | None = None,
     clock: Callable[[], float] = time.time,
 ) -> ProduceSummary:
     """Publish the events of `spec` to `topic`; returns what was sent once all is delivered.
@@ -130,7 +134,8 @@ async def produce(
     `start_ts` must be None). Otherwise send as fast as possible, stamped from
     `start_ts` (default: `clock() - spec.duration_s`, i.e. ending now). `stop` ends
     the run early (what was sent is still delivered and counted). Raises
-    ProduceError with a one-line message on any Kafka failure.
+    ProduceError with a one-line message on any Kafka failure; `security` (TLS, SASL)
+    is applied as `burnrate run` applies it, and a broker refusing it is a ConfigError.
     """
     if batch < 1:
         raise ValueError(f"batch {batch!r} must be >= 1")
@@ -149,6 +154,7 @@ async def produce(
         compression=compression,
         client_id="burnrate-produce",
         connect_timeout_s=connect_timeout_s,
+        security=security,
     ) as publisher:
         return await _run(publisher, spec, fmt, batch, realtime, start_ts, progress, stop)
 

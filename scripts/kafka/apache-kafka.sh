@@ -10,6 +10,20 @@
 #
 #   KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:PORT .venv/bin/pytest tests/integration
 #
+# A SASL_SSL listener beside the plaintext one (PORT stays the name of the broker):
+#
+#   apache-kafka.sh start PORT --sasl-ssl SPORT --keystore KEY_AND_CHAIN.pem \
+#       --truststore CA.pem [--users FILE] [--client-auth required|requested|none]
+#
+# listens on 127.0.0.1:SPORT, advertised as localhost:SPORT (so the broker certificate
+# names localhost). --keystore is one PEM file: the unencrypted PKCS#8 private key and
+# the certificate chain; --truststore the PEM CA certificates that client certificates
+# are checked against (--client-auth, default required). --users has one user a line,
+# `MECHANISM NAME PASSWORD` (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; names and
+# passwords of [A-Za-z0-9._~-]): SCRAM users are created when the storage is formatted,
+# PLAIN users go to the listener's JAAS config. A throwaway broker for tests: the
+# passwords end up in its config file and on the format command's command line.
+#
 # Everything lives under .kafka/ at the repo root (git-ignored): lib/ for the jars,
 # data-PORT/ for the node's config and logs, kafka-PORT.pid and kafka-PORT.log.
 # Needs java >= 17 (JAVA_HOME or PATH), mvn for `fetch`, python3 for the probes.
@@ -31,7 +45,7 @@ die() {
 }
 
 usage() {
-    sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,31p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -124,18 +138,90 @@ running_pid() {
     fi
 }
 
+# The SASL_SSL listener of `start ... --sasl-ssl`: SASL_SSL_PORT is empty when none.
+SASL_SSL_PORT=""
+KEYSTORE=""
+TRUSTSTORE=""
+USERS_FILE=""
+CLIENT_AUTH="required"
+SCRAM_ARGS=()
+PLAIN_USERS=()
+MECHANISMS=()
+
+abs_path() { echo "$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"; }
+
+parse_start_options() {
+    while (($#)); do
+        case "$1" in
+        --sasl-ssl | --keystore | --truststore | --users | --client-auth)
+            (($# >= 2)) || die "$1 needs a value"
+            case "$1" in
+            --sasl-ssl) SASL_SSL_PORT="$2" ;;
+            --keystore) KEYSTORE="$2" ;;
+            --truststore) TRUSTSTORE="$2" ;;
+            --users) USERS_FILE="$2" ;;
+            --client-auth) CLIENT_AUTH="$2" ;;
+            esac
+            shift 2
+            ;;
+        *) die "unknown option for start: '$1'" ;;
+        esac
+    done
+    if [[ -z "$SASL_SSL_PORT" ]]; then
+        [[ -z "$KEYSTORE$TRUSTSTORE$USERS_FILE" ]] ||
+            die "--keystore, --truststore and --users go with --sasl-ssl PORT"
+        return 0
+    fi
+    check_port "$SASL_SSL_PORT"
+    [[ -r "$KEYSTORE" ]] || die "--sasl-ssl needs --keystore, a readable PEM file (key and chain)"
+    [[ -r "$TRUSTSTORE" ]] || die "--sasl-ssl needs --truststore, a readable PEM CA file"
+    KEYSTORE="$(abs_path "$KEYSTORE")"
+    TRUSTSTORE="$(abs_path "$TRUSTSTORE")"
+    [[ "$CLIENT_AUTH" =~ ^(required|requested|none)$ ]] ||
+        die "--client-auth is required, requested or none, not '$CLIENT_AUTH'"
+    MECHANISMS=(SCRAM-SHA-256 SCRAM-SHA-512)
+    [[ -n "$USERS_FILE" ]] || return 0
+    [[ -r "$USERS_FILE" ]] || die "--users: cannot read '$USERS_FILE'"
+    local mech name password rest n=0
+    while read -r mech name password rest || [[ -n "$mech" ]]; do
+        n=$((n + 1))
+        [[ -z "$mech" || "$mech" == \#* ]] && continue
+        # Kept to characters that need no quoting in --add-scram nor in JAAS.
+        [[ -z "$rest" && "$name" =~ ^[A-Za-z0-9._~-]+$ && "$password" =~ ^[A-Za-z0-9._~-]+$ ]] ||
+            die "--users line $n: expected MECHANISM NAME PASSWORD, of [A-Za-z0-9._~-]"
+        case "$mech" in
+        SCRAM-SHA-256 | SCRAM-SHA-512)
+            SCRAM_ARGS+=(--add-scram "$mech=[name=$name,password=$password]")
+            ;;
+        PLAIN)
+            ((${#PLAIN_USERS[@]})) || MECHANISMS+=(PLAIN)
+            PLAIN_USERS+=("user_$name=\"$password\"")
+            ;;
+        *) die "--users line $n: '$mech' is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512" ;;
+        esac
+    done <"$USERS_FILE"
+}
+
 write_config() {
     local port="$1" cport="$2" data="$3"
+    local listeners="PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport"
+    local advertised="PLAINTEXT://127.0.0.1:$port"
+    local protocols="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+    if [[ -n "$SASL_SSL_PORT" ]]; then
+        listeners+=",SASL_SSL://127.0.0.1:$SASL_SSL_PORT"
+        advertised+=",SASL_SSL://localhost:$SASL_SSL_PORT"
+        protocols+=",SASL_SSL:SASL_SSL"
+    fi
     cat >"$data/server.properties" <<EOF
 # Written by scripts/kafka/apache-kafka.sh: one KRaft node, broker and controller.
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=$listeners
+advertised.listeners=$advertised
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=$protocols
 log.dirs=$data/logs
 metadata.log.dir=$data/metadata
 num.partitions=1
@@ -156,6 +242,27 @@ num.io.threads=2
 num.recovery.threads.per.data.dir=1
 log.flush.interval.messages=9223372036854775807
 EOF
+    if [[ -n "$SASL_SSL_PORT" ]]; then
+        local mechanisms scram=org.apache.kafka.common.security.scram.ScramLoginModule
+        mechanisms="$(
+            IFS=,
+            echo "${MECHANISMS[*]}"
+        )"
+        cat >>"$data/server.properties" <<EOF
+ssl.keystore.type=PEM
+ssl.keystore.location=$KEYSTORE
+ssl.truststore.type=PEM
+ssl.truststore.location=$TRUSTSTORE
+listener.name.sasl_ssl.ssl.client.auth=$CLIENT_AUTH
+listener.name.sasl_ssl.sasl.enabled.mechanisms=$mechanisms
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=$scram required;
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=$scram required;
+EOF
+        if ((${#PLAIN_USERS[@]})); then
+            echo "listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required ${PLAIN_USERS[*]};" \
+                >>"$data/server.properties"
+        fi
+    fi
     cat >"$data/log4j2.properties" <<'EOF'
 status = warn
 appender.out.type = Console
@@ -176,6 +283,8 @@ EOF
 cmd_start() {
     local port="${1:-}"
     check_port "$port"
+    shift
+    parse_start_options "$@"
     local pid
     pid="$(running_pid "$port")"
     [[ -z "$pid" ]] || die "a broker from this script already runs on port $port (pid $pid); stop it first"
@@ -213,7 +322,8 @@ while True:
         print(u)
         break')"
     if ! "$java" "${jvm[@]}" kafka.tools.StorageTool format --standalone \
-        --cluster-id "$cluster_id" --config "$data/server.properties" >>"$log" 2>&1; then
+        --cluster-id "$cluster_id" --config "$data/server.properties" \
+        ${SCRAM_ARGS[@]+"${SCRAM_ARGS[@]}"} >>"$log" 2>&1; then
         tail -n 40 "$log" >&2
         die "StorageTool format failed (log: $log)"
     fi
@@ -240,6 +350,9 @@ while True:
     done
     echo "apache-kafka: broker up on 127.0.0.1:$port (pid $pid, controller :$cport," \
         "$((SECONDS - t0))s, log $log)" >&2
+    if [[ -n "$SASL_SSL_PORT" ]]; then
+        echo "apache-kafka: SASL_SSL on localhost:$SASL_SSL_PORT (${MECHANISMS[*]})" >&2
+    fi
     echo "127.0.0.1:$port"
 }
 
@@ -287,7 +400,10 @@ cmd_status() {
 
 case "${1:-}" in
 fetch) cmd_fetch ;;
-start) cmd_start "${2:-}" ;;
+start)
+    shift
+    cmd_start "$@"
+    ;;
 stop) cmd_stop "${2:-}" ;;
 status) cmd_status "${2:-}" ;;
 *) usage ;;

@@ -9,8 +9,11 @@ The Kafka half of `burnrate produce` and `burnrate demo` (the pacing of a load r
         await delivery                      # all of those records are delivered
 
 - `BatchPublisher(bootstrap_servers, topic, *, compression, client_id,
-  connect_timeout_s)`: entering starts an aiokafka producer and looks up the topic's
-  partitions; leaving stops it. `start()` and `stop()` do the same by hand.
+  connect_timeout_s, security)`: entering starts an aiokafka producer and looks up the
+  topic's partitions; leaving stops it. `start()` and `stop()` do the same by hand.
+  `security` is the TLS and SASL part of a config's `kafka:` section (`KafkaSecurity`),
+  applied as `burnrate run` applies it; a broker that refuses it (an untrusted
+  certificate, a wrong password) is a ConfigError, not a ProduceError.
 - `send(values)` packs the values into Kafka record batches (aiokafka's `create_batch`),
   each batch going to the next partition in turn, hands them over with `send_batch`,
   and returns a `Delivery` without waiting for the broker. aiokafka's per-record `send`
@@ -31,9 +34,12 @@ import contextlib
 import itertools
 from collections.abc import Generator, Sequence
 from types import TracebackType
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from engine.errors import BurnrateError
+
+if TYPE_CHECKING:
+    from engine.core.config import KafkaSecurity
 
 __all__ = [
     "MAX_RECORD_BYTES",
@@ -127,15 +133,18 @@ class BatchPublisher:
         compression: Compression = "auto",
         client_id: str = "burnrate-produce",
         connect_timeout_s: float = 15.0,
+        security: KafkaSecurity | None = None,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.topic = topic
         self.compression = compression
         self.client_id = client_id
         self.connect_timeout_s = connect_timeout_s
+        self.security = security
         self.partitions: tuple[int, ...] = ()
         """The topic's partitions, known once started."""
         self._producer: Any = None
+        self._connection: dict[str, Any] = {}
         self._next_partition: itertools.cycle[int] | None = None
 
     async def __aenter__(self) -> BatchPublisher:
@@ -151,14 +160,19 @@ class BatchPublisher:
         await self.stop()
 
     async def start(self) -> None:
-        """Connect and look up the topic's partitions; ProduceError (and stopped) if not."""
+        """Connect and look up the topic's partitions; ProduceError (and stopped) if not,
+        ConfigError when the security settings are unusable or a broker refuses them."""
         from aiokafka import AIOKafkaProducer
 
         if self._producer is not None:
             raise RuntimeError("the publisher is already started")
+        connection: dict[str, Any] = {"bootstrap_servers": self.bootstrap_servers}
+        if self.security is not None:
+            connection = self._secured(self.security)
+        self._connection = connection
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap_servers,
             client_id=self.client_id,
+            **connection,
             acks=1,
             # Batches are built here and complete when handed over: lingering only adds delay.
             linger_ms=0,
@@ -172,12 +186,24 @@ class BatchPublisher:
             await self.stop()
             raise
 
+    def _secured(self, security: KafkaSecurity) -> dict[str, Any]:
+        from engine.adapters.kafka.settings import kafka_client_kwargs
+        from engine.core.config import Kafka
+
+        return kafka_client_kwargs(
+            Kafka(bootstrap_servers=self.bootstrap_servers, security=security)
+        )
+
     async def _connect(self) -> None:
         from aiokafka.errors import KafkaConnectionError, KafkaError
+
+        from engine.adapters.kafka.access import check_access
 
         bootstrap, topic = self.bootstrap_servers, self.topic
         try:
             async with asyncio.timeout(self.connect_timeout_s):
+                if self.security is not None:  # a refusal is the config's, not an outage
+                    await check_access(self._connection, self.security)
                 await self._producer.start()
         except ValueError as exc:  # aiokafka parses the bootstrap list in start()
             raise ProduceError(f"bad bootstrap servers {bootstrap!r}: {_one_line(exc)}") from None

@@ -65,6 +65,7 @@ import numpy.typing as npt
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from engine.adapters.kafka.access import check_access
 from engine.adapters.kafka.dead_letters import DeadLetters
 from engine.adapters.kafka.offsets import COMMIT_TIMEOUT_S, OffsetTracker, RebalanceListener
 from engine.adapters.kafka.settings import kafka_client_kwargs
@@ -163,8 +164,10 @@ class KafkaSource:
 
     async def start(self) -> None:
         """Connect and join the group. Raises KafkaError when the brokers cannot be
-        reached, ConfigError when the client settings (TLS, SASL secrets) are unusable."""
+        reached, ConfigError when the client settings (TLS, SASL secrets) are unusable or
+        a broker refuses them (an untrusted certificate, a wrong password)."""
         kwargs = kafka_client_kwargs(self.kafka)
+        await check_access(kwargs, self.kafka.security)
         # late events a restored state counted before this start were reported then
         self._late_seen = self.evaluator.rejected_counts().get("too_late", 0)
         consumer = AIOKafkaConsumer(
