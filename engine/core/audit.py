@@ -1,0 +1,396 @@
+"""The tamper-evident audit log: entries, their hash chain, and its verification.
+
+Theory of operation
+-------------------
+The log is JSON Lines, one entry per decision or change of state:
+
+    {"seq": int (1..), "at": epoch_s, "actor": str, "action": str, "subject": str,
+     "details": {...}, "prev": hex, "hash": hex}
+
+`hash` is SHA-256 (HMAC-SHA256 with a key) of the canonical JSON of the entry without
+`hash`: keys sorted, no spaces, UTF-8 (Python's `json.dumps(sort_keys=True,
+separators=(",", ":"), ensure_ascii=False)`, so floats in their shortest round-trip
+form). `prev` is the hash of the entry before (64 zeros for the first), so each entry
+commits to the whole history before it: changing, removing, reordering or inserting
+one breaks the chain at that line. A line is stored exactly in canonical form (with
+`hash`, keys sorted), so every changed byte shows.
+
+Plain SHA-256 catches accidents and edits by people who do not recompute the chain;
+anyone who can write the file can rewrite it whole. With a key (HMAC) only holders of
+the key can. Neither shows a tail cut off: that takes the head hash kept elsewhere
+(the engine exports it as a metric) and `verify_lines(..., expect_head=...)`.
+
+This module is pure: it builds entries and lines and verifies an iterable of lines;
+the file, the clock and fsync are engine.adapters.store.audit's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Final, Literal, NamedTuple
+
+__all__ = [
+    "ACTIONS",
+    "GENESIS",
+    "AuditChain",
+    "AuditEntry",
+    "BadReason",
+    "ChainHead",
+    "Verification",
+    "canonical",
+    "entry_hash",
+    "parse_line",
+    "verify_lines",
+]
+
+GENESIS: Final = "0" * 64
+"""The `prev` of the first entry."""
+
+ACTIONS: Final = frozenset(
+    {
+        "config.loaded",
+        "alert.firing",
+        "alert.resolved",
+        "gate.decision",
+        "gate.override.created",
+        "gate.override.ended",
+        "change.recorded",
+        "incident.opened",
+        "incident.acknowledged",
+        "incident.closed",
+        "correction.created",
+        "auth.denied",
+    }
+)
+"""The actions the engine records (the log's contract)."""
+
+FIELDS: Final = ("action", "actor", "at", "details", "hash", "prev", "seq", "subject")
+_HEX = frozenset("0123456789abcdef")
+
+BadReason = Literal["edited", "removed", "reordered", "inserted", "malformed", "truncated"]
+
+
+class ChainHead(NamedTuple):
+    """Where a chain stands: the last entry's `seq` and `hash` (0 and GENESIS: empty)."""
+
+    seq: int = 0
+    hash: str = GENESIS
+
+
+class AuditEntry(NamedTuple):
+    seq: int
+    at: float
+    actor: str
+    action: str
+    subject: str
+    details: dict[str, Any]
+    prev: str
+    hash: str
+
+    def body(self) -> dict[str, Any]:
+        """The entry without `hash`: what the hash is over."""
+        d = self._asdict()
+        del d["hash"]
+        return d
+
+
+def canonical(obj: Mapping[str, Any]) -> bytes:
+    """Sorted keys, no spaces, UTF-8; NaN and infinities refused (ValueError)."""
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def entry_hash(body: Mapping[str, Any], key: bytes | None = None) -> str:
+    """SHA-256 (HMAC-SHA256 with `key`) hex of the canonical JSON of `body`."""
+    data = canonical(body)
+    if key is None:
+        return hashlib.sha256(data).hexdigest()
+    return hmac.new(key, data, hashlib.sha256).hexdigest()
+
+
+def _clean(value: Any) -> Any:
+    """`value` as plain JSON: lone surrogates replaced, non-finite floats null, tuples
+    lists, keys strings. Anything else is a bug of the caller (TypeError)."""
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    if isinstance(value, Mapping):
+        return {str(_clean(str(k))): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    raise TypeError(f"audit details take JSON values, not {type(value).__name__}")
+
+
+class AuditChain:
+    """Builds entries onto a chain: each `append` returns the next line to write.
+
+    `key` is the HMAC key (None: plain SHA-256). The head moves only when the caller
+    says the line was written (`advance`), so a failed write leaves the chain where
+    the file is."""
+
+    def __init__(self, key: bytes | None = None, head: ChainHead | None = None) -> None:
+        self.key = key
+        self.head = ChainHead() if head is None else head
+
+    def build(
+        self,
+        at_s: float,
+        actor: str,
+        action: str,
+        subject: str,
+        details: Mapping[str, Any] | None = None,
+    ) -> AuditEntry:
+        """The entry after the head (not yet the head: see `advance`). `at_s` is kept to
+        the millisecond."""
+        if not math.isfinite(at_s):
+            raise ValueError(f"audit time must be finite, got {at_s!r}")
+        body: dict[str, Any] = {
+            "seq": self.head.seq + 1,
+            "at": round(float(at_s), 3),
+            "actor": _clean(actor),
+            "action": _clean(action),
+            "subject": _clean(subject),
+            "details": _clean(dict(details or {})),
+            "prev": self.head.hash,
+        }
+        return AuditEntry(**body, hash=entry_hash(body, self.key))
+
+    def advance(self, entry: AuditEntry) -> None:
+        """`entry` (built by `build`) is written: it is the head now."""
+        if entry.seq != self.head.seq + 1 or entry.prev != self.head.hash:
+            raise ValueError("audit entry does not follow the head")
+        self.head = ChainHead(entry.seq, entry.hash)
+
+
+def encode_line(entry: AuditEntry) -> bytes:
+    """The entry's line: its canonical JSON (with `hash`) and a newline."""
+    return canonical(entry._asdict()) + b"\n"
+
+
+class LineError(ValueError):
+    """A line that is not an entry in canonical form; `reason` is malformed or edited."""
+
+    def __init__(self, reason: BadReason, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        raise ValueError("a key is given twice")
+    return d
+
+
+def _is_hex64(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 64 and set(value) <= _HEX
+
+
+def parse_line(raw: bytes) -> AuditEntry:
+    """The entry on one line (`raw` with or without its newline). LineError `malformed`
+    when it is no entry, `edited` when it is one but not in canonical form."""
+    if not raw.endswith(b"\n"):
+        raise LineError("malformed", "incomplete line (no newline at its end: a write cut short)")
+    text = raw[:-1]
+    if not text.strip():
+        raise LineError("malformed", "empty line")
+    try:
+        obj = json.loads(
+            text.decode("utf-8"),
+            object_pairs_hook=_no_duplicates,
+            parse_constant=_no_constants,
+        )
+    except UnicodeDecodeError:
+        raise LineError("malformed", "not UTF-8") from None
+    except ValueError as exc:
+        raise LineError("malformed", f"not a JSON object ({exc})") from None
+    if not isinstance(obj, dict):
+        raise LineError("malformed", "not a JSON object")
+    missing = [f for f in FIELDS if f not in obj]
+    extra = sorted(k for k in obj if k not in FIELDS)
+    if missing or extra:
+        what = [f"missing {', '.join(missing)}"] if missing else []
+        what += [f"unknown {', '.join(extra)}"] if extra else []
+        raise LineError("malformed", f"not an audit entry ({'; '.join(what)})")
+    seq, at = obj["seq"], obj["at"]
+    problems = []
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
+        problems.append("seq must be a whole number >= 1")
+    if isinstance(at, bool) or not isinstance(at, int | float):
+        problems.append("at must be a number")
+    problems += [
+        f"{f} must be a string"
+        for f in ("actor", "action", "subject")
+        if not isinstance(obj[f], str)
+    ]
+    if not isinstance(obj["details"], dict):
+        problems.append("details must be an object")
+    problems += [
+        f"{f} must be 64 lowercase hex digits" for f in ("prev", "hash") if not _is_hex64(obj[f])
+    ]
+    if problems:
+        raise LineError("malformed", "; ".join(problems))
+    entry = AuditEntry(**{f: obj[f] for f in AuditEntry._fields})
+    if canonical(obj) != text:
+        raise LineError("edited", "not in canonical form (changed after it was written)")
+    return entry
+
+
+class Verification(NamedTuple):
+    """What `verify_lines` found: `ok`, the entries read and the head; or the first bad
+    line (1-based), why (`reason`) and how (`message`)."""
+
+    ok: bool
+    entries: int
+    head: str
+    bad_line: int | None = None
+    reason: BadReason | None = None
+    message: str = ""
+
+
+def _entries(lines: Iterator[bytes], key: bytes | None) -> Iterator[AuditEntry | None]:
+    """The rest of the lines as entries whose own hash holds (None for any other)."""
+    for raw in lines:
+        try:
+            e = parse_line(raw)
+        except LineError:
+            yield None
+            continue
+        yield e if hmac.compare_digest(entry_hash(e.body(), key), e.hash) else None
+
+
+def verify_lines(
+    lines: Iterable[bytes], key: bytes | None = None, expect_head: str | None = None
+) -> Verification:
+    """Verify a log given as its raw lines (each with its newline, as a binary file
+    iterates), streaming; the rest of the lines are read once more only to tell a
+    removed entry from a moved one.
+
+    Per line, in order: it is an entry in canonical form (else `malformed` or
+    `edited`); its hash holds for its content and `key` (else `edited`, or `inserted`
+    when the next line goes on from the line before, as if this one were not there);
+    it follows the line before (`seq` one more, `prev` its hash), else:
+
+    - `seq` too high: `reordered` when the missing `seq` comes later, else `removed`
+      (or `inserted` when the next line is the one expected here);
+    - `seq` right, `prev` wrong: `inserted` when the next line follows the line before
+      this one, else the line before was rewritten with a new hash: `edited` there;
+    - `seq` too low: the line before was `inserted` when this line goes on from the one
+      before it (or repeats it), else `reordered`.
+
+    With `expect_head` (a head hash exported earlier) some entry must have it, else
+    `truncated` at the line after the last.
+    """
+    it = iter(lines)
+    head = ChainHead()
+    before = GENESIS
+    """The hash of the line before the head's (GENESIS at the first two)."""
+    seen_head = expect_head is None
+    n = 0
+    for raw in it:
+        n += 1
+        try:
+            e = parse_line(raw)
+        except LineError as exc:
+            return Verification(False, n - 1, head.hash, n, exc.reason, str(exc))
+        expected = head.seq + 1
+        if not hmac.compare_digest(entry_hash(e.body(), key), e.hash):
+            nxt = next(_entries(it, key), None)
+            if nxt is not None and nxt.seq == expected and nxt.prev == head.hash:
+                return _bad(
+                    n,
+                    head,
+                    "inserted",
+                    "an entry that is not part of the chain "
+                    "(the next line goes on from the line before)",
+                )
+            hint = (
+                " or not written with this key"
+                if key is not None
+                else " (or written with a key: give --key-env or --key-file)"
+            )
+            return _bad(n, head, "edited", f"hash does not match the entry: changed{hint}")
+        if e.seq == expected and e.prev == head.hash:
+            before, head = head.hash, ChainHead(e.seq, e.hash)
+            if not seen_head and e.hash == expect_head:
+                seen_head = True
+            continue
+        if e.seq > expected:
+            rest = _entries(it, key)
+            nxt = next(rest, None)
+            if nxt is not None and nxt.seq == expected and nxt.prev == head.hash:
+                if e.prev == nxt.hash:
+                    return _bad(n, head, "reordered", f"seq {e.seq} comes before seq {expected}")
+                return _bad(
+                    n,
+                    head,
+                    "inserted",
+                    f"seq {e.seq} is not part of the chain (the next line is seq {expected})",
+                )
+            if (nxt is not None and nxt.seq == expected) or any(
+                x is not None and x.seq == expected for x in rest
+            ):
+                return _bad(
+                    n,
+                    head,
+                    "reordered",
+                    f"seq {e.seq} where seq {expected} belongs (seq {expected} comes later)",
+                )
+            gap = f"seq {expected}" if e.seq == expected + 1 else f"seq {expected} to {e.seq - 1}"
+            return _bad(n, head, "removed", f"{gap} missing before this line (seq {e.seq})")
+        if e.seq == expected:
+            nxt = next(_entries(it, key), None)
+            if nxt is not None and nxt.seq == expected and nxt.prev == head.hash:
+                return _bad(
+                    n,
+                    head,
+                    "inserted",
+                    "an entry that is not part of the chain "
+                    "(the next line goes on from the line before)",
+                )
+            if n == 1:
+                return _bad(n, head, "edited", "the first entry's prev must be 64 zeros")
+            return _bad(
+                n - 1,
+                ChainHead(head.seq - 1, before),
+                "edited",
+                f"its hash is not the prev that line {n} holds: rewritten with a new hash",
+            )
+        if e.hash == head.hash:
+            return _bad(n, head, "inserted", f"a copy of line {n - 1}")
+        if e.seq == head.seq and e.prev == before:
+            return _bad(
+                n - 1,
+                ChainHead(head.seq - 1, before),
+                "inserted",
+                f"an entry that is not part of the chain (line {n} goes on from the line "
+                "before it)",
+            )
+        return _bad(n, head, "reordered", f"seq {e.seq} after seq {head.seq}")
+    if not seen_head:
+        return Verification(
+            False,
+            n,
+            head.hash,
+            n + 1,
+            "truncated",
+            f"no entry has the expected head {expect_head}: the log ends "
+            "before it (cut short) or was rewritten",
+        )
+    return Verification(True, n, head.hash)
+
+
+def _bad(line: int, head: ChainHead, reason: BadReason, message: str) -> Verification:
+    return Verification(False, head.seq, head.hash, line, reason, message)
