@@ -228,8 +228,8 @@ def parse_line(raw: bytes) -> AuditEntry:
     problems = []
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
         problems.append("seq must be a whole number >= 1")
-    if isinstance(at, bool) or not isinstance(at, int | float):
-        problems.append("at must be a number")
+    if isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at):
+        problems.append("at must be a finite number")
     problems += [
         f"{f} must be a string"
         for f in ("actor", "action", "subject")
@@ -243,7 +243,11 @@ def parse_line(raw: bytes) -> AuditEntry:
     if problems:
         raise LineError("malformed", "; ".join(problems))
     entry = AuditEntry(**{f: obj[f] for f in AuditEntry._fields})
-    if canonical(obj) != text:
+    try:
+        again = canonical(obj)
+    except ValueError:  # a number too large for a float (1e999) in the details
+        raise LineError("malformed", "a number out of range") from None
+    if again != text:
         raise LineError("edited", "not in canonical form (changed after it was written)")
     return entry
 

@@ -67,6 +67,7 @@ __all__ = [
     "audit_key",
     "audit_sink",
     "check_audit_file",
+    "split_lines",
     "tail_head",
 ]
 
@@ -166,8 +167,9 @@ class FileAudit:
                 ) from None
             size = os.fstat(fd).st_size
             head = tail_head(self.path, fd, size, self.chain.key)
-            if size == 0:
-                os.fsync(fd)
+            if size == 0:  # a new file: its name survives a power cut too
+                with contextlib.suppress(OSError):
+                    os.fsync(fd)
                 _fsync_dir(self.path)
         except OSError as exc:
             os.close(fd)
@@ -276,7 +278,7 @@ def tail_head(path: Path, fd: int, size: int, key: bytes | None) -> ChainHead:
         return ChainHead()
     start = max(size - TAIL_BYTES, 0)
     data = os.pread(fd, size - start, start)
-    lines = data.splitlines(keepends=True)
+    lines = split_lines(data)
     if start > 0:
         lines = lines[1:]  # the first may be the end of a line that starts before
     fix = (
@@ -313,6 +315,14 @@ def tail_head(path: Path, fd: int, size: int, key: bytes | None) -> ChainHead:
             f"audit log {path}: no whole entry in its last {TAIL_BYTES} bytes; {fix}"
         )
     return ChainHead(entries[-1].seq, entries[-1].hash)
+
+
+def split_lines(data: bytes) -> list[bytes]:
+    """`data`'s lines, each with its newline (the last without, if `data` lacks one):
+    split at b"\\n" only, as a binary file iterates, never at a lone CR."""
+    lines = [line + b"\n" for line in data.split(b"\n")]
+    lines[-1] = lines[-1][:-1]
+    return lines if lines[-1] else lines[:-1]
 
 
 def check_audit_file(path: str | os.PathLike[str], key: bytes | None) -> None:
