@@ -115,18 +115,27 @@ def entry_hash(body: Mapping[str, Any], key: bytes | None = None) -> str:
 
 def _clean(value: Any) -> Any:
     """`value` as plain JSON: lone surrogates replaced, non-finite floats null, tuples
-    lists, keys strings. Anything else is a bug of the caller (TypeError)."""
-    if value is None or isinstance(value, bool | int):
+    lists, keys strings. Anything else is a bug of the caller (TypeError). Exact type
+    checks first: this runs for every value of every entry."""
+    t = type(value)
+    if t is str:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
         return value
-    if isinstance(value, float):
+    if value is None or t is int or t is bool:
+        return value
+    if t is float:
         return value if math.isfinite(value) else None
-    if isinstance(value, str):
-        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-    if isinstance(value, Mapping):
-        return {str(_clean(str(k))): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
+    if t is dict or isinstance(value, Mapping):
+        return {_clean(k if type(k) is str else str(k)): _clean(v) for k, v in value.items()}
+    if t is list or t is tuple:
         return [_clean(v) for v in value]
-    raise TypeError(f"audit details take JSON values, not {type(value).__name__}")
+    for base in (int, float, str):  # subclasses (IntEnum, StrEnum)
+        if isinstance(value, base):
+            return _clean(base(value))
+    raise TypeError(f"audit details take JSON values, not {t.__name__}")
 
 
 class AuditChain:
@@ -139,6 +148,8 @@ class AuditChain:
     def __init__(self, key: bytes | None = None, head: ChainHead | None = None) -> None:
         self.key = key
         self.head = ChainHead() if head is None else head
+        self.last_body = b""
+        """The canonical JSON of the body of the entry `build` returned last."""
 
     def build(
         self,
@@ -161,7 +172,13 @@ class AuditChain:
             "details": _clean(dict(details or {})),
             "prev": self.head.hash,
         }
-        return AuditEntry(**body, hash=entry_hash(body, self.key))
+        data = canonical(body)
+        digest = (
+            hashlib.sha256(data) if self.key is None else hmac.new(self.key, data, hashlib.sha256)
+        )
+        entry = AuditEntry(**body, hash=digest.hexdigest())
+        self.last_body = data
+        return entry
 
     def advance(self, entry: AuditEntry) -> None:
         """`entry` (built by `build`) is written: it is the head now."""
@@ -170,9 +187,18 @@ class AuditChain:
         self.head = ChainHead(entry.seq, entry.hash)
 
 
-def encode_line(entry: AuditEntry) -> bytes:
-    """The entry's line: its canonical JSON (with `hash`) and a newline."""
-    return canonical(entry._asdict()) + b"\n"
+_PREV: Final = b',"prev":"'
+
+
+def encode_line(entry: AuditEntry, body: bytes | None = None) -> bytes:
+    """The entry's line: its canonical JSON (with `hash`) and a newline. `body`, the
+    canonical JSON of `entry.body()` when the caller has it, saves encoding it again:
+    `hash` sorts just before `prev`, whose top-level key is the last `,"prev":"` in it
+    (the fields after it are a number and a string, where a quote is escaped)."""
+    if body is None:
+        return canonical(entry._asdict()) + b"\n"
+    at = body.rfind(_PREV)
+    return b'%s,"hash":"%s"%s\n' % (body[:at], entry.hash.encode(), body[at:])
 
 
 class LineError(ValueError):

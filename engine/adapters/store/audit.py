@@ -202,7 +202,7 @@ class FileAudit:
             raise RuntimeError("audit log is not open")
         now = self.clock()
         entry = self.chain.build(now, actor, action, subject, details)
-        line = encode_line(entry)
+        line = encode_line(entry, self.chain.last_body)
         try:
             view = memoryview(line)
             while view:
