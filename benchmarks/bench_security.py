@@ -31,7 +31,7 @@ from typing import Any
 
 from benchmarks.common import report
 from engine.adapters.store.audit import FileAudit
-from engine.core.audit import verify_lines
+from engine.core.audit_verify import verify_lines
 from engine.core.config import parse_config
 from engine.core.transitions import Transition
 from engine.runtime.service import Runtime

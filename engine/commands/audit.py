@@ -21,7 +21,7 @@ from engine.commands.common import (
     EXIT_USAGE,
     print_error,
 )
-from engine.core.audit import verify_lines
+from engine.core.audit_verify import verify_lines
 from engine.errors import ConfigError
 
 __all__ = ["add_arguments", "main"]

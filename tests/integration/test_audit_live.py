@@ -26,7 +26,8 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from engine.core.audit import parse_line, verify_lines
+from engine.core.audit import parse_line
+from engine.core.audit_verify import verify_lines
 from engine.core.config import Config, parse_config
 from engine.runtime.audit import config_digest
 from engine.runtime.service import Runtime

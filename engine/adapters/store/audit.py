@@ -50,8 +50,8 @@ from engine.core.audit import (
     encode_line,
     entry_hash,
     parse_line,
-    verify_lines,
 )
+from engine.core.audit_verify import verify_lines
 from engine.core.config import Audit, Config
 from engine.errors import BurnrateError, ConfigError
 

@@ -25,8 +25,8 @@ from engine.core.audit import (
     encode_line,
     entry_hash,
     parse_line,
-    verify_lines,
 )
+from engine.core.audit_verify import verify_lines
 
 KEY = b"k" * 32
 OTHER_KEY = b"o" * 32

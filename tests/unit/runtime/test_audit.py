@@ -12,7 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from engine.adapters.http.gates import GatesApi
 from engine.adapters.http.metrics import EngineMetrics
 from engine.adapters.store.audit import FileAudit, NullAudit
-from engine.core.audit import parse_line, verify_lines
+from engine.core.audit import parse_line
+from engine.core.audit_verify import verify_lines
 from engine.core.overrides import Override, Overrides
 from engine.core.transitions import Transition
 from engine.runtime.audit import RuntimeAudit, config_digest

@@ -21,7 +21,8 @@ from engine.adapters.http.gates import ASKED_EVERY_S
 from engine.adapters.http.metrics import EngineMetrics
 from engine.adapters.http.server import HttpServer
 from engine.adapters.store.audit import FileAudit
-from engine.core.audit import parse_line, verify_lines
+from engine.core.audit import parse_line
+from engine.core.audit_verify import verify_lines
 from tests.unit.adapters.http.test_gates_api import NOW, Clock, fed_evaluator
 
 

@@ -21,7 +21,8 @@ from engine.adapters.store.audit import (
     audit_sink,
     check_audit_file,
 )
-from engine.core.audit import GENESIS, ChainHead, parse_line, verify_lines
+from engine.core.audit import GENESIS, ChainHead, parse_line
+from engine.core.audit_verify import verify_lines
 from engine.core.config import Audit, parse_config
 from engine.errors import ConfigError
 
