@@ -97,6 +97,10 @@ class Runtime:
             config, self.evaluator, self.changes, self.metrics, clock
         )
         """The incident lifecycle and its store, with `incidents:`."""
+        sink = audit_sink(config, clock)  # ConfigError: its key cannot be read
+        self.on_auth_denied = auth_denied_hook(sink)
+        """For the auth middleware: records each request it denies (`auth.denied`);
+        made before the HTTP server so the server can be given it."""
         self.http = HttpServer(
             listen or config.http.listen,
             self.metrics,
@@ -107,10 +111,8 @@ class Runtime:
         )
         self.http.gates.on_change = self._overrides_changed
         self.http.changes.on_change = self._changes_changed
-        self.audit = RuntimeAudit(audit_sink(config, clock), self.http.gates, self.overrides, clock)
+        self.audit = RuntimeAudit(sink, self.http.gates, self.overrides, clock)
         """The audit log (with `audit:`); `audit.log` is the sink every part records to."""
-        self.on_auth_denied = auth_denied_hook(self.audit.log)
-        """For the auth middleware: records each request it denies (`auth.denied`)."""
         self._saves: set[asyncio.Task[bool]] = set()
         external_url = f"http://{listen or config.http.listen}"
         self.delivery = Delivery(

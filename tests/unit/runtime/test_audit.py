@@ -140,3 +140,27 @@ def test_without_audit_nothing_is_done(tmp_path: Path) -> None:
     audit.close()
     assert not audit.enabled
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_runtime_gives_the_auth_middleware_its_hook(tmp_path: Path) -> None:
+    """`Runtime.on_auth_denied` writes to the runtime's own log (not started: no broker)."""
+    from engine.core.config import parse_config
+    from engine.runtime.service import Runtime
+
+    cfg = parse_config(
+        "slos: [{name: s, service: s, sli: availability, objective: 99}]\n"
+        f"audit: {{path: '{tmp_path / 'a.jsonl'}'}}\n"
+    )
+    rt = Runtime(cfg, sinks=[], clock=Clock())
+    assert isinstance(rt.audit.sink, FileAudit)
+    rt.audit.sink.open()
+    rt.on_auth_denied("10.1.2.3", "DELETE", "/v1/gates/s/override", 401, "no token", None)
+    rt.audit.close()
+    [(actor, action, subject, details)] = entries(tmp_path / "a.jsonl")
+    assert (actor, action, subject) == ("anonymous", "auth.denied", "/v1/gates/s/override")
+    assert details == {
+        "method": "DELETE",
+        "status": 401,
+        "reason": "no token",
+        "remote": "10.1.2.3",
+    }
