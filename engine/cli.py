@@ -43,6 +43,10 @@ COMMANDS: Final[dict[str, tuple[str, str]]] = {
         "engine.commands.postmortem",
         "write a blameless postmortem draft of an incident (live or from recorded events)",
     ),
+    "audit": (
+        "engine.commands.audit",
+        "audit log tools: verify a log's hash chain",
+    ),
     "run": (
         "engine.commands.run",
         "run the service: consume Kafka, evaluate SLOs, serve /metrics, alert",

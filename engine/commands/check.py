@@ -23,8 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Validate a config file as `burnrate run` does before it starts: the document "
         f"(windows and periods at most {MAX_WINDOW_S // 86400}d, window memory bounded), "
-        "the listen address, and the secrets, TLS files and receiver URLs it names (read "
-        "from the environment and files as `run` reads them). Prints every problem with "
+        "the listen address, and the secrets, TLS files, receiver URLs and audit log it "
+        "names (read from the environment and files as `run` reads them; an existing "
+        "audit log's tail verified with its key). Prints every problem with "
         "its path (e.g. `$.slos[2].objective: must be > 0 and < 100`) and exits 2, or "
         "prints a one-line summary and exits 0."
     )

@@ -12,6 +12,9 @@ before it starts anything, with every problem reported at once.
    at start (a damaged file, or one of a newer schema, is refused), nothing written.
    A PostgreSQL store is not contacted: `check` makes no network connection, so a
    server that is down or refuses is an error of `run` at start (exit 2 as well).
+   With `audit:`, its key is read and an existing log's tail verified with it, as
+   `run` does at start (engine.adapters.store.audit), read-only; a missing log must be
+   creatable in its directory.
 
 None of these modules imports aiokafka, aiohttp or rich, so `check` stays light. A
 document that does not decode stops at step 1 (there is no config to check further);
@@ -55,7 +58,16 @@ def adapter_errors(config: Config) -> list[str]:
     errors += _errors_of(lambda: kafka_client_kwargs(config.kafka))
     errors += receiver_errors(config)
     errors += _incident_store_errors(config)
+    errors += _audit_errors(config)
     return errors
+
+
+def _audit_errors(config: Config) -> list[str]:
+    if config.audit is None:
+        return []
+    from engine.adapters.store.audit import audit_errors
+
+    return audit_errors(config)
 
 
 def _incident_store_errors(config: Config) -> list[str]:

@@ -4,7 +4,8 @@ Before anything starts (no socket, no Kafka client, no event loop) the config go
 through the same checks as `burnrate check` (engine.commands.preflight): any problem is
 one line per problem on stderr and exit 2. So is an incident store that cannot be
 used at start (damaged, of a newer schema, a PostgreSQL server that refuses): it is
-never recreated.
+never recreated. And so is an audit log whose tail does not verify or that another
+process holds: its chain is never forked.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import argparse
 import asyncio
 import logging
 import signal
+from pathlib import Path
 
 import msgspec
 
 from engine.adapters.http.listen import parse_listen
 from engine.adapters.kafka.settings import bootstrap_from_env, bootstrap_problem
+from engine.adapters.store.audit import AuditLogError
 from engine.adapters.store.incidents import IncidentStoreError
 from engine.commands.common import (
     EXIT_FAILURE,
@@ -93,17 +96,25 @@ def main(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     config = apply_env_overrides(config)
     try:
+        source = Path(args.config).read_bytes()  # for config.loaded's sha256
+    except OSError as exc:
+        print_error("run", f"{args.config}: cannot read: {exc.strerror}")
+        return EXIT_USAGE
+    try:
         tune_gc()
 
         async def main() -> None:
             async with stop_on_signals(asyncio.Event(), _log_signal) as stop:
-                await Runtime(config, listen=args.listen).run(stop)
+                runtime = Runtime(
+                    config, listen=args.listen, config_path=args.config, config_source=source
+                )
+                await runtime.run(stop)
 
         run_loop(main)
     except ConfigError as exc:  # e.g. a secret file that went away since the check above
         print_config_error(args.config, exc)
         return EXIT_USAGE
-    except IncidentStoreError as exc:  # damaged, newer or unreachable: never recreated
+    except (IncidentStoreError, AuditLogError) as exc:  # never recreated nor forked
         print_error("run", str(exc))
         return EXIT_USAGE
     except OSError as exc:  # e.g. the HTTP address is taken

@@ -14,7 +14,8 @@ names of the others, so `from engine.core.config import ...` reaches all of them
 
 - `config_types`: the scalar types (`Duration`, `Severity`, ...);
 - `config_model`: SLOs, policy rows, evaluation, corrections, changes, the root `Config`;
-- `config_io`: Kafka, HTTP, receivers, state snapshot and incident store settings;
+- `config_io`: Kafka, HTTP, receivers, state snapshot, incident store and audit log
+  settings;
 - `config_checks`: `config_errors` and the checks it is made of.
 """
 
@@ -35,6 +36,7 @@ from engine.core.config_io import (
     DEFAULT_INCIDENTS_PATH,
     PAGERDUTY_EVENTS_URL,
     AlertmanagerReceiver,
+    Audit,
     ConsoleReceiver,
     Http,
     Incidents,
@@ -86,6 +88,7 @@ __all__ = [
     "PAGERDUTY_EVENTS_URL",
     "WEEK_S",
     "AlertmanagerReceiver",
+    "Audit",
     "CalendarPeriod",
     "ChangeSettings",
     "CompositeMember",

@@ -21,6 +21,7 @@ from engine.core.budget_policy import (
 )
 from engine.core.config_io import (
     AlertmanagerReceiver,
+    Audit,
     Incidents,
     Kafka,
     PagerDutyReceiver,
@@ -131,6 +132,8 @@ def config_errors(cfg: Config) -> list[str]:
     errors += _change_errors(cfg)
     if cfg.incidents is not None:
         errors += _incident_errors(cfg.incidents)
+    if cfg.audit is not None:
+        errors += _audit_errors(cfg.audit)
     for i, corr in enumerate(cfg.corrections):
         errors += correction_errors(corr, cfg.slos, f"$.corrections[{i}]")
     errors += _receiver_errors(cfg.receivers)
@@ -421,6 +424,40 @@ def _incident_errors(inc: Incidents) -> list[str]:
             f"{path}.dsn: must not hold a password; give it through password_env or password_file"
         )
     return errors
+
+
+MAX_AUDIT_FSYNC_INTERVAL_S = 60.0
+MAX_AUDIT_FSYNC_ENTRIES = 100_000
+
+
+def _audit_errors(audit: Audit) -> list[str]:
+    """At most one key source, and a batch loss window that is bounded and only given
+    with `fsync: batch`."""
+    errors: list[str] = []
+    path = "$.audit"
+    if audit.key_env is not None and audit.key_file is not None:
+        errors.append(f"{path}.key_file: give key_env or key_file, not both")
+    given = [k for k in ("fsync_interval", "fsync_max_entries") if k in _given(audit)]
+    if audit.fsync != "batch":
+        errors += [f"{path}.{k}: only with `fsync: batch`" for k in given]
+    interval = audit.fsync_interval_s
+    if not 0 < interval <= MAX_AUDIT_FSYNC_INTERVAL_S:
+        errors.append(
+            f"{path}.fsync_interval: must be longer than 0s and at most 1m, got "
+            f"{audit.fsync_interval}"
+        )
+    if not 1 <= audit.fsync_max_entries <= MAX_AUDIT_FSYNC_ENTRIES:
+        errors.append(
+            f"{path}.fsync_max_entries: must be from 1 to {MAX_AUDIT_FSYNC_ENTRIES}, got "
+            f"{audit.fsync_max_entries}"
+        )
+    return errors
+
+
+def _given(audit: Audit) -> set[str]:
+    """The fields of `audit` set to other than their defaults."""
+    default = Audit(path=audit.path)
+    return {f for f in audit.__struct_fields__ if getattr(audit, f) != getattr(default, f)}
 
 
 def _kafka_errors(kafka: Kafka) -> list[str]:

@@ -16,6 +16,7 @@ __all__ = [
     "DEFAULT_INCIDENTS_PATH",
     "PAGERDUTY_EVENTS_URL",
     "AlertmanagerReceiver",
+    "Audit",
     "ConsoleReceiver",
     "Http",
     "Incidents",
@@ -174,3 +175,23 @@ class Incidents(_Base, frozen=True):
         if self.dsn is not None:
             return None
         return DEFAULT_INCIDENTS_PATH if self.path is None else self.path
+
+
+class Audit(_Base, frozen=True):
+    """`audit:`: the tamper-evident audit log (engine.core.audit, written by
+    engine.adapters.store.audit; absent: none). Entries are hashed with SHA-256, or
+    HMAC-SHA256 with the key read from `key_env` or `key_file` (at most one; never
+    inline)."""
+
+    path: Annotated[str, msgspec.Meta(min_length=1)]
+    key_env: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+    key_file: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+    fsync: Literal["entry", "batch"] = "entry"
+    """`entry`: fsync after each entry; `batch`: once the oldest unsynced entry is
+    `fsync_interval` old or `fsync_max_entries` wait (the loss window on power loss)."""
+    fsync_interval: Duration = "1s"
+    fsync_max_entries: int = 1000
+
+    @property
+    def fsync_interval_s(self) -> float:
+        return parse_duration_s(self.fsync_interval)

@@ -23,7 +23,7 @@ from engine.core.budget_policy import (
     BudgetPolicyRow,
     GateSettings,
 )
-from engine.core.config_io import Http, Incidents, Kafka, Receiver, State
+from engine.core.config_io import Audit, Http, Incidents, Kafka, Receiver, State
 from engine.core.config_types import Duration, Name, Severity
 from engine.core.durations import parse_duration_s
 from engine.core.ladder import MAX_WINDOW_S, window_bytes
@@ -410,6 +410,8 @@ class Config(_Base, frozen=True):
     changes: ChangeSettings = ChangeSettings()
     incidents: Incidents | None = None
     """The incident lifecycle and its store (absent: no incidents are kept)."""
+    audit: Audit | None = None
+    """The tamper-evident audit log (absent: none)."""
 
     def budget_policy_of(self, slo: Slo) -> list[BudgetPolicyRow]:
         """The budget policy rows `slo` is judged with: its own, else the top-level ones."""

@@ -42,6 +42,7 @@ from collections.abc import Callable
 from typing import Final
 
 from engine.adapters.http.metrics import EngineMetrics
+from engine.adapters.store.audit import AuditSink, NullAudit
 from engine.adapters.store.incidents import (
     DEFAULT_LIST_LIMIT,
     IncidentStore,
@@ -85,6 +86,8 @@ class IncidentRecorder:
         self.clock = clock
         self.on_opened = on_opened
         """Called with each incident as it opens (the time-to-detect histogram)."""
+        self.audit: AuditSink = NullAudit()
+        """Each incident opened or closed is an `incident.opened`/`incident.closed` entry."""
         self.alert_state_kept = True
         """Whether the evaluator's alert state survives a restart (a `state:` file); without
         it, an alert firing at shutdown never resolves in the next process."""
@@ -218,6 +221,18 @@ class IncidentRecorder:
             inc = u.incident
             self.pending[inc.id] = inc
             if u.kind in ("opened", "closed"):
+                self.audit.record(
+                    "burnrate",
+                    f"incident.{u.kind}",
+                    inc.id,
+                    {
+                        "service": inc.service,
+                        "opened_at": inc.opened_at,
+                        "onset_at": inc.onset_at,
+                        "closed_at": inc.closed_at,
+                        "slos": list(inc.slos),
+                    },
+                )
                 log.info(
                     "incident %s of %s %s",
                     inc.id,

@@ -11,7 +11,8 @@ clock; then it refreshes the metrics body),
 *checkpoint* (`checkpoint`: state snapshots and offset commits, in that order),
 *changes* (with `kafka.changes_topic`: engine.adapters.kafka.changes), *incidents*
 (with `incidents:`: engine.runtime.incidents, which takes the transitions, changes and
-ticks and writes the incidents to their store) and the HTTP server.
+ticks and writes the incidents to their store) and the HTTP server. With `audit:` the
+audit log (engine.runtime.audit) is opened first and closed last.
 
 Shutdown (SIGTERM/SIGINT): stop fetching, apply what was fetched, evaluate once more,
 give the sinks a bounded time to deliver, then save the state (with what the sinks
@@ -36,17 +37,20 @@ import msgspec
 
 from engine.adapters.alerts.console import format_transition
 from engine.adapters.alerts.sinks import Sink, build_sinks
+from engine.adapters.http.audit import auth_denied_hook
 from engine.adapters.http.metrics import EngineMetrics
 from engine.adapters.http.server import HttpServer
 from engine.adapters.kafka.changes import ChangeConsumer
 from engine.adapters.kafka.source import KafkaSource
 from engine.adapters.kafka.status import SourceStatus
+from engine.adapters.store.audit import audit_sink
 from engine.adapters.store.state import FileStateStore
 from engine.core.changes import ChangeLog
 from engine.core.config import Config
 from engine.core.evaluator import Evaluator, Transition
 from engine.core.overrides import Overrides
 from engine.errors import ConfigError
+from engine.runtime.audit import RuntimeAudit, config_digest
 from engine.runtime.checkpoint import Checkpoint
 from engine.runtime.delivery import Delivery, firing_alerts
 from engine.runtime.incidents import IncidentRecorder, incident_recorder
@@ -72,9 +76,14 @@ class Runtime:
         listen: str | None = None,
         sinks: Sequence[Sink] | None = None,
         clock: Callable[[], float] = time.time,
+        config_path: str | None = None,
+        config_source: bytes | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
+        self.config_path = config_path
+        self.config_sha256 = config_digest(config, config_source)
+        """Of the config file's bytes (`config_source`), else of the decoded config."""
         self.evaluator = Evaluator(config)
         self.source = KafkaSource(config, self.evaluator, self._on_transitions, clock=clock)
         self.metrics = EngineMetrics(self.evaluator, self.status, clock)
@@ -88,6 +97,10 @@ class Runtime:
             config, self.evaluator, self.changes, self.metrics, clock
         )
         """The incident lifecycle and its store, with `incidents:`."""
+        sink = audit_sink(config, clock)  # ConfigError: its key cannot be read
+        self.on_auth_denied = auth_denied_hook(sink)
+        """For the auth middleware: records each request it denies (`auth.denied`);
+        made before the HTTP server so the server can be given it."""
         self.http = HttpServer(
             listen or config.http.listen,
             self.metrics,
@@ -98,6 +111,8 @@ class Runtime:
         )
         self.http.gates.on_change = self._overrides_changed
         self.http.changes.on_change = self._changes_changed
+        self.audit = RuntimeAudit(sink, self.http.gates, self.overrides, clock)
+        """The audit log (with `audit:`); `audit.log` is the sink every part records to."""
         self._saves: set[asyncio.Task[bool]] = set()
         external_url = f"http://{listen or config.http.listen}"
         self.delivery = Delivery(
@@ -120,9 +135,21 @@ class Runtime:
             else None
         )
         """Reads `kafka.changes_topic` when one is configured."""
+        if self.audit.enabled:
+            self._wire_audit()
         self._listeners: list[TransitionsListener] = []
         self.started = asyncio.Event()
         """Set once HTTP listens and the consumer has joined its group."""
+
+    def _wire_audit(self) -> None:
+        sink = self.audit.log
+        for api in (self.http.gates, self.http.changes, self.http.corrections, self.http.incidents):
+            api.audit = sink
+        if self.change_consumer is not None:
+            self.change_consumer.audit = sink
+        if self.incidents is not None:
+            self.incidents.audit = sink
+        self.metrics.collector.audit = self.audit.metrics
 
     @property
     def restored(self) -> bool:
@@ -180,6 +207,7 @@ class Runtime:
                 extra={"data": {"event": "alert", **msgspec.structs.asdict(tr)}},
             )
             self.delivery.put(tr)
+        self.audit.transitions(transitions)
         if self.incidents is not None:
             self.incidents.transitions(transitions)
         for listener in self._listeners:
@@ -187,14 +215,20 @@ class Runtime:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set, then shut down within SHUTDOWN_TIMEOUT_S.
-        IncidentStoreError before serving when the incident store cannot be used."""
-        if self.incidents is not None:
-            await self.incidents.start()
+        IncidentStoreError before serving when the incident store cannot be used,
+        AuditLogError when the audit log cannot."""
+        self.audit.start(self.config, self.config_path, self.config_sha256)
         try:
-            await self.http.start()
-        except BaseException:
             if self.incidents is not None:
-                await self.incidents.close(1.0)
+                await self.incidents.start()
+            try:
+                await self.http.start()
+            except BaseException:
+                if self.incidents is not None:
+                    await self.incidents.close(1.0)
+                raise
+        except BaseException:
+            self.audit.close()
             raise
         await self.delivery.start()
         log.info(
@@ -291,6 +325,7 @@ class Runtime:
             self._on_transitions(transitions)
         if self.incidents is not None:
             self.incidents.tick()
+        self.audit.tick()
 
     def _drain_batch_sizes(self) -> None:
         self.metrics.observe_batches(self.source.drain_batch_sizes())
@@ -343,4 +378,5 @@ class Runtime:
         for task in (consume, evaluate, changes):
             if task is not None and not task.done():
                 task.cancel()
+        self.audit.close()  # last: every part above may still record
         log.info("stopped", extra={"data": {"event": "stopped"}})

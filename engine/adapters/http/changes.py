@@ -22,7 +22,8 @@ first (by `at`), at most `limit` (default 100, at most 1000); a service no SLO h
 
 Both need the bearer token when one is configured (the server's auth middleware). Each
 accepted POST is logged at INFO with every field and the client's address (event
-`change_added`); `on_change` is called after it so the runtime can save the state.
+`change_added`) and recorded in the audit log (`change.recorded`); `on_change` is
+called after it so the runtime can save the state.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from collections.abc import Callable
 import msgspec
 from aiohttp import web
 
+from engine.adapters.http.audit import actor_of
 from engine.adapters.http.bodies import (
     JSON_TYPE,
     BodyError,
@@ -41,6 +43,7 @@ from engine.adapters.http.bodies import (
     read_bounded,
     service_not_found,
 )
+from engine.adapters.store.audit import AuditSink, NullAudit
 from engine.core.changes import Change, ChangeLog, take_change
 from engine.core.evaluator import Evaluator
 from engine.core.governance import services
@@ -134,6 +137,7 @@ class ChangesApi:
         )
         self.clock = clock
         self.on_change = on_change
+        self.audit: AuditSink = NullAudit()
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/v1/changes", self._list)
@@ -165,10 +169,18 @@ class ChangesApi:
         view = change_view(change)
         if added:
             log_change(change, request.remote)
+            record_change(self.audit, actor_of(request), change, request.remote)
             if self.on_change is not None:
                 self.on_change()
         body = _encoder.encode(view)
         return web.Response(status=201 if added else 200, body=body, content_type=JSON_TYPE)
+
+
+def record_change(audit: AuditSink, actor: str, change: Change, remote: str | None) -> None:
+    """The `change.recorded` audit entry of a change taken in (API or topic)."""
+    details = {k: v for k, v in msgspec.structs.asdict(change).items() if k != "attribution"}
+    details["remote"] = remote
+    audit.record(actor, "change.recorded", change.service, details)
 
 
 def log_change(change: Change, remote: str | None) -> None:

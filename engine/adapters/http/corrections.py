@@ -20,7 +20,7 @@ restart; without one it lasts until the process ends.
 
 Both need the bearer token when one is configured (the server's auth middleware).
 Each accepted POST is logged at INFO with every field and the client's address
-(event `correction_added`): the hook for the audit log.
+(event `correction_added`) and recorded in the audit log (`correction.created`).
 """
 
 from __future__ import annotations
@@ -31,11 +31,13 @@ from datetime import UTC, datetime
 import msgspec
 from aiohttp import web
 
+from engine.adapters.http.audit import actor_of
 from engine.adapters.http.bodies import (
     BodyError,
     invalid,
     read_bounded,
 )
+from engine.adapters.store.audit import AuditSink, NullAudit
 from engine.core.config import Correction
 from engine.core.corrections import parse_correction
 from engine.core.evaluator import Evaluator
@@ -80,6 +82,7 @@ class CorrectionsApi:
 
     def __init__(self, evaluator: Evaluator) -> None:
         self.evaluator = evaluator
+        self.audit: AuditSink = NullAudit()
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/v1/corrections", self._list)
@@ -124,6 +127,9 @@ class CorrectionsApi:
             return invalid(400, exc.errors)
         self.evaluator.add_correction(correction)
         view = self.view(correction, "api")
+        details = msgspec.structs.asdict(view)
+        details["remote"] = request.remote
+        self.audit.record(actor_of(request), "correction.created", view.name, details)
         log.info(
             "correction %r added: %s to %s for %s (%s)",
             view.name,

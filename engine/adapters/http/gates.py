@@ -22,7 +22,12 @@ or `DELETE /v1/gates/{service}/override` ends it. A bad body is 400 `{"error": "
 problem, `; `-joined>", "errors": ["$.ttl: at most 1d, got 2d", ...]}`; a good one 201
 with the gate as it now stands. DELETE answers 200 with the gate, or 404 when no
 override is in force. Both are logged at INFO with every field and the client's
-address (events `gate_override_set`, `gate_override_ended`): the audit hook.
+address (events `gate_override_set`, `gate_override_ended`), and recorded in the audit
+log (`gate.override.created`, `gate.override.ended`) when `audit` is set. A GET by a
+named token (the auth middleware's token name) is a `gate.decision` entry when its
+answer changed since the last one recorded for that token and service, else at most
+once per `ASKED_EVERY_S`; the engine's own record of each change of a decision is
+engine.runtime.audit's.
 
 The answer is read from the evaluator's arrays once per evaluation (`generation`
 changes, or the evaluation time moves) and, for a service without an override in
@@ -44,6 +49,7 @@ from collections.abc import Callable
 import msgspec
 from aiohttp import web
 
+from engine.adapters.http.audit import ANONYMOUS, actor_of
 from engine.adapters.http.bodies import (
     JSON_TYPE,
     BodyError,
@@ -51,6 +57,7 @@ from engine.adapters.http.bodies import (
     read_bounded,
     service_not_found,
 )
+from engine.adapters.store.audit import AuditSink, NullAudit
 from engine.core.budget_policy import Decision
 from engine.core.config import Severity
 from engine.core.evaluator import Evaluator
@@ -64,6 +71,9 @@ log = logging.getLogger("burnrate.adapters.http.gates")
 
 MAX_BODY_BYTES = 16 * 1024
 """An override request is a few hundred bytes; a larger body is refused unread (413)."""
+ASKED_EVERY_S = 60.0
+"""A named token polling one gate gets one `gate.decision` entry per this (wall clock),
+and one at each change of its answer."""
 
 
 class SloGateView(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -141,6 +151,10 @@ class GatesApi:
         self._reading: tuple[object, Reading] | None = None
         self._bodies: dict[str, bytes] = {}
         """The encoded answer of each service without an override, for `_reading`."""
+        self.audit: AuditSink = NullAudit()
+        """Where overrides and the decisions named tokens ask for are recorded."""
+        self._asked: dict[tuple[str, str], tuple[Decision, float]] = {}
+        """(actor, service) -> the decision last recorded for that actor and when."""
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/v1/gates/{service}", self._get)
@@ -192,7 +206,35 @@ class GatesApi:
         body = self.body(service)
         if body is None:
             return service_not_found(service)
+        actor = actor_of(request)
+        if actor != ANONYMOUS and self.audit.enabled:
+            self._record_asked(actor, service, request.remote)
         return web.Response(body=body, content_type=JSON_TYPE)
+
+    def _record_asked(self, actor: str, service: str, remote: str | None) -> None:
+        """A `gate.decision` entry for a named token's request: when its answer differs
+        from the one last recorded for that token and service, or `ASKED_EVERY_S` after
+        it. Bounded by the configured tokens and services, however often a pipeline
+        polls."""
+        gate = self.gate(service)
+        assert gate is not None
+        now = self.clock()
+        last = self._asked.get((actor, service))
+        if last is not None and last[0] == gate.decision and now - last[1] < ASKED_EVERY_S:
+            return
+        self._asked[(actor, service)] = (gate.decision, now)
+        self.audit.record(
+            actor,
+            "gate.decision",
+            service,
+            {
+                "decision": gate.decision,
+                "reasons": list(gate.reasons),
+                "requested": True,
+                "remote": remote,
+                "evaluated_at": gate.evaluated_at,
+            },
+        )
 
     async def _set(self, request: web.Request) -> web.Response:
         service = request.match_info["service"]
@@ -208,6 +250,19 @@ class GatesApi:
         except ConfigError as exc:
             return invalid(400, exc.errors)
         replaced = self.overrides.set(override)
+        self.audit.record(
+            actor_of(request),
+            "gate.override.created",
+            service,
+            {
+                "reason": override.reason,
+                "ticket": override.ticket,
+                "set_at": override.set_at_s,
+                "expires_at": override.expires_at_s,
+                "replaced": replaced is not None,
+                "remote": request.remote,
+            },
+        )
         log.info(
             "gate override of %s until %.0f: %s%s",
             service,
@@ -235,6 +290,19 @@ class GatesApi:
         ended = self.overrides.end(service, self.clock())
         if ended is None:
             return service_not_found(service, "no override in force")
+        self.audit.record(
+            actor_of(request),
+            "gate.override.ended",
+            service,
+            {
+                "why": "ended",
+                "reason": ended.reason,
+                "ticket": ended.ticket,
+                "set_at": ended.set_at_s,
+                "expires_at": ended.expires_at_s,
+                "remote": request.remote,
+            },
+        )
         log.info(
             "gate override of %s ended early",
             service,

@@ -18,8 +18,8 @@ back to the onset (`resolution_s` of each SLO), so the older the incident, the c
 `POST /v1/incidents/{id}/acknowledge`, with no body or `{"by": str}` (who: 1 to 200
 characters; default the client's address), acknowledges it and answers 200 with the
 view. Idempotent: the first acknowledgement stands, a repeat answers the incident as
-it is. Logged at INFO with the client's address (event `incident_acknowledged`): the
-audit hook, as for gate overrides.
+it is. Logged at INFO with the client's address (event `incident_acknowledged`) and
+recorded in the audit log (`incident.acknowledged`, each accepted request).
 
 A view is the incident (engine.core.incident_values: `id`, `service`, `state`,
 `opened_at`, `closed_at`, `onset_at`, `acknowledged_at`, `acknowledged_by`,
@@ -43,7 +43,9 @@ from typing import Any, Final, Protocol
 import msgspec
 from aiohttp import web
 
+from engine.adapters.http.audit import actor_of
 from engine.adapters.http.bodies import JSON_TYPE, BodyError, invalid, read_bounded
+from engine.adapters.store.audit import AuditSink, NullAudit
 from engine.adapters.store.incidents import (
     DEFAULT_LIST_LIMIT,
     MAX_LIST_LIMIT,
@@ -131,6 +133,7 @@ class IncidentsApi:
 
     def __init__(self, source: IncidentSource | None) -> None:
         self.source = source
+        self.audit: AuditSink = NullAudit()
 
     def add_routes(self, app: web.Application) -> None:
         if self.source is None:
@@ -210,6 +213,18 @@ class IncidentsApi:
             return _store_failed(exc)
         if inc is None:
             return _not_found(incident_id)
+        self.audit.record(
+            actor_of(request),
+            "incident.acknowledged",
+            inc.id,
+            {
+                "service": inc.service,
+                "by": by,
+                "acknowledged_by": inc.acknowledged_by,
+                "acknowledged_at": inc.acknowledged_at,
+                "remote": request.remote,
+            },
+        )
         log.info(
             "incident %s of %s acknowledged by %s",
             inc.id,

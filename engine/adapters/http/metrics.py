@@ -31,6 +31,13 @@ service has an open incident (engine.runtime.incidents), else 0;
 `burnrate_incident_time_to_detect_seconds` observes `opened_at - onset_at` of each
 incident as it opens with an onset estimate.
 
+With `audit:`, `burnrate_audit_head_info{hash}` is 1 with the hash of the audit log's
+last entry, `burnrate_audit_entries_total` its `seq` (entries in the chain, across
+restarts) and `burnrate_audit_write_errors_total` the entries lost to failed writes
+since the start (engine.adapters.store.audit): a copy of the head kept outside the
+host (Prometheus) is what shows a log cut short (`burnrate audit verify
+--expect-head`).
+
 `burnrate_budget_alert_firing{slo,alert}` (`alert`: `ErrorBudgetExhausted`,
 `ErrorBudgetExhaustionProjected`) and `burnrate_escalation_firing{slo,policy_row,
 decision}` (`policy_row`: the budget policy row's config path) are 1 while the budget
@@ -53,7 +60,12 @@ from collections.abc import Callable, Iterable, Mapping
 import numpy as np
 import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from engine.adapters.kafka.status import SourceStatus
@@ -92,6 +104,9 @@ class EngineCollector(Collector):
         """Changes taken in by (service, kind), set by the HTTP server."""
         self.incidents_open: Callable[[], Mapping[str, int]] | None = None
         """Open incidents by configured service, set by the runtime with `incidents:`."""
+        self.audit: Callable[[], tuple[int, str, int]] | None = None
+        """The audit log's (entries, head hash, write errors), set by the runtime with
+        `audit:`."""
         self._window_labels = [format_duration(w) for w in evaluator.windows_s]
 
     def collect(self) -> Iterable[Metric]:
@@ -126,6 +141,8 @@ class EngineCollector(Collector):
             for service, n in sorted(self.incidents_open().items()):
                 incidents.add_metric([service], n)
             yield incidents
+        if self.audit is not None:
+            yield from _audit_families(*self.audit())
 
     def _health(self) -> Iterable[Metric]:
         ev = self.evaluator
@@ -185,6 +202,20 @@ class EngineCollector(Collector):
             )
             age.add_metric([], status.last_fetch_age_s)
             yield age
+
+
+def _audit_families(entries: int, head: str, write_errors: int) -> Iterable[Metric]:
+    info = InfoMetricFamily("burnrate_audit_head", "Hash of the audit log's last entry (its head)")
+    info.add_metric([], {"hash": head})
+    yield info
+    yield CounterMetricFamily(
+        "burnrate_audit_entries", "Entries in the audit log's chain (seq of its head)", entries
+    )
+    yield CounterMetricFamily(
+        "burnrate_audit_write_errors",
+        "Audit entries lost to failed writes or fsyncs since the start",
+        write_errors,
+    )
 
 
 def _family(name: str, kind: str, doc: str) -> str:

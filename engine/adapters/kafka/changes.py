@@ -27,8 +27,10 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
+from engine.adapters.http.changes import record_change
 from engine.adapters.kafka.settings import kafka_client_kwargs
 from engine.adapters.kafka.source import stop_client
+from engine.adapters.store.audit import AuditSink, NullAudit
 from engine.core.changes import ChangeLog, take_change
 from engine.core.config import Config
 from engine.core.evaluator import Evaluator
@@ -72,6 +74,8 @@ class ChangeConsumer:
         self.fetches = 0
         """Fetches answered (`getmany` calls), records or none."""
         self._consumer: Any = None
+        self.audit: AuditSink = NullAudit()
+        """Each change taken in is a `change.recorded` entry, actor `kafka:<topic>`."""
 
     async def run(self, stop: asyncio.Event) -> None:
         """Join the group (retrying while the brokers are unreachable), then read until
@@ -178,6 +182,7 @@ class ChangeConsumer:
             return False
         if added:
             self.added += 1
+            record_change(self.audit, f"kafka:{self.topic}", change, None)
             log.info(
                 "change of %s: %s%s at %.0f (kafka)",
                 change.service,
