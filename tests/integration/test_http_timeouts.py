@@ -201,12 +201,36 @@ async def test_a_keep_alive_connection_is_closed_once_idle(
 
 
 @pytest.mark.asyncio
-async def test_connections_over_the_cap_get_503_and_a_closed_socket(
-    serve: Serve, sockets: list[Sockets], caplog: pytest.LogCaptureFixture
+async def test_at_the_cap_the_connection_idle_longest_makes_room(
+    serve: Serve, sockets: list[Sockets]
 ) -> None:
     server = await serve(HttpLimits(idle_timeout_s=60.0, header_timeout_s=60.0, max_connections=3))
     held = [await connect(server, sockets) for _ in range(3)]
     await until(lambda: server.connections == 3)
+    held[0][1].write(REQUEST)  # the first one answers a request: now it is the freshest
+    assert await read_response(held[0][0]) == (b"HTTP/1.1 200 OK", b'{"status": "ok"}')
+    assert await healthz(server) == 200  # beside three idle sockets, at the cap
+    assert await closed_by_server(held[1][0]) == b"", "the one idle longest was closed"
+    assert await still_open(held[0][0])
+    assert server.connections <= 3
+
+
+BUSY_REQUEST = (
+    b"POST /v1/changes HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    b"Content-Length: 100\r\n\r\n"
+)
+"""A request whose handler waits for a body that never comes: a connection in use."""
+
+
+@pytest.mark.asyncio
+async def test_at_the_cap_with_every_connection_busy_the_newcomer_gets_503(
+    serve: Serve, sockets: list[Sockets], caplog: pytest.LogCaptureFixture
+) -> None:
+    server = await serve(HttpLimits(idle_timeout_s=60.0, header_timeout_s=60.0, max_connections=3))
+    busy = [await connect(server, sockets) for _ in range(3)]
+    for _, writer in busy:
+        writer.write(BUSY_REQUEST)
+    await until(lambda: server.connections == 3 and server.idle_connections == 0)
     refused = []
     for _ in range(2):
         reader, _ = await connect(server, sockets)
@@ -215,11 +239,11 @@ async def test_connections_over_the_cap_get_503_and_a_closed_socket(
         assert answer == b"" or answer.startswith(b"HTTP/1.1 503 Service Unavailable"), answer
     full = [r for r in caplog.records if r.name == "burnrate.adapters.http.server"]
     assert len(full) == 1, "one warning when the cap is reached, not one per refusal"
-    for reader, _ in held:
+    for reader, _ in busy:
         assert await still_open(reader)
 
     # One closes: a new connection gets through.
-    held[0][1].close()
+    busy[0][1].close()
     await until(lambda: server.connections < 3)
     assert await healthz(server) == 200
 

@@ -10,25 +10,33 @@ the release gate and its overrides (engine.adapters.http.gates), `/v1/changes` t
 changes and the budget each consumed (engine.adapters.http.changes), `/v1/incidents`
 the incidents and their acknowledgement (engine.adapters.http.incidents).
 
-Auth: with `http.auth_token_env` or `http.auth_token_file` set, every route but
-`/healthz` and `/readyz` needs `Authorization: Bearer <token>`, `/metrics` included
+Auth: with tokens configured (`http.tokens`, `http.auth_token_env` or
+`http.auth_token_file`), every route but `/healthz` and `/readyz` needs
+`Authorization: Bearer <token>` of a token with the route's scope, `/metrics` included
 (scrape it with `authorization: {type: Bearer, credentials_file: ...}` in the
-Prometheus job); see engine.adapters.http.api for the details.
+Prometheus job); see engine.adapters.http.auth and engine.adapters.http.scopes.
+HTTPS with `http.tls` (engine.adapters.http.tls), mutual TLS with its `client_ca_file`.
 
 Connections (`HttpLimits`, defaults in brackets). aiohttp's own keep-alive timer closes
 a connection that has no request in progress [15 s] after it opened or after its last
 response, whether the client sent nothing or only part of a request. A request that has
 started to arrive must complete its headers within [10 s] of its first byte, however
 slowly its bytes trickle in (slowloris); aiohttp has no such deadline, so `_Connection`,
-a thin asyncio protocol around aiohttp's, keeps it. At most [256] connections are open
-at once: one more is answered 503 and closed, so a flood of sockets cannot use up the
-process's file descriptors (Kafka and the state file need them too).
+a thin asyncio protocol around aiohttp's, keeps it; a TLS handshake must end within
+the same time. At most [256] connections are open at once, so a flood of sockets cannot
+use up the process's file descriptors (Kafka and the state file need them too). When
+one more arrives, the connection that has waited longest without a request in progress
+is closed to make room, so sockets held open idle cannot lock Prometheus out; only when
+every connection is in the middle of a request is the newcomer answered 503 and closed.
+A request head has at most [64] header lines of at most [8190] bytes each, and a body
+at most [64 KiB] (each route reads less: engine.adapters.http.bodies); more is a 4xx.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,8 +54,11 @@ from engine.adapters.http.gates import GatesApi
 from engine.adapters.http.incidents import IncidentsApi, IncidentSource
 from engine.adapters.http.listen import parse_listen
 from engine.adapters.http.metrics import CONTENT_TYPE, EngineMetrics
+from engine.adapters.http.tls import server_ssl_context
 from engine.adapters.kafka.status import SourceStatus
 from engine.core.changes import ChangeLog
+from engine.core.config_io import Http
+from engine.core.durations import parse_duration_s
 from engine.core.evaluator import Evaluator
 from engine.core.overrides import Overrides
 
@@ -63,6 +74,10 @@ __all__ = [
 log = logging.getLogger("burnrate.adapters.http.server")
 
 READY_FETCH_AGE_S = 15.0
+MAX_HEADERS: Final = 64
+MAX_HEADER_LINE_BYTES: Final = 8190
+MAX_BODY_BYTES: Final = 64 * 1024
+"""The largest body any route takes (corrections); each route reads its own bound."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +99,15 @@ class HttpLimits:
             raise ValueError("HTTP timeouts must be > 0 seconds")
         if self.max_connections < 1:
             raise ValueError("max_connections must be >= 1")
+
+    @classmethod
+    def from_config(cls, http: Http) -> HttpLimits:
+        """`http.idle_timeout`, `http.header_timeout` and `http.max_connections`."""
+        return cls(
+            idle_timeout_s=parse_duration_s(http.idle_timeout),
+            header_timeout_s=parse_duration_s(http.header_timeout),
+            max_connections=http.max_connections,
+        )
 
 
 _BUSY: Final = (
@@ -115,8 +139,9 @@ def readiness(status: SourceStatus | None, max_fetch_age_s: float = READY_FETCH_
 class HttpServer:
     """aiohttp application on `listen`; `port` holds the bound port (listen on port 0 in tests).
 
-    `evaluator` defaults to the one the metrics read; `auth` to the token configured in
-    that evaluator's `config.http` (raises ConfigError when it is configured but unusable).
+    `evaluator` defaults to the one the metrics read; `auth`, `limits` and `tls` to what
+    that evaluator's `config.http` configures (raises ConfigError when it is configured
+    but unusable); `tls=False` serves plain HTTP whatever the config says.
     """
 
     def __init__(
@@ -132,18 +157,24 @@ class HttpServer:
         overrides: Overrides | None = None,
         changes: ChangeLog | None = None,
         incidents: IncidentSource | None = None,
+        tls: ssl.SSLContext | bool | None = None,
     ) -> None:
         self.host, self._port = parse_listen(listen)
-        self.limits = HttpLimits() if limits is None else limits
+        ev = metrics.collector.evaluator if evaluator is None else evaluator
+        http = ev.config.http
+        self.limits = HttpLimits.from_config(http) if limits is None else limits
         self.metrics = metrics
         self.status = status
         self.max_fetch_age_s = max_fetch_age_s
-        ev = metrics.collector.evaluator if evaluator is None else evaluator
-        self.auth = BearerAuth.from_config(ev.config.http) if auth is None else auth
+        self.auth = BearerAuth.from_config(http) if auth is None else auth
+        if tls is None or tls is True:
+            tls = None if http.tls is None else server_ssl_context(http.tls)
+        self.tls: ssl.SSLContext | None = tls or None
         self.api = SloApi(ev, generation=lambda: metrics.generation)
         self.app = web.Application(
             middlewares=[self._track_requests]
-            + ([self.auth.middleware()] if self.auth.enabled else [])
+            + ([self.auth.middleware()] if self.auth.enabled else []),
+            client_max_size=MAX_BODY_BYTES,
         )
         self.app.router.add_get("/healthz", self._healthz)
         self.app.router.add_get("/readyz", self._readyz)
@@ -178,13 +209,19 @@ class HttpServer:
         return len(self._connections)
 
     @property
+    def idle_connections(self) -> int:
+        """Connections open now without a request in progress."""
+        return self._connections.idle()
+
+    @property
     def port(self) -> int:
         return self._port
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self._port}"
+        scheme = "http" if self.tls is None else "https"
+        return f"{scheme}://{host}:{self._port}"
 
     async def start(self) -> None:
         runner = web.AppRunner(
@@ -193,6 +230,9 @@ class HttpServer:
             handle_signals=False,
             shutdown_timeout=1.0,
             keepalive_timeout=self.limits.idle_timeout_s,
+            max_headers=MAX_HEADERS,
+            max_line_size=MAX_HEADER_LINE_BYTES,
+            max_field_size=MAX_HEADER_LINE_BYTES,
         )
         await runner.setup()
         self._runner = runner
@@ -200,7 +240,11 @@ class HttpServer:
         # _accept, which keeps the header deadline and the connection cap.
         try:
             listener = await asyncio.get_running_loop().create_server(
-                self._accept, self.host, self._port
+                self._accept,
+                self.host,
+                self._port,
+                ssl=self.tls,
+                ssl_handshake_timeout=None if self.tls is None else self.limits.header_timeout_s,
             )
         except BaseException:
             self._runner = None
@@ -227,7 +271,7 @@ class HttpServer:
         runner = self._runner
         if runner is None or runner.server is None:
             return _Refused()
-        if len(self._connections) >= self.limits.max_connections:
+        if len(self._connections) >= self.limits.max_connections and not self._evict_idle():
             if not self._full:  # once per episode: a flood of refusals is no flood of logs
                 self._full = True
                 log.warning(
@@ -246,6 +290,19 @@ class HttpServer:
         )
         self._connections.accepted(conn)
         return conn
+
+    def _evict_idle(self) -> bool:
+        """Close the connection idle longest (no request in progress) to make room;
+        False when every connection is busy."""
+        conn = self._connections.idlest()
+        if conn is None:
+            return False
+        log.debug(
+            "closing the HTTP connection idle longest to make room for a new one",
+            extra={"data": {"event": "http_connection_evicted"}},
+        )
+        conn.close()
+        return True
 
     def _closed(self) -> None:
         if len(self._connections) < self.limits.max_connections:
@@ -313,6 +370,14 @@ class _Connections:
     def lost(self, transport: asyncio.BaseTransport) -> None:
         self._open.pop(transport, None)
 
+    def idle(self) -> int:
+        return sum(not c.in_request for c in self._open.values())
+
+    def idlest(self) -> _Connection | None:
+        """The open connection without a request in progress that has been so longest."""
+        idle = [c for c in self._open.values() if not c.in_request]
+        return min(idle, key=lambda c: c.idle_since, default=None)
+
     def close_all(self) -> None:
         for conn in list(self._open.values()):
             conn.close()
@@ -350,9 +415,16 @@ class _Connection(asyncio.Protocol):
         self._transport: asyncio.BaseTransport | None = None
         self._deadline: asyncio.TimerHandle | None = None
         self._in_request = 0
+        self.idle_since = 0.0
+        """Loop time the connection was made or last finished a request."""
+
+    @property
+    def in_request(self) -> bool:
+        return self._in_request > 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport
+        self.idle_since = asyncio.get_running_loop().time()
         self._registry.made(transport, self)
         self._inner.connection_made(transport)
 
@@ -385,9 +457,13 @@ class _Connection(asyncio.Protocol):
 
     def request_finished(self) -> None:
         self._in_request -= 1
+        self.idle_since = asyncio.get_running_loop().time()
 
     def close(self) -> None:
+        """Close now; the connection leaves the count at once (its socket goes with the
+        loop's next turn)."""
         if self._transport is not None:
+            self._registry.lost(self._transport)
             self._transport.close()
 
     def _cancel_deadline(self) -> None:
