@@ -39,6 +39,7 @@ COMMANDS: Final[dict[str, tuple[str, str]]] = {
         "engine.commands.postmortem",
         "write a blameless postmortem draft of an incident (live or from recorded events)",
     ),
+    "token": ("engine.commands.token", "hash an HTTP API token for http.tokens (token hash)"),
     "run": (
         "engine.commands.run",
         "run the service: consume Kafka, evaluate SLOs, serve /metrics, alert",

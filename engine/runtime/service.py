@@ -99,7 +99,8 @@ class Runtime:
         self.http.gates.on_change = self._overrides_changed
         self.http.changes.on_change = self._changes_changed
         self._saves: set[asyncio.Task[bool]] = set()
-        external_url = f"http://{listen or config.http.listen}"
+        scheme = "http" if config.http.tls is None else "https"
+        external_url = f"{scheme}://{listen or config.http.listen}"
         self.delivery = Delivery(
             build_sinks(config, external_url, clock=clock) if sinks is None else sinks
         )
@@ -202,6 +203,7 @@ class Runtime:
             self.http.url,
             extra={"data": {"event": "listening", "url": self.http.url}},
         )
+        self.http.warn_if_open()
         self.checkpoint.restore()
         if self.incidents is not None:  # restored changes and corrections are not news
             self.incidents.mark_seen()

@@ -35,6 +35,7 @@ at most [64 KiB] (each route reads less: engine.adapters.http.bodies); more is a
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import ssl
 import weakref
@@ -257,6 +258,19 @@ class HttpServer:
                 self._port = int(addr[1])
                 break
 
+    def warn_if_open(self) -> bool:
+        """Log a warning (once; True when it did) if no token guards the API while it
+        listens on an address other hosts can reach."""
+        if self.auth.enabled or _loopback(self.host):
+            return False
+        log.warning(
+            "no API token configured (http.tokens): every route on %s is open to anyone "
+            "who can reach it, including the writes",
+            self.url,
+            extra={"data": {"event": "http_open", "url": self.url}},
+        )
+        return True
+
     async def stop(self) -> None:
         listener, self._listener = self._listener, None
         if listener is not None:
@@ -339,6 +353,15 @@ class HttpServer:
 
     async def _metrics(self, request: web.Request) -> web.Response:
         return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
 
 
 class _Connections:

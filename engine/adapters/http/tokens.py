@@ -95,20 +95,18 @@ def load_tokens(http: Http, environ: Mapping[str, str] | None = None) -> list[Ap
     first_name: dict[str, str] = {}
     first_digest: dict[bytes, str] = {}
 
-    def add(token: ApiToken, path: str, name_path: str, digest_path: str) -> None:
-        if token.name in first_name:
+    def note(name: str, digest: bytes | None, path: str, name_path: str, digest_path: str) -> None:
+        if name in first_name:
             errors.append(
-                f"{name_path}: duplicate token name {token.name!r} (first at "
-                f"{first_name[token.name]})"
+                f"{name_path}: duplicate token name {name!r} (first at {first_name[name]})"
             )
-        if token.digest in first_digest:
+        if digest is not None and digest in first_digest:
             errors.append(
-                f"{digest_path}: the same token as {first_digest[token.digest]} "
-                "(one token, one name)"
+                f"{digest_path}: the same token as {first_digest[digest]} (one token, one name)"
             )
-        first_name.setdefault(token.name, path)
-        first_digest.setdefault(token.digest, path)
-        tokens.append(token)
+        first_name.setdefault(name, path)
+        if digest is not None:
+            first_digest.setdefault(digest, path)
 
     try:
         legacy = read_bearer_token(http, environ)
@@ -117,16 +115,18 @@ def load_tokens(http: Http, environ: Mapping[str, str] | None = None) -> list[Ap
         legacy = None
     if legacy is not None:
         path = "$.http.auth_token_env" if http.auth_token_env else "$.http.auth_token_file"
-        add(ApiToken(DEFAULT_TOKEN_NAME, token_digest(legacy), frozenset(SCOPES)), path, path, path)
+        token = ApiToken(DEFAULT_TOKEN_NAME, token_digest(legacy), frozenset(SCOPES))
+        note(token.name, token.digest, path, path, path)
+        tokens.append(token)
     for i, entry in enumerate(http.tokens):
         path = f"$.http.tokens[{i}]"
         problems = _entry_errors(path, entry.name, entry.scopes, entry.sha256)
-        if problems:
-            errors += problems
-            continue
-        scopes = frozenset(s for s in SCOPES if s in entry.scopes)
-        token = ApiToken(entry.name, bytes.fromhex(entry.sha256), scopes)
-        add(token, path, f"{path}.name", f"{path}.sha256")
+        digest = bytes.fromhex(entry.sha256) if DIGEST_RE.fullmatch(entry.sha256) else None
+        errors += problems
+        note(entry.name, digest, path, f"{path}.name", f"{path}.sha256")
+        if not problems and digest is not None:
+            scopes = frozenset(s for s in SCOPES if s in entry.scopes)
+            tokens.append(ApiToken(entry.name, digest, scopes))
     if errors:
         raise ConfigError(errors)
     return tokens
