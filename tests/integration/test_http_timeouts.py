@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
+from engine.adapters.http import bodies
 from engine.adapters.http.metrics import EngineMetrics
 from engine.adapters.http.server import HttpLimits, HttpServer
 from engine.core.config import parse_config
@@ -224,8 +225,12 @@ BUSY_REQUEST = (
 
 @pytest.mark.asyncio
 async def test_at_the_cap_with_every_connection_busy_the_newcomer_gets_503(
-    serve: Serve, sockets: list[Sockets], caplog: pytest.LogCaptureFixture
+    serve: Serve,
+    sockets: list[Sockets],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(bodies, "BODY_TIMEOUT_S", 300.0)  # the bodies stay pending
     server = await serve(HttpLimits(idle_timeout_s=60.0, header_timeout_s=60.0, max_connections=3))
     busy = [await connect(server, sockets) for _ in range(3)]
     for _, writer in busy:
@@ -257,3 +262,16 @@ async def test_a_burst_of_connections_does_not_slip_past_the_cap(
     open_now = await asyncio.gather(*(still_open(reader) for reader, _ in burst))
     assert sum(open_now) == 5
     assert server.connections == 5
+
+
+@pytest.mark.asyncio
+async def test_a_body_that_stalls_gets_408_and_frees_the_connection(
+    serve: Serve, sockets: list[Sockets], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bodies, "BODY_TIMEOUT_S", 0.5)
+    server = await serve(HttpLimits(idle_timeout_s=60.0, header_timeout_s=60.0))
+    reader, writer = await connect(server, sockets)
+    writer.write(BUSY_REQUEST + b'{"service": ')  # 12 of the 100 bytes announced
+    status, body = await read_response(reader)
+    assert status == b"HTTP/1.1 408 Request Timeout", body
+    assert b"the body did not arrive within 0.5s" in body

@@ -45,6 +45,7 @@ from typing import Final
 
 import msgspec
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
 from engine.adapters.http.api import SloApi
@@ -79,6 +80,18 @@ MAX_HEADERS: Final = 64
 MAX_HEADER_LINE_BYTES: Final = 8190
 MAX_BODY_BYTES: Final = 64 * 1024
 """The largest body any route takes (corrections); each route reads its own bound."""
+
+
+def _not_a_client_error(record: logging.LogRecord) -> bool:
+    """Drops aiohttp's ERROR with traceback for a request it could not parse (answered
+    400): the client's fault, and one line per malformed request would let anyone flood
+    the log. Errors of handlers still come through."""
+    exc = record.exc_info[1] if record.exc_info else None
+    return not isinstance(exc, HttpProcessingError)
+
+
+_protocol_log = logging.getLogger("burnrate.adapters.http.protocol")
+_protocol_log.addFilter(_not_a_client_error)
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +247,7 @@ class HttpServer:
             max_headers=MAX_HEADERS,
             max_line_size=MAX_HEADER_LINE_BYTES,
             max_field_size=MAX_HEADER_LINE_BYTES,
+            logger=_protocol_log,
         )
         await runner.setup()
         self._runner = runner
