@@ -410,3 +410,34 @@ async def test_the_summary_comes_when_the_interval_ends_even_without_another_ref
     assert summaries() == [
         "2 more unauthorized requests in the last 0.05s (missing bearer token: 2)"
     ]
+
+
+# -- the warning of an open API ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("listen", "token", "warned"),
+    [
+        ("0.0.0.0:0", None, True),
+        ("[::]:0", None, True),
+        ("burnrate.example:0", None, True),
+        ("127.0.0.1:0", None, False),
+        ("[::1]:0", None, False),
+        ("localhost:0", None, False),
+        ("0.0.0.0:0", TOKEN, False),
+    ],
+)
+def test_an_open_api_on_a_reachable_address_is_warned_about(
+    listen: str, token: str | None, warned: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="burnrate")
+    ev = Evaluator(parse_config(CONFIG))
+    server = HttpServer(
+        listen, EngineMetrics(ev, lambda: None), lambda: None, auth=BearerAuth(token)
+    )
+    assert server.warn_if_open() is warned
+    records = [r for r in caplog.records if r.name == "burnrate.adapters.http.server"]
+    assert len(records) == int(warned)
+    if warned:
+        assert records[0].levelno == logging.WARNING
+        assert "no API token configured" in records[0].getMessage()
