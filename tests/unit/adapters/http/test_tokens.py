@@ -128,3 +128,28 @@ def test_burnrate_check_reports_token_problems_as_run_would(tmp_path: Path) -> N
     assert proc.returncode == 2, proc.stderr
     assert "$.http.tokens[1].name: duplicate token name 'ok'" in proc.stderr
     assert "$.http.tokens[1].scopes[0]: unknown scope 'reed'" in proc.stderr
+
+
+def test_the_connection_limits_come_from_the_config() -> None:
+    from engine.adapters.http.server import HttpLimits
+
+    cfg = parse_config(
+        "slos: [{name: a, service: a, sli: availability, objective: 99}]\n"
+        "http: {max_connections: 1000, idle_timeout: 1m, header_timeout: 2500ms}\n"
+    )
+    assert HttpLimits.from_config(cfg.http) == HttpLimits(
+        idle_timeout_s=60.0, header_timeout_s=2.5, max_connections=1000
+    )
+    assert HttpLimits.from_config(Http()) == HttpLimits()
+
+
+def test_limits_out_of_range_are_config_errors() -> None:
+    slos = "slos: [{name: a, service: a, sli: availability, objective: 99}]\n"
+    with pytest.raises(ConfigError) as info:
+        parse_config(slos + "http: {idle_timeout: 0s, header_timeout: 50ms}\n")
+    assert info.value.errors == [
+        "$.http.idle_timeout: must be at least 100ms, got 0s",
+        "$.http.header_timeout: must be at least 100ms, got 50ms",
+    ]
+    with pytest.raises(ConfigError, match=r"\$\.http\.max_connections"):
+        parse_config(slos + "http: {max_connections: 0}\n")
