@@ -4,10 +4,11 @@
 `burnrate run` runs as a subprocess with known secret values: two API tokens (a named
 one given by its SHA-256, and the `auth_token_env` one), a webhook signing secret, a
 PagerDuty routing key and a Kafka SASL password (the broker address is a closed port,
-so the consumer keeps failing and logging). Every GET route of the app is fetched with
-a good token, with each secret sent as a wrong token and as the token cookie, and
-`/metrics` too; then the process is stopped. Every byte it wrote and every answer is
-searched for every secret.
+so the consumer keeps failing and logging). It serves HTTPS (`http.tls`, a CA made in
+the test), so this is also `burnrate run` over TLS end to end. Every GET route of the
+app is fetched with a good token, with each secret sent as a wrong token and as the
+token cookie, and `/metrics` too; then the process is stopped. Every byte it wrote
+and every answer is searched for every secret.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -31,6 +33,7 @@ from engine.adapters.http.server import HttpServer
 from engine.adapters.http.tokens import token_digest
 from engine.core.config import load_config
 from engine.core.evaluator import Evaluator
+from tests.certs import CA, Issued
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 60.0
@@ -44,7 +47,7 @@ SECRETS = {
 PARAMS = {"name": "api-availability", "service": "api"}
 
 
-def config_text(tmp: Path) -> str:
+def config_text(tmp: Path, cert: Issued) -> str:
     key_file = tmp / "routing-key"
     key_file.write_text(SECRETS["routing key"] + "\n")
     digest = token_digest(SECRETS["named token"]).hex()
@@ -61,6 +64,7 @@ kafka:
 http:
   listen: 127.0.0.1:0
   auth_token_env: BURNRATE_TEST_API_TOKEN
+  tls: {{cert_file: "{cert.cert_file}", key_file: "{cert.key_file}"}}
   tokens:
     - {{name: deployer, scopes: [read, operate], sha256: {digest}}}
 receivers:
@@ -98,10 +102,13 @@ def get_routes(config_path: Path) -> list[str]:
     return sorted(paths)
 
 
-async def fetch_everything(base: str, paths: list[str]) -> list[str]:
+async def fetch_everything(base: str, paths: list[str], cafile: Path) -> list[str]:
     seen: list[str] = []
     good = {"Authorization": f"Bearer {SECRETS['named token']}"}
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+    connector = aiohttp.TCPConnector(ssl=ssl.create_default_context(cafile=str(cafile)))
+    async with aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=10), connector=connector
+    ) as session:
 
         async def record(path: str, headers: dict[str, str]) -> None:
             async with session.get(f"{base}{path}", headers=headers) as resp:
@@ -129,8 +136,9 @@ def listening_url(line: str) -> str | None:
 
 
 def test_no_secret_in_logs_errors_api_or_metrics(tmp_path: Path) -> None:
+    ca = CA(tmp_path, "leak test ca")
     cfg = tmp_path / "burnrate.yaml"
-    cfg.write_text(config_text(tmp_path))
+    cfg.write_text(config_text(tmp_path, ca.issue("server", server=True)))
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
     env |= {
         "PYTHONPATH": str(ROOT),
@@ -157,7 +165,8 @@ def test_no_secret_in_logs_errors_api_or_metrics(tmp_path: Path) -> None:
             url = next(filter(None, map(listening_url, list(err.lines))), None)
             time.sleep(0.1)
         assert url is not None, f"burnrate run did not start: {''.join(err.lines)[-2000:]}"
-        answers = asyncio.run(fetch_everything(url, get_routes(cfg)))
+        assert url.startswith("https://127.0.0.1:"), url
+        answers = asyncio.run(fetch_everything(url, get_routes(cfg), ca.cert_file))
         time.sleep(2.0)  # the consumer's failed connections are logged meanwhile
     finally:
         proc.send_signal(signal.SIGTERM)

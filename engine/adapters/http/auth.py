@@ -9,7 +9,8 @@ reach the port. The token must then carry the scope the route needs
 token that lacks the scope 403 (`WWW-Authenticate: Bearer ..., error="insufficient_scope"`).
 Requests to no route (404, 405) need a valid token but no scope, so an unauthenticated
 client cannot map the API. The authenticated token's name is stored on the request as
-`request["burnrate.token_name"]` for whoever records who did what.
+`request["burnrate.token_name"]` for whoever records who did what (absent while no
+token is configured, and on the open probes).
 
 A GET or HEAD may carry the token in the cookie `burnrate_token` instead (a browser
 that logged in); a cookie never authorises any other method, so a page on another site
