@@ -6,8 +6,10 @@ one from another CA, is refused in the handshake; one from the right CA is serve
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import ssl
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from engine.core.config import parse_config
 from engine.core.evaluator import Evaluator
 from tests.certs import CA, Issued
 
+ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "https-Token-0123456789"
 CONFIG = (
     "slos: [{name: checkout-availability, service: checkout, sli: availability, objective: 99}]\n"
@@ -167,3 +170,42 @@ async def test_mutual_tls_serves_only_clients_with_a_certificate_of_the_ca(
         assert err
     # The server still serves the right client after the refusals.
     assert await curl("--cacert", ca, *mine, url) == (0, "200", "")
+
+
+@pytest.mark.asyncio
+async def test_the_gate_command_talks_https_trusting_the_ca_of_ssl_cert_file(
+    serve: Serve, pki: Pki
+) -> None:
+    server = await serve(False, True)
+    env = {k: v for k, v in os.environ.items() if k != "SSL_CERT_DIR"}
+    env |= {
+        "PYTHONPATH": str(ROOT),
+        "SSL_CERT_FILE": str(pki.ca.cert_file),
+        "BURNRATE_TEST_TOKEN": TOKEN,
+    }
+
+    async def gate(*extra: str) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "engine",
+            "gate",
+            "--service",
+            "checkout",
+            "--url",
+            server.url,
+            *extra,
+            env=env,
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        return proc.returncode or 0, out.decode(), err.decode()
+
+    code, out, err = await gate("--token-env", "BURNRATE_TEST_TOKEN")
+    assert code == 0, err
+    assert "pass" in out
+    code, _, err = await gate()
+    assert code == 2
+    assert "refused no token" in err
