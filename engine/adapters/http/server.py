@@ -17,19 +17,21 @@ Auth: with tokens configured (`http.tokens`, `http.auth_token_env` or
 Prometheus job); see engine.adapters.http.auth and engine.adapters.http.scopes.
 HTTPS with `http.tls` (engine.adapters.http.tls), mutual TLS with its `client_ca_file`.
 
-Connections (`HttpLimits`, defaults in brackets). aiohttp's own keep-alive timer closes
-a connection that has no request in progress [15 s] after it opened or after its last
+Connections (`HttpLimits`, from `http.max_connections`, `idle_timeout` and
+`header_timeout`; defaults in brackets). aiohttp's own keep-alive timer closes a
+connection that has no request in progress [15 s] after it opened or after its last
 response, whether the client sent nothing or only part of a request. A request that has
 started to arrive must complete its headers within [10 s] of its first byte, however
-slowly its bytes trickle in (slowloris); aiohttp has no such deadline, so `_Connection`,
-a thin asyncio protocol around aiohttp's, keeps it; a TLS handshake must end within
-the same time. At most [256] connections are open at once, so a flood of sockets cannot
-use up the process's file descriptors (Kafka and the state file need them too). When
-one more arrives, the connection that has waited longest without a request in progress
-is closed to make room, so sockets held open idle cannot lock Prometheus out; only when
-every connection is in the middle of a request is the newcomer answered 503 and closed.
-A request head has at most [64] header lines of at most [8190] bytes each, and a body
-at most [64 KiB] (each route reads less: engine.adapters.http.bodies); more is a 4xx.
+slowly its bytes trickle in (slowloris); aiohttp has no such deadline, so `Connection`
+(engine.adapters.http.connections), a thin asyncio protocol around aiohttp's, keeps it;
+a TLS handshake must end within the same time. At most [256] connections are open at
+once, so a flood of sockets cannot use up the process's file descriptors (Kafka and the
+state file need them too). When one more arrives, the connection that has waited
+longest without a request in progress is closed to make room, so sockets held open idle
+cannot lock Prometheus out; only when every connection is in the middle of a request is
+the newcomer answered 503 and closed. A request head has at most [64] header lines of
+at most [8190] bytes each, and a body at most [64 KiB] (each route reads less, within
+10 s: engine.adapters.http.bodies); more is a 4xx.
 """
 
 from __future__ import annotations
@@ -38,7 +40,6 @@ import asyncio
 import ipaddress
 import logging
 import ssl
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
@@ -51,6 +52,7 @@ from aiohttp.typedefs import Handler
 from engine.adapters.http.api import SloApi
 from engine.adapters.http.auth import BearerAuth
 from engine.adapters.http.changes import ChangesApi
+from engine.adapters.http.connections import Connection, Connections, Refused
 from engine.adapters.http.corrections import CorrectionsApi
 from engine.adapters.http.gates import GatesApi
 from engine.adapters.http.incidents import IncidentsApi, IncidentSource
@@ -122,13 +124,6 @@ class HttpLimits:
             header_timeout_s=parse_duration_s(http.header_timeout),
             max_connections=http.max_connections,
         )
-
-
-_BUSY: Final = (
-    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
-    b"Content-Length: 20\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
-    b"too many connections"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +209,7 @@ class HttpServer:
         self.incidents.add_routes(self.app)
         self._runner: web.AppRunner | None = None
         self._listener: asyncio.Server | None = None
-        self._connections = _Connections()
+        self._connections = Connections()
         self._full = False
 
     @property
@@ -295,10 +290,10 @@ class HttpServer:
         self._connections.close_all()
 
     def _accept(self) -> asyncio.Protocol:
-        """A protocol for a new connection: aiohttp's inside a `_Connection`, or a 503."""
+        """A protocol for a new connection: aiohttp's inside a `Connection`, or a 503."""
         runner = self._runner
         if runner is None or runner.server is None:
-            return _Refused()
+            return Refused()
         if len(self._connections) >= self.limits.max_connections and not self._evict_idle():
             if not self._full:  # once per episode: a flood of refusals is no flood of logs
                 self._full = True
@@ -312,8 +307,8 @@ class HttpServer:
                         }
                     },
                 )
-            return _Refused()
-        conn = _Connection(
+            return Refused()
+        conn = Connection(
             runner.server(), self.limits.header_timeout_s, self._connections, self._closed
         )
         self._connections.accepted(conn)
@@ -376,145 +371,3 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:  # a host name: it may resolve to anything
         return False
-
-
-class _Connections:
-    """The open connections by transport, counting those accepted but not yet made.
-
-    asyncio may accept a burst of connections (calling the protocol factory for each)
-    before any of them is made; counting only made ones would let a burst past the
-    cap. One accepted but never made (its transport failed) is weakly held: it drops
-    out of the count once collected.
-    """
-
-    def __init__(self) -> None:
-        self._open: dict[asyncio.BaseTransport, _Connection] = {}
-        self._accepted: weakref.WeakSet[_Connection] = weakref.WeakSet()
-
-    def __len__(self) -> int:
-        return len(self._open) + len(self._accepted)
-
-    def get(self, transport: asyncio.BaseTransport) -> _Connection | None:
-        return self._open.get(transport)
-
-    def accepted(self, conn: _Connection) -> None:
-        self._accepted.add(conn)
-
-    def made(self, transport: asyncio.BaseTransport, conn: _Connection) -> None:
-        self._accepted.discard(conn)
-        self._open[transport] = conn
-
-    def lost(self, transport: asyncio.BaseTransport) -> None:
-        self._open.pop(transport, None)
-
-    def idle(self) -> int:
-        return sum(not c.in_request for c in self._open.values())
-
-    def idlest(self) -> _Connection | None:
-        """The open connection without a request in progress that has been so longest."""
-        idle = [c for c in self._open.values() if not c.in_request]
-        return min(idle, key=lambda c: c.idle_since, default=None)
-
-    def close_all(self) -> None:
-        for conn in list(self._open.values()):
-            conn.close()
-
-
-class _Refused(asyncio.Protocol):
-    """Answers 503 and closes: the connection cap is reached (or the server is stopping)."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if isinstance(transport, asyncio.WriteTransport):
-            transport.write(_BUSY)
-        transport.close()
-
-
-class _Connection(asyncio.Protocol):
-    """aiohttp's protocol for one connection, plus the header deadline and the count.
-
-    The deadline starts with the first byte that arrives while no request is in
-    progress and ends when the request reaches the application (`request_started`,
-    called by HttpServer's first middleware); if it passes first, the connection is
-    closed. Everything else is aiohttp's: this class only forwards.
-    """
-
-    def __init__(
-        self,
-        inner: asyncio.Protocol,
-        header_timeout_s: float,
-        registry: _Connections,
-        on_closed: Callable[[], None],
-    ) -> None:
-        self._inner = inner
-        self._header_timeout_s = header_timeout_s
-        self._registry = registry
-        self._on_closed = on_closed
-        self._transport: asyncio.BaseTransport | None = None
-        self._deadline: asyncio.TimerHandle | None = None
-        self._in_request = 0
-        self.idle_since = 0.0
-        """Loop time the connection was made or last finished a request."""
-
-    @property
-    def in_request(self) -> bool:
-        return self._in_request > 0
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport
-        self.idle_since = asyncio.get_running_loop().time()
-        self._registry.made(transport, self)
-        self._inner.connection_made(transport)
-
-    def data_received(self, data: bytes) -> None:
-        if data and not self._in_request and self._deadline is None and self._transport is not None:
-            loop = asyncio.get_running_loop()
-            self._deadline = loop.call_later(self._header_timeout_s, self._headers_too_slow)
-        self._inner.data_received(data)
-
-    def eof_received(self) -> bool | None:
-        return self._inner.eof_received()
-
-    def pause_writing(self) -> None:
-        self._inner.pause_writing()
-
-    def resume_writing(self) -> None:
-        self._inner.resume_writing()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_deadline()
-        transport, self._transport = self._transport, None
-        if transport is not None:
-            self._registry.lost(transport)
-            self._on_closed()
-        self._inner.connection_lost(exc)
-
-    def request_started(self) -> None:
-        self._in_request += 1
-        self._cancel_deadline()
-
-    def request_finished(self) -> None:
-        self._in_request -= 1
-        self.idle_since = asyncio.get_running_loop().time()
-
-    def close(self) -> None:
-        """Close now; the connection leaves the count at once (its socket goes with the
-        loop's next turn)."""
-        if self._transport is not None:
-            self._registry.lost(self._transport)
-            self._transport.close()
-
-    def _cancel_deadline(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-
-    def _headers_too_slow(self) -> None:
-        self._deadline = None
-        if self._in_request or self._transport is None:
-            return
-        log.debug(
-            "closing an HTTP connection whose request headers took over %gs",
-            self._header_timeout_s,
-            extra={"data": {"event": "http_header_timeout"}},
-        )
-        self._transport.close()
