@@ -17,7 +17,12 @@ import pytest_asyncio
 
 from engine.adapters.http import bodies
 from engine.adapters.http.metrics import EngineMetrics
-from engine.adapters.http.server import HttpLimits, HttpServer
+from engine.adapters.http.server import (
+    MAX_HEADER_LINE_BYTES,
+    MAX_HEADERS,
+    HttpLimits,
+    HttpServer,
+)
 from engine.core.config import parse_config
 from engine.core.evaluator import Evaluator
 
@@ -275,3 +280,25 @@ async def test_a_body_that_stalls_gets_408_and_frees_the_connection(
     status, body = await read_response(reader)
     assert status == b"HTTP/1.1 408 Request Timeout", body
     assert b"the body did not arrive within 0.5s" in body
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("extra", "answered"),
+    [
+        (b"".join(b"X-H%d: v\r\n" % i for i in range(MAX_HEADERS - 1)), b"200"),
+        (b"".join(b"X-H%d: v\r\n" % i for i in range(MAX_HEADERS + 1)), b"400"),
+        (b"X-Long: " + b"v" * (MAX_HEADER_LINE_BYTES - 20) + b"\r\n", b"200"),
+        (b"X-Long: " + b"v" * (MAX_HEADER_LINE_BYTES + 1) + b"\r\n", b"400"),
+    ],
+    ids=["63 headers", "65 headers", "a line within the bound", "a line over it"],
+)
+async def test_header_count_and_line_length_are_bounded(
+    serve: Serve, sockets: list[Sockets], extra: bytes, answered: bytes
+) -> None:
+    server = await serve(HttpLimits())
+    reader, writer = await connect(server, sockets)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n" + extra + b"\r\n")
+    async with asyncio.timeout(CLOSE_DEADLINE_S):
+        status = await reader.readline()
+    assert status.split()[1] == answered, status
