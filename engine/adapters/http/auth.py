@@ -188,12 +188,15 @@ class BearerAuth:
         refusal."""
         if not self.tokens:
             return None
-        resource = request.match_info.route.resource
-        routed = request.match_info.http_exception is None and resource is not None
-        canonical = resource.canonical if routed and resource is not None else None
-        unrouted = canonical is None
-        needed = None if canonical is None else required_scope(canonical, request.method)
-        if not unrouted and needed is None:
+        match = request.match_info
+        resource = match.route.resource
+        routed = match.http_exception is None and resource is not None
+        needed = (
+            required_scope(resource.canonical, request.method)
+            if routed and resource is not None
+            else None
+        )
+        if routed and needed is None:
             return None  # an open route: the probes
         found = self.identify(
             request.headers.get("Authorization"), request.cookies.get(COOKIE_NAME), request.method
@@ -205,7 +208,7 @@ class BearerAuth:
             # aiohttp would rather have a RequestKey object.
             warnings.simplefilter("ignore", web.NotAppKeyWarning)
             request[TOKEN_NAME_KEY] = found.name
-        if unrouted:
+        if not routed:
             return None  # 404 / 405 to an authenticated client
         if needed == UNKNOWN:
             return _Refusal(403, "this route has no scope: refused to every token", found.name)
