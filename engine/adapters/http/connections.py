@@ -21,6 +21,16 @@ _BUSY: Final = (
 )
 
 
+def _abort(transport: asyncio.BaseTransport) -> None:
+    # Duck-typed: uvloop's transports have abort() and write() but do not derive from
+    # asyncio.WriteTransport.
+    abort = getattr(transport, "abort", None)
+    if callable(abort):
+        abort()
+    else:
+        transport.close()
+
+
 class Connections:
     """The open connections by transport, counting those accepted but not yet made.
 
@@ -67,8 +77,9 @@ class Refused(asyncio.Protocol):
     """Answers 503 and closes: the connection cap is reached (or the server is stopping)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if isinstance(transport, asyncio.WriteTransport):
-            transport.write(_BUSY)
+        write = getattr(transport, "write", None)  # uvloop's is no asyncio.WriteTransport
+        if callable(write):
+            write(_BUSY)
         transport.close()
 
 
@@ -139,6 +150,13 @@ class Connection(asyncio.Protocol):
         self._in_request -= 1
         self.idle_since = asyncio.get_running_loop().time()
 
+    def abort(self) -> None:
+        """Drop the connection at once: no TLS close_notify exchange to wait for (an
+        idle connection has nothing in flight), so its descriptor is freed now."""
+        if self._transport is not None:
+            self._registry.lost(self._transport)
+            _abort(self._transport)
+
     def close(self) -> None:
         """Close now; the connection leaves the count at once (its socket goes with the
         loop's next turn)."""
@@ -160,4 +178,4 @@ class Connection(asyncio.Protocol):
             self._header_timeout_s,
             extra={"data": {"event": "http_header_timeout"}},
         )
-        self._transport.close()
+        _abort(self._transport)

@@ -255,6 +255,7 @@ class HttpServer:
                 self._port,
                 ssl=self.tls,
                 ssl_handshake_timeout=None if self.tls is None else self.limits.header_timeout_s,
+                ssl_shutdown_timeout=None if self.tls is None else self.limits.header_timeout_s,
             )
         except BaseException:
             self._runner = None
@@ -324,7 +325,7 @@ class HttpServer:
             "closing the HTTP connection idle longest to make room for a new one",
             extra={"data": {"event": "http_connection_evicted"}},
         )
-        conn.close()
+        conn.abort()
         return True
 
     def _closed(self) -> None:
