@@ -47,6 +47,7 @@ COMMANDS: Final[dict[str, tuple[str, str]]] = {
         "engine.commands.audit",
         "audit log tools: verify a log's hash chain",
     ),
+    "token": ("engine.commands.token", "hash an HTTP API token for http.tokens (token hash)"),
     "run": (
         "engine.commands.run",
         "run the service: consume Kafka, evaluate SLOs, serve /metrics, alert",

@@ -19,6 +19,7 @@ PY=${PYTHON:-python3}
 
 missing=()
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v curl >/dev/null 2>&1 || missing+=(curl)  # a second client in the HTTPS tests
 command -v prometheus-alertmanager >/dev/null 2>&1 || command -v alertmanager >/dev/null 2>&1 \
     || missing+=(prometheus-alertmanager)
 if [[ -z ${BURNRATE_TEST_POSTGRES_DSN:-} ]] && ! compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null; then

@@ -4,8 +4,9 @@ before it starts anything, with every problem reported at once.
 1. The document (engine.core.config): types, values, the windows' bounds and memory,
    settings the clients would silently ignore.
 2. What needs the outside world, each by the adapter function the service itself uses:
-   the listen address (engine.adapters.http.listen), the bearer token
-   (engine.adapters.http.tokens), the Kafka client settings: brokers, TLS files, SASL
+   the listen address (engine.adapters.http.listen), the API tokens
+   (engine.adapters.http.tokens), the HTTPS certificate, key and client CA
+   (engine.adapters.http.tls), the Kafka client settings: brokers, TLS files, SASL
    secrets (engine.adapters.kafka.settings), the receivers' URLs, webhook secrets and
    PagerDuty routing keys (engine.adapters.alerts.receivers), and the SQLite incident
    store when `incidents:` names one: opened read-only and checked as `run` checks it
@@ -28,7 +29,8 @@ from pathlib import Path
 
 from engine.adapters.alerts.receivers import receiver_errors
 from engine.adapters.http.listen import parse_listen
-from engine.adapters.http.tokens import read_bearer_token
+from engine.adapters.http.tls import server_ssl_context
+from engine.adapters.http.tokens import load_tokens
 from engine.adapters.kafka.settings import kafka_client_kwargs
 from engine.core.config import Config, config_errors, decode_config_file
 from engine.errors import ConfigError
@@ -54,7 +56,10 @@ def adapter_errors(config: Config) -> list[str]:
         parse_listen(config.http.listen)
     except ValueError as exc:
         errors.append(f"$.http.listen: {exc}")
-    errors += _errors_of(lambda: read_bearer_token(config.http))
+    errors += _errors_of(lambda: load_tokens(config.http))
+    tls = config.http.tls
+    if tls is not None:
+        errors += _errors_of(lambda: server_ssl_context(tls))
     errors += _errors_of(lambda: kafka_client_kwargs(config.kafka))
     errors += receiver_errors(config)
     errors += _incident_store_errors(config)

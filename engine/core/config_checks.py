@@ -129,6 +129,9 @@ def config_errors(cfg: Config) -> list[str]:
     if cfg.state is not None and cfg.state.interval_s < 1:
         errors.append(f"$.state.interval: must be at least 1s, got {cfg.state.interval}")
     errors += _kafka_errors(cfg.kafka)
+    for key in ("idle_timeout", "header_timeout"):
+        if not parse_duration_s(getattr(cfg.http, key)) >= 0.1:
+            errors.append(f"$.http.{key}: must be at least 100ms, got {getattr(cfg.http, key)}")
     errors += _change_errors(cfg)
     if cfg.incidents is not None:
         errors += _incident_errors(cfg.incidents)

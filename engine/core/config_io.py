@@ -19,6 +19,8 @@ __all__ = [
     "Audit",
     "ConsoleReceiver",
     "Http",
+    "HttpTls",
+    "HttpToken",
     "Incidents",
     "Kafka",
     "KafkaSecurity",
@@ -67,10 +69,34 @@ class Kafka(_Base, frozen=True):
     security: KafkaSecurity = KafkaSecurity()
 
 
+class HttpTls(_Base, frozen=True):
+    """`http.tls`: HTTPS with this certificate and key (PEM); with `client_ca_file`,
+    clients must show a certificate that CA signed (mutual TLS)."""
+
+    cert_file: Annotated[str, msgspec.Meta(min_length=1)]
+    key_file: Annotated[str, msgspec.Meta(min_length=1)]
+    client_ca_file: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+
+
+class HttpToken(_Base, frozen=True):
+    """One API token of `http.tokens`: its name (in logs and the audit trail), what it
+    may do, and the SHA-256 of the token (never the token). Fields are checked by
+    engine.adapters.http.tokens, which reports every problem with its path."""
+
+    name: str
+    scopes: list[str]
+    sha256: str
+
+
 class Http(_Base, frozen=True):
     listen: str = "127.0.0.1:9464"
     auth_token_env: str | None = None
     auth_token_file: str | None = None
+    tokens: list[HttpToken] = []
+    tls: HttpTls | None = None
+    max_connections: Annotated[int, msgspec.Meta(ge=1)] = 256
+    idle_timeout: Duration = "15s"
+    header_timeout: Duration = "10s"
 
 
 class WebhookReceiver(_Base, frozen=True, tag="webhook", tag_field="type"):

@@ -109,12 +109,14 @@ class Runtime:
             changes=self.changes,
             incidents=self.incidents,
         )
+        self.http.auth.on_denied = self.on_auth_denied
         self.http.gates.on_change = self._overrides_changed
         self.http.changes.on_change = self._changes_changed
         self.audit = RuntimeAudit(sink, self.http.gates, self.overrides, clock)
         """The audit log (with `audit:`); `audit.log` is the sink every part records to."""
         self._saves: set[asyncio.Task[bool]] = set()
-        external_url = f"http://{listen or config.http.listen}"
+        scheme = "http" if config.http.tls is None else "https"
+        external_url = f"{scheme}://{listen or config.http.listen}"
         self.delivery = Delivery(
             build_sinks(config, external_url, clock=clock) if sinks is None else sinks
         )
@@ -236,6 +238,7 @@ class Runtime:
             self.http.url,
             extra={"data": {"event": "listening", "url": self.http.url}},
         )
+        self.http.warn_if_open()
         self.checkpoint.restore()
         if self.incidents is not None:  # restored changes and corrections are not news
             self.incidents.mark_seen()

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import msgspec
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -33,7 +34,7 @@ from engine.runtime.audit import config_digest
 from engine.runtime.service import Runtime
 from tests.integration.live import ROOT, burnrate, get_json, post_json
 from tests.integration.test_incidents_live import QUIET_S, Traffic, listed, wait_async
-from tests.integration.test_run import Running
+from tests.integration.test_run import Running, wait_ready
 from tests.integration.test_signals import Service
 
 KEY = "audit-key-of-the-live-test-0123456789"
@@ -260,3 +261,67 @@ async def test_burnrate_run_goes_on_with_the_chain_and_refuses_a_cut_tail(
     code, out = await burnrate("check", str(conf))
     assert code == 2
     assert f"{conf}: $.audit.path: audit log {log}: line {len(entries)}: malformed" in out
+
+
+@pytest.mark.asyncio
+async def test_denied_requests_and_token_names_reach_the_log(
+    kafka_bootstrap: str, unique_topic: str, tmp_path: Path
+) -> None:
+    """The auth middleware's refusals are `auth.denied` entries, and an action's actor
+    is the name of the token that made it, never the token."""
+    reader, deployer = "reader-token-0123456789abcdef", "deployer-token-0123456789abcdef"
+
+    def digest(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    base = config(kafka_bootstrap, unique_topic, tmp_path)
+    tokens = (
+        "http:\n"
+        "  listen: 127.0.0.1:0\n"
+        "  tokens:\n"
+        f"    - {{name: prometheus, scopes: [read], sha256: '{digest(reader)}'}}\n"
+        f"    - {{name: deployer, scopes: [read, operate], sha256: '{digest(deployer)}'}}\n"
+    )
+    cfg = parse_config(
+        msgspec.yaml.encode(
+            {
+                **msgspec.to_builtins(base, order="deterministic"),
+                "http": msgspec.yaml.decode(tokens)["http"],
+            }
+        )
+    )
+    log = tmp_path / "audit.jsonl"
+    rt = Runtime(cfg, listen="127.0.0.1:0", sinks=[])
+    running = Running(rt)
+
+    def bearer(token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+    change = {"service": "shop", "kind": "deploy"}
+    try:
+        await running.listening()
+        url = rt.http.url
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            await wait_ready(session, rt)
+            async with session.get(f"{url}/v1/slos") as resp:
+                assert resp.status == 401
+            async with session.post(f"{url}/v1/changes", json=change, headers=bearer(reader)) as r:
+                assert r.status == 403
+            async with session.post(
+                f"{url}/v1/changes", json=change, headers=bearer(deployer)
+            ) as r:
+                assert r.status == 201, await r.text()
+    finally:
+        await running.shutdown()
+
+    data = log.read_bytes()
+    assert reader.encode() not in data
+    assert deployer.encode() not in data
+    assert verify_lines(data.splitlines(keepends=True), KEY.encode()).ok
+    entries = actions(log)
+    denied = [
+        (e.actor, e.subject, e.details["status"]) for e in entries if e.action == "auth.denied"
+    ]
+    assert denied == [("anonymous", "/v1/slos", 401), ("prometheus", "/v1/changes", 403)]
+    [recorded] = [e for e in entries if e.action == "change.recorded"]
+    assert recorded.actor == "deployer"

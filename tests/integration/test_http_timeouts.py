@@ -15,8 +15,14 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
+from engine.adapters.http import bodies
 from engine.adapters.http.metrics import EngineMetrics
-from engine.adapters.http.server import HttpLimits, HttpServer
+from engine.adapters.http.server import (
+    MAX_HEADER_LINE_BYTES,
+    MAX_HEADERS,
+    HttpLimits,
+    HttpServer,
+)
 from engine.core.config import parse_config
 from engine.core.evaluator import Evaluator
 
@@ -201,12 +207,40 @@ async def test_a_keep_alive_connection_is_closed_once_idle(
 
 
 @pytest.mark.asyncio
-async def test_connections_over_the_cap_get_503_and_a_closed_socket(
-    serve: Serve, sockets: list[Sockets], caplog: pytest.LogCaptureFixture
+async def test_at_the_cap_the_connection_idle_longest_makes_room(
+    serve: Serve, sockets: list[Sockets]
 ) -> None:
     server = await serve(HttpLimits(idle_timeout_s=60.0, header_timeout_s=60.0, max_connections=3))
     held = [await connect(server, sockets) for _ in range(3)]
     await until(lambda: server.connections == 3)
+    held[0][1].write(REQUEST)  # the first one answers a request: now it is the freshest
+    assert await read_response(held[0][0]) == (b"HTTP/1.1 200 OK", b'{"status": "ok"}')
+    assert await healthz(server) == 200  # beside three idle sockets, at the cap
+    assert await closed_by_server(held[1][0]) == b"", "the one idle longest was closed"
+    assert await still_open(held[0][0])
+    assert server.connections <= 3
+
+
+BUSY_REQUEST = (
+    b"POST /v1/changes HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    b"Content-Length: 100\r\n\r\n"
+)
+"""A request whose handler waits for a body that never comes: a connection in use."""
+
+
+@pytest.mark.asyncio
+async def test_at_the_cap_with_every_connection_busy_the_newcomer_gets_503(
+    serve: Serve,
+    sockets: list[Sockets],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(bodies, "BODY_TIMEOUT_S", 300.0)  # the bodies stay pending
+    server = await serve(HttpLimits(idle_timeout_s=60.0, header_timeout_s=60.0, max_connections=3))
+    busy = [await connect(server, sockets) for _ in range(3)]
+    for _, writer in busy:
+        writer.write(BUSY_REQUEST)
+    await until(lambda: server.connections == 3 and server.idle_connections == 0)
     refused = []
     for _ in range(2):
         reader, _ = await connect(server, sockets)
@@ -215,11 +249,11 @@ async def test_connections_over_the_cap_get_503_and_a_closed_socket(
         assert answer == b"" or answer.startswith(b"HTTP/1.1 503 Service Unavailable"), answer
     full = [r for r in caplog.records if r.name == "burnrate.adapters.http.server"]
     assert len(full) == 1, "one warning when the cap is reached, not one per refusal"
-    for reader, _ in held:
+    for reader, _ in busy:
         assert await still_open(reader)
 
     # One closes: a new connection gets through.
-    held[0][1].close()
+    busy[0][1].close()
     await until(lambda: server.connections < 3)
     assert await healthz(server) == 200
 
@@ -233,3 +267,38 @@ async def test_a_burst_of_connections_does_not_slip_past_the_cap(
     open_now = await asyncio.gather(*(still_open(reader) for reader, _ in burst))
     assert sum(open_now) == 5
     assert server.connections == 5
+
+
+@pytest.mark.asyncio
+async def test_a_body_that_stalls_gets_408_and_frees_the_connection(
+    serve: Serve, sockets: list[Sockets], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bodies, "BODY_TIMEOUT_S", 0.5)
+    server = await serve(HttpLimits(idle_timeout_s=60.0, header_timeout_s=60.0))
+    reader, writer = await connect(server, sockets)
+    writer.write(BUSY_REQUEST + b'{"service": ')  # 12 of the 100 bytes announced
+    status, body = await read_response(reader)
+    assert status == b"HTTP/1.1 408 Request Timeout", body
+    assert b"the body did not arrive within 0.5s" in body
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("extra", "answered"),
+    [
+        (b"".join(b"X-H%d: v\r\n" % i for i in range(MAX_HEADERS - 1)), b"200"),
+        (b"".join(b"X-H%d: v\r\n" % i for i in range(MAX_HEADERS + 1)), b"400"),
+        (b"X-Long: " + b"v" * (MAX_HEADER_LINE_BYTES - 20) + b"\r\n", b"200"),
+        (b"X-Long: " + b"v" * (MAX_HEADER_LINE_BYTES + 1) + b"\r\n", b"400"),
+    ],
+    ids=["63 headers", "65 headers", "a line within the bound", "a line over it"],
+)
+async def test_header_count_and_line_length_are_bounded(
+    serve: Serve, sockets: list[Sockets], extra: bytes, answered: bytes
+) -> None:
+    server = await serve(HttpLimits())
+    reader, writer = await connect(server, sockets)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n" + extra + b"\r\n")
+    async with asyncio.timeout(CLOSE_DEADLINE_S):
+        status = await reader.readline()
+    assert status.split()[1] == answered, status

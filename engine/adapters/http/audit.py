@@ -8,20 +8,16 @@ The auth middleware puts the name of the token a request authenticated with unde
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Final
 
 from aiohttp import web
 
+from engine.adapters.http.auth import TOKEN_NAME_KEY, OnDenied
 from engine.adapters.store.audit import AuditSink
 
 __all__ = ["ANONYMOUS", "TOKEN_NAME_KEY", "OnDenied", "actor_of", "auth_denied_hook"]
 
-TOKEN_NAME_KEY: Final = "burnrate.token_name"
 ANONYMOUS: Final = "anonymous"
-
-OnDenied = Callable[[str, str, str, int, str, "str | None"], None]
-"""`on_denied(remote, method, path, status, reason, token_name)`."""
 
 
 def actor_of(request: web.BaseRequest) -> str:

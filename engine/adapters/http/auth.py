@@ -1,9 +1,21 @@
-"""Bearer-token auth for the HTTP server.
+"""Token auth for the HTTP server: who may call which route.
 
-When `http.auth_token_env` or `http.auth_token_file` is set, every route except
-`/healthz` and `/readyz` (probes carry no credentials) needs
-`Authorization: Bearer <token>`, `/metrics` included: SLO names, objectives and error
-rates are not for anyone who can reach the port. Prometheus sends the token with
+When any token is configured (`http.tokens`, or `http.auth_token_env` /
+`http.auth_token_file`, engine.adapters.http.tokens), every route except `/healthz` and
+`/readyz` (probes carry no credentials) needs `Authorization: Bearer <token>`,
+`/metrics` included: SLO names, objectives and error rates are not for anyone who can
+reach the port. The token must then carry the scope the route needs
+(engine.adapters.http.scopes): without a valid token the answer is 401, with a valid
+token that lacks the scope 403 (`WWW-Authenticate: Bearer ..., error="insufficient_scope"`).
+Requests to no route (404, 405) need a valid token but no scope, so an unauthenticated
+client cannot map the API. The authenticated token's name is stored on the request as
+`request["burnrate.token_name"]` for whoever records who did what (absent while no
+token is configured, and on the open probes).
+
+A GET or HEAD may carry the token in the cookie `burnrate_token` instead (a browser
+that logged in); a cookie never authorises any other method, so a page on another site
+cannot make a browser change state with it (CSRF). `Authorization` wins over the cookie.
+Prometheus sends the token with
 
     scrape_configs:
       - job_name: burnrate
@@ -11,12 +23,12 @@ rates are not for anyone who can reach the port. Prometheus sends the token with
           type: Bearer
           credentials_file: /run/secrets/burnrate-token
 
-Without it, or with another token, the answer is 401 with `WWW-Authenticate: Bearer`
-and a JSON error; the attempt is logged with the remote address and the path, never a
-token. Tokens are compared by SHA-256 digest in constant time, so neither the content
-nor the length of the configured token leaks through response timing. The token is read
-once at start; a configured source that is unset, empty or not a valid bearer token is
-a ConfigError, never a silently open server.
+Refusals are JSON errors, logged with the remote address, the path and the token's
+name (never a token), and handed to `on_denied` (an audit trail) before any log rate
+limiting. Tokens are compared by SHA-256 digest in constant time against every
+configured digest, so neither the content nor the length of a token leaks through
+response timing. Tokens are read once at start; a configured source that is unset,
+empty or not a valid bearer token is a ConfigError, never a silently open server.
 
 A client hammering with bad tokens does not flood the log (`RefusalLimiter`): in each
 minute the first 10 distinct refusals (address, method, path, reason) are logged in full
@@ -28,179 +40,229 @@ missing bearer token: 17)").
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import logging
-import time
-from collections import Counter
-from collections.abc import Callable, Hashable, Mapping
+import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from engine.adapters.http.api import json_error
-from engine.adapters.http.tokens import TOKEN_RE as _TOKEN_RE
-from engine.adapters.http.tokens import read_bearer_token
+from engine.adapters.http.refusals import RefusalLimiter, RefusalSummary
+from engine.adapters.http.scopes import ROUTE_SCOPES, UNKNOWN, required_scope
+from engine.adapters.http.tokens import (
+    DEFAULT_TOKEN_NAME,
+    SCOPES,
+    TOKEN_RE,
+    ApiToken,
+    load_tokens,
+    token_digest,
+)
 from engine.core.config import Http
 
-__all__ = ["PUBLIC_PATHS", "BearerAuth", "RefusalLimiter", "RefusalSummary"]
+__all__ = [
+    "COOKIE_NAME",
+    "PUBLIC_PATHS",
+    "TOKEN_NAME_KEY",
+    "BearerAuth",
+    "OnDenied",
+    "RefusalLimiter",
+    "RefusalSummary",
+]
 
 log = logging.getLogger("burnrate.adapters.http.auth")
 
-PUBLIC_PATHS: Final = frozenset({"/healthz", "/readyz"})
+PUBLIC_PATHS: Final = frozenset(
+    path for path, methods in ROUTE_SCOPES.items() if all(s is None for s in methods.values())
+)
 """Routes that never need the token: liveness and readiness probes."""
 REALM: Final = "burnrate"
+COOKIE_NAME: Final = "burnrate_token"
+"""The cookie a browser may carry the token in; it authorises GET and HEAD only."""
+TOKEN_NAME_KEY: Final = "burnrate.token_name"
+"""`request[TOKEN_NAME_KEY]`: the name of the token that authenticated the request."""
+COOKIE_METHODS: Final = frozenset({"GET", "HEAD"})
+MISSING: Final = "missing bearer token"
+INVALID: Final = "invalid bearer token"
 
 
-REFUSAL_LOG_INTERVAL_S: Final = 60.0
-REFUSAL_LOG_BURST: Final = 10
+class OnDenied(Protocol):
+    """Told of every 401 and 403 (an audit trail), before the log's rate limiting."""
+
+    def __call__(
+        self,
+        remote: str,
+        method: str,
+        path: str,
+        status: int,
+        reason: str,
+        token_name: str | None,
+    ) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
-class RefusalSummary:
-    """Refusals counted but not logged in full during one interval."""
-
-    count: int
-    by_reason: dict[str, int]
-    interval_s: float
-
-    def message(self) -> str:
-        reasons = ", ".join(f"{reason}: {n}" for reason, n in self.by_reason.items())
-        return (
-            f"{self.count} more unauthorized requests in the last {self.interval_s:g}s ({reasons})"
-        )
-
-
-class RefusalLimiter:
-    """Decides which 401s are logged in full; counts the others for one summary per interval.
-
-    An interval starts with the first refusal after the previous one ended. In it, the
-    first `burst` distinct keys are logged in full (`admit` is True); a key seen before
-    in the interval, or any key once `burst` are used, is counted by reason. Once the
-    interval is over, `take_summary` returns those counts (once). The clock is
-    injectable; nothing here sleeps or logs.
-    """
-
-    def __init__(
-        self,
-        interval_s: float = REFUSAL_LOG_INTERVAL_S,
-        burst: int = REFUSAL_LOG_BURST,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        if not interval_s > 0:
-            raise ValueError("interval_s must be > 0")
-        if burst < 1:
-            raise ValueError("burst must be >= 1")
-        self.interval_s = interval_s
-        self.burst = burst
-        self._clock = clock
-        self._ends_at: float | None = None
-        self._logged: set[Hashable] = set()
-        self._suppressed: Counter[str] = Counter()
-
-    def admit(self, key: Hashable, reason: str) -> bool:
-        """True when this refusal is to be logged in full; else it is counted.
-
-        Take the summary of an ended interval first: counts of this call join the
-        interval it starts."""
-        now = self._clock()
-        if self._ends_at is None or now >= self._ends_at:
-            self._ends_at = now + self.interval_s
-            self._logged.clear()
-        if key not in self._logged and len(self._logged) < self.burst:
-            self._logged.add(key)
-            return True
-        self._suppressed[reason] += 1
-        return False
-
-    def seconds_left(self) -> float:
-        """Until the current interval ends (0 when none is running)."""
-        if self._ends_at is None:
-            return 0.0
-        return max(0.0, self._ends_at - self._clock())
-
-    def take_summary(self, *, force: bool = False) -> RefusalSummary | None:
-        """The counted refusals once their interval is over (any time with `force`),
-        then forgets them; None when there are none yet."""
-        if not self._suppressed:
-            return None
-        if not force and self._ends_at is not None and self._clock() < self._ends_at:
-            return None
-        by_reason = dict(sorted(self._suppressed.items(), key=lambda item: (-item[1], item[0])))
-        self._suppressed.clear()
-        return RefusalSummary(sum(by_reason.values()), by_reason, self.interval_s)
-
-
-def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+class _Refusal:
+    status: int
+    reason: str
+    token_name: str | None = None
+    scope: str | None = None
 
 
 class BearerAuth:
-    """Bearer-token check for every route outside PUBLIC_PATHS; disabled without a token."""
+    """Token and scope check for every route; disabled (every route open) without tokens.
 
-    def __init__(self, token: str | None, *, refusals: RefusalLimiter | None = None) -> None:
-        if token is not None and not _TOKEN_RE.fullmatch(token):
-            raise ValueError("a bearer token must be visible ASCII without spaces")
-        self._digest = None if token is None else _digest(token)
+    `tokens` are the accepted tokens; a plain string is one token named `default` with
+    every scope (tests, and the form of `auth_token_env`)."""
+
+    def __init__(
+        self,
+        tokens: Sequence[ApiToken] | str | None = None,
+        *,
+        refusals: RefusalLimiter | None = None,
+        on_denied: OnDenied | None = None,
+    ) -> None:
+        if isinstance(tokens, str):
+            if not TOKEN_RE.fullmatch(tokens):
+                raise ValueError("a bearer token must be visible ASCII without spaces")
+            tokens = [ApiToken(DEFAULT_TOKEN_NAME, token_digest(tokens), frozenset(SCOPES))]
+        self.tokens: tuple[ApiToken, ...] = tuple(tokens or ())
         self.refusals = RefusalLimiter() if refusals is None else refusals
+        self.on_denied = on_denied
+        """Called on every 401 and 403 (see OnDenied); settable after construction."""
         self._summary_timer: asyncio.TimerHandle | None = None
 
     @property
     def enabled(self) -> bool:
-        return self._digest is not None
+        return bool(self.tokens)
 
     @classmethod
     def from_config(cls, http: Http, environ: Mapping[str, str] | None = None) -> BearerAuth:
-        """The token named by `http.auth_token_env` or `http.auth_token_file`, if any.
+        """The tokens of `http.tokens` and `http.auth_token_env` / `auth_token_file`.
 
-        Raises ConfigError when both are set, or the one set yields no valid token
-        (engine.adapters.http.tokens, which `burnrate check` runs too)."""
-        return cls(read_bearer_token(http, environ))
+        Raises ConfigError with every problem (engine.adapters.http.tokens, which
+        `burnrate check` runs too)."""
+        return cls(load_tokens(http, environ))
+
+    def authenticate(self, credentials: str) -> ApiToken | None:
+        """The token whose digest is that of `credentials`, in time independent of which
+        one (every digest is compared)."""
+        digest = token_digest(credentials)
+        found = None
+        for token in self.tokens:
+            if hmac.compare_digest(digest, token.digest):
+                found = token
+        return found
+
+    def identify(
+        self, authorization: str | None, cookie: str | None = None, method: str = "GET"
+    ) -> ApiToken | str:
+        """The token the request carries, else why not (never the token). The cookie
+        counts for GET and HEAD only, and only without an Authorization header."""
+        if authorization and authorization.strip():
+            scheme, _, credentials = authorization.strip().partition(" ")
+            if scheme.lower() != "bearer" or not credentials.strip():
+                return MISSING
+            credentials = credentials.strip()
+        elif cookie:
+            if method not in COOKIE_METHODS:
+                return "the token cookie authorises GET and HEAD only: send Authorization: Bearer"
+            credentials = cookie
+        else:
+            return MISSING
+        token = self.authenticate(credentials)
+        return INVALID if token is None else token
 
     def check(self, authorization: str | None) -> str | None:
-        """None when the header carries the token, else why not (never the token)."""
-        if self._digest is None:
+        """None when the header carries a configured token (or auth is disabled), else
+        why not."""
+        if not self.enabled:
             return None
-        if not authorization:
-            return "missing bearer token"
-        scheme, _, credentials = authorization.strip().partition(" ")
-        if scheme.lower() != "bearer" or not credentials.strip():
-            return "missing bearer token"
-        if hmac.compare_digest(_digest(credentials.strip()), self._digest):
+        found = self.identify(authorization)
+        return found if isinstance(found, str) else None
+
+    def decide(self, request: web.Request) -> _Refusal | None:
+        """None to let the request through (noting the token's name on it), else the
+        refusal."""
+        if not self.tokens:
             return None
-        return "invalid bearer token"
+        match = request.match_info
+        resource = match.route.resource
+        routed = match.http_exception is None and resource is not None
+        needed = (
+            required_scope(resource.canonical, request.method)
+            if routed and resource is not None
+            else None
+        )
+        if routed and needed is None:
+            return None  # an open route: the probes
+        found = self.identify(
+            request.headers.get("Authorization"), request.cookies.get(COOKIE_NAME), request.method
+        )
+        if isinstance(found, str):
+            return _Refusal(401, found)
+        with warnings.catch_warnings():
+            # The key is a plain string by contract (other modules read it by name);
+            # aiohttp would rather have a RequestKey object.
+            warnings.simplefilter("ignore", web.NotAppKeyWarning)
+            request[TOKEN_NAME_KEY] = found.name
+        if not routed:
+            return None  # 404 / 405 to an authenticated client
+        if needed == UNKNOWN:
+            return _Refusal(403, "this route has no scope: refused to every token", found.name)
+        if needed not in found.scopes:
+            return _Refusal(
+                403, f"the token {found.name!r} lacks the scope {needed!r}", found.name, needed
+            )
+        return None
 
     def middleware(self) -> Middleware:
         @web.middleware
         async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-            if request.path in PUBLIC_PATHS:
-                return await handler(request)
-            problem = self.check(request.headers.get("Authorization"))
-            if problem is None:
+            refusal = self.decide(request)
+            if refusal is None:
                 return await handler(request)
             path = request.rel_url.raw_path  # percent-encoded: no control characters in logs
-            self._log_refusal(request.remote, request.method, path, problem)
+            remote = request.remote or ""
+            if self.on_denied is not None:
+                self.on_denied(
+                    remote, request.method, path, refusal.status, refusal.reason, refusal.token_name
+                )
+            self._log_refusal(request.remote, request.method, path, refusal)
             challenge = f'Bearer realm="{REALM}"'
-            if problem == "invalid bearer token":
+            if refusal.status == 403:
+                challenge += f', error="insufficient_scope", scope="{refusal.scope or ""}"'
+            elif refusal.reason == INVALID:
                 challenge += ', error="invalid_token"'
-            return json_error(401, problem, headers={"WWW-Authenticate": challenge})
+            return json_error(
+                refusal.status, refusal.reason, headers={"WWW-Authenticate": challenge}
+            )
 
         return bearer_auth
 
-    def _log_refusal(self, remote: str | None, method: str, path: str, problem: str) -> None:
+    def _log_refusal(self, remote: str | None, method: str, path: str, refusal: _Refusal) -> None:
         self.log_refusal_summary()
+        problem = refusal.reason
         if self.refusals.admit((remote, method, path, problem), problem):
             data: dict[str, Any] = {
-                "event": "unauthorized",
+                "event": "unauthorized" if refusal.status == 401 else "forbidden",
                 "remote": remote,
                 "method": method,
                 "path": path,
                 "reason": problem,
             }
+            if refusal.token_name is not None:
+                data["token"] = refusal.token_name
             log.warning(
-                "401 %s %s from %s: %s", method, path, remote, problem, extra={"data": data}
+                "%d %s %s from %s: %s",
+                refusal.status,
+                method,
+                path,
+                remote,
+                problem,
+                extra={"data": data},
             )
         elif self._summary_timer is None:
             # The summary is due when the interval ends, even if no refusal follows.

@@ -1,12 +1,22 @@
 """Reading a request body within a size bound, and the JSON error answers the `/v1`
-routes share (400/413 with every problem, 404 naming the service)."""
+routes share (400/408/413 with every problem, 404 naming the service)."""
 
 from __future__ import annotations
+
+import asyncio
+from typing import Final
 
 import msgspec
 from aiohttp import web
 
-__all__ = ["JSON_TYPE", "BodyError", "invalid", "read_bounded", "service_not_found"]
+__all__ = [
+    "BODY_TIMEOUT_S",
+    "JSON_TYPE",
+    "BodyError",
+    "invalid",
+    "read_bounded",
+    "service_not_found",
+]
 
 JSON_TYPE = "application/json"
 
@@ -20,14 +30,31 @@ class BodyError(Exception):
         self.errors = errors
 
 
-async def read_bounded(request: web.Request, limit: int) -> bytes:
+BODY_TIMEOUT_S: Final = 10.0
+"""A body must arrive within this long of its handler asking for it: a client that
+announces 100 bytes and sends 10 would otherwise hold a connection (and its place under
+the connection cap) for ever."""
+
+
+async def read_bounded(request: web.Request, limit: int, timeout_s: float | None = None) -> bytes:
     """The request's body, at most `limit` bytes. Raises BodyError: 413 when it is
-    longer (by its Content-Length, or as read), 400 when the client goes away."""
+    longer (by its Content-Length, or as read), 408 when it takes over `timeout_s`
+    (default BODY_TIMEOUT_S), 400 when the client goes away."""
+    if timeout_s is None:
+        timeout_s = BODY_TIMEOUT_S
     too_long = BodyError(413, [f"$: the body is over {limit} bytes"])
     if request.content_length is not None and request.content_length > limit:
         raise too_long
     try:
-        data = await request.content.read(limit + 1)
+        async with asyncio.timeout(timeout_s):
+            data = b""
+            while len(data) <= limit:  # read(n) gives what has arrived, maybe a part
+                chunk = await request.content.read(limit + 1 - len(data))
+                if not chunk:
+                    break
+                data += chunk
+    except TimeoutError:
+        raise BodyError(408, [f"$: the body did not arrive within {timeout_s:g}s"]) from None
     except (ConnectionError, web.HTTPException) as exc:  # the client went away
         raise BodyError(400, [f"$: cannot read the body: {exc}"]) from None
     if len(data) > limit:

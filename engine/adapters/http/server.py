@@ -10,44 +10,59 @@ the release gate and its overrides (engine.adapters.http.gates), `/v1/changes` t
 changes and the budget each consumed (engine.adapters.http.changes), `/v1/incidents`
 the incidents and their acknowledgement (engine.adapters.http.incidents).
 
-Auth: with `http.auth_token_env` or `http.auth_token_file` set, every route but
-`/healthz` and `/readyz` needs `Authorization: Bearer <token>`, `/metrics` included
+Auth: with tokens configured (`http.tokens`, `http.auth_token_env` or
+`http.auth_token_file`), every route but `/healthz` and `/readyz` needs
+`Authorization: Bearer <token>` of a token with the route's scope, `/metrics` included
 (scrape it with `authorization: {type: Bearer, credentials_file: ...}` in the
-Prometheus job); see engine.adapters.http.api for the details.
+Prometheus job); see engine.adapters.http.auth and engine.adapters.http.scopes.
+HTTPS with `http.tls` (engine.adapters.http.tls), mutual TLS with its `client_ca_file`.
 
-Connections (`HttpLimits`, defaults in brackets). aiohttp's own keep-alive timer closes
-a connection that has no request in progress [15 s] after it opened or after its last
+Connections (`HttpLimits`, from `http.max_connections`, `idle_timeout` and
+`header_timeout`; defaults in brackets). aiohttp's own keep-alive timer closes a
+connection that has no request in progress [15 s] after it opened or after its last
 response, whether the client sent nothing or only part of a request. A request that has
 started to arrive must complete its headers within [10 s] of its first byte, however
-slowly its bytes trickle in (slowloris); aiohttp has no such deadline, so `_Connection`,
-a thin asyncio protocol around aiohttp's, keeps it. At most [256] connections are open
-at once: one more is answered 503 and closed, so a flood of sockets cannot use up the
-process's file descriptors (Kafka and the state file need them too).
+slowly its bytes trickle in (slowloris); aiohttp has no such deadline, so `Connection`
+(engine.adapters.http.connections), a thin asyncio protocol around aiohttp's, keeps it;
+a TLS handshake must end within the same time. At most [256] connections are open at
+once, so a flood of sockets cannot use up the process's file descriptors (Kafka and the
+state file need them too). When one more arrives, the connection that has waited
+longest without a request in progress is closed to make room, so sockets held open idle
+cannot lock Prometheus out; only when every connection is in the middle of a request is
+the newcomer answered 503 and closed. A request head has at most [64] header lines of
+at most [8190] bytes each, and a body at most [64 KiB] (each route reads less, within
+10 s: engine.adapters.http.bodies); more is a 4xx.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
-import weakref
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
 import msgspec
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
 from engine.adapters.http.api import SloApi
 from engine.adapters.http.auth import BearerAuth
 from engine.adapters.http.changes import ChangesApi
+from engine.adapters.http.connections import Connection, Connections, Refused
 from engine.adapters.http.corrections import CorrectionsApi
 from engine.adapters.http.gates import GatesApi
 from engine.adapters.http.incidents import IncidentsApi, IncidentSource
 from engine.adapters.http.listen import parse_listen
 from engine.adapters.http.metrics import CONTENT_TYPE, EngineMetrics
+from engine.adapters.http.tls import server_ssl_context
 from engine.adapters.kafka.status import SourceStatus
 from engine.core.changes import ChangeLog
+from engine.core.config_io import Http
+from engine.core.durations import parse_duration_s
 from engine.core.evaluator import Evaluator
 from engine.core.overrides import Overrides
 
@@ -63,6 +78,22 @@ __all__ = [
 log = logging.getLogger("burnrate.adapters.http.server")
 
 READY_FETCH_AGE_S = 15.0
+MAX_HEADERS: Final = 64
+MAX_HEADER_LINE_BYTES: Final = 8190
+MAX_BODY_BYTES: Final = 64 * 1024
+"""The largest body any route takes (corrections); each route reads its own bound."""
+
+
+def _not_a_client_error(record: logging.LogRecord) -> bool:
+    """Drops aiohttp's ERROR with traceback for a request it could not parse (answered
+    400): the client's fault, and one line per malformed request would let anyone flood
+    the log. Errors of handlers still come through."""
+    exc = record.exc_info[1] if record.exc_info else None
+    return not isinstance(exc, HttpProcessingError)
+
+
+_protocol_log = logging.getLogger("burnrate.adapters.http.protocol")
+_protocol_log.addFilter(_not_a_client_error)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,12 +116,14 @@ class HttpLimits:
         if self.max_connections < 1:
             raise ValueError("max_connections must be >= 1")
 
-
-_BUSY: Final = (
-    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
-    b"Content-Length: 20\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
-    b"too many connections"
-)
+    @classmethod
+    def from_config(cls, http: Http) -> HttpLimits:
+        """`http.idle_timeout`, `http.header_timeout` and `http.max_connections`."""
+        return cls(
+            idle_timeout_s=parse_duration_s(http.idle_timeout),
+            header_timeout_s=parse_duration_s(http.header_timeout),
+            max_connections=http.max_connections,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,8 +148,9 @@ def readiness(status: SourceStatus | None, max_fetch_age_s: float = READY_FETCH_
 class HttpServer:
     """aiohttp application on `listen`; `port` holds the bound port (listen on port 0 in tests).
 
-    `evaluator` defaults to the one the metrics read; `auth` to the token configured in
-    that evaluator's `config.http` (raises ConfigError when it is configured but unusable).
+    `evaluator` defaults to the one the metrics read; `auth`, `limits` and `tls` to what
+    that evaluator's `config.http` configures (raises ConfigError when it is configured
+    but unusable); `tls=False` serves plain HTTP whatever the config says.
     """
 
     def __init__(
@@ -132,18 +166,24 @@ class HttpServer:
         overrides: Overrides | None = None,
         changes: ChangeLog | None = None,
         incidents: IncidentSource | None = None,
+        tls: ssl.SSLContext | bool | None = None,
     ) -> None:
         self.host, self._port = parse_listen(listen)
-        self.limits = HttpLimits() if limits is None else limits
+        ev = metrics.collector.evaluator if evaluator is None else evaluator
+        http = ev.config.http
+        self.limits = HttpLimits.from_config(http) if limits is None else limits
         self.metrics = metrics
         self.status = status
         self.max_fetch_age_s = max_fetch_age_s
-        ev = metrics.collector.evaluator if evaluator is None else evaluator
-        self.auth = BearerAuth.from_config(ev.config.http) if auth is None else auth
+        self.auth = BearerAuth.from_config(http) if auth is None else auth
+        if tls is None or tls is True:
+            tls = None if http.tls is None else server_ssl_context(http.tls)
+        self.tls: ssl.SSLContext | None = tls or None
         self.api = SloApi(ev, generation=lambda: metrics.generation)
         self.app = web.Application(
             middlewares=[self._track_requests]
-            + ([self.auth.middleware()] if self.auth.enabled else [])
+            + ([self.auth.middleware()] if self.auth.enabled else []),
+            client_max_size=MAX_BODY_BYTES,
         )
         self.app.router.add_get("/healthz", self._healthz)
         self.app.router.add_get("/readyz", self._readyz)
@@ -169,7 +209,7 @@ class HttpServer:
         self.incidents.add_routes(self.app)
         self._runner: web.AppRunner | None = None
         self._listener: asyncio.Server | None = None
-        self._connections = _Connections()
+        self._connections = Connections()
         self._full = False
 
     @property
@@ -178,13 +218,19 @@ class HttpServer:
         return len(self._connections)
 
     @property
+    def idle_connections(self) -> int:
+        """Connections open now without a request in progress."""
+        return self._connections.idle()
+
+    @property
     def port(self) -> int:
         return self._port
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self._port}"
+        scheme = "http" if self.tls is None else "https"
+        return f"{scheme}://{host}:{self._port}"
 
     async def start(self) -> None:
         runner = web.AppRunner(
@@ -193,6 +239,10 @@ class HttpServer:
             handle_signals=False,
             shutdown_timeout=1.0,
             keepalive_timeout=self.limits.idle_timeout_s,
+            max_headers=MAX_HEADERS,
+            max_line_size=MAX_HEADER_LINE_BYTES,
+            max_field_size=MAX_HEADER_LINE_BYTES,
+            logger=_protocol_log,
         )
         await runner.setup()
         self._runner = runner
@@ -200,7 +250,12 @@ class HttpServer:
         # _accept, which keeps the header deadline and the connection cap.
         try:
             listener = await asyncio.get_running_loop().create_server(
-                self._accept, self.host, self._port
+                self._accept,
+                self.host,
+                self._port,
+                ssl=self.tls,
+                ssl_handshake_timeout=None if self.tls is None else self.limits.header_timeout_s,
+                ssl_shutdown_timeout=None if self.tls is None else self.limits.header_timeout_s,
             )
         except BaseException:
             self._runner = None
@@ -213,6 +268,19 @@ class HttpServer:
                 self._port = int(addr[1])
                 break
 
+    def warn_if_open(self) -> bool:
+        """Log a warning (once; True when it did) if no token guards the API while it
+        listens on an address other hosts can reach."""
+        if self.auth.enabled or _loopback(self.host):
+            return False
+        log.warning(
+            "no API token configured (http.tokens): every route on %s is open to anyone "
+            "who can reach it, including the writes",
+            self.url,
+            extra={"data": {"event": "http_open", "url": self.url}},
+        )
+        return True
+
     async def stop(self) -> None:
         listener, self._listener = self._listener, None
         if listener is not None:
@@ -223,11 +291,11 @@ class HttpServer:
         self._connections.close_all()
 
     def _accept(self) -> asyncio.Protocol:
-        """A protocol for a new connection: aiohttp's inside a `_Connection`, or a 503."""
+        """A protocol for a new connection: aiohttp's inside a `Connection`, or a 503."""
         runner = self._runner
         if runner is None or runner.server is None:
-            return _Refused()
-        if len(self._connections) >= self.limits.max_connections:
+            return Refused()
+        if len(self._connections) >= self.limits.max_connections and not self._evict_idle():
             if not self._full:  # once per episode: a flood of refusals is no flood of logs
                 self._full = True
                 log.warning(
@@ -240,12 +308,25 @@ class HttpServer:
                         }
                     },
                 )
-            return _Refused()
-        conn = _Connection(
+            return Refused()
+        conn = Connection(
             runner.server(), self.limits.header_timeout_s, self._connections, self._closed
         )
         self._connections.accepted(conn)
         return conn
+
+    def _evict_idle(self) -> bool:
+        """Close the connection idle longest (no request in progress) to make room;
+        False when every connection is busy."""
+        conn = self._connections.idlest()
+        if conn is None:
+            return False
+        log.debug(
+            "closing the HTTP connection idle longest to make room for a new one",
+            extra={"data": {"event": "http_connection_evicted"}},
+        )
+        conn.abort()
+        return True
 
     def _closed(self) -> None:
         if len(self._connections) < self.limits.max_connections:
@@ -284,124 +365,10 @@ class HttpServer:
         return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
 
-class _Connections:
-    """The open connections by transport, counting those accepted but not yet made.
-
-    asyncio may accept a burst of connections (calling the protocol factory for each)
-    before any of them is made; counting only made ones would let a burst past the
-    cap. One accepted but never made (its transport failed) is weakly held: it drops
-    out of the count once collected.
-    """
-
-    def __init__(self) -> None:
-        self._open: dict[asyncio.BaseTransport, _Connection] = {}
-        self._accepted: weakref.WeakSet[_Connection] = weakref.WeakSet()
-
-    def __len__(self) -> int:
-        return len(self._open) + len(self._accepted)
-
-    def get(self, transport: asyncio.BaseTransport) -> _Connection | None:
-        return self._open.get(transport)
-
-    def accepted(self, conn: _Connection) -> None:
-        self._accepted.add(conn)
-
-    def made(self, transport: asyncio.BaseTransport, conn: _Connection) -> None:
-        self._accepted.discard(conn)
-        self._open[transport] = conn
-
-    def lost(self, transport: asyncio.BaseTransport) -> None:
-        self._open.pop(transport, None)
-
-    def close_all(self) -> None:
-        for conn in list(self._open.values()):
-            conn.close()
-
-
-class _Refused(asyncio.Protocol):
-    """Answers 503 and closes: the connection cap is reached (or the server is stopping)."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if isinstance(transport, asyncio.WriteTransport):
-            transport.write(_BUSY)
-        transport.close()
-
-
-class _Connection(asyncio.Protocol):
-    """aiohttp's protocol for one connection, plus the header deadline and the count.
-
-    The deadline starts with the first byte that arrives while no request is in
-    progress and ends when the request reaches the application (`request_started`,
-    called by HttpServer's first middleware); if it passes first, the connection is
-    closed. Everything else is aiohttp's: this class only forwards.
-    """
-
-    def __init__(
-        self,
-        inner: asyncio.Protocol,
-        header_timeout_s: float,
-        registry: _Connections,
-        on_closed: Callable[[], None],
-    ) -> None:
-        self._inner = inner
-        self._header_timeout_s = header_timeout_s
-        self._registry = registry
-        self._on_closed = on_closed
-        self._transport: asyncio.BaseTransport | None = None
-        self._deadline: asyncio.TimerHandle | None = None
-        self._in_request = 0
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport
-        self._registry.made(transport, self)
-        self._inner.connection_made(transport)
-
-    def data_received(self, data: bytes) -> None:
-        if data and not self._in_request and self._deadline is None and self._transport is not None:
-            loop = asyncio.get_running_loop()
-            self._deadline = loop.call_later(self._header_timeout_s, self._headers_too_slow)
-        self._inner.data_received(data)
-
-    def eof_received(self) -> bool | None:
-        return self._inner.eof_received()
-
-    def pause_writing(self) -> None:
-        self._inner.pause_writing()
-
-    def resume_writing(self) -> None:
-        self._inner.resume_writing()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_deadline()
-        transport, self._transport = self._transport, None
-        if transport is not None:
-            self._registry.lost(transport)
-            self._on_closed()
-        self._inner.connection_lost(exc)
-
-    def request_started(self) -> None:
-        self._in_request += 1
-        self._cancel_deadline()
-
-    def request_finished(self) -> None:
-        self._in_request -= 1
-
-    def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-
-    def _cancel_deadline(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-
-    def _headers_too_slow(self) -> None:
-        self._deadline = None
-        if self._in_request or self._transport is None:
-            return
-        log.debug(
-            "closing an HTTP connection whose request headers took over %gs",
-            self._header_timeout_s,
-            extra={"data": {"event": "http_header_timeout"}},
-        )
-        self._transport.close()
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False

@@ -200,13 +200,23 @@ class Handler:
         return web.Response(text="ok")
 
 
-def request(path: str, authorization: str | None = None) -> web.Request:
+_APP = HttpServer(
+    "127.0.0.1:0", EngineMetrics(Evaluator(parse_config(CONFIG)), lambda: None), lambda: None
+).app
+"""The server's real router: the middleware reads the route a request matched."""
+
+
+async def request(path: str, authorization: str | None = None) -> web.Request:
     transport = mock.Mock()
     transport.get_extra_info.side_effect = lambda name, default=None: (
         ("192.0.2.7", 40000) if name == "peername" else default
     )
     headers = {} if authorization is None else {"Authorization": authorization}
-    return make_mocked_request("GET", path, headers=headers, transport=transport)
+    req = make_mocked_request("GET", path, headers=headers, transport=transport, app=_APP)
+    match_info = await _APP.router.resolve(req)
+    match_info.add_app(_APP)
+    req._match_info = match_info
+    return req
 
 
 async def through(auth: BearerAuth, req: web.Request) -> tuple[web.Response, Handler]:
@@ -224,14 +234,14 @@ def body(resp: web.Response) -> Any:
 @pytest.mark.asyncio
 @pytest.mark.parametrize("path", sorted(PUBLIC_PATHS))
 async def test_the_probes_need_no_token(path: str) -> None:
-    resp, handler = await through(BearerAuth(TOKEN), request(path))
+    resp, handler = await through(BearerAuth(TOKEN), await request(path))
     assert resp.status == 200
     assert handler.calls == [path]
 
 
 @pytest.mark.asyncio
 async def test_a_request_without_a_token_is_refused_before_the_handler() -> None:
-    resp, handler = await through(BearerAuth(TOKEN), request("/metrics"))
+    resp, handler = await through(BearerAuth(TOKEN), await request("/metrics"))
     assert resp.status == 401
     assert handler.calls == []
     assert resp.headers["WWW-Authenticate"] == 'Bearer realm="burnrate"'
@@ -241,7 +251,7 @@ async def test_a_request_without_a_token_is_refused_before_the_handler() -> None
 
 @pytest.mark.asyncio
 async def test_a_wrong_token_is_refused_as_an_invalid_token() -> None:
-    resp, handler = await through(BearerAuth(TOKEN), request("/v1/slos", "Bearer nope"))
+    resp, handler = await through(BearerAuth(TOKEN), await request("/v1/slos", "Bearer nope"))
     assert resp.status == 401
     assert handler.calls == []
     assert resp.headers["WWW-Authenticate"] == 'Bearer realm="burnrate", error="invalid_token"'
@@ -250,7 +260,7 @@ async def test_a_wrong_token_is_refused_as_an_invalid_token() -> None:
 
 @pytest.mark.asyncio
 async def test_the_right_token_reaches_the_handler() -> None:
-    resp, handler = await through(BearerAuth(TOKEN), request("/v1/slos", f"bearer {TOKEN}"))
+    resp, handler = await through(BearerAuth(TOKEN), await request("/v1/slos", f"bearer {TOKEN}"))
     assert resp.status == 200
     assert handler.calls == ["/v1/slos"]
 
@@ -258,7 +268,7 @@ async def test_the_right_token_reaches_the_handler() -> None:
 @pytest.mark.asyncio
 async def test_disabled_auth_lets_every_path_through() -> None:
     for path in ("/metrics", "/v1/slos", "/healthz"):
-        resp, handler = await through(BearerAuth(None), request(path))
+        resp, handler = await through(BearerAuth(None), await request(path))
         assert resp.status == 200
         assert handler.calls == [path]
 
@@ -269,7 +279,7 @@ async def test_a_refusal_is_logged_with_address_and_encoded_path_never_the_token
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="burnrate")
     wrong = "wrong-Token-value-123"
-    await through(BearerAuth(TOKEN), request("/v1/slos/a%0Ab", f"Bearer {wrong}"))
+    await through(BearerAuth(TOKEN), await request("/v1/slos/a%0Ab", f"Bearer {wrong}"))
     records = [r for r in caplog.records if r.name == "burnrate.adapters.http.auth"]
     assert len(records) == 1
     record = records[0]
@@ -352,7 +362,7 @@ async def test_a_client_hammering_with_bad_tokens_gets_one_warning_then_a_summar
     auth = BearerAuth(TOKEN, refusals=RefusalLimiter(clock=clock))
     wrong = "wrong-Token-value-123"
     for _ in range(100):
-        resp, _ = await through(auth, request("/metrics", f"Bearer {wrong}"))
+        resp, _ = await through(auth, await request("/metrics", f"Bearer {wrong}"))
         assert resp.status == 401  # every one is still refused
     records = [r for r in caplog.records if r.name == "burnrate.adapters.http.auth"]
     assert [r.getMessage() for r in records] == [
@@ -360,7 +370,7 @@ async def test_a_client_hammering_with_bad_tokens_gets_one_warning_then_a_summar
     ]
 
     clock.now_s += 60.0
-    await through(auth, request("/v1/slos"))
+    await through(auth, await request("/v1/slos"))
     records = [r for r in caplog.records if r.name == "burnrate.adapters.http.auth"]
     assert [r.getMessage() for r in records] == [
         "401 GET /metrics from 192.0.2.7: invalid bearer token",
@@ -385,7 +395,7 @@ async def test_the_summary_comes_when_the_interval_ends_even_without_another_ref
     caplog.set_level(logging.DEBUG, logger="burnrate")
     auth = BearerAuth(TOKEN, refusals=RefusalLimiter(interval_s=0.05))
     for _ in range(3):
-        await through(auth, request("/metrics"))
+        await through(auth, await request("/metrics"))
 
     def summaries() -> list[str]:
         return [
@@ -400,3 +410,34 @@ async def test_the_summary_comes_when_the_interval_ends_even_without_another_ref
     assert summaries() == [
         "2 more unauthorized requests in the last 0.05s (missing bearer token: 2)"
     ]
+
+
+# -- the warning of an open API ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("listen", "token", "warned"),
+    [
+        ("0.0.0.0:0", None, True),
+        ("[::]:0", None, True),
+        ("burnrate.example:0", None, True),
+        ("127.0.0.1:0", None, False),
+        ("[::1]:0", None, False),
+        ("localhost:0", None, False),
+        ("0.0.0.0:0", TOKEN, False),
+    ],
+)
+def test_an_open_api_on_a_reachable_address_is_warned_about(
+    listen: str, token: str | None, warned: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="burnrate")
+    ev = Evaluator(parse_config(CONFIG))
+    server = HttpServer(
+        listen, EngineMetrics(ev, lambda: None), lambda: None, auth=BearerAuth(token)
+    )
+    assert server.warn_if_open() is warned
+    records = [r for r in caplog.records if r.name == "burnrate.adapters.http.server"]
+    assert len(records) == int(warned)
+    if warned:
+        assert records[0].levelno == logging.WARNING
+        assert "no API token configured" in records[0].getMessage()
