@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import msgspec
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.core.budget_policy import DEFAULT_BUDGET_POLICY, BudgetPolicyRow, Decision
@@ -469,6 +469,7 @@ receivers: [{type: console, name: pager}]
 """
 
 
+@settings(deadline=None)  # builds an evaluator per example: time is not what is tested
 @given(
     st.lists(
         st.tuples(
