@@ -1,7 +1,15 @@
-"""Security overheads. Audit log: alert transitions per second through the engine's
-alert path, without the audit log and with it (fsync after each entry, and batched).
+"""Security overheads, in one run: the audit log on the alert path, and TLS on
+`/metrics` scrapes.
 
     python -m benchmarks.bench_security [--transitions 2000] [--repeat 3] [--dir DIR]
+        [--slos 1000] [--scrapes 300] [--only audit|tls]
+
+TLS: `/metrics` scrape latency over HTTP and HTTPS, keep-alive and a new connection
+per scrape, as benchmarks.bench_tls_scrape measures it (its docstring says how; it
+also runs alone), reported as `bench_tls_scrape`.
+
+Audit log: alert transitions per second through the engine's alert path, without the
+audit log and with it (fsync after each entry, and batched).
 
 A Runtime (not started: no broker is needed) with four SLOs takes `--transitions`
 alert transitions, one per call to its transition callback (as evaluation ticks hand
@@ -29,6 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks import bench_tls_scrape as tls_scrape
 from benchmarks.common import report
 from engine.adapters.store.audit import FileAudit
 from engine.core.audit_verify import verify_lines
@@ -107,7 +116,17 @@ def main() -> None:
     parser.add_argument("--transitions", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--dir", type=Path, default=None)
+    parser.add_argument("--slos", type=int, default=1000, help="SLOs behind /metrics (TLS)")
+    parser.add_argument("--scrapes", type=int, default=300, help="scrapes per run (TLS)")
+    parser.add_argument("--only", choices=("audit", "tls"), default=None)
     args = parser.parse_args()
+    if args.only != "tls":
+        audit_part(args)
+    if args.only != "audit":
+        tls_scrape.report_runs(args.slos, args.scrapes, args.repeat)
+
+
+def audit_part(args: argparse.Namespace) -> None:
     batch = transitions(args.transitions)
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         best: dict[str, dict[str, Any]] = {}

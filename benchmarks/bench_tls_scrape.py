@@ -155,7 +155,12 @@ def main() -> None:
     parser.add_argument("--scrapes", type=int, default=300)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    rows = run_async(bench(args.slos, args.scrapes, args.repeat))
+    report_runs(args.slos, args.scrapes, args.repeat)
+
+
+def report_runs(slos: int, scrapes: int, repeat: int) -> None:
+    """Measure, report as `bench_tls_scrape` and print each ratio."""
+    rows = run_async(bench(slos, scrapes, repeat))
     report("bench_tls_scrape", rows)
     for row in rows:
         print(
