@@ -180,5 +180,7 @@ def test_bad_policy_and_incident_files_name_the_file_and_path(
     assert f"{incidents}: $[0].slo: no SLO of the config is named 'cart'" in err
     missing = _args(files)
     missing[4] = str(tmp_path / "none.jsonl")
-    assert main(missing) == 2
+    with pytest.raises(SystemExit) as exc:  # as for a bad config: the command stops there
+        main(missing)
+    assert exc.value.code == 2
     assert "no such events file" in capsys.readouterr().err
