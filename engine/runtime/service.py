@@ -19,8 +19,8 @@ could not deliver, so it is sent after a restart), commit the offsets it holds, 
 the group, stop HTTP. Every await on that path is bounded, so the process exits within
 `SHUTDOWN_TIMEOUT_S` even with every broker and every receiver down.
 
-Other code follows the alerts with `subscribe(callback)` (the demo does); the service
-keeps no history of its own.
+Other code follows the alerts with `subscribe(callback)` (the demo does). The only
+history kept is the web UI's downsampled one (engine.core.history), sampled each tick.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from engine.adapters.store.state import FileStateStore
 from engine.core.changes import ChangeLog
 from engine.core.config import Config
 from engine.core.evaluator import Evaluator, Transition
+from engine.core.history import DEFAULT_TIERS, History, Tier
 from engine.core.overrides import Overrides
 from engine.errors import ConfigError
 from engine.runtime.checkpoint import Checkpoint
@@ -72,6 +73,7 @@ class Runtime:
         listen: str | None = None,
         sinks: Sequence[Sink] | None = None,
         clock: Callable[[], float] = time.time,
+        history_tiers: tuple[Tier, ...] = DEFAULT_TIERS,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -95,6 +97,7 @@ class Runtime:
             overrides=self.overrides,
             changes=self.changes,
             incidents=self.incidents,
+            history=History(self.evaluator, history_tiers),
         )
         self.http.gates.on_change = self._overrides_changed
         self.http.changes.on_change = self._changes_changed
@@ -203,6 +206,7 @@ class Runtime:
             extra={"data": {"event": "listening", "url": self.http.url}},
         )
         self.checkpoint.restore()
+        self.http.history.rebase(self.evaluator)  # the restored counts are not this run's
         if self.incidents is not None:  # restored changes and corrections are not news
             self.incidents.mark_seen()
         if self.checkpoint.restored:  # before any new transition: what was owed comes first
@@ -284,6 +288,7 @@ class Runtime:
             watermark_cap_s=self.source.event_time_cap(),
         )
         self.metrics.evaluation_duration.observe(time.perf_counter() - t0)
+        self.http.history.observe(self.evaluator)
         self.changes.update(self.evaluator)
         self._drain_batch_sizes()
         self.metrics.invalidate()

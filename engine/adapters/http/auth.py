@@ -45,12 +45,24 @@ from engine.adapters.http.tokens import TOKEN_RE as _TOKEN_RE
 from engine.adapters.http.tokens import read_bearer_token
 from engine.core.config import Http
 
-__all__ = ["PUBLIC_PATHS", "BearerAuth", "RefusalLimiter", "RefusalSummary"]
+__all__ = [
+    "PUBLIC_PATHS",
+    "PUBLIC_PREFIXES",
+    "TOKEN_COOKIE",
+    "BearerAuth",
+    "RefusalLimiter",
+    "RefusalSummary",
+    "credential",
+]
 
 log = logging.getLogger("burnrate.adapters.http.auth")
 
-PUBLIC_PATHS: Final = frozenset({"/healthz", "/readyz"})
-"""Routes that never need the token: liveness and readiness probes."""
+PUBLIC_PATHS: Final = frozenset({"/healthz", "/readyz", "/login"})
+"""Routes that never need the token: liveness and readiness probes, the web UI's login."""
+PUBLIC_PREFIXES: Final = ("/static/",)
+"""Paths under these never need the token either: the web UI's scripts and styles."""
+TOKEN_COOKIE: Final = "burnrate_token"
+"""The cookie the web UI's login sets (engine.adapters.http.ui)."""
 REALM: Final = "burnrate"
 
 
@@ -133,6 +145,24 @@ class RefusalLimiter:
         return RefusalSummary(sum(by_reason.values()), by_reason, self.interval_s)
 
 
+# -- the credential of a request (the web UI's cookie) -------------------------------
+
+
+def credential(request: web.Request) -> str | None:
+    """The request's `Authorization` header; for GET and HEAD without one, the web UI's
+    login cookie as a bearer credential. Only reads are taken from the cookie: a
+    cross-site form cannot carry it (SameSite=Strict), and the write routes ask for the
+    header anyway."""
+    header = request.headers.get("Authorization")
+    if header or request.method not in ("GET", "HEAD"):
+        return header
+    cookie = request.cookies.get(TOKEN_COOKIE)
+    return f"Bearer {cookie}" if cookie else None
+
+
+# ------------------------------------------------------------------------------------
+
+
 def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 
@@ -175,9 +205,9 @@ class BearerAuth:
     def middleware(self) -> Middleware:
         @web.middleware
         async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-            if request.path in PUBLIC_PATHS:
+            if request.path in PUBLIC_PATHS or request.path.startswith(PUBLIC_PREFIXES):
                 return await handler(request)
-            problem = self.check(request.headers.get("Authorization"))
+            problem = self.check(credential(request))
             if problem is None:
                 return await handler(request)
             path = request.rel_url.raw_path  # percent-encoded: no control characters in logs

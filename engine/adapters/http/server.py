@@ -8,12 +8,15 @@ else 503 with the reason as JSON. `/metrics` serves the cached Prometheus body;
 `/v1/corrections` the corrections (engine.adapters.http.corrections), `/v1/gates/{service}`
 the release gate and its overrides (engine.adapters.http.gates), `/v1/changes` the
 changes and the budget each consumed (engine.adapters.http.changes), `/v1/incidents`
-the incidents and their acknowledgement (engine.adapters.http.incidents).
+the incidents and their acknowledgement (engine.adapters.http.incidents),
+`/v1/slos/{name}/history` the downsampled history of one SLO
+(engine.adapters.http.history), and the web UI at `/` (engine.adapters.http.ui).
 
 Auth: with `http.auth_token_env` or `http.auth_token_file` set, every route but
-`/healthz` and `/readyz` needs `Authorization: Bearer <token>`, `/metrics` included
-(scrape it with `authorization: {type: Bearer, credentials_file: ...}` in the
-Prometheus job); see engine.adapters.http.api for the details.
+`/healthz`, `/readyz` and the web UI's `/login` and `/static/` needs
+`Authorization: Bearer <token>`, `/metrics` included (scrape it with
+`authorization: {type: Bearer, credentials_file: ...}` in the Prometheus job);
+see engine.adapters.http.auth for the details.
 
 Connections (`HttpLimits`, defaults in brackets). aiohttp's own keep-alive timer closes
 a connection that has no request in progress [15 s] after it opened or after its last
@@ -43,12 +46,15 @@ from engine.adapters.http.auth import BearerAuth
 from engine.adapters.http.changes import ChangesApi
 from engine.adapters.http.corrections import CorrectionsApi
 from engine.adapters.http.gates import GatesApi
+from engine.adapters.http.history import HistoryApi
 from engine.adapters.http.incidents import IncidentsApi, IncidentSource
 from engine.adapters.http.listen import parse_listen
 from engine.adapters.http.metrics import CONTENT_TYPE, EngineMetrics
+from engine.adapters.http.ui import Ui
 from engine.adapters.kafka.status import SourceStatus
 from engine.core.changes import ChangeLog
 from engine.core.evaluator import Evaluator
+from engine.core.history import History
 from engine.core.overrides import Overrides
 
 __all__ = [
@@ -116,7 +122,9 @@ class HttpServer:
     """aiohttp application on `listen`; `port` holds the bound port (listen on port 0 in tests).
 
     `evaluator` defaults to the one the metrics read; `auth` to the token configured in
-    that evaluator's `config.http` (raises ConfigError when it is configured but unusable).
+    that evaluator's `config.http` (raises ConfigError when it is configured but unusable);
+    `history` to an empty one, which its owner feeds (`history.observe` after each
+    evaluation: engine.runtime.service does).
     """
 
     def __init__(
@@ -132,6 +140,7 @@ class HttpServer:
         overrides: Overrides | None = None,
         changes: ChangeLog | None = None,
         incidents: IncidentSource | None = None,
+        history: History | None = None,
     ) -> None:
         self.host, self._port = parse_listen(listen)
         self.limits = HttpLimits() if limits is None else limits
@@ -141,8 +150,10 @@ class HttpServer:
         ev = metrics.collector.evaluator if evaluator is None else evaluator
         self.auth = BearerAuth.from_config(ev.config.http) if auth is None else auth
         self.api = SloApi(ev, generation=lambda: metrics.generation)
+        self.history = History(ev) if history is None else history
+        self.ui = Ui(self.api, self.auth)
         self.app = web.Application(
-            middlewares=[self._track_requests]
+            middlewares=[self._track_requests, self.ui.middleware()]
             + ([self.auth.middleware()] if self.auth.enabled else [])
         )
         self.app.router.add_get("/healthz", self._healthz)
@@ -167,6 +178,8 @@ class HttpServer:
         metrics.collector.changes = self.changes.changes.counts
         self.incidents = IncidentsApi(incidents)
         self.incidents.add_routes(self.app)
+        HistoryApi(self.api, self.history).add_routes(self.app)
+        self.ui.add_routes(self.app)
         self._runner: web.AppRunner | None = None
         self._listener: asyncio.Server | None = None
         self._connections = _Connections()
