@@ -179,7 +179,8 @@ async def check_ui(
                 await in_browser(field.submit)
                 cookie = driver.get_cookie("burnrate_token")
                 assert cookie is not None
-                assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+                assert cookie["httpOnly"]
+                assert cookie["sameSite"] == "Strict"
                 assert cookie["path"] == ("/" if base == engine else "/burnrate")
             assert driver.current_url == base + "/"
 
@@ -243,6 +244,7 @@ async def check_ui(
             await until(lambda: "firing" in alerts.text or None, "the page alert listed")
             gate = driver.find_element(By.ID, "gate")
             await until(lambda: "fail" in gate.text or None, "the gate decision")
+            await in_browser(lambda: driver.set_window_size(1400, 2600))
             await in_browser(lambda: driver.save_screenshot(str(shots / "slo.png")))
             options = driver.find_elements(By.CSS_SELECTOR, "#tier option")
             assert len(options) == 1 + len(DEFAULT_TIERS)
@@ -295,7 +297,8 @@ async def test_the_ui_shows_what_the_api_says_and_follows_the_events(
             base = proxy.url
         await check_ui(rt, base, kafka_bootstrap, unique_topic, tmp_path, auth=auth)
         if proxy is not None:
-            assert "/login" in proxy.requests and "/v1/slos" in proxy.requests
+            assert "/login" in proxy.requests
+            assert "/v1/slos" in proxy.requests
         for shot in ("list.png", "slo.png", *(["login.png"] if auth else [])):
             assert (tmp_path / shot).stat().st_size > 10_000, shot
     finally:
