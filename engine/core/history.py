@@ -40,7 +40,15 @@ import numpy.typing as npt
 
 from engine.core.evaluator import Evaluator
 
-__all__ = ["DEFAULT_TIERS", "F16_MAX", "History", "HistoryTier", "Tier", "TierSeries"]
+__all__ = [
+    "DEFAULT_TIERS",
+    "F16_MAX",
+    "History",
+    "HistoryTier",
+    "Tier",
+    "TierSeries",
+    "policy_windows_s",
+]
 
 F16_MAX: Final = float(np.finfo(np.float16).max)
 
@@ -77,6 +85,13 @@ class TierSeries:
     bad: list[float]
     burn_rates: list[list[float | None]]
     """One list per window of `History.windows_s`, in that order."""
+
+
+def policy_windows_s(evaluator: Evaluator) -> tuple[int, ...]:
+    """The long and short windows of the evaluator's policy rows, shortest first: what
+    a chart or list of burn rates against the rows' factors shows (not the periods)."""
+    kept = {w for r in evaluator.rows for w in (r.long_s, r.short_s)}
+    return tuple(w for w in evaluator.windows_s if w in kept)
 
 
 def _f16(a: npt.NDArray[np.float64]) -> npt.NDArray[np.float16]:
@@ -156,8 +171,7 @@ class History:
         if not tiers:
             raise ValueError("a history needs at least one tier")
         ev = evaluator
-        kept = {w for r in ev.rows for w in (r.long_s, r.short_s)}
-        self.windows_s: tuple[int, ...] = tuple(w for w in ev.windows_s if w in kept)
+        self.windows_s = policy_windows_s(ev)
         self._window_rows = np.array([ev.window_index(w) for w in self.windows_s], dtype=int)
         n = len(ev.slos)
         self.tiers = [HistoryTier(t, n, len(self.windows_s)) for t in tiers]

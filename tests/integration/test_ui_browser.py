@@ -298,7 +298,8 @@ async def test_the_ui_shows_what_the_api_says_and_follows_the_events(
         await check_ui(rt, base, kafka_bootstrap, unique_topic, tmp_path, auth=auth)
         if proxy is not None:
             assert "/login" in proxy.requests
-            assert "/v1/slos" in proxy.requests
+            assert "/v1/summary" in proxy.requests
+            assert "/v1/slos/shop-avail/history" in proxy.requests
         for shot in ("list.png", "slo.png", *(["login.png"] if auth else [])):
             assert (tmp_path / shot).stat().st_size > 10_000, shot
     finally:

@@ -10,7 +10,8 @@ the release gate and its overrides (engine.adapters.http.gates), `/v1/changes` t
 changes and the budget each consumed (engine.adapters.http.changes), `/v1/incidents`
 the incidents and their acknowledgement (engine.adapters.http.incidents),
 `/v1/slos/{name}/history` the downsampled history of one SLO
-(engine.adapters.http.history), and the web UI at `/` (engine.adapters.http.ui).
+(engine.adapters.http.history), `/v1/summary` the SLO list in brief
+(engine.adapters.http.summary), and the web UI at `/` (engine.adapters.http.ui).
 
 Auth: with `http.auth_token_env` or `http.auth_token_file` set, every route but
 `/healthz`, `/readyz` and the web UI's `/login` and `/static/` needs
@@ -50,6 +51,7 @@ from engine.adapters.http.history import HistoryApi
 from engine.adapters.http.incidents import IncidentsApi, IncidentSource
 from engine.adapters.http.listen import parse_listen
 from engine.adapters.http.metrics import CONTENT_TYPE, EngineMetrics
+from engine.adapters.http.summary import SummaryApi
 from engine.adapters.http.ui import Ui
 from engine.adapters.kafka.status import SourceStatus
 from engine.core.changes import ChangeLog
@@ -151,7 +153,8 @@ class HttpServer:
         self.auth = BearerAuth.from_config(ev.config.http) if auth is None else auth
         self.api = SloApi(ev, generation=lambda: metrics.generation)
         self.history = History(ev) if history is None else history
-        self.ui = Ui(self.api, self.auth)
+        self.summary = SummaryApi(ev, generation=lambda: metrics.generation)
+        self.ui = Ui(self.api, self.summary, self.auth)
         self.app = web.Application(
             middlewares=[self._track_requests, self.ui.middleware()]
             + ([self.auth.middleware()] if self.auth.enabled else [])
@@ -179,6 +182,7 @@ class HttpServer:
         self.incidents = IncidentsApi(incidents)
         self.incidents.add_routes(self.app)
         HistoryApi(self.api, self.history).add_routes(self.app)
+        self.summary.add_routes(self.app)
         self.ui.add_routes(self.app)
         self._runner: web.AppRunner | None = None
         self._listener: asyncio.Server | None = None

@@ -2,12 +2,13 @@
 
 Server-rendered HTML (templates in `engine/data/ui/`, package data) that reads like a
 report without JavaScript, plus two small scripts that keep it live: `list.js` polls
-`v1/slos` (the API's body, encoded once per evaluation whoever asks) and redraws the
-rows, with a filter and sortable columns; `slo.js` draws the charts of
-`v1/slos/{name}/history` with uPlot (vendored under `engine/data/ui/vendor/`, MIT, its
-license beside it) and fills the alerts, incidents, changes, corrections and gate
-sections from their routes. Nothing is fetched from anywhere but this server (the
-Content-Security-Policy says so to the browser), and no build step exists.
+`v1/summary` (engine.adapters.http.summary: the list's numbers in columns, encoded
+once per evaluation whoever asks) and redraws the rows, with a filter and sortable
+columns; `slo.js` draws the charts of `v1/slos/{name}/history` with uPlot (vendored
+under `engine/data/ui/vendor/`, MIT, its license beside it) and fills the alerts,
+incidents, changes, corrections and gate sections from their routes. Nothing is
+fetched from anywhere but this server (the Content-Security-Policy says so to the
+browser), and no build step exists.
 
 Paths. Every link and fetch is relative, so the UI works unchanged behind a reverse
 proxy that serves it under a prefix and strips it (`location /burnrate/ { proxy_pass
@@ -30,7 +31,6 @@ from __future__ import annotations
 import html
 import math
 import re
-from collections.abc import Callable
 from importlib import resources
 from string import Template
 from typing import Final
@@ -40,8 +40,9 @@ import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from engine.adapters.http.api import SloApi, SloView
+from engine.adapters.http.api import SloApi
 from engine.adapters.http.auth import TOKEN_COOKIE, BearerAuth
+from engine.adapters.http.summary import SummaryApi, SummaryRow
 from engine.core.durations import format_duration
 
 __all__ = ["ASSETS", "Ui", "forwarded_prefix"]
@@ -118,14 +119,10 @@ class Ui:
     """The pages and assets; `auth` decides whether the login page is needed at all."""
 
     def __init__(
-        self,
-        api: SloApi,
-        auth: BearerAuth,
-        refresh_s: float = 2.0,
-        *,
-        policy_rows: Callable[[int], list[tuple[str, str, str, float]]] | None = None,
+        self, api: SloApi, summary: SummaryApi, auth: BearerAuth, refresh_s: float = 2.0
     ) -> None:
         self.api = api
+        self.summary = summary
         self.auth = auth
         self.refresh_s = refresh_s
         self._assets = {name: (_data(name), ctype) for name, ctype in ASSETS.items()}
@@ -134,13 +131,12 @@ class Ui:
             for name in ("list", "slo", "login")
         }
         ev = api.evaluator
-        self._rows_of = policy_rows or self._policy_rows
         self._policies: dict[tuple[tuple[str, str, str, float], ...], int] = {}
         self._policy_of: dict[str, int] = {}
         for i, name in enumerate(ev.names):
             if name in self._policy_of:
                 continue
-            key = tuple(self._rows_of(i))
+            key = tuple(self._policy_rows(i))
             self._policy_of[name] = self._policies.setdefault(key, len(self._policies))
         self._policies_json = [
             [{"severity": s, "long": lo, "short": sh, "factor": f} for s, lo, sh, f in key]
@@ -197,46 +193,44 @@ class Ui:
             headers={"Cache-Control": "no-store"},
         )
 
-    def _row_html(self, v: SloView) -> str:
-        name = v.name if v.group is None else f"{v.name} [{v.group}]"
-        b = v.error_budget.remaining_ratio
+    def _row_html(self, row: SummaryRow) -> str:
+        name, group, service, objective, b, tte, burn_list, firing = row
+        label = name if group is None else f"{name} [{group}]"
         width = 0.0 if b is None else max(0.0, min(1.0, b)) * 100
-        burns = {w.window: w.burn_rate for w in v.windows}
-        policy = self._policies_json[self._policy_of[v.name]]
+        burns = dict(zip(self.summary.windows, burn_list, strict=True))
+        policy = self._policies_json[self._policy_of[name]]
         rows = "".join(
             f"<li>{_e(r['severity'])} &times;{_e(r['factor'])}: "
             f"{_e(r['long'])} {_rate(burns.get(str(r['long'])))} &middot; "
             f"{_e(r['short'])} {_rate(burns.get(str(r['short'])))}</li>"
             for r in policy
         )
-        firing: list[str] = [s for s, a in v.alerts.items() if a.firing]
-        firing += [a.alert for a in v.budget_alerts if a.firing]
         alert = f'<span class="firing">{_e(", ".join(firing))}</span>' if firing else "ok"
         low = " low" if b is not None and b < 0.25 else ""
         return (
-            f'<tr data-slo="{_e(v.name)}" data-group="{_e(v.group or "")}">'
-            f'<th scope="row"><a href="{_e(slo_href(v.name, v.group))}">{_e(name)}</a></th>'
-            f"<td>{_e(v.service or 'composite')}</td>"
-            f'<td class="num">{v.objective:g}%</td>'
+            f'<tr data-slo="{_e(name)}" data-group="{_e(group or "")}">'
+            f'<th scope="row"><a href="{_e(slo_href(name, group))}">{_e(label)}</a></th>'
+            f"<td>{_e(service or 'composite')}</td>"
+            f'<td class="num">{objective:g}%</td>'
             f'<td class="budget"><span class="bar{low}" aria-hidden="true">'
             f'<span style="width:{width:.1f}%"></span></span>'
             f'<span class="num">{_percent(b)}</span></td>'
             f'<td><ul class="burns">{rows}</ul></td>'
             f'<td class="alert">{alert}</td>'
-            f'<td class="num">{_duration(v.error_budget.time_to_exhaustion_s)}</td>'
+            f'<td class="num">{_duration(tte)}</td>'
             "</tr>"
         )
 
     async def _list(self, request: web.Request) -> web.Response:
-        views = self.api.views()
-        rows = "\n".join(self._row_html(v) for v in views)
+        summary = self.summary.rows()
+        rows = "\n".join(self._row_html(r) for r in summary)
         policies = msgspec.json.encode(
             {"policies": self._policies_json, "slo_policy": self._policy_of}
         ).decode()
         return self._page(
             "list",
             rows=rows,
-            count=str(len(views)),
+            count=str(len(summary)),
             refresh_ms=str(int(self.refresh_s * 1000)),
             policies=policies.replace("</", "<\\/"),
         )

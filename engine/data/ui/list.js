@@ -1,4 +1,4 @@
-// The SLO list: polls v1/slos and redraws the rows; filter and sortable columns.
+// The SLO list: polls v1/summary and redraws the rows; filter and sortable columns.
 "use strict";
 (function () {
   const table = document.getElementById("slos");
@@ -7,7 +7,7 @@
   const filter = document.getElementById("filter");
   const refreshMs = Number(table.dataset.refreshMs) || 2000;
   const pol = JSON.parse(document.getElementById("policies").textContent);
-  let sortKey = "name", sortDir = 1, slos = null;
+  let sortKey = "name", sortDir = 1, slos = null, windows = [];
 
   function el(tag, attrs, ...kids) {
     const e = document.createElement(tag);
@@ -29,10 +29,13 @@
     if (m) return m + "m";
     return Math.ceil(s) + "s";
   }
-  function firing(v) {
-    const out = Object.entries(v.alerts).filter(([, a]) => a.firing).map(([s]) => s);
-    for (const b of v.budget_alerts || []) if (b.firing) out.push(b.alert);
-    return out;
+  // v1/summary's columns as one object per SLO
+  function views(c) {
+    return c.name.map((name, k) => ({
+      name, group: c.group[k], service: c.service[k], objective: c.objective[k],
+      budget: c.budget_remaining_ratio[k], tte: c.time_to_exhaustion_s[k],
+      burns: c.burn_rates.map((w) => w[k]), firing: c.firing[k] || [],
+    }));
   }
   function href(v) {
     let h = "slo/" + encodeURIComponent(v.name);
@@ -40,9 +43,9 @@
     return h;
   }
   function row(v) {
-    const b = v.error_budget.remaining_ratio;
+    const b = v.budget;
     const burns = {};
-    for (const w of v.windows) burns[w.window] = w.burn_rate;
+    windows.forEach((w, i) => { burns[w] = v.burns[i]; });
     const rows = pol.policies[pol.slo_policy[v.name]] || [];
     const ul = el("ul", { class: "burns" });
     for (const r of rows) {
@@ -53,7 +56,7 @@
       li.append(el("span", sh >= r.factor ? { class: "hot" } : {}, rate(sh)));
       ul.append(li);
     }
-    const f = firing(v);
+    const f = v.firing;
     const bar = el("span", { class: "bar" + (b !== null && b < 0.25 ? " low" : ""), "aria-hidden": "true" },
       el("span", { style: "width:" + (b === null ? 0 : Math.max(0, Math.min(1, b)) * 100).toFixed(1) + "%" }));
     const name = v.group ? `${v.name} [${v.group}]` : v.name;
@@ -64,19 +67,19 @@
       el("td", { class: "budget" }, bar, el("span", { class: "num" }, pct(b))),
       el("td", {}, ul),
       el("td", { class: "alert" }, f.length ? el("span", { class: "firing" }, f.join(", ")) : "ok"),
-      el("td", { class: "num" }, duration(v.error_budget.time_to_exhaustion_s)));
+      el("td", { class: "num" }, duration(v.tte)));
   }
   const keys = {
     name: (v) => v.name + "\u0000" + (v.group || ""),
     service: (v) => v.service || "",
     objective: (v) => v.objective,
-    budget: (v) => (v.error_budget.remaining_ratio === null ? Infinity : v.error_budget.remaining_ratio),
-    alert: (v) => -firing(v).length,
-    exhaustion: (v) => (v.error_budget.time_to_exhaustion_s === null ? Infinity : v.error_budget.time_to_exhaustion_s),
+    budget: (v) => (v.budget === null ? Infinity : v.budget),
+    alert: (v) => -v.firing.length,
+    exhaustion: (v) => (v.tte === null ? Infinity : v.tte),
   };
   function matches(v, q) {
     if (!q) return true;
-    const hay = [v.name, v.group || "", v.service || "", firing(v).join(" ") || "ok"].join(" ").toLowerCase();
+    const hay = [v.name, v.group || "", v.service || "", v.firing.join(" ") || "ok"].join(" ").toLowerCase();
     return q.split(/\s+/).every((t) => hay.includes(t));
   }
   function render() {
@@ -95,11 +98,12 @@
   let updated = "";
   async function poll() {
     try {
-      const r = await fetch("v1/slos", { credentials: "same-origin", cache: "no-store" });
+      const r = await fetch("v1/summary", { credentials: "same-origin", cache: "no-store" });
       if (r.status === 401) { window.location.assign("login"); return; }
       if (!r.ok) throw new Error("HTTP " + r.status);
       const body = await r.json();
-      slos = body.slos;
+      slos = views(body.slos);
+      windows = body.windows;
       updated = new Date().toLocaleTimeString();
       table.dataset.evaluatedAt = body.evaluated_at === null ? "" : String(body.evaluated_at);
       render();
