@@ -116,7 +116,7 @@ def main() -> None:
         print(f"history at {args.slos:,} SLOs done", flush=True)
     if not args.skip_consume:
         rows.append(
-            run_async(bench_consume(args.slos, args.records, args.repeat, "/v1/slos", GOAL_LOSS))
+            run_async(bench_consume(args.slos, args.records, args.repeat, "/v1/summary", GOAL_LOSS))
         )
     report("bench_ui", rows)
 

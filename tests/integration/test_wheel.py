@@ -130,6 +130,7 @@ def test_the_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> Non
     demo = run([burnrate, "demo", "--quick"], elsewhere, DEMO_TIMEOUT_S)
     report = f"--- stdout\n{demo.stdout}\n--- stderr\n{demo.stderr}"
     assert "(embedded)" in demo.stdout, report
+    assert "web UI: http://127.0.0.1:" in demo.stdout, report
     last = demo.stdout.strip().splitlines()[-1]
     assert last.startswith("page transitions: firing"), report
     assert last.endswith("resolved"), report
