@@ -23,6 +23,7 @@ import aiohttp
 import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 
 from engine.core.config import Config, parse_config
 from engine.core.history import DEFAULT_TIERS, Tier
@@ -200,11 +201,22 @@ async def check_ui(
             await in_browser(search.clear)
             await in_browser(lambda: search.send_keys(" "))  # an input event: all again
             sort = driver.find_element(By.CSS_SELECTOR, "button[data-sort=budget]")
-            await in_browser(sort.click)
+            await in_browser(lambda: sort.send_keys(Keys.ENTER))  # the keyboard sorts
             th = sort.find_element(By.XPATH, "..")
             assert th.get_attribute("aria-sort") == "ascending"
             shown = await in_browser(lambda: driver.execute_script(LIST_JS))
             assert shown["rows"][0]["slo"] == "shop-avail", "least budget first"
+
+            # a redraw keeps the keyboard focus on the same SLO's link
+            driver.execute_script("document.querySelector('tr[data-slo=blog-avail] a').focus()")
+            before = driver.find_element(By.ID, "status").text
+
+            def redrawn() -> bool | None:
+                return driver.find_element(By.ID, "status").text != before or None
+
+            await until(redrawn, "a refresh of the list")
+            focused = driver.execute_script("return document.activeElement.textContent")
+            assert focused == "blog-avail"
 
             # the list follows the events without a reload
             driver.execute_script("window.__same_page = true;")

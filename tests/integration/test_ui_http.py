@@ -75,6 +75,9 @@ async def test_only_the_login_and_the_assets_are_open_without_a_token(
     for path in ("/v1/slos", "/v1/slos/checkout-availability/history", "/static/../v1/slos"):
         assert (await fetch(session, "GET", url + path))[0] == 401, path
     assert (await fetch(session, "GET", f"{url}/static/nope.js"))[0] == 404
+    # an encoded way out of /static/ is no way to the data
+    for sneaky in ("/static/%2e%2e/v1/slos", "/static/..%2fv1/slos", "/static//v1/slos"):
+        assert (await fetch(session, "GET", url + sneaky))[0] in (401, 404), sneaky
 
 
 @pytest.mark.asyncio

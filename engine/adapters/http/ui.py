@@ -23,12 +23,14 @@ the only UI paths open without it. A good token sets the cookie `burnrate_token`
 `X-Forwarded-Proto: https`, Path the prefix) which the server accepts for GET and HEAD
 (engine.adapters.http.auth.credential): the pages and their fetches are reads. A page
 asked for without it redirects to the login page; a wrong token answers the form again
-with 401. The cookie ends with the browser session.
+with 401 (logged as the auth middleware logs a refusal, within its per-minute limit).
+The cookie ends with the browser session.
 """
 
 from __future__ import annotations
 
 import html
+import logging
 import math
 import re
 from importlib import resources
@@ -46,6 +48,8 @@ from engine.adapters.http.summary import SummaryApi, SummaryRow
 from engine.core.durations import format_duration
 
 __all__ = ["ASSETS", "Ui", "forwarded_prefix"]
+
+log = logging.getLogger("burnrate.adapters.http.ui")
 
 ASSETS: Final = {
     "ui.css": "text/css",
@@ -294,6 +298,22 @@ class Ui:
         token = form.get("token")
         token = token.strip() if isinstance(token, str) else ""
         if not token or self.auth.check(f"Bearer {token}") is not None:
+            reason = "invalid login token"
+            if self.auth.refusals.admit((request.remote, "POST", "/login", reason), reason):
+                log.warning(
+                    "401 POST /login from %s: %s",
+                    request.remote,
+                    reason,
+                    extra={
+                        "data": {
+                            "event": "unauthorized",
+                            "remote": request.remote,
+                            "method": "POST",
+                            "path": "/login",
+                            "reason": reason,
+                        }
+                    },
+                )
             return self._page(
                 "login",
                 status=401,

@@ -85,14 +85,25 @@
   function render() {
     if (!slos) return;
     const q = filter.value.trim().toLowerCase();
-    const key = keys[sortKey];
+    const sortBy = keys[sortKey];
     const shown = slos.filter((v) => matches(v, q)).sort((a, b) => {
-      const x = key(a), y = key(b);
+      const x = sortBy(a), y = sortBy(b);
       return (x < y ? -1 : x > y ? 1 : 0) * sortDir || keys.name(a).localeCompare(keys.name(b));
     });
+    // keep the keyboard focus on the same SLO's link across a redraw
+    const focused = tbody.contains(document.activeElement) ? document.activeElement.closest("tr") : null;
+    const key = focused ? [focused.dataset.slo, focused.dataset.group] : null;
     const frag = document.createDocumentFragment();
     for (const v of shown) frag.append(row(v));
     tbody.replaceChildren(frag);
+    if (key) {
+      for (const tr of tbody.rows) {
+        if (tr.dataset.slo === key[0] && tr.dataset.group === key[1]) {
+          tr.querySelector("a").focus({ preventScroll: true });
+          break;
+        }
+      }
+    }
     status.textContent = `${shown.length} of ${slos.length} SLOs` + (updated ? `, updated ${updated}` : "");
   }
   let updated = "";
