@@ -12,11 +12,11 @@ evaluator's arrays in whole-array operations and encoded at most once per evalua
               "objective": [percent, ...], "budget_remaining_ratio": [ratio|null, ...],
               "time_to_exhaustion_s": [s|null, ...],
               "burn_rates": [[rate|null per SLO], ...],   # one list per window
-              "firing": {"3": ["page", "ErrorBudgetExhausted"], ...}}}
+              "firing": {"page": [3, 17], "ErrorBudgetExhausted": [3], ...}}}
 
 Columns rather than objects: the same numbers in a fraction of the bytes and time. An
-SLO's position is the same in every column; `firing` names only the positions with
-an alert firing.
+SLO's position is the same in every column; `firing` gives, per alert firing
+anywhere, the positions of the SLOs where it fires.
 
 The numbers are those of `/v1/slos` (the same read methods; time to exhaustion by
 `engine.core.budget.times_to_exhaustion_s`, bit-identical to the scalar one the views
@@ -89,11 +89,16 @@ class SummaryApi:
         burns = ev.burn_rates()
         remaining = ev.budget_remaining()[idx]
         tte = times_to_exhaustion_s(remaining, burns[self._budget_w, idx], self._period_s[idx])
-        firing: dict[int, list[str]] = {}
-        for k, j in zip(*np.nonzero(ev.alerts().firing[idx]), strict=True):
-            firing.setdefault(int(k), []).append(ev.severities[j])
-        for k, a in zip(*np.nonzero(ev.budget_alerts().firing[idx]), strict=True):
-            firing.setdefault(int(k), []).append(ALERTNAMES[ev.budget_alert_columns[a].kind])
+        firing: dict[str, list[int]] = {}
+        for j, sev in enumerate(ev.severities):
+            at = np.flatnonzero(ev.alerts().firing[idx, j])
+            if len(at):
+                firing[sev] = at.tolist()
+        b_firing = ev.budget_alerts().firing[idx]
+        for a, col in enumerate(ev.budget_alert_columns):
+            at = np.flatnonzero(b_firing[:, a])
+            if len(at):
+                firing.setdefault(ALERTNAMES[col.kind], []).extend(at.tolist())
         return {
             **static,
             "budget_remaining_ratio": remaining.tolist(),
@@ -107,6 +112,10 @@ class SummaryApi:
         """The columns as one row per SLO (the list page's server-side render)."""
         c = self.columns()
         burns = list(zip(*c["burn_rates"], strict=True)) or [() for _ in c["name"]]
+        firing: dict[int, list[str]] = {}
+        for alert, positions in c["firing"].items():
+            for k in positions:
+                firing.setdefault(k, []).append(alert)
         return [
             (
                 name,
@@ -116,7 +125,7 @@ class SummaryApi:
                 None if b != b else b,
                 None if t != t else t,
                 [None if x != x else x for x in burn],
-                c["firing"].get(k, []),
+                firing.get(k, []),
             )
             for k, (name, group, service, objective, b, t, burn) in enumerate(
                 zip(

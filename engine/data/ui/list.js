@@ -31,11 +31,13 @@
   }
   // v1/summary's columns as one object per SLO
   function views(c) {
-    return c.name.map((name, k) => ({
+    const out = c.name.map((name, k) => ({
       name, group: c.group[k], service: c.service[k], objective: c.objective[k],
       budget: c.budget_remaining_ratio[k], tte: c.time_to_exhaustion_s[k],
-      burns: c.burn_rates.map((w) => w[k]), firing: c.firing[k] || [],
+      burns: c.burn_rates.map((w) => w[k]), firing: [],
     }));
+    for (const [alert, at] of Object.entries(c.firing)) for (const k of at) out[k].firing.push(alert);
+    return out;
   }
   function href(v) {
     let h = "slo/" + encodeURIComponent(v.name);

@@ -54,7 +54,7 @@ def same_as_views(ev: Evaluator) -> list[tuple[object, ...]]:
             c["budget_remaining_ratio"][k],
             c["time_to_exhaustion_s"][k],
             [col[k] for col in c["burn_rates"]],
-            c["firing"].get(str(k), []),
+            [alert for alert, at in c["firing"].items() if k in at],
         )
         for k in range(len(c["name"]))
     ]
