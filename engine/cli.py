@@ -41,7 +41,7 @@ COMMANDS: Final[dict[str, tuple[str, str]]] = {
     ),
     "run": (
         "engine.commands.run",
-        "run the service: consume Kafka, evaluate SLOs, serve /metrics, alert",
+        "run the service: consume Kafka, evaluate SLOs, serve /metrics and the web UI, alert",
     ),
     "produce": (
         "engine.commands.produce",

@@ -54,8 +54,9 @@ log = logging.getLogger("burnrate.commands.demo")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Run the whole pipeline locally: an embedded Kafka-protocol broker (or the one in "
-        "KAFKA_BOOTSTRAP_SERVERS), a producer with an incident, and the engine, shown live. "
-        "Ends once the page alert has fired and resolved, or on Ctrl-C."
+        "KAFKA_BOOTSTRAP_SERVERS), a producer with an incident, and the engine, shown live "
+        "in the terminal and in its web UI (the URL is printed at the start). Ends once "
+        "the page alert has fired and resolved, or on Ctrl-C."
     )
     parser.add_argument("--config", default=str(DEMO_CONFIG), help="config (default: %(default)s)")
     parser.add_argument(
