@@ -128,30 +128,44 @@ async def api_slos(session: aiohttp.ClientSession, url: str, auth: bool) -> dict
         return body
 
 
+def differences(page: dict[str, Any], api: dict[str, Any]) -> list[str]:
+    """What the page's rows show differently from the API's SLOs (empty: the same)."""
+    rows = {r["slo"]: r["cells"] for r in page["rows"]}
+    if sorted(rows) != sorted(v["name"] for v in api["slos"]):
+        return [f"rows {sorted(rows)} != SLOs {[v['name'] for v in api['slos']]}"]
+    out = []
+    for v in api["slos"]:
+        name, service, objective, budget, _burns, alert, _tte = rows[v["name"]]
+        want = (
+            v["name"],
+            v["service"],
+            f"{v['objective']:g}%",
+            pct(v["error_budget"]["remaining_ratio"]),
+            firing_of(v),
+        )
+        if (name, service, objective, budget, alert) != want:
+            out.append(f"{(name, service, objective, budget, alert)} != {want}")
+    return out
+
+
 async def page_matches_api(
     driver: webdriver.Chrome, session: aiohttp.ClientSession, url: str, auth: bool
 ) -> dict[str, Any]:
-    """Reads the page and the API until both are of the same evaluation, then compares
-    every row's name, service, objective, budget, alert state with the API's."""
+    """Reads the page and the API until both are of the same evaluation and agree on
+    every row's name, service, objective, budget and alert state (events still being
+    counted can change the numbers within one evaluation); fails with the differences
+    once the deadline passes."""
     end = time.monotonic() + DEADLINE_S
-    while True:
+    why = ["the page never showed the API's evaluation"]
+    while time.monotonic() < end:
         page = await in_browser(lambda: driver.execute_script(LIST_JS))
         api = await api_slos(session, url, auth)
         if page["evaluated_at"] and float(page["evaluated_at"]) == api["evaluated_at"]:
-            break
-        if time.monotonic() > end:
-            pytest.fail(f"the page never showed the API's evaluation {api['evaluated_at']}")
+            why = differences(page, api)
+            if not why:
+                return api
         await asyncio.sleep(0.1)
-    rows = {r["slo"]: r["cells"] for r in page["rows"]}
-    assert sorted(rows) == sorted(v["name"] for v in api["slos"])
-    for v in api["slos"]:
-        name, service, objective, budget, _burns, alert, _tte = rows[v["name"]]
-        assert name == v["name"]
-        assert service == v["service"]
-        assert objective == f"{v['objective']:g}%"
-        assert budget == pct(v["error_budget"]["remaining_ratio"]), v["name"]
-        assert alert == firing_of(v), v["name"]
-    return api
+    pytest.fail("the page and /v1/slos disagree: " + "; ".join(why))
 
 
 async def check_ui(
