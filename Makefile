@@ -30,7 +30,7 @@ lint: setup ## ruff, ruff format --check, mypy --strict
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-BENCHMARKS := bench_decode bench_core bench_evaluate bench_memory bench_kafka bench_scrape bench_security bench_gate bench_detection
+BENCHMARKS := bench_decode bench_core bench_evaluate bench_memory bench_kafka bench_scrape bench_security bench_ui bench_gate bench_detection
 
 bench: setup ## run every benchmark (about 20 minutes); results in benchmarks/results/
 	@for b in $(BENCHMARKS); do echo "== $$b"; $(BIN)/python -m benchmarks.$$b || exit 1; done

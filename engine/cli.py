@@ -50,7 +50,7 @@ COMMANDS: Final[dict[str, tuple[str, str]]] = {
     "token": ("engine.commands.token", "hash an HTTP API token for http.tokens (token hash)"),
     "run": (
         "engine.commands.run",
-        "run the service: consume Kafka, evaluate SLOs, serve /metrics, alert",
+        "run the service: consume Kafka, evaluate SLOs, serve /metrics and the web UI, alert",
     ),
     "produce": (
         "engine.commands.produce",

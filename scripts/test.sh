@@ -13,6 +13,8 @@
 # Kafka TLS and SASL tests (marker `kafka_secure`) need Java and Apache Kafka's jars, so
 # pytest leaves them out (pyproject's addopts) unless asked: `scripts/test.sh -m
 # kafka_secure` runs them (and fails, not skips, without Java or the jars).
+# web UI tests drive a headless Chromium (Debian's `chromium` and `chromium-driver`,
+# installed here too) with Selenium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -25,9 +27,11 @@ command -v prometheus-alertmanager >/dev/null 2>&1 || command -v alertmanager >/
 if [[ -z ${BURNRATE_TEST_POSTGRES_DSN:-} ]] && ! compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null; then
     missing+=(postgresql)
 fi
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if ((${#missing[@]})); then
     if ! command -v apt-get >/dev/null 2>&1; then
-        echo "test.sh: install ${missing[*]} (Prometheus server, promtool, Alertmanager, PostgreSQL) first" >&2
+        echo "test.sh: install ${missing[*]} (Prometheus server, promtool, Alertmanager, PostgreSQL, Chromium and its driver) first" >&2
         exit 1
     fi
     sudo=()

@@ -54,8 +54,9 @@ log = logging.getLogger("burnrate.commands.demo")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Run the whole pipeline locally: an embedded Kafka-protocol broker (or the one in "
-        "KAFKA_BOOTSTRAP_SERVERS), a producer with an incident, and the engine, shown live. "
-        "Ends once the page alert has fired and resolved, or on Ctrl-C."
+        "KAFKA_BOOTSTRAP_SERVERS), a producer with an incident, and the engine, shown live "
+        "in the terminal and in its web UI (the URL is printed at the start). Ends once "
+        "the page alert has fired and resolved, or on Ctrl-C."
     )
     parser.add_argument("--config", default=str(DEMO_CONFIG), help="config (default: %(default)s)")
     parser.add_argument(
@@ -127,15 +128,14 @@ def _view(
             else Text("ok", style="green")
         )
         table.add_row(*cells)
-    lines = [
-        Text(f"metrics: {url}/metrics   readiness: {url}/readyz   Ctrl-C to stop", style="dim")
-    ]
+    lines = [Text(f"web UI: {url}/   metrics: {url}/metrics   Ctrl-C to stop", style="dim")]
     lines += [Text(n) for n in notes[-8:]]
     return Group(table, *lines)
 
 
 async def _demo(args: argparse.Namespace, console: Console) -> int:
     from engine.adapters.kafka.embedded_broker import create_topic
+    from engine.core.history import DEFAULT_TIERS, Tier
     from engine.loadgen.publish import produce
     from engine.loadgen.spec import LoadSpec
     from engine.runtime.service import Runtime
@@ -176,7 +176,10 @@ async def _demo(args: argparse.Namespace, console: Console) -> int:
             group_id=f"{config.kafka.group_id}-{uuid.uuid4().hex[:8]}",
         )
         config = msgspec.structs.replace(config, kafka=kafka, receivers=[])
-        runtime = Runtime(config, listen=args.listen, sinks=[])
+        # The demo's windows are compressed to minutes, and so is the finest tier of its
+        # history: a point every 5 s, so the web UI's charts show the incident.
+        tiers = (Tier(5, 240), *DEFAULT_TIERS)
+        runtime = Runtime(config, listen=args.listen, sinks=[], history_tiers=tiers)
         transitions: list[Transition] = []  # a demo's few alerts, for the screen
         runtime.subscribe(transitions.extend)
         run = asyncio.create_task(runtime.run(stop))
@@ -187,6 +190,7 @@ async def _demo(args: argparse.Namespace, console: Console) -> int:
         if run.done():
             run.result()
             return EXIT_FAILURE
+        console.print(f"web UI: {runtime.http.url}/  (open it in a browser while the demo runs)")
         started = time.time()
         # A page before the incident (background errors in thin early windows) is not
         # the one the demo is about: only a resolve after the incident began ends it.
@@ -240,7 +244,7 @@ async def _demo(args: argparse.Namespace, console: Console) -> int:
                 async with asyncio.timeout(15):
                     await run
     if live is None:
-        console.print(f"metrics were at {runtime.http.url}/metrics")
+        console.print(f"the web UI and metrics were at {runtime.http.url}/")
     pages = [tr.state for tr in transitions if tr.severity == "page"]
     console.print(f"page transitions: {', '.join(pages) or 'none'}")
     return EXIT_OK if resolved_at is not None else EXIT_FAILURE

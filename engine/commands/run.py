@@ -57,7 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--listen",
         type=_listen_arg,
         metavar="HOST:PORT",
-        help="HTTP address for /metrics, /healthz, /readyz (default: http.listen of the config)",
+        help="HTTP address for the web UI (/), /metrics, /healthz, /readyz and the API "
+        "(default: http.listen of the config)",
     )
     parser.add_argument(
         "--log-format",

@@ -20,8 +20,8 @@ could not deliver, so it is sent after a restart), commit the offsets it holds, 
 the group, stop HTTP. Every await on that path is bounded, so the process exits within
 `SHUTDOWN_TIMEOUT_S` even with every broker and every receiver down.
 
-Other code follows the alerts with `subscribe(callback)` (the demo does); the service
-keeps no history of its own.
+Other code follows the alerts with `subscribe(callback)` (the demo does). The only
+history kept is the web UI's downsampled one (engine.core.history), sampled each tick.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ from engine.adapters.store.state import FileStateStore
 from engine.core.changes import ChangeLog
 from engine.core.config import Config
 from engine.core.evaluator import Evaluator, Transition
+from engine.core.history import DEFAULT_TIERS, History, Tier
 from engine.core.overrides import Overrides
 from engine.errors import ConfigError
 from engine.runtime.audit import RuntimeAudit, config_digest
@@ -78,6 +79,7 @@ class Runtime:
         clock: Callable[[], float] = time.time,
         config_path: str | None = None,
         config_source: bytes | None = None,
+        history_tiers: tuple[Tier, ...] = DEFAULT_TIERS,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -108,6 +110,7 @@ class Runtime:
             overrides=self.overrides,
             changes=self.changes,
             incidents=self.incidents,
+            history=History(self.evaluator, history_tiers),
         )
         self.http.auth.on_denied = self.on_auth_denied
         self.http.gates.on_change = self._overrides_changed
@@ -240,6 +243,7 @@ class Runtime:
         )
         self.http.warn_if_open()
         self.checkpoint.restore()
+        self.http.history.rebase(self.evaluator)  # the restored counts are not this run's
         if self.incidents is not None:  # restored changes and corrections are not news
             self.incidents.mark_seen()
         if self.checkpoint.restored:  # before any new transition: what was owed comes first
@@ -321,6 +325,7 @@ class Runtime:
             watermark_cap_s=self.source.event_time_cap(),
         )
         self.metrics.evaluation_duration.observe(time.perf_counter() - t0)
+        self.http.history.observe(self.evaluator)
         self.changes.update(self.evaluator)
         self._drain_batch_sizes()
         self.metrics.invalidate()

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from engine import __version__
+from engine.adapters.http.ui import ASSETS
 
 pytestmark = pytest.mark.slow
 
@@ -95,7 +96,9 @@ def test_the_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> Non
     wheel = build_wheel(tmp_path)
     with zipfile.ZipFile(wheel) as whl:
         names = whl.namelist()
-    for needed in ("engine/data/demo.yaml", "engine/py.typed", "engine/__main__.py"):
+    ui = [f"engine/data/ui/{name}" for name in ("list.html", "slo.html", "login.html")]
+    ui += [f"engine/data/ui/{name}" for name in ASSETS]
+    for needed in ("engine/data/demo.yaml", "engine/py.typed", "engine/__main__.py", *ui):
         assert needed in names, f"{needed} missing from {wheel.name}"
     assert not [n for n in names if n.startswith(("tests/", "benchmarks/"))], names
 
@@ -127,6 +130,7 @@ def test_the_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> Non
     demo = run([burnrate, "demo", "--quick"], elsewhere, DEMO_TIMEOUT_S)
     report = f"--- stdout\n{demo.stdout}\n--- stderr\n{demo.stderr}"
     assert "(embedded)" in demo.stdout, report
+    assert "web UI: http://127.0.0.1:" in demo.stdout, report
     last = demo.stdout.strip().splitlines()[-1]
     assert last.startswith("page transitions: firing"), report
     assert last.endswith("resolved"), report

@@ -399,6 +399,10 @@ class SloApi:
             return None
         return self.views([i])[0]
 
+    def column_of(self, name: str) -> int | None:
+        """The first column of the SLO `name` (None: no such SLO)."""
+        return self._index.get(name)
+
     def group_columns(self, name: str) -> dict[str, int]:
         """The groups of SLO `name` that are in use, and their columns (empty: the SLO is
         not grouped, or unknown)."""

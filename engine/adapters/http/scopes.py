@@ -5,7 +5,8 @@
 - `operate`: the writes of running a service: gate overrides, changes, incident
   acknowledgement, corrections;
 - `admin`: the engine itself (`POST /-/reload`).
-- None: open to anyone, the probes `/healthz` and `/readyz`.
+- None: open to anyone: the probes `/healthz` and `/readyz`, and the web UI's login form
+  and static files (scripts, styles; no data).
 
 Scopes do not imply each other: a token that should read and write lists both. A
 route the table does not name is refused to every token (403), so a route added without
@@ -29,6 +30,12 @@ ROUTE_SCOPES: Final[dict[str, dict[str, Scope | None]]] = {
     "/healthz": {"GET": None},
     "/readyz": {"GET": None},
     "/metrics": {"GET": "read"},
+    "/": {"GET": "read"},  # the web UI (engine.adapters.http.ui)
+    "/slo/{name}": {"GET": "read"},
+    "/login": {"GET": None, "POST": None},
+    "/static/{path}": {"GET": None},
+    "/v1/summary": {"GET": "read"},
+    "/v1/slos/{name}/history": {"GET": "read"},
     "/v1/slos": {"GET": "read"},
     "/v1/slos/{name}": {"GET": "read"},
     "/v1/corrections": {"GET": "read", "POST": "operate"},

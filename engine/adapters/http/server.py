@@ -8,12 +8,15 @@ else 503 with the reason as JSON. `/metrics` serves the cached Prometheus body;
 `/v1/corrections` the corrections (engine.adapters.http.corrections), `/v1/gates/{service}`
 the release gate and its overrides (engine.adapters.http.gates), `/v1/changes` the
 changes and the budget each consumed (engine.adapters.http.changes), `/v1/incidents`
-the incidents and their acknowledgement (engine.adapters.http.incidents).
+the incidents and their acknowledgement (engine.adapters.http.incidents),
+`/v1/slos/{name}/history` the downsampled history of one SLO
+(engine.adapters.http.history), `/v1/summary` the SLO list in brief
+(engine.adapters.http.summary), and the web UI at `/` (engine.adapters.http.ui).
 
 Auth: with tokens configured (`http.tokens`, `http.auth_token_env` or
-`http.auth_token_file`), every route but `/healthz` and `/readyz` needs
-`Authorization: Bearer <token>` of a token with the route's scope, `/metrics` included
-(scrape it with `authorization: {type: Bearer, credentials_file: ...}` in the
+`http.auth_token_file`), every route but `/healthz`, `/readyz` and the web UI's `/login`
+and `/static/` needs `Authorization: Bearer <token>` of a token with the route's scope,
+`/metrics` included (scrape it with `authorization: {type: Bearer, credentials_file: ...}` in the
 Prometheus job); see engine.adapters.http.auth and engine.adapters.http.scopes.
 HTTPS with `http.tls` (engine.adapters.http.tls), mutual TLS with its `client_ca_file`.
 
@@ -55,15 +58,19 @@ from engine.adapters.http.changes import ChangesApi
 from engine.adapters.http.connections import Connection, Connections, Refused
 from engine.adapters.http.corrections import CorrectionsApi
 from engine.adapters.http.gates import GatesApi
+from engine.adapters.http.history import HistoryApi
 from engine.adapters.http.incidents import IncidentsApi, IncidentSource
 from engine.adapters.http.listen import parse_listen
 from engine.adapters.http.metrics import CONTENT_TYPE, EngineMetrics
+from engine.adapters.http.summary import SummaryApi
 from engine.adapters.http.tls import server_ssl_context
+from engine.adapters.http.ui import Ui
 from engine.adapters.kafka.status import SourceStatus
 from engine.core.changes import ChangeLog
 from engine.core.config_io import Http
 from engine.core.durations import parse_duration_s
 from engine.core.evaluator import Evaluator
+from engine.core.history import History
 from engine.core.overrides import Overrides
 
 __all__ = [
@@ -151,6 +158,8 @@ class HttpServer:
     `evaluator` defaults to the one the metrics read; `auth`, `limits` and `tls` to what
     that evaluator's `config.http` configures (raises ConfigError when it is configured
     but unusable); `tls=False` serves plain HTTP whatever the config says.
+    `history` defaults to an empty one, which its owner feeds (`history.observe` after
+    each evaluation: engine.runtime.service does).
     """
 
     def __init__(
@@ -167,6 +176,7 @@ class HttpServer:
         changes: ChangeLog | None = None,
         incidents: IncidentSource | None = None,
         tls: ssl.SSLContext | bool | None = None,
+        history: History | None = None,
     ) -> None:
         self.host, self._port = parse_listen(listen)
         ev = metrics.collector.evaluator if evaluator is None else evaluator
@@ -180,8 +190,11 @@ class HttpServer:
             tls = None if http.tls is None else server_ssl_context(http.tls)
         self.tls: ssl.SSLContext | None = tls or None
         self.api = SloApi(ev, generation=lambda: metrics.generation)
+        self.history = History(ev) if history is None else history
+        self.summary = SummaryApi(ev, generation=lambda: metrics.generation)
+        self.ui = Ui(self.api, self.summary, self.auth)
         self.app = web.Application(
-            middlewares=[self._track_requests]
+            middlewares=[self._track_requests, self.ui.middleware()]
             + ([self.auth.middleware()] if self.auth.enabled else []),
             client_max_size=MAX_BODY_BYTES,
         )
@@ -207,6 +220,9 @@ class HttpServer:
         metrics.collector.changes = self.changes.changes.counts
         self.incidents = IncidentsApi(incidents)
         self.incidents.add_routes(self.app)
+        HistoryApi(self.api, self.history).add_routes(self.app)
+        self.summary.add_routes(self.app)
+        self.ui.add_routes(self.app)
         self._runner: web.AppRunner | None = None
         self._listener: asyncio.Server | None = None
         self._connections = Connections()
