@@ -203,16 +203,21 @@ class MultiTickMixin:
         the tick, which the caller reads from the windows then."""
         row_windows = sorted({*self.row_long.tolist(), *self.row_short.tolist()})
         sums = sums_of(row_windows)
+        burn: dict[int, F64] = {}
         with np.errstate(invalid="ignore", divide="ignore"):
-            # exactly `burn_rates()`: the same float64 values divided in the same order
-            long_s, short_s = sums[self.row_long], sums[self.row_short]  # (n_rows, K, n_slo, 2)
-            long_b = (long_s[..., 1] / long_s[..., 0]) / self.budget_ratio
-            short_b = (short_s[..., 1] / short_s[..., 0]) / self.budget_ratio
-        factor = self.factor.T[:, None, :]  # (n_rows, 1, n_slo)
-        holds_rows = (long_b >= factor) & (short_b >= factor) & self.row_mask.T[:, None, :]
-        if self._thin:
-            for s in (long_s, short_s):
-                holds_rows &= (s[..., 0] >= self.min_events) & (s[..., 1] >= self.min_bad_events)
+            for w in row_windows:  # exactly `burn_rates()`: the same values, the same order
+                burn[w] = (sums[w, ..., 1] / sums[w, ..., 0]) / self.budget_ratio  # (K, n_slo)
+        holds_rows = np.zeros((len(self.rows), len(ticks), len(self.slos)), dtype=bool)
+        for u in range(len(self.rows)):
+            wl, ws = int(self.row_long[u]), int(self.row_short[u])
+            f = self.factor[:, u]
+            np.greater_equal(burn[wl], f, out=holds_rows[u])
+            holds_rows[u] &= burn[ws] >= f
+            holds_rows[u] &= self.row_mask[:, u]
+            if self._thin:
+                for w in (wl, ws):
+                    holds_rows[u] &= sums[w, ..., 0] >= self.min_events
+                    holds_rows[u] &= sums[w, ..., 1] >= self.min_bad_events
         alerts = self._alerts
         n_rows = len(self.rows)
         found: list[tuple[int, int, int, Literal["firing", "resolved"], int]] = []
@@ -266,7 +271,8 @@ class MultiTickMixin:
             period = at[self.period_index, np.arange(n_slo)]
             remaining = budget.remaining_ratio(period[:, 0], period[:, 1], self.budget_ratio)
             with np.errstate(invalid="ignore", divide="ignore"):
-                burn = (at[..., 1] / at[..., 0]) / self.budget_ratio
+                burn_at = (at[..., 1] / at[..., 0]) / self.budget_ratio
             tick = float(ticks[k])
-            out.append(self._transition(i, self.severities[j], state, tick, r, burn, remaining))
+            sev = self.severities[j]
+            out.append(self._transition(i, sev, state, tick, r, burn_at, remaining))
         return out
