@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from engine.core import budget
 from engine.core.arrays import F64, I64
-from engine.core.multitick import Bool, step_alerts, tick_sums
+from engine.core.multitick import Bool, may_hold, step_alerts, tick_sums
 from engine.core.transitions import Transition
 from engine.core.windows import bucket_cap
 
@@ -167,13 +167,15 @@ class MultiTickMixin:
             part = ticks[k:end]
             hi = int(np.searchsorted(wm, part[-1], side="right"))
             applied = np.searchsorted(part, wm[pos:hi], side="left").astype(np.int64)
-            sums_of = partial(
-                self._chunk_sums,
-                int(part[0]),
-                len(part),
-                (slo[pos:hi].astype(np.int64), ts[pos:hi], total[pos:hi], bad[pos:hi], applied),
-            )
-            out += self._evaluate_ticks(part, sums_of)
+            pairs = (slo[pos:hi].astype(np.int64), ts[pos:hi], total[pos:hi], bad[pos:hi], applied)
+            # Only columns a row could hold in, or with an alert not at rest, can change.
+            alerts = self._alerts
+            active = may_hold(self.windows, self._short_windows, int(part[0]), pairs[0], pairs[3])
+            active |= alerts.firing.any(axis=1) | ~np.isnan(alerts.pending_since_s).all(axis=1)
+            cols = np.flatnonzero(active)
+            if len(cols):
+                sums_of = partial(self._chunk_sums, int(part[0]), len(part), pairs, cols)
+                out += self._evaluate_ticks(part, sums_of, cols)
             self._apply(
                 slo[pos:hi], ts[pos:hi], total[pos:hi], bad[pos:hi], resum_at=float(part[-1])
             )
@@ -188,62 +190,82 @@ class MultiTickMixin:
         first_s: int,
         n_ticks: int,
         pairs: tuple[I64, F64, I64, I64, I64],
+        columns: I64,
         only: list[int],
     ) -> F64:
         slo, ts, total, bad, applied = pairs
         tick = int(self.tick_s)
         return tick_sums(
-            self.windows, first_s, tick, n_ticks, slo, ts, total, bad, applied, only=only
+            self.windows,
+            first_s,
+            tick,
+            n_ticks,
+            slo,
+            ts,
+            total,
+            bad,
+            applied,
+            only=only,
+            columns=columns,
         )
 
-    def _evaluate_ticks(self, ticks: F64, sums_of: Callable[[list[int]], F64]) -> list[Transition]:
-        """`Evaluator._evaluate` at every tick of `ticks`, given the window sums there
-        (`sums_of(windows)`: (n_windows, K, n_slo, 2), exact float64, the windows asked
-        for filled); leaves the alert state as after the last, but for the budget at
-        the tick, which the caller reads from the windows then."""
+    @property
+    def _short_windows(self) -> set[int]:
+        return set(self.row_short.tolist())
+
+    def _evaluate_ticks(
+        self, ticks: F64, sums_of: Callable[[list[int]], F64], c: I64
+    ) -> list[Transition]:
+        """`Evaluator._evaluate` at every tick of `ticks` for the columns `c` (the others
+        stay at rest), given the window sums there (`sums_of(windows)`: (n_windows, K,
+        len(c), 2), exact float64, the windows asked for filled); leaves the alert state
+        as after the last tick, but for the budget at the tick, which the caller reads
+        from the windows then."""
         row_windows = sorted({*self.row_long.tolist(), *self.row_short.tolist()})
         sums = sums_of(row_windows)
+        budget_ratio = self.budget_ratio[c]
         burn: dict[int, F64] = {}
         with np.errstate(invalid="ignore", divide="ignore"):
             for w in row_windows:  # exactly `burn_rates()`: the same values, the same order
-                burn[w] = (sums[w, ..., 1] / sums[w, ..., 0]) / self.budget_ratio  # (K, n_slo)
-        holds_rows = np.zeros((len(self.rows), len(ticks), len(self.slos)), dtype=bool)
+                burn[w] = (sums[w, ..., 1] / sums[w, ..., 0]) / budget_ratio  # (K, len(c))
+        holds_rows = np.zeros((len(self.rows), len(ticks), len(c)), dtype=bool)
+        min_events, min_bad = self.min_events[c], self.min_bad_events[c]
         for u in range(len(self.rows)):
             wl, ws = int(self.row_long[u]), int(self.row_short[u])
-            f = self.factor[:, u]
+            f = self.factor[c, u]
             np.greater_equal(burn[wl], f, out=holds_rows[u])
             holds_rows[u] &= burn[ws] >= f
-            holds_rows[u] &= self.row_mask[:, u]
+            holds_rows[u] &= self.row_mask[c, u]
             if self._thin:
                 for w in (wl, ws):
-                    holds_rows[u] &= sums[w, ..., 0] >= self.min_events
-                    holds_rows[u] &= sums[w, ..., 1] >= self.min_bad_events
+                    holds_rows[u] &= sums[w, ..., 0] >= min_events
+                    holds_rows[u] &= sums[w, ..., 1] >= min_bad
         alerts = self._alerts
         n_rows = len(self.rows)
         found: list[tuple[int, int, int, Literal["firing", "resolved"], int]] = []
         for j in range(len(self.severities)):
-            cols = self._severity_rows[j]
-            sev_rows = holds_rows[cols]  # (n_cols, K, n_slo)
-            if len(cols) == 1:
+            rows = self._severity_rows[j]
+            sev_rows = holds_rows[rows]  # (n_rows of j, K, len(c))
+            if len(rows) == 1:
                 holds: Bool = sev_rows[0]
-                first: I64 = np.full(holds.shape, cols[0])
+                first: I64 = np.full(holds.shape, rows[0])
             else:
                 holds = np.asarray(sev_rows.any(axis=0))
-                rank = np.where(sev_rows, self.row_rank.T[cols][:, None, :], n_rows)
-                first = cols[np.argmin(rank, axis=0)]
-            firing0 = alerts.firing[:, j].copy()
-            row0 = alerts.firing_row[:, j].copy()
+                rank = np.where(sev_rows, self.row_rank[c][:, rows].T[:, None, :], n_rows)
+                first = rows[np.argmin(rank, axis=0)]
+            firing0 = alerts.firing[c, j]
+            row0 = alerts.firing_row[c, j]
             steps = step_alerts(
                 ticks,
                 holds,
                 first,
-                for_s=self.for_s,
-                keep_firing_for_s=self.keep_firing_for_s,
+                for_s=self.for_s[c],
+                keep_firing_for_s=self.keep_firing_for_s[c],
                 firing=firing0,
                 firing_row=row0,
-                pending_since_s=alerts.pending_since_s[:, j],
-                last_true_s=alerts.last_true_s[:, j],
-                firing_since_s=alerts.firing_since_s[:, j],
+                pending_since_s=alerts.pending_since_s[c, j],
+                last_true_s=alerts.last_true_s[c, j],
+                firing_since_s=alerts.firing_since_s[c, j],
             )
             was = np.vstack([firing0[None, :], steps.firing[:-1]])
             for k, i in zip(*np.nonzero(steps.firing & ~was), strict=True):
@@ -254,25 +276,27 @@ class MultiTickMixin:
                 else:  # fired while holding: the row of the tick before
                     r = int(first[k - 1, i]) if k > 0 else int(row0[i])
                 found.append((int(k), int(i), j, "resolved", r))
-            alerts.firing[:, j] = steps.firing[-1]
-            alerts.firing_row[:, j] = steps.firing_row
-            alerts.pending_since_s[:, j] = steps.pending_since_s
-            alerts.last_true_s[:, j] = steps.last_true_s
-            alerts.firing_since_s[:, j] = steps.firing_since_s
+            alerts.firing[c, j] = steps.firing[-1]
+            alerts.firing_row[c, j] = steps.firing_row
+            alerts.pending_since_s[c, j] = steps.pending_since_s
+            alerts.last_true_s[c, j] = steps.last_true_s
+            alerts.firing_since_s[c, j] = steps.firing_since_s
         if not found:
             return []
-        found.sort(key=lambda x: (x[0], x[1], x[2]))  # by tick, then as `_evaluate` does
+        # by tick, then as `_evaluate` does (by column, then severity; `c` is ascending)
+        found.sort(key=lambda x: (x[0], x[1], x[2]))
         # the budget at the ticks with transitions, from the SLOs' period windows
-        n_slo = len(self.slos)
+        n_slo, n_windows = len(self.slos), len(self.windows.windows_s)
         every = sums_of(sorted({*self.period_index.tolist(), *row_windows}))
+        burn_at = np.full((n_windows, n_slo), np.nan)
+        remaining = np.full(n_slo, np.nan)
         out = []
         for k, i, j, state, r in found:
-            at = every[:, k]  # (n_windows, n_slo, 2)
-            period = at[self.period_index, np.arange(n_slo)]
-            remaining = budget.remaining_ratio(period[:, 0], period[:, 1], self.budget_ratio)
+            at = every[:, k]  # (n_windows, len(c), 2)
+            period = at[self.period_index[c], np.arange(len(c))]
+            remaining[c] = budget.remaining_ratio(period[:, 0], period[:, 1], budget_ratio)
             with np.errstate(invalid="ignore", divide="ignore"):
-                burn_at = (at[..., 1] / at[..., 0]) / self.budget_ratio
-            tick = float(ticks[k])
-            sev = self.severities[j]
-            out.append(self._transition(i, sev, state, tick, r, burn_at, remaining))
+                burn_at[:, c] = (at[..., 1] / at[..., 0]) / budget_ratio
+            tick, sev = float(ticks[k]), self.severities[j]
+            out.append(self._transition(int(c[i]), sev, state, tick, r, burn_at, remaining))
         return out

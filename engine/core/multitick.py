@@ -44,7 +44,7 @@ import numpy.typing as npt
 from engine.core.arrays import F64, I64
 from engine.core.windows import WindowSet, bucket_of
 
-__all__ = ["AlertSteps", "Bool", "step_alerts", "tick_sums"]
+__all__ = ["AlertSteps", "Bool", "may_hold", "step_alerts", "tick_sums"]
 
 Bool = npt.NDArray[np.bool_]
 
@@ -60,14 +60,28 @@ def tick_sums(
     bad: I64,
     applied: I64,
     only: Collection[int] | None = None,
+    columns: I64 | None = None,
 ) -> F64:
     """(n_windows, K, n_slo, 2) (total, bad) of every window at the K = `n_ticks` ticks
     `first_tick_s + k * tick_s` (whole seconds), as `windows` would hold them after
     `advance_to(tick)` with the pairs (slo, ts, total, bad) whose `applied` index is
     <= k added before tick k, on top of what the rings hold now; windows not in
     `only` (indices into `windows_s`; None: all) are left 0. As float64, which the
-    caller guarantees is exact: no sum reaches 2^53."""
+    caller guarantees is exact: no sum reaches 2^53. `columns`: of these SLO columns
+    only (the third axis follows their order), the other pairs ignored."""
     n_slo = windows.n_slo
+    if columns is not None:
+        position = np.full(n_slo, -1, dtype=np.int64)
+        position[columns] = np.arange(len(columns))
+        keep = position[slo] >= 0
+        slo, ts, total, bad, applied = (
+            position[slo[keep]],
+            ts[keep],
+            total[keep],
+            bad[keep],
+            applied[keep],
+        )
+        n_slo = len(columns)
     out = np.zeros((len(windows.windows_s), n_ticks, n_slo, 2))
     g = windows.grain_s
     slo, b0, applied, counts = _aggregate(slo, bucket_of(ts, g), applied, total, bad, n_slo)
@@ -79,7 +93,8 @@ def tick_sums(
             continue
         r = level.r
         tick_b = _first_tick_bucket(first_tick_s, tick_s, n_ticks, r)
-        held = _held_cumsum(level.grid(), level.head, level.length)
+        grid = level.grid() if columns is None else level.grid()[:, columns]
+        held = _held_cumsum(grid, level.head, level.length)
         b = b0 if r == g else (b0 * g) // r
         # Tick k's bucket B_k = ceil(T_k / r) - 1 reaches bucket b from the first k with
         # T_k > b * r: integer arithmetic on the grid, exact.
@@ -102,6 +117,30 @@ def tick_sums(
                 top = np.clip(tick_b - base + 1, 0, len(cs) - 1)
                 bottom = np.clip(tick_b - n - base + 1, 0, len(cs) - 1)
                 target += cs[top] - cs[bottom]
+    return out
+
+
+def may_hold(
+    windows: WindowSet, short: Collection[int], first_tick_s: int, slo: I64, bad: I64
+) -> Bool:
+    """(n_slo,) False for the columns whose windows `short` (the policy rows' short
+    windows) hold no bad event at any tick from `first_tick_s` on, with the pairs
+    (slo, bad) counted too: no row of theirs can hold (its factor is > 0), so the
+    tick-by-tick evaluator would leave their alerts at rest."""
+    out = np.zeros(windows.n_slo, dtype=bool)
+    out[slo[bad > 0]] = True
+    for level in windows.levels:
+        if level.head is None:
+            continue
+        b0 = -(-first_tick_s // level.r) - 1  # the first tick's bucket
+        for wi in level.windows:
+            if wi not in short:
+                continue
+            first = max(b0 - windows.buckets[wi] + 1, level.head - level.length + 1)
+            if first > level.head:
+                continue
+            slots = np.arange(first, level.head + 1) % level.length
+            out |= level.grid()[slots, :, 1].any(axis=0)
     return out
 
 
