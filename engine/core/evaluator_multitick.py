@@ -287,12 +287,13 @@ class MultiTickMixin:
         found.sort(key=lambda x: (x[0], x[1], x[2]))
         # the budget at the ticks with transitions, from the SLOs' period windows
         n_slo, n_windows = len(self.slos), len(self.windows.windows_s)
-        every = sums_of(sorted({*self.period_index.tolist(), *row_windows}))
+        extra = sorted(set(self.period_index[c].tolist()) - set(row_windows))
+        periods = sums_of(extra) if extra else None  # the windows not summed yet
         burn_at = np.full((n_windows, n_slo), np.nan)
         remaining = np.full(n_slo, np.nan)
         out = []
         for k, i, j, state, r in found:
-            at = every[:, k]  # (n_windows, len(c), 2)
+            at = sums[:, k] if periods is None else sums[:, k] + periods[:, k]
             period = at[self.period_index[c], np.arange(len(c))]
             remaining[c] = budget.remaining_ratio(period[:, 0], period[:, 1], budget_ratio)
             with np.errstate(invalid="ignore", divide="ignore"):
