@@ -18,6 +18,8 @@ from engine.core import snapshot
 from engine.core.config import Config, parse_config
 from engine.core.decode import Event
 from engine.core.evaluator import Evaluator, Transition
+from engine.core.multitick import tick_sums
+from engine.core.windows import WindowSet
 from tests.unit.core.reference import split, stamped
 
 SLOS = """
@@ -174,6 +176,41 @@ def test_the_multi_tick_pass_equals_tick_by_tick(
     assert_same(ref, vec)
 
 
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    steps=st.lists(st.tuples(dt, event), min_size=1, max_size=100),
+    cuts=st.lists(st.integers(0, 120), max_size=8),
+    clock=st.lists(st.floats(-30, 300), min_size=1, max_size=8),
+    caps=st.lists(st.one_of(st.none(), st.floats(-600, 60)), min_size=1, max_size=8),
+    options=st.sampled_from(OPTIONS),
+    lateness=st.sampled_from(["0s", "30s", "2m"]),
+)
+def test_live_batches_with_a_wall_clock_and_caps_are_evaluated_alike(
+    steps: list[tuple[float, Event]],
+    cuts: list[int],
+    clock: list[float],
+    caps: list[float | None],
+    options: str,
+    lateness: str,
+) -> None:
+    """`run`'s path: a wall clock (`now_s`) and a lagging partition's cap
+    (`watermark_cap_s`) on each batch, then `advance` with the clock, as after lag."""
+    cfg = make_config("10s", lateness, options, "groups")
+    ref, vec = pair(cfg)
+    got_ref: list[Transition] = []
+    got_vec: list[Transition] = []
+    for k, batch in enumerate(split(stamped(1_000_000_000.0, steps), cuts)):
+        newest = max(e.ts for e in batch if e.ts is not None)
+        now = newest + clock[k % len(clock)]
+        cap = caps[k % len(caps)]
+        cap_s = None if cap is None else newest + cap
+        for ev, got in ((ref, got_ref), (vec, got_vec)):
+            got += ev.ingest(ev.classifier.columns(batch), now_s=now, watermark_cap_s=cap_s)
+            got += ev.advance(now - 30, watermark_cap_s=cap_s)
+        assert transitions_key(got_vec) == transitions_key(got_ref)
+        assert_same(ref, vec)
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seconds=st.integers(600, 4 * 3600),
@@ -272,3 +309,70 @@ def test_configurations_the_pass_does_not_cover_are_evaluated_tick_by_tick(
     assert ev.evaluated_at_s is not None
     assert ev.evaluated_at_s >= start + 7000
     assert any(tr.state == "firing" for tr in trs)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    tick=st.sampled_from([1, 5, 10]),
+    steps=st.lists(
+        st.tuples(
+            st.one_of(st.floats(0, 8), st.floats(-50, 0), st.just(400.0)),
+            st.integers(0, 2),
+            st.integers(1, 9),
+        ),
+        min_size=1,
+        max_size=80,
+    ),
+    before=st.integers(0, 40),
+    n_ticks=st.integers(1, 120),
+)
+def test_window_sums_of_every_tick_equal_a_window_set_ticked_one_by_one(
+    tick: int, steps: list[tuple[float, int, int]], before: int, n_ticks: int
+) -> None:
+    """`tick_sums` against a real WindowSet: pairs counted before the first tick at or
+    after the watermark their event left (late ones too), ticks one by one."""
+    windows_s = [60, 300, 1800, 3600]
+    ahead = 120 + 2 * tick
+
+    def fresh() -> WindowSet:
+        return WindowSet(3, windows_s, ahead_s=ahead, tick_s=tick)
+
+    first = 1_000_000_000 - 1_000_000_000 % tick + 600
+    ts, slo, total = [], [], []
+    t = float(first - before * tick)
+    wm = -math.inf
+    for d, s, n in steps:
+        t += d
+        if t < wm - 60:  # the evaluator rejects these as late
+            continue
+        ts.append(t)
+        slo.append(s)
+        total.append(n)
+        wm = max(wm, t)
+    ticks = first + tick * np.arange(n_ticks)
+    ts_a = np.array(ts)
+    wm_a = np.maximum.accumulate(ts_a)
+    # the rings at the first tick hold what came before it (as the evaluator would)
+    ref, got_w = fresh(), fresh()
+    ref.advance_to(float(first - tick))
+    got_w.advance_to(float(first - tick))
+    early = wm_a <= first - tick
+    for w in (ref, got_w):
+        idx = np.flatnonzero(early)
+        w.add(
+            np.array(slo)[idx].astype(np.int32),
+            ts_a[idx],
+            np.array(total)[idx],
+            np.array(total)[idx] // 2,
+        )
+    rest = np.flatnonzero(~early)
+    slo_r = np.array(slo, dtype=np.int64)[rest]
+    tot_r = np.array(total, dtype=np.int64)[rest]
+    bad_r = tot_r // 2
+    applied = np.searchsorted(ticks, wm_a[rest], side="left").astype(np.int64)
+    got = tick_sums(got_w, first, tick, n_ticks, slo_r, ts_a[rest], tot_r, bad_r, applied)
+    for k in range(n_ticks):
+        now = applied == k
+        ref.add(slo_r[now].astype(np.int32), ts_a[rest][now], tot_r[now], bad_r[now])
+        ref.advance_to(float(ticks[k]))
+        np.testing.assert_array_equal(got[:, k], ref.all_sums, err_msg=f"tick {k}")
