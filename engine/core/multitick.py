@@ -104,19 +104,30 @@ def tick_sums(
             target = out[wi].reshape(n_ticks, n_slo * 2)
             hi = _first_tick_after((b + n) * r, first_tick_s, tick_s, n_ticks)
             live = lo < hi
+            diff: F64
             if live.any():
                 s, v = 2 * slo[live], vals[live]
                 start, stop = lo[live] * (2 * n_slo) + s, hi[live] * (2 * n_slo) + s
                 index = np.concatenate([start, start + 1, stop, stop + 1])
                 weight = np.concatenate([v[:, 0], v[:, 1], -v[:, 0], -v[:, 1]])
-                diff = np.bincount(index, weight, size).reshape(n_ticks + 1, n_slo * 2)
-                np.cumsum(diff[:n_ticks], axis=0, out=target)
+                counted = np.bincount(index, weight, size).astype(np.float64, copy=False)
+                diff = counted.reshape(n_ticks + 1, n_slo * 2)
+            elif held is not None:
+                diff = np.zeros((n_ticks + 1, n_slo * 2))
+            else:
+                continue
             if held is not None:
-                # what the ring holds, there from the first tick on: B_k - n < b <= B_k
+                # What the ring holds, there from the first tick on (B_k - n < b <= B_k),
+                # changes only where B_k does: its steps go into the differences too.
                 cs, base = held
-                top = np.clip(tick_b - base + 1, 0, len(cs) - 1)
-                bottom = np.clip(tick_b - n - base + 1, 0, len(cs) - 1)
-                target += cs[top] - cs[bottom]
+                at = np.flatnonzero(np.diff(tick_b, prepend=tick_b[0] - 1))
+                b_at = tick_b[at]
+                top = np.clip(b_at - base + 1, 0, len(cs) - 1)
+                bottom = np.clip(b_at - n - base + 1, 0, len(cs) - 1)
+                level_sums = cs[top] - cs[bottom]
+                level_sums[1:] -= level_sums[:-1].copy()
+                diff[at] += level_sums
+            np.cumsum(diff[:n_ticks], axis=0, out=target)
     return out
 
 
