@@ -3,11 +3,19 @@ and ingest with grouped SLOs vs plain ones.
 
     python -m benchmarks.bench_core [--events 1000000] [--slos 10000]
                                     [--groups 1000] [--ingest-events 200000]
+                                    [--sparse-days 4] [--month-days 30] [--tick-days 3]
+                                    [--only replay|tick|memory|ingest|multitick ...]
 
 Every figure is printed next to a baseline measured in the same run. Nothing here is
 asserted; the goals (replay >= 0.5x decode-only, tick <= 10 ms at 10k SLOs, <= 64 KiB
 per SLO, ingest with 1,000 groups per SLO >= 0.8x plain SLOs) are printed beside the
 measurements.
+
+The multi-tick rows (`benchmarks.multitick`) replay generated recordings that span
+many ticks: a sparse, count-weighted 4-SLO one against a numpy prefix-sum evaluator of
+the same alert intervals, a 30-day 100-SLO one against msgspec decoding the same file,
+and the first days of the latter against the same evaluator ticking one tick at a
+time (goals: >= 2x, >= 0.5x, >= 5x).
 
 The grouped ingest rows time decode (msgspec) + classify + count into the evaluator
 (`Ingestor`, the path of `burnrate run` per fetch and of `burnrate replay` per block)
@@ -35,6 +43,7 @@ import msgspec
 import numpy as np
 
 from benchmarks.common import DATA, best_of, current_rss_bytes, report
+from benchmarks.multitick import bench_multitick
 from benchmarks.naive import naive_replay
 from engine.adapters.store.events_file import CHUNK_BYTES, read_chunks
 from engine.core.config import Config, parse_config
@@ -453,13 +462,41 @@ def main() -> None:
         "--groups", type=int, default=1_000, help="groups per SLO in the ingest rows (0: skip)"
     )
     parser.add_argument("--ingest-events", type=int, default=200_000)
+    parser.add_argument(
+        "--sparse-days", type=int, default=4, help="multi-tick: sparse 4-SLO recording (0: skip)"
+    )
+    parser.add_argument(
+        "--month-days", type=int, default=30, help="multi-tick: 100-SLO recording (0: skip)"
+    )
+    parser.add_argument(
+        "--tick-days",
+        type=int,
+        default=3,
+        help="multi-tick vs tick by tick on the first days of the 100-SLO recording (0: skip)",
+    )
+    parser.add_argument(
+        "--only",
+        choices=["replay", "tick", "memory", "ingest", "multitick"],
+        action="append",
+        help="run only these rows (repeatable; default: all)",
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="best of, for the multi-tick rows")
     args = parser.parse_args()
-    rows = bench_replay(args.events)
-    rows.append(bench_tick(args.slos))
-    rows.append(bench_memory(args.slos))
-    if args.groups:
+    only = set(args.only or ["replay", "tick", "memory", "ingest", "multitick"])
+    rows: list[dict[str, object]] = []
+    if "replay" in only:
+        rows += bench_replay(args.events)
+    if "tick" in only:
+        rows.append(bench_tick(args.slos))
+    if "memory" in only:
+        rows.append(bench_memory(args.slos))
+    if "ingest" in only and args.groups:
         rows += bench_ingest(args.ingest_events, args.groups)
-    report("bench_core", rows)
+    if "multitick" in only:
+        rows += bench_multitick(args.sparse_days, args.month_days, args.tick_days, args.repeat)
+    # a partial run keeps its own results file, not overwriting the full run's
+    partial = "" if args.only is None else "-" + "-".join(sorted(only))
+    report(f"bench_core{partial}", rows)
 
 
 if __name__ == "__main__":

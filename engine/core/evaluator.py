@@ -99,6 +99,7 @@ from engine.core.config import Config, Correction, Evaluation, Severity
 from engine.core.corrections import CorrectionIndex
 from engine.core.evaluator_budget import BudgetAlertsMixin
 from engine.core.evaluator_groups import GroupsMixin
+from engine.core.evaluator_multitick import MultiTickMixin
 from engine.core.evaluator_state import AlertState, BudgetAlertState, EvaluatorState, EventCounts
 from engine.core.evaluator_views import ViewsMixin
 from engine.core.matching import Classifier, EventColumns
@@ -119,7 +120,7 @@ __all__ = [
 ]
 
 
-class Evaluator(ViewsMixin, BudgetAlertsMixin, GroupsMixin):
+class Evaluator(ViewsMixin, BudgetAlertsMixin, GroupsMixin, MultiTickMixin):
     """All SLOs of one config: windows, alert state, counters."""
 
     def __init__(self, config: Config) -> None:
@@ -378,6 +379,14 @@ class Evaluator(ViewsMixin, BudgetAlertsMixin, GroupsMixin):
                 p_event, p_slo, p_ts = p_event[keep], p_slo[keep], p_ts[keep]
                 p_total, p_bad = p_total[keep], p_bad[keep]
         transitions: list[Transition] = []
+        ticks = self._multi_ticks(float(wm_after[-1]), p_total)
+        if ticks is not None:
+            transitions, done = self._evaluate_many(
+                ticks, p_slo, p_ts, p_total, p_bad, wm_after[p_event]
+            )
+            self._apply(p_slo[done:], p_ts[done:], p_total[done:], p_bad[done:])
+            self._watermark_s = float(wm_after[-1])
+            return transitions
         start = 0
         while True:
             cut = int(np.searchsorted(wm_after, self._next_tick_s, side="right"))
@@ -470,15 +479,23 @@ class Evaluator(ViewsMixin, BudgetAlertsMixin, GroupsMixin):
         ts: F64,
         total: npt.NDArray[np.int64],
         bad: npt.NDArray[np.int64],
+        *,
+        resum_at: float | None = None,
     ) -> None:
         """Count (event, SLO) pairs into the windows and the per-SLO totals. All integer
         adds (float weights are inexact past 2^53); the totals saturate at 2^63 - 1,
-        with bad <= total kept, instead of wrapping (docs/design.md, "Bounds")."""
+        with bad <= total kept, instead of wrapping (docs/design.md, "Bounds").
+        `resum_at`: then move the windows to that tick (the multi-tick pass, whose pairs
+        may lie ticks ahead of the windows: `WindowSet.add_and_advance`)."""
+        if resum_at is not None:
+            self.windows.add_and_advance(slo, ts, total, bad, resum_at)
+            self._periods.roll(resum_at)
         if len(slo) == 0:
             return
         if self.on_counted is not None:
             self.on_counted(slo, ts, total, bad)
-        self.windows.add(slo, ts, total, bad)
+        if resum_at is None:
+            self.windows.add(slo, ts, total, bad)
         self._periods.add(slo, ts, total, bad)
         n = len(self.slos)
         add_total = np.zeros(n, dtype=np.int64)
@@ -523,6 +540,11 @@ class Evaluator(ViewsMixin, BudgetAlertsMixin, GroupsMixin):
     def _evaluate_until(self, watermark_s: float) -> list[Transition]:
         """Evaluate every grid tick T < watermark_s not evaluated yet."""
         assert self._next_tick_s is not None
+        ticks = self._multi_ticks(watermark_s, None)
+        if ticks is not None:
+            none, times = np.zeros(0, dtype=np.int64), np.zeros(0)
+            many, _ = self._evaluate_many(ticks, none.astype(np.int32), times, none, none, times)
+            return many
         out: list[Transition] = []
         while self._next_tick_s < watermark_s:
             t = self._next_tick_s
@@ -554,6 +576,7 @@ class Evaluator(ViewsMixin, BudgetAlertsMixin, GroupsMixin):
         alerts = self._alerts
         # once per tick, not per transition
         alerts.budget_at_tick_ratio[...] = self.budget_remaining()
+        budget_now = alerts.budget_at_tick_ratio
         long_b, short_b = burn[self.row_long].T, burn[self.row_short].T  # (n_slo, n_rows)
         holds_rows = (long_b >= self.factor) & (short_b >= self.factor) & self.row_mask
         if self._thin:
@@ -585,11 +608,19 @@ class Evaluator(ViewsMixin, BudgetAlertsMixin, GroupsMixin):
                 row[i] = first[i]
                 alerts.firing_since_s[i, j] = t
                 out.append(
-                    (int(i), j, self._transition(int(i), sev, "firing", t, int(first[i]), burn))
+                    (
+                        int(i),
+                        j,
+                        self._transition(int(i), sev, "firing", t, int(first[i]), burn, budget_now),
+                    )
                 )
             for i in np.flatnonzero(firing & ~should):
                 out.append(
-                    (int(i), j, self._transition(int(i), sev, "resolved", t, int(row[i]), burn))
+                    (
+                        int(i),
+                        j,
+                        self._transition(int(i), sev, "resolved", t, int(row[i]), burn, budget_now),
+                    )
                 )
                 alerts.firing_since_s[i, j] = np.nan
             update = should & holds
@@ -609,6 +640,7 @@ class Evaluator(ViewsMixin, BudgetAlertsMixin, GroupsMixin):
         t: float,
         r: int,
         burn: F64,
+        remaining: F64,
     ) -> Transition:
         return Transition(
             slo=self.names[i],
@@ -620,7 +652,7 @@ class Evaluator(ViewsMixin, BudgetAlertsMixin, GroupsMixin):
             burn_rate_long=none_if_nan(float(burn[self.row_long[r], i])),
             burn_rate_short=none_if_nan(float(burn[self.row_short[r], i])),
             factor=float(self.factor[i, r]),
-            error_budget_remaining_ratio=none_if_nan(float(self._alerts.budget_at_tick_ratio[i])),
+            error_budget_remaining_ratio=none_if_nan(float(remaining[i])),
             group=self.group_of(i),
         )
 

@@ -306,6 +306,29 @@ class WindowSet:
                 if wi not in leaving:
                     self._sums[wi] = level.cols_sum(new_b - self.buckets[wi] + 1, new_b)
 
+    def add_and_advance(self, slo: I32, ts_s: F64, total: I64, bad: I64, t_s: float) -> None:
+        """Count events, then move the evaluation time to `t_s` and re-sum every window
+        from the rings. For the multi-tick pass (`engine.core.multitick`): its events
+        span many ticks, so they may lie further ahead of the evaluation time than `add`
+        allows, but none more than `ahead_s` after `t_s`. The rings end as if the
+        events had been added tick by tick: a bucket a tick-by-tick add would have
+        dropped or seen zeroed lies behind the new head by a ring's length, and is
+        zeroed here too."""
+        if self.t is not None and t_s < self.t:
+            raise ValueError(f"evaluation time cannot move back ({t_s} < {self.t})")
+        saved, self.t = self.t, None  # no incremental sums: re-summed below
+        try:
+            self.add(slo, ts_s, total, bad)
+        finally:
+            self.t = saved
+        self.t = t_s
+        for level in self.levels:
+            new_b = bucket_of_scalar(t_s, level.r)
+            if level.head is None or new_b > level.head:
+                level.move_head(new_b)
+            for wi in level.windows:
+                self._sums[wi] = level.cols_sum(new_b - self.buckets[wi] + 1, new_b)
+
     # -- state ----------------------------------------------------------------------
 
     def state(self) -> WindowState:

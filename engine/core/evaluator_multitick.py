@@ -1,0 +1,303 @@
+"""The evaluator's multi-tick pass: when a batch (or an `advance`) spans many ticks,
+evaluate them all in whole-array operations (`engine.core.multitick`) instead of one by
+one, with the same transitions, alert state, windows and counts.
+
+`MultiTickMixin` holds those methods of `Evaluator`. It covers plain and grouped SLOs
+with their own policies, every alert option (`for`, `keep_firing_for`, `min_events`,
+`min_bad_events`, per column by `set_alert_settings`), lateness, watermark caps and
+corrections (applied before counting). Configurations with state that moves tick by
+tick in ways it does not model are evaluated tick by tick, always
+(`multi_tick_unsupported` says why): calendar periods (their counts roll at period
+ends), budget alerts (their own state machine), composite SLOs (a matrix product per
+tick whose rounding the pass does not promise to reproduce bit for bit), and a tick
+that is not a whole number of seconds (its grid is accumulated in floating point).
+So is a batch once the counts could reach 2^52 (the pass adds in float64, exact below
+2^53) or bring a ring bucket near saturation (`bucket_cap`), where the order of adds
+matters.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from engine.core import budget
+from engine.core.arrays import F64, I64
+from engine.core.multitick import Bool, may_hold, step_alerts, tick_sums
+from engine.core.transitions import Transition
+from engine.core.windows import bucket_cap
+
+if TYPE_CHECKING:
+    from engine.core.budget_alerts import AlertColumn
+    from engine.core.config import PolicyRow, Severity, Slo
+    from engine.core.evaluator_state import AlertState
+    from engine.core.periods import PeriodCounts
+    from engine.core.windows import WindowSet
+
+__all__ = ["MULTI_TICK_FROM", "MultiTickMixin"]
+
+MULTI_TICK_FROM = 4
+"""Ticks a batch must span for the multi-tick pass (below, one by one is as cheap)."""
+CHUNK_CELLS = 1 << 21
+"""Ticks are taken in chunks of about this many (tick, window, column) cells, so that
+memory stays bounded however many ticks a batch spans."""
+MIN_CHUNK = 16
+
+
+class MultiTickMixin:
+    """The multi-tick pass of `Evaluator`."""
+
+    if TYPE_CHECKING:
+        tick_s: float
+        windows: WindowSet
+        slos: list[Slo]
+        rows: list[PolicyRow]
+        severities: tuple[Severity, ...]
+        _severity_rows: list[I64]
+        row_long: I64
+        row_short: I64
+        row_rank: I64
+        row_mask: npt.NDArray[np.bool_]
+        factor: F64
+        budget_ratio: F64
+        period_index: npt.NDArray[np.int64]
+        composite_index: I64
+        for_s: F64
+        keep_firing_for_s: F64
+        min_events: I64
+        min_bad_events: I64
+        _thin: bool
+        _alerts: AlertState
+        _periods: PeriodCounts
+        budget_alert_columns: list[AlertColumn]
+        _events_total: I64
+        _next_tick_s: float | None
+        _evaluated_at_s: float | None
+
+        def _quiet(self) -> bool: ...
+
+        def budget_remaining(self) -> F64: ...
+
+        def _apply(
+            self,
+            slo: npt.NDArray[np.int32],
+            ts: F64,
+            total: I64,
+            bad: I64,
+            *,
+            resum_at: float | None = None,
+        ) -> None: ...
+
+        def _transition(
+            self,
+            i: int,
+            severity: Severity,
+            state: Literal["firing", "resolved"],
+            t: float,
+            r: int,
+            burn: F64,
+            remaining: F64,
+        ) -> Transition: ...
+
+    multi_tick_from: int | None = MULTI_TICK_FROM
+    """Take the multi-tick pass for a batch spanning at least this many ticks; None:
+    never (every tick one by one)."""
+
+    def multi_tick_unsupported(self) -> str | None:
+        """Why this evaluator always evaluates tick by tick, or None (see the module
+        docstring)."""
+        if self._periods.any:
+            return "calendar periods"
+        if self.budget_alert_columns:
+            return "budget alerts"
+        if len(self.composite_index):
+            return "composite SLOs"
+        if self.tick_s != int(self.tick_s):
+            return "a tick of a fraction of a second"
+        return None
+
+    def _multi_ticks(self, watermark_s: float, total: I64 | None) -> F64 | None:
+        """The ticks before `watermark_s` still to evaluate, when the multi-tick pass is
+        to evaluate them (`total`: the weights of the pairs about to be counted)."""
+        start = self._next_tick_s
+        if self.multi_tick_from is None or start is None or not watermark_s > start:
+            return None
+        if not math.isfinite(watermark_s):
+            return None
+        n = math.ceil((watermark_s - start) / self.tick_s) + 1
+        if n - 1 < self.multi_tick_from or self.multi_tick_unsupported() is not None:
+            return None
+        # No sum past 2^53 (the pass adds in float64) and no bucket near saturation: no
+        # window or bucket holds more than every count ever made.
+        counted = float(self._events_total.sum()) + (float(total.sum()) if total is not None else 0)
+        if counted >= min(2.0**52, *(bucket_cap(lv.length) / 2 for lv in self.windows.levels)):
+            return None
+        ticks: F64 = start + self.tick_s * np.arange(n, dtype=np.float64)
+        ticks = ticks[ticks < watermark_s]
+        return ticks if len(ticks) >= self.multi_tick_from else None
+
+    def _evaluate_many(
+        self,
+        ticks: F64,
+        slo: npt.NDArray[np.int32],
+        ts: F64,
+        total: I64,
+        bad: I64,
+        wm: F64,
+    ) -> tuple[list[Transition], int]:
+        """Evaluate `ticks`, counting each pair before the first tick >= its `wm` (the
+        watermark after its event; ascending). Returns the transitions and how many
+        pairs were counted (the rest come after the last tick)."""
+        out: list[Transition] = []
+        cells = max(1, len(self.windows.windows_s) * len(self.slos))
+        chunk = max(MIN_CHUNK, CHUNK_CELLS // cells)
+        n_ticks, pos, k = len(ticks), 0, 0
+        while k < n_ticks:
+            if self._quiet():
+                # Nothing in any window, nothing pending or firing: every tick before the
+                # next pair counts is empty (as `_evaluate_until` skips them too).
+                nxt = int(np.searchsorted(ticks, wm[pos])) if pos < len(wm) else n_ticks
+                k = max(k, min(nxt, n_ticks - 1))
+            end = min(n_ticks, k + chunk)
+            part = ticks[k:end]
+            hi = int(np.searchsorted(wm, part[-1], side="right"))
+            applied = np.searchsorted(part, wm[pos:hi], side="left").astype(np.int64)
+            pairs = (slo[pos:hi].astype(np.int64), ts[pos:hi], total[pos:hi], bad[pos:hi], applied)
+            # Only columns a row could hold in, or with an alert not at rest, can change.
+            alerts = self._alerts
+            active = may_hold(self.windows, self._short_windows, int(part[0]), pairs[0], pairs[3])
+            active |= alerts.firing.any(axis=1) | ~np.isnan(alerts.pending_since_s).all(axis=1)
+            cols = np.flatnonzero(active)
+            if len(cols):
+                sums_of = partial(self._chunk_sums, int(part[0]), len(part), pairs, cols)
+                out += self._evaluate_ticks(part, sums_of, cols)
+            self._apply(
+                slo[pos:hi], ts[pos:hi], total[pos:hi], bad[pos:hi], resum_at=float(part[-1])
+            )
+            self._alerts.budget_at_tick_ratio[...] = self.budget_remaining()
+            self._evaluated_at_s = float(part[-1])
+            self._next_tick_s = float(part[-1]) + self.tick_s
+            pos, k = hi, end
+        return out, pos
+
+    def _chunk_sums(
+        self,
+        first_s: int,
+        n_ticks: int,
+        pairs: tuple[I64, F64, I64, I64, I64],
+        columns: I64,
+        only: list[int],
+    ) -> F64:
+        slo, ts, total, bad, applied = pairs
+        tick = int(self.tick_s)
+        return tick_sums(
+            self.windows,
+            first_s,
+            tick,
+            n_ticks,
+            slo,
+            ts,
+            total,
+            bad,
+            applied,
+            only=only,
+            columns=columns,
+        )
+
+    @property
+    def _short_windows(self) -> set[int]:
+        return set(self.row_short.tolist())
+
+    def _evaluate_ticks(
+        self, ticks: F64, sums_of: Callable[[list[int]], F64], c: I64
+    ) -> list[Transition]:
+        """`Evaluator._evaluate` at every tick of `ticks` for the columns `c` (the others
+        stay at rest), given the window sums there (`sums_of(windows)`: (n_windows, K,
+        len(c), 2), exact float64, the windows asked for filled); leaves the alert state
+        as after the last tick, but for the budget at the tick, which the caller reads
+        from the windows then."""
+        row_windows = sorted({*self.row_long.tolist(), *self.row_short.tolist()})
+        sums = sums_of(row_windows)
+        budget_ratio = self.budget_ratio[c]
+        burn: dict[int, F64] = {}
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for w in row_windows:  # exactly `burn_rates()`: the same values, the same order
+                burn[w] = (sums[w, ..., 1] / sums[w, ..., 0]) / budget_ratio  # (K, len(c))
+        holds_rows = np.zeros((len(self.rows), len(ticks), len(c)), dtype=bool)
+        min_events, min_bad = self.min_events[c], self.min_bad_events[c]
+        for u in range(len(self.rows)):
+            wl, ws = int(self.row_long[u]), int(self.row_short[u])
+            f = self.factor[c, u]
+            np.greater_equal(burn[wl], f, out=holds_rows[u])
+            holds_rows[u] &= burn[ws] >= f
+            holds_rows[u] &= self.row_mask[c, u]
+            if self._thin:
+                for w in (wl, ws):
+                    holds_rows[u] &= sums[w, ..., 0] >= min_events
+                    holds_rows[u] &= sums[w, ..., 1] >= min_bad
+        alerts = self._alerts
+        n_rows = len(self.rows)
+        found: list[tuple[int, int, int, Literal["firing", "resolved"], int]] = []
+        for j in range(len(self.severities)):
+            rows = self._severity_rows[j]
+            sev_rows = holds_rows[rows]  # (n_rows of j, K, len(c))
+            if len(rows) == 1:
+                holds: Bool = sev_rows[0]
+                first: I64 = np.full(holds.shape, rows[0])
+            else:
+                holds = np.asarray(sev_rows.any(axis=0))
+                rank = np.where(sev_rows, self.row_rank[c][:, rows].T[:, None, :], n_rows)
+                first = rows[np.argmin(rank, axis=0)]
+            firing0 = alerts.firing[c, j]
+            row0 = alerts.firing_row[c, j]
+            steps = step_alerts(
+                ticks,
+                holds,
+                first,
+                for_s=self.for_s[c],
+                keep_firing_for_s=self.keep_firing_for_s[c],
+                firing=firing0,
+                firing_row=row0,
+                pending_since_s=alerts.pending_since_s[c, j],
+                last_true_s=alerts.last_true_s[c, j],
+                firing_since_s=alerts.firing_since_s[c, j],
+            )
+            was = np.vstack([firing0[None, :], steps.firing[:-1]])
+            for k, i in zip(*np.nonzero(steps.firing & ~was), strict=True):
+                found.append((int(k), int(i), j, "firing", int(first[k, i])))
+            for k, i in zip(*np.nonzero(~steps.firing & was), strict=True):
+                if steps.row is not None:
+                    r = int(steps.row[k, i])
+                else:  # fired while holding: the row of the tick before
+                    r = int(first[k - 1, i]) if k > 0 else int(row0[i])
+                found.append((int(k), int(i), j, "resolved", r))
+            alerts.firing[c, j] = steps.firing[-1]
+            alerts.firing_row[c, j] = steps.firing_row
+            alerts.pending_since_s[c, j] = steps.pending_since_s
+            alerts.last_true_s[c, j] = steps.last_true_s
+            alerts.firing_since_s[c, j] = steps.firing_since_s
+        if not found:
+            return []
+        # by tick, then as `_evaluate` does (by column, then severity; `c` is ascending)
+        found.sort(key=lambda x: (x[0], x[1], x[2]))
+        # the budget at the ticks with transitions, from the SLOs' period windows
+        n_slo, n_windows = len(self.slos), len(self.windows.windows_s)
+        extra = sorted(set(self.period_index[c].tolist()) - set(row_windows))
+        periods = sums_of(extra) if extra else None  # the windows not summed yet
+        burn_at = np.full((n_windows, n_slo), np.nan)
+        remaining = np.full(n_slo, np.nan)
+        out = []
+        for k, i, j, state, r in found:
+            at = sums[:, k] if periods is None else sums[:, k] + periods[:, k]
+            period = at[self.period_index[c], np.arange(len(c))]
+            remaining[c] = budget.remaining_ratio(period[:, 0], period[:, 1], budget_ratio)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                burn_at[:, c] = (at[..., 1] / at[..., 0]) / budget_ratio
+            tick, sev = float(ticks[k]), self.severities[j]
+            out.append(self._transition(int(c[i]), sev, state, tick, r, burn_at, remaining))
+        return out
