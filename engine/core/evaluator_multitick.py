@@ -39,10 +39,20 @@ if TYPE_CHECKING:
     from engine.core.periods import PeriodCounts
     from engine.core.windows import WindowSet
 
-__all__ = ["MULTI_TICK_FROM", "MultiTickMixin"]
+__all__ = ["MULTI_TICK_FROM", "MULTI_TICK_MAX_COLUMNS", "MultiTickMixin"]
 
 MULTI_TICK_FROM = 4
 """Ticks a batch must span for the multi-tick pass (below, one by one is as cheap)."""
+MULTI_TICK_MAX_COLUMNS = 256
+"""Columns above which the pass is never taken. Its cost grows with columns x ticks
+(every cell of every window), tick-by-tick evaluation's mostly with ticks: measured on
+an evaluator with traffic in every window, the pass cost about 1.1 us per column and
+tick plus 0.25 ms per column to set up, one tick about 0.4 ms plus 0.27 us per column,
+so past about 400 columns it loses however many ticks a batch spans (at 1,000 columns
+and 360 ticks it took 2.6x as long, at 10,000 columns and 6 ticks 40x)."""
+MULTI_TICK_TICKS_PER_COLUMN = 1.0
+"""Ticks a batch must span per column (the set-up cost is paid back after about one
+tick per column: 100 columns need about 80)."""
 CHUNK_CELLS = 1 << 21
 """Ticks are taken in chunks of about this many (tick, window, column) cells, so that
 memory stays bounded however many ticks a batch spans."""
@@ -107,6 +117,21 @@ class MultiTickMixin:
     multi_tick_from: int | None = MULTI_TICK_FROM
     """Take the multi-tick pass for a batch spanning at least this many ticks; None:
     never (every tick one by one)."""
+    multi_tick_max_columns: int | None = MULTI_TICK_MAX_COLUMNS
+    """Never take it with more columns than this; None: no limit (tests)."""
+    multi_tick_ticks_per_column: float = MULTI_TICK_TICKS_PER_COLUMN
+    """And only for a batch spanning at least this many ticks per column (0: no such
+    bound, tests)."""
+
+    def _multi_tick_min_ticks(self) -> int | None:
+        """The fewest ticks a batch must span for the pass, None when it is never
+        taken (the thresholds above)."""
+        if self.multi_tick_from is None:
+            return None
+        columns = len(self.slos)
+        if self.multi_tick_max_columns is not None and columns > self.multi_tick_max_columns:
+            return None
+        return max(self.multi_tick_from, math.ceil(self.multi_tick_ticks_per_column * columns))
 
     def multi_tick_unsupported(self) -> str | None:
         """Why this evaluator always evaluates tick by tick, or None (see the module
@@ -125,12 +150,13 @@ class MultiTickMixin:
         """The ticks before `watermark_s` still to evaluate, when the multi-tick pass is
         to evaluate them (`total`: the weights of the pairs about to be counted)."""
         start = self._next_tick_s
-        if self.multi_tick_from is None or start is None or not watermark_s > start:
+        least = self._multi_tick_min_ticks()
+        if least is None or start is None or not watermark_s > start:
             return None
         if not math.isfinite(watermark_s):
             return None
         n = math.ceil((watermark_s - start) / self.tick_s) + 1
-        if n - 1 < self.multi_tick_from or self.multi_tick_unsupported() is not None:
+        if n - 1 < least or self.multi_tick_unsupported() is not None:
             return None
         # No sum past 2^53 (the pass adds in float64) and no bucket near saturation: no
         # window or bucket holds more than every count ever made.
@@ -139,7 +165,7 @@ class MultiTickMixin:
             return None
         ticks: F64 = start + self.tick_s * np.arange(n, dtype=np.float64)
         ticks = ticks[ticks < watermark_s]
-        return ticks if len(ticks) >= self.multi_tick_from else None
+        return ticks if len(ticks) >= least else None
 
     def _evaluate_many(
         self,

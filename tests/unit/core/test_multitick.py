@@ -18,6 +18,7 @@ from engine.core import snapshot
 from engine.core.config import Config, parse_config
 from engine.core.decode import Event
 from engine.core.evaluator import Evaluator, Transition
+from engine.core.evaluator_multitick import MULTI_TICK_MAX_COLUMNS
 from engine.core.multitick import tick_sums
 from engine.core.windows import WindowSet
 from tests.unit.core.reference import split, stamped
@@ -69,6 +70,8 @@ def pair(cfg: Config) -> tuple[Evaluator, Evaluator]:
     ref.multi_tick_from = None
     vec = Evaluator(cfg)
     vec.multi_tick_from = 1
+    vec.multi_tick_max_columns = None
+    vec.multi_tick_ticks_per_column = 0
     assert vec.multi_tick_unsupported() is None
     return ref, vec
 
@@ -273,6 +276,45 @@ def test_an_outage_pages_through_the_multi_tick_pass() -> None:
     assert calls
 
 
+def many_slos(n: int) -> Config:
+    slos = "".join(
+        f"  - {{name: s{i}, service: s{i}, sli: availability, objective: 99, period: 1h}}\n"
+        for i in range(n)
+    )
+    return parse_config("slos:\n" + slos + POLICY + "evaluation: {tick: 10s, allowed_lateness: 0s}\n")
+
+
+@pytest.mark.parametrize(
+    ("columns", "ticks", "taken"),
+    [
+        (2, 2, False),  # under MULTI_TICK_FROM
+        (2, 6, True),
+        (20, 15, False),  # under one tick per column: the set-up would not pay back
+        (20, 40, True),
+        (MULTI_TICK_MAX_COLUMNS + 1, 5000, False),  # too many columns, whatever the span
+    ],
+)
+def test_by_default_the_pass_is_taken_only_where_it_is_cheaper(
+    columns: int, ticks: int, taken: bool
+) -> None:
+    ev = Evaluator(many_slos(columns))
+    assert len(ev.slos) == columns
+    calls: list[int] = []
+    original = ev._evaluate_many
+
+    def counting(*args: Any, **kwargs: Any) -> list[Transition]:
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    ev._evaluate_many = counting  # type: ignore[method-assign]
+    start = 1_000_000_000.0
+    first = [Event(service="s0", ts=start, status=200)]
+    ev.ingest(ev.classifier.columns(first), stream_future=True)
+    last = [Event(service="s0", ts=start + 10 * ticks + 5, status=503)]
+    ev.ingest(ev.classifier.columns(last), stream_future=True)
+    assert bool(calls) is taken
+
+
 FALLBACKS = {
     "calendar periods": SLOS.replace("period: 1h}", "period: {calendar: month, time_zone: UTC}}", 1)
     + POLICY,
@@ -293,6 +335,8 @@ def test_configurations_the_pass_does_not_cover_are_evaluated_tick_by_tick(
     cfg = parse_config(FALLBACKS[reason])
     ev = Evaluator(cfg)
     ev.multi_tick_from = 1
+    ev.multi_tick_max_columns = None
+    ev.multi_tick_ticks_per_column = 0
     assert ev.multi_tick_unsupported() == reason
 
     def refuse(*args: Any, **kwargs: Any) -> list[Transition]:
