@@ -281,7 +281,8 @@ def many_slos(n: int) -> Config:
         f"  - {{name: s{i}, service: s{i}, sli: availability, objective: 99, period: 1h}}\n"
         for i in range(n)
     )
-    return parse_config("slos:\n" + slos + POLICY + "evaluation: {tick: 10s, allowed_lateness: 0s}\n")
+    evaluation = "evaluation: {tick: 10s, allowed_lateness: 0s}\n"
+    return parse_config("slos:\n" + slos + POLICY + evaluation)
 
 
 @pytest.mark.parametrize(
