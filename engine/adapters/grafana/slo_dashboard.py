@@ -169,7 +169,6 @@ def slo_dashboard(config: Config, slo: Slo, ds: dash.DataSourceRef) -> dash.Dash
             )
             .legend(table_legend())
             .fill_opacity(10)
-            .fill_opacity(10)
             .height(8)
             .span(12)
         )
