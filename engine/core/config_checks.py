@@ -481,6 +481,18 @@ def _kafka_errors(kafka: Kafka) -> list[str]:
                 f"$.kafka.changes_topic: {kafka.changes_topic!r} is also a topic of request "
                 "events or dead letters"
             )
+    scale = kafka.scale
+    internal = {"counts_topic": scale.counts_topic, "changelog_topic": scale.changelog_topic}
+    for field, topic in internal.items():
+        if topic in kafka.topics or topic in (kafka.dead_letter_topic, kafka.changes_topic):
+            errors.append(
+                f"$.kafka.scale.{field}: {topic!r} is also a topic of request events, "
+                "dead letters or changes"
+            )
+    if scale.counts_topic == scale.changelog_topic:
+        errors.append("$.kafka.scale.changelog_topic: must differ from counts_topic")
+    if scale.evaluate_group_id == kafka.group_id:
+        errors.append("$.kafka.scale.evaluate_group_id: must differ from kafka.group_id")
     for topic in kafka.formats:
         if topic not in kafka.topics:
             errors.append(f"$.kafka.formats[{topic!r}]: not one of kafka.topics")

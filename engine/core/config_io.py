@@ -50,6 +50,24 @@ class KafkaSecurity(_Base, frozen=True):
     sasl_password_file: str | None = None
 
 
+class KafkaScale(_Base, frozen=True):
+    """`kafka.scale`: the internal topics the ingest and evaluate roles share. Ingest
+    workers write count deltas keyed by SLO to `counts_topic` (created with
+    `counts_partitions` partitions when missing) in transactions with their source
+    offsets; evaluate workers (consumer group `evaluate_group_id`) own the SLOs of their
+    counts partitions and keep each partition's state in the compacted
+    `changelog_topic`. `flush_interval`: how much event time an ingest worker
+    pre-aggregates before it commits a transaction."""
+
+    counts_topic: Annotated[str, msgspec.Meta(min_length=1)] = "burnrate-counts"
+    counts_partitions: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 12
+    changelog_topic: Annotated[str, msgspec.Meta(min_length=1)] = "burnrate-changelog"
+    evaluate_group_id: Annotated[str, msgspec.Meta(min_length=1)] = "burnrate-evaluate"
+    transactional_id_prefix: Annotated[str, msgspec.Meta(min_length=1)] = "burnrate-ingest"
+    flush_interval: Duration = "1s"
+    snapshot_interval: Duration = "5s"
+
+
 class Kafka(_Base, frozen=True):
     bootstrap_servers: str = "localhost:9092"
     topics: list[Annotated[str, msgspec.Meta(min_length=1)]] = msgspec.field(
@@ -67,6 +85,8 @@ class Kafka(_Base, frozen=True):
     """A topic of change records (deploys, config pushes: the body of `POST
     /v1/changes`), read by a consumer of its own (engine.adapters.kafka.changes)."""
     security: KafkaSecurity = KafkaSecurity()
+    scale: KafkaScale = KafkaScale()
+    """The internal topics of `burnrate run --role ingest|evaluate` (docs/scaling.md)."""
 
 
 class HttpTls(_Base, frozen=True):
