@@ -1,0 +1,151 @@
+"""Count deltas: what ingest workers send evaluate workers (`burnrate run --role`).
+
+An ingest worker decodes and classifies request events as `burnrate run` does, adds
+them up per (SLO column, second) and, once per flush, writes one record per SLO to the
+counts topic (`kafka.scale.counts_topic`), keyed by the SLO's *partition key*, in a
+Kafka transaction with the source offsets they came from. Evaluate workers own the
+SLOs of their counts partitions and apply the deltas to their windows.
+
+Wire format (MessagePack, one record per SLO per flush; an array, not a map, so field
+names are not repeated in every record):
+
+    [version, slo, seconds, total, bad, groups]
+
+- `version`: 1. A reader refuses any other (a newer writer must not be half-read).
+- `slo`: the SLO's name (`slos[].name`).
+- `seconds`: epoch seconds of the buckets (integers, ascending within a group).
+- `total`, `bad`: events and bad events in each bucket (integers, 0 <= bad <= total,
+  total > 0).
+- `groups`: None for an SLO without `group_by`; else one group name per bucket, as
+  `Evaluator.group_of` writes it (`region=eu,operation=GET /x`, `__other__`).
+
+Decoding is strict: unknown versions, wrong types, arrays of different lengths and
+impossible counts raise `DeltaError`; the evaluate side counts and skips such a record
+(it cannot be repaired, and one bad record must not stop a partition).
+
+Partition key: the SLOs a composite SLO reads must live with it, so every SLO of a
+composite's family (the composite and its members, transitively) shares one key, the
+name of the family's first SLO in config order; any other SLO is its own key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+import msgspec
+
+from engine.core.config import Config
+
+__all__ = [
+    "DELTA_VERSION",
+    "CountDelta",
+    "DeltaError",
+    "decode_delta",
+    "encode_delta",
+    "partition_keys",
+]
+
+DELTA_VERSION: Final = 1
+
+
+class DeltaError(ValueError):
+    """A counts record that is not a valid delta."""
+
+
+class CountDelta(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
+    version: int
+    slo: str
+    seconds: list[int]
+    total: list[int]
+    bad: list[int]
+    groups: list[str] | None = None
+
+
+_encoder: Final = msgspec.msgpack.Encoder()
+_decoder: Final = msgspec.msgpack.Decoder(CountDelta)
+
+
+def encode_delta(
+    slo: str,
+    seconds: Sequence[int],
+    total: Sequence[int],
+    bad: Sequence[int],
+    groups: Sequence[str] | None = None,
+) -> bytes:
+    """One counts record (raises DeltaError for arrays that `decode_delta` refuses)."""
+    delta = CountDelta(
+        DELTA_VERSION,
+        slo,
+        list(seconds),
+        list(total),
+        list(bad),
+        None if groups is None else list(groups),
+    )
+    _check(delta)
+    return _encoder.encode(delta)
+
+
+def decode_delta(data: bytes) -> CountDelta:
+    """The delta in `data`; raises DeltaError when it is not a valid version-1 delta."""
+    try:
+        delta = _decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        # A newer version may have another shape: name the version when it is readable.
+        version = _version_of(data)
+        if version is not None and version != DELTA_VERSION:
+            raise DeltaError(
+                f"delta version {version} (this reader knows {DELTA_VERSION})"
+            ) from None
+        raise DeltaError(f"not a count delta: {exc}") from None
+    _check(delta)
+    return delta
+
+
+def _version_of(data: bytes) -> int | None:
+    try:
+        head = msgspec.msgpack.decode(data)
+    except msgspec.DecodeError:
+        return None
+    if isinstance(head, list) and head and isinstance(head[0], int):
+        return head[0]
+    return None
+
+
+def _check(delta: CountDelta) -> None:
+    if delta.version != DELTA_VERSION:
+        raise DeltaError(f"delta version {delta.version} (this reader knows {DELTA_VERSION})")
+    if not delta.slo:
+        raise DeltaError("delta: empty SLO name")
+    n = len(delta.seconds)
+    if n == 0:
+        raise DeltaError(f"delta for {delta.slo!r}: no buckets")
+    if len(delta.total) != n or len(delta.bad) != n:
+        raise DeltaError(f"delta for {delta.slo!r}: seconds, total and bad differ in length")
+    if delta.groups is not None and len(delta.groups) != n:
+        raise DeltaError(f"delta for {delta.slo!r}: groups and seconds differ in length")
+    for t, b in zip(delta.total, delta.bad, strict=True):
+        if t <= 0 or b < 0 or b > t:
+            raise DeltaError(f"delta for {delta.slo!r}: impossible counts total={t} bad={b}")
+
+
+def partition_keys(config: Config) -> dict[str, str]:
+    """Each SLO's partition key (see the module docstring)."""
+    parent = {slo.name: slo.name for slo in config.slos}
+
+    def root(name: str) -> str:
+        while parent[name] != name:
+            parent[name] = parent[parent[name]]
+            name = parent[name]
+        return name
+
+    order = {slo.name: i for i, slo in enumerate(config.slos)}
+    for slo in config.slos:
+        for member in slo.composite or ():
+            if member.slo not in parent:
+                continue  # the config checks report it
+            a, b = root(slo.name), root(member.slo)
+            if a != b:
+                first, second = (a, b) if order[a] < order[b] else (b, a)
+                parent[second] = first
+    return {slo.name: root(slo.name) for slo in config.slos}
