@@ -9,15 +9,25 @@ SLOs of their counts partitions and apply the deltas to their windows.
 Wire format (MessagePack, one record per SLO per flush; an array, not a map, so field
 names are not repeated in every record):
 
-    [version, slo, seconds, total, bad, groups]
+    [version, slo, watermark, seconds, total, bad, groups]
 
 - `version`: 1. A reader refuses any other (a newer writer must not be half-read).
-- `slo`: the SLO's name (`slos[].name`).
+- `slo`: the SLO's name (`slos[].name`); "" for a heartbeat (below).
+- `watermark`: the writer's event-time watermark after this flush (epoch seconds,
+  float): how far its sources have been consumed (capped by the partition furthest
+  behind, as `burnrate run` caps it). Evaluate workers move event time only by the
+  records of their counts partitions (never by their own clock), so the alerts they
+  produce are a function of the partition's log: a worker that restores a partition
+  from its changelog and re-reads the records after the snapshot produces the same
+  transitions, with the same webhook-ids.
 - `seconds`: epoch seconds of the buckets (integers, ascending within a group).
 - `total`, `bad`: events and bad events in each bucket (integers, 0 <= bad <= total,
   total > 0).
 - `groups`: None for an SLO without `group_by`; else one group name per bucket, as
   `Evaluator.group_of` writes it (`region=eu,operation=GET /x`, `__other__`).
+
+A heartbeat (`slo` "", no buckets) carries only the watermark: each flush writes one to
+every counts partition that got no delta, so idle partitions still move in event time.
 
 Decoding is strict: unknown versions, wrong types, arrays of different lengths and
 impossible counts raise `DeltaError`; the evaluate side counts and skips such a record
@@ -30,6 +40,7 @@ name of the family's first SLO in config order; any other SLO is its own key.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Final
 
@@ -43,6 +54,7 @@ __all__ = [
     "DeltaError",
     "decode_delta",
     "encode_delta",
+    "encode_heartbeat",
     "partition_keys",
 ]
 
@@ -56,6 +68,7 @@ class DeltaError(ValueError):
 class CountDelta(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
     version: int
     slo: str
+    watermark: float
     seconds: list[int]
     total: list[int]
     bad: list[int]
@@ -68,6 +81,7 @@ _decoder: Final = msgspec.msgpack.Decoder(CountDelta)
 
 def encode_delta(
     slo: str,
+    watermark: float,
     seconds: Sequence[int],
     total: Sequence[int],
     bad: Sequence[int],
@@ -77,6 +91,7 @@ def encode_delta(
     delta = CountDelta(
         DELTA_VERSION,
         slo,
+        float(watermark),
         list(seconds),
         list(total),
         list(bad),
@@ -84,6 +99,11 @@ def encode_delta(
     )
     _check(delta)
     return _encoder.encode(delta)
+
+
+def encode_heartbeat(watermark: float) -> bytes:
+    """A heartbeat record: no counts, only the writer's watermark."""
+    return _encoder.encode(CountDelta(DELTA_VERSION, "", float(watermark), [], [], []))
 
 
 def decode_delta(data: bytes) -> CountDelta:
@@ -115,9 +135,13 @@ def _version_of(data: bytes) -> int | None:
 def _check(delta: CountDelta) -> None:
     if delta.version != DELTA_VERSION:
         raise DeltaError(f"delta version {delta.version} (this reader knows {DELTA_VERSION})")
-    if not delta.slo:
-        raise DeltaError("delta: empty SLO name")
+    if not math.isfinite(delta.watermark):
+        raise DeltaError(f"delta: watermark {delta.watermark} is not a finite time")
     n = len(delta.seconds)
+    if not delta.slo:
+        if n or delta.total or delta.bad or delta.groups:
+            raise DeltaError("heartbeat (empty SLO name) with counts")
+        return
     if n == 0:
         raise DeltaError(f"delta for {delta.slo!r}: no buckets")
     if len(delta.total) != n or len(delta.bad) != n:

@@ -13,6 +13,7 @@ from engine.core.deltas import (
     DeltaError,
     decode_delta,
     encode_delta,
+    encode_heartbeat,
     partition_keys,
 )
 
@@ -27,20 +28,27 @@ def buckets(draw: st.DrawFn) -> tuple[list[int], list[int], list[int], list[str]
     return seconds, total, bad, groups
 
 
-@given(buckets(), st.text(min_size=1))
+@given(buckets(), st.text(min_size=1), st.floats(0, 2e9))
 def test_a_delta_decodes_to_what_was_encoded(
-    b: tuple[list[int], list[int], list[int], list[str] | None], slo: str
+    b: tuple[list[int], list[int], list[int], list[str] | None], slo: str, wm: float
 ) -> None:
     seconds, total, bad, groups = b
-    d = decode_delta(encode_delta(slo, seconds, total, bad, groups))
-    assert (d.version, d.slo, d.seconds, d.total, d.bad, d.groups) == (
+    d = decode_delta(encode_delta(slo, wm, seconds, total, bad, groups))
+    assert (d.version, d.slo, d.watermark, d.seconds, d.total, d.bad, d.groups) == (
         DELTA_VERSION,
         slo,
+        wm,
         seconds,
         total,
         bad,
         groups,
     )
+
+
+@given(st.floats(0, 2e9))
+def test_a_heartbeat_carries_only_the_watermark(wm: float) -> None:
+    d = decode_delta(encode_heartbeat(wm))
+    assert (d.slo, d.watermark, d.seconds, d.total, d.bad) == ("", wm, [], [], [])
 
 
 def raw(*fields: object) -> bytes:
@@ -50,17 +58,18 @@ def raw(*fields: object) -> bytes:
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        (raw(2, "a", [1], [1], [0], None), "delta version 2"),
-        (raw(2, "a", "whatever shape"), "delta version 2"),
-        (raw(1, "a", [1], [1], [0], None, "extra"), "not a count delta"),
-        (raw(1, "a", [1], [1.5], [0], None), "not a count delta"),
-        (raw(1, "", [1], [1], [0], None), "empty SLO name"),
-        (raw(1, "a", [], [], [], None), "no buckets"),
-        (raw(1, "a", [1, 2], [1], [0], None), "differ in length"),
-        (raw(1, "a", [1], [1], [0], ["x", "y"]), "groups and seconds differ"),
-        (raw(1, "a", [1], [1], [2], None), "impossible counts"),
-        (raw(1, "a", [1], [0], [0], None), "impossible counts"),
-        (raw(1, "a", [1], [1], [-1], None), "impossible counts"),
+        (raw(2, "a", 5.0, [1], [1], [0], None), "delta version 2"),
+        (raw(2, "a", 5.0, "whatever shape"), "delta version 2"),
+        (raw(1, "a", 5.0, [1], [1], [0], None, "extra"), "not a count delta"),
+        (raw(1, "a", 5.0, [1], [1.5], [0], None), "not a count delta"),
+        (raw(1, "a", 5.0, [], [], [], None), "no buckets"),
+        (raw(1, "a", 5.0, [1, 2], [1], [0], None), "differ in length"),
+        (raw(1, "a", 5.0, [1], [1], [0], ["x", "y"]), "groups and seconds differ"),
+        (raw(1, "a", 5.0, [1], [1], [2], None), "impossible counts"),
+        (raw(1, "a", 5.0, [1], [0], [0], None), "impossible counts"),
+        (raw(1, "a", 5.0, [1], [1], [-1], None), "impossible counts"),
+        (raw(1, "a", float("nan"), [1], [1], [0], None), "not a finite time"),
+        (raw(1, "", 5.0, [1], [1], [0], None), "heartbeat .* with counts"),
         (b"\xc1", "not a count delta"),
         (msgspec.msgpack.encode({"version": 1}), "not a count delta"),
     ],
@@ -72,7 +81,7 @@ def test_a_bad_record_is_refused_with_what_is_wrong(data: bytes, message: str) -
 
 def test_encoding_refuses_what_decoding_would_refuse() -> None:
     with pytest.raises(DeltaError, match="impossible counts"):
-        encode_delta("a", [1], [1], [3])
+        encode_delta("a", 0.0, [1], [1], [3])
 
 
 def test_a_composite_family_shares_the_key_of_its_first_slo() -> None:
