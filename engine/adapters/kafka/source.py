@@ -68,7 +68,7 @@ from aiokafka.errors import KafkaError
 from engine.adapters.kafka.access import check_access
 from engine.adapters.kafka.dead_letters import DeadLetters
 from engine.adapters.kafka.offsets import COMMIT_TIMEOUT_S, OffsetTracker, RebalanceListener
-from engine.adapters.kafka.settings import kafka_client_kwargs
+from engine.adapters.kafka.settings import group_kwargs, kafka_client_kwargs
 from engine.adapters.kafka.status import SourceStatus
 from engine.core.config import Config
 from engine.core.decode import WireFormat
@@ -179,6 +179,7 @@ class KafkaSource:
             fetch_max_bytes=FETCH_MAX_BYTES,
             max_poll_records=self.max_poll_records,
             client_id="burnrate",
+            **group_kwargs(self.kafka),
             **kwargs,
         )
         consumer.subscribe(

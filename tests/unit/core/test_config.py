@@ -144,6 +144,7 @@ def test_a_minimal_config_gets_every_default() -> None:
     assert cfg.receivers == []
     assert cfg.kafka.topics == ["request-events"]
     assert cfg.kafka.format == "json"
+    assert cfg.kafka.session_timeout == "10s"
     assert cfg.evaluation.tick_s == 10
     assert cfg.evaluation.for_s == 0
     assert cfg.evaluation.keep_firing_for_s == 0
@@ -977,6 +978,16 @@ FINE_AND_FAR_AHEAD = _both(
             "$.kafka.dead_letter_topic: 'b' is also in kafka.topics: rejected records would be "
             "consumed and rejected again",
             id="the dead-letter topic is consumed too",
+        ),
+        pytest.param(
+            _set("kafka", {"session_timeout": "500ms"}),
+            "$.kafka.session_timeout: from 1s to 5m, got 500ms",
+            id="a session timeout under a second",
+        ),
+        pytest.param(
+            _set("kafka", {"session_timeout": "10m"}),
+            "$.kafka.session_timeout: from 1s to 5m, got 10m",
+            id="a session timeout over five minutes",
         ),
         pytest.param(
             _set("kafka", {"topics": ["a"], "formats": {"A": "msgpack"}}),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.adapters.kafka.settings import kafka_client_kwargs
+from engine.adapters.kafka.settings import group_kwargs, kafka_client_kwargs
 from engine.core.config import Kafka, KafkaSecurity
 from engine.errors import ConfigError
 
@@ -299,3 +299,39 @@ def test_unusable_tls_files(
         line = error_of(kafka(protocol=protocol, **files, **extra))
         # OpenSSL may add its reason in parentheses; the line starts with ours.
         assert line == want or line.startswith(want + " ("), line
+
+
+@pytest.mark.parametrize(
+    ("session", "expected"),
+    [
+        pytest.param(
+            "10s",
+            {
+                "session_timeout_ms": 10_000,
+                "heartbeat_interval_ms": 3000,
+                "request_timeout_ms": 40_000,
+            },
+            id="the default keeps aiokafka's own settings",
+        ),
+        pytest.param(
+            "2s",
+            {
+                "session_timeout_ms": 2000,
+                "heartbeat_interval_ms": 666,
+                "request_timeout_ms": 40_000,
+            },
+            id="a short session beats every third of it",
+        ),
+        pytest.param(
+            "5m",
+            {
+                "session_timeout_ms": 300_000,
+                "heartbeat_interval_ms": 3000,
+                "request_timeout_ms": 310_000,
+            },
+            id="a long session outlasts a held JoinGroup",
+        ),
+    ],
+)
+def test_group_timing_follows_the_session_timeout(session: str, expected: dict[str, int]) -> None:
+    assert group_kwargs(Kafka(session_timeout=session)) == expected
