@@ -15,7 +15,6 @@ from types import ModuleType
 from typing import Final
 
 from engine import __version__
-from engine.commands.common import EXIT_INTERRUPTED, EXIT_OK
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -96,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else argv
     command = _command_of(words)
     args = build_parser(command or "").parse_args(words)
+    # the exit codes are imported with the command's module, not before (`--help` loads
+    # no command at all)
+    from engine.commands.common import EXIT_INTERRUPTED, EXIT_OK
+
     try:
         return int(_module(args.command).main(args))
     except KeyboardInterrupt:

@@ -15,10 +15,12 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from engine.core.config import Config, load_config
 from engine.errors import ConfigError
+
+if TYPE_CHECKING:  # the config model imports numpy: not loaded for `burnrate --help`
+    from engine.core.config import Config
 
 __all__ = [
     "EXIT_FAILURE",
@@ -58,6 +60,8 @@ def print_config_error(source: str, exc: ConfigError) -> None:
 
 def load_config_or_exit(path: str) -> Config:
     """The config at `path`; on any problem, its lines on stderr and exit 2."""
+    from engine.core.config import load_config
+
     try:
         return load_config(path)
     except ConfigError as exc:
