@@ -38,7 +38,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import engine
+import engine as engine_package
 from benchmarks.common import free_port, machine, report
 from engine.adapters.kafka.embedded_broker import EmbeddedBroker, create_topic
 from engine.adapters.kafka.settings import group_kwargs
@@ -172,7 +172,7 @@ def main() -> None:
     print(f"machine: {json.dumps(machine())}", flush=True)
     drop = ("KAFKA_BOOTSTRAP_SERVERS", "PYTHONDONTWRITEBYTECODE")
     env = {k: v for k, v in os.environ.items() if k not in drop}
-    package = Path(engine.__file__).parent
+    package = Path(engine_package.__file__).parent
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(package)], check=True, env=env)
     rows: list[dict[str, Any]] = []
     imports = time_command([sys.executable, "-c", "import engine.commands.run"], env)
