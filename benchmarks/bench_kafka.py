@@ -13,9 +13,13 @@ consumer group reading from the earliest offset:
 - burnrate: the service (`Runtime`: Kafka source, evaluator, metrics, HTTP) until every
   record is applied; every event is decoded, classified and counted (checked).
 
-Each timing starts once the group has assigned the partitions and is the best of
+- msgspec alone: the same record values, fetched once, decoded in process with the
+  engine's typed decoder (`engine.core.decode.Record`) and nothing else.
+
+Each Kafka timing starts once the group has assigned the partitions and is the best of
 `--repeat` runs, baseline and engine alternating. Printed beside them: engine/raw for
-single-event records (goal >= 0.75), the engine's batched event rate over its
+single-event records (goal >= 0.75), engine/msgspec-alone for batched records (goal
+>= 0.5), the engine's batched event rate over its
 single-event rate (goal >= 5x) and peak RSS. `--minutes M` adds a soak: a `burnrate
 produce` process publishes at `--soak-rate` events/s in real time while the engine
 consumes; RSS is sampled every 10 s and the mean of the last third of the samples is
@@ -40,12 +44,14 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from aiokafka import AIOKafkaConsumer
 
 from benchmarks.common import current_rss_bytes, machine, peak_rss_bytes, report
 from engine.adapters.kafka import source as engine_source
 from engine.adapters.kafka.embedded_broker import EmbeddedBroker, create_topic
 from engine.core.config import Config, parse_config
+from engine.core.decode import Record
 from engine.loadgen.publish import produce
 from engine.loadgen.spec import LoadSpec
 from engine.runtime.logging import configure_logging
@@ -132,6 +138,47 @@ async def consume_raw(bootstrap: str, topic: str, records: int) -> float:
         return time.perf_counter() - t0
     finally:
         await consumer.stop()
+
+
+async def fetch_values(bootstrap: str, topic: str, records: int) -> list[bytes]:
+    """The values of the topic's first `records` records, fetched once (untimed)."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"bench-values-{uuid.uuid4().hex[:12]}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=engine_source.MAX_PARTITION_FETCH_BYTES,
+        fetch_max_bytes=engine_source.FETCH_MAX_BYTES,
+    )
+    await consumer.start()
+    try:
+        values: list[bytes] = []
+        end = time.monotonic() + DEADLINE_S
+        while len(values) < records:
+            data = await consumer.getmany(timeout_ms=engine_source.POLL_TIMEOUT_MS)
+            for batch in data.values():
+                values += [r.value for r in batch if r.value is not None]
+            if time.monotonic() > end:
+                raise TimeoutError(f"fetched {len(values)} of {records} records")
+        return values
+    finally:
+        await consumer.stop()
+
+
+def decode_alone(values: list[bytes], repeat: int) -> float:
+    """Seconds for msgspec alone to decode `values` into the engine's event structs (one
+    reusable typed decoder, a record an object or an array), best of `repeat`, in slices
+    of the engine's fetch size."""
+    decode = msgspec.json.Decoder(Record).decode
+    step = engine_source.MAX_POLL_RECORDS
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for i in range(0, len(values), step):
+            [decode(v) for v in values[i : i + step]]
+        best = min(best, time.perf_counter() - t0)
+    return best
 
 
 @contextlib.asynccontextmanager
@@ -226,6 +273,8 @@ async def bench_throughput(
             repeat,
         )
         rates[per_record] = events / engine_s
+        decode_s = decode_alone(await fetch_values(bootstrap, topic, records), repeat)
+        print(f"  {kind}: msgspec decode alone {decode_s:.2f}s", flush=True)
         rows.append(
             {
                 "measure": f"consume {kind} records",
@@ -236,6 +285,18 @@ async def bench_throughput(
                 "burnrate_events_per_s": events / engine_s,
                 "ratio": raw_s / engine_s,
                 "goal": ">= 0.75" if per_record == 1 else None,
+            }
+        )
+        rows.append(
+            {
+                "measure": f"consume {kind} records vs decoding them alone",
+                "events": events,
+                "records": records,
+                "baseline": "msgspec decode alone (in process, no Kafka)",
+                "baseline_events_per_s": events / decode_s,
+                "burnrate_events_per_s": events / engine_s,
+                "ratio": decode_s / engine_s,
+                "goal": ">= 0.5" if per_record > 1 else None,
             }
         )
     rows.append(

@@ -314,11 +314,10 @@ class Classifier:
         if len(self._ids) > MAX_KEYS or self._key_bytes > MAX_KEY_BYTES:
             self._reset()
         n = len(events)
-        keys: list[Key] = list(map(_KEY_OF, events))
         if self.label_names and any(map(_LABELS_OF, events)):
-            key_id = self._labelled_ids(keys, events)
+            key_id = self._labelled_ids(list(map(_KEY_OF, events)), events)
         else:
-            key_id = self._key_ids(keys, self._ids, self._new_key)
+            key_id = self._known_ids(events)
         ts = _floats(events, _TS_OF, n)
         latency = _floats(events, _LATENCY_OF, n)
         count = np.fromiter(map(_COUNT_OF, events), dtype=np.int64, count=n)
@@ -332,6 +331,18 @@ class Classifier:
                 times = record_ts_s() if callable(record_ts_s) else record_ts_s
                 ts[missing] = times[record[missing]]
         return EventColumns(ts, latency, count, key_id, record)
+
+    def _known_ids(self, events: Sequence[Event]) -> I32:
+        """Key ids of a batch without labels in use. Once warm, every key is known: the
+        ids are read in one C-level chain (key tuple, dict lookup, into the array) with
+        no list in between; the first unknown key sends the batch to `_key_ids`, which
+        numbers new keys in event order just the same."""
+        try:
+            return np.fromiter(
+                map(self._ids.__getitem__, map(_KEY_OF, events)), dtype=np.int32, count=len(events)
+            )
+        except KeyError:
+            return self._key_ids(list(map(_KEY_OF, events)), self._ids, self._new_key)
 
     @staticmethod
     def _key_ids(keys: list[Any], ids: dict[Any, int], make: Callable[[Any], int]) -> I32:

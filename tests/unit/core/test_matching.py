@@ -380,6 +380,19 @@ def test_pairs_match_the_scalar_taxonomy(
         assert got == _reference(events, slos, options)
 
 
+@settings(deadline=None)
+@given(st.lists(st.lists(_events, max_size=12), min_size=1, max_size=4))
+def test_key_ids_number_keys_in_order_of_first_sight(batches: list[list[Event]]) -> None:
+    """Known keys take the one-chain path, a batch with a new key the list path: either
+    way an event's id is its key's number in the order keys were first seen (a naive
+    dict over every event so far)."""
+    clf = Classifier(SLOS, DEFAULT_OPTIONS)
+    first_seen: dict[Key, int] = {}
+    for events in batches:
+        expected = [first_seen.setdefault(_key(e), len(first_seen)) for e in events]
+        assert clf.columns(events).key_id.tolist() == expected
+
+
 def test_the_key_cache_reset_keeps_answers_right(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("engine.core.matching.MAX_KEYS", 2)
     clf = Classifier(SLOS, DEFAULT_OPTIONS)
