@@ -204,6 +204,8 @@ class Classifier:
 
     def _reset(self) -> None:
         self._ids: dict[Key, int] = {}
+        self._warm = False
+        """The last batch brought no new key: try the known-keys path first."""
         self._base_ids: dict[Key, int] = {}
         """With labels in use: each four-field key's number (first part of a `_combo`)."""
         self._base_keys: list[Key] = []
@@ -336,13 +338,21 @@ class Classifier:
         """Key ids of a batch without labels in use. Once warm, every key is known: the
         ids are read in one C-level chain (key tuple, dict lookup, into the array) with
         no list in between; the first unknown key sends the batch to `_key_ids`, which
-        numbers new keys in event order just the same."""
-        try:
-            return np.fromiter(
-                map(self._ids.__getitem__, map(_KEY_OF, events)), dtype=np.int32, count=len(events)
-            )
-        except KeyError:
-            return self._key_ids(list(map(_KEY_OF, events)), self._ids, self._new_key)
+        numbers new keys in event order just the same. A batch that brought new keys
+        makes the next one take `_key_ids` straight away (a stream of ever new keys would
+        otherwise pay for both), until a batch brings none."""
+        n = len(events)
+        if self._warm:
+            try:
+                return np.fromiter(
+                    map(self._ids.__getitem__, map(_KEY_OF, events)), dtype=np.int32, count=n
+                )
+            except KeyError:
+                pass
+        known = len(self._ids)
+        key_id = self._key_ids(list(map(_KEY_OF, events)), self._ids, self._new_key)
+        self._warm = len(self._ids) == known
+        return key_id
 
     @staticmethod
     def _key_ids(keys: list[Any], ids: dict[Any, int], make: Callable[[Any], int]) -> I32:
