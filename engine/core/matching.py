@@ -142,6 +142,19 @@ GroupKey = tuple[str | None, ...]
 such label, or no operation)."""
 
 
+class _KeyIds(dict[Key, int]):
+    """Key -> id, where looking up a key not in it yet makes it (`make` adds it)."""
+
+    __slots__ = ("_make",)
+
+    def __init__(self, make: Callable[[Key], int]) -> None:
+        super().__init__()
+        self._make = make
+
+    def __missing__(self, key: Key) -> int:
+        return self._make(key)
+
+
 class Classifier:
     """Turns events into columns and columns into (event, SLO) pairs for a fixed SLO list.
     Composite SLOs are never paired with an event: their counts come from their members."""
@@ -203,9 +216,7 @@ class Classifier:
         return len(self._ids)
 
     def _reset(self) -> None:
-        self._ids: dict[Key, int] = {}
-        self._warm = False
-        """The last batch brought no new key: try the known-keys path first."""
+        self._ids: dict[Key, int] = _KeyIds(self._new_key)
         self._base_ids: dict[Key, int] = {}
         """With labels in use: each four-field key's number (first part of a `_combo`)."""
         self._base_keys: list[Key] = []
@@ -335,24 +346,13 @@ class Classifier:
         return EventColumns(ts, latency, count, key_id, record)
 
     def _known_ids(self, events: Sequence[Event]) -> I32:
-        """Key ids of a batch without labels in use. Once warm, every key is known: the
-        ids are read in one C-level chain (key tuple, dict lookup, into the array) with
-        no list in between; the first unknown key sends the batch to `_key_ids`, which
-        numbers new keys in event order just the same. A batch that brought new keys
-        makes the next one take `_key_ids` straight away (a stream of ever new keys would
-        otherwise pay for both), until a batch brings none."""
-        n = len(events)
-        if self._warm:
-            try:
-                return np.fromiter(
-                    map(self._ids.__getitem__, map(_KEY_OF, events)), dtype=np.int32, count=n
-                )
-            except KeyError:
-                pass
-        known = len(self._ids)
-        key_id = self._key_ids(list(map(_KEY_OF, events)), self._ids, self._new_key)
-        self._warm = len(self._ids) == known
-        return key_id
+        """Key ids of a batch without labels in use, in one C-level chain per event (key
+        tuple, dict lookup, into the array) with no list in between. A key not seen yet
+        is made by the dict's `__missing__` as the chain reaches it, so new keys are
+        numbered in event order and a batch with new keys costs no second pass."""
+        return np.fromiter(
+            map(self._ids.__getitem__, map(_KEY_OF, events)), dtype=np.int32, count=len(events)
+        )
 
     @staticmethod
     def _key_ids(keys: list[Any], ids: dict[Any, int], make: Callable[[Any], int]) -> I32:

@@ -388,10 +388,10 @@ def test_pairs_match_the_scalar_taxonomy(
 def test_key_ids_number_keys_in_order_of_first_sight(
     pool: list[Event], batches: list[list[int | Event]]
 ) -> None:
-    """Batches of known keys take the one-chain path, a batch with a new key (and the
-    one after it) the list path: either way an event's id is its key's number in the
-    order keys were first seen (a naive dict over every event so far). Batches draw
-    mostly from a small pool of events, so later ones are often all known."""
+    """Key ids are read in one chain of lookups, new keys made as the chain reaches
+    them: an event's id is its key's number in the order keys were first seen (a naive
+    dict over every event so far). Batches draw mostly from a small pool of events, so
+    later ones are often all known, and sometimes mix known and new keys."""
     clf = Classifier(SLOS, DEFAULT_OPTIONS)
     first_seen: dict[Key, int] = {}
     for drawn in batches:
