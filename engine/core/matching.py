@@ -142,16 +142,16 @@ GroupKey = tuple[str | None, ...]
 such label, or no operation)."""
 
 
-class _KeyIds(dict[Key, int]):
+class _KeyIds(dict[Any, int]):
     """Key -> id, where looking up a key not in it yet makes it (`make` adds it)."""
 
     __slots__ = ("_make",)
 
-    def __init__(self, make: Callable[[Key], int]) -> None:
+    def __init__(self, make: Callable[[Any], int]) -> None:
         super().__init__()
         self._make = make
 
-    def __missing__(self, key: Key) -> int:
+    def __missing__(self, key: Any) -> int:
         return self._make(key)
 
 
@@ -217,10 +217,11 @@ class Classifier:
 
     def _reset(self) -> None:
         self._ids: dict[Key, int] = _KeyIds(self._new_key)
-        self._base_ids: dict[Key, int] = {}
+        self._base_ids: dict[Key, int] = _KeyIds(self._new_base)
         """With labels in use: each four-field key's number (first part of a `_combo`)."""
         self._base_keys: list[Key] = []
-        self._value_ids: dict[object, int] = {_NO_VALUES: 0}
+        self._value_ids: dict[object, int] = _KeyIds(self._new_values)
+        self._value_ids[_NO_VALUES] = 0
         """With labels in use: each distinct label value (one label) or tuple of values
         (several) a number (second part of a `_combo`); 0 is no value at all."""
         self._values: list[tuple[str | None, ...] | None] = [None]
@@ -355,17 +356,9 @@ class Classifier:
         )
 
     @staticmethod
-    def _key_ids(keys: list[Any], ids: dict[Any, int], make: Callable[[Any], int]) -> I32:
-        """The number of each of `keys` in `ids`, made with `make` for the new ones."""
-        found = list(map(ids.get, keys))
-        try:
-            return np.array(found, dtype=np.int32)
-        except TypeError:  # some keys are new (None): rare after warm-up
-            for i, kid in enumerate(found):
-                if kid is None:
-                    k = keys[i]
-                    found[i] = ids[k] if k in ids else make(k)
-            return np.array(found, dtype=np.int32)
+    def _ids_of(keys: list[Any], ids: dict[Any, int]) -> I32:
+        """The number of each of `keys` in `ids` (a `_KeyIds`: new ones are made)."""
+        return np.fromiter(map(ids.__getitem__, keys), dtype=np.int32, count=len(keys))
 
     def _labelled_ids(self, keys: list[Key], events: Sequence[Event]) -> I32:
         """Key ids of a batch some of whose events have labels, in two C-level lookups
@@ -383,8 +376,8 @@ class Classifier:
             values = list(map(dict.get, maps, repeat(names[0])))
         else:
             values = list(zip(*(map(dict.get, maps, repeat(name)) for name in names), strict=True))
-        base = self._key_ids(keys, self._base_ids, self._new_base)
-        vid = self._key_ids(values, self._value_ids, self._new_values)
+        base = self._ids_of(keys, self._base_ids)
+        vid = self._ids_of(values, self._value_ids)
         combo = (base.astype(np.int64) << 32) | vid
         codes, kids = self._combo_codes, self._combo_kids
         at = np.searchsorted(codes, combo)
