@@ -28,8 +28,11 @@ def make_config(
     fmt: str = "json",
     group: str | None = None,
     dead_letter_topic: str | None = None,
+    session_timeout: str | None = None,
 ) -> Config:
     dlq = f"  dead_letter_topic: {dead_letter_topic}\n" if dead_letter_topic else ""
+    if session_timeout is not None:
+        dlq += f"  session_timeout: {session_timeout}\n"
     text = (
         "slos:\n"
         "  - {name: checkout-availability, service: checkout, sli: availability, objective: 99}\n"
@@ -179,6 +182,28 @@ async def test_counts_equal_what_was_produced(
     assert source.records_consumed == len(records_for(range(n), fmt, batch=batch, now=now))
     assert sum(ev.rejected_counts().values()) == 0
     assert ev.counts().unmatched_events == 0
+
+
+@pytest.mark.asyncio
+async def test_a_short_group_session_joins_and_counts_the_same(
+    kafka_bootstrap: str, unique_topic: str
+) -> None:
+    """`kafka.session_timeout: 6s` (the least Apache Kafka accepts; the demo's): the
+    consumer joins with it, heartbeats every 2 s, and counts every event."""
+    now = time.time()
+    n = 500
+    await produce(kafka_bootstrap, unique_topic, records_for(range(n), "json", batch=1, now=now))
+    cfg = make_config(kafka_bootstrap, unique_topic, session_timeout="6s")
+    ev = Evaluator(cfg)
+    source = KafkaSource(cfg, ev)
+    _, _, shutdown = await running(source)
+    try:
+        await wait_until(lambda: counts(ev)[0] >= n, f"{n} events")
+        await no_more_records(source)
+    finally:
+        await shutdown()
+    assert counts(ev) == expected(range(n))
+    assert source.records_consumed == n
 
 
 @pytest.mark.asyncio
