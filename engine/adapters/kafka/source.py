@@ -72,6 +72,7 @@ from engine.adapters.kafka.settings import group_kwargs, kafka_client_kwargs
 from engine.adapters.kafka.status import SourceStatus
 from engine.core.config import Config
 from engine.core.decode import WireFormat
+from engine.core.durations import parse_duration_s
 from engine.core.evaluator import Evaluator, Transition
 from engine.core.ingest import Ingestor, Rejection
 
@@ -97,8 +98,9 @@ LAG_REFRESH_S = 1.0
 PARTIAL_ASSIGNMENT_HOLD_S = 30.0
 """How long event time waits, after the first assignment since start, for partitions of
 the topics (or of the state) that went to no one here: a member killed before this
-start keeps its partitions until its session times out (10 s by default) and the group
-rebalances. Past this, they are taken to belong to another live instance."""
+start keeps its partitions until its session times out (`kafka.session_timeout`, 10 s
+by default) and the group rebalances. Past this, they are taken to belong to another
+live instance. A session timeout over 20 s less than this waits 20 s past it."""
 POSITION_TIMEOUT_S = 0.05
 """How long the loop waits for the consumer's position in a partition (immediate once
 the broker has answered a fetch of it, which is when it is asked)."""
@@ -395,8 +397,9 @@ class KafkaSource:
             expected |= {(topic, p) for p in consumer.partitions_for_topic(topic) or ()}
         self._expected = expected
         if expected - {(tp.topic, tp.partition) for tp in assigned}:
+            session_s = parse_duration_s(self.kafka.session_timeout)
             self._hold = (
-                time.monotonic() + PARTIAL_ASSIGNMENT_HOLD_S,
+                time.monotonic() + max(PARTIAL_ASSIGNMENT_HOLD_S, session_s + 20.0),
                 self.evaluator.watermark_s,
             )
 
