@@ -55,6 +55,7 @@ from engine.runtime.audit import RuntimeAudit, config_digest
 from engine.runtime.checkpoint import Checkpoint
 from engine.runtime.delivery import Delivery, firing_alerts
 from engine.runtime.incidents import IncidentRecorder, incident_recorder
+from engine.runtime.reload import SIGNAL_ACTOR, ConfigReloader, ReloadOutcome
 
 __all__ = ["Runtime"]
 
@@ -80,6 +81,7 @@ class Runtime:
         config_path: str | None = None,
         config_source: bytes | None = None,
         history_tiers: tuple[Tier, ...] = DEFAULT_TIERS,
+        config_overrides: Callable[[Config], Config] | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -142,6 +144,15 @@ class Runtime:
         """Reads `kafka.changes_topic` when one is configured."""
         if self.audit.enabled:
             self._wire_audit()
+        self.reloader = (
+            ConfigReloader(self, config_path, config_overrides or (lambda c: c))
+            if config_path is not None
+            else None
+        )
+        """Reloads the config file (SIGHUP, `POST /-/reload`): engine.runtime.reload."""
+        if self.reloader is not None:
+            self.http.on_reload = self.reloader.reload
+            self.metrics.collector.config = self.reloader.metrics
         self._listeners: list[TransitionsListener] = []
         self.started = asyncio.Event()
         """Set once HTTP listens and the consumer has joined its group."""
@@ -167,6 +178,10 @@ class Runtime:
 
     def status(self) -> SourceStatus | None:
         return self.source.status()
+
+    def reload(self, actor: str = SIGNAL_ACTOR) -> ReloadOutcome | None:
+        """Reload the config file (engine.runtime.reload); None without one."""
+        return None if self.reloader is None else self.reloader.reload(actor)
 
     def subscribe(self, listener: TransitionsListener) -> None:
         """Call `listener` with every batch of alert transitions, as they happen."""

@@ -107,6 +107,9 @@ class EngineCollector(Collector):
         self.audit: Callable[[], tuple[int, str, int]] | None = None
         """The audit log's (entries, head hash, write errors), set by the runtime with
         `audit:`."""
+        self.config: Callable[[], tuple[str, Mapping[str, int]]] | None = None
+        """(SHA-256 of the config running, reloads by result), set by the runtime when
+        it can reload its config file (engine.runtime.reload)."""
         self._window_labels = [format_duration(w) for w in evaluator.windows_s]
 
     def collect(self) -> Iterable[Metric]:
@@ -143,6 +146,8 @@ class EngineCollector(Collector):
             yield incidents
         if self.audit is not None:
             yield from _audit_families(*self.audit())
+        if self.config is not None:
+            yield from _config_families(*self.config())
 
     def _health(self) -> Iterable[Metric]:
         ev = self.evaluator
@@ -216,6 +221,20 @@ def _audit_families(entries: int, head: str, write_errors: int) -> Iterable[Metr
         "Audit entries lost to failed writes or fsyncs since the start",
         write_errors,
     )
+
+
+def _config_families(sha256: str, reloads: Mapping[str, int]) -> Iterable[Metric]:
+    info = InfoMetricFamily("burnrate_config", "SHA-256 of the config file running")
+    info.add_metric([], {"sha256": sha256})
+    yield info
+    total = CounterMetricFamily(
+        "burnrate_config_reloads",
+        "Config reloads (SIGHUP, POST /-/reload) since the start, by result",
+        labels=["result"],
+    )
+    for result, n in sorted(reloads.items()):
+        total.add_metric([result], n)
+    yield total
 
 
 def _family(name: str, kind: str, doc: str) -> str:
