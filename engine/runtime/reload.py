@@ -80,6 +80,10 @@ class ConfigReloader:
         self.overrides = overrides
         self.counts: Counter[str] = Counter({"ok": 0, "rejected": 0})
         """Reloads by result, for `burnrate_config_reloads_total`."""
+        self.accepting = False
+        """Set by the runtime while it serves: not before the saved state is restored
+        (it is of the config started with), nor once shutdown began (the audit log
+        closes)."""
 
     def read(self) -> tuple[Config, str]:
         """The file's config (overrides applied) and its bytes' SHA-256; ConfigError."""
@@ -101,6 +105,18 @@ class ConfigReloader:
         """Reload now (see the module docstring); never raises for a bad file."""
         rt = self.runtime
         old_digest = rt.config_sha256
+        if not self.accepting:
+            self.counts["rejected"] += 1
+            log.warning(
+                "config reload by %s refused: the engine is starting or stopping",
+                actor,
+                extra={"data": {"event": "config_reload_rejected", "actor": actor}},
+            )
+            return ReloadOutcome(
+                result="rejected",
+                sha256=old_digest,
+                errors=["the engine is starting or stopping; reload once it serves"],
+            )
         try:
             config, digest = self.read()
             errors = restart_fields(rt.config, config)
@@ -172,7 +188,7 @@ def _rebind(rt: Runtime, ev: Evaluator) -> None:
     if rt.change_consumer is not None:
         rt.change_consumer.evaluator = ev
     if rt.incidents is not None:
-        rt.incidents.evaluator = ev
+        rt.incidents.use(ev)
     metrics = rt.metrics
     metrics.slo_text = SloText(ev)
     collector = metrics.collector

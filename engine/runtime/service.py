@@ -265,6 +265,8 @@ class Runtime:
             await self.delivery.restore(
                 self.checkpoint.restored_deliveries, firing_alerts(self.evaluator)
             )
+        if self.reloader is not None:  # from here on: the restored state is in place
+            self.reloader.accepting = True
         evaluate = asyncio.create_task(self._evaluate_loop(stop), name="evaluate")
         consume: asyncio.Task[None] | None = None
         checkpoint: asyncio.Task[None] | None = None
@@ -365,6 +367,8 @@ class Runtime:
             return max(min(cap, deadline - time.monotonic()), 0.1)
 
         log.info("shutting down", extra={"data": {"event": "shutdown"}})
+        if self.reloader is not None:
+            self.reloader.accepting = False
         for task, cap in ((consume, 2.0), (evaluate, 1.0)):
             if task is None:
                 continue
