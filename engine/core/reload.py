@@ -16,8 +16,9 @@ would have built the same way:
   the buckets of another, and an alert held under other `for` or thin-window rules
   is not the alert the new rules would hold.
 - *Per SLO*: the same `Slo` struct (selector, SLI, objective, period, groups,
-  composite members, budget policy...) and the same policy rows (its own or, without
-  one, the top-level ones): then it keeps its window rings and sums, counts, alert state
+  composite members, budget policy...; its annotations `description`, `runbook_url`
+  and `labels` may change) and the same policy rows (its own or, without one, the
+  top-level ones): then it keeps its window rings and sums, counts, alert state
   (firing, firing row, since-times, pending, keep_firing), budget alerts (matched by
   key, as a snapshot's are), calendar period counts and group assignment. A composite
   SLO keeps its state only if all its members do: its windows are theirs.
@@ -59,7 +60,7 @@ from engine.core.evaluator import (
 from engine.core.periods import PeriodState
 from engine.core.windows import LevelState, WindowState
 
-__all__ = ["Reloaded", "carry_blocker", "reload"]
+__all__ = ["ANNOTATIONS", "Reloaded", "carry_blocker", "definition", "reload"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,15 +94,21 @@ def carry_blocker(old: Config, new: Config) -> str | None:
     return None
 
 
-def _definition(config: Config, slo: Slo) -> tuple[Slo, list[tuple[object, ...]]]:
-    return slo, [r.key for r in config.policy_of(slo)]
+ANNOTATIONS = ("description", "runbook_url", "labels")
+"""Fields of an SLO that only annotate its output: changing them keeps its state."""
+
+
+def definition(config: Config, slo: Slo) -> tuple[Slo, list[tuple[object, ...]]]:
+    """What an SLO's state depends on: its entry but for the annotations, and its rows."""
+    bare = msgspec.structs.replace(slo, description=None, runbook_url=None, labels={})
+    return bare, [r.key for r in config.policy_of(slo)]
 
 
 def _kept(old: Config, new: Config) -> set[str]:
     """Names of the SLOs whose definition is the same in both (composites: and whose
     members are all kept)."""
-    before = {s.name: _definition(old, s) for s in old.slos}
-    kept = {s.name for s in new.slos if s.name in before and before[s.name] == _definition(new, s)}
+    before = {s.name: definition(old, s) for s in old.slos}
+    kept = {s.name for s in new.slos if s.name in before and before[s.name] == definition(new, s)}
     changed = True
     while changed:  # a composite's state is its members'
         changed = False

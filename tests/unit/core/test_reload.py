@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from engine.core.config import Config, parse_config
 from engine.core.decode import Event
 from engine.core.evaluator import Evaluator, Transition
-from engine.core.reload import carry_blocker, reload
+from engine.core.reload import carry_blocker, definition, reload
 from tests.unit.core.reference import split, stamped
 
 SERVICES = ("a", "b", "c", "d")
@@ -27,6 +27,8 @@ VARIANTS = {
     "grouped": "sli: availability, objective: 95, period: 1h, group_by: [operation], max_groups: 2",
     "calendar": "sli: availability, objective: 95, period: {calendar: week, time_zone: UTC}",
     "long-period": "sli: availability, objective: 95, period: 2h",
+    "annotated": "sli: availability, objective: 95, period: 1h, runbook_url: https://rb/a, "
+    "labels: {team: x}",
 }
 
 POLICIES = {
@@ -173,7 +175,7 @@ def test_reloaded_evaluator_equals_one_that_saw_only_the_kept_slos_events(
     for name in result.kept:  # kept means the same definition
         o = next(s for s in old_cfg.slos if s.name == name)
         n = next(s for s in new_cfg.slos if s.name == name)
-        assert o == n
+        assert definition(old_cfg, o) == definition(new_cfg, n)
     # A composite added or reset over kept members: its windows are its members', so
     # the reference has alert history for it; the reloaded one starts its alerts afresh.
     started = {
@@ -247,3 +249,12 @@ def test_a_new_window_resets_every_slo() -> None:
     longer = make(({"a": "avail", "b": "long-period"}, "one", "10s", False))
     assert carry_blocker(cfg, longer) == "the set of windows changed (policy windows and periods)"
     assert carry_blocker(cfg, msgspec.structs.replace(cfg, slos=cfg.slos[:1])) is None
+
+
+def test_annotations_change_and_the_state_stays() -> None:
+    old = Evaluator(make(({"a": "avail"}, "one", "10s", False)))
+    feed(old, [[Event(service="a", status=500, ts=1_700_000_000.0 + k) for k in range(50)]])
+    result = reload(old, make(({"a": "annotated"}, "one", "10s", False)))
+    assert result.kept == ("a",)
+    assert result.evaluator.config_slos[0].runbook_url == "https://rb/a"
+    assert int(result.evaluator.counts().events_total[0]) == 50
