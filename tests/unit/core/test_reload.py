@@ -52,7 +52,7 @@ configs = st.tuples(
 )
 
 
-def make(spec: tuple[dict[str, str], str, str, bool]) -> Config:
+def make(spec: tuple[dict[str, str], str, str, bool], budget_alerts: bool = False) -> Config:
     chosen, policy, tick, composite = spec
     lines = [f"  - {{name: {s}, service: {s}, {VARIANTS[v]}}}" for s, v in chosen.items()]
     if composite and {chosen.get("a"), chosen.get("b")} <= set(VARIANTS) - {"grouped"}:
@@ -65,6 +65,7 @@ def make(spec: tuple[dict[str, str], str, str, bool]) -> Config:
         + "\n".join(lines)
         + f"\npolicy: {POLICIES[policy]}\nevaluation: {{tick: {tick}, allowed_lateness: 30s}}\n"
         + "changes: {attribution_window: 5m}\n"
+        + ("budget_alerts: {horizon: 2h}\n" if budget_alerts else "")
     )
 
 
@@ -125,6 +126,11 @@ def assert_same_slo_state(got: Evaluator, want: Evaluator, fresh: set[str]) -> N
         r for r in alert_rows(want) if r[0] not in fresh
     ]
     assert got.classifier.group_state() == want.classifier.group_state()
+    gb, wb = got.budget_alerts(), want.budget_alerts()
+    assert gb.keys == wb.keys
+    keep = np.array([n not in fresh for n in got.names], dtype=bool)
+    np.testing.assert_array_equal(gb.firing[keep], wb.firing[keep])
+    np.testing.assert_array_equal(gb.firing_since_s[keep], wb.firing_since_s[keep])
     assert (got.watermark_s, got.next_tick_s) == (want.watermark_s, want.next_tick_s)
 
 
@@ -137,6 +143,7 @@ def assert_same_slo_state(got: Evaluator, want: Evaluator, fresh: set[str]) -> N
     tail=st.lists(st.tuples(dt, event), max_size=60),
     cuts=st.lists(st.integers(0, 60), max_size=5),
     idle_s=st.floats(0, 600),
+    budget_alerts=st.booleans(),
 )
 def test_reloaded_evaluator_equals_one_that_saw_only_the_kept_slos_events(
     start: int,
@@ -146,8 +153,9 @@ def test_reloaded_evaluator_equals_one_that_saw_only_the_kept_slos_events(
     tail: list[tuple[float, Event]],
     cuts: list[int],
     idle_s: float,
+    budget_alerts: bool,
 ) -> None:
-    old_cfg, new_cfg = make(before), make(after)
+    old_cfg, new_cfg = make(before, budget_alerts), make(after, budget_alerts)
     # The head is in time order (no late events, whose verdict would depend on the
     # other SLOs' events the reference does not see); the tail is anything.
     first = stamped(start, head)
@@ -189,7 +197,11 @@ def test_reloaded_evaluator_equals_one_that_saw_only_the_kept_slos_events(
         for name, _, sev, on, *_ in alert_rows(old)
         if on and name in dropped  # type: ignore[operator]
     ]
-    assert sorted((tr.slo, tr.severity) for tr in result.ended) == sorted(firing)
+    burn = [tr for tr in result.ended if tr.kind == "burn"]
+    assert sorted((tr.slo, tr.severity) for tr in burn) == sorted(firing)
+    budget = old.budget_alerts()
+    dropped_cols = np.array([n in dropped for n in old.names], dtype=bool)
+    assert len(result.ended) - len(burn) == int(budget.firing[dropped_cols].sum())
     assert all(tr.state == "resolved" and tr.at == old.evaluated_at_s for tr in result.ended)
 
     rest = split(stamped(t, tail), cuts)
