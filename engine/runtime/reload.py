@@ -12,7 +12,7 @@ batch sees half of each. The state file is saved at once, so a restart continues
 the new config.
 
 The HTTP views were built over the old evaluator and are reached through routes bound
-when the server started, so they are rebuilt in place (`_rebind`) rather than replaced.
+when the server started, so each is told to `use` the new one rather than replaced.
 
 With `audit:` each reload is a `config.reloaded` entry (actor: the token's name over
 HTTP, `signal` for SIGHUP; old and new SHA-256; SLOs kept, added, removed and reset),
@@ -30,14 +30,9 @@ from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
-from engine.adapters.http.api import SloApi
 from engine.adapters.http.auth import BearerAuth
-from engine.adapters.http.metrics import SloText
-from engine.adapters.http.summary import SummaryApi
 from engine.core.config import Config, config_errors, decode_config_file
 from engine.core.evaluator import Evaluator
-from engine.core.governance import GateBook
-from engine.core.history import History
 from engine.core.reload import reload
 from engine.core.reload_settings import restart_fields
 from engine.errors import ConfigError
@@ -189,22 +184,13 @@ def _rebind(rt: Runtime, ev: Evaluator) -> None:
         rt.change_consumer.evaluator = ev
     if rt.incidents is not None:
         rt.incidents.use(ev)
-    metrics = rt.metrics
-    metrics.slo_text = SloText(ev)
-    collector = metrics.collector
-    collector.evaluator = ev
-    collector._window_labels = SloApi(ev)._window_labels
+    rt.metrics.use(ev)
     http = rt.http
     http.auth.tokens = BearerAuth.from_config(config.http).tokens
-    SloApi.__init__(http.api, ev, generation=http.api.generation)
-    SummaryApi.__init__(http.summary, ev, generation=http.summary.generation)
-    History.__init__(http.history, ev, tuple(t.tier for t in http.history.tiers))
+    http.api.use(ev)
+    http.summary.use(ev)
+    http.history.use(ev)
     http.history.rebase(ev)
     http.corrections.evaluator = ev
     http.changes.evaluator = ev
-    gates = http.gates
-    gates.evaluator = ev
-    gates.book = GateBook(ev)
-    gates._reading = None
-    gates._bodies = {}
-    metrics.invalidate()
+    http.gates.use(ev)

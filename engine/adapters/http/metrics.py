@@ -110,6 +110,11 @@ class EngineCollector(Collector):
         self.config: Callable[[], tuple[str, Mapping[str, int]]] | None = None
         """(SHA-256 of the config running, reloads by result), set by the runtime when
         it can reload its config file (engine.runtime.reload)."""
+        self.use(evaluator)
+
+    def use(self, evaluator: Evaluator) -> None:
+        """Read `evaluator` from now on (a config reload swaps it)."""
+        self.evaluator = evaluator
         self._window_labels = [format_duration(w) for w in evaluator.windows_s]
 
     def collect(self) -> Iterable[Metric]:
@@ -506,6 +511,13 @@ class EngineMetrics:
     def observe_batches(self, sizes: Iterable[int]) -> None:
         for n in sizes:
             self.fetch_batch_records.observe(n)
+
+    def use(self, evaluator: Evaluator) -> None:
+        """Render `evaluator`'s series from now on (a config reload swaps it); the
+        histograms and the engine's own series go on."""
+        self.slo_text = SloText(evaluator)
+        self.collector.use(evaluator)
+        self.invalidate()
 
     def invalidate(self) -> None:
         """A new tick was evaluated: the next scrape renders afresh (see `render`)."""
