@@ -114,7 +114,7 @@ def main(args: argparse.Namespace) -> int:
                     config_overrides=apply_env_overrides,
                 )
                 loop = asyncio.get_running_loop()
-                loop.add_signal_handler(signal.SIGHUP, runtime.reload)  # logs what it did
+                loop.add_signal_handler(signal.SIGHUP, runtime.reload_soon)
                 try:
                     await runtime.run(stop)
                 finally:

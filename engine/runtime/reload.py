@@ -96,8 +96,14 @@ class ConfigReloader:
             raise ConfigError(list(dict.fromkeys(errors)))
         return self.overrides(config), hashlib.sha256(source).hexdigest()
 
-    def reload(self, actor: str) -> ReloadOutcome:
-        """Reload now (see the module docstring); never raises for a bad file."""
+    async def reload(self, actor: str) -> ReloadOutcome:
+        """Reload between two batches (see the module docstring); never raises for a bad
+        file. Between batches: transitions a batch computed with the old evaluator are
+        delivered before those the reload ends."""
+        async with self.runtime.source.settled():
+            return self._reload(actor)
+
+    def _reload(self, actor: str) -> ReloadOutcome:
         rt = self.runtime
         old_digest = rt.config_sha256
         if not self.accepting:

@@ -120,6 +120,7 @@ class Runtime:
         self.audit = RuntimeAudit(sink, self.http.gates, self.overrides, clock)
         """The audit log (with `audit:`); `audit.log` is the sink every part records to."""
         self._saves: set[asyncio.Task[bool]] = set()
+        self._reloads: set[asyncio.Future[ReloadOutcome | None]] = set()
         scheme = "http" if config.http.tls is None else "https"
         external_url = f"{scheme}://{listen or config.http.listen}"
         self.delivery = Delivery(
@@ -179,9 +180,16 @@ class Runtime:
     def status(self) -> SourceStatus | None:
         return self.source.status()
 
-    def reload(self, actor: str = SIGNAL_ACTOR) -> ReloadOutcome | None:
+    async def reload(self, actor: str = SIGNAL_ACTOR) -> ReloadOutcome | None:
         """Reload the config file (engine.runtime.reload); None without one."""
-        return None if self.reloader is None else self.reloader.reload(actor)
+        return None if self.reloader is None else await self.reloader.reload(actor)
+
+    def reload_soon(self) -> None:
+        """Reload as `signal` in a task of its own (for the SIGHUP handler); it logs
+        what it did."""
+        task = asyncio.ensure_future(self.reload(SIGNAL_ACTOR))
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
 
     def subscribe(self, listener: TransitionsListener) -> None:
         """Call `listener` with every batch of alert transitions, as they happen."""

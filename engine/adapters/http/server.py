@@ -43,7 +43,7 @@ import asyncio
 import ipaddress
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -235,7 +235,7 @@ class HttpServer:
         HistoryApi(self.api, self.history).add_routes(self.app)
         self.summary.add_routes(self.app)
         self.ui.add_routes(self.app)
-        self.on_reload: Callable[[str], ReloadAnswer] | None = None
+        self.on_reload: Callable[[str], Awaitable[ReloadAnswer]] | None = None
         """Reloads the config for `POST /-/reload` (admin), given who asked; None: the
         route answers 404 (no config file to reload)."""
         self.app.router.add_post("/-/reload", self._reload)
@@ -398,7 +398,7 @@ class HttpServer:
         refused (the running one stays)."""
         if self.on_reload is None:
             return json_error(404, "no config file to reload")
-        outcome = self.on_reload(actor_of(request))
+        outcome = await self.on_reload(actor_of(request))
         if outcome.result != "ok":
             return invalid(400, outcome.errors)
         return web.Response(body=msgspec.json.encode(outcome), content_type="application/json")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from engine.core.config import decode_config_file
 from engine.core.decode import Event
 from engine.runtime.service import Runtime
@@ -24,12 +26,13 @@ def runtime(tmp_path: Path, text: str = SLOS) -> tuple[Runtime, Path]:
     return rt, path
 
 
-def test_no_reload_before_the_saved_state_is_restored(tmp_path: Path) -> None:
+@pytest.mark.asyncio
+async def test_no_reload_before_the_saved_state_is_restored(tmp_path: Path) -> None:
     rt, path = runtime(tmp_path)
     path.write_text(
         SLOS.replace("objective: 99}\n  - {name: gone", "objective: 95}\n  - {name: g2")
     )
-    out = rt.reload("signal")
+    out = await rt.reload("signal")
     assert out is not None
     assert out.result == "rejected"
     assert out.errors == ["the engine is starting or stopping; reload once it serves"]
@@ -38,12 +41,13 @@ def test_no_reload_before_the_saved_state_is_restored(tmp_path: Path) -> None:
     assert rt.metrics.collector.config()[1] == {"ok": 0, "rejected": 1}
 
 
-def test_an_unreadable_file_is_refused_and_the_old_config_stays(tmp_path: Path) -> None:
+@pytest.mark.asyncio
+async def test_an_unreadable_file_is_refused_and_the_old_config_stays(tmp_path: Path) -> None:
     rt, path = runtime(tmp_path)
     assert rt.reloader is not None
     rt.reloader.accepting = True
     path.unlink()
-    out = rt.reload("signal")
+    out = await rt.reload("signal")
     assert out is not None
     assert out.result == "rejected"
     assert len(out.errors) == 1
@@ -51,7 +55,8 @@ def test_an_unreadable_file_is_refused_and_the_old_config_stays(tmp_path: Path) 
     assert rt.evaluator.names == ["kept", "gone"]
 
 
-def test_every_reader_follows_the_new_evaluator(tmp_path: Path) -> None:
+@pytest.mark.asyncio
+async def test_every_reader_follows_the_new_evaluator(tmp_path: Path) -> None:
     rt, path = runtime(tmp_path)
     assert rt.reloader is not None
     rt.reloader.accepting = True
@@ -62,7 +67,7 @@ def test_every_reader_follows_the_new_evaluator(tmp_path: Path) -> None:
     ]
     rt.evaluator.ingest(rt.evaluator.classifier.columns(events))
     path.write_text(SLOS.replace("name: gone, service: blog", "name: new, service: blog"))
-    out = rt.reload("ops")
+    out = await rt.reload("ops")
     assert out is not None
     assert out.result == "ok", out
     assert (out.kept, out.added, out.removed) == (["kept"], ["new"], ["gone"])
