@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Literal
 import msgspec
 
 from engine.adapters.http.auth import BearerAuth
-from engine.core.config import Config, config_errors, decode_config_file
+from engine.core.config import Config, config_errors, decode_config
 from engine.core.evaluator import Evaluator
 from engine.core.reload import reload
 from engine.core.reload_settings import restart_fields
@@ -82,11 +82,13 @@ class ConfigReloader:
 
     def read(self) -> tuple[Config, str]:
         """The file's config (overrides applied) and its bytes' SHA-256; ConfigError."""
+        path = Path(self.path)
         try:
-            source = Path(self.path).read_bytes()
+            source = path.read_bytes()
         except OSError as exc:
             raise ConfigError([f"{self.path}: cannot read: {exc.strerror}"]) from None
-        config = decode_config_file(self.path)
+        # the bytes hashed are the bytes decoded, whatever writes the file meanwhile
+        config = decode_config(source, fmt="toml" if path.suffix == ".toml" else "yaml")
         errors = config_errors(config)
         try:
             BearerAuth.from_config(config.http)
@@ -125,7 +127,11 @@ class ConfigReloader:
                 raise ConfigError(errors)
         except ConfigError as exc:
             return self._rejected(actor, old_digest, exc.errors)
-        result = reload(rt.evaluator, config)
+        try:
+            result = reload(rt.evaluator, config)
+        except ValueError as exc:  # a state that does not fit: nothing was changed
+            log.exception("cannot carry the state over to the new config")
+            return self._rejected(actor, old_digest, [f"cannot carry the state over: {exc}"])
         if result.ended:  # told with the old evaluator in place: their SLOs are its
             rt._on_transitions(list(result.ended))
         _rebind(rt, result.evaluator)
