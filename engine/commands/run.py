@@ -107,9 +107,18 @@ def main(args: argparse.Namespace) -> int:
         async def main() -> None:
             async with stop_on_signals(asyncio.Event(), _log_signal) as stop:
                 runtime = Runtime(
-                    config, listen=args.listen, config_path=args.config, config_source=source
+                    config,
+                    listen=args.listen,
+                    config_path=args.config,
+                    config_source=source,
+                    config_overrides=apply_env_overrides,
                 )
-                await runtime.run(stop)
+                loop = asyncio.get_running_loop()
+                loop.add_signal_handler(signal.SIGHUP, runtime.reload_soon)
+                try:
+                    await runtime.run(stop)
+                finally:
+                    loop.remove_signal_handler(signal.SIGHUP)
 
         run_loop(main)
     except ConfigError as exc:  # e.g. a secret file that went away since the check above

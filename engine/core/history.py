@@ -170,11 +170,18 @@ class History:
     def __init__(self, evaluator: Evaluator, tiers: tuple[Tier, ...] = DEFAULT_TIERS) -> None:
         if not tiers:
             raise ValueError("a history needs at least one tier")
+        self.use(evaluator, tiers)
+
+    def use(self, evaluator: Evaluator, tiers: tuple[Tier, ...] | None = None) -> None:
+        """Start over for `evaluator` (its SLOs and windows), with `tiers` or the same
+        tiers as before: after a config reload, whose SLO columns are others."""
+        if tiers is None:
+            tiers = tuple(t.tier for t in self.tiers)
         ev = evaluator
         self.windows_s = policy_windows_s(ev)
         self._window_rows = np.array([ev.window_index(w) for w in self.windows_s], dtype=int)
         n = len(ev.slos)
-        self.tiers = [HistoryTier(t, n, len(self.windows_s)) for t in tiers]
+        self.tiers: list[HistoryTier] = [HistoryTier(t, n, len(self.windows_s)) for t in tiers]
         self._totals = np.zeros(n, dtype=np.int64)
         self._bad = np.zeros(n, dtype=np.int64)
         self._last_t: float | None = None

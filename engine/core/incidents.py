@@ -124,6 +124,12 @@ class IncidentBook:
         self._service_of = {s.name: s.service for s in slos}
         self._open: dict[str, Incident] = {}
 
+    def use_slos(self, slos: Sequence[Slo]) -> None:
+        """Judge transitions and corrections by these SLOs from now on (a config reload);
+        open incidents stay open, and close as their alerts resolve."""
+        self._slos = list(slos)
+        self._service_of = {s.name: s.service for s in slos}
+
     def open_incidents(self) -> list[Incident]:
         """The open incidents, oldest first."""
         return sorted(self._open.values(), key=lambda i: (i.opened_at, i.id))

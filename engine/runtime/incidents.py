@@ -108,6 +108,14 @@ class IncidentRecorder:
         version that left `pending` while the store still answered the one before."""
         self._writer: asyncio.Task[None] | None = None
 
+    def use(self, evaluator: Evaluator) -> None:
+        """Follow `evaluator` from now on (a config reload: engine.runtime.reload); its
+        alerts that ended were told to `transitions` before."""
+        self.evaluator = evaluator
+        self.book.use_slos(evaluator.config_slos)
+        self.services = sorted({s.service for s in evaluator.config_slos if s.service})
+        self._service_of = {s.name: s.service for s in evaluator.config_slos}
+
     # -- start and stop ----------------------------------------------------------------
 
     async def start(self) -> None:

@@ -55,6 +55,7 @@ from engine.runtime.audit import RuntimeAudit, config_digest
 from engine.runtime.checkpoint import Checkpoint
 from engine.runtime.delivery import Delivery, firing_alerts
 from engine.runtime.incidents import IncidentRecorder, incident_recorder
+from engine.runtime.reload import SIGNAL_ACTOR, ConfigReloader, ReloadOutcome
 
 __all__ = ["Runtime"]
 
@@ -80,6 +81,7 @@ class Runtime:
         config_path: str | None = None,
         config_source: bytes | None = None,
         history_tiers: tuple[Tier, ...] = DEFAULT_TIERS,
+        config_overrides: Callable[[Config], Config] | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -118,6 +120,7 @@ class Runtime:
         self.audit = RuntimeAudit(sink, self.http.gates, self.overrides, clock)
         """The audit log (with `audit:`); `audit.log` is the sink every part records to."""
         self._saves: set[asyncio.Task[bool]] = set()
+        self._reloads: set[asyncio.Future[ReloadOutcome | None]] = set()
         scheme = "http" if config.http.tls is None else "https"
         external_url = f"{scheme}://{listen or config.http.listen}"
         self.delivery = Delivery(
@@ -142,6 +145,15 @@ class Runtime:
         """Reads `kafka.changes_topic` when one is configured."""
         if self.audit.enabled:
             self._wire_audit()
+        self.reloader = (
+            ConfigReloader(self, config_path, config_overrides or (lambda c: c))
+            if config_path is not None
+            else None
+        )
+        """Reloads the config file (SIGHUP, `POST /-/reload`): engine.runtime.reload."""
+        if self.reloader is not None:
+            self.http.on_reload = self.reloader.reload
+            self.metrics.collector.config = self.reloader.metrics
         self._listeners: list[TransitionsListener] = []
         self.started = asyncio.Event()
         """Set once HTTP listens and the consumer has joined its group."""
@@ -167,6 +179,17 @@ class Runtime:
 
     def status(self) -> SourceStatus | None:
         return self.source.status()
+
+    async def reload(self, actor: str = SIGNAL_ACTOR) -> ReloadOutcome | None:
+        """Reload the config file (engine.runtime.reload); None without one."""
+        return None if self.reloader is None else await self.reloader.reload(actor)
+
+    def reload_soon(self) -> None:
+        """Reload as `signal` in a task of its own (for the SIGHUP handler); it logs
+        what it did."""
+        task = asyncio.ensure_future(self.reload(SIGNAL_ACTOR))
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
 
     def subscribe(self, listener: TransitionsListener) -> None:
         """Call `listener` with every batch of alert transitions, as they happen."""
@@ -250,6 +273,8 @@ class Runtime:
             await self.delivery.restore(
                 self.checkpoint.restored_deliveries, firing_alerts(self.evaluator)
             )
+        if self.reloader is not None:  # from here on: the restored state is in place
+            self.reloader.accepting = True
         evaluate = asyncio.create_task(self._evaluate_loop(stop), name="evaluate")
         consume: asyncio.Task[None] | None = None
         checkpoint: asyncio.Task[None] | None = None
@@ -350,6 +375,8 @@ class Runtime:
             return max(min(cap, deadline - time.monotonic()), 0.1)
 
         log.info("shutting down", extra={"data": {"event": "shutdown"}})
+        if self.reloader is not None:
+            self.reloader.accepting = False
         for task, cap in ((consume, 2.0), (evaluate, 1.0)):
             if task is None:
                 continue

@@ -228,9 +228,13 @@ class SloApi:
     """Builds the views from an evaluator and serves them."""
 
     def __init__(self, evaluator: Evaluator, generation: Callable[[], int] | None = None) -> None:
-        self.evaluator = evaluator
         self.generation = generation
         """Changes once per evaluation tick; None: no caching (the body is built per request)."""
+        self.use(evaluator)
+
+    def use(self, evaluator: Evaluator) -> None:
+        """Serve `evaluator` from now on (a config reload swaps it)."""
+        self.evaluator = evaluator
         ev = evaluator
         self._index = {s.name: int(b) for s, b in zip(ev.config_slos, ev.column_base, strict=True)}
         windows_s = ev.windows_s

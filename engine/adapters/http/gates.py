@@ -147,6 +147,11 @@ class GatesApi:
         self.generation = generation
         """Changes once per evaluation tick (and override change); None: the arrays are
         read per request."""
+        self.use(evaluator)
+
+    def use(self, evaluator: Evaluator) -> None:
+        """Judge `evaluator`'s SLOs from now on (a config reload swaps it)."""
+        self.evaluator = evaluator
         self.book = GateBook(evaluator)
         self._reading: tuple[object, Reading] | None = None
         self._bodies: dict[str, bytes] = {}

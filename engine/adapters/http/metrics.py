@@ -107,6 +107,14 @@ class EngineCollector(Collector):
         self.audit: Callable[[], tuple[int, str, int]] | None = None
         """The audit log's (entries, head hash, write errors), set by the runtime with
         `audit:`."""
+        self.config: Callable[[], tuple[str, Mapping[str, int]]] | None = None
+        """(SHA-256 of the config running, reloads by result), set by the runtime when
+        it can reload its config file (engine.runtime.reload)."""
+        self.use(evaluator)
+
+    def use(self, evaluator: Evaluator) -> None:
+        """Read `evaluator` from now on (a config reload swaps it)."""
+        self.evaluator = evaluator
         self._window_labels = [format_duration(w) for w in evaluator.windows_s]
 
     def collect(self) -> Iterable[Metric]:
@@ -143,6 +151,8 @@ class EngineCollector(Collector):
             yield incidents
         if self.audit is not None:
             yield from _audit_families(*self.audit())
+        if self.config is not None:
+            yield from _config_families(*self.config())
 
     def _health(self) -> Iterable[Metric]:
         ev = self.evaluator
@@ -216,6 +226,20 @@ def _audit_families(entries: int, head: str, write_errors: int) -> Iterable[Metr
         "Audit entries lost to failed writes or fsyncs since the start",
         write_errors,
     )
+
+
+def _config_families(sha256: str, reloads: Mapping[str, int]) -> Iterable[Metric]:
+    info = InfoMetricFamily("burnrate_config", "SHA-256 of the config file running")
+    info.add_metric([], {"sha256": sha256})
+    yield info
+    total = CounterMetricFamily(
+        "burnrate_config_reloads",
+        "Config reloads (SIGHUP, POST /-/reload) since the start, by result",
+        labels=["result"],
+    )
+    for result, n in sorted(reloads.items()):
+        total.add_metric([result], n)
+    yield total
 
 
 def _family(name: str, kind: str, doc: str) -> str:
@@ -487,6 +511,13 @@ class EngineMetrics:
     def observe_batches(self, sizes: Iterable[int]) -> None:
         for n in sizes:
             self.fetch_batch_records.observe(n)
+
+    def use(self, evaluator: Evaluator) -> None:
+        """Render `evaluator`'s series from now on (a config reload swaps it); the
+        histograms and the engine's own series go on."""
+        self.slo_text = SloText(evaluator)
+        self.collector.use(evaluator)
+        self.invalidate()
 
     def invalidate(self) -> None:
         """A new tick was evaluated: the next scrape renders afresh (see `render`)."""

@@ -43,17 +43,19 @@ import asyncio
 import ipaddress
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 import msgspec
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
-from engine.adapters.http.api import SloApi
+from engine.adapters.http.api import SloApi, json_error
+from engine.adapters.http.audit import actor_of
 from engine.adapters.http.auth import BearerAuth
+from engine.adapters.http.bodies import invalid
 from engine.adapters.http.changes import ChangesApi
 from engine.adapters.http.connections import Connection, Connections, Refused
 from engine.adapters.http.corrections import CorrectionsApi
@@ -152,6 +154,16 @@ def readiness(status: SourceStatus | None, max_fetch_age_s: float = READY_FETCH_
     return Readiness(True, "ok")
 
 
+class ReloadAnswer(Protocol):
+    """What a config reload answers (engine.runtime.reload.ReloadOutcome, a msgspec
+    Struct: encoded as the body of a 200)."""
+
+    @property
+    def result(self) -> str: ...
+    @property
+    def errors(self) -> list[str]: ...
+
+
 class HttpServer:
     """aiohttp application on `listen`; `port` holds the bound port (listen on port 0 in tests).
 
@@ -223,6 +235,10 @@ class HttpServer:
         HistoryApi(self.api, self.history).add_routes(self.app)
         self.summary.add_routes(self.app)
         self.ui.add_routes(self.app)
+        self.on_reload: Callable[[str], Awaitable[ReloadAnswer]] | None = None
+        """Reloads the config for `POST /-/reload` (admin), given who asked; None: the
+        route answers 404 (no config file to reload)."""
+        self.app.router.add_post("/-/reload", self._reload)
         self._runner: web.AppRunner | None = None
         self._listener: asyncio.Server | None = None
         self._connections = Connections()
@@ -376,6 +392,16 @@ class HttpServer:
             status=200 if r.ready else 503,
             content_type="application/json",
         )
+
+    async def _reload(self, request: web.Request) -> web.Response:
+        """200 with what the reload did, 400 with the `$.path` errors of a config it
+        refused (the running one stays)."""
+        if self.on_reload is None:
+            return json_error(404, "no config file to reload")
+        outcome = await self.on_reload(actor_of(request))
+        if outcome.result != "ok":
+            return invalid(400, outcome.errors)
+        return web.Response(body=msgspec.json.encode(outcome), content_type="application/json")
 
     async def _metrics(self, request: web.Request) -> web.Response:
         return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})

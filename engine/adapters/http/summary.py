@@ -57,9 +57,13 @@ class SummaryApi:
     """Builds the summary rows from an evaluator and serves them."""
 
     def __init__(self, evaluator: Evaluator, generation: Callable[[], int] | None = None) -> None:
+        self.generation = generation
+        self.use(evaluator)
+
+    def use(self, evaluator: Evaluator) -> None:
+        """Serve `evaluator` from now on (a config reload swaps it)."""
         ev = evaluator
         self.evaluator = ev
-        self.generation = generation
         windows_s = policy_windows_s(ev)
         self.windows = [format_duration(w) for w in windows_s]
         self._window_rows = np.array([ev.window_index(w) for w in windows_s], dtype=int)
