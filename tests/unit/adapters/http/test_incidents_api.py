@@ -197,7 +197,11 @@ async def test_acknowledge_is_idempotent_kept_in_the_store_and_audited(
         assert (view["acknowledged_by"], view["acknowledged_at"]) == ("alice", T0 + 100)
         assert view["time_to_acknowledge_s"] == 90.0
         assert view["timeline"][-1]["kind"] == "acknowledged"
-        [line] = [r for r in caplog.records if getattr(r, "data", {}).get("event")]
+        [line] = [
+            r
+            for r in caplog.records
+            if r.name == "burnrate.adapters.http.incidents" and getattr(r, "data", {}).get("event")
+        ]
         assert line.data["event"] == "incident_acknowledged"  # type: ignore[attr-defined]
         assert line.data["remote"] == "127.0.0.1"  # type: ignore[attr-defined]
 
