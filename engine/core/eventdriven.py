@@ -1,0 +1,184 @@
+"""Where the alert conditions can hold: bounds on every window's sums over blocks of
+ticks, so that the multi-tick pass computes exact sums only where a row may hold.
+
+Theory of operation
+-------------------
+The multi-tick pass (`engine.core.multitick`) computes every (tick, window, column)
+cell: a month of 10 s ticks at 100 SLOs is 2 x 10^8 cells per window, most of them
+far from any threshold. A row holds at a tick only if both its windows burn at >= its
+factor, which needs bad events in both. So the pass first bounds every window's sums
+over blocks of B ticks, and computes exact sums only for the blocks (and columns)
+whose bounds let some row hold; elsewhere no row holds, and the alert state machine
+(`step_alerts`) runs over those ticks with the condition false, which is exactly what
+the tick-by-tick evaluator would see there.
+
+*The bounds.* As in `tick_sums`, every (event, SLO) pair is counted in window w at one
+interval of ticks [lo, hi): lo is the first tick after its bucket starts (or its
+pair's first tick, if later; the same for every window of a level), hi the first tick
+its bucket has left w. Over block j, the ticks jB .. jB + B - 1, a pair is counted at
+some tick iff lo // B <= j < ceil(hi / B), and at every tick iff ceil(lo / B) <= j <
+hi // B. Summing the pairs over the first ranges gives an upper bound of every tick's
+sums in the block, over the second a lower bound: (n_blocks + 1, columns) difference
+arrays, so the work is per pair and per block, not per tick. What the rings hold
+already is in the window at tick k as the buckets B_k - n < b <= B_k: at some tick of
+a block those in (B_first - n, B_last], at every tick those in (B_last - n, B_first],
+two differences of the ring's running sums per block.
+
+*Pruning.* With bad <= upper bad and total >= lower total > 0, a window's burn rate
+(bad / total) / budget is at most (upper bad / lower total) / budget, in floating
+point too (a correctly rounded division is monotonic in both operands, and every count
+is an exact float64 below 2^53). A row can hold in a block only if both its windows
+pass that bound and have an upper bad count above 0 (its factor is > 0: a window
+without bad events burns at 0, or is no data). `min_events` and `min_bad_events`
+only make a condition stricter, so they prune nothing wrongly by being left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+import numpy as np
+
+from engine.core.arrays import F64, I64
+from engine.core.multitick import Bool, _aggregate, _first_tick_after, _held_cumsum
+from engine.core.windows import WindowSet, bucket_of
+
+__all__ = ["block_bounds", "may_hold_blocks", "runs"]
+
+
+def block_bounds(
+    windows: WindowSet,
+    first_tick_s: int,
+    tick_s: int,
+    n_ticks: int,
+    block: int,
+    slo: I64,
+    ts: F64,
+    total: I64,
+    bad: I64,
+    applied: I64,
+    only: Collection[int],
+    columns: I64,
+) -> dict[int, tuple[F64, F64]]:
+    """Per window index in `only`: (upper, lower), each (n_blocks, len(columns), 2)
+    (total, bad), bounding the sums `tick_sums` (same arguments) gives every tick of
+    each block of `block` ticks: lower[j] <= sums[k] <= upper[j] for jB <= k < (j+1)B
+    (the last block ends at `n_ticks`)."""
+    n_blocks = -(-n_ticks // block)
+    n_col = len(columns)
+    position = np.full(windows.n_slo, -1, dtype=np.int64)
+    position[columns] = np.arange(n_col)
+    keep = position[slo] >= 0
+    col, b0, app, counts = _aggregate(
+        position[slo[keep]],
+        bucket_of(ts[keep], windows.grain_s),
+        applied[keep],
+        total[keep],
+        bad[keep],
+        n_col,
+    )
+    vals = counts.astype(np.float64)
+    g = windows.grain_s
+    size = 2 * (n_blocks + 1) * n_col
+    out: dict[int, tuple[F64, F64]] = {}
+    # each block's first and last tick, for what the rings hold already
+    first_k = np.arange(n_blocks, dtype=np.int64) * block
+    last_k = np.minimum(first_k + block, n_ticks) - 1
+    for level in windows.levels:
+        wanted = [wi for wi in level.windows if wi in only]
+        if not wanted:
+            continue
+        r = level.r
+        b = b0 if r == g else (b0 * g) // r
+        lo = np.maximum(_first_tick_after(b * r, first_tick_s, tick_s, n_ticks), app)
+        lo_up = lo // block  # counted at some tick of the blocks from here
+        lo_dn = -(-lo // block)  # counted at every tick of the blocks from here
+        s = 2 * col
+        held = _held_cumsum(level.grid()[:, columns], level.head, level.length)
+        ba = -(-(first_tick_s + tick_s * first_k) // r) - 1  # B_k of those ticks
+        bz = -(-(first_tick_s + tick_s * last_k) // r) - 1
+        for wi in wanted:
+            n = windows.buckets[wi]
+            hi = _first_tick_after((b + n) * r, first_tick_s, tick_s, n_ticks)
+            live = lo < hi
+            # a pair counted to the end is counted at every tick of the last block
+            hi_up = np.where(hi >= n_ticks, n_blocks, -(-hi // block))
+            hi_dn = np.where(hi >= n_ticks, n_blocks, hi // block)
+            upper = _ranges(lo_up, hi_up, live, s, vals, n_blocks, n_col, size)
+            lower = _ranges(lo_dn, hi_dn, live, s, vals, n_blocks, n_col, size)
+            if held is not None:
+                # the rings' buckets B_k - n < b <= B_k: at some tick of a block those
+                # of (B_first - n, B_last], at every tick those of (B_last - n, B_first]
+                cs, base = held
+                top = len(cs) - 1
+
+                def span(x: I64, y: I64, cs: F64 = cs, base: int = base, top: int = top) -> F64:
+                    hi_i = np.clip(y - base + 1, 0, top)
+                    lo_i = np.clip(x - base + 1, 0, top)
+                    d: F64 = np.maximum(cs[hi_i] - cs[lo_i], 0.0)
+                    return d.reshape(n_blocks, n_col, 2)
+
+                upper = upper + span(ba - n, bz)
+                lower = lower + span(bz - n, ba)
+            out[wi] = (upper, lower)
+    return out
+
+
+def _ranges(
+    start: I64,
+    stop: I64,
+    live: Bool,
+    s: I64,
+    v: F64,
+    n_blocks: int,
+    n_col: int,
+    size: int,
+) -> F64:
+    """(n_blocks, n_col, 2): the sums of `v` over the blocks start <= j < stop."""
+    live = live & (start < stop)
+    if not live.any():
+        return np.zeros((n_blocks, n_col, 2))
+    st, sp, sl, vl = start[live], stop[live], s[live], v[live]
+    a, z = st * (2 * n_col) + sl, sp * (2 * n_col) + sl
+    index = np.concatenate([a, a + 1, z, z + 1])
+    weight = np.concatenate([vl[:, 0], vl[:, 1], -vl[:, 0], -vl[:, 1]])
+    diff = np.bincount(index, weight, size).reshape(n_blocks + 1, n_col, 2)
+    out: F64 = np.cumsum(diff[:n_blocks], axis=0)
+    return out
+
+
+def may_hold_blocks(
+    bounds: dict[int, tuple[F64, F64]],
+    row_long: I64,
+    row_short: I64,
+    factor: F64,
+    row_mask: Bool,
+    budget_ratio: F64,
+) -> Bool:
+    """(n_blocks, n_col) False where no row of the column can hold at any tick of the
+    block (`factor`, `row_mask`: (n_col, n_rows) of these columns)."""
+    first = next(iter(bounds.values()))[0]
+    out = np.zeros(first.shape[:2], dtype=bool)
+    for u in range(len(row_long)):
+        f = factor[:, u]
+        ok = np.broadcast_to(row_mask[:, u], out.shape).copy()
+        for w in (int(row_long[u]), int(row_short[u])):
+            upper, lower = bounds[w]
+            bad_up, total_lo = upper[..., 1], lower[..., 0]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                burn_up = (bad_up / total_lo) / budget_ratio
+            ok &= (f <= 0) | ((bad_up > 0) & ((total_lo <= 0) | (burn_up >= f)))
+        out |= ok
+    return out
+
+
+def runs(flags: Bool, bridge: int) -> list[tuple[int, int]]:
+    """[start, stop) of the runs of True in `flags`, runs at most `bridge` False flags
+    apart joined (each run costs a call; a few blocks more cost little)."""
+    idx = np.flatnonzero(flags)
+    if len(idx) == 0:
+        return []
+    gaps = np.flatnonzero(np.diff(idx) > bridge + 1)
+    starts = np.concatenate([[idx[0]], idx[gaps + 1]])
+    stops = np.concatenate([idx[gaps], [idx[-1]]]) + 1
+    return list(zip(starts.tolist(), stops.tolist(), strict=True))
