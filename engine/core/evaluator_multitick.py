@@ -277,7 +277,8 @@ class MultiTickMixin:
         conditions = [
             (np.zeros(shape, dtype=bool), np.zeros(shape, dtype=np.int64)) for _ in self.severities
         ]
-        for j0, j1 in runs(maybe.any(axis=1), RUN_BRIDGE):
+        any_col: Bool = np.asarray(maybe.any(axis=1))
+        for j0, j1 in runs(any_col, RUN_BRIDGE):
             k0, k1 = j0 * block, min(j1 * block, n_ticks)
             idx = np.flatnonzero(maybe[j0:j1].any(axis=0))
             sums = self._range_sums(ticks, k0, k1, pairs, c[idx], row_windows)

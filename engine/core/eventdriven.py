@@ -60,10 +60,12 @@ def block_bounds(
     only: Collection[int],
     columns: I64,
 ) -> dict[int, tuple[F64, F64]]:
-    """Per window index in `only`: (upper, lower), each (n_blocks, len(columns), 2)
-    (total, bad), bounding the sums `tick_sums` (same arguments) gives every tick of
-    each block of `block` ticks: lower[j] <= sums[k] <= upper[j] for jB <= k < (j+1)B
-    (the last block ends at `n_ticks`)."""
+    """Per window index in `only`: (bad_upper, total_lower), each (n_blocks,
+    len(columns)), bounding the sums `tick_sums` (same arguments) gives every tick of
+    each block of `block` ticks: bad <= bad_upper[j] and total >= total_lower[j] at
+    every tick jB <= k < (j+1)B (the last block ends at `n_ticks`). Only those two:
+    a burn rate is bounded above by them, and the upper bound needs the pairs with
+    bad events alone, the few."""
     n_blocks = -(-n_ticks // block)
     n_col = len(columns)
     position = np.full(windows.n_slo, -1, dtype=np.int64)
@@ -78,8 +80,8 @@ def block_bounds(
         n_col,
     )
     vals = counts.astype(np.float64)
+    some_bad = counts[:, 1] > 0
     g = windows.grain_s
-    size = 2 * (n_blocks + 1) * n_col
     out: dict[int, tuple[F64, F64]] = {}
     # each block's first and last tick, for what the rings hold already
     first_k = np.arange(n_blocks, dtype=np.int64) * block
@@ -93,7 +95,6 @@ def block_bounds(
         lo = np.maximum(_first_tick_after(b * r, first_tick_s, tick_s, n_ticks), app)
         lo_up = lo // block  # counted at some tick of the blocks from here
         lo_dn = -(-lo // block)  # counted at every tick of the blocks from here
-        s = 2 * col
         held = _held_cumsum(level.grid()[:, columns], level.head, level.length)
         ba = -(-(first_tick_s + tick_s * first_k) // r) - 1  # B_k of those ticks
         bz = -(-(first_tick_s + tick_s * last_k) // r) - 1
@@ -102,47 +103,53 @@ def block_bounds(
             hi = _first_tick_after((b + n) * r, first_tick_s, tick_s, n_ticks)
             live = lo < hi
             # a pair counted to the end is counted at every tick of the last block
-            hi_up = np.where(hi >= n_ticks, n_blocks, -(-hi // block))
-            hi_dn = np.where(hi >= n_ticks, n_blocks, hi // block)
-            upper = _ranges(lo_up, hi_up, live, s, vals, n_blocks, n_col, size)
-            lower = _ranges(lo_dn, hi_dn, live, s, vals, n_blocks, n_col, size)
+            end = hi >= n_ticks
+            up = live & some_bad
+            bad_upper = _ranges(
+                lo_up[up],
+                np.where(end[up], n_blocks, -(-hi[up] // block)),
+                col[up],
+                vals[up, 1],
+                n_blocks,
+                n_col,
+            )
+            total_lower = _ranges(
+                lo_dn[live],
+                np.where(end[live], n_blocks, hi[live] // block),
+                col[live],
+                vals[live, 0],
+                n_blocks,
+                n_col,
+            )
             if held is not None:
                 # the rings' buckets B_k - n < b <= B_k: at some tick of a block those
                 # of (B_first - n, B_last], at every tick those of (B_last - n, B_first]
                 cs, base = held
-                top = len(cs) - 1
-
-                def span(x: I64, y: I64, cs: F64 = cs, base: int = base, top: int = top) -> F64:
-                    hi_i = np.clip(y - base + 1, 0, top)
-                    lo_i = np.clip(x - base + 1, 0, top)
-                    d: F64 = np.maximum(cs[hi_i] - cs[lo_i], 0.0)
-                    return d.reshape(n_blocks, n_col, 2)
-
-                upper = upper + span(ba - n, bz)
-                lower = lower + span(bz - n, ba)
-            out[wi] = (upper, lower)
+                bad_upper += _span(cs, base, ba - n, bz, 1)
+                total_lower += _span(cs, base, bz - n, ba, 0)
+            out[wi] = (bad_upper, total_lower)
     return out
 
 
-def _ranges(
-    start: I64,
-    stop: I64,
-    live: Bool,
-    s: I64,
-    v: F64,
-    n_blocks: int,
-    n_col: int,
-    size: int,
-) -> F64:
-    """(n_blocks, n_col, 2): the sums of `v` over the blocks start <= j < stop."""
-    live = live & (start < stop)
-    if not live.any():
-        return np.zeros((n_blocks, n_col, 2))
-    st, sp, sl, vl = start[live], stop[live], s[live], v[live]
-    a, z = st * (2 * n_col) + sl, sp * (2 * n_col) + sl
-    index = np.concatenate([a, a + 1, z, z + 1])
-    weight = np.concatenate([vl[:, 0], vl[:, 1], -vl[:, 0], -vl[:, 1]])
-    diff = np.bincount(index, weight, size).reshape(n_blocks + 1, n_col, 2)
+def _span(cs: F64, base: int, after: I64, upto: I64, channel: int) -> F64:
+    """(n_blocks, n_col): the ring's sums of `channel` over the buckets after < b <=
+    upto of each block, from its running sums `cs` ((length + 1, n_col * 2), bucket
+    `base` first); 0 where the range is empty."""
+    top = len(cs) - 1
+    hi = np.clip(upto - base + 1, 0, top)
+    lo = np.clip(after - base + 1, 0, top)
+    out: F64 = np.maximum(cs[hi, channel::2] - cs[lo, channel::2], 0.0)
+    return out
+
+
+def _ranges(start: I64, stop: I64, c: I64, v: F64, n_blocks: int, n_col: int) -> F64:
+    """(n_blocks, n_col): the sums of `v` over the blocks start <= j < stop of each
+    column `c`."""
+    if len(start) == 0:
+        return np.zeros((n_blocks, n_col))
+    index = np.concatenate([start * n_col + c, stop * n_col + c])
+    weight = np.concatenate([v, -v])
+    diff = np.bincount(index, weight, (n_blocks + 1) * n_col).reshape(n_blocks + 1, n_col)
     out: F64 = np.cumsum(diff[:n_blocks], axis=0)
     return out
 
@@ -163,8 +170,7 @@ def may_hold_blocks(
         f = factor[:, u]
         ok = np.broadcast_to(row_mask[:, u], out.shape).copy()
         for w in (int(row_long[u]), int(row_short[u])):
-            upper, lower = bounds[w]
-            bad_up, total_lo = upper[..., 1], lower[..., 0]
+            bad_up, total_lo = bounds[w]
             with np.errstate(invalid="ignore", divide="ignore"):
                 burn_up = (bad_up / total_lo) / budget_ratio
             ok &= (f <= 0) | ((bad_up > 0) & ((total_lo <= 0) | (burn_up >= f)))
