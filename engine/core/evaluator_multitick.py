@@ -278,10 +278,13 @@ class MultiTickMixin:
             (np.zeros(shape, dtype=bool), np.zeros(shape, dtype=np.int64)) for _ in self.severities
         ]
         any_col: Bool = np.asarray(maybe.any(axis=1))
+        summed: list[tuple[int, int, I64, F64]] = []
         for j0, j1 in runs(any_col, RUN_BRIDGE):
-            k0, k1 = j0 * block, min(j1 * block, n_ticks)
+            # one tick past the run too: where an alert that held to its end resolves
+            k0, k1 = j0 * block, min(j1 * block + 1, n_ticks)
             idx = np.flatnonzero(maybe[j0:j1].any(axis=0))
             sums = self._range_sums(ticks, k0, k1, pairs, c[idx], row_windows)
+            summed.append((k0, k1, idx, sums))
             for (holds, first), (h, f) in zip(
                 conditions, self._conditions(sums, c[idx]), strict=True
             ):
@@ -290,22 +293,47 @@ class MultiTickMixin:
         found = self._step(ticks, conditions, c)
         if not found:
             return []
-        # every window at the ticks with transitions, of their columns only (`_emit`
-        # reads no other)
+        return self._emit(ticks, found, c, self._sums_at(ticks, found, pairs, c, summed))
+
+    def _sums_at(
+        self,
+        ticks: F64,
+        found: list[tuple[int, int, int, Literal["firing", "resolved"], int]],
+        pairs: tuple[I64, F64, I64, I64, I64],
+        c: I64,
+        summed: list[tuple[int, int, I64, F64]],
+    ) -> Callable[[int], F64]:
+        """`_emit`'s sums at the transitions' ticks, of their columns only (it reads no
+        other): the policy windows from the runs summed already (`summed`: first and
+        end tick, columns, sums) or, for a tick outside them (a `keep_firing_for` run
+        out), summed for it alone; the period windows summed once over the span of
+        the transitions."""
+        row_windows = self._row_windows()
         of_tick: dict[int, list[int]] = {}
         for k, i, *_ in found:
             of_tick.setdefault(k, []).append(i)
-        at_tick: dict[int, F64] = {}
+        cols = np.unique([i for _, i, *_ in found])
+        k_lo, k_hi = found[0][0], found[-1][0] + 1  # `found` is by tick
+        extra = sorted(set(self.period_index[c[cols]].tolist()) - set(row_windows))
+        periods = self._range_sums(ticks, k_lo, k_hi, pairs, c[cols], extra) if extra else None
+        n_windows = len(self.windows.windows_s)
 
         def at(k: int) -> F64:
-            if k not in at_tick:
-                idx = np.unique(of_tick[k])
-                sums = np.zeros((len(self.windows.windows_s), len(c), 2))
-                sums[:, idx] = self._range_sums(ticks, k, k + 1, pairs, c[idx], None)[:, 0]
-                at_tick[k] = sums
-            return at_tick[k]
+            out = np.zeros((n_windows, len(c), 2))
+            for i in set(of_tick[k]):
+                for k0, k1, idx, sums in summed:
+                    p = int(np.searchsorted(idx, i))
+                    if k0 <= k < k1 and p < len(idx) and idx[p] == i:
+                        out[:, i] = sums[:, k - k0, p]
+                        break
+                else:
+                    one = self._range_sums(ticks, k, k + 1, pairs, c[[i]], row_windows)
+                    out[:, i] = one[:, 0, 0]
+                if periods is not None:
+                    out[:, i] += periods[:, k - k_lo, int(np.searchsorted(cols, i))]
+            return out
 
-        return self._emit(ticks, found, c, at)
+        return at
 
     def _range_sums(
         self,
