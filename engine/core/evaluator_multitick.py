@@ -2,6 +2,13 @@
 evaluate them all in whole-array operations (`engine.core.multitick`) instead of one by
 one, with the same transitions, alert state, windows and counts.
 
+It sums the windows at every tick only where some row may hold: every window's sums
+are first bounded over blocks of `multi_tick_block` ticks (`engine.core.eventdriven`),
+and the blocks and columns whose bounds rule every row out are never summed; the
+state machine steps through them with the condition false, which is what it is
+there. A transition's burn rates come from the sums of its run (or, past a run, of its
+tick alone) and its budget from one sum of the period windows over the transitions.
+
 `MultiTickMixin` holds those methods of `Evaluator`. It covers plain and grouped SLOs
 with their own policies, every alert option (`for`, `keep_firing_for`, `min_events`,
 `min_bad_events`, per column by `set_alert_settings`), lateness, watermark caps and
@@ -62,6 +69,8 @@ MULTI_TICK_BLOCK = 16
 """Ticks per block of the bounds (`engine.core.eventdriven`): 16 at 10 s is under
 three minutes, short against the long windows whose bounds do the pruning."""
 RUN_BRIDGE = 2
+SPLIT_RUNS = 24
+"""At most this many calls to sum a run's columns over their own runs (`_spans`)."""
 """Runs of blocks where a row may hold at most this many blocks apart are summed in
 one call."""
 
@@ -277,12 +286,10 @@ class MultiTickMixin:
         conditions = [
             (np.zeros(shape, dtype=bool), np.zeros(shape, dtype=np.int64)) for _ in self.severities
         ]
-        any_col: Bool = np.asarray(maybe.any(axis=1))
         summed: list[tuple[int, int, I64, F64]] = []
-        for j0, j1 in runs(any_col, RUN_BRIDGE):
+        for j0, j1, idx in _spans(maybe):
             # one tick past the run too: where an alert that held to its end resolves
             k0, k1 = j0 * block, min(j1 * block + 1, n_ticks)
-            idx = np.flatnonzero(maybe[j0:j1].any(axis=0))
             sums = self._range_sums(ticks, k0, k1, pairs, c[idx], row_windows)
             summed.append((k0, k1, idx, sums))
             for (holds, first), (h, f) in zip(
@@ -491,3 +498,24 @@ class MultiTickMixin:
             tick, sev = float(ticks[k]), self.severities[j]
             out.append(self._transition(int(c[i]), sev, state, tick, r, burn_at, remaining))
         return out
+
+
+def _spans(maybe: Bool) -> list[tuple[int, int, I64]]:
+    """The blocks and columns to sum exactly, as (first block, end block, columns):
+    per run of blocks where some column may hold, its columns over the whole run, or,
+    when the columns' own runs cover much less (columns that may hold at different
+    times: a backtest's services with outages at their own hours), per distinct run of
+    a column, if there are few (each is a call)."""
+    out: list[tuple[int, int, I64]] = []
+    for j0, j1 in runs(np.asarray(maybe.any(axis=1)), RUN_BRIDGE):
+        idx = np.flatnonzero(maybe[j0:j1].any(axis=0))
+        own: dict[tuple[int, int], list[int]] = {}
+        for i in idx.tolist():
+            for a, z in runs(maybe[j0:j1, i], RUN_BRIDGE):
+                own.setdefault((j0 + a, j0 + z), []).append(i)
+        cells = sum((z - a) * len(cols) for (a, z), cols in own.items())
+        if len(own) <= SPLIT_RUNS and 2 * cells < (j1 - j0) * len(idx):
+            out += [(a, z, np.array(cols, dtype=np.int64)) for (a, z), cols in own.items()]
+        else:
+            out.append((j0, j1, idx))
+    return out

@@ -35,12 +35,12 @@ only make a condition stricter, so they prune nothing wrongly by being left out.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 import numpy as np
 
 from engine.core.arrays import F64, I64
-from engine.core.multitick import Bool, _aggregate, _first_tick_after, _held_cumsum
+from engine.core.multitick import Bool, _first_tick_after, _held_cumsum
 from engine.core.windows import WindowSet, bucket_of
 
 __all__ = ["block_bounds", "may_hold_blocks", "runs"]
@@ -70,17 +70,12 @@ def block_bounds(
     n_col = len(columns)
     position = np.full(windows.n_slo, -1, dtype=np.int64)
     position[columns] = np.arange(n_col)
-    keep = position[slo] >= 0
-    col, b0, app, counts = _aggregate(
-        position[slo[keep]],
-        bucket_of(ts[keep], windows.grain_s),
-        applied[keep],
-        total[keep],
-        bad[keep],
-        n_col,
-    )
-    vals = counts.astype(np.float64)
-    some_bad = counts[:, 1] > 0
+    col = position[slo]
+    keep = col >= 0
+    if not keep.all():
+        col, ts, total, bad, applied = col[keep], ts[keep], total[keep], bad[keep], applied[keep]
+    b0, app = bucket_of(ts, windows.grain_s), applied
+    vals = np.stack([total, bad], axis=1).astype(np.float64)
     g = windows.grain_s
     out: dict[int, tuple[F64, F64]] = {}
     # each block's first and last tick, for what the rings hold already
@@ -92,35 +87,69 @@ def block_bounds(
             continue
         r = level.r
         b = b0 if r == g else (b0 * g) // r
-        lo = np.maximum(_first_tick_after(b * r, first_tick_s, tick_s, n_ticks), app)
+        # A pair whose first tick is its bucket's ("on time"; `natural`, unclipped) is
+        # counted in w over [natural, natural + n r / tick) when n r is a whole number
+        # of ticks: its sums over a block come from running sums over `natural`, per
+        # level, and need no work per window and pair. The others go one by one.
+        natural = (b * r - first_tick_s) // tick_s + 1
+        on_time = app <= np.clip(natural, 0, n_ticks)
+        every = bool(on_time.all())
+        running = (
+            _running(natural, col, vals, n_col, n_ticks)
+            if every
+            else _running(natural[on_time], col[on_time], vals[on_time], n_col, n_ticks)
+        )
+        if running is None:
+            c_rest, b_rest, a_rest, v_rest = col, b, app, vals
+        elif every:
+            c_rest, b_rest, a_rest, v_rest = col[:0], b[:0], app[:0], vals[:0]
+        else:
+            late = ~on_time
+            c_rest, b_rest, a_rest, v_rest = col[late], b[late], app[late], vals[late]
+        lo = np.maximum(_first_tick_after(b_rest * r, first_tick_s, tick_s, n_ticks), a_rest)
         lo_up = lo // block  # counted at some tick of the blocks from here
         lo_dn = -(-lo // block)  # counted at every tick of the blocks from here
+        some_bad = v_rest[:, 1] > 0
         held = _held_cumsum(level.grid()[:, columns], level.head, level.length)
         ba = -(-(first_tick_s + tick_s * first_k) // r) - 1  # B_k of those ticks
         bz = -(-(first_tick_s + tick_s * last_k) // r) - 1
         for wi in wanted:
             n = windows.buckets[wi]
-            hi = _first_tick_after((b + n) * r, first_tick_s, tick_s, n_ticks)
-            live = lo < hi
+            aligned = running is not None and (n * r) % tick_s == 0
+            if aligned:
+                lo_r, up_r, dn_r = lo, lo_up, lo_dn
+                c_r, b_r, v_r, bad_r = c_rest, b_rest, v_rest, some_bad
+            else:  # every pair one by one
+                lo_r = np.maximum(_first_tick_after(b * r, first_tick_s, tick_s, n_ticks), app)
+                up_r, dn_r = lo_r // block, -(-lo_r // block)
+                c_r, b_r, v_r, bad_r = col, b, vals, vals[:, 1] > 0
+            hi = _first_tick_after((b_r + n) * r, first_tick_s, tick_s, n_ticks)
+            live = lo_r < hi
             # a pair counted to the end is counted at every tick of the last block
             end = hi >= n_ticks
-            up = live & some_bad
+            up = live & bad_r
             bad_upper = _ranges(
-                lo_up[up],
+                up_r[up],
                 np.where(end[up], n_blocks, -(-hi[up] // block)),
-                col[up],
-                vals[up, 1],
+                c_r[up],
+                v_r[up, 1],
                 n_blocks,
                 n_col,
             )
             total_lower = _ranges(
-                lo_dn[live],
+                dn_r[live],
                 np.where(end[live], n_blocks, hi[live] // block),
-                col[live],
-                vals[live, 0],
+                c_r[live],
+                v_r[live, 0],
                 n_blocks,
                 n_col,
             )
+            if aligned and running is not None:
+                # counted at some tick of [a, z]: a - d < natural <= z; at every tick:
+                # z - d < natural <= a (d = n r / tick)
+                at, d = running, n * r // tick_s
+                bad_upper += at(last_k, 1) - at(first_k - d, 1)
+                total_lower += np.maximum(at(first_k, 0) - at(last_k - d, 0), 0.0)
             if held is not None:
                 # the rings' buckets B_k - n < b <= B_k: at some tick of a block those
                 # of (B_first - n, B_last], at every tick those of (B_last - n, B_first]
@@ -129,6 +158,31 @@ def block_bounds(
                 total_lower += _span(cs, base, bz - n, ba, 0)
             out[wi] = (bad_upper, total_lower)
     return out
+
+
+def _running(
+    natural: I64, c: I64, v: F64, n_col: int, n_ticks: int
+) -> Callable[[I64, int], F64] | None:
+    """For pairs first counted at tick `natural`: a function of ticks x and a channel
+    giving, per column, the sum of the pairs with natural <= x ((len(x), n_col)); None
+    when their ticks spread too far for a dense array (then they go one by one)."""
+    if len(natural) == 0:
+        return lambda x, channel: np.zeros((len(x), n_col))
+    low, high = int(natural.min()), int(natural.max())
+    span = high - low + 1
+    if span * n_col > 4 * (n_ticks + 1) * max(n_col, 1) + (1 << 16):
+        return None
+    key = (natural - low) * n_col + c
+    cs = np.zeros((2, span + 1, n_col))
+    for channel in (0, 1):
+        hist = np.bincount(key, v[:, channel], span * n_col).reshape(span, n_col)
+        np.cumsum(hist, axis=0, out=cs[channel, 1:])
+
+    def at(x: I64, channel: int) -> F64:
+        out: F64 = cs[channel, np.clip(x - low + 1, 0, span)]
+        return out
+
+    return at
 
 
 def _span(cs: F64, base: int, after: I64, upto: I64, channel: int) -> F64:

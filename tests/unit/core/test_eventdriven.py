@@ -30,7 +30,7 @@ from tests.unit.core.test_multitick import (
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    tick=st.sampled_from([1, 5, 10]),
+    tick=st.sampled_from([1, 5, 7, 10]),
     steps=st.lists(
         st.tuples(
             st.one_of(st.floats(0, 8), st.floats(-50, 0), st.just(400.0)),
@@ -127,7 +127,7 @@ def three(cfg: Any, block: int) -> tuple[Evaluator, Evaluator]:
     steps=st.lists(st.tuples(dt, event), min_size=1, max_size=120),
     cuts=st.lists(st.integers(0, 150), max_size=10),
     advances=st.lists(st.tuples(st.integers(0, 150), st.floats(0, 900)), max_size=4),
-    tick=st.sampled_from(["1s", "5s", "10s", "60s"]),
+    tick=st.sampled_from(["1s", "5s", "7s", "10s", "60s"]),
     lateness=st.sampled_from(["0s", "30s", "2m"]),
     options=st.sampled_from(OPTIONS),
     extra=st.sampled_from(["", "groups", "corrections", "groups corrections"]),
