@@ -95,9 +95,9 @@ def block_bounds(
         on_time = app <= np.clip(natural, 0, n_ticks)
         every = bool(on_time.all())
         running = (
-            _running(natural, col, vals, n_col, n_ticks)
+            _running(natural, col, vals, n_col, n_ticks, block)
             if every
-            else _running(natural[on_time], col[on_time], vals[on_time], n_col, n_ticks)
+            else _running(natural[on_time], col[on_time], vals[on_time], n_col, n_ticks, block)
         )
         if running is None:
             c_rest, b_rest, a_rest, v_rest = col, b, app, vals
@@ -148,8 +148,8 @@ def block_bounds(
                 # counted at some tick of [a, z]: a - d < natural <= z; at every tick:
                 # z - d < natural <= a (d = n r / tick)
                 at, d = running, n * r // tick_s
-                bad_upper += at(last_k, 1) - at(first_k - d, 1)
-                total_lower += np.maximum(at(first_k, 0) - at(last_k - d, 0), 0.0)
+                bad_upper += at(last_k, 1, True) - at(first_k - d, 1, False)
+                total_lower += np.maximum(at(first_k, 0, False) - at(last_k - d, 0, True), 0.0)
             if held is not None:
                 # the rings' buckets B_k - n < b <= B_k: at some tick of a block those
                 # of (B_first - n, B_last], at every tick those of (B_last - n, B_first]
@@ -161,25 +161,29 @@ def block_bounds(
 
 
 def _running(
-    natural: I64, c: I64, v: F64, n_col: int, n_ticks: int
-) -> Callable[[I64, int], F64] | None:
-    """For pairs first counted at tick `natural`: a function of ticks x and a channel
-    giving, per column, the sum of the pairs with natural <= x ((len(x), n_col)); None
-    when their ticks spread too far for a dense array (then they go one by one)."""
+    natural: I64, c: I64, v: F64, n_col: int, n_ticks: int, block: int
+) -> Callable[[I64, int, bool], F64] | None:
+    """For pairs first counted at tick `natural`: a function of ticks x, a channel and a
+    direction giving, per column ((len(x), n_col)), the sum of the pairs with natural
+    <= x' where x' is x rounded to a multiple of `block`, up (True: at least the sum at
+    x) or down (at most). Running sums over blocks, not ticks: the bounds round their
+    way. None when the pairs spread too far for a dense array (they go one by one)."""
     if len(natural) == 0:
-        return lambda x, channel: np.zeros((len(x), n_col))
-    low, high = int(natural.min()), int(natural.max())
+        return lambda x, channel, up: np.zeros((len(x), n_col))
+    m = -(-natural // block)  # the first multiple of `block` at or after
+    low, high = int(m.min()), int(m.max())
     span = high - low + 1
-    if span * n_col > 4 * (n_ticks + 1) * max(n_col, 1) + (1 << 16):
+    if span * n_col > 4 * (n_ticks // block + 2) * max(n_col, 1) + (1 << 16):
         return None
-    key = (natural - low) * n_col + c
+    key = (m - low) * n_col + c
     cs = np.zeros((2, span + 1, n_col))
     for channel in (0, 1):
         hist = np.bincount(key, v[:, channel], span * n_col).reshape(span, n_col)
         np.cumsum(hist, axis=0, out=cs[channel, 1:])
 
-    def at(x: I64, channel: int) -> F64:
-        out: F64 = cs[channel, np.clip(x - low + 1, 0, span)]
+    def at(x: I64, channel: int, up: bool) -> F64:
+        k = -(-x // block) if up else x // block
+        out: F64 = cs[channel, np.clip(k - low + 1, 0, span)]
         return out
 
     return at

@@ -173,7 +173,7 @@ def test_the_event_driven_pass_equals_tick_by_tick(
     ),
     blips=st.lists(st.tuples(st.integers(0, 4 * 3600), st.sampled_from(["api", "db"])), max_size=6),
     block=st.integers(200, 5000),
-    size=st.sampled_from([4, 16]),
+    size=st.sampled_from([4, 16, 64]),
     options=st.sampled_from(OPTIONS),
     extra=st.sampled_from(["", "groups"]),
 )
