@@ -205,7 +205,7 @@ class IngestWorker:
             stop.set()
             for task in (consume, flusher):
                 task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, BaseException):
+            with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(consume, flusher, return_exceptions=True)
             await self.close()
 
@@ -269,7 +269,6 @@ class IngestWorker:
                 self._failed = IngestFailed(f"the counts transaction failed: {exc!r}")
                 raise self._failed from None
             self._committed.update(offsets)
-            self.offsets.saved({(tp.topic, tp.partition): o for tp, o in self._committed.items()})
             if wm is not None:
                 self._watermark_sent = wm
             self.http.flush_duration.observe(time.perf_counter() - t0)
