@@ -34,6 +34,7 @@ from engine.commands.common import (
 from engine.commands.preflight import load_checked_config
 from engine.core.config import Config
 from engine.errors import ConfigError
+from engine.runtime.evaluate_role import run_evaluate
 from engine.runtime.logging import configure_logging
 from engine.runtime.service import Runtime
 from engine.runtime.tuning import tune_gc
@@ -59,6 +60,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT",
         help="HTTP address for the web UI (/), /metrics, /healthz, /readyz and the API "
         "(default: http.listen of the config)",
+    )
+    parser.add_argument(
+        "--role",
+        choices=("all", "evaluate"),
+        default="all",
+        help="all: the whole engine in one process (default); evaluate: an evaluate "
+        "worker of kafka.scale's counts topic (docs/scaling.md)",
     )
     parser.add_argument(
         "--log-format",
@@ -106,6 +114,9 @@ def main(args: argparse.Namespace) -> int:
 
         async def main() -> None:
             async with stop_on_signals(asyncio.Event(), _log_signal) as stop:
+                if getattr(args, "role", "all") == "evaluate":
+                    await run_evaluate(config, stop, listen=args.listen, config_path=args.config)
+                    return
                 runtime = Runtime(
                     config, listen=args.listen, config_path=args.config, config_source=source
                 )
