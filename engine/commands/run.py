@@ -34,6 +34,7 @@ from engine.commands.common import (
 from engine.commands.preflight import load_checked_config
 from engine.core.config import Config
 from engine.errors import ConfigError
+from engine.runtime.evaluate_role import run_evaluate
 from engine.runtime.logging import configure_logging
 from engine.runtime.service import Runtime
 from engine.runtime.tuning import tune_gc
@@ -127,14 +128,14 @@ def main(args: argparse.Namespace) -> int:
         from engine.commands.run_ingest import run_ingest
 
         return run_ingest(config, args)
-    if role == "evaluate":
-        print_error("run", "--role evaluate is not available in this build")
-        return EXIT_USAGE
     try:
         tune_gc()
 
         async def main() -> None:
             async with stop_on_signals(asyncio.Event(), _log_signal) as stop:
+                if role == "evaluate":
+                    await run_evaluate(config, stop, listen=args.listen, config_path=args.config)
+                    return
                 runtime = Runtime(
                     config, listen=args.listen, config_path=args.config, config_source=source
                 )

@@ -4,7 +4,8 @@
 partitions when it is missing (replicated three times, or on every broker of a smaller
 cluster), and refuses (`CountsTopicError`) one that exists with
 another count: a record's partition is murmur2 of its key modulo the count (the
-default partitioner's placement, `partition_of`), so a count that changes under a
+default partitioner's placement, `engine.adapters.kafka.partitions.partition_of`, which
+the evaluate workers use too), so a count that changes under a
 running system would move SLOs between the evaluate workers' partitions mid-stream.
 
 `CountsProducer` writes one flush (deltas, heartbeats and the source offsets they came
@@ -41,8 +42,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
-from aiokafka.partitioner import murmur2
 
+from engine.adapters.kafka.partitions import partition_of
 from engine.core.deltas import encode_delta, encode_heartbeat
 from engine.core.deltas_aggregate import SloDelta
 from engine.errors import BurnrateError
@@ -70,12 +71,6 @@ class CountsTopicError(BurnrateError):
 
 class TransactionsUnsupported(BurnrateError):
     """The brokers refuse transactional producers."""
-
-
-def partition_of(key: str, partitions: int) -> int:
-    """The partition aiokafka's default partitioner gives a record keyed `key` (UTF-8):
-    positive murmur2 of the key bytes modulo the count, as the Java client does."""
-    return int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
 async def ensure_counts_topic(
