@@ -149,9 +149,12 @@ class Stream:
 
 
 class Worker:
-    """`python -m engine run --role ingest` as a child process."""
+    """`python -m engine run --role ingest` (or another role) as a child process."""
 
-    def __init__(self, config: Path, bootstrap: str, log: IO[bytes], worker_id: str) -> None:
+    def __init__(
+        self, config: Path, bootstrap: str, log: IO[bytes], worker_id: str, role: str = "ingest"
+    ) -> None:
+        self.role = role
         self.config = config
         self.env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "PYTHONPATH": str(ROOT)}
         self.log = log
@@ -172,9 +175,8 @@ class Worker:
             "--config",
             str(self.config),
             "--role",
-            "ingest",
-            "--worker-id",
-            self.worker_id,
+            self.role,
+            *(("--worker-id", self.worker_id) if self.role == "ingest" else ()),
             "--listen",
             f"127.0.0.1:{self.port}",
             stdin=asyncio.subprocess.DEVNULL,
