@@ -4,7 +4,10 @@ Exactly once: a known stream is produced while the worker is SIGKILLed at random
 moments and started again (same worker id, so it fences its predecessor); a
 read_committed reader of the counts topic must then sum to exactly the stream's
 per-SLO (and per-group) totals and bad counts, no event lost and none counted twice,
-and the group's committed offsets must be the end of every source partition.
+and the group's committed offsets must be the end of every source partition. Two kills
+in three are timed by a reader of the counts topic's uncommitted records: the moment a
+flush's records reach the broker, to land inside the transaction when they win the race
+with its commit (the run prints how many records of aborted transactions the log holds).
 Transactions need Apache Kafka (`KAFKA_BOOTSTRAP_SERVERS`, scripts/kafka/apache-kafka.sh):
 on the embedded Tansu broker those tests are skipped, and one test checks instead that
 the worker stops on Tansu with a clear error rather than hanging.
@@ -38,6 +41,7 @@ from tests.integration.live import ROOT, burnrate
 SOURCE_PARTITIONS = 3
 COUNTS_PARTITIONS = 4
 REGIONS = ("eu", "us", "ap")
+MIN_KILLS = 8
 
 Sums = dict[tuple[str, str | None], tuple[int, int]]
 
@@ -260,10 +264,13 @@ class Tripwire:
 
 
 async def read_counts(
-    bootstrap: str, topic: str, isolation: str = "read_committed"
+    bootstrap: str,
+    topic: str,
+    isolation: str = "read_committed",
+    until: dict[TopicPartition, int] | None = None,
 ) -> tuple[Sums, int, int]:
-    """Per (SLO, group), the sums of every delta (committed ones by default); the deltas
-    and the heartbeats read."""
+    """Per (SLO, group), the sums of every delta (committed ones by default, up to the
+    partitions' ends or `until`); the deltas and the heartbeats read."""
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -276,7 +283,8 @@ async def read_counts(
     beats = deltas = 0
     try:
         tps = [TopicPartition(topic, p) for p in range(COUNTS_PARTITIONS)]
-        ends = await consumer.end_offsets(tps)  # read_committed: the last stable offsets
+        # read_committed: the last stable offsets
+        ends = until if until is not None else await consumer.end_offsets(tps)
 
         async def behind() -> bool:
             for tp in tps:
@@ -288,6 +296,8 @@ async def read_counts(
             data = await consumer.getmany(timeout_ms=1000)
             for records in data.values():
                 for r in records:
+                    if r.offset >= ends[TopicPartition(r.topic, r.partition)]:
+                        continue
                     d = decode_delta(r.value)
                     if not d.slo:
                         beats += 1
@@ -362,10 +372,11 @@ async def test_counts_are_exact_across_sigkills(kafka_bootstrap: str, tmp_path: 
         kills = 0
         tripwire = Tripwire(kafka_bootstrap, counts)
         try:
-            while not produce.done():
+            while not produce.done() or kills < MIN_KILLS:
                 # Kill while it works, once it writes counts again after its (re)start:
-                # every other time the moment a flush's records reach the broker (inside
-                # the transaction), else at a random moment of its flush cycle.
+                # two times in three the moment a flush's records reach the broker
+                # (inside the transaction), else at a random moment of its flush cycle;
+                # after the stream too (heartbeats), until MIN_KILLS.
                 await wait_for(
                     "the worker writing counts after its start",
                     lambda: worker.produced_at_least(3 * COUNTS_PARTITIONS),
@@ -374,7 +385,7 @@ async def test_counts_are_exact_across_sigkills(kafka_bootstrap: str, tmp_path: 
                 )
                 if kills == 0:  # not before: a reader would have the topic auto-created
                     await tripwire.start()
-                if kills % 2 == 0:
+                if kills % 3 != 2:
                     await tripwire.next_records(5.0)
                 else:
                     await asyncio.sleep(rng.uniform(0.0, 0.6))
@@ -413,15 +424,14 @@ async def test_counts_are_exact_across_sigkills(kafka_bootstrap: str, tmp_path: 
             if worker.proc is not None:
                 await worker.kill()
     sums, deltas, beats = await read_counts(kafka_bootstrap, counts)
-    _, written, _ = await read_counts(kafka_bootstrap, counts, "read_uncommitted")
-    print(
-        f"seed {seed}: {kills} kills, {stream.records} records, {written - deltas} deltas aborted"
-    )
-    assert kills >= 3, f"seed {seed}"
+    _, written, written_beats = await read_counts(kafka_bootstrap, counts, "read_uncommitted")
+    aborted_records = written + written_beats - deltas - beats
+    print(f"seed {seed}: {kills} kills, {stream.records} records, {aborted_records} aborted")
+    assert kills >= MIN_KILLS, f"seed {seed}"
     assert beats > 0
-    # Some kill landed inside a transaction (its deltas are in the log, not committed):
-    # the abort path was exercised, not only kills between flushes.
-    assert written > deltas, f"seed {seed}: no delta of an aborted transaction in the log"
+    # Records of aborted transactions (a kill inside a transaction) are in the log in
+    # most runs; the race with the commit (a few round trips) is not won every time, so
+    # it is reported above, not asserted.
     assert sums == stream.sums(), f"seed {seed}, {kills} kills, {stream.records} records"
 
 
