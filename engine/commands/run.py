@@ -34,13 +34,16 @@ from engine.commands.common import (
 from engine.commands.preflight import load_checked_config
 from engine.core.config import Config
 from engine.errors import ConfigError
+from engine.runtime.evaluate_role import run_evaluate
 from engine.runtime.logging import configure_logging
 from engine.runtime.service import Runtime
 from engine.runtime.tuning import tune_gc
 
-__all__ = ["add_arguments", "apply_env_overrides", "main"]
+__all__ = ["ROLES", "add_arguments", "apply_env_overrides", "main"]
 
 log = logging.getLogger("burnrate.commands.run")
+
+ROLES = ("all", "ingest", "evaluate")
 
 
 def _listen_arg(text: str) -> str:
@@ -59,6 +62,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT",
         help="HTTP address for the web UI (/), /metrics, /healthz, /readyz and the API "
         "(default: http.listen of the config)",
+    )
+    parser.add_argument(
+        "--role",
+        choices=ROLES,
+        default="all",
+        help="all: the whole engine in this process (default); ingest: consume the request "
+        "topics and write count deltas to kafka.scale.counts_topic; evaluate: own the SLOs "
+        "of some counts partitions (docs/scaling.md)",
+    )
+    parser.add_argument(
+        "--worker-id",
+        metavar="ID",
+        help="--role ingest: this worker's stable name, the suffix of its transactional id; "
+        "a restart with the same id fences its predecessor (default: host name and HTTP port)",
+    )
+    parser.add_argument(
+        "--ingest-at-least-once",
+        action="store_true",
+        help=argparse.SUPPRESS,  # benchmarks only: deltas without transactions
     )
     parser.add_argument(
         "--log-format",
@@ -101,11 +123,19 @@ def main(args: argparse.Namespace) -> int:
     except OSError as exc:
         print_error("run", f"{args.config}: cannot read: {exc.strerror}")
         return EXIT_USAGE
+    role = getattr(args, "role", "all")
+    if role == "ingest":
+        from engine.commands.run_ingest import run_ingest
+
+        return run_ingest(config, args)
     try:
         tune_gc()
 
         async def main() -> None:
             async with stop_on_signals(asyncio.Event(), _log_signal) as stop:
+                if role == "evaluate":
+                    await run_evaluate(config, stop, listen=args.listen, config_path=args.config)
+                    return
                 runtime = Runtime(
                     config,
                     listen=args.listen,

@@ -98,6 +98,7 @@ from engine.core.arrays import F64, I32, I64, read_only
 from engine.core.config import Config, Correction, Evaluation, Severity
 from engine.core.corrections import CorrectionIndex
 from engine.core.evaluator_budget import BudgetAlertsMixin
+from engine.core.evaluator_counts import CountsMixin
 from engine.core.evaluator_groups import GroupsMixin
 from engine.core.evaluator_multitick import MultiTickMixin
 from engine.core.evaluator_state import AlertState, BudgetAlertState, EvaluatorState, EventCounts
@@ -120,7 +121,7 @@ __all__ = [
 ]
 
 
-class Evaluator(ViewsMixin, BudgetAlertsMixin, GroupsMixin, MultiTickMixin):
+class Evaluator(ViewsMixin, BudgetAlertsMixin, GroupsMixin, MultiTickMixin, CountsMixin):
     """All SLOs of one config: windows, alert state, counters."""
 
     def __init__(self, config: Config) -> None:
@@ -339,26 +340,10 @@ class Evaluator(ViewsMixin, BudgetAlertsMixin, GroupsMixin, MultiTickMixin):
         if future is not None and future.any():
             self._rejected["too_far_in_future"] += int(future.sum())
             ok &= ~future
-        uncapped = cand_ts
-        if watermark_cap_s is not None:
-            # Never past the cap, except as far as the rings' headroom demands.
-            cand_ts = np.maximum(np.minimum(cand_ts, watermark_cap_s), ts - self._headroom_s)
-        cand = np.where(ok, cand_ts, -np.inf)
-        wm_after = np.maximum.accumulate(np.concatenate(([self._watermark_s], cand)))
-        wm_before, wm_after = wm_after[:-1], wm_after[1:]
-        late = ok & (ts < wm_before - self.lateness_s)
-        if late.any():
-            self._rejected["too_late"] += int(late.sum())
-            ok &= ~late
-        if not ok.any():
+        admitted = self._admit(ts, ok, cand_ts, watermark_cap_s)
+        if admitted is None:
             return []
-        if watermark_cap_s is not None:
-            self._held_s = max(self._held_s, float(uncapped[ok].max()))
-        if self._next_tick_s is None:
-            first = float(ts[np.argmax(ok)])
-            self._next_tick_s = math.ceil(first / self.tick_s) * self.tick_s
-            self.windows.advance_to(self._next_tick_s - self.tick_s)
-            self._periods.roll(self._next_tick_s - self.tick_s)
+        ok, wm_after = admitted
         nslo = self.classifier.slo_count(cols)
         self._accepted_events += int(cols.count[ok].sum())
         self._unmatched_events += int(cols.count[ok & (nslo == 0)].sum())
@@ -370,7 +355,57 @@ class Evaluator(ViewsMixin, BudgetAlertsMixin, GroupsMixin, MultiTickMixin):
         p_event = pairs.event[keep]
         p_slo = self.classifier.assign(pairs.entry[keep], pairs.column[keep])  # columns
         p_total, p_bad = pairs.total[keep], pairs.bad[keep]
-        p_ts = ts[p_event]
+        return self._count_pairs(p_event, p_slo, ts[p_event], p_total, p_bad, wm_after)
+
+    def _admit(
+        self,
+        ts: F64,
+        ok: npt.NDArray[np.bool_],
+        cand_ts: F64,
+        watermark_cap_s: float | None,
+        weight: npt.NDArray[np.int64] | None = None,
+    ) -> tuple[npt.NDArray[np.bool_], F64] | None:
+        """The time checks `ingest` and `ingest_counts` share: of the rows `ok` so far,
+        those not too late against the running watermark (`cand_ts` moves it, capped at
+        `watermark_cap_s` but for the rings' headroom), and the watermark after each row;
+        None when no row is left. Late rows count as `too_late` rejections one each, or
+        `weight` each. Starts the tick grid at the first row kept."""
+        uncapped = cand_ts
+        if watermark_cap_s is not None:
+            # Never past the cap, except as far as the rings' headroom demands.
+            cand_ts = np.maximum(np.minimum(cand_ts, watermark_cap_s), ts - self._headroom_s)
+        cand = np.where(ok, cand_ts, -np.inf)
+        wm_after = np.maximum.accumulate(np.concatenate(([self._watermark_s], cand)))
+        wm_before, wm_after = wm_after[:-1], wm_after[1:]
+        late = ok & (ts < wm_before - self.lateness_s)
+        if late.any():
+            self._rejected["too_late"] += int((late if weight is None else weight[late]).sum())
+            ok = ok & ~late
+        if not ok.any():
+            return None
+        if watermark_cap_s is not None:
+            self._held_s = max(self._held_s, float(uncapped[ok].max()))
+        if self._next_tick_s is None:
+            first = float(ts[np.argmax(ok)])
+            self._next_tick_s = math.ceil(first / self.tick_s) * self.tick_s
+            self.windows.advance_to(self._next_tick_s - self.tick_s)
+            self._periods.roll(self._next_tick_s - self.tick_s)
+        return ok, wm_after
+
+    def _count_pairs(
+        self,
+        p_event: npt.NDArray[np.int64],
+        p_slo: npt.NDArray[np.int32],
+        p_ts: F64,
+        p_total: npt.NDArray[np.int64],
+        p_bad: npt.NDArray[np.int64],
+        wm_after: F64,
+    ) -> list[Transition]:
+        """Count admitted (row, column) pairs, `p_event` the row of each (ascending),
+        evaluating each tick just before the first row past it (the multi-tick pass when
+        it pays), corrections applied; then the watermark is the last row's."""
+        n = len(wm_after)
+        assert self._next_tick_s is not None  # `_admit` started the grid
         if self._corrections.active:
             out = self._corrections.excluded(p_slo, p_ts)
             if out.any():

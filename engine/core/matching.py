@@ -498,22 +498,26 @@ class Classifier:
             if col < 0:
                 kid = int(np.searchsorted(self._ptr, e, side="right")) - 1
                 pos = e - int(self._ptr[kid])
-                i = int(self._slo_of[e])
                 gk = self._key_groups[kid][pos]
                 assert gk is not None
-                groups = self.groups[i]
-                found = groups.get(gk)
-                limit = self._slos[i].group_limit
-                if found is not None:
-                    col = found
-                elif len(groups) < limit:
-                    col = int(self.column_base[i]) + len(groups)
-                    groups[gk] = col
-                    self.column_group[col] = gk
-                    self.groups_version += 1
-                else:
-                    col = int(self.column_base[i]) + limit
+                col = self.group_column(int(self._slo_of[e]), gk)
                 self._col_of[e] = col
                 self._key_cols[kid][pos] = col
             column[t] = col
         return column
+
+    def group_column(self, i: int, gk: GroupKey) -> int:
+        """The column of group `gk` of grouped SLO `i`: its own, assigned now if it is
+        new and the SLO has a free one, else the SLO's overflow column."""
+        groups = self.groups[i]
+        found = groups.get(gk)
+        if found is not None:
+            return found
+        limit = self._slos[i].group_limit
+        if len(groups) >= limit:
+            return int(self.column_base[i]) + limit
+        col = int(self.column_base[i]) + len(groups)
+        groups[gk] = col
+        self.column_group[col] = gk
+        self.groups_version += 1
+        return col

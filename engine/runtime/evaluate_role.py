@@ -1,0 +1,402 @@
+"""`burnrate run --role evaluate`: a worker of the consumer group on the counts topic.
+
+Ingest workers write count deltas keyed by SLO to the counts topic in transactions
+(engine.core.deltas); evaluate workers share its partitions in one consumer group
+(`kafka.scale.evaluate_group_id`, read_committed: an aborted transaction's deltas are
+never seen). A worker owns the SLOs of the partitions it is assigned
+(engine.adapters.kafka.partitions, the producer's own placement) and keeps a partition
+engine for each (engine.runtime.partition_engine): evaluator, alert delivery, applied
+offset. Event time moves only by the records, never by a clock, so a partition's
+transitions are a function of its log.
+
+State lives in the compacted changelog topic (engine.adapters.kafka.changelog), one
+record per partition holding the snapshot and the offset it covers: written every
+`kafka.scale.snapshot_interval`, when a partition is revoked and at shutdown. On
+assignment the worker reads the newest snapshot of that partition, loads it, seeks the
+counts partition to its offset (no snapshot: from the start), resends what it had not
+delivered, and records itself as the partition's owner. So a partition that moves keeps
+its counts and alert state (a firing alert does not fire again; its resolve comes from
+the new owner), and after a kill -9 the counts are exact: the next owner reads on from
+the offset of the last snapshot, which the snapshot holds the records before. Group
+offsets are not used for this (nothing is committed to the group): the snapshot's
+offset is the only position.
+
+A partition revoked and given back to the same worker in the next assignment keeps its
+engine (nobody else can have read it in between); one given to another worker is
+closed after the assignment that says so.
+
+Served over HTTP: `/healthz`, `/readyz` (ready once the first assignment is restored),
+and `/metrics` with the per-SLO counts and alert states of the owned SLOs only, so the
+workers' /metrics partition the SLOs. The fuller API over the owned engines reads them
+through `engines()`, `evaluator_of(slo)` and `owner_of(slo)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Final
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+
+from engine.adapters.alerts.sinks import Sink, build_sinks
+from engine.adapters.http.listen import parse_listen
+from engine.adapters.http.owned import OwnedHttp
+from engine.adapters.kafka.changelog import (
+    OWNER_KEY,
+    STATE_KEY,
+    ChangelogReader,
+    ChangelogWriter,
+    ensure_topics,
+)
+from engine.adapters.kafka.partitions import slo_partitions
+from engine.adapters.kafka.settings import kafka_client_kwargs
+from engine.core.config import Config
+from engine.core.durations import parse_duration_s
+from engine.core.evaluator import Evaluator
+from engine.errors import ConfigError
+from engine.runtime.partition_engine import PartitionEngine
+
+__all__ = ["EvaluateWorker", "run_evaluate"]
+
+log = logging.getLogger("burnrate.runtime.evaluate_role")
+
+POLL_MS: Final = 200
+MAX_RECORDS: Final = 10_000
+OWNERS_REFRESH_S: Final = 10.0
+START_RETRY_MAX_S: Final = 10.0
+SHUTDOWN_TIMEOUT_S: Final = 10.0
+
+SinksFactory = Callable[[Config, str], Sequence[Sink]]
+
+
+def _default_sinks(config: Config, external_url: str) -> Sequence[Sink]:
+    return build_sinks(config, external_url, clock=time.time)
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, worker: EvaluateWorker) -> None:
+        self.worker = worker
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        await self.worker.revoked(list(revoked))
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        await self.worker.assigned(list(assigned))
+
+
+class EvaluateWorker:
+    """One evaluate worker: its partition engines, the group consumer, the changelog."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        listen: str | None = None,
+        advertise: str | None = None,
+        sinks: SinksFactory = _default_sinks,
+    ) -> None:
+        self.config = config
+        self.scale = config.kafka.scale
+        self.topic = self.scale.counts_topic
+        self.client = kafka_client_kwargs(config.kafka)  # ConfigError: bad TLS/SASL
+        self.http = OwnedHttp(self, listen or config.http.listen)
+        self._advertise = advertise
+        self._sinks = sinks
+        self.owned: dict[int, PartitionEngine] = {}
+        """The engines of the partitions assigned now, by counts partition."""
+        self._parked: dict[int, PartitionEngine] = {}
+        """Revoked, snapshot written, kept until the next assignment says where they go."""
+        self.partitions = 0
+        """Partitions of the counts topic (0 before start)."""
+        self._where: dict[str, int] = {}
+        self.owners: dict[int, str] = {}
+        """Partition -> owner URL, as the changelog said when last read."""
+        self.url = ""
+        self.ready = asyncio.Event()
+        """Set once the first assignment is restored."""
+        self.snapshots_written = 0
+        self._failed: BaseException | None = None
+        self._closing: set[asyncio.Task[None]] = set()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._writer = ChangelogWriter(self.client, self.scale.changelog_topic)
+        self._reader = ChangelogReader(self.client, self.scale.changelog_topic)
+        self._owners_reader = ChangelogReader(self.client, self.scale.changelog_topic)
+
+    # -- what the HTTP layer reads ---------------------------------------------------
+
+    def engines(self) -> list[Evaluator]:
+        """The evaluators of the owned partitions, by partition."""
+        return [self.owned[p].evaluator for p in sorted(self.owned)]
+
+    def evaluator_of(self, slo: str) -> Evaluator | None:
+        """The evaluator holding `slo`, when this worker owns it."""
+        p = self._where.get(slo)
+        engine = None if p is None else self.owned.get(p)
+        return None if engine is None else engine.evaluator
+
+    def offsets(self) -> dict[int, int]:
+        """Per owned partition, the next counts offset its engine applies."""
+        return {p: e.offset for p, e in self.owned.items()}
+
+    def owner_of(self, slo: str) -> str | None:
+        """The URL of the worker owning `slo` (this one's when it is here), as far as
+        known; None for an unknown SLO or a partition nobody has claimed yet."""
+        p = self._where.get(slo)
+        if p is None:
+            return None
+        if p in self.owned:
+            return self.url
+        return self.owners.get(p)
+
+    # -- running ---------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until `stop` is set, then snapshot every owned partition and leave."""
+        await self.http.start()
+        self.url = self._advertised_url()
+        log.info(
+            "listening on %s", self.url, extra={"data": {"event": "listening", "url": self.url}}
+        )
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            if not await self._start_kafka(stop):
+                return
+            tasks.append(asyncio.create_task(self._refresh_owners(stop), name="owners"))
+            await self._consume(stop)
+        finally:
+            stop.set()
+            for task in tasks:
+                task.cancel()
+            await self._shutdown()
+        if self._failed is not None:
+            raise self._failed
+
+    def _advertised_url(self) -> str:
+        if self._advertise:
+            return self._advertise
+        host, _ = parse_listen(self.http.listen)
+        if host in ("0.0.0.0", "::", ""):
+            host = socket.gethostname()
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.http.port}"
+
+    async def _start_kafka(self, stop: asyncio.Event) -> bool:
+        delay = 0.5
+        while not stop.is_set():
+            try:
+                await self._start_kafka_once()
+                return True
+            except KafkaError as exc:
+                log.warning("cannot reach Kafka (%r); retrying in %.1fs", exc, delay)
+                await self._close_kafka()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await stop.wait()
+            delay = min(delay * 2, START_RETRY_MAX_S)
+        return False
+
+    async def _start_kafka_once(self) -> None:
+        scale = self.scale
+        self.partitions = await ensure_topics(
+            self.client, scale.counts_topic, scale.counts_partitions, scale.changelog_topic
+        )
+        self._where = slo_partitions(self.config, self.partitions)
+        await self._writer.start()
+        await self._reader.start()
+        await self._owners_reader.start()
+        self._consumer = AIOKafkaConsumer(
+            **self.client,
+            group_id=scale.evaluate_group_id,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+            client_id=f"burnrate-evaluate-{socket.gethostname()}",
+        )
+        await self._consumer.start()
+        self._consumer.subscribe([self.topic], listener=_Listener(self))
+        log.info(
+            "evaluate worker joined %s on %s (%d partitions)",
+            scale.evaluate_group_id,
+            self.topic,
+            self.partitions,
+            extra={"data": {"event": "consumer_started", "partitions": self.partitions}},
+        )
+
+    async def _consume(self, stop: asyncio.Event) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        loop = asyncio.get_running_loop()
+        interval = parse_duration_s(self.scale.snapshot_interval)
+        next_save = loop.time() + interval
+        while not stop.is_set() and self._failed is None:
+            batches = await consumer.getmany(timeout_ms=POLL_MS, max_records=MAX_RECORDS)
+            # One event-loop step from here to the end of the loop body: no snapshot
+            # and no rebalance can see a batch half applied.
+            for tp, records in batches.items():
+                engine = self.owned.get(tp.partition)
+                if engine is None:
+                    continue
+                for rec in records:
+                    engine.apply(rec.offset, rec.value)
+            if loop.time() >= next_save:
+                await self._save_all("periodic")
+                next_save = loop.time() + interval
+
+    async def _save(self, engine: PartitionEngine, reason: str, *, force: bool = False) -> bool:
+        """Write the engine's snapshot, unless nothing changed since the last one."""
+        if not force and engine.saved_offset == engine.offset and not engine.delivery.undelivered():
+            return True
+        offset = engine.offset
+        data = engine.snapshot()
+        try:
+            await self._writer.write(engine.partition, STATE_KEY, data)
+        except KafkaError as exc:
+            log.warning(
+                "partition %d: snapshot not written (%s): %r", engine.partition, reason, exc
+            )
+            return False
+        engine.saved_offset = offset
+        self.snapshots_written += 1
+        log.debug("partition %d: snapshot at offset %d (%s)", engine.partition, offset, reason)
+        return True
+
+    async def _save_all(self, reason: str) -> None:
+        for engine in list(self.owned.values()):
+            await self._save(engine, reason)
+
+    # -- rebalances ------------------------------------------------------------------
+
+    async def revoked(self, revoked: list[TopicPartition]) -> None:
+        """Before a rebalance: snapshot each partition that goes, and park its engine."""
+        for tp in revoked:
+            engine = self.owned.pop(tp.partition, None)
+            if engine is None:
+                continue
+            await self._save(engine, "revoke")
+            self._parked[tp.partition] = engine
+
+    async def assigned(self, assigned: list[TopicPartition]) -> None:
+        """After a rebalance: an engine for each partition, restored from its changelog
+        (or kept, if it was parked here), and the counts read on from its offset."""
+        try:
+            await self._assign([tp.partition for tp in assigned if tp.topic == self.topic])
+        except Exception as exc:  # the supervisor: a partition we cannot restore stops us
+            log.exception("cannot take the assigned partitions; stopping")
+            self._failed = exc
+
+    async def _assign(self, partitions: list[int]) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        mine = set(partitions)
+        for p in [p for p in self._parked if p not in mine]:
+            self._close_later(self._parked.pop(p))
+        fresh = [p for p in sorted(mine) if p not in self._parked]
+        latest = await self._reader.read_latest(fresh)
+        slos: dict[int, list[str]] = {}
+        for slo in self.config.slos:
+            slos.setdefault(self._where[slo.name], []).append(slo.name)
+        idle = [TopicPartition(self.topic, p) for p in sorted(mine) if p not in slos]
+        if idle:  # no SLO of this config lives there: nothing to read
+            consumer.pause(*idle)
+        for p in sorted(mine):
+            if p not in slos:
+                continue
+            engine = self._parked.pop(p, None)
+            if engine is None:
+                engine = PartitionEngine(
+                    p, self.config, slos[p], self._sinks(self.config, self.url)
+                )
+                data = latest[p].get(STATE_KEY)
+                if data is not None:
+                    engine.restore(data)
+                await engine.start()
+            self.owned[p] = engine
+            consumer.seek(TopicPartition(self.topic, p), engine.offset)
+        for p in sorted(mine):
+            await self._writer.write(p, OWNER_KEY, self.url.encode())
+            self.owners[p] = self.url
+        log.info(
+            "owning counts partitions %s",
+            sorted(mine),
+            extra={"data": {"event": "partitions_assigned", "partitions": sorted(mine)}},
+        )
+        self.ready.set()
+
+    def _close_later(self, engine: PartitionEngine) -> None:
+        task = asyncio.create_task(engine.close(2.0), name=f"close-{engine.partition}")
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def _refresh_owners(self, stop: asyncio.Event) -> None:
+        """Keep `owners` up to date from the changelog's owner records."""
+        while not stop.is_set():
+            try:
+                latest = await self._owners_reader.read_latest(range(self.partitions))
+            except KafkaError as exc:
+                log.debug("owners not read: %r", exc)
+            else:
+                for p, keys in latest.items():
+                    url = keys.get(OWNER_KEY)
+                    if url is not None and p not in self.owned:
+                        self.owners[p] = url.decode(errors="replace")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(OWNERS_REFRESH_S):
+                    await stop.wait()
+
+    # -- shutdown --------------------------------------------------------------------
+
+    async def _shutdown(self) -> None:
+        """Snapshot every owned partition, close the sinks, leave the group, stop HTTP:
+        all within SHUTDOWN_TIMEOUT_S."""
+        engines = [*self.owned.values(), *self._parked.values()]
+        try:
+            async with asyncio.timeout(SHUTDOWN_TIMEOUT_S / 2):
+                for engine in engines:
+                    await engine.delivery.drain(0.5)
+                for engine in self.owned.values():
+                    await self._save(engine, "shutdown", force=True)
+        except TimeoutError:
+            log.warning("not every partition snapshot written before exit")
+        self.owned.clear()
+        self._parked.clear()
+        await asyncio.gather(*(e.delivery.close(1.0) for e in engines))
+        if self._closing:
+            await asyncio.wait(set(self._closing), timeout=2.0)
+        await self._close_kafka()
+        await self.http.stop()
+
+    async def _close_kafka(self) -> None:
+        for part in (self._consumer, self._owners_reader, self._reader, self._writer):
+            if part is None:
+                continue
+            try:
+                async with asyncio.timeout(3.0):
+                    await part.stop()
+            except (TimeoutError, KafkaError) as exc:
+                log.warning("closing a Kafka client: %r", exc)
+        self._consumer = None
+
+
+async def run_evaluate(
+    config: Config,
+    stop: asyncio.Event,
+    *,
+    listen: str | None = None,
+    config_path: str | None = None,
+    **options: Any,
+) -> None:
+    """The evaluate role until `stop` is set (`burnrate run --role evaluate`).
+    ConfigError for Kafka settings that cannot be used (TLS files, SASL secrets)."""
+    del config_path  # reloading is the single process's for now
+    try:
+        worker = EvaluateWorker(config, listen=listen, **options)
+    except ConfigError:
+        raise
+    await worker.run(stop)

@@ -1,0 +1,131 @@
+"""A partition engine: what an evaluate worker keeps for one counts partition it owns.
+
+Its evaluator (engine.core.partition_counts, the SLOs of that partition only), the
+delivery of its alert transitions to the sinks (engine.runtime.delivery, sinks of its
+own), and the counts-topic offset it has applied. Its snapshot, one changelog record
+(engine.adapters.kafka.changelog), is the evaluator's state (engine.core.snapshot), the
+undelivered alerts as the state file keeps them, and the offset they cover, taken in one
+event-loop step between records, so the three always agree.
+
+Restored on another worker, the engine reads the counts on from that offset: the records
+after the snapshot give the same transitions again (event time moves only by the
+records), with the same webhook-ids, and the alerts it had firing stay firing without a
+new page; what was not delivered is sent by the new owner.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Final
+
+import msgspec
+
+from engine.adapters.alerts.sinks import Sink
+from engine.core import snapshot
+from engine.core.config import Config
+from engine.core.evaluator import Evaluator, Transition
+from engine.core.partition_counts import PartitionCounts
+from engine.core.snapshot import SnapshotError
+from engine.runtime.delivery import Delivery, firing_alerts
+
+__all__ = ["SNAPSHOT_FORMAT", "PartitionEngine", "PartitionSnapshot"]
+
+log = logging.getLogger("burnrate.runtime.partition_engine")
+
+SNAPSHOT_FORMAT: Final = "burnrate-partition/1"
+
+
+class PartitionSnapshot(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    format: str = SNAPSHOT_FORMAT
+    partition: int
+    offset: int
+    """The next counts-topic offset to read: the evaluator holds every record before it."""
+    evaluator: bytes
+    deliveries: bytes = b""
+
+
+_ENCODER: Final = msgspec.msgpack.Encoder()
+_DECODER: Final = msgspec.msgpack.Decoder(PartitionSnapshot)
+
+
+class PartitionEngine:
+    """One owned counts partition: evaluator, delivery, applied offset."""
+
+    def __init__(
+        self, partition: int, config: Config, slos: Iterable[str], sinks: Sequence[Sink]
+    ) -> None:
+        self.partition = partition
+        self.counts = PartitionCounts(config, slos)
+        self.delivery = Delivery(sinks)
+        self.offset = 0
+        """The next counts offset to apply (0: from the start of the partition)."""
+        self.saved_offset: int | None = None
+        """The offset of the last snapshot written (None: none by this engine)."""
+        self.restored = False
+        self._restored_deliveries: bytes | None = None
+        self.transitions = 0
+
+    @property
+    def evaluator(self) -> Evaluator:
+        return self.counts.evaluator
+
+    def apply(self, offset: int, value: bytes | None) -> list[Transition]:
+        """Apply the record at `offset`, unless it is before the applied offset (a
+        record fetched twice around a rebalance); its transitions go to the sinks."""
+        if offset < self.offset:
+            return []
+        transitions = self.counts.apply_record(value)
+        self.offset = offset + 1
+        for tr in transitions:
+            self.delivery.put(tr)
+        self.transitions += len(transitions)
+        return transitions
+
+    def snapshot(self) -> bytes:
+        """This engine's changelog record (synchronous: one step with the offset)."""
+        return _ENCODER.encode(
+            PartitionSnapshot(
+                partition=self.partition,
+                offset=self.offset,
+                evaluator=snapshot.dump(self.evaluator),
+                deliveries=self.delivery.snapshot(),
+            )
+        )
+
+    def restore(self, data: bytes) -> bool:
+        """Continue from a changelog record; False (the engine left empty, from offset 0)
+        when it cannot be read or does not fit this config (the partition's SLOs
+        changed: their counts are rebuilt from the counts topic)."""
+        try:
+            saved = _DECODER.decode(data)
+            if saved.format != SNAPSHOT_FORMAT or saved.partition != self.partition:
+                raise SnapshotError(f"a snapshot of {saved.format} partition {saved.partition}")
+            if saved.offset < 0:
+                raise SnapshotError(f"offset {saved.offset}")
+            snapshot.load(self.evaluator, saved.evaluator)
+        except (msgspec.DecodeError, SnapshotError) as exc:
+            log.warning(
+                "partition %d: ignoring its changelog snapshot (%s); counting it again "
+                "from the start of the counts topic",
+                self.partition,
+                exc,
+                extra={"data": {"event": "partition_state_ignored", "partition": self.partition}},
+            )
+            return False
+        self.offset = self.saved_offset = saved.offset
+        self.restored = True
+        self._restored_deliveries = saved.deliveries
+        return True
+
+    async def start(self) -> None:
+        """Start the sinks and, after a restore, hand them what was owed (before any
+        new transition)."""
+        await self.delivery.start()
+        if self.restored:
+            await self.delivery.restore(self._restored_deliveries, firing_alerts(self.evaluator))
+            self._restored_deliveries = None
+
+    async def close(self, timeout_s: float) -> None:
+        await self.delivery.drain(timeout_s / 2)
+        await self.delivery.close(timeout_s / 2)
