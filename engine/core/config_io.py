@@ -56,8 +56,9 @@ class KafkaScale(_Base, frozen=True):
     `counts_partitions` partitions when missing) in transactions with their source
     offsets; evaluate workers (consumer group `evaluate_group_id`) own the SLOs of their
     counts partitions and keep each partition's state in the compacted
-    `changelog_topic`. `flush_interval`: how much event time an ingest worker
-    pre-aggregates before it commits a transaction."""
+    `changelog_topic`. `flush_interval`: how long (wall time) an ingest worker
+    pre-aggregates before it commits a transaction; `snapshot_interval`: how often an
+    evaluate worker writes each partition's snapshot."""
 
     counts_topic: Annotated[str, msgspec.Meta(min_length=1)] = "burnrate-counts"
     counts_partitions: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 12

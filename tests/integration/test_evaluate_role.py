@@ -37,7 +37,7 @@ from engine.core.deltas import encode_delta, encode_heartbeat, partition_keys
 from tests.integration.alertmanager import eventually
 from tests.integration.http_receiver import Receiver, serve
 
-pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.asyncio]
+pytestmark = [pytest.mark.kafka_txn, pytest.mark.slow, pytest.mark.asyncio]
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = 1_700_000_000

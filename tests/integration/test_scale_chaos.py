@@ -35,7 +35,7 @@ from engine.adapters.kafka.embedded_broker import create_topic
 from tests.integration.http_receiver import Receiver, serve
 from tests.integration.test_ingest_role import Worker, needs_transactions, wait_for
 
-pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.asyncio]
+pytestmark = [pytest.mark.kafka_txn, pytest.mark.slow, pytest.mark.asyncio]
 
 SOURCE_PARTITIONS = 4
 COUNTS_PARTITIONS = 6

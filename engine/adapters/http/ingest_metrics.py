@@ -15,8 +15,9 @@ dashboard reads both; what only this role does is under `burnrate_ingest_`:
 - `burnrate_ingest_watermark_seconds`: the event-time watermark the last flush carried.
 
 `/readyz` is the single process's (engine.adapters.http.server.readiness): partitions
-assigned and a fetch answered recently. HTTPS with `http.tls` as for `burnrate run`;
-no API, hence no tokens.
+assigned and a fetch answered recently. HTTPS with `http.tls` and the bearer tokens of
+`http.tokens` as for `burnrate run`: the metrics name services and SLOs, so with tokens
+configured `/metrics` needs one with the `read` scope; the probes stay open.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from engine.adapters.http.auth import BearerAuth
 from engine.adapters.http.listen import parse_listen
 from engine.adapters.http.metrics import CONTENT_TYPE
 from engine.adapters.http.server import readiness
@@ -137,7 +139,8 @@ class IngestHttp:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
             registry=self.registry,
         )
-        app = web.Application()
+        auth = BearerAuth.from_config(http)
+        app = web.Application(middlewares=[auth.middleware()] if auth.enabled else [])
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
