@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import sys
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from engine.errors import ConfigError
+
+log = logging.getLogger("burnrate.commands")
 
 if TYPE_CHECKING:  # the config model imports numpy: not loaded for `burnrate --help`
     from engine.core.config import Config
@@ -103,6 +106,26 @@ async def stop_on_signals(
     finally:
         for sig in handled:
             loop.remove_signal_handler(sig)
+
+
+@contextlib.contextmanager
+def refuse_reload(role: str) -> Iterator[None]:
+    """Answer SIGHUP with a warning in a role that cannot reload its config (its default
+    action would end the process: a fleet-wide `kill -HUP` must not stop workers)."""
+    loop = asyncio.get_running_loop()
+
+    def refuse() -> None:
+        log.warning(
+            "SIGHUP: --role %s does not reload its config; restart the worker to apply it",
+            role,
+            extra={"data": {"event": "config_reload_unsupported", "role": role}},
+        )
+
+    loop.add_signal_handler(signal.SIGHUP, refuse)
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGHUP)
 
 
 def run_loop(main: Callable[[], Coroutine[Any, Any, _T]]) -> _T:

@@ -28,6 +28,7 @@ from engine.commands.common import (
     EXIT_USAGE,
     print_config_error,
     print_error,
+    refuse_reload,
     run_loop,
     stop_on_signals,
 )
@@ -134,7 +135,10 @@ def main(args: argparse.Namespace) -> int:
         async def main() -> None:
             async with stop_on_signals(asyncio.Event(), _log_signal) as stop:
                 if role == "evaluate":
-                    await run_evaluate(config, stop, listen=args.listen, config_path=args.config)
+                    with refuse_reload(role):
+                        await run_evaluate(
+                            config, stop, listen=args.listen, config_path=args.config
+                        )
                     return
                 runtime = Runtime(
                     config,

@@ -24,6 +24,7 @@ from engine.commands.common import (
     EXIT_USAGE,
     print_config_error,
     print_error,
+    refuse_reload,
     run_loop,
     stop_on_signals,
 )
@@ -51,16 +52,17 @@ def run_ingest(config: Config, args: argparse.Namespace) -> int:
 
     async def main() -> None:
         async with stop_on_signals(asyncio.Event()) as stop:
-            try:
-                async with asyncio.timeout(START_TIMEOUT_S):
-                    await worker.start(transactional=transactional)
-            except (KafkaError, TimeoutError) as exc:
-                await worker.close()
-                raise _Unreachable(f"cannot reach Kafka at start: {exc!r}") from None
-            except BaseException:
-                await worker.close()
-                raise
-            await worker.run(stop)
+            with refuse_reload("ingest"):
+                try:
+                    async with asyncio.timeout(START_TIMEOUT_S):
+                        await worker.start(transactional=transactional)
+                except (KafkaError, TimeoutError) as exc:
+                    await worker.close()
+                    raise _Unreachable(f"cannot reach Kafka at start: {exc!r}") from None
+                except BaseException:
+                    await worker.close()
+                    raise
+                await worker.run(stop)
 
     try:
         tune_gc()
