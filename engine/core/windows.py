@@ -269,20 +269,15 @@ class WindowSet:
                 level.promote()
             if top > bucket_cap(level.length):
                 s, b, v = _add_saturating(level.data, cells, b, v, self.n_slo, level.length)
-            elif level.r == g:
-                # distinct (slo, grain bucket) pairs, all within the ring's length of
-                # its head: distinct cells, so a plain fancy-index add is exact
-                level.data[cells] += v.astype(level.data.dtype, copy=False)
             else:
-                uniq, inv = np.unique(cells, return_inverse=True)
-                level.data[uniq] += _sum_pairs(inv, v, len(uniq)).astype(level.data.dtype)
+                _add_columns(level.data, cells, v)
             if self.t is None:
                 continue
             now_b = bucket_of_scalar(self.t, level.r)
             for wi in level.windows:
                 inside = (b <= now_b) & (b > now_b - self.buckets[wi])
                 if inside.any():
-                    self._sums[wi] += _sum_pairs(s[inside], v[inside], self.n_slo)
+                    _add_columns(self._sums[wi], s[inside], v[inside])
 
     def advance_to(self, t_s: float) -> None:
         """Move the evaluation time forward to `t_s`; windows become (t_s - W, t_s]."""
@@ -414,28 +409,23 @@ def bucket_cap(length: int) -> int:
     return _INT64_MAX // length
 
 
-_EXACT_F64 = 1 << 53
-"""Sums of integers below this are exact in float64 (the weights of `np.bincount`)."""
-
-
 def sum_by(index: I64 | I32, weights: I64, size: int) -> I64:
-    """(size,) int64 sums of the integer `weights` per `index`, exactly:
-    what `np.add.at` on zeros gives, several times faster. `np.bincount` adds in float64,
-    exact while every sum stays below 2^53, which the bound len x max |weight| guarantees (a
-    batch of events weighs at most events x MAX_COUNT, far below); past it, integer
-    adds."""
-    if len(weights) == 0:
-        return np.zeros(size, dtype=np.int64)
-    if len(weights) * max(int(weights.max()), -int(weights.min())) < _EXACT_F64:
-        return np.bincount(index, weights, size).astype(np.int64)
+    """(size,) int64 sums of the integer `weights` per `index`, exactly (integer adds).
+    One-dimensional `np.add.at` of matching int64 arrays takes numpy's fast path (about
+    as fast as `np.bincount`, which adds in float64); adding rows of (total, bad) at
+    once into a 2-D array does not, and is about ten times slower: hence one column at
+    a time here and in `_add_columns`."""
     out = np.zeros(size, dtype=np.int64)
-    np.add.at(out, index, weights)
+    np.add.at(out, index, weights.astype(np.int64, copy=False))
     return out
 
 
-def _sum_pairs(index: I64, vals: I64, size: int) -> I64:
-    """(size, 2) sums of the (total, bad) rows `vals` per `index`, exactly."""
-    return np.stack([sum_by(index, vals[:, 0], size), sum_by(index, vals[:, 1], size)], axis=1)
+def _add_columns(data: Ring | I64, cells: I64, vals: I64) -> None:
+    """`data[cells] += vals`, rows of (total, bad), with repeated cells all added:
+    `np.add.at` per column (see `sum_by`)."""
+    v = vals.astype(data.dtype, copy=False)
+    np.add.at(data[:, 0], cells, v[:, 0])
+    np.add.at(data[:, 1], cells, v[:, 1])
 
 
 def _add_saturating(
@@ -458,8 +448,8 @@ def _add_saturating(
 
 def _aggregate(slo: I64, bucket: I64, total: I64, bad: I64, n_slo: int) -> tuple[I64, I64, I64]:
     """Sum weights per distinct (slo, bucket): batches span few buckets, so this shrinks
-    them a lot before the scattered adds into every level. Exact: `sum_by` falls back
-    to integer adds where float weights could lose exactness past 2^53."""
+    them a lot before the scattered adds into every level. Integer adds only (float
+    weights lose exactness past 2^53 and wrap silently when cast back)."""
     bmin = int(bucket.min())
     span = int(bucket.max()) - bmin + 1
     key = slo * span + (bucket - bmin)
