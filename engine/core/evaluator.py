@@ -106,7 +106,7 @@ from engine.core.evaluator_views import ViewsMixin
 from engine.core.matching import Classifier, EventColumns
 from engine.core.periods import PeriodCounts
 from engine.core.transitions import SEVERITIES, AlertKey, ChangeNote, Transition, none_if_nan
-from engine.core.windows import WindowSet
+from engine.core.windows import WindowSet, sum_by
 
 __all__ = [
     "SEVERITIES",
@@ -533,10 +533,7 @@ class Evaluator(ViewsMixin, BudgetAlertsMixin, GroupsMixin, MultiTickMixin, Coun
             self.windows.add(slo, ts, total, bad)
         self._periods.add(slo, ts, total, bad)
         n = len(self.slos)
-        add_total = np.zeros(n, dtype=np.int64)
-        add_bad = np.zeros(n, dtype=np.int64)
-        np.add.at(add_total, slo, total)  # exact: a batch holds at most events x MAX_COUNT
-        np.add.at(add_bad, slo, bad)
+        add_total, add_bad = sum_by(slo, total, n), sum_by(slo, bad, n)  # exact
         room = np.iinfo(np.int64).max - self._events_total  # totals are never negative
         self._events_total += np.minimum(add_total, room)
         self._bad_events_total += np.minimum(add_bad, self._events_total - self._bad_events_total)
@@ -545,8 +542,7 @@ class Evaluator(ViewsMixin, BudgetAlertsMixin, GroupsMixin, MultiTickMixin, Coun
     def _count_excluded(self, slo: npt.NDArray[np.int32], total: npt.NDArray[np.int64]) -> None:
         """Count pairs a correction left out, per SLO (exact int64, saturating like the
         totals)."""
-        add = np.zeros(len(self.slos), dtype=np.int64)
-        np.add.at(add, slo, total)
+        add = sum_by(slo, total, len(self.slos))
         self._excluded_total += np.minimum(add, np.iinfo(np.int64).max - self._excluded_total)
 
     # -- corrections -----------------------------------------------------------------

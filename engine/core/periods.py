@@ -43,7 +43,7 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.core.arrays import F64, I64, read_only_copy
-from engine.core.windows import check_like
+from engine.core.windows import check_like, sum_by
 
 __all__ = [
     "CALENDAR_UNITS",
@@ -166,10 +166,7 @@ def _saturating_add(acc: I64, slo: npt.NDArray[np.int32], total: I64, bad: I64) 
     if len(slo) == 0:
         return
     n = acc.shape[0]
-    add_total = np.zeros(n, dtype=np.int64)
-    add_bad = np.zeros(n, dtype=np.int64)
-    np.add.at(add_total, slo, total)
-    np.add.at(add_bad, slo, bad)
+    add_total, add_bad = sum_by(slo, total, n), sum_by(slo, bad, n)
     acc[:, 0] += np.minimum(add_total, np.iinfo(np.int64).max - acc[:, 0])
     acc[:, 1] += np.minimum(add_bad, acc[:, 0] - acc[:, 1])
 
