@@ -274,8 +274,10 @@ async def test_workers_partition_the_slos_and_moves_keep_counts_and_alerts(
         for k in range(60, 63):
             await c.send(producer, {slo: (5, 0) for slo in SLOS}, T0 + 10 * k)
         await eventually(c.counts_match, timeout_s=120, what="exact counts over b and c")
-        # two hours later (heartbeats): s0's windows are empty, it resolves
+        # two hours later (heartbeats; time moves when the next flush starts): s0's
+        # windows are empty, it resolves
         await c.send(producer, {}, T0 + 7200)
+        await c.send(producer, {}, T0 + 7201)
         await eventually(
             lambda: len(_webhooks(receiver, "s0")) >= 2, timeout_s=60, what="s0's resolve"
         )
