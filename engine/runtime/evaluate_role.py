@@ -114,6 +114,8 @@ class EvaluateWorker:
         """Revoked, snapshot written, kept until the next assignment says where they go."""
         self.partitions = 0
         """Partitions of the counts topic (0 before start)."""
+        self.assignment: set[int] = set()
+        """The counts partitions of the last assignment (those without SLOs too)."""
         self._where: dict[str, int] = {}
         self.owners: dict[int, str] = {}
         """Partition -> owner URL, as the changelog said when last read."""
@@ -295,6 +297,7 @@ class EvaluateWorker:
         consumer = self._consumer
         assert consumer is not None
         mine = set(partitions)
+        self.assignment = mine
         for p in [p for p in self._parked if p not in mine]:
             self._close_later(self._parked.pop(p))
         fresh = [p for p in sorted(mine) if p not in self._parked]
@@ -314,8 +317,19 @@ class EvaluateWorker:
                     p, self.config, slos[p], self._sinks(self.config, self.url)
                 )
                 data = latest[p].get(STATE_KEY)
-                if data is not None:
-                    engine.restore(data)
+                if data is not None and engine.restore(data):
+                    log.info(
+                        "partition %d restored from its changelog at offset %d",
+                        p,
+                        engine.offset,
+                        extra={
+                            "data": {
+                                "event": "partition_restored",
+                                "partition": p,
+                                "offset": engine.offset,
+                            }
+                        },
+                    )
                 await engine.start()
             self.owned[p] = engine
             consumer.seek(TopicPartition(self.topic, p), engine.offset)
@@ -371,6 +385,7 @@ class EvaluateWorker:
             await asyncio.wait(set(self._closing), timeout=2.0)
         await self._close_kafka()
         await self.http.stop()
+        log.info("stopped", extra={"data": {"event": "stopped"}})
 
     async def _close_kafka(self) -> None:
         for part in (self._consumer, self._owners_reader, self._reader, self._writer):
