@@ -29,7 +29,7 @@ has one: time is the writer's, whatever the SLO.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import msgspec
 import numpy as np
@@ -65,41 +65,99 @@ class PartitionCounts:
 
     def apply_record(self, value: bytes | None) -> list[Transition]:
         """Apply one record value of the counts topic (see the module docstring)."""
-        if value is None:
-            self.evaluator.reject("bad_delta")
-            return []
-        try:
-            delta = decode_delta(value)
-        except DeltaError:
-            self.evaluator.reject("bad_delta")
-            return []
-        return self.apply(delta)
+        return self.apply_records([value])
 
     def apply(self, delta: CountDelta) -> list[Transition]:
-        """Advance to the last flush's watermark minus the lateness if this delta starts
-        a newer one, then count its buckets."""
+        """Apply one decoded delta."""
+        return self._apply([delta])
+
+    def apply_records(self, values: Sequence[bytes | None]) -> list[Transition]:
+        """Apply record values in log order: the same as one `apply_record` each, with
+        the buckets of the records between two advances counted in one call."""
+        deltas: list[CountDelta | None] = []
+        for value in values:
+            try:
+                deltas.append(None if value is None else decode_delta(value))
+            except DeltaError:
+                deltas.append(None)
+        return self._apply(deltas)
+
+    def _apply(self, deltas: Sequence[CountDelta | None]) -> list[Transition]:
+        """For each delta: advance to the last flush's watermark minus the lateness if it
+        starts a newer one, then count its buckets (None: an unreadable record)."""
         ev = self.evaluator
         out: list[Transition] = []
-        if delta.watermark > self.pending_watermark_s:
-            done = self.pending_watermark_s
-            if math.isfinite(done):
-                out += ev.advance(done - ev.lateness_s, watermark_cap_s=done)
-            self.pending_watermark_s = delta.watermark
-        if delta.slo:
+        run = _Buckets()
+        for delta in deltas:
+            if delta is None:
+                ev.reject("bad_delta")
+                continue
+            if delta.watermark > self.pending_watermark_s:
+                out += run.count(ev)  # counted before time moves, as one by one
+                done = self.pending_watermark_s
+                if math.isfinite(done):
+                    out += ev.advance(done - ev.lateness_s, watermark_cap_s=done)
+                self.pending_watermark_s = delta.watermark
+            if not delta.slo:
+                continue
             j = self._index.get(delta.slo)
             if j is None:
                 ev.reject("unknown_slo")
-            else:
-                n = len(delta.seconds)
-                try:
-                    out += ev.ingest_counts(
-                        np.full(n, j, dtype=np.int64),
-                        np.asarray(delta.seconds, dtype=np.float64),
-                        np.asarray(delta.total, dtype=np.int64),
-                        np.asarray(delta.bad, dtype=np.int64),
-                        delta.groups,
-                        watermark_cap_s=ev.watermark_s,  # buckets do not move time
-                    )
-                except (ValueError, OverflowError):  # counts past int64 too
-                    ev.reject("bad_delta")
+            elif not run.add(ev, j, delta):
+                ev.reject("bad_delta")
+        return out + run.count(ev)
+
+
+class _Buckets:
+    """Buckets of deltas gathered for one `ingest_counts` call, each delta checked as
+    it is added, so that the call refuses none (the buckets do not move time: counted
+    together they are counted as one by one)."""
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self.slo: list[int] = []
+        self.ts: list[int] = []
+        self.total: list[int] = []
+        self.bad: list[int] = []
+        self.groups: list[str | None] = []
+
+    def add(self, ev: Evaluator, j: int, delta: CountDelta) -> bool:
+        """Gather `delta`'s buckets for configured SLO `j`; False (nothing gathered) when
+        `ingest_counts` would refuse them."""
+        grouped = bool(ev.config_slos[j].group_by)
+        if grouped != (delta.groups is not None):
+            return False
+        if max(delta.total) > _MAX_COUNT:
+            return False
+        if delta.groups is not None:
+            try:
+                for name in set(delta.groups):
+                    ev.group_key_of(j, name)
+            except ValueError:
+                return False
+        n = len(delta.seconds)
+        self.slo += [j] * n
+        self.ts += delta.seconds
+        self.total += delta.total
+        self.bad += delta.bad
+        self.groups += delta.groups if delta.groups is not None else [None] * n
+        return True
+
+    def count(self, ev: Evaluator) -> list[Transition]:
+        if not self.slo:
+            return []
+        out = ev.ingest_counts(
+            np.array(self.slo, dtype=np.int64),
+            np.array(self.ts, dtype=np.float64),
+            np.array(self.total, dtype=np.int64),
+            np.array(self.bad, dtype=np.int64),
+            self.groups,
+            watermark_cap_s=ev.watermark_s,  # buckets do not move time
+        )
+        self.clear()
         return out
+
+
+_MAX_COUNT = (1 << 63) - 1

@@ -245,8 +245,7 @@ class EvaluateWorker:
                 engine = self.owned.get(tp.partition)
                 if engine is None:
                     continue
-                for rec in records:
-                    engine.apply(rec.offset, rec.value)
+                engine.apply_batch([(rec.offset, rec.value) for rec in records])
             if loop.time() >= next_save:
                 await self._save_all("periodic")
                 next_save = loop.time() + interval
