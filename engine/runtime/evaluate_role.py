@@ -39,6 +39,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -77,6 +78,15 @@ SinksFactory = Callable[[Config, str], Sequence[Sink]]
 
 def _default_sinks(config: Config, external_url: str) -> Sequence[Sink]:
     return build_sinks(config, external_url, clock=time.time)
+
+
+@dataclass(frozen=True)
+class _Changelog:
+    """The changelog's clients: state and owner writes, assignment reads, owner reads."""
+
+    writer: ChangelogWriter
+    reader: ChangelogReader
+    owners: ChangelogReader
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -126,9 +136,12 @@ class EvaluateWorker:
         self._failed: BaseException | None = None
         self._closing: set[asyncio.Task[None]] = set()
         self._consumer: AIOKafkaConsumer | None = None
-        self._writer = ChangelogWriter(self.client, self.scale.changelog_topic)
-        self._reader = ChangelogReader(self.client, self.scale.changelog_topic)
-        self._owners_reader = ChangelogReader(self.client, self.scale.changelog_topic)
+        self._log: _Changelog | None = None
+
+    @property
+    def _changelog(self) -> _Changelog:
+        assert self._log is not None, "used before Kafka started"
+        return self._log
 
     # -- what the HTTP layer reads ---------------------------------------------------
 
@@ -210,9 +223,15 @@ class EvaluateWorker:
             self.client, scale.counts_topic, scale.counts_partitions, scale.changelog_topic
         )
         self._where = slo_partitions(self.config, self.partitions)
-        await self._writer.start()
-        await self._reader.start()
-        await self._owners_reader.start()
+        # new clients for each attempt: a stopped aiokafka client does not start again
+        self._log = _Changelog(
+            ChangelogWriter(self.client, scale.changelog_topic),
+            ChangelogReader(self.client, scale.changelog_topic),
+            ChangelogReader(self.client, scale.changelog_topic),
+        )
+        await self._log.writer.start()
+        await self._log.reader.start()
+        await self._log.owners.start()
         self._consumer = AIOKafkaConsumer(
             **self.client,
             group_id=scale.evaluate_group_id,
@@ -257,7 +276,7 @@ class EvaluateWorker:
         offset = engine.offset
         data = engine.snapshot()
         try:
-            await self._writer.write(engine.partition, STATE_KEY, data)
+            await self._changelog.writer.write(engine.partition, STATE_KEY, data)
         except KafkaError as exc:
             log.warning(
                 "partition %d: snapshot not written (%s): %r", engine.partition, reason, exc
@@ -300,7 +319,7 @@ class EvaluateWorker:
         for p in [p for p in self._parked if p not in mine]:
             self._close_later(self._parked.pop(p))
         fresh = [p for p in sorted(mine) if p not in self._parked]
-        latest = await self._reader.read_latest(fresh)
+        latest = await self._changelog.reader.read_latest(fresh)
         slos: dict[int, list[str]] = {}
         for slo in self.config.slos:
             slos.setdefault(self._where[slo.name], []).append(slo.name)
@@ -333,8 +352,11 @@ class EvaluateWorker:
             self.owned[p] = engine
             consumer.seek(TopicPartition(self.topic, p), engine.offset)
         for p in sorted(mine):
-            await self._writer.write(p, OWNER_KEY, self.url.encode())
             self.owners[p] = self.url
+            try:
+                await self._changelog.writer.write(p, OWNER_KEY, self.url.encode())
+            except KafkaError as exc:  # only where others look this partition up
+                log.warning("partition %d: owner record not written: %r", p, exc)
         log.info(
             "owning counts partitions %s",
             sorted(mine),
@@ -351,7 +373,7 @@ class EvaluateWorker:
         """Keep `owners` up to date from the changelog's owner records."""
         while not stop.is_set():
             try:
-                latest = await self._owners_reader.read_latest(range(self.partitions))
+                latest = await self._changelog.owners.read_latest(range(self.partitions))
             except KafkaError as exc:
                 log.debug("owners not read: %r", exc)
             else:
@@ -387,7 +409,10 @@ class EvaluateWorker:
         log.info("stopped", extra={"data": {"event": "stopped"}})
 
     async def _close_kafka(self) -> None:
-        for part in (self._consumer, self._owners_reader, self._reader, self._writer):
+        log_parts = (
+            () if self._log is None else (self._log.owners, self._log.reader, self._log.writer)
+        )
+        for part in (self._consumer, *log_parts):
             if part is None:
                 continue
             try:
@@ -396,6 +421,7 @@ class EvaluateWorker:
             except (TimeoutError, KafkaError) as exc:
                 log.warning("closing a Kafka client: %r", exc)
         self._consumer = None
+        self._log = None
 
 
 async def run_evaluate(
