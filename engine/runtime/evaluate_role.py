@@ -258,8 +258,8 @@ class EvaluateWorker:
         next_save = loop.time() + interval
         while not stop.is_set() and self._failed is None:
             batches = await consumer.getmany(timeout_ms=POLL_MS, max_records=MAX_RECORDS)
-            # One event-loop step from here to the end of the loop body: no snapshot
-            # and no rebalance can see a batch half applied.
+            # No await from here to the periodic save: no snapshot and no rebalance
+            # can see a batch half applied.
             for tp, records in batches.items():
                 engine = self.owned.get(tp.partition)
                 if engine is None:
