@@ -10,6 +10,7 @@ redirects between two workers are followed for real.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -26,7 +27,7 @@ from engine.adapters.http.server import HttpServer
 from engine.core.config import parse_config
 from engine.core.history import History
 from tests.integration.prometheus_server import promtool_check_metrics
-from tests.integration.test_scopes import TOKENS, route_table, status_of, tokens_yaml
+from tests.integration.test_scopes import TOKENS, UI_PAGES, route_table, status_of, tokens_yaml
 from tests.unit.adapters.http.partitioned_sample import (
     CONFIG,
     config,
@@ -272,8 +273,6 @@ NOT_SERVED = [
     ("GET", "/v1/incidents"),
     ("GET", "/v1/incidents/x"),
     ("POST", "/v1/incidents/x/acknowledge"),
-    ("GET", "/"),
-    ("GET", "/slo/api-avail"),
 ]
 
 
@@ -310,14 +309,20 @@ async def test_auth_and_scopes_apply_as_in_one_process(session: aiohttp.ClientSe
         for method, canonical, path in routes:
             needed = required_scope(canonical, method)
             assert needed != UNKNOWN, f"{method} {canonical} has no entry in the scope table"
-            status, _ = await status_of(session, method, worker.url + path)
-            if needed is None:  # the probes
-                assert status in (200, 503), (method, path, status)
+            status, headers = await status_of(session, method, worker.url + path)
+            if needed is None:  # the probes, the login form, the static files
+                assert status not in (403, 500), (method, path, status)
+                assert status != 401 or canonical == "/login", (method, path, status)
+            elif canonical in UI_PAGES:
+                assert (status, headers["Location"]) == (303, "/login"), (method, path)
             else:
                 assert status == 401, (method, path, status)
             for name, (token, granted) in TOKENS.items():
                 status, _ = await status_of(session, method, worker.url + path, token=token)
-                if needed is None or needed in granted:
+                if needed is None:
+                    assert status not in (403, 500), (method, path, name, status)
+                    assert status != 401 or canonical == "/login", (method, path, name)
+                elif needed in granted:
                     assert status not in (401, 403, 500), (method, path, name, status)
                 else:
                     assert status == 403, (method, path, name, status)
@@ -337,3 +342,43 @@ async def test_auth_and_scopes_apply_as_in_one_process(session: aiohttp.ClientSe
         assert (await get(session, worker.url + "/metrics", token=reader))[0] == 200
     finally:
         await worker.stop()
+
+
+@pytest.mark.asyncio
+async def test_the_web_ui_lists_the_owned_slos_and_sends_the_others_to_their_owner(
+    session: aiohttp.ClientSession,
+) -> None:
+    a_parts, a_engines = owned_partitions([0, 2])
+    b_parts, _ = owned_partitions([1, 3])
+    a, b = await serve(a_parts), await serve(b_parts)
+    a_parts.owners.update({1: b.url, 3: b.url})
+    try:
+        status, headers, page = await get(session, a.url + "/")
+        assert status == 200
+        assert headers["Content-Security-Policy"].startswith("default-src 'none'")
+        html = page.decode()
+        listed = set(re.findall(r'<tr data-slo="([^"]+)"', html))
+        assert listed == set(names_in(a_engines))
+        assert html.count("<tr data-slo=") == 7  # 5 SLOs, the grouped one thrice
+        assert "7 SLOs</span>" in html
+
+        status, _, page = await get(session, a.url + "/slo/front")
+        assert status == 200
+        assert "<title>Burnrate: front</title>" in page.decode()
+        status, headers, _ = await get(session, a.url + "/slo/db-avail")
+        assert (status, headers["Location"]) == (307, b.url + "/slo/db-avail")
+        status, _, page = await get(session, a.url + "/slo/db-avail", follow=True)
+        assert status == 200
+        assert "db-avail" in page.decode()
+        # a grouped SLO's page without a group goes to its first group's, as in one process
+        status, headers, _ = await get(session, a.url + f"/slo/{GROUPED}")
+        assert status == 303
+        assert headers["Location"].startswith(f"/slo/{GROUPED}?group=")
+        assert (await get(session, a.url + "/slo/nope"))[0] == 404
+        a_parts.owners.clear()
+        assert (await get(session, a.url + "/slo/db-avail"))[0] == 404
+        status, _, page = await get(session, a.url + "/static/slo.js")
+        assert status == 200
+    finally:
+        await a.stop()
+        await b.stop()

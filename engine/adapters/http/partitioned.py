@@ -27,8 +27,8 @@ process (`SloApi`, `HistoryApi`, `SummaryApi`, kept per evaluator while it is ow
   and those may live in several partitions and workers; a correction added at run time
   would have to reach each of its SLOs' owners and outlive their moves; incidents group
   a service's alerts. The single process (`--role all`) serves them.
-- The web UI (`/`, `/slo/{name}`) answers 501 for now; the JSON routes above are what it
-  would read.
+- The web UI (engine.adapters.http.partitioned_ui): the list of the owned SLOs, the
+  page of each; an SLO owned elsewhere redirects to its page at the owner.
 
 Auth: the same middleware and scope table as one process (the routes keep the paths,
 so `engine.adapters.http.scopes` applies unchanged); a request without the scope is
@@ -84,25 +84,23 @@ _encoder = msgspec.json.Encoder()
 
 
 class PerEvaluator(Generic[T]):
-    """One helper per evaluator (and what else it depends on), built on first use and
-    dropped once the evaluator is no longer owned, so a revoked partition's arrays are
-    not kept alive by a cache."""
+    """One helper per evaluator, built on first use and dropped once the evaluator is no
+    longer owned, so a cache does not keep a revoked partition's arrays alive."""
 
     def __init__(self, make: Callable[[Evaluator], T]) -> None:
         self._make = make
-        self._made: dict[Hashable, tuple[Evaluator, T]] = {}
+        self._made: dict[int, tuple[Evaluator, T]] = {}
 
-    def get(self, ev: Evaluator, key: Hashable = None) -> T:
-        k = (id(ev), key)
-        made = self._made.get(k)
+    def get(self, ev: Evaluator) -> T:
+        made = self._made.get(id(ev))
         if made is None or made[0] is not ev:
-            made = self._made[k] = (ev, self._make(ev))
+            made = self._made[id(ev)] = (ev, self._make(ev))
         return made[1]
 
     def keep(self, engines: Mapping[int, Evaluator]) -> None:
         """Forget the helpers of evaluators not in `engines`."""
         alive = {id(ev) for ev in engines.values()}
-        for k in [k for k, (ev, _) in self._made.items() if id(ev) not in alive]:
+        for k in [k for k in self._made if k not in alive]:
             del self._made[k]
 
 
@@ -122,7 +120,7 @@ class PartitionedApi:
         self._apis = PerEvaluator(SloApi)
         self._summaries = PerEvaluator(SummaryApi)
         self._histories: dict[tuple[int, int], tuple[Evaluator, HistoryApi]] = {}
-        self._cached: dict[str, tuple[Hashable, bytes]] = {}
+        self._bodies: dict[str, tuple[Hashable, bytes]] = {}
         self._names: tuple[object, dict[str, int]] | None = None
 
     def add_routes(self, app: web.Application) -> None:
@@ -149,8 +147,6 @@ class PartitionedApi:
                 ("*",),
                 "incidents group the alerts of every SLO of a service",
             ),
-            ("/", ("GET",), "the web UI"),
-            ("/slo/{name}", ("GET",), "the web UI"),
         ):
             for method in methods:
                 app.router.add_route(method, path, _not_served(what))
@@ -188,6 +184,10 @@ class PartitionedApi:
             headers={"Location": location},
         )
 
+    def views_of(self, ev: Evaluator) -> SloApi:
+        """The single process's views over `ev` (kept while `ev` is owned)."""
+        return self._apis.get(ev)
+
     # -- one SLO ------------------------------------------------------------------------
 
     async def _one(self, request: web.Request) -> web.StreamResponse:
@@ -213,7 +213,8 @@ class PartitionedApi:
 
     # -- lists --------------------------------------------------------------------------
 
-    def _owned(self) -> Mapping[int, Evaluator]:
+    def owned(self) -> Mapping[int, Evaluator]:
+        """The partitions owned now (and the per-evaluator helpers of the others dropped)."""
         engines = self.partitions.engines()
         self._apis.keep(engines)
         self._summaries.keep(engines)
@@ -221,15 +222,18 @@ class PartitionedApi:
         self._histories = {k: v for k, v in self._histories.items() if k[0] in alive}
         return engines
 
-    def _cached_body(self, route: str, engines: Mapping[int, Evaluator]) -> Hashable | bytes:
-        """The body cached for `route` if nothing changed since; else the key to keep
-        the new one under."""
+    def _cached(
+        self, route: str, engines: Mapping[int, Evaluator], build: Callable[[], bytes]
+    ) -> bytes:
+        """The body of `route`, built at most once per evaluation tick and ownership."""
         gen = None if self.generation is None else self.generation()
         key = (gen, ownership(engines), id(self.partitions.config))
-        cached = self._cached.get(route)
+        cached = self._bodies.get(route)
         if gen is not None and cached is not None and cached[0] == key:
             return cached[1]
-        return key
+        body = build()
+        self._bodies[route] = (key, body)
+        return body
 
     def _partition_views(self, engines: Mapping[int, Evaluator]) -> list[PartitionView]:
         return [
@@ -238,10 +242,10 @@ class PartitionedApi:
         ]
 
     def list_body(self) -> bytes:
-        engines = self._owned()
-        key = self._cached_body("slos", engines)
-        if isinstance(key, bytes):
-            return key
+        engines = self.owned()
+        return self._cached("slos", engines, lambda: self._build_list(engines))
+
+    def _build_list(self, engines: Mapping[int, Evaluator]) -> bytes:
         position = self.config_position()
         views: list[tuple[int, int, SloView]] = []
         for p, ev in sorted(engines.items()):
@@ -249,30 +253,27 @@ class PartitionedApi:
                 (position.get(v.name, len(position)), p, v) for v in self._apis.get(ev).views()
             ]
         views.sort(key=lambda x: (x[0], x[1]))  # stable: a grouped SLO's groups keep order
-        body = _encoder.encode(
+        return _encoder.encode(
             PartitionedSloList(
                 evaluated_at=_earliest(engines),
                 partitions=self._partition_views(engines),
                 slos=[v for _, _, v in views],
             )
         )
-        self._cached["slos"] = (key, body)
-        return body
 
     def summary_body(self) -> bytes:
-        engines = self._owned()
-        key = self._cached_body("summary", engines)
-        if isinstance(key, bytes):
-            return key
-        body = _encoder.encode(
-            {
-                "evaluated_at": _earliest(engines),
-                "partitions": self._partition_views(engines),
-                **self.summary_columns(engines),
-            }
+        engines = self.owned()
+        return self._cached(
+            "summary",
+            engines,
+            lambda: _encoder.encode(
+                {
+                    "evaluated_at": _earliest(engines),
+                    "partitions": self._partition_views(engines),
+                    **self.summary_columns(engines),
+                }
+            ),
         )
-        self._cached["summary"] = (key, body)
-        return body
 
     def summary_columns(self, engines: Mapping[int, Evaluator]) -> dict[str, Any]:
         """`windows` and `slos` as `SummaryApi` writes them, over every owned partition:

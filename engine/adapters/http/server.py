@@ -63,6 +63,7 @@ from engine.adapters.http.incidents import IncidentsApi, IncidentSource
 from engine.adapters.http.listen import parse_listen
 from engine.adapters.http.metrics import CONTENT_TYPE, EngineMetrics
 from engine.adapters.http.partitioned import PartitionedApi
+from engine.adapters.http.partitioned_ui import PartitionedUi
 from engine.adapters.http.partitions import Partitions
 from engine.adapters.http.summary import SummaryApi
 from engine.adapters.http.tls import server_ssl_context
@@ -245,16 +246,18 @@ class HttpServer:
     def _serve_partitions(self, partitions: Partitions) -> None:
         """The evaluate role's routes: the SLOs of the partitions owned now
         (engine.adapters.http.partitioned); the probes, auth and limits as above."""
+        self.partitioned = PartitionedApi(partitions, generation=lambda: self.metrics.generation)
+        self.ui = PartitionedUi(self.partitioned, self.auth)
         self.app = web.Application(
-            middlewares=[self._track_requests]
+            middlewares=[self._track_requests, self.ui.middleware()]
             + ([self.auth.middleware()] if self.auth.enabled else []),
             client_max_size=MAX_BODY_BYTES,
         )
         self.app.router.add_get("/healthz", self._healthz)
         self.app.router.add_get("/readyz", self._readyz)
         self.app.router.add_get("/metrics", self._metrics)
-        self.partitioned = PartitionedApi(partitions, generation=lambda: self.metrics.generation)
         self.partitioned.add_routes(self.app)
+        self.ui.add_routes(self.app)
 
     @property
     def connections(self) -> int:
