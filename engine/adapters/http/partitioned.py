@@ -192,6 +192,7 @@ class PartitionedApi:
 
     async def _one(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
+        self.owned()  # drops the views of evaluators no longer owned
         ev = self.partitions.evaluator_of(name)
         if ev is None:
             return self.elsewhere(request, name)
@@ -199,6 +200,7 @@ class PartitionedApi:
 
     async def _history(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
+        self.owned()
         ev = self.partitions.evaluator_of(name)
         if ev is None:
             return self.elsewhere(request, name)

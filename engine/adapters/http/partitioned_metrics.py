@@ -55,6 +55,9 @@ __all__ = ["PartitionedCollector", "PartitionedMetrics", "PartitionedSloText"]
 
 log = logging.getLogger("burnrate.adapters.http.partitioned_metrics")
 
+NOT_EXPORTED = frozenset({"burnrate_gate_decision", "burnrate_changes"})
+"""Families of one process that an evaluate worker does not write."""
+
 
 class PartitionedSloText:
     """The per-SLO families of every owned partition, merged family by family."""
@@ -126,13 +129,10 @@ class PartitionedCollector(EngineCollector):
 
     def collect(self) -> Iterable[Metric]:
         # the gates and change counters need every SLO of a service, which this worker
-        # may not own: left out (see the module docstring)
-        gates, changes = self.gates, self.changes
-        self.gates = self.changes = None
-        try:
-            yield from super().collect()
-        finally:
-            self.gates, self.changes = gates, changes
+        # may not own: left out even if a hook is set (see the module docstring)
+        for family in super().collect():
+            if family.name not in NOT_EXPORTED:
+                yield family
 
     def _evaluator_counts(self) -> Iterable[Metric]:
         rejected = CounterMetricFamily(

@@ -7,13 +7,19 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from engine.adapters.http import metrics as metrics_module
 from engine.adapters.http.metrics import EngineMetrics
 from engine.adapters.http.partitioned_metrics import PartitionedMetrics
+from engine.adapters.http.partitions import OwnedPartitions
 from engine.adapters.kafka.status import SourceStatus
+from engine.core.deltas import partition_keys
+from engine.core.durations import format_duration
 from engine.core.evaluator import Evaluator
+from engine.core.governance import ServiceGate
 from tests.unit.adapters.http.partitioned_sample import (
     config,
     fed,
@@ -150,9 +156,12 @@ T_LAG = 1_700_000_100.0
 def test_no_gate_or_change_families_even_when_the_hooks_are_set() -> None:
     parts, _ = owned_partitions([0, 1])
     metrics = PartitionedMetrics(parts, lambda: None)
-    metrics.collector.gates = lambda: pytest.fail("gates read")  # type: ignore[assignment,return-value]
-    metrics.collector.changes = lambda: pytest.fail("changes read")  # type: ignore[assignment,return-value]
+    metrics.collector.gates = lambda: [ServiceGate("api", "fail", ("burning",), (), None, (), None)]
+    metrics.collector.changes = lambda: {("api", "deploy"): 1}
     body = metrics.render().decode()
+    one = EngineMetrics(single(["api-avail"]), lambda: None)
+    one.collector.gates, one.collector.changes = metrics.collector.gates, metrics.collector.changes
+    assert "burnrate_gate_decision" in one.render().decode()  # one process writes them
     assert "burnrate_gate_decision" not in body
     assert "burnrate_changes" not in body
     check_text_format(body)
@@ -206,3 +215,49 @@ def test_no_partitions_owned_is_a_valid_body() -> None:
     check_text_format(body)
     assert not per_slo(samples(body))
     assert list(text_string_to_metric_families(body))
+
+
+FAMILIES = sorted(set(partition_keys(config()).values()))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    where=st.lists(st.integers(0, 5), min_size=len(FAMILIES), max_size=len(FAMILIES)),
+    owned=st.sets(st.integers(0, 5)),
+)
+def test_any_split_of_the_slos_exports_what_one_evaluator_of_the_owned_ones_does(
+    where: list[int], owned: set[int]
+) -> None:
+    """Whatever partitions the SLO families land in and whichever a worker owns."""
+    cfg = config()
+    keys = partition_keys(cfg)
+    partition = dict(zip(FAMILIES, where, strict=True))
+
+    def partition_of(slo: str) -> int:
+        return partition[keys[slo]]
+
+    engines = {}
+    for p in owned:
+        names = [s.name for s in cfg.slos if partition_of(s.name) == p]
+        if names:
+            engines[p] = fed(subset(cfg, names))
+    parts = OwnedPartitions(cfg, partition_of, {p: (ev, None) for p, ev in engines.items()})
+    body = PartitionedMetrics(parts, lambda: None).render().decode()
+    check_text_format(body)
+    names = names_in(engines)
+    want = {}
+    if names:
+        want = per_slo(samples(EngineMetrics(single(names), lambda: None).render().decode()))
+    # a partition keeps the windows its own SLOs use (docs/scaling.md): one evaluator of
+    # all of them has more where another partition's SLO needs a window this one does not
+    kept = {
+        s.name: {format_duration(w) for w in ev.windows_s}
+        for ev in engines.values()
+        for s in ev.config_slos
+    }
+    want = {
+        (name, labels): v
+        for (name, labels), v in want.items()
+        if (w := dict(labels).get("window")) is None or w in kept[dict(labels)["slo"]]
+    }
+    assert per_slo(samples(body)) == want
