@@ -49,7 +49,8 @@ http:
 
 
 def events() -> list[Event]:
-    """Traffic for every service but idle: some failing, some slow, two regions."""
+    """Traffic for every service but idle: some failing, some slow, two regions, and one
+    event no SLO selects."""
     out = [
         Event(service="api", ts=T0 - 50 + i * 0.5, status=503 if i % 5 == 0 else 200)
         for i in range(100)
@@ -70,7 +71,7 @@ def events() -> list[Event]:
     out += [Event(service="db", ts=T0 - 30 + i, status=500) for i in range(10)]
     out += [Event(service="queue", ts=T0 - 300 + i, status=200) for i in range(30)]
     out.append(Event(service="nobody", ts=T0 - 1, status=200))
-    return out
+    return sorted(out, key=lambda e: e.ts or 0.0)  # in event time: none is too late
 
 
 def config() -> Config:
