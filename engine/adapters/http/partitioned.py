@@ -209,7 +209,7 @@ class PartitionedApi:
             return json_error(404, "no history is kept for this SLO's partition", slo=name)
         key = (id(ev), id(history))
         made = self._histories.get(key)
-        if made is None or made[0] is not ev:
+        if made is None or made[0] is not ev or made[1].history is not history:
             made = self._histories[key] = (ev, HistoryApi(self._apis.get(ev), history))
         return await made[1]._get(request)
 
