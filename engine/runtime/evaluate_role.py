@@ -25,10 +25,12 @@ A partition revoked and given back to the same worker in the next assignment kee
 engine (nobody else can have read it in between); one given to another worker is
 closed after the assignment that says so.
 
-Served over HTTP: `/healthz`, `/readyz` (ready once the first assignment is restored),
-and `/metrics` with the per-SLO counts and alert states of the owned SLOs only, so the
-workers' /metrics partition the SLOs. The fuller API over the owned engines reads them
-through `engines()`, `evaluator_of(slo)` and `owner_of(slo)`.
+Served over HTTP by the single process's server over the owned partitions
+(engine.runtime.evaluate_http, engine.adapters.http.partitioned): `/metrics` with the
+series of the owned SLOs only, so the workers' /metrics partition the SLOs, `/v1` for
+the owned SLOs and a redirect to the owner for the others, `/readyz` once the first
+assignment is restored and the broker answers fetches. `status()` is the consumer's
+progress in the single process's shape (engine.adapters.kafka.status).
 """
 
 from __future__ import annotations
@@ -43,11 +45,9 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import IllegalStateError, KafkaError
 
 from engine.adapters.alerts.sinks import Sink, build_sinks
-from engine.adapters.http.listen import parse_listen
-from engine.adapters.http.owned import OwnedHttp
 from engine.adapters.kafka.changelog import (
     OWNER_KEY,
     STATE_KEY,
@@ -57,10 +57,12 @@ from engine.adapters.kafka.changelog import (
 )
 from engine.adapters.kafka.partitions import slo_partitions
 from engine.adapters.kafka.settings import kafka_client_kwargs
+from engine.adapters.kafka.status import SourceStatus
 from engine.core.config import Config
 from engine.core.durations import parse_duration_s
 from engine.core.evaluator import Evaluator
 from engine.errors import ConfigError
+from engine.runtime.evaluate_http import evaluate_http
 from engine.runtime.partition_engine import PartitionEngine
 
 __all__ = ["EvaluateWorker", "run_evaluate"]
@@ -72,6 +74,7 @@ MAX_RECORDS: Final = 10_000
 OWNERS_REFRESH_S: Final = 10.0
 START_RETRY_MAX_S: Final = 10.0
 SHUTDOWN_TIMEOUT_S: Final = 10.0
+LAG_REFRESH_S: Final = 1.0
 
 SinksFactory = Callable[[Config, str], Sequence[Sink]]
 
@@ -115,7 +118,9 @@ class EvaluateWorker:
         self.scale = config.kafka.scale
         self.topic = self.scale.counts_topic
         self.client = kafka_client_kwargs(config.kafka)  # ConfigError: bad TLS/SASL
-        self.http = OwnedHttp(self, listen or config.http.listen)
+        self.http, self.metrics, self.served = evaluate_http(
+            self, listen or config.http.listen
+        )  # ConfigError: bad TLS or tokens
         self._advertise = advertise
         self._sinks = sinks
         self.owned: dict[int, PartitionEngine] = {}
@@ -133,6 +138,14 @@ class EvaluateWorker:
         self.ready = asyncio.Event()
         """Set once the first assignment is restored."""
         self.snapshots_written = 0
+        self.records_consumed = 0
+        """Counts records applied; a record the engine of its partition had already applied
+        (fetched again) is not counted, one read again after a restore is."""
+        self._positions: dict[int, int] = {}
+        """Owned partition -> the consumer's position, past transaction markers."""
+        self._retired: dict[tuple[str, str], int] = {}
+        """Delivery outcomes of the engines closed here (their partitions moved on)."""
+        self._closing_engines: set[PartitionEngine] = set()
         self._failed: BaseException | None = None
         self._closing: set[asyncio.Task[None]] = set()
         self._consumer: AIOKafkaConsumer | None = None
@@ -159,6 +172,47 @@ class EvaluateWorker:
         """Per owned partition, the next counts offset its engine applies."""
         return {p: e.offset for p, e in self.owned.items()}
 
+    def partition_of(self, slo: str) -> int:
+        """The counts partition of `slo` (-1: no SLO of that name, or before start)."""
+        return self._where.get(slo, -1)
+
+    def status(self) -> SourceStatus | None:
+        """The consumer's progress: lag is the highwater minus the applied offset of each
+        owned partition, running once the first assignment is restored."""
+        consumer = self._consumer
+        if consumer is None:
+            return None
+        newest: int | None = None
+        lag: dict[tuple[str, int], int] = {}
+        for p, engine in self.owned.items():
+            tp = TopicPartition(self.topic, p)
+            ts = consumer.last_poll_timestamp(tp)
+            if ts is not None and (newest is None or ts > newest):
+                newest = ts
+            hw = consumer.highwater(tp)
+            if hw is not None:
+                pos = max(self._positions.get(p, engine.offset), engine.offset)
+                lag[(self.topic, p)] = max(hw - pos, 0)
+        at = None if newest is None else newest / 1000.0
+        return SourceStatus(
+            assigned=tuple((self.topic, p) for p in sorted(self.assignment)),
+            last_fetch_age_s=None if at is None else max(time.time() - at, 0.0),
+            last_fetch_at=at,
+            lag=lag,
+            records_consumed=self.records_consumed,
+            running=self.ready.is_set(),
+        )
+
+    def delivery_stats(self) -> dict[tuple[str, str], int]:
+        """Delivery outcomes (receiver, outcome) of every engine this worker ran: the
+        owned, parked and closing ones, and those closed (so the counters never go
+        down when a partition leaves)."""
+        total = dict(self._retired)
+        for engine in {*self.owned.values(), *self._parked.values(), *self._closing_engines}:
+            for key, n in engine.delivery.stats().items():
+                total[key] = total.get(key, 0) + n
+        return total
+
     def owner_of(self, slo: str) -> str | None:
         """The URL of the worker owning `slo` (this one's when it is here), as far as
         known; None for an unknown SLO or a partition nobody has claimed yet."""
@@ -174,6 +228,7 @@ class EvaluateWorker:
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set, then snapshot every owned partition and leave."""
         await self.http.start()
+        self.http.warn_if_open()
         self.url = self._advertised_url()
         log.info(
             "listening on %s", self.url, extra={"data": {"event": "listening", "url": self.url}}
@@ -195,12 +250,13 @@ class EvaluateWorker:
     def _advertised_url(self) -> str:
         if self._advertise:
             return self._advertise
-        host, _ = parse_listen(self.http.listen)
+        host = self.http.host
         if host in ("0.0.0.0", "::", ""):
             host = socket.gethostname()
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{self.http.port}"
+        scheme = "http" if self.http.tls is None else "https"
+        return f"{scheme}://{host}:{self.http.port}"
 
     async def _start_kafka(self, stop: asyncio.Event) -> bool:
         delay = 0.5
@@ -256,18 +312,45 @@ class EvaluateWorker:
         loop = asyncio.get_running_loop()
         interval = parse_duration_s(self.scale.snapshot_interval)
         next_save = loop.time() + interval
+        next_lag = loop.time()
         while not stop.is_set() and self._failed is None:
+            if loop.time() >= next_lag:  # as one process's tick: the health figures move
+                await self._note_positions(consumer)
+                self.metrics.invalidate()
+                next_lag = loop.time() + LAG_REFRESH_S
             batches = await consumer.getmany(timeout_ms=POLL_MS, max_records=MAX_RECORDS)
             # No await from here to the periodic save: no snapshot and no rebalance
             # can see a batch half applied.
+            applied = False
             for tp, records in batches.items():
                 engine = self.owned.get(tp.partition)
                 if engine is None:
                     continue
+                self.metrics.fetch_batch_records.observe(len(records))
+                self.records_consumed += sum(1 for rec in records if rec.offset >= engine.offset)
+                t0 = time.perf_counter()
                 engine.apply_batch([(rec.offset, rec.value) for rec in records])
+                self.metrics.evaluation_duration.observe(time.perf_counter() - t0)
+                self.served.observe(tp.partition)
+                applied = True
+            if applied:
+                self.metrics.invalidate()
             if loop.time() >= next_save:
                 await self._save_all("periodic")
                 next_save = loop.time() + interval
+
+    async def _note_positions(self, consumer: AIOKafkaConsumer) -> None:
+        """The consumer's position of each owned partition, for the lag: it is past the
+        commit markers, which the applied offset never passes (each transaction's marker
+        takes an offset of its own)."""
+        positions: dict[int, int] = {}
+        for p in list(self.owned):
+            try:
+                async with asyncio.timeout(0.05):  # immediate unless a reset is pending
+                    positions[p] = await consumer.position(TopicPartition(self.topic, p))
+            except (TimeoutError, KafkaError, AssertionError, IllegalStateError):
+                continue
+        self._positions = positions
 
     async def _save(self, engine: PartitionEngine, reason: str, *, force: bool = False) -> bool:
         """Write the engine's snapshot, unless nothing changed since the last one."""
@@ -367,7 +450,15 @@ class EvaluateWorker:
     def _close_later(self, engine: PartitionEngine) -> None:
         task = asyncio.create_task(engine.close(2.0), name=f"close-{engine.partition}")
         self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        self._closing_engines.add(engine)
+
+        def closed(task: asyncio.Task[None]) -> None:
+            self._closing.discard(task)
+            self._closing_engines.discard(engine)
+            for key, n in engine.delivery.stats().items():
+                self._retired[key] = self._retired.get(key, 0) + n
+
+        task.add_done_callback(closed)
 
     async def _refresh_owners(self, stop: asyncio.Event) -> None:
         """Keep `owners` up to date from the changelog's owner records."""
