@@ -177,8 +177,9 @@ class EvaluateWorker:
         return self._where.get(slo, -1)
 
     def status(self) -> SourceStatus | None:
-        """The consumer's progress: lag is the highwater minus the applied offset of each
-        owned partition, running once the first assignment is restored."""
+        """The consumer's progress: the lag of each owned partition is its highwater
+        minus the consumer's position (noted once a second, never behind the applied
+        offset); running once the first assignment is restored."""
         consumer = self._consumer
         if consumer is None:
             return None
