@@ -75,9 +75,8 @@ class WorkerPartitions:
         if held is None or held[0] is not ev:
             held = self._histories[partition] = (ev, History(ev))
         held[1].observe(ev)
-        if len(self._histories) > len(self.worker.owned):
-            for p in [p for p in self._histories if p not in self.worker.owned]:
-                del self._histories[p]
+        for p in [p for p in self._histories if p not in self.worker.owned]:
+            del self._histories[p]
 
 
 class _OffsetCollector(Collector):
