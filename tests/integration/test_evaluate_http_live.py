@@ -4,7 +4,8 @@ process's server over each worker's owned partitions (engine.runtime.evaluate_ht
 Two worker subprocesses are fed count deltas in transactions; each one's `/metrics`
 must parse as the text format, hold the owned SLOs' series and the worker's own
 consumer figures, and `/v1/slos/{name}` of an SLO the other worker owns must redirect
-there (the owner's URL read from the changelog's owner records).
+there (the owner's URL read from the changelog's owner records); once the other
+worker leaves, the one left answers every SLO itself.
 """
 
 from __future__ import annotations
@@ -129,3 +130,15 @@ async def test_workers_serve_metrics_and_redirect_to_each_others_slos(
         assert sorted(v["name"] for v in listed["slos"]) == sorted(
             s for s in SLOS if owner[s] == "a"
         )
+
+        # b leaves: a restores b's partitions and answers their SLOs itself
+        c.stop("b")
+
+        async def answered_at_a() -> bool:
+            async with session.get(urls["a"] + path, allow_redirects=False) as resp:
+                return resp.status == 200
+
+        await eventually(answered_at_a, timeout_s=120, what="a answers b's SLO")
+        await eventually(c.counts_match, timeout_s=60, what="a alone counts the same")
+        fams = await _families(session, urls["a"])
+        assert {dict(k)["slo"] for k in _samples(fams, "burnrate_slo_events")} == set(SLOS)
