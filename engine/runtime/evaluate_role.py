@@ -25,10 +25,12 @@ A partition revoked and given back to the same worker in the next assignment kee
 engine (nobody else can have read it in between); one given to another worker is
 closed after the assignment that says so.
 
-Served over HTTP: `/healthz`, `/readyz` (ready once the first assignment is restored),
-and `/metrics` with the per-SLO counts and alert states of the owned SLOs only, so the
-workers' /metrics partition the SLOs. The fuller API over the owned engines reads them
-through `engines()`, `evaluator_of(slo)` and `owner_of(slo)`.
+Served over HTTP by the single process's server over the owned partitions
+(engine.runtime.evaluate_http, engine.adapters.http.partitioned): `/metrics` with the
+series of the owned SLOs only, so the workers' /metrics partition the SLOs, `/v1` for
+the owned SLOs and a redirect to the owner for the others, `/readyz` once the first
+assignment is restored and the broker answers fetches. `status()` is the consumer's
+progress in the single process's shape (engine.adapters.kafka.status).
 """
 
 from __future__ import annotations
@@ -39,14 +41,13 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import IllegalStateError, KafkaError
 
 from engine.adapters.alerts.sinks import Sink, build_sinks
-from engine.adapters.http.listen import parse_listen
-from engine.adapters.http.owned import OwnedHttp
 from engine.adapters.kafka.changelog import (
     OWNER_KEY,
     STATE_KEY,
@@ -56,10 +57,12 @@ from engine.adapters.kafka.changelog import (
 )
 from engine.adapters.kafka.partitions import slo_partitions
 from engine.adapters.kafka.settings import kafka_client_kwargs
+from engine.adapters.kafka.status import SourceStatus
 from engine.core.config import Config
 from engine.core.durations import parse_duration_s
 from engine.core.evaluator import Evaluator
 from engine.errors import ConfigError
+from engine.runtime.evaluate_http import evaluate_http
 from engine.runtime.partition_engine import PartitionEngine
 
 __all__ = ["EvaluateWorker", "run_evaluate"]
@@ -71,12 +74,22 @@ MAX_RECORDS: Final = 10_000
 OWNERS_REFRESH_S: Final = 10.0
 START_RETRY_MAX_S: Final = 10.0
 SHUTDOWN_TIMEOUT_S: Final = 10.0
+LAG_REFRESH_S: Final = 1.0
 
 SinksFactory = Callable[[Config, str], Sequence[Sink]]
 
 
 def _default_sinks(config: Config, external_url: str) -> Sequence[Sink]:
     return build_sinks(config, external_url, clock=time.time)
+
+
+@dataclass(frozen=True)
+class _Changelog:
+    """The changelog's clients: state and owner writes, assignment reads, owner reads."""
+
+    writer: ChangelogWriter
+    reader: ChangelogReader
+    owners: ChangelogReader
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -105,7 +118,9 @@ class EvaluateWorker:
         self.scale = config.kafka.scale
         self.topic = self.scale.counts_topic
         self.client = kafka_client_kwargs(config.kafka)  # ConfigError: bad TLS/SASL
-        self.http = OwnedHttp(self, listen or config.http.listen)
+        self.http, self.metrics, self.served = evaluate_http(
+            self, listen or config.http.listen
+        )  # ConfigError: bad TLS or tokens
         self._advertise = advertise
         self._sinks = sinks
         self.owned: dict[int, PartitionEngine] = {}
@@ -114,6 +129,8 @@ class EvaluateWorker:
         """Revoked, snapshot written, kept until the next assignment says where they go."""
         self.partitions = 0
         """Partitions of the counts topic (0 before start)."""
+        self.assignment: set[int] = set()
+        """The counts partitions of the last assignment (those without SLOs too)."""
         self._where: dict[str, int] = {}
         self.owners: dict[int, str] = {}
         """Partition -> owner URL, as the changelog said when last read."""
@@ -121,12 +138,23 @@ class EvaluateWorker:
         self.ready = asyncio.Event()
         """Set once the first assignment is restored."""
         self.snapshots_written = 0
+        self.records_consumed = 0
+        """Counts records applied; a record the engine of its partition had already applied
+        (fetched again) is not counted, one read again after a restore is."""
+        self._positions: dict[int, int] = {}
+        """Owned partition -> the consumer's position, past transaction markers."""
+        self._retired: dict[tuple[str, str], int] = {}
+        """Delivery outcomes of the engines closed here (their partitions moved on)."""
+        self._closing_engines: set[PartitionEngine] = set()
         self._failed: BaseException | None = None
         self._closing: set[asyncio.Task[None]] = set()
         self._consumer: AIOKafkaConsumer | None = None
-        self._writer = ChangelogWriter(self.client, self.scale.changelog_topic)
-        self._reader = ChangelogReader(self.client, self.scale.changelog_topic)
-        self._owners_reader = ChangelogReader(self.client, self.scale.changelog_topic)
+        self._log: _Changelog | None = None
+
+    @property
+    def _changelog(self) -> _Changelog:
+        assert self._log is not None, "used before Kafka started"
+        return self._log
 
     # -- what the HTTP layer reads ---------------------------------------------------
 
@@ -144,6 +172,48 @@ class EvaluateWorker:
         """Per owned partition, the next counts offset its engine applies."""
         return {p: e.offset for p, e in self.owned.items()}
 
+    def partition_of(self, slo: str) -> int:
+        """The counts partition of `slo` (-1: no SLO of that name, or before start)."""
+        return self._where.get(slo, -1)
+
+    def status(self) -> SourceStatus | None:
+        """The consumer's progress: the lag of each owned partition is its highwater
+        minus the consumer's position (noted once a second, never behind the applied
+        offset); running once the first assignment is restored."""
+        consumer = self._consumer
+        if consumer is None:
+            return None
+        newest: int | None = None
+        lag: dict[tuple[str, int], int] = {}
+        for p, engine in self.owned.items():
+            tp = TopicPartition(self.topic, p)
+            ts = consumer.last_poll_timestamp(tp)
+            if ts is not None and (newest is None or ts > newest):
+                newest = ts
+            hw = consumer.highwater(tp)
+            if hw is not None:
+                pos = max(self._positions.get(p, engine.offset), engine.offset)
+                lag[(self.topic, p)] = max(hw - pos, 0)
+        at = None if newest is None else newest / 1000.0
+        return SourceStatus(
+            assigned=tuple((self.topic, p) for p in sorted(self.assignment)),
+            last_fetch_age_s=None if at is None else max(time.time() - at, 0.0),
+            last_fetch_at=at,
+            lag=lag,
+            records_consumed=self.records_consumed,
+            running=self.ready.is_set(),
+        )
+
+    def delivery_stats(self) -> dict[tuple[str, str], int]:
+        """Delivery outcomes (receiver, outcome) of every engine this worker ran: the
+        owned, parked and closing ones, and those closed (so the counters never go
+        down when a partition leaves)."""
+        total = dict(self._retired)
+        for engine in {*self.owned.values(), *self._parked.values(), *self._closing_engines}:
+            for key, n in engine.delivery.stats().items():
+                total[key] = total.get(key, 0) + n
+        return total
+
     def owner_of(self, slo: str) -> str | None:
         """The URL of the worker owning `slo` (this one's when it is here), as far as
         known; None for an unknown SLO or a partition nobody has claimed yet."""
@@ -159,6 +229,7 @@ class EvaluateWorker:
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set, then snapshot every owned partition and leave."""
         await self.http.start()
+        self.http.warn_if_open()
         self.url = self._advertised_url()
         log.info(
             "listening on %s", self.url, extra={"data": {"event": "listening", "url": self.url}}
@@ -180,12 +251,13 @@ class EvaluateWorker:
     def _advertised_url(self) -> str:
         if self._advertise:
             return self._advertise
-        host, _ = parse_listen(self.http.listen)
+        host = self.http.host
         if host in ("0.0.0.0", "::", ""):
             host = socket.gethostname()
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{self.http.port}"
+        scheme = "http" if self.http.tls is None else "https"
+        return f"{scheme}://{host}:{self.http.port}"
 
     async def _start_kafka(self, stop: asyncio.Event) -> bool:
         delay = 0.5
@@ -208,9 +280,15 @@ class EvaluateWorker:
             self.client, scale.counts_topic, scale.counts_partitions, scale.changelog_topic
         )
         self._where = slo_partitions(self.config, self.partitions)
-        await self._writer.start()
-        await self._reader.start()
-        await self._owners_reader.start()
+        # new clients for each attempt: a stopped aiokafka client does not start again
+        self._log = _Changelog(
+            ChangelogWriter(self.client, scale.changelog_topic),
+            ChangelogReader(self.client, scale.changelog_topic),
+            ChangelogReader(self.client, scale.changelog_topic),
+        )
+        await self._log.writer.start()
+        await self._log.reader.start()
+        await self._log.owners.start()
         self._consumer = AIOKafkaConsumer(
             **self.client,
             group_id=scale.evaluate_group_id,
@@ -235,19 +313,45 @@ class EvaluateWorker:
         loop = asyncio.get_running_loop()
         interval = parse_duration_s(self.scale.snapshot_interval)
         next_save = loop.time() + interval
+        next_lag = loop.time()
         while not stop.is_set() and self._failed is None:
+            if loop.time() >= next_lag:  # as one process's tick: the health figures move
+                await self._note_positions(consumer)
+                self.metrics.invalidate()
+                next_lag = loop.time() + LAG_REFRESH_S
             batches = await consumer.getmany(timeout_ms=POLL_MS, max_records=MAX_RECORDS)
-            # One event-loop step from here to the end of the loop body: no snapshot
-            # and no rebalance can see a batch half applied.
+            # No await from here to the periodic save: no snapshot and no rebalance
+            # can see a batch half applied.
+            applied = False
             for tp, records in batches.items():
                 engine = self.owned.get(tp.partition)
                 if engine is None:
                     continue
-                for rec in records:
-                    engine.apply(rec.offset, rec.value)
+                self.metrics.fetch_batch_records.observe(len(records))
+                self.records_consumed += sum(1 for rec in records if rec.offset >= engine.offset)
+                t0 = time.perf_counter()
+                engine.apply_batch([(rec.offset, rec.value) for rec in records])
+                self.metrics.evaluation_duration.observe(time.perf_counter() - t0)
+                self.served.observe(tp.partition)
+                applied = True
+            if applied:
+                self.metrics.invalidate()
             if loop.time() >= next_save:
                 await self._save_all("periodic")
                 next_save = loop.time() + interval
+
+    async def _note_positions(self, consumer: AIOKafkaConsumer) -> None:
+        """The consumer's position of each owned partition, for the lag: it is past the
+        commit markers, which the applied offset never passes (each transaction's marker
+        takes an offset of its own)."""
+        positions: dict[int, int] = {}
+        for p in list(self.owned):
+            try:
+                async with asyncio.timeout(0.05):  # immediate unless a reset is pending
+                    positions[p] = await consumer.position(TopicPartition(self.topic, p))
+            except (TimeoutError, KafkaError, AssertionError, IllegalStateError):
+                continue
+        self._positions = positions
 
     async def _save(self, engine: PartitionEngine, reason: str, *, force: bool = False) -> bool:
         """Write the engine's snapshot, unless nothing changed since the last one."""
@@ -256,7 +360,7 @@ class EvaluateWorker:
         offset = engine.offset
         data = engine.snapshot()
         try:
-            await self._writer.write(engine.partition, STATE_KEY, data)
+            await self._changelog.writer.write(engine.partition, STATE_KEY, data)
         except KafkaError as exc:
             log.warning(
                 "partition %d: snapshot not written (%s): %r", engine.partition, reason, exc
@@ -295,10 +399,11 @@ class EvaluateWorker:
         consumer = self._consumer
         assert consumer is not None
         mine = set(partitions)
+        self.assignment = mine
         for p in [p for p in self._parked if p not in mine]:
             self._close_later(self._parked.pop(p))
         fresh = [p for p in sorted(mine) if p not in self._parked]
-        latest = await self._reader.read_latest(fresh)
+        latest = await self._changelog.reader.read_latest(fresh)
         slos: dict[int, list[str]] = {}
         for slo in self.config.slos:
             slos.setdefault(self._where[slo.name], []).append(slo.name)
@@ -314,14 +419,28 @@ class EvaluateWorker:
                     p, self.config, slos[p], self._sinks(self.config, self.url)
                 )
                 data = latest[p].get(STATE_KEY)
-                if data is not None:
-                    engine.restore(data)
+                if data is not None and engine.restore(data):
+                    log.info(
+                        "partition %d restored from its changelog at offset %d",
+                        p,
+                        engine.offset,
+                        extra={
+                            "data": {
+                                "event": "partition_restored",
+                                "partition": p,
+                                "offset": engine.offset,
+                            }
+                        },
+                    )
                 await engine.start()
             self.owned[p] = engine
             consumer.seek(TopicPartition(self.topic, p), engine.offset)
         for p in sorted(mine):
-            await self._writer.write(p, OWNER_KEY, self.url.encode())
             self.owners[p] = self.url
+            try:
+                await self._changelog.writer.write(p, OWNER_KEY, self.url.encode())
+            except KafkaError as exc:  # only where others look this partition up
+                log.warning("partition %d: owner record not written: %r", p, exc)
         log.info(
             "owning counts partitions %s",
             sorted(mine),
@@ -332,13 +451,21 @@ class EvaluateWorker:
     def _close_later(self, engine: PartitionEngine) -> None:
         task = asyncio.create_task(engine.close(2.0), name=f"close-{engine.partition}")
         self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        self._closing_engines.add(engine)
+
+        def closed(task: asyncio.Task[None]) -> None:
+            self._closing.discard(task)
+            self._closing_engines.discard(engine)
+            for key, n in engine.delivery.stats().items():
+                self._retired[key] = self._retired.get(key, 0) + n
+
+        task.add_done_callback(closed)
 
     async def _refresh_owners(self, stop: asyncio.Event) -> None:
         """Keep `owners` up to date from the changelog's owner records."""
         while not stop.is_set():
             try:
-                latest = await self._owners_reader.read_latest(range(self.partitions))
+                latest = await self._changelog.owners.read_latest(range(self.partitions))
             except KafkaError as exc:
                 log.debug("owners not read: %r", exc)
             else:
@@ -371,9 +498,13 @@ class EvaluateWorker:
             await asyncio.wait(set(self._closing), timeout=2.0)
         await self._close_kafka()
         await self.http.stop()
+        log.info("stopped", extra={"data": {"event": "stopped"}})
 
     async def _close_kafka(self) -> None:
-        for part in (self._consumer, self._owners_reader, self._reader, self._writer):
+        log_parts = (
+            () if self._log is None else (self._log.owners, self._log.reader, self._log.writer)
+        )
+        for part in (self._consumer, *log_parts):
             if part is None:
                 continue
             try:
@@ -382,6 +513,7 @@ class EvaluateWorker:
             except (TimeoutError, KafkaError) as exc:
                 log.warning("closing a Kafka client: %r", exc)
         self._consumer = None
+        self._log = None
 
 
 async def run_evaluate(

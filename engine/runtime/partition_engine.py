@@ -4,7 +4,8 @@ Its evaluator (engine.core.partition_counts, the SLOs of that partition only), t
 delivery of its alert transitions to the sinks (engine.runtime.delivery, sinks of its
 own), and the counts-topic offset it has applied. Its snapshot, one changelog record
 (engine.adapters.kafka.changelog), is the evaluator's state (engine.core.snapshot), the
-undelivered alerts as the state file keeps them, and the offset they cover, taken in one
+undelivered alerts as the state file keeps them, the writers' watermark not yet advanced
+to (engine.core.partition_counts), and the offset they cover, taken in one
 event-loop step between records, so the three always agree.
 
 Restored on another worker, the engine reads the counts on from that offset: the records
@@ -16,6 +17,7 @@ new page; what was not delivered is sent by the new owner.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Sequence
 from typing import Final
 
@@ -43,6 +45,8 @@ class PartitionSnapshot(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     """The next counts-topic offset to read: the evaluator holds every record before it."""
     evaluator: bytes
     deliveries: bytes = b""
+    pending_watermark_s: float | None = None
+    """The newest writer watermark read, time not advanced to yet (None: none read)."""
 
 
 _ENCODER: Final = msgspec.msgpack.Encoder()
@@ -82,6 +86,19 @@ class PartitionEngine:
         self.transitions += len(transitions)
         return transitions
 
+    def apply_batch(self, records: Sequence[tuple[int, bytes | None]]) -> list[Transition]:
+        """`apply` of each (offset, value), in one pass of the evaluator (the same
+        result: `PartitionCounts.apply_records`)."""
+        values = [value for offset, value in records if offset >= self.offset]
+        if not values:
+            return []
+        transitions = self.counts.apply_records(values)
+        self.offset = records[-1][0] + 1
+        for tr in transitions:
+            self.delivery.put(tr)
+        self.transitions += len(transitions)
+        return transitions
+
     def snapshot(self) -> bytes:
         """This engine's changelog record (synchronous: one step with the offset)."""
         return _ENCODER.encode(
@@ -90,6 +107,9 @@ class PartitionEngine:
                 offset=self.offset,
                 evaluator=snapshot.dump(self.evaluator),
                 deliveries=self.delivery.snapshot(),
+                pending_watermark_s=(
+                    pending if math.isfinite(pending := self.counts.pending_watermark_s) else None
+                ),
             )
         )
 
@@ -103,6 +123,9 @@ class PartitionEngine:
                 raise SnapshotError(f"a snapshot of {saved.format} partition {saved.partition}")
             if saved.offset < 0:
                 raise SnapshotError(f"offset {saved.offset}")
+            pending = saved.pending_watermark_s
+            if pending is not None and not math.isfinite(pending):
+                raise SnapshotError(f"pending watermark {pending}")
             snapshot.load(self.evaluator, saved.evaluator)
         except (msgspec.DecodeError, SnapshotError) as exc:
             log.warning(
@@ -113,6 +136,7 @@ class PartitionEngine:
                 extra={"data": {"event": "partition_state_ignored", "partition": self.partition}},
             )
             return False
+        self.counts.load_pending(pending)
         self.offset = self.saved_offset = saved.offset
         self.restored = True
         self._restored_deliveries = saved.deliveries

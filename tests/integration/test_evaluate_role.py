@@ -15,6 +15,7 @@ else start one with scripts/kafka/apache-kafka.sh for the module (Java and the j
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -34,6 +35,7 @@ from aiokafka import AIOKafkaProducer
 from engine.adapters.kafka.partitions import partition_of
 from engine.core.config import Config, parse_config
 from engine.core.deltas import encode_delta, encode_heartbeat, partition_keys
+from engine.runtime.evaluate_role import EvaluateWorker
 from tests.integration.alertmanager import eventually
 from tests.integration.http_receiver import Receiver, serve
 
@@ -123,7 +125,9 @@ class Cluster:
     def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
         proc, _ = self.workers.pop(name)
         proc.send_signal(sig)
-        proc.wait(timeout=60)
+        code = proc.wait(timeout=60)
+        if sig == signal.SIGTERM:
+            assert code == 0, f"{name} exited with {code}"
 
     def close(self) -> None:
         for name in list(self.workers):
@@ -274,8 +278,10 @@ async def test_workers_partition_the_slos_and_moves_keep_counts_and_alerts(
         for k in range(60, 63):
             await c.send(producer, {slo: (5, 0) for slo in SLOS}, T0 + 10 * k)
         await eventually(c.counts_match, timeout_s=120, what="exact counts over b and c")
-        # two hours later (heartbeats): s0's windows are empty, it resolves
+        # two hours later (heartbeats; time moves when the next flush starts): s0's
+        # windows are empty, it resolves
         await c.send(producer, {}, T0 + 7200)
+        await c.send(producer, {}, T0 + 7201)
         await eventually(
             lambda: len(_webhooks(receiver, "s0")) >= 2, timeout_s=60, what="s0's resolve"
         )
@@ -309,3 +315,36 @@ async def test_kill_9_and_restart_keeps_counts_exact(
         await eventually(c.counts_match, timeout_s=180, what="exact counts after kill -9")
         c.stop("b", signal.SIGKILL)
         await eventually(c.counts_match, timeout_s=180, what="a2 alone after b's kill -9")
+
+
+async def test_every_worker_knows_where_each_slo_lives(apache_kafka: str) -> None:
+    """Two workers in one process: each SLO is evaluated by one of them, and both name
+    that one's URL as its owner (from the changelog's owner records)."""
+    text = _config_text(apache_kafka, "http://127.0.0.1:9/hook", uuid.uuid4().hex[:10])
+    config = parse_config(text.encode())
+    workers = [EvaluateWorker(config, listen="127.0.0.1:0", sinks=lambda c, u: []) for _ in "ab"]
+    stops = [asyncio.Event() for _ in workers]
+    tasks = [asyncio.create_task(w.run(s)) for w, s in zip(workers, stops, strict=True)]
+
+    def settled() -> bool:
+        a, b = (w.assignment for w in workers)
+        return bool(a) and bool(b) and not a & b and a | b == set(range(PARTITIONS))
+
+    def known() -> bool:
+        for slo in SLOS:
+            holders = [w for w in workers if w.evaluator_of(slo) is not None]
+            if len(holders) != 1 or any(w.owner_of(slo) != holders[0].url for w in workers):
+                return False
+        return True
+
+    try:
+        await eventually(settled, timeout_s=120, what="the partitions shared out")
+        await eventually(known, timeout_s=60, what="every owner known to both")
+        for w in workers:
+            assert w.owner_of("no-such-slo") is None
+            assert any(w.evaluator_of(slo) is not None for slo in SLOS)
+            assert w.engines() == [w.owned[p].evaluator for p in sorted(w.owned)]
+    finally:
+        for stop in stops:
+            stop.set()
+        await asyncio.gather(*tasks)

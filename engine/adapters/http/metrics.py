@@ -56,6 +56,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -76,7 +77,7 @@ from engine.core.durations import format_duration
 from engine.core.evaluator import Evaluator
 from engine.core.governance import ServiceGate, exhaustion_window_s
 
-__all__ = ["CONTENT_TYPE", "EngineCollector", "EngineMetrics", "SloText"]
+__all__ = ["CONTENT_TYPE", "EngineCollector", "EngineMetrics", "SloBody", "SloText"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 RENDER_BUDGET_FACTOR = 20
@@ -93,7 +94,11 @@ class EngineCollector(Collector):
     def __init__(
         self, evaluator: Evaluator, status: StatusFn, clock: Callable[[], float] = time.time
     ) -> None:
-        self.evaluator = evaluator
+        self._init_hooks(status, clock)
+        self.use(evaluator)
+
+    def _init_hooks(self, status: StatusFn, clock: Callable[[], float]) -> None:
+        """What the runtime and the HTTP server plug in; an evaluator's or not."""
         self.status = status
         self.clock = clock
         self.deliveries: Callable[[], Mapping[tuple[str, str], int]] | None = None
@@ -110,7 +115,6 @@ class EngineCollector(Collector):
         self.config: Callable[[], tuple[str, Mapping[str, int]]] | None = None
         """(SHA-256 of the config running, reloads by result), set by the runtime when
         it can reload its config file (engine.runtime.reload)."""
-        self.use(evaluator)
 
     def use(self, evaluator: Evaluator) -> None:
         """Read `evaluator` from now on (a config reload swaps it)."""
@@ -155,27 +159,13 @@ class EngineCollector(Collector):
             yield from _config_families(*self.config())
 
     def _health(self) -> Iterable[Metric]:
-        ev = self.evaluator
-        counts = ev.counts()
         status = self.status()
         consumed = CounterMetricFamily(
             "burnrate_records_consumed", "Kafka records consumed and applied"
         )
         consumed.add_metric([], status.records_consumed if status else 0)
         yield consumed
-        rejected = CounterMetricFamily(
-            "burnrate_records_rejected",
-            "Records or events rejected, by reason",
-            labels=["reason"],
-        )
-        for reason, n in sorted(counts.rejected.items()):
-            rejected.add_metric([reason], n)
-        yield rejected
-        unmatched = CounterMetricFamily(
-            "burnrate_events_unmatched", "Accepted events that no SLO selects"
-        )
-        unmatched.add_metric([], counts.unmatched_events)
-        yield unmatched
+        yield from self._evaluator_counts()
         ignored = CounterMetricFamily(
             "burnrate_spans_ignored",
             "OTLP spans consumed that are not SERVER spans (not requests served; no error)",
@@ -191,12 +181,7 @@ class EngineCollector(Collector):
             for (topic, partition), n in sorted(status.lag.items()):
                 lag.add_metric([topic, str(partition)], n)
         yield lag
-        event_lag = GaugeMetricFamily(
-            "burnrate_event_time_lag_seconds", "Wall clock minus the event-time watermark"
-        )
-        if math.isfinite(ev.watermark_s):
-            event_lag.add_metric([], max(self.clock() - ev.watermark_s, 0.0))
-        yield event_lag
+        yield self._event_time_lag()
         if self.deliveries is not None:
             deliveries = CounterMetricFamily(
                 "burnrate_webhook_deliveries",
@@ -212,6 +197,33 @@ class EngineCollector(Collector):
             )
             age.add_metric([], status.last_fetch_age_s)
             yield age
+
+    def _evaluator_counts(self) -> Iterable[Metric]:
+        """The evaluator's rejections and unmatched events (the evaluate role labels
+        them per partition: engine.adapters.http.partitioned_metrics)."""
+        counts = self.evaluator.counts()
+        rejected = CounterMetricFamily(
+            "burnrate_records_rejected",
+            "Records or events rejected, by reason",
+            labels=["reason"],
+        )
+        for reason, n in sorted(counts.rejected.items()):
+            rejected.add_metric([reason], n)
+        yield rejected
+        unmatched = CounterMetricFamily(
+            "burnrate_events_unmatched", "Accepted events that no SLO selects"
+        )
+        unmatched.add_metric([], counts.unmatched_events)
+        yield unmatched
+
+    def _event_time_lag(self) -> Metric:
+        event_lag = GaugeMetricFamily(
+            "burnrate_event_time_lag_seconds", "Wall clock minus the event-time watermark"
+        )
+        ev = self.evaluator
+        if math.isfinite(ev.watermark_s):
+            event_lag.add_metric([], max(self.clock() - ev.watermark_s, 0.0))
+        return event_lag
 
 
 def _audit_families(entries: int, head: str, write_errors: int) -> Iterable[Metric]:
@@ -244,6 +256,10 @@ def _config_families(sha256: str, reloads: Mapping[str, int]) -> Iterable[Metric
 
 def _family(name: str, kind: str, doc: str) -> str:
     return f"# HELP {name} {doc}\n# TYPE {name} {kind}\n"
+
+
+def _fam(name: str, kind: str, doc: str, lines: str) -> tuple[str, str, str]:
+    return (name, _family(name, kind, doc), lines)
 
 
 def _escape(value: str) -> str:
@@ -300,9 +316,7 @@ class SloText:
 
         used = evaluator.column_in_use()
         self._used = None if used.all() else used
-        self._objective = _family(
-            "burnrate_slo_objective_ratio", "gauge", "SLO objective as a ratio (0..1)"
-        ) + "".join(
+        self._objective = "".join(
             f"burnrate_slo_objective_ratio{{{n}}} {s.objective_ratio!r}\n"
             for n, s, u in zip(names, evaluator.slos, used, strict=True)
             if u
@@ -355,62 +369,78 @@ class SloText:
         return np.where(self._used, values, np.nan)
 
     def render(self) -> str:
+        return "".join(header + lines for _, header, lines in self.families())
+
+    def families(self) -> list[tuple[str, str, str]]:
+        """Each family as (name, its `# HELP`/`# TYPE` lines, its sample lines), in the
+        order `render` writes them: the evaluate role merges several evaluators' by name
+        (engine.adapters.http.partitioned_metrics)."""
         ev = self.evaluator
         if self._grouped and ev.classifier.groups_version != self._groups_version:
             self._build()
         counts, firing = ev.counts(), ev.alerts().firing
         only = self._only_used
-        parts = [
-            self._objective,
-            _family(
+        return [
+            _fam(
+                "burnrate_slo_objective_ratio",
+                "gauge",
+                "SLO objective as a ratio (0..1)",
+                self._objective,
+            ),
+            _fam(
                 "burnrate_slo_error_ratio",
                 "gauge",
                 "Bad / total events in the window ending at the last evaluation",
+                _lines(self._error_ratio.ravel(), only(ev.error_ratios()).ravel()),
             ),
-            _lines(self._error_ratio.ravel(), only(ev.error_ratios()).ravel()),
-            _family(
+            _fam(
                 "burnrate_slo_burn_rate",
                 "gauge",
                 "Error ratio / error budget in the window ending at the last evaluation",
+                _lines(self._burn_rate.ravel(), only(ev.burn_rates()).ravel()),
             ),
-            _lines(self._burn_rate.ravel(), only(ev.burn_rates()).ravel()),
-            _family(
+            _fam(
                 "burnrate_slo_error_budget_remaining_ratio",
                 "gauge",
                 "Share of the error budget left over the SLO period (negative: overspent)",
+                _lines(self._budget, only(ev.budget_remaining())),
             ),
-            _lines(self._budget, only(ev.budget_remaining())),
-            _family(
+            _fam(
                 "burnrate_slo_error_budget_exhaustion_seconds",
                 "gauge",
                 "Seconds until the error budget left is spent at the current burn rate "
                 f"({format_duration(ev.windows_s[self._exhaustion_w])}); 0 once spent",
+                _lines(self._exhaustion, only(self._time_to_exhaustion())),
             ),
-            _lines(self._exhaustion, only(self._time_to_exhaustion())),
             *self._periods(),
-            _family(
-                "burnrate_slo_events_total", "counter", "Events counted for the SLO since start"
+            _fam(
+                "burnrate_slo_events_total",
+                "counter",
+                "Events counted for the SLO since start",
+                _lines(self._events, only(counts.events_total.astype(np.float64))),
             ),
-            _lines(self._events, only(counts.events_total.astype(np.float64))),
-            _family(
+            _fam(
                 "burnrate_slo_bad_events_total",
                 "counter",
                 "Bad events counted for the SLO since start",
+                _lines(self._bad, only(counts.bad_events_total.astype(np.float64))),
             ),
-            _lines(self._bad, only(counts.bad_events_total.astype(np.float64))),
-            _family(
+            _fam(
                 "burnrate_slo_excluded_events_total",
                 "counter",
                 "Events of the SLO left out by a correction (maintenance, bad data) since start",
+                _lines(self._excluded, only(counts.excluded_events.astype(np.float64))),
             ),
-            _lines(self._excluded, only(counts.excluded_events.astype(np.float64))),
-            _family("burnrate_alert_firing", "gauge", "1 while the alert fires"),
-            _lines(self._firing.ravel(), only(firing.astype(np.float64).T).T.ravel()),
+            _fam(
+                "burnrate_alert_firing",
+                "gauge",
+                "1 while the alert fires",
+                _lines(self._firing.ravel(), only(firing.astype(np.float64).T).T.ravel()),
+            ),
             *self._budget_alert_parts(),
         ]
-        return "".join(parts)
 
-    def _budget_alert_parts(self) -> list[str]:
+    def _budget_alert_parts(self) -> list[tuple[str, str, str]]:
         """`burnrate_budget_alert_firing{slo, alert}` and
         `burnrate_escalation_firing{slo, policy_row, decision}`: 1 while it fires, 0 while
         not, for the columns (in use) that have the alert; no family when none has."""
@@ -419,15 +449,15 @@ class SloText:
         firing = self.evaluator.budget_alerts().firing.astype(np.float64)
         firing = self._only_used(firing.T).T
         firing[self._budget_alerts == None] = np.nan  # noqa: E711 (elementwise on objects)
-        out: list[str] = []
+        out: list[tuple[str, str, str]] = []
         for escalations, name, help_text in (
             (False, "burnrate_budget_alert_firing", "1 while the budget alert fires"),
             (True, "burnrate_escalation_firing", "1 while the budget policy row escalates"),
         ):
             pick = self._is_escalation == escalations
             if pick.any():
-                out.append(_family(name, "gauge", help_text))
-                out.append(_lines(self._budget_alerts[:, pick].ravel(), firing[:, pick].ravel()))
+                lines = _lines(self._budget_alerts[:, pick].ravel(), firing[:, pick].ravel())
+                out.append(_fam(name, "gauge", help_text, lines))
         return out
 
     def _time_to_exhaustion(self) -> npt.NDArray[np.float64]:
@@ -437,7 +467,7 @@ class SloText:
         burn = ev.burn_rates()[self._exhaustion_w]
         return times_to_exhaustion_s(ev.budget_remaining(), burn, self._period_s)
 
-    def _periods(self) -> list[str]:
+    def _periods(self) -> list[tuple[str, str, str]]:
         """Start and end of the calendar period each calendar SLO's budget is over; no
         series for rolling SLOs, and none at all in a config without calendar periods."""
         ev = self.evaluator
@@ -445,19 +475,25 @@ class SloText:
             return []
         start, end = ev.period_bounds()
         return [
-            _family(
+            _fam(
                 "burnrate_slo_period_start_seconds",
                 "gauge",
                 "Start of the calendar period the error budget is over (epoch seconds)",
+                _lines(self._period_start, self._only_used(start)),
             ),
-            _lines(self._period_start, self._only_used(start)),
-            _family(
+            _fam(
                 "burnrate_slo_period_end_seconds",
                 "gauge",
                 "End of the calendar period the error budget is over (epoch seconds, exclusive)",
+                _lines(self._period_end, self._only_used(end)),
             ),
-            _lines(self._period_end, self._only_used(end)),
         ]
+
+
+class SloBody(Protocol):
+    """The per-SLO part of the body (`SloText`, or several evaluators' merged)."""
+
+    def render(self) -> str: ...
 
 
 class EngineMetrics:
@@ -466,9 +502,14 @@ class EngineMetrics:
     def __init__(
         self, evaluator: Evaluator, status: StatusFn, clock: Callable[[], float] = time.time
     ) -> None:
+        self._setup(SloText(evaluator), EngineCollector(evaluator, status, clock))
+
+    def _setup(self, slo_text: SloBody, collector: EngineCollector) -> None:
+        """The registry, histograms and cache around the SLO text and the collector
+        (the evaluate role's: engine.adapters.http.partitioned_metrics)."""
         self.registry = CollectorRegistry(auto_describe=False)
-        self.slo_text = SloText(evaluator)
-        self.collector = EngineCollector(evaluator, status, clock)
+        self.slo_text = slo_text
+        self.collector = collector
         self.registry.register(self.collector)
         self.evaluation_duration = Histogram(
             "burnrate_evaluation_duration_seconds",

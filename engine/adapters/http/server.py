@@ -64,6 +64,9 @@ from engine.adapters.http.history import HistoryApi
 from engine.adapters.http.incidents import IncidentsApi, IncidentSource
 from engine.adapters.http.listen import parse_listen
 from engine.adapters.http.metrics import CONTENT_TYPE, EngineMetrics
+from engine.adapters.http.partitioned import PartitionedApi
+from engine.adapters.http.partitioned_ui import PartitionedUi
+from engine.adapters.http.partitions import Partitions
 from engine.adapters.http.summary import SummaryApi
 from engine.adapters.http.tls import server_ssl_context
 from engine.adapters.http.ui import Ui
@@ -172,6 +175,11 @@ class HttpServer:
     but unusable); `tls=False` serves plain HTTP whatever the config says.
     `history` defaults to an empty one, which its owner feeds (`history.observe` after
     each evaluation: engine.runtime.service does).
+
+    With `partitions` (an evaluate worker, `burnrate run --role evaluate`) it serves the
+    SLOs of the partitions owned at each request instead of one evaluator's
+    (engine.adapters.http.partitioned; `metrics` a `PartitionedMetrics`); `evaluator`,
+    `overrides`, `changes`, `incidents` and `history` are then unused.
     """
 
     def __init__(
@@ -189,10 +197,14 @@ class HttpServer:
         incidents: IncidentSource | None = None,
         tls: ssl.SSLContext | bool | None = None,
         history: History | None = None,
+        partitions: Partitions | None = None,
     ) -> None:
         self.host, self._port = parse_listen(listen)
-        ev = metrics.collector.evaluator if evaluator is None else evaluator
-        http = ev.config.http
+        if partitions is not None:
+            http = partitions.config.http
+        else:
+            ev = metrics.collector.evaluator if evaluator is None else evaluator
+            http = ev.config.http
         self.limits = HttpLimits.from_config(http) if limits is None else limits
         self.metrics = metrics
         self.status = status
@@ -201,6 +213,13 @@ class HttpServer:
         if tls is None or tls is True:
             tls = None if http.tls is None else server_ssl_context(http.tls)
         self.tls: ssl.SSLContext | None = tls or None
+        self._runner: web.AppRunner | None = None
+        self._listener: asyncio.Server | None = None
+        self._connections = Connections()
+        self._full = False
+        if partitions is not None:
+            self._serve_partitions(partitions)
+            return
         self.api = SloApi(ev, generation=lambda: metrics.generation)
         self.history = History(ev) if history is None else history
         self.summary = SummaryApi(ev, generation=lambda: metrics.generation)
@@ -239,10 +258,27 @@ class HttpServer:
         """Reloads the config for `POST /-/reload` (admin), given who asked; None: the
         route answers 404 (no config file to reload)."""
         self.app.router.add_post("/-/reload", self._reload)
-        self._runner: web.AppRunner | None = None
-        self._listener: asyncio.Server | None = None
-        self._connections = Connections()
-        self._full = False
+
+    def _serve_partitions(self, partitions: Partitions) -> None:
+        """The evaluate role's routes: the SLOs of the partitions owned now
+        (engine.adapters.http.partitioned); the probes, auth and limits as above."""
+        self.partitioned = PartitionedApi(partitions, generation=lambda: self.metrics.generation)
+        self.ui = PartitionedUi(self.partitioned, self.auth)
+        self.app = web.Application(
+            middlewares=[self._track_requests, self.ui.middleware()]
+            + ([self.auth.middleware()] if self.auth.enabled else []),
+            client_max_size=MAX_BODY_BYTES,
+        )
+        self.app.router.add_get("/healthz", self._healthz)
+        self.app.router.add_get("/readyz", self._readyz)
+        self.app.router.add_get("/metrics", self._metrics)
+        self.partitioned.add_routes(self.app)
+        self.ui.add_routes(self.app)
+        self.app.router.add_post("/-/reload", self._no_reload)
+
+    async def _no_reload(self, request: web.Request) -> web.Response:
+        """An evaluate worker does not reload (docs/operations.md): restart it."""
+        return json_error(501, "--role evaluate does not reload its config; restart the worker")
 
     @property
     def connections(self) -> int:

@@ -43,7 +43,7 @@ from engine.core.evaluator import Evaluator
 from engine.core.governance import exhaustion_window_s
 from engine.core.history import policy_windows_s
 
-__all__ = ["SummaryApi", "SummaryRow"]
+__all__ = ["SummaryApi", "SummaryRow", "summary_rows"]
 
 SummaryRow = tuple[
     str, str | None, str | None, float, float | None, float | None, list[float | None], list[str]
@@ -114,36 +114,7 @@ class SummaryApi:
 
     def rows(self) -> list[SummaryRow]:
         """The columns as one row per SLO (the list page's server-side render)."""
-        c = self.columns()
-        burns = list(zip(*c["burn_rates"], strict=True)) or [() for _ in c["name"]]
-        firing: dict[int, list[str]] = {}
-        for alert, positions in c["firing"].items():
-            for k in positions:
-                firing.setdefault(k, []).append(alert)
-        return [
-            (
-                name,
-                group,
-                service,
-                objective,
-                None if b != b else b,
-                None if t != t else t,
-                [None if x != x else x for x in burn],
-                firing.get(k, []),
-            )
-            for k, (name, group, service, objective, b, t, burn) in enumerate(
-                zip(
-                    c["name"],
-                    c["group"],
-                    c["service"],
-                    c["objective"],
-                    c["budget_remaining_ratio"],
-                    c["time_to_exhaustion_s"],
-                    burns,
-                    strict=True,
-                )
-            )
-        ]
+        return summary_rows(self.columns())
 
     def body(self) -> bytes:
         gen = None if self.generation is None else self.generation()
@@ -161,3 +132,36 @@ class SummaryApi:
 
     async def _get(self, request: web.Request) -> web.Response:
         return web.Response(body=self.body(), content_type=JSON_TYPE)
+
+
+def summary_rows(c: dict[str, Any]) -> list[SummaryRow]:
+    """`SummaryApi.columns` (or several partitions' merged) as one row per SLO."""
+    burns = list(zip(*c["burn_rates"], strict=True)) or [() for _ in c["name"]]
+    firing: dict[int, list[str]] = {}
+    for alert, positions in c["firing"].items():
+        for k in positions:
+            firing.setdefault(k, []).append(alert)
+    return [
+        (
+            name,
+            group,
+            service,
+            objective,
+            None if b != b else b,
+            None if t != t else t,
+            [None if x != x else x for x in burn],
+            firing.get(k, []),
+        )
+        for k, (name, group, service, objective, b, t, burn) in enumerate(
+            zip(
+                c["name"],
+                c["group"],
+                c["service"],
+                c["objective"],
+                c["budget_remaining_ratio"],
+                c["time_to_exhaustion_s"],
+                burns,
+                strict=True,
+            )
+        )
+    ]

@@ -33,6 +33,7 @@ import html
 import logging
 import math
 import re
+from collections.abc import Iterable
 from importlib import resources
 from string import Template
 from typing import Final
@@ -46,8 +47,9 @@ from engine.adapters.http.api import SloApi
 from engine.adapters.http.auth import COOKIE_NAME, BearerAuth
 from engine.adapters.http.summary import SummaryApi, SummaryRow
 from engine.core.durations import format_duration
+from engine.core.evaluator import Evaluator
 
-__all__ = ["ASSETS", "Ui", "forwarded_prefix"]
+__all__ = ["ASSETS", "Ui", "forwarded_prefix", "policy_tables"]
 
 log = logging.getLogger("burnrate.adapters.http.ui")
 
@@ -119,6 +121,40 @@ def slo_href(name: str, group: str | None) -> str:
     return href if group is None else f"{href}?group={quote(group, safe='')}"
 
 
+PolicyTables = tuple[list[list[dict[str, object]]], dict[str, int]]
+
+
+def policy_tables(evaluators: Iterable[Evaluator]) -> PolicyTables:
+    """The distinct policies (rows with their factors) of the SLOs of `evaluators`, and
+    each SLO's: what the list page shows beside the burn rates."""
+    policies: dict[tuple[tuple[str, str, str, float], ...], int] = {}
+    policy_of: dict[str, int] = {}
+    for ev in evaluators:
+        for i, name in enumerate(ev.names):
+            if name in policy_of:
+                continue
+            key = tuple(_policy_rows(ev, i))
+            policy_of[name] = policies.setdefault(key, len(policies))
+    policies_json: list[list[dict[str, object]]] = [
+        [{"severity": s, "long": lo, "short": sh, "factor": f} for s, lo, sh, f in key]
+        for key in policies
+    ]
+    return policies_json, policy_of
+
+
+def _policy_rows(ev: Evaluator, column: int) -> list[tuple[str, str, str, float]]:
+    return [
+        (
+            row.severity,
+            format_duration(row.long_s),
+            format_duration(row.short_s),
+            round(float(ev.factor[column, r]), 4),
+        )
+        for r, row in enumerate(ev.rows)
+        if ev.row_mask[column, r]
+    ]
+
+
 class Ui:
     """The pages and assets; `auth` decides whether the login page is needed at all."""
 
@@ -127,6 +163,11 @@ class Ui:
     ) -> None:
         self.api = api
         self.summary = summary
+        self._load(auth, refresh_s)
+        self._policies_json, self._policy_of = policy_tables([api.evaluator])
+
+    def _load(self, auth: BearerAuth, refresh_s: float) -> None:
+        """What every page needs: the templates, the assets, the auth."""
         self.auth = auth
         self.refresh_s = refresh_s
         self._assets = {name: (_data(name), ctype) for name, ctype in ASSETS.items()}
@@ -134,31 +175,6 @@ class Ui:
             name: Template(_data(f"{name}.html").decode("utf-8"))
             for name in ("list", "slo", "login")
         }
-        ev = api.evaluator
-        self._policies: dict[tuple[tuple[str, str, str, float], ...], int] = {}
-        self._policy_of: dict[str, int] = {}
-        for i, name in enumerate(ev.names):
-            if name in self._policy_of:
-                continue
-            key = tuple(self._policy_rows(i))
-            self._policy_of[name] = self._policies.setdefault(key, len(self._policies))
-        self._policies_json = [
-            [{"severity": s, "long": lo, "short": sh, "factor": f} for s, lo, sh, f in key]
-            for key in self._policies
-        ]
-
-    def _policy_rows(self, column: int) -> list[tuple[str, str, str, float]]:
-        ev = self.api.evaluator
-        return [
-            (
-                row.severity,
-                format_duration(row.long_s),
-                format_duration(row.short_s),
-                round(float(ev.factor[column, r]), 4),
-            )
-            for r, row in enumerate(ev.rows)
-            if ev.row_mask[column, r]
-        ]
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/", self._list)
@@ -197,11 +213,11 @@ class Ui:
             headers={"Cache-Control": "no-store"},
         )
 
-    def _row_html(self, row: SummaryRow) -> str:
+    def _row_html(self, row: SummaryRow, windows: list[str]) -> str:
         name, group, service, objective, b, tte, burn_list, firing = row
         label = name if group is None else f"{name} [{group}]"
         width = 0.0 if b is None else max(0.0, min(1.0, b)) * 100
-        burns = dict(zip(self.summary.windows, burn_list, strict=True))
+        burns = dict(zip(windows, burn_list, strict=True))
         policy = self._policies_json[self._policy_of[name]]
         rows = "".join(
             f"<li>{_e(r['severity'])} &times;{_e(r['factor'])}: "
@@ -225,9 +241,13 @@ class Ui:
             "</tr>"
         )
 
+    def _listing(self) -> tuple[list[str], list[SummaryRow]]:
+        """The list's windows and rows (the evaluate role's: engine.adapters.http.partitioned)."""
+        return self.summary.windows, self.summary.rows()
+
     async def _list(self, request: web.Request) -> web.Response:
-        summary = self.summary.rows()
-        rows = "\n".join(self._row_html(r) for r in summary)
+        windows, summary = self._listing()
+        rows = "\n".join(self._row_html(r, windows) for r in summary)
         policies = msgspec.json.encode(
             {"policies": self._policies_json, "slo_policy": self._policy_of}
         ).decode()
@@ -239,15 +259,20 @@ class Ui:
             policies=policies.replace("</", "<\\/"),
         )
 
+    def _api_of(self, request: web.Request, name: str) -> SloApi:
+        """The views of SLO `name` (the evaluate role's: of its partition's evaluator)."""
+        return self.api
+
     async def _slo(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         group = request.query.get("group")
-        i = self.api.column_of(name)
-        if i is not None and group is None and self.api.evaluator.slos[i].group_by:
-            groups = sorted(self.api.group_columns(name))
+        views = self._api_of(request, name)
+        i = views.column_of(name)
+        if i is not None and group is None and views.evaluator.slos[i].group_by:
+            groups = sorted(views.group_columns(name))
             if groups:
                 raise web.HTTPSeeOther(forwarded_prefix(request) + "/" + slo_href(name, groups[0]))
-        view = None if i is None else self.api.view(name, group)
+        view = None if i is None else views.view(name, group)
         if view is None:
             raise web.HTTPNotFound(text=f"no SLO {name!r}" + (f" group {group!r}" if group else ""))
         title = name if group is None else f"{name} [{group}]"

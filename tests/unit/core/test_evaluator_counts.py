@@ -240,16 +240,19 @@ def test_a_name_of_another_shape_is_refused() -> None:
 
 
 def test_a_partition_moves_only_by_its_records() -> None:
-    """Deltas count and move time to the writer's watermark minus the lateness; a
-    heartbeat resolves; records it cannot use are counted as rejections."""
+    """Time advances to a flush's watermark minus the lateness when the next flush
+    starts; heartbeats resolve; records it cannot use are counted as rejections."""
     cfg = make_config("30s", False)
     part = PartitionCounts(cfg, ["api-avail", "db-avail"])
     assert [s.name for s in part.evaluator.config_slos] == ["api-avail", "db-avail"]
     fired: list[Transition] = []
     for k in range(60):  # every request of api fails for ten minutes
         t = int(T0) + 10 * k
-        fired += part.apply_record(encode_delta("api-avail", t + 5, [t], [10], [10]))
-    assert part.evaluator.watermark_s == T0 + 590  # the newest bucket (under its cap)
+        fired += part.apply_record(encode_delta("api-avail", t + 10, [t], [10], [10]))
+        fired += part.apply_record(encode_delta("db-avail", t + 10, [t], [10], [0]))
+    # the buckets up to T0 + 590 are in, time at the flush before's watermark - lateness
+    assert part.evaluator.watermark_s == T0 + 590 - 30
+    assert part.pending_watermark_s == T0 + 600
     assert {(tr.slo, tr.severity, tr.state) for tr in fired} == {
         ("api-avail", "page", "firing"),
         ("api-avail", "ticket", "firing"),
@@ -258,6 +261,25 @@ def test_a_partition_moves_only_by_its_records() -> None:
     assert part.apply_record(b"\x93junk") == []
     assert part.apply_record(None) == []
     assert part.evaluator.counts().rejected == {"unknown_slo": 1, "bad_delta": 2}
-    resolved = part.apply_record(encode_heartbeat(T0 + 3 * 3600))
+    assert part.apply_record(encode_heartbeat(T0 + 3 * 3600)) == []  # its flush is not over
+    resolved = part.apply_record(encode_heartbeat(T0 + 3 * 3600 + 1))
     assert {(tr.slo, tr.state) for tr in resolved} == {("api-avail", "resolved")}
-    assert int(part.evaluator.counts().events_total[0]) == 600
+    assert part.evaluator.counts().events_total.tolist() == [600, 600]
+
+
+def test_the_deltas_of_one_flush_are_not_late_against_each_other() -> None:
+    """One flush writes its SLOs' deltas one after the other, each over the whole flush:
+    the second's first buckets are older than the first's last. Not too late."""
+    cfg = make_config("0s", False)
+    part = PartitionCounts(cfg, ["api-avail", "db-avail"])
+    t = int(T0)
+    for flush in range(3):
+        t0 = t + 30 * flush
+        seconds = list(range(t0, t0 + 30))
+        for slo in ("api-avail", "db-avail"):
+            part.apply_record(encode_delta(slo, t0 + 30, seconds, [2] * 30, [1] * 30))
+    assert part.evaluator.counts().rejected == {}
+    assert part.evaluator.counts().events_total.tolist() == [180, 180]
+    # once the next flush starts, older than its watermark minus the lateness is too late
+    part.apply_record(encode_delta("db-avail", t + 120, [t + 89, t + 90], [5, 1], [0, 0]))
+    assert part.evaluator.counts().rejected == {"too_late": 5}

@@ -4,6 +4,8 @@ partition exact and its alerts neither lost nor repeated."""
 
 from __future__ import annotations
 
+import itertools
+
 import msgspec
 import numpy as np
 from hypothesis import given, settings
@@ -42,6 +44,10 @@ def records() -> list[bytes | None]:
         )
         if k % 7 == 0:
             out.append(encode_heartbeat(t + 5))
+        if k % 11 == 0:  # refused: another partition's SLO, a group not of b's, a group of a's
+            out.append(encode_delta("elsewhere", t, [t], [1], [0]))
+            out.append(encode_delta("b", t, [t], [1], [0], ["zone=x"]))
+            out.append(encode_delta("a", t, [t], [1], [0], ["region=eu"]))
     out.append(b"not a delta")
     out.append(None)
     out += [encode_heartbeat(T0 + 800 + 600 * k) for k in range(7)]
@@ -92,3 +98,25 @@ def test_a_snapshot_of_another_partition_or_config_is_ignored() -> None:
     assert not PartitionEngine(1, CONFIG, ["a", "b"], []).restore(b"\x00junk")
     saved = msgspec.msgpack.decode(data, type=PartitionSnapshot)
     assert (saved.partition, saved.offset) == (1, 20)
+
+
+@settings(max_examples=25, deadline=None)
+@given(cuts=st.lists(st.integers(0, 300), max_size=8))
+def test_batches_give_what_records_one_by_one_give(cuts: list[int]) -> None:
+    values = records()
+    one = PartitionEngine(0, CONFIG, ["a", "b"], [])
+    expected = run(one, values, 0)
+    batched = PartitionEngine(0, CONFIG, ["a", "b"], [])
+    got: list[Transition] = []
+    bounds = sorted({0, len(values), *[c for c in cuts if c < len(values)]})
+    for lo, hi in itertools.pairwise(bounds):
+        got += batched.apply_batch(list(enumerate(values[lo:hi], lo)))
+    got += batched.apply_batch(list(enumerate(values[:5])))  # already applied: nothing
+    assert got == expected
+    assert batched.offset == one.offset == len(values)
+    a, b = one.evaluator, batched.evaluator
+    assert a.counts().rejected == b.counts().rejected == {"bad_delta": 18, "unknown_slo": 8}
+    np.testing.assert_array_equal(a.counts().events_total, b.counts().events_total)
+    np.testing.assert_array_equal(a.window_sums(), b.window_sums())
+    assert a.classifier.group_state() == b.classifier.group_state()
+    assert batched.snapshot() == one.snapshot()

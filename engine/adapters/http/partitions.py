@@ -1,0 +1,87 @@
+"""What the HTTP layer of an evaluate worker reads: the partitions it owns now.
+
+An evaluate worker (`burnrate run --role evaluate`) owns some partitions of the counts
+topic, each with its own evaluator over the SLOs mapped to it; a rebalance adds and
+takes away partitions between two requests, and a reload replaces evaluators. The HTTP
+layer (engine.adapters.http.partitioned, engine.adapters.http.partitioned_metrics)
+asks `Partitions` afresh on every request and never keeps an evaluator longer than the
+worker does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from engine.core.config import Config
+from engine.core.evaluator import Evaluator
+from engine.core.history import History
+
+__all__ = ["OwnedPartitions", "Partitions", "ownership"]
+
+
+class Partitions(Protocol):
+    """The partitions a worker owns now, and where the others live.
+
+    Contract: each SLO of `config` is in at most one of `engines()`' evaluators, the
+    one `evaluator_of` answers (the SLOs of a composite's family share a partition,
+    engine.core.deltas); `owner_of` is None for an SLO this worker owns.
+    """
+
+    @property
+    def config(self) -> Config:
+        """The whole config (every SLO, owned here or not)."""
+        ...
+
+    def engines(self) -> Mapping[int, Evaluator]:
+        """Owned counts partition -> its evaluator."""
+        ...
+
+    def evaluator_of(self, slo: str) -> Evaluator | None:
+        """The evaluator of the SLO named `slo`; None when this worker does not own it
+        (or no SLO has that name)."""
+        ...
+
+    def history_of(self, slo: str) -> History | None:
+        """The history (engine.core.history) the worker keeps for the SLO's evaluator;
+        None when it keeps none."""
+        ...
+
+    def owner_of(self, slo: str) -> str | None:
+        """The base URL (`http://host:port`) of the worker that owns the SLO, when
+        another worker owns it and says where it listens; else None."""
+        ...
+
+
+def ownership(engines: Mapping[int, Evaluator]) -> tuple[tuple[int, int], ...]:
+    """What changes when partitions move or evaluators are replaced: a cache key."""
+    return tuple(sorted((p, id(ev)) for p, ev in engines.items()))
+
+
+@dataclass
+class OwnedPartitions:
+    """A plain `Partitions`: the owner changes `owned` (and `owners`) as partitions
+    move. `partition_of` maps an SLO name to its counts partition."""
+
+    config: Config
+    partition_of: Callable[[str], int]
+    owned: dict[int, tuple[Evaluator, History | None]] = field(default_factory=dict)
+    """Owned partition -> its evaluator and history."""
+    owners: dict[int, str] = field(default_factory=dict)
+    """Partition owned by another worker -> that worker's base URL, when known."""
+
+    def engines(self) -> Mapping[int, Evaluator]:
+        return {p: ev for p, (ev, _) in self.owned.items()}
+
+    def evaluator_of(self, slo: str) -> Evaluator | None:
+        held = self.owned.get(self.partition_of(slo))
+        return None if held is None else held[0]
+
+    def history_of(self, slo: str) -> History | None:
+        held = self.owned.get(self.partition_of(slo))
+        return None if held is None else held[1]
+
+    def owner_of(self, slo: str) -> str | None:
+        p = self.partition_of(slo)
+        return None if p in self.owned else self.owners.get(p)
