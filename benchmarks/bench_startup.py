@@ -12,7 +12,8 @@ alternating, each with a fresh consumer group reading from the earliest offset:
   the first record in hand;
 - burnrate: `python -m engine run --config C` (tick 1s), seconds from spawning it to
   the first `/metrics` body whose `burnrate_slo_events_total` is above 0. /metrics is
-  rendered afresh once per tick, so this includes up to a tick of waiting.
+  rendered afresh at a tick or 0.2 s after an applied batch, so this includes up to
+  that much waiting.
 
 The engine package is byte-compiled first (`compileall`, as pip does at install), and
 the children run without PYTHONDONTWRITEBYTECODE, so no run pays for compiling sources.

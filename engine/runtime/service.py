@@ -14,6 +14,11 @@ clock; then it refreshes the metrics body),
 ticks and writes the incidents to their store) and the HTTP server. With `audit:` the
 audit log (engine.runtime.audit) is opened first and closed last.
 
+Start-up: the state snapshot is restored first, then the consumer joins its group in a
+task of its own while the incident store, the HTTP server and the sinks start (a broker
+may hold a first JoinGroup for seconds); consuming begins once both are done.
+`/readyz` is unchanged: ready once partitions are assigned and fetched.
+
 Shutdown (SIGTERM/SIGINT): stop fetching, apply what was fetched, evaluate once more,
 give the sinks a bounded time to deliver, then save the state (with what the sinks
 could not deliver, so it is sent after a restart), commit the offsets it holds, leave
@@ -92,6 +97,7 @@ class Runtime:
         self.source = KafkaSource(config, self.evaluator, self._on_transitions, clock=clock)
         self.metrics = EngineMetrics(self.evaluator, self.status, clock)
         self.metrics.before_render = self._drain_batch_sizes
+        self.source.on_applied = self.metrics.counted  # the first events show before a tick
         self.overrides = Overrides()
         """Gate overrides, set through the API and kept in the state file."""
         self.changes = ChangeLog(config.changes.attribution_window_s, config.changes.max_kept)
@@ -246,17 +252,26 @@ class Runtime:
         IncidentStoreError before serving when the incident store cannot be used,
         AuditLogError when the audit log cannot."""
         self.audit.start(self.config, self.config_path, self.config_sha256)
+        # The state first (the group's assignment seeks to its offsets), then the join
+        # runs while the HTTP server and the rest start: a broker may hold a first
+        # JoinGroup for seconds (Tansu: half the session timeout).
+        self.checkpoint.restore()
+        joining = asyncio.create_task(self._start_source(stop), name="join")
         try:
-            if self.incidents is not None:
-                await self.incidents.start()
             try:
-                await self.http.start()
-            except BaseException:
                 if self.incidents is not None:
-                    await self.incidents.close(1.0)
+                    await self.incidents.start()
+                try:
+                    await self.http.start()
+                except BaseException:
+                    if self.incidents is not None:
+                        await self.incidents.close(1.0)
+                    raise
+            except BaseException:
+                self.audit.close()
                 raise
         except BaseException:
-            self.audit.close()
+            await self._abandon_join(joining)
             raise
         await self.delivery.start()
         log.info(
@@ -265,7 +280,6 @@ class Runtime:
             extra={"data": {"event": "listening", "url": self.http.url}},
         )
         self.http.warn_if_open()
-        self.checkpoint.restore()
         self.http.history.rebase(self.evaluator)  # the restored counts are not this run's
         if self.incidents is not None:  # restored changes and corrections are not news
             self.incidents.mark_seen()
@@ -280,7 +294,7 @@ class Runtime:
         checkpoint: asyncio.Task[None] | None = None
         changes: asyncio.Task[None] | None = None
         try:
-            if await self._start_source(stop):
+            if await joining:
                 self.started.set()
                 checkpoint = asyncio.create_task(self.checkpoint.run(stop), name="checkpoint")
                 consume = asyncio.create_task(self.source.run(stop), name="consume")
@@ -300,7 +314,18 @@ class Runtime:
                 checkpoint.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await checkpoint
+            if not joining.done():  # the shutdown began while it was joining
+                await self._abandon_join(joining)
             await self._shutdown(consume, evaluate, changes)
+
+    async def _abandon_join(self, joining: asyncio.Task[bool]) -> None:
+        """The start failed or is cancelled while the consumer joins (or has joined):
+        stop the join (its own cleanup is bounded) and leave the group, bounded."""
+        joining.cancel()
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError, Exception):
+            async with asyncio.timeout(3.0):
+                await joining
+        await self.source.close(timeout_s=2.0)
 
     async def _start_source(self, stop: asyncio.Event) -> bool:
         """Join the group, retrying with backoff while the brokers are unreachable."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -246,3 +247,24 @@ async def test_shutdown_with_the_broker_gone_finishes_within_10s(
         broker.stop()
         elapsed = await running.shutdown()
     assert elapsed < 10
+
+
+@pytest.mark.asyncio
+async def test_a_taken_port_ends_the_start_and_the_join_begun_with_it(
+    kafka_bootstrap: str, unique_topic: str
+) -> None:
+    # the consumer starts joining before the HTTP server binds: when the bind fails,
+    # run raises what it raised and leaves neither a joining task nor a consumer behind
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cfg = make_config(kafka_bootstrap, unique_topic, session_timeout="2s")
+        rt = Runtime(cfg, listen=f"127.0.0.1:{port}", sinks=[])
+        with pytest.raises(OSError, match="in use"):
+            async with asyncio.timeout(DEADLINE_S):
+                await rt.run(asyncio.Event())
+    assert not rt.started.is_set()
+    assert rt.source.status().running is False
+    assert rt.source._consumer is None
+    assert not [t for t in asyncio.all_tasks() if t.get_name() == "join"]

@@ -3,8 +3,9 @@
 The SLO series are read through the evaluator's read methods (read-only numpy arrays)
 at scrape time by one collector, never kept as thousands of Gauge children updated on
 the hot path, and the rendered body is cached until the next evaluation tick
-(`invalidate()`), so a scrape of 10k SLOs costs one render per second at most however
-often Prometheus or people ask.
+(`invalidate()`) or, once a batch was applied (`counted()`), for `APPLIED_REFRESH_S`,
+so a scrape of 10k SLOs costs one render per second at most however often Prometheus
+or people ask (the render budget bounds it), and new counts show well before a tick.
 Windows without events have no series (rather than NaN): absent is "no data".
 A composite SLO has the series of any SLO, under the same names: its error ratio and
 burn rate are derived from its members' (docs/design.md, "Composite SLOs"), and its
@@ -81,6 +82,11 @@ __all__ = ["CONTENT_TYPE", "EngineCollector", "EngineMetrics", "SloBody", "SloTe
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 RENDER_BUDGET_FACTOR = 20
+APPLIED_REFRESH_S = 0.2
+"""After a batch is applied (`counted()`), a scrape renders afresh once the body is this
+old, rather than waiting for the next tick: the first events show within a fraction of
+a second of start-up. Under load it bounds renders to one per this interval (and the
+render budget), with no render on the consume path."""
 TIME_TO_DETECT_BUCKETS_S = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0)
 """A fast page detects within a minute or two of the onset, a slow one within hours: the
 onset is at most one long window (6 h for the slowest default page) before the page."""
@@ -527,6 +533,8 @@ class EngineMetrics:
         """Set by `track_incidents`."""
         self._body: bytes | None = None
         self._stale = True
+        self._counted = False
+        """Events were counted since the last render (`counted()`)."""
         self._rendered_at = 0.0
         self._render_s = 0.0
         self.generation = 0
@@ -565,6 +573,11 @@ class EngineMetrics:
         self._stale = True
         self.generation += 1
 
+    def counted(self) -> None:
+        """A batch was applied: a scrape `APPLIED_REFRESH_S` after the last render
+        renders afresh (no render here, and no new generation: not a tick)."""
+        self._counted = True
+
     def render(self) -> bytes:
         """The body; rendered afresh after a tick, but at most once per
         `RENDER_BUDGET_FACTOR` times the last render's duration, so rendering (on the
@@ -572,13 +585,15 @@ class EngineMetrics:
         however often it is scraped. Small configs render in well under a millisecond
         and are always fresh; 10k SLOs (~80 ms) refresh every couple of seconds."""
         now = time.monotonic()
+        age = now - self._rendered_at
         if self._body is None or (
-            self._stale and now - self._rendered_at >= RENDER_BUDGET_FACTOR * self._render_s
+            (self._stale or (self._counted and age >= APPLIED_REFRESH_S))
+            and age >= RENDER_BUDGET_FACTOR * self._render_s
         ):
             if self.before_render is not None:
                 self.before_render()
             self._body = self.slo_text.render().encode() + generate_latest(self.registry)
-            self._stale = False
+            self._stale = self._counted = False
             self._rendered_at = now
             self._render_s = time.monotonic() - now
         return self._body

@@ -134,6 +134,8 @@ class KafkaSource:
         self.kafka = config.kafka
         self.evaluator = evaluator
         self.on_transitions = on_transitions
+        self.on_applied: Callable[[], None] | None = None
+        """Called after each applied batch (the runtime marks the metrics body old)."""
         self.clock = clock
         self.max_poll_records = max_poll_records
         self.ingestor = Ingestor(evaluator)
@@ -331,6 +333,8 @@ class KafkaSource:
                 self.offsets.applied(tp, records[-1].offset + 1)
         self._note_lag(data)
         self._warn_late()
+        if self.on_applied is not None:
+            self.on_applied()
         if transitions and self.on_transitions is not None:
             self.on_transitions(transitions)
 

@@ -349,6 +349,26 @@ def test_the_body_is_cached_until_the_next_tick(monkeypatch: pytest.MonkeyPatch)
     assert counts_in(fresh)[k("burnrate_slo_events_total", slo="idle-avail")] == 1
 
 
+def test_an_applied_batch_renders_afresh_without_a_tick(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(metrics_module, "RENDER_BUDGET_FACTOR", 0)
+    monkeypatch.setattr(metrics_module, "APPLIED_REFRESH_S", 3600.0)
+    ev = fed()
+    m = EngineMetrics(ev, lambda: None, clock=lambda: T0)
+    first = m.render()
+    ev.ingest(ev.classifier.columns([Event(service="idle", ts=T0 + 2, status=200)]))
+    m.counted()
+    assert m.render() is first  # the body is younger than APPLIED_REFRESH_S
+    monkeypatch.setattr(metrics_module, "APPLIED_REFRESH_S", 0.0)
+    fresh = m.render()
+    assert fresh is not first
+    assert m.generation == 0  # not a tick: per-tick caches keep theirs
+    assert counts_in(first)[k("burnrate_slo_events_total", slo="idle-avail")] == 0
+    assert counts_in(fresh)[k("burnrate_slo_events_total", slo="idle-avail")] == 1
+    assert m.render() is fresh  # nothing counted since
+
+
 def test_the_histograms_are_in_the_body(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(metrics_module, "RENDER_BUDGET_FACTOR", 0)
     m = EngineMetrics(fed(), lambda: None, clock=lambda: T0)
