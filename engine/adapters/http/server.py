@@ -50,7 +50,7 @@ from typing import Final, Protocol
 import msgspec
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
 from engine.adapters.http.api import SloApi, json_error
 from engine.adapters.http.audit import actor_of
@@ -224,14 +224,7 @@ class HttpServer:
         self.history = History(ev) if history is None else history
         self.summary = SummaryApi(ev, generation=lambda: metrics.generation)
         self.ui = Ui(self.api, self.summary, self.auth)
-        self.app = web.Application(
-            middlewares=[self._track_requests, self.ui.middleware()]
-            + ([self.auth.middleware()] if self.auth.enabled else []),
-            client_max_size=MAX_BODY_BYTES,
-        )
-        self.app.router.add_get("/healthz", self._healthz)
-        self.app.router.add_get("/readyz", self._readyz)
-        self.app.router.add_get("/metrics", self._metrics)
+        self.app = self._app(self.ui.middleware())
         self.api.add_routes(self.app)
         self.corrections = CorrectionsApi(ev)
         self.corrections.add_routes(self.app)
@@ -259,19 +252,25 @@ class HttpServer:
         route answers 404 (no config file to reload)."""
         self.app.router.add_post("/-/reload", self._reload)
 
+    def _app(self, ui_middleware: Middleware) -> web.Application:
+        """The application with the middlewares (requests tracked, the UI's login, the
+        bearer tokens) and the routes of every role: the probes and `/metrics`."""
+        app = web.Application(
+            middlewares=[self._track_requests, ui_middleware]
+            + ([self.auth.middleware()] if self.auth.enabled else []),
+            client_max_size=MAX_BODY_BYTES,
+        )
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
+        return app
+
     def _serve_partitions(self, partitions: Partitions) -> None:
         """The evaluate role's routes: the SLOs of the partitions owned now
         (engine.adapters.http.partitioned); the probes, auth and limits as above."""
         self.partitioned = PartitionedApi(partitions, generation=lambda: self.metrics.generation)
         self.ui = PartitionedUi(self.partitioned, self.auth)
-        self.app = web.Application(
-            middlewares=[self._track_requests, self.ui.middleware()]
-            + ([self.auth.middleware()] if self.auth.enabled else []),
-            client_max_size=MAX_BODY_BYTES,
-        )
-        self.app.router.add_get("/healthz", self._healthz)
-        self.app.router.add_get("/readyz", self._readyz)
-        self.app.router.add_get("/metrics", self._metrics)
+        self.app = self._app(self.ui.middleware())
         self.partitioned.add_routes(self.app)
         self.ui.add_routes(self.app)
         self.app.router.add_post("/-/reload", self._no_reload)
