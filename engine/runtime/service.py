@@ -332,8 +332,16 @@ class Runtime:
         delay = 0.5
         while not stop.is_set():
             start = asyncio.create_task(self.source.start())
+            # Abandoned (the start failed elsewhere, e.g. the HTTP port is taken, and
+            # this join was cancelled): its failure is no one's to report.
+            start.add_done_callback(_retrieve)
             stopped = asyncio.create_task(stop.wait())
-            await asyncio.wait({start, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            try:
+                await asyncio.wait({start, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError:
+                start.cancel()
+                stopped.cancel()
+                raise
             stopped.cancel()
             if not start.done():
                 start.cancel()
@@ -440,3 +448,9 @@ class Runtime:
                 task.cancel()
         self.audit.close()  # last: every part above may still record
         log.info("stopped", extra={"data": {"event": "stopped"}})
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    """Mark a task's exception as seen, so an abandoned one is not logged as lost."""
+    if not task.cancelled():
+        task.exception()
