@@ -36,7 +36,7 @@ from prometheus_client.registry import Collector
 
 from engine.adapters.http.auth import BearerAuth
 from engine.adapters.http.listen import parse_listen
-from engine.adapters.http.metrics import CONTENT_TYPE
+from engine.adapters.http.metrics import CONTENT_TYPE, consumer_lag_family
 from engine.adapters.http.server import readiness
 from engine.adapters.http.tls import server_ssl_context
 from engine.adapters.kafka.status import SourceStatus
@@ -77,15 +77,7 @@ class _IngestCollector(Collector):
         for reason, n in sorted(p.rejected.items()):
             rejected.add_metric([reason], n)
         yield rejected
-        lag = GaugeMetricFamily(
-            "burnrate_consumer_lag",
-            "Records between the last applied offset and the partition's high watermark",
-            labels=["topic", "partition"],
-        )
-        if status is not None:
-            for (topic, partition), n in sorted(status.lag.items()):
-                lag.add_metric([topic, str(partition)], n)
-        yield lag
+        yield consumer_lag_family(status)
         event_lag = GaugeMetricFamily(
             "burnrate_event_time_lag_seconds", "Wall clock minus the event-time watermark"
         )

@@ -178,15 +178,7 @@ class EngineCollector(Collector):
         )
         ignored.add_metric([], status.spans_ignored if status else 0)
         yield ignored
-        lag = GaugeMetricFamily(
-            "burnrate_consumer_lag",
-            "Records between the last applied offset and the partition's high watermark",
-            labels=["topic", "partition"],
-        )
-        if status is not None:
-            for (topic, partition), n in sorted(status.lag.items()):
-                lag.add_metric([topic, str(partition)], n)
-        yield lag
+        yield consumer_lag_family(status)
         yield self._event_time_lag()
         if self.deliveries is not None:
             deliveries = CounterMetricFamily(
@@ -258,6 +250,20 @@ def _config_families(sha256: str, reloads: Mapping[str, int]) -> Iterable[Metric
     for result, n in sorted(reloads.items()):
         total.add_metric([result], n)
     yield total
+
+
+def consumer_lag_family(status: SourceStatus | None) -> GaugeMetricFamily:
+    """`burnrate_consumer_lag{topic,partition}`: one definition for every role that
+    consumes (the single process, an ingest worker), so one dashboard reads both."""
+    lag = GaugeMetricFamily(
+        "burnrate_consumer_lag",
+        "Records between the last applied offset and the partition's high watermark",
+        labels=["topic", "partition"],
+    )
+    if status is not None:
+        for (topic, partition), n in sorted(status.lag.items()):
+            lag.add_metric([topic, str(partition)], n)
+    return lag
 
 
 def _family(name: str, kind: str, doc: str) -> str:
