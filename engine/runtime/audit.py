@@ -8,12 +8,15 @@ actor. This module records what the engine decides, as actor `burnrate`:
   (of its bytes, so `sha256sum` on the file matches), the SLOs and the version;
 - `alert.firing` / `alert.resolved` for every alert transition (burn-rate and budget
   alerts, escalations), with the window pair, burn rates and budget left;
-- `gate.decision` for each **change** of a service's gate decision, seen at the
-  evaluation tick (once a second), and each service's decision at the first tick
-  after a start (`initial`). A gate may be asked thousands of times a second; its
-  answer is a function of the engine's state, which only changes at a tick or an
-  override, so the record of each change tells what every request got in between,
-  in a few entries a day rather than millions. Requests by a named token add an entry
+- `gate.decision` for each **change** of a service's gate decision, looked for at
+  each evaluation tick (once a second), after every alert transition (a page
+  evaluated from a batch, between ticks) and just before an override is set or ended
+  (so the decision it hides is on record), and each service's decision at the first
+  tick after a start (`initial`). A gate may be asked thousands of times a second; its
+  answer is a function of the engine's state, so the record of each change tells what
+  every request got in between, in a few entries a day rather than millions. (Budget
+  rows move with every batch; such a change is recorded at the next tick, at most a
+  second late.) Requests by a named token add an entry
   of who asked (engine.adapters.http.gates), bounded per token and service;
 - `gate.override.ended` with `why: expired` when an override's TTL runs out (one
   ended through the API is recorded by the route);
@@ -147,6 +150,16 @@ class RuntimeAudit:
                     },
                 )
         self._overrides = in_force
+        self.decisions()
+        self.sink.tick(now)
+
+    def decisions(self) -> None:
+        """A `gate.decision` entry for each service whose decision changed since the
+        last one recorded. Called at each tick, after alert transitions (a page from a
+        batch changes a decision between ticks) and just before an override is set or
+        ended (so the decision it hides is recorded first)."""
+        if not isinstance(self.sink, FileAudit):
+            return
         for gate in self.gates.all():
             last = self._decisions.get(gate.service)
             if last == gate.decision:
@@ -161,7 +174,6 @@ class RuntimeAudit:
             if last is None:
                 details["initial"] = True
             self.sink.record(ENGINE_ACTOR, "gate.decision", gate.service, details)
-        self.sink.tick(now)
 
     def close(self) -> None:
         if isinstance(self.sink, FileAudit):

@@ -125,6 +125,7 @@ class Runtime:
         self.http.changes.on_change = self._changes_changed
         self.audit = RuntimeAudit(sink, self.http.gates, self.overrides, clock)
         """The audit log (with `audit:`); `audit.log` is the sink every part records to."""
+        self.http.gates.before_override = self.audit.decisions
         self._saves: set[asyncio.Task[bool]] = set()
         self._reloads: set[asyncio.Future[ReloadOutcome | None]] = set()
         scheme = "http" if config.http.tls is None else "https"
@@ -205,6 +206,7 @@ class Runtime:
         """An override was set or ended: the gate series change now, and the state file
         keeps it at once rather than at the next periodic save."""
         self._save_soon("override")
+        self.audit.decisions()
 
     def _changes_changed(self) -> None:
         """A change came in: kept in the state file at once, like an override."""
@@ -242,6 +244,7 @@ class Runtime:
             )
             self.delivery.put(tr)
         self.audit.transitions(transitions)
+        self.audit.decisions()
         if self.incidents is not None:
             self.incidents.transitions(transitions)
         for listener in self._listeners:

@@ -147,6 +147,13 @@ class GatesApi:
         self.generation = generation
         """Changes once per evaluation tick (and override change); None: the arrays are
         read per request."""
+        self.before_override: Callable[[], None] | None = None
+        """Called before an override is set or ended, while the decision it replaces is
+        still in force (the runtime records that decision in the audit log)."""
+        self.audit: AuditSink = NullAudit()
+        """Where overrides and the decisions named tokens ask for are recorded."""
+        self._asked: dict[tuple[str, str], tuple[Decision, float]] = {}
+        """(actor, service) -> the decision last recorded for that actor and when."""
         self.use(evaluator)
 
     def use(self, evaluator: Evaluator) -> None:
@@ -156,10 +163,6 @@ class GatesApi:
         self._reading: tuple[object, Reading] | None = None
         self._bodies: dict[str, bytes] = {}
         """The encoded answer of each service without an override, for `_reading`."""
-        self.audit: AuditSink = NullAudit()
-        """Where overrides and the decisions named tokens ask for are recorded."""
-        self._asked: dict[tuple[str, str], tuple[Decision, float]] = {}
-        """(actor, service) -> the decision last recorded for that actor and when."""
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/v1/gates/{service}", self._get)
@@ -254,6 +257,8 @@ class GatesApi:
             override = parse_override_request(data, service, self.clock(), max_ttl_s)
         except ConfigError as exc:
             return invalid(400, exc.errors)
+        if self.before_override is not None:
+            self.before_override()
         replaced = self.overrides.set(override)
         self.audit.record(
             actor_of(request),
@@ -292,6 +297,10 @@ class GatesApi:
         service = request.match_info["service"]
         if service not in self.book:
             return service_not_found(service)
+        if self.overrides.active(service, self.clock()) is None:
+            return service_not_found(service, "no override in force")
+        if self.before_override is not None:
+            self.before_override()
         ended = self.overrides.end(service, self.clock())
         if ended is None:
             return service_not_found(service, "no override in force")

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
+import aiohttp
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from engine.adapters.http.gates import GatesApi
@@ -17,7 +20,7 @@ from engine.core.audit_verify import verify_lines
 from engine.core.overrides import Override, Overrides
 from engine.core.transitions import Transition
 from engine.runtime.audit import RuntimeAudit, config_digest
-from tests.unit.adapters.http.test_gates_api import NOW, Clock, fed_evaluator
+from tests.unit.adapters.http.test_gates_api import NOW, T0, Clock, fed_evaluator
 
 
 def entries(path: Path) -> list[tuple[str, str, str, dict[str, object]]]:
@@ -142,6 +145,15 @@ def test_without_audit_nothing_is_done(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+GATES_CONFIG = """\
+slos:
+  - {name: shop-avail, service: shop, sli: availability, objective: 90}
+policy:
+  - {severity: page, long: 60s, short: 10s, burn_rate: 1.5}
+evaluation: {tick: 1s}
+"""
+
+
 def test_the_runtime_gives_the_auth_middleware_its_hook(tmp_path: Path) -> None:
     """`Runtime.on_auth_denied` writes to the runtime's own log (not started: no broker)."""
     from engine.core.config import parse_config
@@ -164,3 +176,82 @@ def test_the_runtime_gives_the_auth_middleware_its_hook(tmp_path: Path) -> None:
         "reason": "no token",
         "remote": "10.1.2.3",
     }
+
+
+def runtime_with_audit(tmp_path: Path, clock: Clock) -> Any:
+    from engine.core.config import parse_config
+    from engine.runtime.service import Runtime
+
+    cfg = parse_config(GATES_CONFIG + f"audit: {{path: '{tmp_path / 'a.jsonl'}'}}\n")
+    rt = Runtime(cfg, listen="127.0.0.1:0", sinks=[], clock=clock)
+    assert isinstance(rt.audit.sink, FileAudit)
+    rt.audit.sink.open()
+    return rt
+
+
+def feed(rt: Any, end: float, failing: bool) -> list[Transition]:
+    """100 events of shop over (end - 100, end]: all good, or the last 20 failed."""
+    from engine.core.decode import Event
+
+    batch = [
+        Event(service="shop", ts=end - 99 + i, status=500 if failing and i >= 80 else 200)
+        for i in range(100)
+    ]
+    ev = rt.evaluator
+    transitions: list[Transition] = ev.ingest(ev.classifier.columns(batch))
+    return transitions + ev.advance(end + 1)
+
+
+def decisions(path: Path) -> list[tuple[str, str, object, object]]:
+    return [
+        (a, s, d.get("decision"), d.get("previous"))
+        for _, a, s, d in entries(path)
+        if a.startswith("gate.")
+    ]
+
+
+def test_a_page_between_ticks_is_a_decision_at_once(tmp_path: Path) -> None:
+    """A batch's page changes the gate between ticks: recorded with the transition, so
+    an override set before the next tick does not hide it."""
+    clock = Clock()
+    rt = runtime_with_audit(tmp_path, clock)
+    clock.now = T0 + 1 + rt.evaluator.lateness_s
+    feed(rt, T0, failing=False)
+    rt.tick()  # the first decisions
+    transitions = feed(rt, T0 + 100, failing=True)
+    assert [(t.slo, t.severity, t.state) for t in transitions] == [("shop-avail", "page", "firing")]
+    assert rt.source.on_transitions is not None
+    rt.source.on_transitions(transitions)  # as the source does after a batch, no tick
+    rt.audit.close()
+    assert decisions(tmp_path / "a.jsonl") == [
+        ("gate.decision", "shop", "pass", None),
+        ("gate.decision", "shop", "fail", "pass"),
+    ]
+
+
+@pytest.mark.asyncio
+async def test_the_decision_an_override_hides_is_recorded_before_it(tmp_path: Path) -> None:
+    """No tick ran yet: setting an override records the decision in force first, then
+    the one the override makes; ending it likewise."""
+    clock = Clock()
+    rt = runtime_with_audit(tmp_path, clock)
+    clock.now = T0 + 1 + rt.evaluator.lateness_s
+    feed(rt, T0, failing=True)
+    await rt.http.start()
+    try:
+        url = f"{rt.http.url}/v1/gates/shop/override"
+        async with aiohttp.ClientSession() as session:
+            async with session.post(url, json={"reason": "hotfix", "ttl": "10m"}) as resp:
+                assert resp.status == 201, await resp.text()
+            async with session.delete(url) as resp:
+                assert resp.status == 200, await resp.text()
+    finally:
+        await rt.http.stop()
+    rt.audit.close()
+    assert decisions(tmp_path / "a.jsonl") == [
+        ("gate.decision", "shop", "fail", None),
+        ("gate.override.created", "shop", None, None),
+        ("gate.decision", "shop", "pass", "fail"),
+        ("gate.override.ended", "shop", None, None),
+        ("gate.decision", "shop", "fail", "pass"),
+    ]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.adapters.store.audit import FileAudit
 from engine.core.config import decode_config_file
 from engine.core.decode import Event
 from engine.runtime.service import Runtime
@@ -91,3 +92,23 @@ async def test_every_reader_follows_the_new_evaluator(tmp_path: Path) -> None:
     assert 'slo="new"' in body
     assert 'slo="kept"' in body
     assert 'slo="gone"' not in body
+
+
+@pytest.mark.asyncio
+async def test_the_gate_routes_still_record_to_the_audit_log_after_a_reload(
+    tmp_path: Path,
+) -> None:
+    audit = f"audit: {{path: '{tmp_path / 'audit.jsonl'}'}}\n"
+    rt, path = runtime(tmp_path, SLOS + audit)
+    assert rt.reloader is not None
+    rt.reloader.accepting = True
+    sink = rt.audit.sink
+    assert isinstance(sink, FileAudit)
+    sink.open()
+    assert rt.http.gates.audit is sink
+    path.write_text(SLOS.replace("name: gone, service: blog", "name: new, service: blog") + audit)
+    out = await rt.reload("ops")
+    assert out is not None
+    assert out.result == "ok", out
+    assert rt.http.gates.audit is sink  # overrides and named tokens' asks are still recorded
+    sink.close()
