@@ -33,9 +33,12 @@ Decoding is strict: unknown versions, wrong types, arrays of different lengths a
 impossible counts raise `DeltaError`; the evaluate side counts and skips such a record
 (it cannot be repaired, and one bad record must not stop a partition).
 
-Partition key: the SLOs a composite SLO reads must live with it, so every SLO of a
-composite's family (the composite and its members, transitively) shares one key, the
-name of the family's first SLO in config order; any other SLO is its own key.
+Partition key: a service's SLOs live in one partition, so one evaluate worker owns a
+service's release gate and its overrides whole; the SLOs a composite SLO reads live with
+it. So SLOs of the same service, and every SLO of a composite's family (the composite
+and its members, transitively), share one key: the first service in config order among
+them (a family without a service: its first SLO's name). Keyed by the service, an
+SLO added to or removed from a service does not move the service's other SLOs.
 """
 
 from __future__ import annotations
@@ -156,6 +159,7 @@ def _check(delta: CountDelta) -> None:
 def partition_keys(config: Config) -> dict[str, str]:
     """Each SLO's partition key (see the module docstring)."""
     parent = {slo.name: slo.name for slo in config.slos}
+    order = {slo.name: i for i, slo in enumerate(config.slos)}
 
     def root(name: str) -> str:
         while parent[name] != name:
@@ -163,13 +167,21 @@ def partition_keys(config: Config) -> dict[str, str]:
             name = parent[name]
         return name
 
-    order = {slo.name: i for i, slo in enumerate(config.slos)}
+    def join(x: str, y: str) -> None:
+        a, b = root(x), root(y)
+        if a != b:
+            first, second = (a, b) if order[a] < order[b] else (b, a)
+            parent[second] = first
+
+    first_of_service: dict[str, str] = {}
     for slo in config.slos:
+        if slo.service is not None:
+            join(first_of_service.setdefault(slo.service, slo.name), slo.name)
         for member in slo.composite or ():
-            if member.slo not in parent:
-                continue  # the config checks report it
-            a, b = root(slo.name), root(member.slo)
-            if a != b:
-                first, second = (a, b) if order[a] < order[b] else (b, a)
-                parent[second] = first
-    return {slo.name: root(slo.name) for slo in config.slos}
+            if member.slo in parent:  # else the config checks report it
+                join(slo.name, member.slo)
+    service_of_family: dict[str, str] = {}
+    for slo in config.slos:  # config order: a family's first service names it
+        if slo.service is not None:
+            service_of_family.setdefault(root(slo.name), slo.service)
+    return {slo.name: service_of_family.get(r, r) for slo in config.slos for r in (root(slo.name),)}

@@ -25,6 +25,7 @@ from engine.adapters.http.server import HttpServer
 from engine.core.config import Config
 from engine.core.evaluator import Evaluator
 from engine.core.history import History
+from engine.core.overrides import Overrides
 
 if TYPE_CHECKING:
     from engine.runtime.evaluate_role import EvaluateWorker
@@ -62,6 +63,13 @@ class WorkerPartitions:
         if self.worker.evaluator_of(slo) is not None:
             return None
         return self.worker.owner_of(slo)
+
+    def overrides_of(self, slo: str) -> Overrides | None:
+        engine = self.worker.engine_of(slo)
+        return None if engine is None else engine.overrides
+
+    def overrides_changed(self, slo: str) -> None:
+        self.worker.overrides_changed(slo)
 
     def observe(self, partition: int) -> None:
         """Sample the partition's evaluator into its history (a new one when the

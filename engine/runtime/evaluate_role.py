@@ -148,6 +148,8 @@ class EvaluateWorker:
         self._closing_engines: set[PartitionEngine] = set()
         self._failed: BaseException | None = None
         self._closing: set[asyncio.Task[None]] = set()
+        self._saving: set[asyncio.Task[bool]] = set()
+        """Snapshots written because an override changed (`overrides_changed`)."""
         self._consumer: AIOKafkaConsumer | None = None
         self._log: _Changelog | None = None
 
@@ -162,11 +164,28 @@ class EvaluateWorker:
         """The evaluators of the owned partitions, by partition."""
         return [self.owned[p].evaluator for p in sorted(self.owned)]
 
+    def engine_of(self, slo: str) -> PartitionEngine | None:
+        """The engine of `slo`'s partition, when this worker owns it."""
+        p = self._where.get(slo)
+        return None if p is None else self.owned.get(p)
+
     def evaluator_of(self, slo: str) -> Evaluator | None:
         """The evaluator holding `slo`, when this worker owns it."""
-        p = self._where.get(slo)
-        engine = None if p is None else self.owned.get(p)
+        engine = self.engine_of(slo)
         return None if engine is None else engine.evaluator
+
+    def overrides_changed(self, slo: str) -> None:
+        """An override of `slo`'s service was set or ended over HTTP: the partition's
+        snapshot is written now, so the override outlives a kill of this worker."""
+        engine = self.engine_of(slo)
+        if engine is None:
+            return
+        engine.overrides_changed()
+        if self._log is None:
+            return  # not started: the first save writes it
+        task = asyncio.create_task(self._save(engine, "override"), name="save-override")
+        self._saving.add(task)
+        task.add_done_callback(self._saving.discard)
 
     def offsets(self) -> dict[int, int]:
         """Per owned partition, the next counts offset its engine applies."""
@@ -355,9 +374,14 @@ class EvaluateWorker:
 
     async def _save(self, engine: PartitionEngine, reason: str, *, force: bool = False) -> bool:
         """Write the engine's snapshot, unless nothing changed since the last one."""
-        if not force and engine.saved_offset == engine.offset and not engine.delivery.undelivered():
+        if (
+            not force
+            and engine.saved_offset == engine.offset
+            and engine.saved_overrides_changes == engine.overrides_changes
+            and not engine.delivery.undelivered()
+        ):
             return True
-        offset = engine.offset
+        offset, changes = engine.offset, engine.overrides_changes
         data = engine.snapshot()
         try:
             await self._changelog.writer.write(engine.partition, STATE_KEY, data)
@@ -367,6 +391,7 @@ class EvaluateWorker:
             )
             return False
         engine.saved_offset = offset
+        engine.saved_overrides_changes = changes
         self.snapshots_written += 1
         log.debug("partition %d: snapshot at offset %d (%s)", engine.partition, offset, reason)
         return True
@@ -494,8 +519,8 @@ class EvaluateWorker:
         self.owned.clear()
         self._parked.clear()
         await asyncio.gather(*(e.delivery.close(1.0) for e in engines))
-        if self._closing:
-            await asyncio.wait(set(self._closing), timeout=2.0)
+        if self._closing or self._saving:
+            await asyncio.wait({*self._closing, *self._saving}, timeout=2.0)
         await self._close_kafka()
         await self.http.stop()
         log.info("stopped", extra={"data": {"event": "stopped"}})

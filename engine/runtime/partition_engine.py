@@ -5,8 +5,9 @@ delivery of its alert transitions to the sinks (engine.runtime.delivery, sinks o
 own), and the counts-topic offset it has applied. Its snapshot, one changelog record
 (engine.adapters.kafka.changelog), is the evaluator's state (engine.core.snapshot), the
 undelivered alerts as the state file keeps them, the writers' watermark not yet advanced
-to (engine.core.partition_counts), and the offset they cover, taken in one
-event-loop step between records, so the three always agree.
+to (engine.core.partition_counts), the gate overrides of its services (still in force
+when restored; wall-clock expiry, as in one process) and the offset they cover, taken in
+one event-loop step between records, so they always agree.
 
 Restored on another worker, the engine reads the counts on from that offset: the records
 after the snapshot give the same transitions again (event time moves only by the
@@ -18,7 +19,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from typing import Final
 
 import msgspec
@@ -27,6 +29,7 @@ from engine.adapters.alerts.sinks import Sink
 from engine.core import snapshot
 from engine.core.config import Config
 from engine.core.evaluator import Evaluator, Transition
+from engine.core.overrides import Overrides
 from engine.core.partition_counts import PartitionCounts
 from engine.core.snapshot import SnapshotError
 from engine.runtime.delivery import Delivery, firing_alerts
@@ -47,6 +50,8 @@ class PartitionSnapshot(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     deliveries: bytes = b""
     pending_watermark_s: float | None = None
     """The newest writer watermark read, time not advanced to yet (None: none read)."""
+    overrides: bytes = b""
+    """The gate overrides of the partition's services (`Overrides.encode`)."""
 
 
 _ENCODER: Final = msgspec.msgpack.Encoder()
@@ -57,11 +62,24 @@ class PartitionEngine:
     """One owned counts partition: evaluator, delivery, applied offset."""
 
     def __init__(
-        self, partition: int, config: Config, slos: Iterable[str], sinks: Sequence[Sink]
+        self,
+        partition: int,
+        config: Config,
+        slos: Iterable[str],
+        sinks: Sequence[Sink],
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.partition = partition
         self.counts = PartitionCounts(config, slos)
         self.delivery = Delivery(sinks)
+        self.clock = clock
+        self.overrides = Overrides()
+        """The gate overrides of the partition's services (a service's SLOs all live in
+        one partition, engine.core.deltas), moved with it in the snapshot."""
+        self.overrides_changes = 0
+        """Counts overrides set or ended here (`overrides_changed`)."""
+        self.saved_overrides_changes = 0
+        """`overrides_changes` as of the last snapshot written."""
         self.offset = 0
         """The next counts offset to apply (0: from the start of the partition)."""
         self.saved_offset: int | None = None
@@ -99,6 +117,11 @@ class PartitionEngine:
         self.transitions += len(transitions)
         return transitions
 
+    def overrides_changed(self) -> None:
+        """An override was set or ended: the next save writes a snapshot even when no
+        record was applied since the last."""
+        self.overrides_changes += 1
+
     def snapshot(self) -> bytes:
         """This engine's changelog record (synchronous: one step with the offset)."""
         return _ENCODER.encode(
@@ -110,6 +133,7 @@ class PartitionEngine:
                 pending_watermark_s=(
                     pending if math.isfinite(pending := self.counts.pending_watermark_s) else None
                 ),
+                overrides=self.overrides.encode(),
             )
         )
 
@@ -126,6 +150,11 @@ class PartitionEngine:
             pending = saved.pending_watermark_s
             if pending is not None and not math.isfinite(pending):
                 raise SnapshotError(f"pending watermark {pending}")
+            overrides = Overrides()
+            try:
+                overrides.load(saved.overrides, self.clock())
+            except ValueError as exc:
+                raise SnapshotError(str(exc)) from None
             snapshot.load(self.evaluator, saved.evaluator)
         except (msgspec.DecodeError, SnapshotError) as exc:
             log.warning(
@@ -137,6 +166,7 @@ class PartitionEngine:
             )
             return False
         self.counts.load_pending(pending)
+        self.overrides = overrides
         self.offset = self.saved_offset = saved.offset
         self.restored = True
         self._restored_deliveries = saved.deliveries

@@ -4,12 +4,14 @@ process's server over each worker's owned partitions (engine.runtime.evaluate_ht
 Two worker subprocesses are fed count deltas in transactions; each one's `/metrics`
 must parse as the text format, hold the owned SLOs' series and the worker's own
 consumer figures, and `/v1/slos/{name}` of an SLO the other worker owns must redirect
-there (the owner's URL read from the changelog's owner records); once the other
-worker leaves, the one left answers every SLO itself.
+there (the owner's URL read from the changelog's owner records). A gate override
+POSTed to the wrong worker reaches the owner of its service; once that worker is killed,
+the one left answers every SLO itself, and the gate with the override.
 """
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 import aiohttp
@@ -87,7 +89,9 @@ async def test_workers_serve_metrics_and_redirect_to_each_others_slos(
             assert all(v > 0 for v in offsets.values())
             assert set(_samples(fams, "burnrate_records_consumed")) == {()}
             assert "burnrate_evaluation_duration_seconds" in fams
-            assert "burnrate_gate_decision" not in fams
+            gates = {dict(k)["service"] for k in _samples(fams, "burnrate_gate_decision")}
+            slos_here = {dict(k)["slo"] for k in events}
+            assert gates == {f"svc{s[1:]}" for s in slos_here}  # each owned SLO's service
         assert sorted(owner) == sorted(SLOS)
         assert set(owner.values()) == {"a", "b"}
         consumed = [_samples(fams, "burnrate_records_consumed")[()] for fams in families.values()]
@@ -131,8 +135,15 @@ async def test_workers_serve_metrics_and_redirect_to_each_others_slos(
             s for s in SLOS if owner[s] == "a"
         )
 
-        # b leaves: a restores b's partitions and answers their SLOs itself
-        c.stop("b")
+        # an override of b's service, POSTed to a: it follows the 307 to b, which
+        # writes it to the changelog at once; b is then killed (no snapshot at exit),
+        # and a, which takes over b's partitions, answers the gate with it
+        service = f"svc{slo[1:]}"
+        override = {"reason": "hotfix", "ttl": "1h", "ticket": "OPS-9"}
+        async with session.post(f"{urls['a']}/v1/gates/{service}/override", json=override) as resp:
+            assert resp.status == 201, await resp.text()
+            assert str(resp.url).startswith(urls["b"])
+        c.stop("b", signal.SIGKILL)
 
         async def answered_at_a() -> bool:
             async with session.get(urls["a"] + path, allow_redirects=False) as resp:
@@ -142,3 +153,7 @@ async def test_workers_serve_metrics_and_redirect_to_each_others_slos(
         await eventually(c.counts_match, timeout_s=60, what="a alone counts the same")
         fams = await _families(session, urls["a"])
         assert {dict(k)["slo"] for k in _samples(fams, "burnrate_slo_events")} == set(SLOS)
+        async with session.get(f"{urls['a']}/v1/gates/{service}") as resp:
+            assert resp.status == 200
+            gate = await resp.json()
+        assert (gate["decision"], gate["override"]["ticket"]) == ("pass", "OPS-9")

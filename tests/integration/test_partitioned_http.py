@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -263,9 +264,6 @@ async def test_metrics_over_http_pass_promtool(session: aiohttp.ClientSession) -
 
 
 NOT_SERVED = [
-    ("GET", "/v1/gates/api"),
-    ("POST", "/v1/gates/api/override"),
-    ("DELETE", "/v1/gates/api/override"),
     ("GET", "/v1/changes"),
     ("POST", "/v1/changes"),
     ("GET", "/v1/corrections"),
@@ -277,7 +275,7 @@ NOT_SERVED = [
 
 
 @pytest.mark.asyncio
-async def test_routes_that_need_every_slo_of_a_service_answer_501(
+async def test_changes_corrections_and_incidents_answer_501(
     session: aiohttp.ClientSession,
 ) -> None:
     parts, _ = owned_partitions([0, 1, 2, 3])
@@ -386,3 +384,105 @@ async def test_the_web_ui_lists_the_owned_slos_and_sends_the_others_to_their_own
     finally:
         await a.stop()
         await b.stop()
+
+
+@pytest.mark.asyncio
+async def test_owned_gates_are_answered_as_the_single_process_answers_them(
+    session: aiohttp.ClientSession,
+) -> None:
+    parts, engines = owned_partitions([0, 2])
+    names = names_in(engines)
+    worker, single = await serve(parts), await serve_single(names)
+    try:
+        for service in ("api", "web", "shop"):
+            status, _, got = await get(session, f"{worker.url}/v1/gates/{service}")
+            want_status, _, want = await get(session, f"{single.url}/v1/gates/{service}")
+            assert (status, got) == (want_status, want), service
+            assert status == 200, service
+        assert {s for s, d in gate_series(await metrics_of(session, worker.url))} == {
+            "api",
+            "web",  # with api: the composite front reads both
+            "shop",
+        }
+        assert gate_series(await metrics_of(session, worker.url)) == gate_series(
+            await metrics_of(session, single.url)
+        )
+    finally:
+        await worker.stop()
+        await single.stop()
+
+
+async def metrics_of(session: aiohttp.ClientSession, url: str) -> str:
+    async with session.get(url + "/metrics") as resp:
+        return await resp.text()
+
+
+def gate_series(text: str) -> set[tuple[str, str]]:
+    """(service, decision) of each `burnrate_gate_decision` at 1."""
+    return {
+        (s.labels["service"], s.labels["decision"])
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "burnrate_gate_decision" and s.value == 1.0
+    }
+
+
+@pytest.mark.asyncio
+async def test_a_gate_owned_elsewhere_redirects_and_an_override_follows_it(
+    session: aiohttp.ClientSession,
+) -> None:
+    """Two workers: a's gate of shop (partition 2, b's) is a 307 to b; an override
+    POSTed to a reaches b (307 keeps the method and body), is kept with shop's
+    partition and shows in b's answer and /metrics; DELETE likewise."""
+    a_parts, _ = owned_partitions([0, 1])
+    b_parts, _ = owned_partitions([2, 3])
+    a, b = await serve(a_parts), await serve(b_parts)
+    a_parts.owners.update({2: b.url, 3: b.url})
+    b_parts.owners.update({0: a.url, 1: a.url})
+    try:
+        status, headers, got = await get(session, f"{a.url}/v1/gates/shop?x=1")
+        assert (status, headers["Location"]) == (307, f"{b.url}/v1/gates/shop?x=1")
+        assert got == {
+            "error": "another worker owns this service's gate",
+            "service": "shop",
+            "owner": f"{b.url}/v1/gates/shop?x=1",
+        }
+        body = {"reason": "hotfix", "ttl": "30m", "ticket": "OPS-7"}
+        async with session.post(f"{a.url}/v1/gates/shop/override", json=body) as resp:
+            assert resp.status == 201, await resp.text()
+            assert str(resp.url) == f"{b.url}/v1/gates/shop/override"
+            got = await resp.json()
+        assert (got["decision"], got["override"]["ticket"]) == ("pass", "OPS-7")
+        assert b_parts.overrides_changes == [2]
+        assert a_parts.overrides_changes == []
+        held = b_parts.overrides_of("shop-avail")
+        assert held is not None
+        assert [(o.service, o.ticket) for o in held.all(time.time())] == [("shop", "OPS-7")]
+        assert ("shop", "pass") in gate_series(await metrics_of(session, b.url))
+        assert "shop" not in {s for s, _ in gate_series(await metrics_of(session, a.url))}
+        async with session.delete(f"{a.url}/v1/gates/shop/override") as resp:
+            assert resp.status == 200, await resp.text()
+            got = await resp.json()
+        assert got["override"] is None
+        assert b_parts.overrides_changes == [2, 2]
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_gate_whose_owner_is_not_known_is_404_with_a_null_owner(
+    session: aiohttp.ClientSession,
+) -> None:
+    parts, _ = owned_partitions([0])
+    worker = await serve(parts)
+    try:
+        status, _, got = await get(session, f"{worker.url}/v1/gates/db")
+        assert status == 404
+        assert (got["service"], got["owner"]) == ("db", None)
+        async with session.post(f"{worker.url}/v1/gates/db/override", json={}) as resp:
+            assert resp.status == 404
+        status, _, got = await get(session, f"{worker.url}/v1/gates/nobody")
+        assert (status, got) == (404, {"error": "no SLO has that service", "service": "nobody"})
+    finally:
+        await worker.stop()

@@ -22,11 +22,13 @@ process (`SloApi`, `HistoryApi`, `SummaryApi`, kept per evaluator while it is ow
   the earliest of the partitions' (each SLO's view has its own). A summary's `windows`
   are those of every owned partition, with null burn rates where a partition does not
   keep a window.
-- The gate, change, correction and incident routes answer 501 `{"error": ...}`: a
-  gate decides over every SLO of a service and a change is attributed to all of them,
-  and those may live in several partitions and workers; a correction added at run time
-  would have to reach each of its SLOs' owners and outlive their moves; incidents group
-  a service's alerts. The single process (`--role all`) serves them.
+- The gate routes: engine.adapters.http.partitioned_gates (a service's SLOs live in
+  one partition, so its owner serves its gate and overrides).
+- The change, correction and incident routes answer 501 `{"error": ...}`: changes
+  arrive on their own topic and would have to reach each service's owner, and move
+  with it; a correction added at run time would have to reach each of its SLOs'
+  owners and outlive their moves; incidents are kept in a local store that does not
+  move with a partition. The single process (`--role all`) serves them.
 - The web UI (engine.adapters.http.partitioned_ui): the list of the owned SLOs, the
   page of each; an SLO owned elsewhere redirects to its page at the owner.
 
@@ -129,12 +131,6 @@ class PartitionedApi:
         app.router.add_get("/v1/slos/{name}/history", self._history)
         app.router.add_get("/v1/summary", self._summary)
         for path, methods, what in (
-            ("/v1/gates/{service}", ("GET",), "a release gate needs every SLO of a service"),
-            (
-                "/v1/gates/{service}/override",
-                ("POST", "DELETE"),
-                "a release gate needs every SLO of a service",
-            ),
             ("/v1/changes", ("GET", "POST"), "a change is attributed to every SLO of a service"),
             (
                 "/v1/corrections",

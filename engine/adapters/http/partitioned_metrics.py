@@ -29,9 +29,10 @@ worker that owns it, and a dashboard or rule written for one process works uncha
   partition; `sum by (reason)` gives the worker-wide numbers.
 - Families of the process (records consumed, consumer lag, fetch age, deliveries,
   audit) are written once, from the worker's own source status, as in one process.
-- The release gate (`burnrate_gate_decision`) and the change counters are not written:
-  a service's SLOs may live in several partitions and workers, so no worker can decide
-  its gate (docs/scaling.md, "HTTP in the evaluate role").
+- The release gate (`burnrate_gate_decision`): the services whose partitions this
+  worker owns (engine.adapters.http.partitioned_gates), each service on one worker.
+- The change counters are not written: changes are not served in this role
+  (docs/scaling.md, "HTTP in the evaluate role").
 
 Cost: each partition renders only its own SLOs and the merge joins strings, so a
 render costs about what one evaluator of the same SLOs costs, plus a few array
@@ -55,7 +56,7 @@ __all__ = ["PartitionedCollector", "PartitionedMetrics", "PartitionedSloText"]
 
 log = logging.getLogger("burnrate.adapters.http.partitioned_metrics")
 
-NOT_EXPORTED = frozenset({"burnrate_gate_decision", "burnrate_changes"})
+NOT_EXPORTED = frozenset({"burnrate_changes"})
 """Families of one process that an evaluate worker does not write."""
 
 
@@ -128,8 +129,8 @@ class PartitionedCollector(EngineCollector):
         self._init_hooks(status, clock)
 
     def collect(self) -> Iterable[Metric]:
-        # the gates and change counters need every SLO of a service, which this worker
-        # may not own: left out even if a hook is set (see the module docstring)
+        # the change counters: changes are not served in this role, left out even if a
+        # hook is set (see the module docstring)
         for family in super().collect():
             if family.name not in NOT_EXPORTED:
                 yield family

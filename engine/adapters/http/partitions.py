@@ -17,6 +17,7 @@ from typing import Protocol
 from engine.core.config import Config
 from engine.core.evaluator import Evaluator
 from engine.core.history import History
+from engine.core.overrides import Overrides
 
 __all__ = ["OwnedPartitions", "Partitions", "ownership"]
 
@@ -53,6 +54,16 @@ class Partitions(Protocol):
         another worker owns it and says where it listens; else None."""
         ...
 
+    def overrides_of(self, slo: str) -> Overrides | None:
+        """The gate overrides kept with the SLO's partition (those of its service);
+        None when this worker does not own it."""
+        ...
+
+    def overrides_changed(self, slo: str) -> None:
+        """An override of the SLO's service was set or ended: keep it (the worker
+        writes the partition's snapshot at once)."""
+        ...
+
 
 def ownership(engines: Mapping[int, Evaluator]) -> tuple[tuple[int, int], ...]:
     """What changes when partitions move or evaluators are replaced: a cache key."""
@@ -70,6 +81,10 @@ class OwnedPartitions:
     """Owned partition -> its evaluator and history."""
     owners: dict[int, str] = field(default_factory=dict)
     """Partition owned by another worker -> that worker's base URL, when known."""
+    overrides: dict[int, Overrides] = field(default_factory=dict)
+    """Owned partition -> its gate overrides (made on first use)."""
+    overrides_changes: list[int] = field(default_factory=list)
+    """The partitions whose overrides changed, in order (`overrides_changed`)."""
 
     def engines(self) -> Mapping[int, Evaluator]:
         return {p: ev for p, (ev, _) in self.owned.items()}
@@ -85,3 +100,10 @@ class OwnedPartitions:
     def owner_of(self, slo: str) -> str | None:
         p = self.partition_of(slo)
         return None if p in self.owned else self.owners.get(p)
+
+    def overrides_of(self, slo: str) -> Overrides | None:
+        p = self.partition_of(slo)
+        return self.overrides.setdefault(p, Overrides()) if p in self.owned else None
+
+    def overrides_changed(self, slo: str) -> None:
+        self.overrides_changes.append(self.partition_of(slo))

@@ -65,6 +65,7 @@ from engine.adapters.http.incidents import IncidentsApi, IncidentSource
 from engine.adapters.http.listen import parse_listen
 from engine.adapters.http.metrics import CONTENT_TYPE, EngineMetrics
 from engine.adapters.http.partitioned import PartitionedApi
+from engine.adapters.http.partitioned_gates import PartitionedGates
 from engine.adapters.http.partitioned_ui import PartitionedUi
 from engine.adapters.http.partitions import Partitions
 from engine.adapters.http.summary import SummaryApi
@@ -269,9 +270,17 @@ class HttpServer:
         """The evaluate role's routes: the SLOs of the partitions owned now
         (engine.adapters.http.partitioned); the probes, auth and limits as above."""
         self.partitioned = PartitionedApi(partitions, generation=lambda: self.metrics.generation)
+        self.partitioned_gates = PartitionedGates(
+            partitions,
+            self.metrics.collector.clock,
+            on_change=self.metrics.invalidate,
+            generation=lambda: self.metrics.generation,
+        )
+        self.metrics.collector.gates = self.partitioned_gates.all
         self.ui = PartitionedUi(self.partitioned, self.auth)
         self.app = self._app(self.ui.middleware())
         self.partitioned.add_routes(self.app)
+        self.partitioned_gates.add_routes(self.app)
         self.ui.add_routes(self.app)
         self.app.router.add_post("/-/reload", self._no_reload)
 

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from engine.core.config import parse_config
 from engine.core.deltas import encode_delta, encode_heartbeat
 from engine.core.evaluator import Transition
+from engine.core.overrides import Override
 from engine.runtime.partition_engine import PartitionEngine, PartitionSnapshot
 
 T0 = 1_700_000_000
@@ -120,3 +121,35 @@ def test_batches_give_what_records_one_by_one_give(cuts: list[int]) -> None:
     np.testing.assert_array_equal(a.window_sums(), b.window_sums())
     assert a.classifier.group_state() == b.classifier.group_state()
     assert batched.snapshot() == one.snapshot()
+
+
+def test_the_overrides_move_with_the_snapshot_and_expire_on_the_wall_clock() -> None:
+    now = [1_800_000_000.0]
+    engine = PartitionEngine(0, CONFIG, ["a", "b"], [], clock=lambda: now[0])
+    run(engine, records()[:10], 0)
+    assert engine.overrides_changes == 0
+    engine.overrides.set(
+        Override(service="a", reason="hotfix", set_at_s=now[0], expires_at_s=now[0] + 60)
+    )
+    engine.overrides.set(
+        Override(service="b", reason="long", set_at_s=now[0], expires_at_s=now[0] + 600)
+    )
+    engine.overrides_changed()
+    assert engine.overrides_changes == 1
+    data = engine.snapshot()
+    now[0] += 120  # a's expired meanwhile
+    moved = PartitionEngine(0, CONFIG, ["a", "b"], [], clock=lambda: now[0])
+    assert moved.restore(data)
+    assert [(o.service, o.reason) for o in moved.overrides.all(now[0])] == [("b", "long")]
+    assert moved.offset == 10
+    # a snapshot without overrides restores with none
+    old = msgspec.msgpack.decode(data, type=PartitionSnapshot)
+    legacy = msgspec.msgpack.encode(msgspec.structs.replace(old, overrides=b""))
+    again = PartitionEngine(0, CONFIG, ["a", "b"], [])
+    assert again.restore(legacy)
+    assert again.overrides.all(now[0]) == []
+    # overrides that cannot be read: the snapshot is ignored, not half loaded
+    broken = msgspec.msgpack.encode(msgspec.structs.replace(old, overrides=b"\xc1"))
+    fresh = PartitionEngine(0, CONFIG, ["a", "b"], [])
+    assert not fresh.restore(broken)
+    assert fresh.offset == 0
