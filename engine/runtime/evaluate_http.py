@@ -26,6 +26,7 @@ from engine.core.config import Config
 from engine.core.evaluator import Evaluator
 from engine.core.history import History
 from engine.core.overrides import Overrides
+from engine.runtime.evaluate_incidents import WorkerIncidents
 
 if TYPE_CHECKING:
     from engine.runtime.evaluate_role import EvaluateWorker
@@ -104,12 +105,21 @@ class _OffsetCollector(Collector):
 
 def evaluate_http(
     worker: EvaluateWorker, listen: str
-) -> tuple[HttpServer, PartitionedMetrics, WorkerPartitions]:
-    """The worker's server (not started), its metrics and its `Partitions`.
-    ConfigError when `http` configures TLS or tokens that cannot be used."""
+) -> tuple[HttpServer, PartitionedMetrics, WorkerPartitions, WorkerIncidents | None]:
+    """The worker's server (not started), its metrics, its `Partitions` and, with
+    `incidents:`, its incidents (the store not opened yet). ConfigError when `http`
+    configures TLS or tokens that cannot be used, or the store's password cannot be
+    read."""
     partitions = WorkerPartitions(worker)
     metrics = PartitionedMetrics(partitions, worker.status)
     metrics.collector.deliveries = worker.delivery_stats
     metrics.registry.register(_OffsetCollector(worker))
-    server = HttpServer(listen, metrics, worker.status, partitions=partitions)
-    return server, metrics, partitions
+    incidents = None
+    if worker.config.incidents is not None:
+        incidents = WorkerIncidents(
+            worker.config, lambda: worker.owned, worker.owner_of, lambda: worker.url, metrics
+        )
+    server = HttpServer(listen, metrics, worker.status, partitions=partitions, incidents=incidents)
+    if incidents is not None:
+        server.incidents.route_to = incidents.route_to
+    return server, metrics, partitions, incidents

@@ -1,13 +1,14 @@
 """`burnrate run --role evaluate`: a worker of the consumer group on the counts topic.
 
-Ingest workers write count deltas keyed by SLO to the counts topic in transactions
+Ingest workers write count deltas keyed by service to the counts topic in transactions
 (engine.core.deltas); evaluate workers share its partitions in one consumer group
 (`kafka.scale.evaluate_group_id`, read_committed: an aborted transaction's deltas are
 never seen). A worker owns the SLOs of the partitions it is assigned
-(engine.adapters.kafka.partitions, the producer's own placement) and keeps a partition
-engine for each (engine.runtime.partition_engine): evaluator, alert delivery, applied
-offset. Event time moves only by the records, never by a clock, so a partition's
-transitions are a function of its log.
+(engine.adapters.kafka.partitions, the producer's own placement; a service's SLOs share
+a partition) and keeps a partition engine for each (engine.runtime.partition_engine):
+evaluator, alert delivery, gate overrides, incident book, applied offset. Event time
+moves only by the records, never by a clock, so a partition's transitions are a
+function of its log.
 
 State lives in the compacted changelog topic (engine.adapters.kafka.changelog), one
 record per partition holding the snapshot and the offset it covers: written every
@@ -28,7 +29,9 @@ closed after the assignment that says so.
 Served over HTTP by the single process's server over the owned partitions
 (engine.runtime.evaluate_http, engine.adapters.http.partitioned): `/metrics` with the
 series of the owned SLOs only, so the workers' /metrics partition the SLOs, `/v1` for
-the owned SLOs and a redirect to the owner for the others, `/readyz` once the first
+the owned SLOs and a redirect to the owner for the others (the gates of the owned
+services too, engine.adapters.http.partitioned_gates), incidents over a store the
+workers share (engine.runtime.evaluate_incidents), `/readyz` once the first
 assignment is restored and the broker answers fetches. `status()` is the consumer's
 progress in the single process's shape (engine.adapters.kafka.status).
 """
@@ -63,6 +66,7 @@ from engine.core.durations import parse_duration_s
 from engine.core.evaluator import Evaluator
 from engine.errors import ConfigError
 from engine.runtime.evaluate_http import evaluate_http
+from engine.runtime.evaluate_incidents import check_shared_store
 from engine.runtime.partition_engine import PartitionEngine
 
 __all__ = ["EvaluateWorker", "run_evaluate"]
@@ -75,6 +79,9 @@ OWNERS_REFRESH_S: Final = 10.0
 START_RETRY_MAX_S: Final = 10.0
 SHUTDOWN_TIMEOUT_S: Final = 10.0
 LAG_REFRESH_S: Final = 1.0
+REVOKE_INCIDENTS_S: Final = 2.0
+"""How long a revoked partition's incident updates may take to reach the store before
+the rebalance goes on (the next owner reads them there)."""
 
 SinksFactory = Callable[[Config, str], Sequence[Sink]]
 
@@ -118,9 +125,9 @@ class EvaluateWorker:
         self.scale = config.kafka.scale
         self.topic = self.scale.counts_topic
         self.client = kafka_client_kwargs(config.kafka)  # ConfigError: bad TLS/SASL
-        self.http, self.metrics, self.served = evaluate_http(
+        self.http, self.metrics, self.served, self.incidents = evaluate_http(
             self, listen or config.http.listen
-        )  # ConfigError: bad TLS or tokens
+        )  # ConfigError: bad TLS or tokens, a store's password that cannot be read
         self._advertise = advertise
         self._sinks = sinks
         self.owned: dict[int, PartitionEngine] = {}
@@ -246,7 +253,17 @@ class EvaluateWorker:
     # -- running ---------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Serve until `stop` is set, then snapshot every owned partition and leave."""
+        """Serve until `stop` is set, then snapshot every owned partition and leave.
+        IncidentStoreError before serving when the incident store cannot be used."""
+        if self.incidents is not None:
+            await self.incidents.start()
+        try:
+            await self._run(stop)
+        finally:
+            if self.incidents is not None:
+                await self.incidents.close()
+
+    async def _run(self, stop: asyncio.Event) -> None:
         await self.http.start()
         self.http.warn_if_open()
         self.url = self._advertised_url()
@@ -409,6 +426,8 @@ class EvaluateWorker:
             if engine is None:
                 continue
             await self._save(engine, "revoke")
+            if engine.incidents is not None:  # the next owner reads the store
+                await engine.incidents.written(REVOKE_INCIDENTS_S)
             self._parked[tp.partition] = engine
 
     async def assigned(self, assigned: list[TopicPartition]) -> None:
@@ -443,6 +462,8 @@ class EvaluateWorker:
                 engine = PartitionEngine(
                     p, self.config, slos[p], self._sinks(self.config, self.url)
                 )
+                if self.incidents is not None:
+                    engine.incidents = self.incidents.recorder(engine)
                 data = latest[p].get(STATE_KEY)
                 if data is not None and engine.restore(data):
                     log.info(
@@ -519,6 +540,7 @@ class EvaluateWorker:
         self.owned.clear()
         self._parked.clear()
         await asyncio.gather(*(e.delivery.close(1.0) for e in engines))
+        await asyncio.gather(*(e.incidents.close(1.0) for e in engines if e.incidents))
         if self._closing or self._saving:
             await asyncio.wait({*self._closing, *self._saving}, timeout=2.0)
         await self._close_kafka()
@@ -552,6 +574,7 @@ async def run_evaluate(
     """The evaluate role until `stop` is set (`burnrate run --role evaluate`).
     ConfigError for Kafka settings that cannot be used (TLS files, SASL secrets)."""
     del config_path  # reloading is the single process's for now
+    check_shared_store(config)
     try:
         worker = EvaluateWorker(config, listen=listen, **options)
     except ConfigError:

@@ -30,7 +30,8 @@ start as a warning).
 
 Reads for the API (`get`, `list_incidents`, `postmortem`) are the store's rows with the pending
 versions laid over them, so an answer never lags the book. `acknowledge` acknowledges
-an open incident in the book (and so in the next write) and any other in the store.
+an open incident in the book and writes it before answering, and any other in the
+store.
 """
 
 from __future__ import annotations
@@ -366,16 +367,21 @@ class IncidentRecorder:
 
     async def acknowledge(self, incident_id: str, by: str) -> Incident | None:
         """Acknowledge `incident_id` by `by` now (event time); idempotent. None: there is
-        no incident with that id."""
+        no incident with that id. The acknowledgement is in the store when this returns
+        (IncidentStoreError when it cannot be written: the book keeps it and the writer
+        tries again), so an answer of 200 survives a crash right after it."""
         at = self._event_time()
         self._take(self.book.acknowledge(incident_id, by, at))
         async with self._store_lock:
             pending = self.pending.get(incident_id)
-            if pending is not None:
-                self.pending[incident_id] = inc = acknowledged(pending, by, at)
-                self._queued()
-                return inc
-            return await self.store.acknowledge(incident_id, by=by, at_s=at)
+            if pending is None:
+                return await self.store.acknowledge(incident_id, by=by, at_s=at)
+            self.pending[incident_id] = inc = acknowledged(pending, by, at)
+            self._queued()
+            stored = await self.store.upsert(inc)
+            if self.pending.get(incident_id) is inc:  # no newer version meanwhile
+                del self.pending[incident_id]
+            return stored
 
 
 def incident_recorder(

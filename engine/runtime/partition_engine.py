@@ -33,6 +33,7 @@ from engine.core.overrides import Overrides
 from engine.core.partition_counts import PartitionCounts
 from engine.core.snapshot import SnapshotError
 from engine.runtime.delivery import Delivery, firing_alerts
+from engine.runtime.incidents import IncidentRecorder
 
 __all__ = ["SNAPSHOT_FORMAT", "PartitionEngine", "PartitionSnapshot"]
 
@@ -76,6 +77,9 @@ class PartitionEngine:
         self.overrides = Overrides()
         """The gate overrides of the partition's services (a service's SLOs all live in
         one partition, engine.core.deltas), moved with it in the snapshot."""
+        self.incidents: IncidentRecorder | None = None
+        """The incident book of the partition's services (with `incidents:`), fed here
+        after each record or batch (engine.runtime.evaluate_incidents)."""
         self.overrides_changes = 0
         """Counts overrides set or ended here (`overrides_changed`)."""
         self.saved_overrides_changes = 0
@@ -99,9 +103,7 @@ class PartitionEngine:
             return []
         transitions = self.counts.apply_record(value)
         self.offset = offset + 1
-        for tr in transitions:
-            self.delivery.put(tr)
-        self.transitions += len(transitions)
+        self._applied(transitions)
         return transitions
 
     def apply_batch(self, records: Sequence[tuple[int, bytes | None]]) -> list[Transition]:
@@ -112,10 +114,17 @@ class PartitionEngine:
             return []
         transitions = self.counts.apply_records(values)
         self.offset = records[-1][0] + 1
+        self._applied(transitions)
+        return transitions
+
+    def _applied(self, transitions: list[Transition]) -> None:
         for tr in transitions:
             self.delivery.put(tr)
         self.transitions += len(transitions)
-        return transitions
+        if self.incidents is not None:
+            if transitions:
+                self.incidents.transitions(transitions)
+            self.incidents.tick()  # event time moved: quiet incidents close
 
     def overrides_changed(self) -> None:
         """An override was set or ended: the next save writes a snapshot even when no
@@ -174,12 +183,17 @@ class PartitionEngine:
 
     async def start(self) -> None:
         """Start the sinks and, after a restore, hand them what was owed (before any
-        new transition)."""
+        new transition); then the incident book takes back its services' open
+        incidents from the store."""
         await self.delivery.start()
         if self.restored:
             await self.delivery.restore(self._restored_deliveries, firing_alerts(self.evaluator))
             self._restored_deliveries = None
+        if self.incidents is not None:
+            await self.incidents.start()  # IncidentStoreError: the store cannot be read
 
     async def close(self, timeout_s: float) -> None:
         await self.delivery.drain(timeout_s / 2)
-        await self.delivery.close(timeout_s / 2)
+        await self.delivery.close(timeout_s / 4)
+        if self.incidents is not None:
+            await self.incidents.close(timeout_s / 4)

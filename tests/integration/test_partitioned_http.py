@@ -268,14 +268,11 @@ NOT_SERVED = [
     ("POST", "/v1/changes"),
     ("GET", "/v1/corrections"),
     ("POST", "/v1/corrections"),
-    ("GET", "/v1/incidents"),
-    ("GET", "/v1/incidents/x"),
-    ("POST", "/v1/incidents/x/acknowledge"),
 ]
 
 
 @pytest.mark.asyncio
-async def test_changes_corrections_and_incidents_answer_501(
+async def test_changes_and_corrections_answer_501(
     session: aiohttp.ClientSession,
 ) -> None:
     parts, _ = owned_partitions([0, 1, 2, 3])
@@ -286,6 +283,10 @@ async def test_changes_corrections_and_incidents_answer_501(
                 assert resp.status == 501, (method, path)
                 body = await resp.json()
                 assert "not served by an evaluate worker" in body["error"], (method, path)
+        # incidents are served (engine.runtime.evaluate_incidents); not configured here
+        async with session.get(worker.url + "/v1/incidents") as resp:
+            assert resp.status == 404
+            assert "incidents are not configured" in (await resp.json())["error"]
         # an evaluate worker does not reload its config: it says so rather than 404
         async with session.post(worker.url + "/-/reload") as resp:
             assert resp.status == 501

@@ -29,6 +29,10 @@ A view is the incident (engine.core.incident_values: `id`, `service`, `state`,
 `time_to_detect_s`, `time_to_acknowledge_s` and `time_to_resolve_s` (null when not
 known yet). Times are epoch seconds of event time.
 
+An evaluate worker (`--role evaluate`) answers the acknowledgement and postmortem of an
+incident whose service another worker owns with 307 to the same path there
+(`route_to`; engine.runtime.evaluate_incidents).
+
 Without an `incidents:` section the routes answer 404 `{"error": "incidents are not
 configured: ..."}`, so a client can tell that from an unknown id. A store that fails
 answers 503 `{"error": "incident store ...: ..."}`. Like every route, they need the
@@ -38,6 +42,7 @@ bearer token when one is configured.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any, Final, Protocol
 
 import msgspec
@@ -134,6 +139,10 @@ class IncidentsApi:
     def __init__(self, source: IncidentSource | None) -> None:
         self.source = source
         self.audit: AuditSink = NullAudit()
+        self.route_to: Callable[[str], Awaitable[str | None]] | None = None
+        """Given an incident id, the base URL of the process that answers its
+        acknowledgement and postmortem when it is another one (an evaluate worker: the
+        owner of the incident's service); None (or no hook): answered here."""
 
     def add_routes(self, app: web.Application) -> None:
         if self.source is None:
@@ -181,10 +190,33 @@ class IncidentsApi:
             return _store_failed(exc)
         return _not_found(incident_id) if inc is None else _json(incident_view(inc))
 
+    async def _elsewhere(self, request: web.Request, incident_id: str) -> web.Response | None:
+        """307 to the process `route_to` names for this incident, if any."""
+        if self.route_to is None:
+            return None
+        owner = await self.route_to(incident_id)
+        if owner is None:
+            return None
+        location = owner.rstrip("/") + request.raw_path
+        body = {
+            "error": "another worker owns this incident's service",
+            "id": incident_id,
+            "owner": location,
+        }
+        return web.Response(
+            status=307,
+            body=_encoder.encode(body),
+            content_type=JSON_TYPE,
+            headers={"Location": location},
+        )
+
     async def _postmortem(self, request: web.Request) -> web.Response:
         assert self.source is not None
         incident_id = request.match_info["id"]
         try:
+            moved = await self._elsewhere(request, incident_id)
+            if moved is not None:
+                return moved
             pm = await self.source.postmortem(incident_id)
         except IncidentStoreError as exc:
             return _store_failed(exc)
@@ -208,6 +240,9 @@ class IncidentsApi:
                     return invalid(400, [f"$.by: must be 1 to {MAX_BY_CHARS} characters"])
                 by = given
         try:
+            moved = await self._elsewhere(request, incident_id)
+            if moved is not None:
+                return moved
             inc = await self.source.acknowledge(incident_id, by)
         except IncidentStoreError as exc:
             return _store_failed(exc)

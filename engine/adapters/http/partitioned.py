@@ -24,11 +24,12 @@ process (`SloApi`, `HistoryApi`, `SummaryApi`, kept per evaluator while it is ow
   keep a window.
 - The gate routes: engine.adapters.http.partitioned_gates (a service's SLOs live in
   one partition, so its owner serves its gate and overrides).
-- The change, correction and incident routes answer 501 `{"error": ...}`: changes
-  arrive on their own topic and would have to reach each service's owner, and move
-  with it; a correction added at run time would have to reach each of its SLOs'
-  owners and outlive their moves; incidents are kept in a local store that does not
-  move with a partition. The single process (`--role all`) serves them.
+- The incident routes: engine.adapters.http.incidents over the worker's incidents
+  (engine.runtime.evaluate_incidents).
+- The change and correction routes answer 501 `{"error": ...}`: changes arrive on
+  their own topic and would have to reach each service's owner, and move with it; a
+  correction added at run time would have to reach each of its SLOs' owners and
+  outlive their moves. The single process (`--role all`) serves them.
 - The web UI (engine.adapters.http.partitioned_ui): the list of the owned SLOs, the
   page of each; an SLO owned elsewhere redirects to its page at the owner.
 
@@ -136,12 +137,6 @@ class PartitionedApi:
                 "/v1/corrections",
                 ("GET", "POST"),
                 "a correction must reach every owner of its SLOs (put it in the config)",
-            ),
-            ("/v1/incidents", ("*",), "incidents group the alerts of every SLO of a service"),
-            (
-                "/v1/incidents/{tail:.*}",
-                ("*",),
-                "incidents group the alerts of every SLO of a service",
             ),
         ):
             for method in methods:

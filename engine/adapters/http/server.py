@@ -180,7 +180,8 @@ class HttpServer:
     With `partitions` (an evaluate worker, `burnrate run --role evaluate`) it serves the
     SLOs of the partitions owned at each request instead of one evaluator's
     (engine.adapters.http.partitioned; `metrics` a `PartitionedMetrics`); `evaluator`,
-    `overrides`, `changes`, `incidents` and `history` are then unused.
+    `overrides`, `changes` and `history` are then unused (`incidents` is the worker's,
+    engine.runtime.evaluate_incidents).
     """
 
     def __init__(
@@ -219,7 +220,7 @@ class HttpServer:
         self._connections = Connections()
         self._full = False
         if partitions is not None:
-            self._serve_partitions(partitions)
+            self._serve_partitions(partitions, incidents)
             return
         self.api = SloApi(ev, generation=lambda: metrics.generation)
         self.history = History(ev) if history is None else history
@@ -266,7 +267,9 @@ class HttpServer:
         app.router.add_get("/metrics", self._metrics)
         return app
 
-    def _serve_partitions(self, partitions: Partitions) -> None:
+    def _serve_partitions(
+        self, partitions: Partitions, incidents: IncidentSource | None = None
+    ) -> None:
         """The evaluate role's routes: the SLOs of the partitions owned now
         (engine.adapters.http.partitioned); the probes, auth and limits as above."""
         self.partitioned = PartitionedApi(partitions, generation=lambda: self.metrics.generation)
@@ -281,6 +284,8 @@ class HttpServer:
         self.app = self._app(self.ui.middleware())
         self.partitioned.add_routes(self.app)
         self.partitioned_gates.add_routes(self.app)
+        self.incidents = IncidentsApi(incidents)
+        self.incidents.add_routes(self.app)
         self.ui.add_routes(self.app)
         self.app.router.add_post("/-/reload", self._no_reload)
 

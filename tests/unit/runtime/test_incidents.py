@@ -123,6 +123,34 @@ async def test_a_store_error_is_logged_and_the_write_retried(
 
 
 @pytest.mark.asyncio
+async def test_an_acknowledgement_is_in_the_store_when_it_is_answered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Acknowledged while its opening is still pending: both are written before
+    `acknowledge` returns (a crash right after the answer loses neither); a store
+    that cannot take it is an error the API answers 503, and the book keeps it."""
+    monkeypatch.setattr(incidents_sqlite, "BUSY_TIMEOUT_MS", 50)
+    db = tmp_path / "i.db"
+    async with started(db) as (rec, _, _):
+        blocker = sqlite3.connect(db, isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")
+        try:
+            rec.transitions([tr("a1", "page", "firing", T0)])
+            [inc] = rec.book.open_incidents()
+            with pytest.raises(IncidentStoreError):
+                await rec.acknowledge(inc.id, "alice")
+            assert rec.pending[inc.id].acknowledged_by == "alice"  # written later
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        got = await rec.acknowledge(inc.id, "bob")  # idempotent: alice's stands
+        assert got is not None
+        assert got.acknowledged_by == "alice"
+        [kept] = await stored(db)  # read by another connection, as after a crash
+        assert (kept.id, kept.acknowledged_by) == (inc.id, "alice")
+
+
+@pytest.mark.asyncio
 async def test_changes_and_run_time_corrections_join_the_open_incident(tmp_path: Path) -> None:
     async with started(tmp_path / "i.db") as (rec, ev, changes):
         rec.transitions([tr("a1", "page", "firing", T0)])
