@@ -40,12 +40,41 @@ from engine.errors import ConfigError
 if TYPE_CHECKING:
     from engine.runtime.service import Runtime
 
-__all__ = ["SIGNAL_ACTOR", "ConfigReloader", "ReloadOutcome"]
+__all__ = ["SIGNAL_ACTOR", "ConfigReloader", "ReloadOutcome", "read_config_file"]
 
 log = logging.getLogger("burnrate.runtime.reload")
 
 SIGNAL_ACTOR = "signal"
 """Who reloads on SIGHUP, in the audit log."""
+
+
+def read_config_file(
+    path: str, overrides: Callable[[Config], Config], previous: Config | None = None
+) -> tuple[Config, str]:
+    """The config file at `path` checked as a reload takes it (every `$.path` error, the
+    tokens readable; with `previous`, no field changed that needs a restart), with
+    `overrides` applied, and its bytes' SHA-256. ConfigError listing every problem. Used
+    by every role that reloads."""
+    file = Path(path)
+    try:
+        source = file.read_bytes()
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    # the bytes hashed are the bytes decoded, whatever writes the file meanwhile
+    config = decode_config(source, fmt="toml" if file.suffix == ".toml" else "yaml")
+    errors = config_errors(config)
+    try:
+        BearerAuth.from_config(config.http)
+    except ConfigError as exc:
+        errors += exc.errors
+    if errors:
+        raise ConfigError(list(dict.fromkeys(errors)))
+    config = overrides(config)
+    if previous is not None:
+        errors = restart_fields(previous, config)
+        if errors:
+            raise ConfigError(errors)
+    return config, hashlib.sha256(source).hexdigest()
 
 
 class ReloadOutcome(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -82,21 +111,7 @@ class ConfigReloader:
 
     def read(self) -> tuple[Config, str]:
         """The file's config (overrides applied) and its bytes' SHA-256; ConfigError."""
-        path = Path(self.path)
-        try:
-            source = path.read_bytes()
-        except OSError as exc:
-            raise ConfigError([f"{self.path}: cannot read: {exc.strerror}"]) from None
-        # the bytes hashed are the bytes decoded, whatever writes the file meanwhile
-        config = decode_config(source, fmt="toml" if path.suffix == ".toml" else "yaml")
-        errors = config_errors(config)
-        try:
-            BearerAuth.from_config(config.http)
-        except ConfigError as exc:
-            errors += exc.errors
-        if errors:
-            raise ConfigError(list(dict.fromkeys(errors)))
-        return self.overrides(config), hashlib.sha256(source).hexdigest()
+        return read_config_file(self.path, self.overrides)
 
     async def reload(self, actor: str) -> ReloadOutcome:
         """Reload between two batches (see the module docstring); never raises for a bad
