@@ -28,7 +28,6 @@ from engine.commands.common import (
     EXIT_USAGE,
     print_config_error,
     print_error,
-    refuse_reload,
     run_loop,
     stop_on_signals,
 )
@@ -135,10 +134,13 @@ def main(args: argparse.Namespace) -> int:
         async def main() -> None:
             async with stop_on_signals(asyncio.Event(), _log_signal) as stop:
                 if role == "evaluate":
-                    with refuse_reload(role):
-                        await run_evaluate(
-                            config, stop, listen=args.listen, config_path=args.config
-                        )
+                    await run_evaluate(
+                        config,
+                        stop,
+                        listen=args.listen,
+                        config_path=args.config,
+                        config_overrides=apply_env_overrides,
+                    )
                     return
                 runtime = Runtime(
                     config,

@@ -51,13 +51,18 @@ class PartitionCounts:
     """The evaluator of one counts partition and what its records do to it."""
 
     def __init__(self, config: Config, slos: Iterable[str]) -> None:
-        self.evaluator = Evaluator(subset_config(config, slos))
-        self._index = {
-            s.name: j for j, s in enumerate(self.evaluator.config_slos) if s.composite is None
-        }
+        self.use(Evaluator(subset_config(config, slos)))
         self.pending_watermark_s = -math.inf
         """The newest watermark read, which time advances to (minus the lateness) when a
         higher one comes: part of the state, with the evaluator's."""
+
+    def use(self, evaluator: Evaluator) -> None:
+        """Count into `evaluator` from now on (a config reload; the pending watermark is
+        the partition's, whatever its SLOs)."""
+        self.evaluator = evaluator
+        self._index = {
+            s.name: j for j, s in enumerate(evaluator.config_slos) if s.composite is None
+        }
 
     def load_pending(self, watermark_s: float | None) -> None:
         """Restore `pending_watermark_s` (None: none read yet)."""

@@ -60,7 +60,7 @@ from engine.core.evaluator import (
 from engine.core.periods import PeriodState
 from engine.core.windows import LevelState, WindowState
 
-__all__ = ["ANNOTATIONS", "Reloaded", "carry_blocker", "definition", "reload"]
+__all__ = ["ANNOTATIONS", "Reloaded", "carry_blocker", "definition", "ended_alerts", "reload"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +137,7 @@ def reload(old: Evaluator, config: Config) -> Reloaded:
         removed=tuple(n for n in old_names if n not in common),
         reset=tuple(n for n in new_names if n in common and n not in kept),
         reason=reason,
-        ended=tuple(_ended(old, dropped)),
+        ended=tuple(ended_alerts(old, dropped)),
     )
 
 
@@ -328,7 +328,7 @@ def _groups(
     return tuple(before[s.name] if s.name in kept else () for s in new.config_slos if s.group_by)
 
 
-def _ended(old: Evaluator, dropped: set[str]) -> list[Transition]:
+def ended_alerts(old: Evaluator, dropped: set[str]) -> list[Transition]:
     """`resolved` for every alert (burn rate and budget) firing for a `dropped` SLO, at
     the last tick evaluated, with the row it fired on and the last burn rates."""
     at = old.evaluated_at_s

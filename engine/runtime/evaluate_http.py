@@ -69,8 +69,8 @@ class WorkerPartitions:
         engine = self.worker.engine_of(slo)
         return None if engine is None else engine.overrides
 
-    def overrides_changed(self, slo: str) -> None:
-        self.worker.overrides_changed(slo)
+    async def keep_overrides(self, slo: str) -> bool:
+        return await self.worker.keep_overrides(slo)
 
     def observe(self, partition: int) -> None:
         """Sample the partition's evaluator into its history (a new one when the

@@ -125,10 +125,16 @@ class WorkerIncidents:
         self.url = url
         self.clock = clock
         self._first_slo: dict[str, str] = {}
+        self.use(config)
+        self._time_to_detect = metrics.track_incidents(self.open_counts)
+
+    def use(self, config: Config) -> None:
+        """Follow a reloaded config (the store settings cannot change on reload)."""
+        self.config = config
+        self._first_slo = {}
         for slo in config.slos:
             if slo.service is not None:
                 self._first_slo.setdefault(slo.service, slo.name)
-        self._time_to_detect = metrics.track_incidents(self.open_counts)
 
     async def start(self) -> None:
         """Open the store (IncidentStoreError: the worker exits 2 before serving)."""

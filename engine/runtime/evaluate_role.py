@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -64,9 +65,11 @@ from engine.adapters.kafka.status import SourceStatus
 from engine.core.config import Config
 from engine.core.durations import parse_duration_s
 from engine.core.evaluator import Evaluator
-from engine.errors import ConfigError
+from engine.core.partition_counts import subset_config
+from engine.core.reload import Reloaded, ended_alerts, reload
 from engine.runtime.evaluate_http import evaluate_http
 from engine.runtime.evaluate_incidents import check_shared_store
+from engine.runtime.evaluate_reload import EvaluateReloader
 from engine.runtime.partition_engine import PartitionEngine
 
 __all__ = ["EvaluateWorker", "run_evaluate"]
@@ -155,8 +158,11 @@ class EvaluateWorker:
         self._closing_engines: set[PartitionEngine] = set()
         self._failed: BaseException | None = None
         self._closing: set[asyncio.Task[None]] = set()
-        self._saving: set[asyncio.Task[bool]] = set()
-        """Snapshots written because an override changed (`overrides_changed`)."""
+        self.rebalancing = asyncio.Lock()
+        """Held while partitions are revoked or assigned, and by a reload."""
+        self.stopping = False
+        self._background: set[asyncio.Future[Any]] = set()
+        """Reloads started by SIGHUP, kept until done."""
         self._consumer: AIOKafkaConsumer | None = None
         self._log: _Changelog | None = None
 
@@ -181,18 +187,17 @@ class EvaluateWorker:
         engine = self.engine_of(slo)
         return None if engine is None else engine.evaluator
 
-    def overrides_changed(self, slo: str) -> None:
+    async def keep_overrides(self, slo: str) -> bool:
         """An override of `slo`'s service was set or ended over HTTP: the partition's
-        snapshot is written now, so the override outlives a kill of this worker."""
+        snapshot is written before the route answers, so the override outlives a kill
+        of this worker. False when it could not be written (the next save retries)."""
         engine = self.engine_of(slo)
         if engine is None:
-            return
+            return False
         engine.overrides_changed()
         if self._log is None:
-            return  # not started: the first save writes it
-        task = asyncio.create_task(self._save(engine, "override"), name="save-override")
-        self._saving.add(task)
-        task.add_done_callback(self._saving.discard)
+            return False  # not started: the first save writes it
+        return await self._save(engine, "override")
 
     def offsets(self) -> dict[int, int]:
         """Per owned partition, the next counts offset its engine applies."""
@@ -419,8 +424,17 @@ class EvaluateWorker:
 
     # -- rebalances ------------------------------------------------------------------
 
+    def background(self, task: asyncio.Future[Any]) -> None:
+        """Keep `task` (a reload on SIGHUP) until it is done."""
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def revoked(self, revoked: list[TopicPartition]) -> None:
         """Before a rebalance: snapshot each partition that goes, and park its engine."""
+        async with self.rebalancing:
+            await self._revoke(revoked)
+
+    async def _revoke(self, revoked: list[TopicPartition]) -> None:
         for tp in revoked:
             engine = self.owned.pop(tp.partition, None)
             if engine is None:
@@ -434,7 +448,8 @@ class EvaluateWorker:
         """After a rebalance: an engine for each partition, restored from its changelog
         (or kept, if it was parked here), and the counts read on from its offset."""
         try:
-            await self._assign([tp.partition for tp in assigned if tp.topic == self.topic])
+            async with self.rebalancing:
+                await self._assign([tp.partition for tp in assigned if tp.topic == self.topic])
         except Exception as exc:  # the supervisor: a partition we cannot restore stops us
             log.exception("cannot take the assigned partitions; stopping")
             self._failed = exc
@@ -459,26 +474,7 @@ class EvaluateWorker:
                 continue
             engine = self._parked.pop(p, None)
             if engine is None:
-                engine = PartitionEngine(
-                    p, self.config, slos[p], self._sinks(self.config, self.url)
-                )
-                if self.incidents is not None:
-                    engine.incidents = self.incidents.recorder(engine)
-                data = latest[p].get(STATE_KEY)
-                if data is not None and engine.restore(data):
-                    log.info(
-                        "partition %d restored from its changelog at offset %d",
-                        p,
-                        engine.offset,
-                        extra={
-                            "data": {
-                                "event": "partition_restored",
-                                "partition": p,
-                                "offset": engine.offset,
-                            }
-                        },
-                    )
-                await engine.start()
+                engine = await self._engine(p, slos[p], latest[p].get(STATE_KEY))
             self.owned[p] = engine
             consumer.seek(TopicPartition(self.topic, p), engine.offset)
         for p in sorted(mine):
@@ -493,6 +489,71 @@ class EvaluateWorker:
             extra={"data": {"event": "partitions_assigned", "partitions": sorted(mine)}},
         )
         self.ready.set()
+
+    async def _engine(self, p: int, slos: list[str], snapshot: bytes | None) -> PartitionEngine:
+        """A started engine for partition `p` over `slos`, restored from `snapshot` when
+        it fits (else from the start of the partition)."""
+        engine = PartitionEngine(p, self.config, slos, self._sinks(self.config, self.url))
+        if self.incidents is not None:
+            engine.incidents = self.incidents.recorder(engine)
+        if snapshot is not None and engine.restore(snapshot):
+            log.info(
+                "partition %d restored from its changelog at offset %d",
+                p,
+                engine.offset,
+                extra={
+                    "data": {"event": "partition_restored", "partition": p, "offset": engine.offset}
+                },
+            )
+        await engine.start()
+        return engine
+
+    async def reconfigure(self, config: Config) -> list[Reloaded]:
+        """Evaluate `config` from now on (a reload, engine.runtime.evaluate_reload): each
+        owned and parked partition's evaluator carries the state of its SLOs that did
+        not change (engine.core.reload); a partition left without SLOs ends its alerts
+        and is paused; an assigned partition that now holds SLOs is taken up (from its
+        changelog snapshot, if one fits). ValueError (nothing changed) when a state
+        cannot be carried. Called between two batches, not during a rebalance."""
+        where = slo_partitions(config, self.partitions)
+        placed: dict[int, list[str]] = {}
+        for slo in config.slos:
+            placed.setdefault(where[slo.name], []).append(slo.name)
+        held = {**self._parked, **self.owned}
+        plans = {  # every new evaluator first: a ValueError leaves everything as it was
+            p: reload(engine.evaluator, subset_config(config, placed[p]))
+            for p, engine in held.items()
+            if p in placed
+        }
+        consumer = self._consumer
+        for p, engine in held.items():
+            plan = plans.get(p)
+            if plan is not None:
+                engine.use(plan.evaluator, plan.ended)
+                continue
+            engine.ended(ended_alerts(engine.evaluator, set(engine.evaluator.names)))
+            self.owned.pop(p, None)
+            self._parked.pop(p, None)
+            self._close_later(engine)
+            if consumer is not None and p in self.assignment:
+                consumer.pause(TopicPartition(self.topic, p))
+        self.config = config
+        self._where = where
+        if self.incidents is not None:
+            self.incidents.use(config)
+        taken = [p for p in sorted(self.assignment) if p in placed and p not in self.owned]
+        if taken and consumer is not None:
+            latest = await self._changelog.reader.read_latest(taken)
+            for p in taken:
+                engine = await self._engine(p, placed[p], latest[p].get(STATE_KEY))
+                self.owned[p] = engine
+                tp = TopicPartition(self.topic, p)
+                consumer.resume(tp)
+                consumer.seek(tp, engine.offset)
+        if self._log is not None:  # Kafka started: the next owner restores the new config
+            for engine in list(self.owned.values()):
+                await self._save(engine, "reload", force=True)
+        return list(plans.values())
 
     def _close_later(self, engine: PartitionEngine) -> None:
         task = asyncio.create_task(engine.close(2.0), name=f"close-{engine.partition}")
@@ -528,6 +589,7 @@ class EvaluateWorker:
     async def _shutdown(self) -> None:
         """Snapshot every owned partition, close the sinks, leave the group, stop HTTP:
         all within SHUTDOWN_TIMEOUT_S."""
+        self.stopping = True
         engines = [*self.owned.values(), *self._parked.values()]
         try:
             async with asyncio.timeout(SHUTDOWN_TIMEOUT_S / 2):
@@ -541,8 +603,8 @@ class EvaluateWorker:
         self._parked.clear()
         await asyncio.gather(*(e.delivery.close(1.0) for e in engines))
         await asyncio.gather(*(e.incidents.close(1.0) for e in engines if e.incidents))
-        if self._closing or self._saving:
-            await asyncio.wait({*self._closing, *self._saving}, timeout=2.0)
+        if self._closing:
+            await asyncio.wait(set(self._closing), timeout=2.0)
         await self._close_kafka()
         await self.http.stop()
         log.info("stopped", extra={"data": {"event": "stopped"}})
@@ -569,14 +631,25 @@ async def run_evaluate(
     *,
     listen: str | None = None,
     config_path: str | None = None,
+    config_overrides: Callable[[Config], Config] | None = None,
     **options: Any,
 ) -> None:
-    """The evaluate role until `stop` is set (`burnrate run --role evaluate`).
-    ConfigError for Kafka settings that cannot be used (TLS files, SASL secrets)."""
-    del config_path  # reloading is the single process's for now
+    """The evaluate role until `stop` is set (`burnrate run --role evaluate`), reloading
+    its config file on SIGHUP and `POST /-/reload` (engine.runtime.evaluate_reload).
+    ConfigError for Kafka settings that cannot be used (TLS files, SASL secrets), or an
+    incident store the workers cannot share."""
     check_shared_store(config)
+    worker = EvaluateWorker(config, listen=listen, **options)
+    reloader = None
+    if config_path is not None:
+        reloader = EvaluateReloader(worker, config_path, config_overrides or (lambda c: c))
+        worker.http.on_reload = reloader.reload
+        worker.metrics.collector.config = reloader.metrics
+    loop = asyncio.get_running_loop()
+    if reloader is not None:
+        loop.add_signal_handler(signal.SIGHUP, reloader.reload_soon)
     try:
-        worker = EvaluateWorker(config, listen=listen, **options)
-    except ConfigError:
-        raise
-    await worker.run(stop)
+        await worker.run(stop)
+    finally:
+        if reloader is not None:
+            loop.remove_signal_handler(signal.SIGHUP)

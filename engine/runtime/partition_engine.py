@@ -117,14 +117,29 @@ class PartitionEngine:
         self._applied(transitions)
         return transitions
 
-    def _applied(self, transitions: list[Transition]) -> None:
+    def use(self, evaluator: Evaluator, ended: Iterable[Transition] = ()) -> None:
+        """Evaluate the partition's SLOs of a reloaded config with `evaluator` (carrying
+        the state of the SLOs it kept, engine.core.reload); `ended` (the `resolved` of
+        alerts of SLOs removed or reset) goes to the sinks and incidents first."""
+        self._applied(list(ended), tick=False)
+        self.counts.use(evaluator)
+        if self.incidents is not None:
+            self.incidents.use(evaluator)
+
+    def ended(self, transitions: Iterable[Transition]) -> None:
+        """The partition holds no SLO of a reloaded config: the `resolved` of its
+        firing alerts go to the sinks and incidents before it closes."""
+        self._applied(list(transitions), tick=False)
+
+    def _applied(self, transitions: list[Transition], *, tick: bool = True) -> None:
         for tr in transitions:
             self.delivery.put(tr)
         self.transitions += len(transitions)
         if self.incidents is not None:
             if transitions:
                 self.incidents.transitions(transitions)
-            self.incidents.tick()  # event time moved: quiet incidents close
+            if tick:
+                self.incidents.tick()  # event time moved: quiet incidents close
 
     def overrides_changed(self) -> None:
         """An override was set or ended: the next save writes a snapshot even when no

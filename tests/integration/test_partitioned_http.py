@@ -287,10 +287,10 @@ async def test_changes_and_corrections_answer_501(
         async with session.get(worker.url + "/v1/incidents") as resp:
             assert resp.status == 404
             assert "incidents are not configured" in (await resp.json())["error"]
-        # an evaluate worker does not reload its config: it says so rather than 404
+        # no config file to reload (a worker started from one reloads it)
         async with session.post(worker.url + "/-/reload") as resp:
-            assert resp.status == 501
-            assert "does not reload its config" in (await resp.json())["error"]
+            assert resp.status == 404
+            assert "no config file to reload" in (await resp.json())["error"]
         assert (await get(session, worker.url + "/healthz"))[0] == 200
         assert (await get(session, worker.url + "/readyz"))[0] == 503  # not consuming
     finally:

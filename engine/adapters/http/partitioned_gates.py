@@ -9,8 +9,9 @@ partition in its changelog snapshot (engine.runtime.partition_engine).
 - `GET /v1/gates/{service}`, `POST` and `DELETE /v1/gates/{service}/override`: on the
   owner, answered as one process answers them (`GatesApi` over the partition's
   evaluator and overrides; the body is the contract's). An override set or ended is
-  written to the changelog at once (`Partitions.overrides_changed`), not at the next
-  periodic snapshot, so it outlives a kill of the worker right after it answered.
+  written to the changelog before the answer (`Partitions.keep_overrides`), not at the
+  next periodic snapshot, so it outlives a kill of the worker right after it answered
+  (503 when it could not be written).
 - A service another worker owns: 307 to the same path at the owner, with
   `{"error", "service", "owner"}` (a POST or DELETE is redirected with its method and
   body: 307, not 303); 404 with `"owner": null` while the owner is not known. A service
@@ -30,6 +31,7 @@ from typing import Final
 import msgspec
 from aiohttp import web
 
+from engine.adapters.http.api import json_error
 from engine.adapters.http.bodies import JSON_TYPE, service_not_found
 from engine.adapters.http.gates import GatesApi
 from engine.adapters.http.partitions import Partitions
@@ -98,13 +100,7 @@ class PartitionedGates:
             held = self._gates[id(ev)] = (ev, gates)
         gates = held[1]
         gates.overrides = overrides  # a restore replaces them before the engine is owned
-
-        def changed() -> None:
-            self.partitions.overrides_changed(slo)
-            if self.on_change is not None:
-                self.on_change()
-
-        gates.on_change = changed
+        gates.on_change = self.on_change
         return gates
 
     def _forget_unowned(self) -> None:
@@ -122,14 +118,14 @@ class PartitionedGates:
                 out.extend(gates.all())
         return sorted(out, key=lambda g: g.service)
 
-    def _route(self, request: web.Request) -> GatesApi | web.Response:
+    def _route(self, request: web.Request) -> tuple[str, GatesApi] | web.Response:
         service = request.match_info["service"]
         slo = self.slo_of(service)
         if slo is None:
             return service_not_found(service)
         gates = self.gates_of(slo)
         if gates is not None:
-            return gates
+            return slo, gates
         owner = self.partitions.owner_of(slo)
         if owner is None:
             body = _Elsewhere(
@@ -150,12 +146,29 @@ class PartitionedGates:
 
     async def _get(self, request: web.Request) -> web.Response:
         routed = self._route(request)
-        return routed if isinstance(routed, web.Response) else await routed._get(request)
+        return routed if isinstance(routed, web.Response) else await routed[1]._get(request)
 
     async def _set(self, request: web.Request) -> web.Response:
         routed = self._route(request)
-        return routed if isinstance(routed, web.Response) else await routed._set(request)
+        if isinstance(routed, web.Response):
+            return routed
+        return await self._kept(routed[0], await routed[1]._set(request))
 
     async def _end(self, request: web.Request) -> web.Response:
         routed = self._route(request)
-        return routed if isinstance(routed, web.Response) else await routed._end(request)
+        if isinstance(routed, web.Response):
+            return routed
+        return await self._kept(routed[0], await routed[1]._end(request))
+
+    async def _kept(self, slo: str, answer: web.Response) -> web.Response:
+        """`answer` once the change it made is kept with the partition; 503 when it
+        could not be written (the override is in force here, but a kill of this
+        worker before its next snapshot would lose it)."""
+        if answer.status >= 300 or await self.partitions.keep_overrides(slo):
+            return answer
+        return json_error(
+            503,
+            "the override is in force on this worker but could not be written to the "
+            "changelog yet; it is lost if this worker stops before its next snapshot "
+            "(retry to make sure)",
+        )

@@ -59,9 +59,10 @@ class Partitions(Protocol):
         None when this worker does not own it."""
         ...
 
-    def overrides_changed(self, slo: str) -> None:
+    async def keep_overrides(self, slo: str) -> bool:
         """An override of the SLO's service was set or ended: keep it (the worker
-        writes the partition's snapshot at once)."""
+        writes the partition's snapshot before the route answers). False when it could
+        not be kept (the override is in force, but only in this worker's memory)."""
         ...
 
 
@@ -84,7 +85,7 @@ class OwnedPartitions:
     overrides: dict[int, Overrides] = field(default_factory=dict)
     """Owned partition -> its gate overrides (made on first use)."""
     overrides_changes: list[int] = field(default_factory=list)
-    """The partitions whose overrides changed, in order (`overrides_changed`)."""
+    """The partitions whose overrides changed, in order (`keep_overrides`)."""
 
     def engines(self) -> Mapping[int, Evaluator]:
         return {p: ev for p, (ev, _) in self.owned.items()}
@@ -105,5 +106,6 @@ class OwnedPartitions:
         p = self.partition_of(slo)
         return self.overrides.setdefault(p, Overrides()) if p in self.owned else None
 
-    def overrides_changed(self, slo: str) -> None:
+    async def keep_overrides(self, slo: str) -> bool:
         self.overrides_changes.append(self.partition_of(slo))
+        return True

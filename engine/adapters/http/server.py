@@ -287,11 +287,8 @@ class HttpServer:
         self.incidents = IncidentsApi(incidents)
         self.incidents.add_routes(self.app)
         self.ui.add_routes(self.app)
-        self.app.router.add_post("/-/reload", self._no_reload)
-
-    async def _no_reload(self, request: web.Request) -> web.Response:
-        """An evaluate worker does not reload (docs/operations.md): restart it."""
-        return json_error(501, "--role evaluate does not reload its config; restart the worker")
+        self.on_reload = None  # set by the worker (engine.runtime.evaluate_reload)
+        self.app.router.add_post("/-/reload", self._reload)
 
     @property
     def connections(self) -> int:
