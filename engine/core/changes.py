@@ -206,12 +206,21 @@ def _num(x: float) -> float | None:
 class ChangeLog:
     """The changes kept, oldest first (by `at`, then arrival)."""
 
-    def __init__(self, window_s: float, max_kept: int) -> None:
+    def __init__(
+        self, window_s: float, max_kept: int, *, first_id: int = 1, id_step: int = 1
+    ) -> None:
+        """Ids are `first_id`, `first_id + id_step`, ...: an evaluate worker's partition
+        `p` of `n` numbers its changes `p + 1 + k * n`, so ids are unique over all
+        partitions (engine.runtime.partition_engine)."""
+        if id_step < 1 or not 1 <= first_id <= id_step:
+            raise ValueError(f"first id {first_id} must be 1..{id_step}")
         self.window_s = float(window_s)
         self.max_kept = max_kept
+        self.first_id = first_id
+        self.id_step = id_step
         self._changes: list[Change] = []
         self._keys: dict[tuple[str, str, str | None, float, str | None, str | None], int] = {}
-        self._next_id = 1
+        self._next_id = first_id
         self._counts: Counter[tuple[str, str]] = Counter()
 
     def __len__(self) -> int:
@@ -239,7 +248,7 @@ class ChangeLog:
         same = self._keys.get(change.key)
         if same is not None:
             return next(c for c in self._changes if c.id == same), False
-        self._next_id += 1
+        self._next_id += self.id_step
         self._changes.append(change)
         self._changes.sort(key=lambda c: (c.at_s, c.id))
         self._keys[change.key] = change.id
@@ -353,7 +362,9 @@ class ChangeLog:
             except msgspec.DecodeError as exc:
                 raise ValueError(f"changes: {exc}") from None
         self._changes = sorted(saved.changes, key=lambda c: (c.at_s, c.id))
-        self._next_id = max([saved.next_id, *(c.id + 1 for c in self._changes)])
+        after = max([saved.next_id, *(c.id + 1 for c in self._changes)])
+        # the first id of this log's sequence at or after `after`
+        self._next_id = after + (self.first_id - after) % self.id_step
         self._keys = {c.key: c.id for c in self._changes}
         self._trim()
         return len(self._changes)

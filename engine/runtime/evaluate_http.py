@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 
 from engine.adapters.http.partitioned_metrics import PartitionedMetrics
 from engine.adapters.http.server import HttpServer
+from engine.core.changes import ChangeLog
 from engine.core.config import Config
 from engine.core.evaluator import Evaluator
 from engine.core.history import History
@@ -69,8 +70,12 @@ class WorkerPartitions:
         engine = self.worker.engine_of(slo)
         return None if engine is None else engine.overrides
 
-    async def keep_overrides(self, slo: str) -> bool:
-        return await self.worker.keep_overrides(slo)
+    def changes_of(self, slo: str) -> ChangeLog | None:
+        engine = self.worker.engine_of(slo)
+        return None if engine is None else engine.changes
+
+    async def keep(self, slo: str) -> bool:
+        return await self.worker.keep(slo)
 
     def observe(self, partition: int) -> None:
         """Sample the partition's evaluator into its history (a new one when the

@@ -40,7 +40,6 @@ from engine.adapters.store.incidents import (
     check_limit,
     incident_store,
 )
-from engine.core.changes import ChangeLog
 from engine.core.config import Config
 from engine.core.incidents import Incident
 from engine.core.postmortem import PostmortemIncident
@@ -149,7 +148,7 @@ class WorkerIncidents:
         services = {s.service for s in engine.evaluator.config_slos if s.service}
         recorder = IncidentRecorder(
             engine.evaluator,
-            ChangeLog(0.0, 0),  # changes are not taken in this role (501)
+            engine.changes,  # a change taken over HTTP goes to the open incident
             _Borrowed(self.store, services),
             self.quiet_period_s,
             self.clock,

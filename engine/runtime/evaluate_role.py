@@ -187,14 +187,17 @@ class EvaluateWorker:
         engine = self.engine_of(slo)
         return None if engine is None else engine.evaluator
 
-    async def keep_overrides(self, slo: str) -> bool:
-        """An override of `slo`'s service was set or ended over HTTP: the partition's
-        snapshot is written before the route answers, so the override outlives a kill
-        of this worker. False when it could not be written (the next save retries)."""
+    async def keep(self, slo: str) -> bool:
+        """An override of `slo`'s service was set or ended, or a change taken, over
+        HTTP: the partition's snapshot is written before the route answers, so it
+        outlives a kill of this worker. False when it could not be written (the next
+        save retries)."""
         engine = self.engine_of(slo)
         if engine is None:
             return False
-        engine.overrides_changed()
+        engine.edited()
+        if engine.incidents is not None:  # a change taken goes to the open incident
+            engine.incidents.changes_taken()
         if self._log is None:
             return False  # not started: the first save writes it
         return await self._save(engine, "override")
@@ -399,11 +402,11 @@ class EvaluateWorker:
         if (
             not force
             and engine.saved_offset == engine.offset
-            and engine.saved_overrides_changes == engine.overrides_changes
+            and engine.saved_edits == engine.edits
             and not engine.delivery.undelivered()
         ):
             return True
-        offset, changes = engine.offset, engine.overrides_changes
+        offset, changes = engine.offset, engine.edits
         data = engine.snapshot()
         try:
             await self._changelog.writer.write(engine.partition, STATE_KEY, data)
@@ -413,7 +416,7 @@ class EvaluateWorker:
             )
             return False
         engine.saved_offset = offset
-        engine.saved_overrides_changes = changes
+        engine.saved_edits = changes
         self.snapshots_written += 1
         log.debug("partition %d: snapshot at offset %d (%s)", engine.partition, offset, reason)
         return True
@@ -493,7 +496,9 @@ class EvaluateWorker:
     async def _engine(self, p: int, slos: list[str], snapshot: bytes | None) -> PartitionEngine:
         """A started engine for partition `p` over `slos`, restored from `snapshot` when
         it fits (else from the start of the partition)."""
-        engine = PartitionEngine(p, self.config, slos, self._sinks(self.config, self.url))
+        engine = PartitionEngine(
+            p, self.config, slos, self._sinks(self.config, self.url), partitions=self.partitions
+        )
         if self.incidents is not None:
             engine.incidents = self.incidents.recorder(engine)
         if snapshot is not None and engine.restore(snapshot):
@@ -639,6 +644,12 @@ async def run_evaluate(
     ConfigError for Kafka settings that cannot be used (TLS files, SASL secrets), or an
     incident store the workers cannot share."""
     check_shared_store(config)
+    if config.kafka.changes_topic is not None:
+        log.warning(
+            "kafka.changes_topic is read by the single process (--role all) only; an "
+            "evaluate worker takes changes posted to its /v1/changes",
+            extra={"data": {"event": "changes_topic_not_read", "role": "evaluate"}},
+        )
     worker = EvaluateWorker(config, listen=listen, **options)
     reloader = None
     if config_path is not None:

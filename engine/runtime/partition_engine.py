@@ -6,8 +6,8 @@ own), and the counts-topic offset it has applied. Its snapshot, one changelog re
 (engine.adapters.kafka.changelog), is the evaluator's state (engine.core.snapshot), the
 undelivered alerts as the state file keeps them, the writers' watermark not yet advanced
 to (engine.core.partition_counts), the gate overrides of its services (still in force
-when restored; wall-clock expiry, as in one process) and the offset they cover, taken in
-one event-loop step between records, so they always agree.
+when restored; wall-clock expiry, as in one process), their changes, and the offset
+they cover, taken in one event-loop step between records, so they always agree.
 
 Restored on another worker, the engine reads the counts on from that offset: the records
 after the snapshot give the same transitions again (event time moves only by the
@@ -27,6 +27,7 @@ import msgspec
 
 from engine.adapters.alerts.sinks import Sink
 from engine.core import snapshot
+from engine.core.changes import ChangeLog
 from engine.core.config import Config
 from engine.core.evaluator import Evaluator, Transition
 from engine.core.overrides import Overrides
@@ -53,6 +54,8 @@ class PartitionSnapshot(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     """The newest writer watermark read, time not advanced to yet (None: none read)."""
     overrides: bytes = b""
     """The gate overrides of the partition's services (`Overrides.encode`)."""
+    changes: bytes = b""
+    """The changes of the partition's services (`ChangeLog.encode`)."""
 
 
 _ENCODER: Final = msgspec.msgpack.Encoder()
@@ -69,6 +72,7 @@ class PartitionEngine:
         slos: Iterable[str],
         sinks: Sequence[Sink],
         clock: Callable[[], float] = time.time,
+        partitions: int = 1,
     ) -> None:
         self.partition = partition
         self.counts = PartitionCounts(config, slos)
@@ -80,10 +84,22 @@ class PartitionEngine:
         self.incidents: IncidentRecorder | None = None
         """The incident book of the partition's services (with `incidents:`), fed here
         after each record or batch (engine.runtime.evaluate_incidents)."""
-        self.overrides_changes = 0
-        """Counts overrides set or ended here (`overrides_changed`)."""
-        self.saved_overrides_changes = 0
-        """`overrides_changes` as of the last snapshot written."""
+        settings = config.changes
+        self.changes = ChangeLog(
+            settings.attribution_window_s,
+            settings.max_kept,
+            first_id=partition + 1,
+            id_step=max(partitions, partition + 1),
+        )
+        """The changes of the partition's services (posted to this worker's
+        `/v1/changes`), numbered apart from every other partition's, moved with it in
+        the snapshot; alerts in a change's attribution window name it."""
+        self._service_of = {s.name: s.service for s in config.slos}
+        self.edits = 0
+        """Counts what the HTTP routes changed here: overrides set or ended, changes
+        taken (`edited`)."""
+        self.saved_edits = 0
+        """`edits` as of the last snapshot written."""
         self.offset = 0
         """The next counts offset to apply (0: from the start of the partition)."""
         self.saved_offset: int | None = None
@@ -103,8 +119,7 @@ class PartitionEngine:
             return []
         transitions = self.counts.apply_record(value)
         self.offset = offset + 1
-        self._applied(transitions)
-        return transitions
+        return self._applied(transitions)
 
     def apply_batch(self, records: Sequence[tuple[int, bytes | None]]) -> list[Transition]:
         """`apply` of each (offset, value), in one pass of the evaluator (the same
@@ -114,8 +129,7 @@ class PartitionEngine:
             return []
         transitions = self.counts.apply_records(values)
         self.offset = records[-1][0] + 1
-        self._applied(transitions)
-        return transitions
+        return self._applied(transitions)
 
     def use(self, evaluator: Evaluator, ended: Iterable[Transition] = ()) -> None:
         """Evaluate the partition's SLOs of a reloaded config with `evaluator` (carrying
@@ -123,6 +137,7 @@ class PartitionEngine:
         alerts of SLOs removed or reset) goes to the sinks and incidents first."""
         self._applied(list(ended), tick=False)
         self.counts.use(evaluator)
+        self._service_of = {s.name: s.service for s in evaluator.config_slos}
         if self.incidents is not None:
             self.incidents.use(evaluator)
 
@@ -131,7 +146,15 @@ class PartitionEngine:
         firing alerts go to the sinks and incidents before it closes."""
         self._applied(list(transitions), tick=False)
 
-    def _applied(self, transitions: list[Transition], *, tick: bool = True) -> None:
+    def _applied(self, transitions: list[Transition], *, tick: bool = True) -> list[Transition]:
+        """Hand `transitions` (named with the changes in whose window they fall) to the
+        sinks and the incident book; returns them as handed."""
+        if transitions and len(self.changes):
+            # alerts in a change's attribution window name it, with what it burnt so far
+            self.changes.update(self.evaluator)
+            transitions = [
+                self.changes.annotate(tr, self._service_of.get(tr.slo)) for tr in transitions
+            ]
         for tr in transitions:
             self.delivery.put(tr)
         self.transitions += len(transitions)
@@ -140,11 +163,12 @@ class PartitionEngine:
                 self.incidents.transitions(transitions)
             if tick:
                 self.incidents.tick()  # event time moved: quiet incidents close
+        return transitions
 
-    def overrides_changed(self) -> None:
-        """An override was set or ended: the next save writes a snapshot even when no
-        record was applied since the last."""
-        self.overrides_changes += 1
+    def edited(self) -> None:
+        """An override was set or ended, or a change taken: the next save writes a
+        snapshot even when no record was applied since the last."""
+        self.edits += 1
 
     def snapshot(self) -> bytes:
         """This engine's changelog record (synchronous: one step with the offset)."""
@@ -158,6 +182,7 @@ class PartitionEngine:
                     pending if math.isfinite(pending := self.counts.pending_watermark_s) else None
                 ),
                 overrides=self.overrides.encode(),
+                changes=self.changes.encode(),
             )
         )
 
@@ -175,8 +200,15 @@ class PartitionEngine:
             if pending is not None and not math.isfinite(pending):
                 raise SnapshotError(f"pending watermark {pending}")
             overrides = Overrides()
+            checked = ChangeLog(
+                self.changes.window_s,
+                self.changes.max_kept,
+                first_id=self.changes.first_id,
+                id_step=self.changes.id_step,
+            )
             try:
                 overrides.load(saved.overrides, self.clock())
+                checked.load(saved.changes)
             except ValueError as exc:
                 raise SnapshotError(str(exc)) from None
             snapshot.load(self.evaluator, saved.evaluator)
@@ -191,6 +223,7 @@ class PartitionEngine:
             return False
         self.counts.load_pending(pending)
         self.overrides = overrides
+        self.changes.load(saved.changes)  # read above: the incident book keeps this log
         self.offset = self.saved_offset = saved.offset
         self.restored = True
         self._restored_deliveries = saved.deliveries

@@ -5,8 +5,9 @@ Two worker subprocesses are fed count deltas in transactions; each one's `/metri
 must parse as the text format, hold the owned SLOs' series and the worker's own
 consumer figures, and `/v1/slos/{name}` of an SLO the other worker owns must redirect
 there (the owner's URL read from the changelog's owner records). A gate override
-POSTed to the wrong worker reaches the owner of its service; once that worker is killed,
-the one left answers every SLO itself, and the gate with the override.
+and a change POSTed to the wrong worker reach the owner of their service; once that
+worker is killed, the one left answers every SLO itself, the gate with the override and
+the service's changes with that change.
 """
 
 from __future__ import annotations
@@ -143,6 +144,11 @@ async def test_workers_serve_metrics_and_redirect_to_each_others_slos(
         async with session.post(f"{urls['a']}/v1/gates/{service}/override", json=override) as resp:
             assert resp.status == 201, await resp.text()
             assert str(resp.url).startswith(urls["b"])
+        deploy = {"service": service, "kind": "deploy", "version": "v9"}
+        async with session.post(f"{urls['a']}/v1/changes", json=deploy) as resp:
+            assert resp.status == 201, await resp.text()
+            assert str(resp.url).startswith(urls["b"])
+            change = await resp.json()
         c.stop("b", signal.SIGKILL)
 
         async def answered_at_a() -> bool:
@@ -157,3 +163,7 @@ async def test_workers_serve_metrics_and_redirect_to_each_others_slos(
             assert resp.status == 200
             gate = await resp.json()
         assert (gate["decision"], gate["override"]["ticket"]) == ("pass", "OPS-9")
+        async with session.get(f"{urls['a']}/v1/changes?service={service}") as resp:
+            assert resp.status == 200
+            kept = (await resp.json())["changes"]
+        assert [(k["id"], k["version"]) for k in kept] == [(change["id"], "v9")]

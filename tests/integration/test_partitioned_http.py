@@ -31,6 +31,7 @@ from tests.integration.prometheus_server import promtool_check_metrics
 from tests.integration.test_scopes import TOKENS, UI_PAGES, route_table, status_of, tokens_yaml
 from tests.unit.adapters.http.partitioned_sample import (
     CONFIG,
+    T0,
     config,
     fed,
     names_in,
@@ -264,15 +265,13 @@ async def test_metrics_over_http_pass_promtool(session: aiohttp.ClientSession) -
 
 
 NOT_SERVED = [
-    ("GET", "/v1/changes"),
-    ("POST", "/v1/changes"),
     ("GET", "/v1/corrections"),
     ("POST", "/v1/corrections"),
 ]
 
 
 @pytest.mark.asyncio
-async def test_changes_and_corrections_answer_501(
+async def test_corrections_answer_501(
     session: aiohttp.ClientSession,
 ) -> None:
     parts, _ = owned_partitions([0, 1, 2, 3])
@@ -454,8 +453,8 @@ async def test_a_gate_owned_elsewhere_redirects_and_an_override_follows_it(
             assert str(resp.url) == f"{b.url}/v1/gates/shop/override"
             got = await resp.json()
         assert (got["decision"], got["override"]["ticket"]) == ("pass", "OPS-7")
-        assert b_parts.overrides_changes == [2]
-        assert a_parts.overrides_changes == []
+        assert b_parts.kept == [2]
+        assert a_parts.kept == []
         held = b_parts.overrides_of("shop-avail")
         assert held is not None
         assert [(o.service, o.ticket) for o in held.all(time.time())] == [("shop", "OPS-7")]
@@ -465,7 +464,7 @@ async def test_a_gate_owned_elsewhere_redirects_and_an_override_follows_it(
             assert resp.status == 200, await resp.text()
             got = await resp.json()
         assert got["override"] is None
-        assert b_parts.overrides_changes == [2, 2]
+        assert b_parts.kept == [2, 2]
     finally:
         await a.stop()
         await b.stop()
@@ -487,3 +486,63 @@ async def test_a_gate_whose_owner_is_not_known_is_404_with_a_null_owner(
         assert (status, got) == (404, {"error": "no SLO has that service", "service": "nobody"})
     finally:
         await worker.stop()
+
+
+@pytest.mark.asyncio
+async def test_changes_are_kept_by_the_owner_of_their_service(
+    session: aiohttp.ClientSession,
+) -> None:
+    """Two workers: a change of shop (partition 2, b's) POSTed to a follows the 307 to
+    b, which keeps it (written before the answer), lists it, names it in its /metrics;
+    a lists only its own services' changes; a body without a known service gets the
+    single process's 400 at any worker."""
+    a_parts, a_engines = owned_partitions([0, 1])
+    b_parts, _ = owned_partitions([2, 3])
+    a, b = await serve(a_parts), await serve(b_parts)
+    single = await serve_single(names_in(a_engines))
+    a_parts.owners.update({2: b.url, 3: b.url})
+    b_parts.owners.update({0: a.url, 1: a.url})
+    try:
+        change = {"service": "shop", "kind": "deploy", "version": "v2"}
+        async with session.post(f"{a.url}/v1/changes", json=change) as resp:
+            assert resp.status == 201, await resp.text()
+            assert str(resp.url) == f"{b.url}/v1/changes"
+            got = await resp.json()
+        assert (got["service"], got["version"], got["source"]) == ("shop", "v2", "api")
+        assert b_parts.kept == [2]
+        async with session.post(f"{b.url}/v1/changes", json=change) as resp:
+            assert resp.status == 200  # the same change: the one kept
+            assert (await resp.json())["id"] == got["id"]
+        assert b_parts.kept == [2]  # nothing new to keep
+        status, headers, _ = await get(session, f"{a.url}/v1/changes?service=shop&limit=5")
+        assert (status, headers["Location"]) == (307, f"{b.url}/v1/changes?service=shop&limit=5")
+        status, _, listed = await get(session, f"{a.url}/v1/changes?service=shop", follow=True)
+        assert (status, [c["id"] for c in listed["changes"]]) == (200, [got["id"]])
+        api = {"service": "api", "kind": "config", "at": T0 - 30}
+        async with session.post(f"{a.url}/v1/changes", json=api) as resp:
+            assert resp.status == 201
+            mine = await resp.json()
+        assert mine["slos"]  # attributed against api's SLOs at a
+        status, _, listed = await get(session, f"{a.url}/v1/changes")
+        assert [c["id"] for c in listed["changes"]] == [mine["id"]]  # a's services only
+        assert mine["id"] != got["id"]  # partitions number their changes apart
+        assert 'burnrate_changes_total{kind="deploy",service="shop"} 1.0' in (
+            await metrics_of(session, b.url)
+        )
+        for body in (
+            {"service": "nobody", "kind": "deploy"},
+            {"kind": "deploy"},
+            {"service": 3, "kind": "deploy"},
+        ):
+            async with session.post(f"{a.url}/v1/changes", json=body) as resp:
+                mine_status, errors = resp.status, await resp.json()
+            async with session.post(f"{single.url}/v1/changes", json=body) as resp:
+                assert (mine_status, errors) == (resp.status, await resp.json()), body
+            assert mine_status == 400
+        async with session.post(f"{a.url}/v1/changes", data=b"{not json") as resp:
+            assert resp.status == 400
+        status, _, got = await get(session, f"{a.url}/v1/changes?service=nobody")
+        assert status == 404
+    finally:
+        for server in (a, b, single):
+            await server.stop()

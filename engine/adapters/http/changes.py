@@ -160,12 +160,17 @@ class ChangesApi:
             data = await read_bounded(request, MAX_BODY_BYTES)
         except BodyError as exc:
             return invalid(exc.status, exc.errors)
+        answer, _ = self.add(data, request)
+        return answer
+
+    def add(self, data: bytes, request: web.Request) -> tuple[web.Response, bool]:
+        """Take the change in the body `data`: the answer, and whether it is new."""
         try:
             change, added = take_change(
                 self.evaluator, self.changes, data, source="api", wall_s=self.clock()
             )
         except ConfigError as exc:
-            return invalid(400, exc.errors)
+            return invalid(400, exc.errors), False
         view = change_view(change)
         if added:
             log_change(change, request.remote)
@@ -173,7 +178,8 @@ class ChangesApi:
             if self.on_change is not None:
                 self.on_change()
         body = _encoder.encode(view)
-        return web.Response(status=201 if added else 200, body=body, content_type=JSON_TYPE)
+        status = 201 if added else 200
+        return web.Response(status=status, body=body, content_type=JSON_TYPE), added
 
 
 def record_change(audit: AuditSink, actor: str, change: Change, remote: str | None) -> None:

@@ -26,10 +26,10 @@ process (`SloApi`, `HistoryApi`, `SummaryApi`, kept per evaluator while it is ow
   one partition, so its owner serves its gate and overrides).
 - The incident routes: engine.adapters.http.incidents over the worker's incidents
   (engine.runtime.evaluate_incidents).
-- The change and correction routes answer 501 `{"error": ...}`: changes arrive on
-  their own topic and would have to reach each service's owner, and move with it; a
-  correction added at run time would have to reach each of its SLOs' owners and
-  outlive their moves. The single process (`--role all`) serves them.
+- The change routes: engine.adapters.http.partitioned_changes.
+- The correction routes answer 501 `{"error": ...}`: a correction added at run time
+  would have to reach each of its SLOs' owners (a correction may name several
+  services) and outlive their moves. The single process (`--role all`) serves them.
 - The web UI (engine.adapters.http.partitioned_ui): the list of the owned SLOs, the
   page of each; an SLO owned elsewhere redirects to its page at the owner.
 
@@ -132,7 +132,6 @@ class PartitionedApi:
         app.router.add_get("/v1/slos/{name}/history", self._history)
         app.router.add_get("/v1/summary", self._summary)
         for path, methods, what in (
-            ("/v1/changes", ("GET", "POST"), "a change is attributed to every SLO of a service"),
             (
                 "/v1/corrections",
                 ("GET", "POST"),

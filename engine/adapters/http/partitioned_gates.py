@@ -9,7 +9,7 @@ partition in its changelog snapshot (engine.runtime.partition_engine).
 - `GET /v1/gates/{service}`, `POST` and `DELETE /v1/gates/{service}/override`: on the
   owner, answered as one process answers them (`GatesApi` over the partition's
   evaluator and overrides; the body is the contract's). An override set or ended is
-  written to the changelog before the answer (`Partitions.keep_overrides`), not at the
+  written to the changelog before the answer (`Partitions.keep`), not at the
   next periodic snapshot, so it outlives a kill of the worker right after it answered
   (503 when it could not be written).
 - A service another worker owns: 307 to the same path at the owner, with
@@ -164,7 +164,7 @@ class PartitionedGates:
         """`answer` once the change it made is kept with the partition; 503 when it
         could not be written (the override is in force here, but a kill of this
         worker before its next snapshot would lose it)."""
-        if answer.status >= 300 or await self.partitions.keep_overrides(slo):
+        if answer.status >= 300 or await self.partitions.keep(slo):
             return answer
         return json_error(
             503,

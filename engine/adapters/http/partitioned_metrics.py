@@ -31,8 +31,8 @@ worker that owns it, and a dashboard or rule written for one process works uncha
   audit) are written once, from the worker's own source status, as in one process.
 - The release gate (`burnrate_gate_decision`): the services whose partitions this
   worker owns (engine.adapters.http.partitioned_gates), each service on one worker.
-- The change counters are not written: changes are not served in this role
-  (docs/scaling.md, "HTTP in the evaluate role").
+- The change counters (`burnrate_changes_total`): the changes this worker took, of
+  the services it owns (engine.adapters.http.partitioned_changes).
 
 Cost: each partition renders only its own SLOs and the merge joins strings, so a
 render costs about what one evaluator of the same SLOs costs, plus a few array
@@ -55,9 +55,6 @@ from engine.core.evaluator import Evaluator
 __all__ = ["PartitionedCollector", "PartitionedMetrics", "PartitionedSloText"]
 
 log = logging.getLogger("burnrate.adapters.http.partitioned_metrics")
-
-NOT_EXPORTED = frozenset({"burnrate_changes"})
-"""Families of one process that an evaluate worker does not write."""
 
 
 class PartitionedSloText:
@@ -127,13 +124,6 @@ class PartitionedCollector(EngineCollector):
         # no single evaluator: the evaluator families below read every partition's
         self.partitions = partitions
         self._init_hooks(status, clock)
-
-    def collect(self) -> Iterable[Metric]:
-        # the change counters: changes are not served in this role, left out even if a
-        # hook is set (see the module docstring)
-        for family in super().collect():
-            if family.name not in NOT_EXPORTED:
-                yield family
 
     def _evaluator_counts(self) -> Iterable[Metric]:
         rejected = CounterMetricFamily(

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from engine.core.changes import ChangeLog
 from engine.core.config import Config
 from engine.core.evaluator import Evaluator
 from engine.core.history import History
@@ -59,10 +60,15 @@ class Partitions(Protocol):
         None when this worker does not own it."""
         ...
 
-    async def keep_overrides(self, slo: str) -> bool:
-        """An override of the SLO's service was set or ended: keep it (the worker
-        writes the partition's snapshot before the route answers). False when it could
-        not be kept (the override is in force, but only in this worker's memory)."""
+    def changes_of(self, slo: str) -> ChangeLog | None:
+        """The change log kept with the SLO's partition (its service's changes); None
+        when this worker does not own it."""
+        ...
+
+    async def keep(self, slo: str) -> bool:
+        """An override of the SLO's service was set or ended, or a change taken: keep it
+        (the worker writes the partition's snapshot before the route answers). False
+        when it could not be kept (in force, but only in this worker's memory)."""
         ...
 
 
@@ -84,8 +90,13 @@ class OwnedPartitions:
     """Partition owned by another worker -> that worker's base URL, when known."""
     overrides: dict[int, Overrides] = field(default_factory=dict)
     """Owned partition -> its gate overrides (made on first use)."""
-    overrides_changes: list[int] = field(default_factory=list)
-    """The partitions whose overrides changed, in order (`keep_overrides`)."""
+    partitions: int = 1
+    """Partitions of the counts topic: a partition's change ids are numbered apart
+    (engine.runtime.partition_engine)."""
+    changes: dict[int, ChangeLog] = field(default_factory=dict)
+    """Owned partition -> its change log (made on first use)."""
+    kept: list[int] = field(default_factory=list)
+    """The partitions whose overrides changed, in order (`keep`)."""
 
     def engines(self) -> Mapping[int, Evaluator]:
         return {p: ev for p, (ev, _) in self.owned.items()}
@@ -106,6 +117,20 @@ class OwnedPartitions:
         p = self.partition_of(slo)
         return self.overrides.setdefault(p, Overrides()) if p in self.owned else None
 
-    async def keep_overrides(self, slo: str) -> bool:
-        self.overrides_changes.append(self.partition_of(slo))
+    def changes_of(self, slo: str) -> ChangeLog | None:
+        p = self.partition_of(slo)
+        if p not in self.owned:
+            return None
+        settings = self.config.changes
+        if p not in self.changes:
+            self.changes[p] = ChangeLog(
+                settings.attribution_window_s,
+                settings.max_kept,
+                first_id=p + 1,
+                id_step=max(self.partitions, p + 1),
+            )
+        return self.changes[p]
+
+    async def keep(self, slo: str) -> bool:
+        self.kept.append(self.partition_of(slo))
         return True

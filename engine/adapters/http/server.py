@@ -65,6 +65,7 @@ from engine.adapters.http.incidents import IncidentsApi, IncidentSource
 from engine.adapters.http.listen import parse_listen
 from engine.adapters.http.metrics import CONTENT_TYPE, EngineMetrics
 from engine.adapters.http.partitioned import PartitionedApi
+from engine.adapters.http.partitioned_changes import PartitionedChanges
 from engine.adapters.http.partitioned_gates import PartitionedGates
 from engine.adapters.http.partitioned_ui import PartitionedUi
 from engine.adapters.http.partitions import Partitions
@@ -280,10 +281,15 @@ class HttpServer:
             generation=lambda: self.metrics.generation,
         )
         self.metrics.collector.gates = self.partitioned_gates.all
+        self.partitioned_changes = PartitionedChanges(
+            partitions, self.metrics.collector.clock, on_change=self.metrics.invalidate
+        )
+        self.metrics.collector.changes = self.partitioned_changes.counts
         self.ui = PartitionedUi(self.partitioned, self.auth)
         self.app = self._app(self.ui.middleware())
         self.partitioned.add_routes(self.app)
         self.partitioned_gates.add_routes(self.app)
+        self.partitioned_changes.add_routes(self.app)
         self.incidents = IncidentsApi(incidents)
         self.incidents.add_routes(self.app)
         self.ui.add_routes(self.app)

@@ -315,3 +315,31 @@ def test_attribution_matches_a_naive_count(
                 assert a.error_budget_consumed_ratio is None
             else:
                 assert a.error_budget_consumed_ratio == want
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.integers(1, 12).flatmap(lambda n: st.tuples(st.just(n), st.integers(1, n))),
+    st.lists(st.integers(0, 5), min_size=1, max_size=20),
+    st.integers(0, 19),
+)
+def test_partition_logs_number_their_changes_apart(
+    step: tuple[int, int], versions: list[int], cut: int
+) -> None:
+    """Each of `n` logs numbers `first_id + k * n`: no two logs give one id, even after
+    a log is saved and loaded part way (a partition moving to another worker)."""
+    n, first = step
+    log = ChangeLog(3600, 100, first_id=first, id_step=n)
+    ids = []
+    for k, v in enumerate(versions):
+        if k == cut:
+            again = ChangeLog(3600, 100, first_id=first, id_step=n)
+            again.load(log.encode())
+            log = again
+        req = ChangeRequest(service="api", kind="deploy", version=f"v{k}.{v}")
+        change, added = log.add(req, source="api", at_s=1000.0 + k, received_at_s=1000.0 + k)
+        assert added
+        ids.append(change.id)
+    assert ids == [first + k * n for k in range(len(versions))]
+    with pytest.raises(ValueError, match="first id"):
+        ChangeLog(3600, 100, first_id=n + 1, id_step=n)

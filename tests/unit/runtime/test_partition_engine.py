@@ -11,6 +11,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine.core.changes import ChangeRequest
 from engine.core.config import parse_config
 from engine.core.deltas import encode_delta, encode_heartbeat
 from engine.core.evaluator import Transition
@@ -127,15 +128,15 @@ def test_the_overrides_move_with_the_snapshot_and_expire_on_the_wall_clock() -> 
     now = [1_800_000_000.0]
     engine = PartitionEngine(0, CONFIG, ["a", "b"], [], clock=lambda: now[0])
     run(engine, records()[:10], 0)
-    assert engine.overrides_changes == 0
+    assert engine.edits == 0
     engine.overrides.set(
         Override(service="a", reason="hotfix", set_at_s=now[0], expires_at_s=now[0] + 60)
     )
     engine.overrides.set(
         Override(service="b", reason="long", set_at_s=now[0], expires_at_s=now[0] + 600)
     )
-    engine.overrides_changed()
-    assert engine.overrides_changes == 1
+    engine.edited()
+    assert engine.edits == 1
     data = engine.snapshot()
     now[0] += 120  # a's expired meanwhile
     moved = PartitionEngine(0, CONFIG, ["a", "b"], [], clock=lambda: now[0])
@@ -153,3 +154,26 @@ def test_the_overrides_move_with_the_snapshot_and_expire_on_the_wall_clock() -> 
     fresh = PartitionEngine(0, CONFIG, ["a", "b"], [])
     assert not fresh.restore(broken)
     assert fresh.offset == 0
+
+
+def test_changes_name_the_alerts_in_their_window_and_move_with_the_snapshot() -> None:
+    """A deploy of `a` just before its failing minutes: the page names it; the change
+    log moves with the snapshot and goes on numbering the partition's own ids."""
+    engine = PartitionEngine(2, CONFIG, ["a", "b"], [], partitions=4)
+    req = ChangeRequest(service="a", kind="deploy", version="v7")
+    change, added = engine.changes.add(req, source="api", at_s=T0 + 190.0, received_at_s=T0 + 190.0)
+    assert (added, change.id) == (True, 3)  # partition 2 of 4: ids 3, 7, 11, ...
+    fired = [t for t in run(engine, records(), 0) if t.state == "firing"]
+    page = next(t for t in fired if t.slo == "a")
+    assert [(n.id, n.kind, n.version) for n in page.changes] == [(3, "deploy", "v7")]
+    assert all(not t.changes for t in fired if t.slo == "b")  # another service
+    moved = PartitionEngine(2, CONFIG, ["a", "b"], [], partitions=4)
+    assert moved.restore(engine.snapshot())
+    assert [c.id for c in moved.changes.changes()] == [3]
+    again, _ = moved.changes.add(
+        ChangeRequest(service="a", kind="deploy", version="v8"),
+        source="api",
+        at_s=T0 + 9000.0,
+        received_at_s=T0 + 9000.0,
+    )
+    assert again.id == 7

@@ -132,6 +132,7 @@ def owned_partitions(
         partition_of=partition_of(cfg),
         owned={p: (ev, History(ev)) for p, ev in engines.items()},
         owners=dict(owners or {}),
+        partitions=PARTITIONS,
     )
     return parts, engines
 

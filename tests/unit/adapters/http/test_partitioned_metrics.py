@@ -153,16 +153,13 @@ def test_evaluator_families_carry_the_partition_and_process_families_appear_once
 T_LAG = 1_700_000_100.0
 
 
-def test_gates_are_written_and_changes_are_not_even_when_the_hook_is_set() -> None:
+def test_the_gate_and_change_families_are_written_from_their_hooks() -> None:
     parts, _ = owned_partitions([0, 1])
     metrics = PartitionedMetrics(parts, lambda: None)
     metrics.collector.gates = lambda: [ServiceGate("api", "fail", ("burning",), (), None, (), None)]
     metrics.collector.changes = lambda: {("api", "deploy"): 1}
     body = metrics.render().decode()
-    one = EngineMetrics(single(["api-avail"]), lambda: None)
-    one.collector.gates, one.collector.changes = metrics.collector.gates, metrics.collector.changes
-    assert "burnrate_changes" in one.render().decode()  # one process writes them
-    assert "burnrate_changes" not in body
+    assert 'burnrate_changes_total{kind="deploy",service="api"} 1.0' in body
     assert 'burnrate_gate_decision{decision="fail",service="api"} 1.0' in body
     check_text_format(body)
 
