@@ -52,6 +52,9 @@ class WorkerPartitions:
     def evaluator_of(self, slo: str) -> Evaluator | None:
         return self.worker.evaluator_of(slo)
 
+    def partition_of(self, slo: str) -> int:
+        return self.worker.partition_of(slo)
+
     def history_of(self, slo: str) -> History | None:
         ev = self.worker.evaluator_of(slo)
         if ev is None:

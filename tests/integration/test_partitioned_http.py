@@ -264,24 +264,13 @@ async def test_metrics_over_http_pass_promtool(session: aiohttp.ClientSession) -
         await worker.stop()
 
 
-NOT_SERVED = [
-    ("GET", "/v1/corrections"),
-    ("POST", "/v1/corrections"),
-]
-
-
 @pytest.mark.asyncio
-async def test_corrections_answer_501(
+async def test_incidents_unconfigured_no_reload_file_and_the_probes(
     session: aiohttp.ClientSession,
 ) -> None:
     parts, _ = owned_partitions([0, 1, 2, 3])
     worker = await serve(parts)
     try:
-        for method, path in NOT_SERVED:
-            async with session.request(method, worker.url + path, json={}) as resp:
-                assert resp.status == 501, (method, path)
-                body = await resp.json()
-                assert "not served by an evaluate worker" in body["error"], (method, path)
         # incidents are served (engine.runtime.evaluate_incidents); not configured here
         async with session.get(worker.url + "/v1/incidents") as resp:
             assert resp.status == 404
@@ -543,6 +532,50 @@ async def test_changes_are_kept_by_the_owner_of_their_service(
             assert resp.status == 400
         status, _, got = await get(session, f"{a.url}/v1/changes?service=nobody")
         assert status == 404
+    finally:
+        for server in (a, b, single):
+            await server.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_correction_lives_with_the_partition_of_its_slos(
+    session: aiohttp.ClientSession,
+) -> None:
+    """A correction of shop (partition 2, b's) POSTed to a follows the 307 to b, which
+    applies it and keeps it (written before the answer); b lists it after the config's,
+    a does not; one covering services of two partitions is 409; a bad body gets one
+    process's 400 at any worker."""
+    a_parts, a_engines = owned_partitions([0, 1])
+    b_parts, b_engines = owned_partitions([2, 3])
+    a, b = await serve(a_parts), await serve(b_parts)
+    single = await serve_single(names_in(a_engines))
+    a_parts.owners.update({2: b.url, 3: b.url})
+    b_parts.owners.update({0: a.url, 1: a.url})
+    window = {"start": "2035-01-01T00:00:00Z", "duration": "1h", "reason": "planned"}
+    try:
+        body = {"name": "shop-maint", "services": ["shop"], **window}
+        async with session.post(f"{a.url}/v1/corrections", json=body) as resp:
+            assert resp.status == 201, await resp.text()
+            assert str(resp.url) == f"{b.url}/v1/corrections"
+            got = await resp.json()
+        assert (got["applies_to"], got["source"]) == (["shop-avail"], "api")
+        assert b_parts.kept == [2]
+        assert [c.name for c in b_engines[2].runtime_corrections] == ["shop-maint"]
+        _, _, listed = await get(session, f"{b.url}/v1/corrections")
+        assert [(c["name"], c["source"]) for c in listed["corrections"]] == [("shop-maint", "api")]
+        _, _, listed = await get(session, f"{a.url}/v1/corrections")
+        assert listed["corrections"] == []
+        both = {"name": "wide", "services": ["shop", "api"], **window}
+        async with session.post(f"{a.url}/v1/corrections", json=both) as resp:
+            assert resp.status == 409
+            assert "post one correction per service" in (await resp.json())["error"]
+        for bad in ({"name": "x", "services": ["nobody"], **window}, {"name": "x"}):
+            async with session.post(f"{a.url}/v1/corrections", json=bad) as resp:
+                mine = (resp.status, await resp.json())
+            async with session.post(f"{single.url}/v1/corrections", json=bad) as resp:
+                assert mine == (resp.status, await resp.json()), bad
+            assert mine[0] == 400
+        assert b_parts.kept == [2]
     finally:
         for server in (a, b, single):
             await server.stop()

@@ -26,6 +26,7 @@ Each accepted POST is logged at INFO with every field and the client's address
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import msgspec
@@ -38,7 +39,7 @@ from engine.adapters.http.bodies import (
     read_bounded,
 )
 from engine.adapters.store.audit import AuditSink, NullAudit
-from engine.core.config import Correction
+from engine.core.config import Correction, Slo
 from engine.core.corrections import parse_correction
 from engine.core.evaluator import Evaluator
 from engine.errors import ConfigError
@@ -77,6 +78,25 @@ def _rfc3339(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
 
 
+def correction_view(c: Correction, slos: Sequence[Slo], source: str) -> CorrectionView:
+    """The view of `c` among the SLOs `slos` (`applies_to`: those it covers)."""
+    start, end = c.start_s, c.end_s
+    return CorrectionView(
+        name=c.name,
+        start=_rfc3339(start),
+        end=_rfc3339(end),
+        start_s=start,
+        end_s=end,
+        duration_s=end - start,
+        recurrence=c.recurrence,
+        slos=c.slos,
+        services=c.services,
+        applies_to=[slos[i].name for i in c.targets(slos)],
+        reason=c.reason,
+        source=source,
+    )
+
+
 class CorrectionsApi:
     """The routes over one evaluator's corrections."""
 
@@ -89,22 +109,7 @@ class CorrectionsApi:
         app.router.add_post("/v1/corrections", self._add)
 
     def view(self, c: Correction, source: str) -> CorrectionView:
-        ev = self.evaluator
-        start, end = c.start_s, c.end_s
-        return CorrectionView(
-            name=c.name,
-            start=_rfc3339(start),
-            end=_rfc3339(end),
-            start_s=start,
-            end_s=end,
-            duration_s=end - start,
-            recurrence=c.recurrence,
-            slos=c.slos,
-            services=c.services,
-            applies_to=[ev.config_slos[i].name for i in c.targets(ev.config_slos)],
-            reason=c.reason,
-            source=source,
-        )
+        return correction_view(c, self.evaluator.config_slos, source)
 
     def views(self) -> list[CorrectionView]:
         ev = self.evaluator
@@ -125,6 +130,10 @@ class CorrectionsApi:
             correction = parse_correction(data, self.evaluator.config_slos)
         except ConfigError as exc:
             return invalid(400, exc.errors)
+        return self.add(correction, request)
+
+    def add(self, correction: Correction, request: web.Request) -> web.Response:
+        """Apply the checked `correction` from now on: 201 with its view."""
         self.evaluator.add_correction(correction)
         view = self.view(correction, "api")
         details = msgspec.structs.asdict(view)

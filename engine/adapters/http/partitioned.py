@@ -26,10 +26,8 @@ process (`SloApi`, `HistoryApi`, `SummaryApi`, kept per evaluator while it is ow
   one partition, so its owner serves its gate and overrides).
 - The incident routes: engine.adapters.http.incidents over the worker's incidents
   (engine.runtime.evaluate_incidents).
-- The change routes: engine.adapters.http.partitioned_changes.
-- The correction routes answer 501 `{"error": ...}`: a correction added at run time
-  would have to reach each of its SLOs' owners (a correction may name several
-  services) and outlive their moves. The single process (`--role all`) serves them.
+- The change and correction routes: engine.adapters.http.partitioned_changes and
+  engine.adapters.http.partitioned_corrections.
 - The web UI (engine.adapters.http.partitioned_ui): the list of the owned SLOs, the
   page of each; an SLO owned elsewhere redirects to its page at the owner.
 
@@ -42,7 +40,7 @@ SLO lives.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import msgspec
 from aiohttp import web
@@ -55,12 +53,8 @@ from engine.core.durations import format_duration
 from engine.core.evaluator import Evaluator
 from engine.core.history import policy_windows_s
 
-__all__ = ["NOT_IN_EVALUATE_ROLE", "PartitionView", "PartitionedApi", "PartitionedSloList"]
+__all__ = ["PartitionView", "PartitionedApi", "PartitionedSloList"]
 
-NOT_IN_EVALUATE_ROLE: Final = (
-    "not served by an evaluate worker: {what} (run the single process, `--role all`, "
-    "for this route)"
-)
 
 T = TypeVar("T")
 
@@ -131,15 +125,6 @@ class PartitionedApi:
         app.router.add_get("/v1/slos/{name}", self._one)
         app.router.add_get("/v1/slos/{name}/history", self._history)
         app.router.add_get("/v1/summary", self._summary)
-        for path, methods, what in (
-            (
-                "/v1/corrections",
-                ("GET", "POST"),
-                "a correction must reach every owner of its SLOs (put it in the config)",
-            ),
-        ):
-            for method in methods:
-                app.router.add_route(method, path, _not_served(what))
 
     # -- where an SLO lives ------------------------------------------------------------
 
@@ -314,12 +299,3 @@ class PartitionedApi:
 
     async def _summary(self, request: web.Request) -> web.Response:
         return web.Response(body=self.summary_body(), content_type=JSON_TYPE)
-
-
-def _not_served(what: str) -> Callable[[web.Request], Any]:
-    error = NOT_IN_EVALUATE_ROLE.format(what=what)
-
-    async def handler(request: web.Request) -> web.Response:
-        return json_error(501, error)
-
-    return handler

@@ -6,7 +6,8 @@ order (the rows `/v1/summary` holds, engine.adapters.http.partitioned), with the
 policies of their evaluators. A page about an SLO another worker owns redirects (307)
 to the same page at that worker; while the owner is not known, and for a name no SLO
 of the config has, it is 404. The page's sections read the routes of the evaluate role:
-the gate, incidents, changes and corrections say they could not be loaded (501 there).
+the gate, incidents, changes and corrections of the SLO's service are all kept by the
+worker that owns the SLO.
 """
 
 from __future__ import annotations

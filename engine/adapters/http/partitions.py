@@ -40,6 +40,10 @@ class Partitions(Protocol):
         """Owned counts partition -> its evaluator."""
         ...
 
+    def partition_of(self, slo: str) -> int:
+        """The counts partition of the SLO named `slo` (owned here or not)."""
+        ...
+
     def evaluator_of(self, slo: str) -> Evaluator | None:
         """The evaluator of the SLO named `slo`; None when this worker does not own it
         (or no SLO has that name)."""

@@ -66,6 +66,7 @@ from engine.adapters.http.listen import parse_listen
 from engine.adapters.http.metrics import CONTENT_TYPE, EngineMetrics
 from engine.adapters.http.partitioned import PartitionedApi
 from engine.adapters.http.partitioned_changes import PartitionedChanges
+from engine.adapters.http.partitioned_corrections import PartitionedCorrections
 from engine.adapters.http.partitioned_gates import PartitionedGates
 from engine.adapters.http.partitioned_ui import PartitionedUi
 from engine.adapters.http.partitions import Partitions
@@ -285,11 +286,13 @@ class HttpServer:
             partitions, self.metrics.collector.clock, on_change=self.metrics.invalidate
         )
         self.metrics.collector.changes = self.partitioned_changes.counts
+        self.partitioned_corrections = PartitionedCorrections(partitions)
         self.ui = PartitionedUi(self.partitioned, self.auth)
         self.app = self._app(self.ui.middleware())
         self.partitioned.add_routes(self.app)
         self.partitioned_gates.add_routes(self.app)
         self.partitioned_changes.add_routes(self.app)
+        self.partitioned_corrections.add_routes(self.app)
         self.incidents = IncidentsApi(incidents)
         self.incidents.add_routes(self.app)
         self.ui.add_routes(self.app)
