@@ -39,7 +39,7 @@ def test_placements_agree_with_the_java_client() -> None:
             assert partition_of(key, n) == (h & 0x7FFFFFFF) % n, (key, n)
 
 
-def test_a_composite_family_shares_a_partition() -> None:
+def test_a_composite_family_shares_the_partition_of_its_first_service() -> None:
     cfg = parse_config(
         b"""
 slos:
@@ -52,7 +52,8 @@ slos:
 """
     )
     where = slo_partitions(cfg, 64)
-    assert where["a"] == where["b"] == where["ab"] == partition_of("a", 64)
-    assert where["c"] == partition_of("c", 64)
+    # keyed by the family's first service (engine.core.deltas)
+    assert where["a"] == where["b"] == where["ab"] == partition_of("x", 64)
+    assert where["c"] == partition_of("z", 64)
     every = [name for p in range(64) for name in slos_of_partition(cfg, 64, p)]
     assert sorted(every) == ["a", "ab", "b", "c"]
