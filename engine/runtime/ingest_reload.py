@@ -87,6 +87,8 @@ class IngestReloader:
             return self._rejected(actor, exc.errors)
         try:
             result = await worker.reconfigure(config)
+        except ConfigError as exc:  # its tokens went unreadable since the file was read
+            return self._rejected(actor, exc.errors)
         except ValueError as exc:  # a state that does not fit: the old config stays
             log.exception("cannot carry the state over to the new config")
             return self._rejected(actor, [f"cannot carry the state over: {exc}"])

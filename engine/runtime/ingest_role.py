@@ -57,8 +57,10 @@ import msgspec
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
+from engine.adapters.http.auth import BearerAuth
 from engine.adapters.http.ingest_metrics import IngestHttp, IngestProgress
 from engine.adapters.http.listen import parse_listen
+from engine.adapters.http.tokens import ApiToken
 from engine.adapters.kafka.counts import CountsProducer, ensure_counts_topic
 from engine.adapters.kafka.offsets import OffsetTracker
 from engine.adapters.kafka.settings import kafka_client_kwargs
@@ -126,7 +128,9 @@ class _TransactionalOffsets(OffsetTracker):
 
 
 class IngestWorker:
-    """One ingest worker of `config`."""
+    """One ingest worker of `config`. With `config_path` (the file `config` was read from,
+    `config_source` its bytes, `config_overrides` what was applied to it), `reloader`
+    reloads it (engine.runtime.ingest_reload) and HTTP serves `POST /-/reload`."""
 
     def __init__(
         self,
@@ -296,8 +300,10 @@ class IngestWorker:
         old SLOs and keys. None, changing nothing, when the worker is not running (before
         its start, once its stop began). Raises ValueError when the state does not fit
         the new config (the old one stays; its counts are sent all the same), and
-        IngestFailed when the transaction fails (the worker ends)."""
+        IngestFailed when the transaction fails (the worker ends), ConfigError when its
+        tokens cannot be read (nothing changed)."""
         self._raise_failed()
+        tokens = BearerAuth.from_config(config.http).tokens
         async with self._flush_lock:
             if not self.accepting or self.producer is None:
                 return None
@@ -311,21 +317,21 @@ class IngestWorker:
                 except ValueError as exc:
                     refused = exc
                 else:
-                    self._use(config, result.evaluator)
+                    self._use(config, result.evaluator, tokens)
             await self._send(batch, t0)
         if refused is not None:
             raise refused
         return result
 
-    def _use(self, config: Config, ev: Evaluator) -> None:
+    def _use(self, config: Config, ev: Evaluator, tokens: tuple[ApiToken, ...]) -> None:
         """Point every reader of the evaluator and the config at the new ones (all
-        synchronous, between two fetches)."""
+        synchronous, between two fetches: nothing here can fail half way)."""
         self.config = config
         self._count_with(ev)
         self.source.config = config
         self.source.evaluator = ev
         self.source.ingestor.evaluator = ev
-        self.http.use(config.http)
+        self.http.auth.tokens = tokens
 
     def _raise_failed(self) -> None:
         if self._failed is not None:

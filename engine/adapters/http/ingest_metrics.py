@@ -22,7 +22,8 @@ assigned and a fetch answered recently. HTTPS with `http.tls` and the bearer tok
 `http.tokens` as for `burnrate run`: the metrics name services and SLOs, so with tokens
 configured `/metrics` needs one with the `read` scope, `POST /-/reload` one with the
 `admin` scope (engine.adapters.http.scopes); the probes stay open. A reload may change
-the tokens (`use`); turning them on or off needs a restart (the reload refuses it).
+the tokens (`auth.tokens`, read per request); turning them on or off needs a restart
+(the reload refuses it).
 
 `POST /-/reload` answers as the single process's server does: 200 with what the reload
 did (engine.runtime.reload.ReloadOutcome), 400 with the `$.path` errors of a file it
@@ -175,11 +176,6 @@ class IngestHttp:
 
     async def stop(self) -> None:
         await self._runner.cleanup()
-
-    def use(self, http: Http) -> None:
-        """Take the tokens of a reloaded config (the middleware reads them per request).
-        Raises ConfigError when they cannot be read; the reload has read them already."""
-        self.auth.tokens = BearerAuth.from_config(http).tokens
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "role": "ingest"})
