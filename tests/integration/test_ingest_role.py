@@ -12,13 +12,18 @@ Transactions need Apache Kafka (`KAFKA_BOOTSTRAP_SERVERS`, scripts/kafka/apache-
 those tests are marked `kafka_txn` (left out of the default run, which has the embedded
 Tansu broker) and fail without it; one test checks instead that the worker stops on
 Tansu with a clear error rather than hanging.
+
+A config reload (`POST /-/reload`, SIGHUP) while the stream flows: the old SLOs' counts
+stay exact across it, and an SLO it adds counts only what was read after it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
+import math
 import os
 import random
 import signal
@@ -26,7 +31,7 @@ import socket
 import sys
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import IO
 
@@ -269,9 +274,11 @@ async def read_counts(
     topic: str,
     isolation: str = "read_committed",
     until: dict[TopicPartition, int] | None = None,
+    seconds: dict[str, list[int]] | None = None,
 ) -> tuple[Sums, int, int]:
     """Per (SLO, group), the sums of every delta (committed ones by default, up to the
-    partitions' ends or `until`); the deltas and the heartbeats read."""
+    partitions' ends or `until`); the deltas and the heartbeats read. With `seconds`,
+    each SLO's bucket seconds are added to it."""
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -304,6 +311,8 @@ async def read_counts(
                         beats += 1
                         continue
                     deltas += 1
+                    if seconds is not None:
+                        seconds.setdefault(d.slo, []).extend(d.seconds)
                     groups = d.groups if d.groups is not None else [None] * len(d.seconds)
                     for g, t, b in zip(groups, d.total, d.bad, strict=True):
                         sums[(d.slo, g)][0] += t
@@ -544,3 +553,183 @@ async def test_on_tansu_the_worker_stops_with_a_clear_error(tmp_path: Path) -> N
     assert code == 2, out
     assert "refused a transactional producer" in out
     assert "Traceback" not in out
+
+
+POSTS_SLO = "  - {name: posts, service: blog, sli: availability, objective: 99}\n"
+SHOP_SLO = "  - {name: shop, service: shop, sli: availability, objective: 99}\n"
+
+
+def with_slos(text: str, *slos: str) -> str:
+    return text.replace("evaluation:", "".join(slos) + "evaluation:", 1)
+
+
+class ReloadStream(Stream):
+    """The stream of `Stream`, plus events of `blog` (no SLO until the first reload) and,
+    once `shop` is set, of `shop` (no SLO until the second): their totals per phase."""
+
+    def __init__(self, bootstrap: str, topic: str, seed: int) -> None:
+        super().__init__(bootstrap, topic, seed)
+        self.phase = "before"
+        self.blog: Counter[str] = Counter()
+        self.shop = False
+        self.shop_counts = [0, 0]
+
+    def _record(self) -> bytes:
+        events = json.loads(super()._record())
+        now = time.time()
+        count = self.rng.randint(1, 3)
+        events.append({"service": "blog", "ts": now, "status": 200, "count": count})
+        self.blog[self.phase] += count
+        if self.shop:
+            status = self.rng.choice((200, 200, 500))
+            events.append({"service": "shop", "ts": now, "status": status, "count": count})
+            self.shop_counts[0] += count
+            self.shop_counts[1] += count if status >= 500 else 0
+        return json.dumps(events).encode()
+
+
+async def config_running(http: aiohttp.ClientSession, base: str, sha256: str, ok: int) -> bool:
+    """The worker's /metrics shows `sha256` running after `ok` successful reloads."""
+    with contextlib.suppress(aiohttp.ClientError):
+        async with http.get(f"{base}/metrics") as resp:
+            body = await resp.text()
+        return (
+            f'burnrate_config_info{{sha256="{sha256}"}} 1.0' in body
+            and f'burnrate_config_reloads_total{{result="ok"}} {ok}.0' in body
+        )
+    return False
+
+
+@pytest.mark.kafka_txn
+@pytest.mark.asyncio
+async def test_reload_counts_each_event_once_under_the_config_that_read_it(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """POST /-/reload adds an SLO of a new service while the stream flows: every event of
+    the old SLOs is counted exactly once across the reload, the new SLO counts nothing
+    read before it (no bucket before the stream of the reload's phase) and everything
+    produced after its answer. An invalid file is refused with its `$.path` errors and
+    the worker counts on; SIGHUP reloads too."""
+    needs_transactions()
+    topic = f"it-ingest-src-{uuid.uuid4().hex[:8]}"
+    counts = f"it-ingest-counts-{uuid.uuid4().hex[:8]}"
+    group = f"it-ingest-{uuid.uuid4().hex[:8]}"
+    await create_topic(kafka_bootstrap, topic, SOURCE_PARTITIONS)
+    config = write_config(
+        tmp_path / "ingest.yaml",
+        bootstrap=kafka_bootstrap,
+        topic=topic,
+        counts=counts,
+        group=group,
+        partitions=COUNTS_PARTITIONS,
+        flush_interval="3s",  # a reload between two flushes has counts to flush
+    )
+    original = config.read_text()
+    stream = ReloadStream(kafka_bootstrap, topic, 11)
+    log_path = tmp_path / "worker.log"
+
+    def tail() -> str:
+        return log_path.read_text(errors="replace")[-3000:]
+
+    def sha(text: str) -> str:
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    async def all_consumed() -> None:
+        await wait_for(
+            "the committed offsets at the end of the stream",
+            lambda: committed_at_end(kafka_bootstrap, topic, group),
+            120,
+            tail,
+        )
+
+    with log_path.open("wb") as log:
+        worker = Worker(config, kafka_bootstrap, log, "reload")
+        await worker.start()
+        base = f"http://127.0.0.1:{worker.port}"
+        try:
+            async with aiohttp.ClientSession() as http:
+                await wait_for(
+                    "the worker writing counts",
+                    lambda: worker.produced_at_least(COUNTS_PARTITIONS),
+                    60,
+                    tail,
+                )
+                assert await config_running(http, base, sha(original), 0), tail()
+                await stream.produce(3.0, 200)
+                await all_consumed()
+
+                # Reload while the stream flows: posts (service blog) is added.
+                stream.phase = "during"
+                started = time.time()
+                produce = asyncio.create_task(stream.produce(6.0, 200))
+                await asyncio.sleep(2.0)
+                added = with_slos(original, POSTS_SLO)
+                config.write_text(added)
+                async with http.post(f"{base}/-/reload") as resp:
+                    assert resp.status == 200, tail()
+                    body = await resp.json()
+                    stream.phase = "after"
+                assert body["result"] == "ok"
+                assert body["added"] == ["posts"]
+                assert body["kept"] == ["avail", "lat", "by-region"]
+                assert (body["sha256"], body["previous_sha256"]) == (sha(added), sha(original))
+                await produce
+                await all_consumed()
+
+                # An invalid file and one that needs a restart: refused, counting goes on.
+                config.write_text(
+                    with_slos(added, SHOP_SLO.replace("objective: 99", "objective: 100"))
+                )
+                async with http.post(f"{base}/-/reload") as resp:
+                    assert resp.status == 400
+                    body = await resp.json()
+                assert body["errors"] == [
+                    "$.slos[4].objective: must be > 0 and < 100 (percent), got 100.0"
+                ]
+                config.write_text(added.replace(f"group_id: {group}", "group_id: other"))
+                async with http.post(f"{base}/-/reload") as resp:
+                    assert resp.status == 400
+                    body = await resp.json()
+                assert body["errors"] == ["$.kafka.group_id: changed; needs a restart"]
+                await stream.produce(2.0, 200)
+                await all_consumed()
+
+                # SIGHUP: shop is added; its events are produced only once it runs.
+                both = with_slos(original, POSTS_SLO, SHOP_SLO)
+                config.write_text(both)
+                assert worker.proc is not None
+                worker.proc.send_signal(signal.SIGHUP)
+                await wait_for(
+                    "the SIGHUP reload showing in /metrics",
+                    lambda: config_running(http, base, sha(both), 2),
+                    30,
+                    tail,
+                )
+                async with http.get(f"{base}/metrics") as resp:
+                    metrics = await resp.text()
+                assert 'burnrate_config_reloads_total{result="rejected"} 2.0' in metrics
+                stream.shop = True
+                await stream.produce(3.0, 200)
+                await all_consumed()
+            assert await worker.terminate() == 0, tail()
+        finally:
+            if worker.proc is not None:
+                await worker.kill()
+    seconds: dict[str, list[int]] = {}
+    sums, _, _ = await read_counts(kafka_bootstrap, counts, seconds=seconds)
+    log_text = log_path.read_text(errors="replace")
+    old = {k: v for k, v in sums.items() if k[0] not in ("posts", "shop")}
+    assert old == stream.sums(), tail()
+    # the old SLOs counted on both sides of the reload
+    assert min(seconds["avail"]) < started < max(seconds["avail"])
+    # posts: nothing read before the reload's phase, all produced after its answer
+    posts_total, _ = sums[("posts", None)]
+    after = stream.blog["after"]
+    print(f"posts counted {posts_total} of blog events {dict(stream.blog)}")
+    assert after > 0
+    assert after <= posts_total <= after + stream.blog["during"], (posts_total, stream.blog)
+    assert min(seconds["posts"]) >= math.floor(started)
+    assert sums[("shop", None)] == tuple(stream.shop_counts)
+    assert log_text.count("config reloaded by anonymous: 3 SLOs kept, 1 added") == 1
+    assert log_text.count("config reloaded by signal: 4 SLOs kept, 1 added") == 1
+    assert log_text.count("config reload by anonymous refused, the running config stays") == 2

@@ -1,4 +1,5 @@
-"""HTTP of an ingest worker (`burnrate run --role ingest`): `/metrics`, `/healthz`, `/readyz`.
+"""HTTP of an ingest worker (`burnrate run --role ingest`): `/metrics`, `/healthz`,
+`/readyz` and `POST /-/reload`.
 
 An ingest worker has no SLO state to show (the evaluate workers own it): its metrics
 are its own progress, read at scrape time from the source, the worker's evaluator (the
@@ -12,19 +13,28 @@ dashboard reads both; what only this role does is under `burnrate_ingest_`:
   flush that counted it), `burnrate_ingest_heartbeats_produced_total` the heartbeats;
 - `burnrate_ingest_transactions_total{outcome}`: `committed` or `aborted`;
 - `burnrate_ingest_flush_duration_seconds`: wall time of a flush (drain, produce, commit);
-- `burnrate_ingest_watermark_seconds`: the event-time watermark the last flush carried.
+- `burnrate_ingest_watermark_seconds`: the event-time watermark the last flush carried;
+- `burnrate_config_info{sha256}` and `burnrate_config_reloads_total{result}`, as the
+  single process exports them, once a reloader is set (`config`).
 
 `/readyz` is the single process's (engine.adapters.http.server.readiness): partitions
 assigned and a fetch answered recently. HTTPS with `http.tls` and the bearer tokens of
 `http.tokens` as for `burnrate run`: the metrics name services and SLOs, so with tokens
-configured `/metrics` needs one with the `read` scope; the probes stay open.
+configured `/metrics` needs one with the `read` scope, `POST /-/reload` one with the
+`admin` scope (engine.adapters.http.scopes); the probes stay open. A reload may change
+the tokens (`auth.tokens`, read per request); turning them on or off needs a restart
+(the reload refuses it).
+
+`POST /-/reload` answers as the single process's server does: 200 with what the reload
+did (engine.runtime.reload.ReloadOutcome), 400 with the `$.path` errors of a file it
+refused (the running config stays), 404 when there is no config file to reload.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,10 +44,13 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from engine.adapters.http.api import json_error
+from engine.adapters.http.audit import actor_of
 from engine.adapters.http.auth import BearerAuth
+from engine.adapters.http.bodies import invalid
 from engine.adapters.http.listen import parse_listen
-from engine.adapters.http.metrics import CONTENT_TYPE, consumer_lag_family
-from engine.adapters.http.server import readiness
+from engine.adapters.http.metrics import CONTENT_TYPE, _config_families, consumer_lag_family
+from engine.adapters.http.server import ReloadAnswer, readiness
 from engine.adapters.http.tls import server_ssl_context
 from engine.adapters.kafka.status import SourceStatus
 from engine.core.config_io import Http
@@ -62,8 +75,12 @@ class _IngestCollector(Collector):
     def __init__(self, progress: Callable[[], IngestProgress], clock: Callable[[], float]) -> None:
         self._progress = progress
         self._clock = clock
+        self.config: Callable[[], tuple[str, Mapping[str, int]]] | None = None
+        """(SHA-256 of the config running, reloads by result), once a reloader is set."""
 
     def collect(self) -> Iterable[Metric]:
+        if self.config is not None:
+            yield from _config_families(*self.config())
         p = self._progress()
         status = p.status
         yield CounterMetricFamily(
@@ -124,18 +141,22 @@ class IngestHttp:
         self.tls = None if http.tls is None else server_ssl_context(http.tls)
         self.progress = progress
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(_IngestCollector(progress, clock))
+        self.collector = _IngestCollector(progress, clock)
+        self.registry.register(self.collector)
         self.flush_duration = Histogram(
             "burnrate_ingest_flush_duration_seconds",
             "Wall time of one flush: drain, produce and commit the transaction",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
             registry=self.registry,
         )
-        auth = BearerAuth.from_config(http)
+        self.auth = auth = BearerAuth.from_config(http)
+        self.on_reload: Callable[[str], Awaitable[ReloadAnswer]] | None = None
+        """Reloads the config for `POST /-/reload`, given who asked; None: 404."""
         app = web.Application(middlewares=[auth.middleware()] if auth.enabled else [])
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
+        app.router.add_post("/-/reload", self._reload)
         self._runner = web.AppRunner(app, access_log=None)
         self._site: web.TCPSite | None = None
 
@@ -171,6 +192,16 @@ class IngestHttp:
             status=200 if r.ready else 503,
             content_type="application/json",
         )
+
+    async def _reload(self, request: web.Request) -> web.Response:
+        """200 with what the reload did, 400 with the `$.path` errors of a config it
+        refused (the running one stays)."""
+        if self.on_reload is None:
+            return json_error(404, "no config file to reload")
+        outcome = await self.on_reload(actor_of(request))
+        if outcome.result != "ok":
+            return invalid(400, outcome.errors)
+        return web.Response(body=msgspec.json.encode(outcome), content_type="application/json")
 
     async def _metrics(self, request: web.Request) -> web.Response:
         return web.Response(
