@@ -108,26 +108,6 @@ async def stop_on_signals(
             loop.remove_signal_handler(sig)
 
 
-@contextlib.contextmanager
-def refuse_reload(role: str) -> Iterator[None]:
-    """Answer SIGHUP with a warning in a role that cannot reload its config (its default
-    action would end the process: a fleet-wide `kill -HUP` must not stop workers)."""
-    loop = asyncio.get_running_loop()
-
-    def refuse() -> None:
-        log.warning(
-            "SIGHUP: --role %s does not reload its config; restart the worker to apply it",
-            role,
-            extra={"data": {"event": "config_reload_unsupported", "role": role}},
-        )
-
-    loop.add_signal_handler(signal.SIGHUP, refuse)
-    try:
-        yield
-    finally:
-        loop.remove_signal_handler(signal.SIGHUP)
-
-
 def run_loop(main: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
     """Run `main()` to completion on uvloop when it is installed, else asyncio's loop."""
     try:

@@ -291,6 +291,16 @@ class Evaluator(ViewsMixin, BudgetAlertsMixin, GroupsMixin, MultiTickMixin, Coun
         return self._watermark_s
 
     @property
+    def held_s(self) -> float:
+        """The event time a cap holds back (see `_held_s`); -inf when none."""
+        return self._held_s
+
+    def hold(self, t_s: float) -> None:
+        """Hold back event time `t_s` as well (a config reload carries the old
+        evaluator's, engine.core.reload)."""
+        self._held_s = max(self._held_s, t_s)
+
+    @property
     def next_tick_s(self) -> float | None:
         """The next grid tick to evaluate; None before the first event or advance."""
         return self._next_tick_s

@@ -183,6 +183,7 @@ def _carry(old: Evaluator, new: Evaluator, kept: set[str]) -> None:
         groups=_groups(old, new, kept),
     )
     new.load_state(state)
+    new.hold(old.held_s)  # not in the state: time a cap holds back stays held
 
 
 def _geometry(ev: Evaluator) -> tuple[object, ...]:

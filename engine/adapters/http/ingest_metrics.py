@@ -49,7 +49,7 @@ from engine.adapters.http.audit import actor_of
 from engine.adapters.http.auth import BearerAuth
 from engine.adapters.http.bodies import invalid
 from engine.adapters.http.listen import parse_listen
-from engine.adapters.http.metrics import CONTENT_TYPE, _config_families, consumer_lag_family
+from engine.adapters.http.metrics import CONTENT_TYPE, config_families, consumer_lag_family
 from engine.adapters.http.server import ReloadAnswer, readiness
 from engine.adapters.http.tls import server_ssl_context
 from engine.adapters.kafka.status import SourceStatus
@@ -80,7 +80,7 @@ class _IngestCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         if self.config is not None:
-            yield from _config_families(*self.config())
+            yield from config_families(*self.config())
         p = self._progress()
         status = p.status
         yield CounterMetricFamily(

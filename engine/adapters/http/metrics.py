@@ -78,7 +78,15 @@ from engine.core.durations import format_duration
 from engine.core.evaluator import Evaluator
 from engine.core.governance import ServiceGate, exhaustion_window_s
 
-__all__ = ["CONTENT_TYPE", "EngineCollector", "EngineMetrics", "SloBody", "SloText"]
+__all__ = [
+    "CONTENT_TYPE",
+    "EngineCollector",
+    "EngineMetrics",
+    "SloBody",
+    "SloText",
+    "config_families",
+    "consumer_lag_family",
+]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 RENDER_BUDGET_FACTOR = 20
@@ -162,7 +170,7 @@ class EngineCollector(Collector):
         if self.audit is not None:
             yield from _audit_families(*self.audit())
         if self.config is not None:
-            yield from _config_families(*self.config())
+            yield from config_families(*self.config())
 
     def _health(self) -> Iterable[Metric]:
         status = self.status()
@@ -238,7 +246,7 @@ def _audit_families(entries: int, head: str, write_errors: int) -> Iterable[Metr
     )
 
 
-def _config_families(sha256: str, reloads: Mapping[str, int]) -> Iterable[Metric]:
+def config_families(sha256: str, reloads: Mapping[str, int]) -> Iterable[Metric]:
     info = InfoMetricFamily("burnrate_config", "SHA-256 of the config file running")
     info.add_metric([], {"sha256": sha256})
     yield info

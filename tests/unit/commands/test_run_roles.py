@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import os
-import signal
 from pathlib import Path
 
 import pytest
 
 from engine.cli import build_parser, main
-from engine.commands.common import refuse_reload
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "configs" / "example.yaml"
@@ -57,20 +52,3 @@ def test_a_bad_config_is_refused_before_any_role_starts(
     path.write_text("slos:\n  - {name: a, service: s, sli: availability, objective: 150}\n")
     assert _run(["run", "--config", str(path), "--role", "ingest"]) == 2
     assert "objective" in capsys.readouterr().err
-
-
-@pytest.mark.asyncio
-async def test_sighup_to_a_worker_role_warns_instead_of_ending_the_process(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    """SIGHUP's default action ends a process: a fleet-wide `kill -HUP` after a config
-    change must not stop the ingest and evaluate workers, which cannot reload."""
-    with caplog.at_level(logging.WARNING, "burnrate.commands"), refuse_reload("evaluate"):
-        os.kill(os.getpid(), signal.SIGHUP)
-        for _ in range(100):
-            if caplog.records:
-                break
-            await asyncio.sleep(0.01)
-    [record] = [r for r in caplog.records if r.name == "burnrate.commands"]
-    assert record.levelno == logging.WARNING
-    assert "--role evaluate does not reload its config" in record.getMessage()

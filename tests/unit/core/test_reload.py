@@ -270,3 +270,28 @@ def test_annotations_change_and_the_state_stays() -> None:
     assert result.kept == ("a",)
     assert result.evaluator.config_slos[0].runbook_url == "https://rb/a"
     assert int(result.evaluator.counts().events_total[0]) == 50
+
+
+def test_time_a_cap_holds_back_stays_held_across_a_reload() -> None:
+    """Events read while a lagging stream capped the watermark: once the streams catch
+    up, the engine evaluates up to them, reloaded or not."""
+    text = (
+        "slos: [{name: a, service: a, sli: availability, objective: 99}]\n"
+        "evaluation: {tick: 10s, allowed_lateness: 0s}\n"
+    )
+    t0 = 1_700_000_000.0
+    runs = []
+    for reloaded in (False, True):
+        ev = Evaluator(parse_config(text))
+        ev.ingest(ev.classifier.columns([Event(service="a", ts=t0, status=200)]))
+        late = [Event(service="a", ts=t0 + 100 + k, status=200) for k in range(5)]
+        ev.ingest(ev.classifier.columns(late), watermark_cap_s=t0 + 1)
+        assert ev.held_s == t0 + 104
+        if reloaded:
+            ev = reload(
+                ev, parse_config(text.replace("objective: 99", "objective: 99.5"))
+            ).evaluator
+            assert ev.held_s == t0 + 104
+        ev.advance(t0 + 2)  # no cap: caught up
+        runs.append(ev.evaluated_at_s)
+    assert runs[0] == runs[1] == t0 + 100
