@@ -44,7 +44,7 @@ from engine.core.config import Config
 from engine.core.incidents import Incident
 from engine.core.postmortem import PostmortemIncident
 from engine.errors import ConfigError
-from engine.runtime.incidents import IncidentRecorder
+from engine.runtime.incidents import IncidentRecorder, overlay
 
 if TYPE_CHECKING:
     from engine.runtime.partition_engine import PartitionEngine
@@ -196,14 +196,8 @@ class WorkerIncidents:
     ) -> list[Incident]:
         check_limit(limit)
         stored = await self.store.list_incidents(state=state, service=service, limit=limit)
-        by_id = {i.id: i for i in stored}
-        for recorder in self._recorders():
-            for inc in list(recorder.pending.values()):
-                by_id.pop(inc.id, None)
-                if (state is None or inc.state == state) and service in (None, inc.service):
-                    by_id[inc.id] = inc
-        out = sorted(by_id.values(), key=lambda i: (i.opened_at, i.id), reverse=True)
-        return out[:limit]
+        pending = [i for r in self._recorders() for i in list(r.pending.values())]
+        return overlay(stored, pending, state=state, service=service, limit=limit)
 
     async def route_to(self, incident_id: str) -> str | None:
         """The base URL of the worker that answers this incident's acknowledgement and

@@ -32,107 +32,45 @@ There is no audit log in this role.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import logging
-from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import msgspec
-
 from engine.adapters.http.auth import BearerAuth
 from engine.core.config import Config
-from engine.errors import ConfigError
-from engine.runtime.reload import ReloadOutcome, read_config_file
+from engine.core.reload import Reloaded
+from engine.runtime.worker_reload import NotNow, WorkerReloader
 
 if TYPE_CHECKING:
     from engine.runtime.evaluate_role import EvaluateWorker
 
 __all__ = ["EvaluateReloader"]
 
-log = logging.getLogger("burnrate.runtime.evaluate_reload")
 
-
-class EvaluateReloader:
+class EvaluateReloader(WorkerReloader):
     """Reloads `worker`'s config from `path`; `overrides` is what `burnrate run` applies
     to a config read from the file (the environment's)."""
 
     def __init__(
         self, worker: EvaluateWorker, path: str, overrides: Callable[[Config], Config]
     ) -> None:
-        self.worker = worker
-        self.path = path
-        self.overrides = overrides
         try:
-            self.sha256 = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+            digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
         except OSError:
-            self.sha256 = ""  # read again at the first reload, which reports why not
-        self.counts: Counter[str] = Counter({"ok": 0, "rejected": 0})
-        self._lock = asyncio.Lock()
+            digest = ""  # read again at the first reload, which reports why not
+        super().__init__(path, overrides, digest)
+        self.worker = worker
 
-    def metrics(self) -> tuple[str, dict[str, int]]:
-        """(SHA-256 of the config running, reloads by result) for /metrics."""
-        return self.sha256, dict(self.counts)
+    def running_config(self) -> Config:
+        return self.worker.config
 
-    def reload_soon(self) -> None:
-        """SIGHUP: reload in a task of its own (the outcome is logged)."""
-        task = asyncio.ensure_future(self.reload("signal"))
-        self.worker.background(task)
-
-    async def reload(self, actor: str) -> ReloadOutcome:
-        """Reload (module docstring); never raises for a bad file."""
-        async with self._lock:
-            worker = self.worker
-            if not worker.ready.is_set() or worker.stopping:
-                return self._rejected(
-                    actor, ["the worker is starting or stopping; reload once it serves"]
-                )
-            try:
-                config, digest = read_config_file(self.path, self.overrides, worker.config)
-            except ConfigError as exc:
-                return self._rejected(actor, exc.errors)
-            async with worker.rebalancing:  # not while partitions move
-                try:
-                    results = await worker.reconfigure(config)
-                except ValueError as exc:  # a state that does not fit: nothing changed
-                    log.exception("cannot carry the state over to the new config")
-                    return self._rejected(actor, [f"cannot carry the state over: {exc}"])
-            worker.http.auth.tokens = BearerAuth.from_config(config.http).tokens
-            previous, self.sha256 = self.sha256, digest
-            self.counts["ok"] += 1
-            reasons = sorted({r.reason for r in results if r.reason is not None})
-            outcome = ReloadOutcome(
-                result="ok",
-                sha256=digest,
-                previous_sha256=previous or None,
-                kept=[n for r in results for n in r.kept],
-                added=[n for r in results for n in r.added],
-                removed=[n for r in results for n in r.removed],
-                reset=[n for r in results for n in r.reset],
-                reset_reason="; ".join(reasons) or None,
-            )
-            details = msgspec.structs.asdict(outcome)
-            del details["result"], details["errors"]
-            log.info(
-                "config reloaded by %s: over the owned partitions, %d SLOs kept, %d added, "
-                "%d removed, %d reset",
-                actor,
-                len(outcome.kept),
-                len(outcome.added),
-                len(outcome.removed),
-                len(outcome.reset),
-                extra={"data": {"event": "config_reloaded", "actor": actor, **details}},
-            )
-            return outcome
-
-    def _rejected(self, actor: str, errors: list[str]) -> ReloadOutcome:
-        self.counts["rejected"] += 1
-        log.error(
-            "config reload by %s refused, the running config stays: %s",
-            actor,
-            "; ".join(errors),
-            extra={"data": {"event": "config_reload_rejected", "actor": actor, "errors": errors}},
-        )
-        return ReloadOutcome(result="rejected", sha256=self.sha256, errors=errors)
+    async def apply(self, config: Config) -> Sequence[Reloaded]:
+        worker = self.worker
+        if not worker.ready.is_set() or worker.stopping:
+            raise NotNow("the worker is starting or stopping; reload once it serves")
+        tokens = BearerAuth.from_config(config.http).tokens  # ConfigError: nothing changed
+        async with worker.rebalancing:  # not while partitions move
+            results = await worker.reconfigure(config)  # ValueError: nothing changed
+        worker.http.auth.tokens = tokens
+        return results

@@ -161,8 +161,6 @@ class EvaluateWorker:
         self.rebalancing = asyncio.Lock()
         """Held while partitions are revoked or assigned, and by a reload."""
         self.stopping = False
-        self._background: set[asyncio.Future[Any]] = set()
-        """Reloads started by SIGHUP, kept until done."""
         self._consumer: AIOKafkaConsumer | None = None
         self._log: _Changelog | None = None
 
@@ -426,11 +424,6 @@ class EvaluateWorker:
             await self._save(engine, reason)
 
     # -- rebalances ------------------------------------------------------------------
-
-    def background(self, task: asyncio.Future[Any]) -> None:
-        """Keep `task` (a reload on SIGHUP) until it is done."""
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
 
     async def revoked(self, revoked: list[TopicPartition]) -> None:
         """Before a rebalance: snapshot each partition that goes, and park its engine."""

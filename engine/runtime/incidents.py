@@ -39,7 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Final
 
 from engine.adapters.http.metrics import EngineMetrics
@@ -60,7 +60,7 @@ from engine.core.onset import onset_of_transition
 from engine.core.postmortem import PostmortemIncident, postmortem_of
 from engine.core.transitions import Transition
 
-__all__ = ["RETRY_MAX_S", "RETRY_MIN_S", "IncidentRecorder", "incident_recorder"]
+__all__ = ["RETRY_MAX_S", "RETRY_MIN_S", "IncidentRecorder", "incident_recorder", "overlay"]
 
 log = logging.getLogger("burnrate.runtime.incidents")
 
@@ -346,13 +346,7 @@ class IncidentRecorder:
         async with self._store_lock:
             stored = await self.store.list_incidents(state=state, service=service, limit=limit)
             pending = list(self.pending.values())
-        by_id = {i.id: i for i in stored}
-        for inc in pending:
-            by_id.pop(inc.id, None)
-            if (state is None or inc.state == state) and service in (None, inc.service):
-                by_id[inc.id] = inc
-        out = sorted(by_id.values(), key=lambda i: (i.opened_at, i.id), reverse=True)
-        return out[:limit]
+        return overlay(stored, pending, state=state, service=service, limit=limit)
 
     async def postmortem(self, incident_id: str) -> PostmortemIncident | None:
         """The postmortem of `incident_id` from the evaluator's rings as they are now
@@ -382,6 +376,25 @@ class IncidentRecorder:
             if self.pending.get(incident_id) is inc:  # no newer version meanwhile
                 del self.pending[incident_id]
             return stored
+
+
+def overlay(
+    stored: list[Incident],
+    pending: Iterable[Incident],
+    *,
+    state: StateFilter,
+    service: str | None,
+    limit: int,
+) -> list[Incident]:
+    """A store's answer to a list with the `pending` versions laid over it (those the
+    filters select), newest first, at most `limit`."""
+    by_id = {i.id: i for i in stored}
+    for inc in pending:
+        by_id.pop(inc.id, None)
+        if (state is None or inc.state == state) and service in (None, inc.service):
+            by_id[inc.id] = inc
+    out = sorted(by_id.values(), key=lambda i: (i.opened_at, i.id), reverse=True)
+    return out[:limit]
 
 
 def incident_recorder(

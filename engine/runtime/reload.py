@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -33,14 +33,22 @@ import msgspec
 from engine.adapters.http.auth import BearerAuth
 from engine.core.config import Config, config_errors, decode_config
 from engine.core.evaluator import Evaluator
-from engine.core.reload import reload
+from engine.core.reload import Reloaded, reload
 from engine.core.reload_settings import restart_fields
 from engine.errors import ConfigError
 
 if TYPE_CHECKING:
     from engine.runtime.service import Runtime
 
-__all__ = ["SIGNAL_ACTOR", "ConfigReloader", "ReloadOutcome", "read_config_file"]
+__all__ = [
+    "SIGNAL_ACTOR",
+    "ConfigReloader",
+    "ReloadOutcome",
+    "log_rejected",
+    "log_reloaded",
+    "read_config_file",
+    "reloaded",
+]
 
 log = logging.getLogger("burnrate.runtime.reload")
 
@@ -92,6 +100,50 @@ class ReloadOutcome(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     reset: list[str] = []
     reset_reason: str | None = None
     """Why no SLO kept its state (a global setting changed), if so."""
+
+
+def reloaded(digest: str, previous: str | None, results: Sequence[Reloaded]) -> ReloadOutcome:
+    """The answer to a reload that went through: what became of each SLO, over every
+    evaluator it touched (one per owned partition in the evaluate role)."""
+    reasons = sorted({r.reason for r in results if r.reason is not None})
+    return ReloadOutcome(
+        result="ok",
+        sha256=digest,
+        previous_sha256=previous or None,
+        kept=[n for r in results for n in r.kept],
+        added=[n for r in results for n in r.added],
+        removed=[n for r in results for n in r.removed],
+        reset=[n for r in results for n in r.reset],
+        reset_reason="; ".join(reasons) or None,
+    )
+
+
+def log_reloaded(actor: str, outcome: ReloadOutcome) -> dict[str, object]:
+    """Log a reload that went through (event `config_reloaded`); its details (for the
+    audit log)."""
+    details = msgspec.structs.asdict(outcome)
+    del details["result"], details["errors"]
+    log.info(
+        "config reloaded by %s: %d SLOs kept, %d added, %d removed, %d reset%s",
+        actor,
+        len(outcome.kept),
+        len(outcome.added),
+        len(outcome.removed),
+        len(outcome.reset),
+        f" ({outcome.reset_reason})" if outcome.reset_reason else "",
+        extra={"data": {"event": "config_reloaded", "actor": actor, **details}},
+    )
+    return details
+
+
+def log_rejected(actor: str, errors: list[str]) -> None:
+    """Log a refused reload (event `config_reload_rejected`)."""
+    log.error(
+        "config reload by %s refused, the running config stays: %s",
+        actor,
+        "; ".join(errors),
+        extra={"data": {"event": "config_reload_rejected", "actor": actor, "errors": errors}},
+    )
 
 
 class ConfigReloader:
@@ -152,40 +204,15 @@ class ConfigReloader:
         _rebind(rt, result.evaluator)
         rt.config_sha256 = digest
         self.counts["ok"] += 1
-        outcome = ReloadOutcome(
-            result="ok",
-            sha256=digest,
-            previous_sha256=old_digest,
-            kept=list(result.kept),
-            added=list(result.added),
-            removed=list(result.removed),
-            reset=list(result.reset),
-            reset_reason=result.reason,
-        )
-        details = msgspec.structs.asdict(outcome)
-        del details["result"], details["errors"]
-        log.info(
-            "config reloaded by %s: %d SLOs kept, %d added, %d removed, %d reset%s",
-            actor,
-            len(result.kept),
-            len(result.added),
-            len(result.removed),
-            len(result.reset),
-            f" ({result.reason})" if result.reason else "",
-            extra={"data": {"event": "config_reloaded", "actor": actor, **details}},
-        )
+        outcome = reloaded(digest, old_digest, [result])
+        details = log_reloaded(actor, outcome)
         rt.audit.log.record(actor, "config.reloaded", self.path, details)
         rt._save_soon("reload")
         return outcome
 
     def _rejected(self, actor: str, digest: str, errors: list[str]) -> ReloadOutcome:
         self.counts["rejected"] += 1
-        log.error(
-            "config reload by %s refused, the running config stays: %s",
-            actor,
-            "; ".join(errors),
-            extra={"data": {"event": "config_reload_rejected", "actor": actor, "errors": errors}},
-        )
+        log_rejected(actor, errors)
         self.runtime.audit.log.record(
             actor, "config.reload_rejected", self.path, {"sha256": digest, "errors": errors}
         )

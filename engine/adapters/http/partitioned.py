@@ -47,7 +47,7 @@ from aiohttp import web
 
 from engine.adapters.http.api import JSON_TYPE, SloApi, SloView, json_error
 from engine.adapters.http.history import HistoryApi
-from engine.adapters.http.partitions import Partitions, ownership
+from engine.adapters.http.partitions import Partitions, elsewhere, ownership
 from engine.adapters.http.summary import SummaryApi
 from engine.core.durations import format_duration
 from engine.core.evaluator import Evaluator
@@ -69,12 +69,6 @@ class PartitionedSloList(msgspec.Struct, kw_only=True):
     evaluated_at: float | None
     partitions: list[PartitionView]
     slos: list[SloView]
-
-
-class _Elsewhere(msgspec.Struct):
-    error: str
-    slo: str
-    owner: str | None
 
 
 _encoder = msgspec.json.Encoder()
@@ -141,22 +135,8 @@ class PartitionedApi:
         config has that name."""
         if name not in self.config_position():
             return json_error(404, "no SLO of that name", slo=name)
-        owner = self.partitions.owner_of(name)
-        if owner is None:
-            body = _Elsewhere(
-                "another worker evaluates this SLO, and which one is not known now "
-                "(its partition is moving, or its owner did not say where it listens)",
-                name,
-                None,
-            )
-            return web.Response(status=404, body=_encoder.encode(body), content_type=JSON_TYPE)
-        location = owner.rstrip("/") + request.raw_path
-        body = _Elsewhere("another worker evaluates this SLO", name, location)
-        return web.Response(
-            status=307,
-            body=_encoder.encode(body),
-            content_type=JSON_TYPE,
-            headers={"Location": location},
+        return elsewhere(
+            request, self.partitions.owner_of(name), "another worker evaluates this SLO", slo=name
         )
 
     def views_of(self, ev: Evaluator) -> SloApi:

@@ -47,9 +47,8 @@ from engine.adapters.http.changes import (
     ChangesApi,
     change_view,
 )
-from engine.adapters.http.partitions import Partitions
+from engine.adapters.http.partitions import Partitions, ServiceSlos, elsewhere
 from engine.core.changes import parse_change
-from engine.core.config import Config
 from engine.core.evaluator import Evaluator
 from engine.errors import ConfigError
 
@@ -58,12 +57,6 @@ __all__ = ["PartitionedChanges"]
 
 class _Service(msgspec.Struct):
     service: str
-
-
-class _Elsewhere(msgspec.Struct):
-    error: str
-    service: str
-    owner: str | None
 
 
 _encoder: Final = msgspec.json.Encoder()
@@ -83,22 +76,12 @@ class PartitionedChanges:
         self.clock = clock
         self.on_change = on_change
         self._apis: dict[int, tuple[Evaluator, ChangesApi]] = {}
-        self._first: tuple[Config, dict[str, str]] | None = None
+        self.slo_of = ServiceSlos(partitions)
+        """The first SLO of a service (its partition is the service's)."""
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/v1/changes", self._list)
         app.router.add_post("/v1/changes", self._add)
-
-    def slo_of(self, service: str) -> str | None:
-        """The first SLO of `service` in the config; None when no SLO has it."""
-        config = self.partitions.config
-        if self._first is None or self._first[0] is not config:
-            first: dict[str, str] = {}
-            for slo in config.slos:
-                if slo.service is not None:
-                    first.setdefault(slo.service, slo.name)
-            self._first = (config, first)
-        return self._first[1].get(service)
 
     def api_of(self, slo: str) -> ChangesApi | None:
         """The change routes over `slo`'s partition; None when not owned here."""
@@ -129,22 +112,11 @@ class PartitionedChanges:
         return out
 
     def _elsewhere(self, request: web.Request, service: str, slo: str) -> web.Response:
-        owner = self.partitions.owner_of(slo)
-        if owner is None:
-            body = _Elsewhere(
-                "another worker keeps this service's changes, and which one is not known "
-                "now (its partition is moving, or its owner did not say where it listens)",
-                service,
-                None,
-            )
-            return web.Response(status=404, body=_encoder.encode(body), content_type=JSON_TYPE)
-        location = owner.rstrip("/") + request.raw_path
-        body = _Elsewhere("another worker keeps this service's changes", service, location)
-        return web.Response(
-            status=307,
-            body=_encoder.encode(body),
-            content_type=JSON_TYPE,
-            headers={"Location": location},
+        return elsewhere(
+            request,
+            self.partitions.owner_of(slo),
+            "another worker keeps this service's changes",
+            service=service,
         )
 
     async def _add(self, request: web.Request) -> web.Response:

@@ -31,18 +31,12 @@ from engine.adapters.http.corrections import (
     CorrectionsApi,
     correction_view,
 )
-from engine.adapters.http.partitions import Partitions
+from engine.adapters.http.partitions import Partitions, elsewhere
 from engine.core.corrections import parse_correction
 from engine.core.evaluator import Evaluator
 from engine.errors import ConfigError
 
 __all__ = ["PartitionedCorrections"]
-
-
-class _Elsewhere(msgspec.Struct):
-    error: str
-    slos: list[str]
-    owner: str | None
 
 
 _encoder: Final = msgspec.json.Encoder()
@@ -101,22 +95,11 @@ class PartitionedCorrections:
         return answer
 
     def _elsewhere(self, request: web.Request, names: list[str]) -> web.Response:
-        owner = self.partitions.owner_of(names[0])
-        if owner is None:
-            body = _Elsewhere(
-                "another worker evaluates these SLOs, and which one is not known now "
-                "(its partition is moving, or its owner did not say where it listens)",
-                names,
-                None,
-            )
-            return web.Response(status=404, body=_encoder.encode(body), content_type=JSON_TYPE)
-        location = owner.rstrip("/") + request.raw_path
-        body = _Elsewhere("another worker evaluates these SLOs", names, location)
-        return web.Response(
-            status=307,
-            body=_encoder.encode(body),
-            content_type=JSON_TYPE,
-            headers={"Location": location},
+        return elsewhere(
+            request,
+            self.partitions.owner_of(names[0]),
+            "another worker evaluates these SLOs",
+            slos=names,
         )
 
     async def _list(self, request: web.Request) -> web.Response:

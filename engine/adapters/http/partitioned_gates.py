@@ -26,29 +26,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Final
 
-import msgspec
 from aiohttp import web
 
 from engine.adapters.http.api import json_error
-from engine.adapters.http.bodies import JSON_TYPE, service_not_found
+from engine.adapters.http.bodies import service_not_found
 from engine.adapters.http.gates import GatesApi
-from engine.adapters.http.partitions import Partitions
-from engine.core.config import Config
+from engine.adapters.http.partitions import Partitions, ServiceSlos, elsewhere
 from engine.core.evaluator import Evaluator
 from engine.core.governance import ServiceGate
 
 __all__ = ["PartitionedGates"]
-
-
-class _Elsewhere(msgspec.Struct):
-    error: str
-    service: str
-    owner: str | None
-
-
-_encoder: Final = msgspec.json.Encoder()
 
 
 class PartitionedGates:
@@ -67,24 +55,13 @@ class PartitionedGates:
         """Called after an override was set or ended (the metrics render afresh)."""
         self.generation = generation
         self._gates: dict[int, tuple[Evaluator, GatesApi]] = {}
-        self._first: tuple[Config, dict[str, str]] | None = None
+        self.slo_of = ServiceSlos(partitions)
+        """The first SLO of a service (its partition is the service's)."""
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/v1/gates/{service}", self._get)
         app.router.add_post("/v1/gates/{service}/override", self._set)
         app.router.add_delete("/v1/gates/{service}/override", self._end)
-
-    def slo_of(self, service: str) -> str | None:
-        """The first SLO of `service` in the config (its partition is the service's);
-        None when no SLO has that service."""
-        config = self.partitions.config
-        if self._first is None or self._first[0] is not config:
-            first: dict[str, str] = {}
-            for slo in config.slos:
-                if slo.service is not None:
-                    first.setdefault(slo.service, slo.name)
-            self._first = (config, first)
-        return self._first[1].get(service)
 
     def gates_of(self, slo: str) -> GatesApi | None:
         """The gates over the evaluator of `slo`'s partition, with its overrides; None
@@ -126,22 +103,11 @@ class PartitionedGates:
         gates = self.gates_of(slo)
         if gates is not None:
             return slo, gates
-        owner = self.partitions.owner_of(slo)
-        if owner is None:
-            body = _Elsewhere(
-                "another worker owns this service's gate, and which one is not known now "
-                "(its partition is moving, or its owner did not say where it listens)",
-                service,
-                None,
-            )
-            return web.Response(status=404, body=_encoder.encode(body), content_type=JSON_TYPE)
-        location = owner.rstrip("/") + request.raw_path
-        body = _Elsewhere("another worker owns this service's gate", service, location)
-        return web.Response(
-            status=307,
-            body=_encoder.encode(body),
-            content_type=JSON_TYPE,
-            headers={"Location": location},
+        return elsewhere(
+            request,
+            self.partitions.owner_of(slo),
+            "another worker owns this service's gate",
+            service=service,
         )
 
     async def _get(self, request: web.Request) -> web.Response:

@@ -12,15 +12,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Final, Protocol
 
+import msgspec
+from aiohttp import web
+
+from engine.adapters.http.bodies import JSON_TYPE
 from engine.core.changes import ChangeLog
 from engine.core.config import Config
 from engine.core.evaluator import Evaluator
 from engine.core.history import History
 from engine.core.overrides import Overrides
 
-__all__ = ["OwnedPartitions", "Partitions", "ownership"]
+__all__ = ["OwnedPartitions", "Partitions", "ServiceSlos", "elsewhere", "ownership"]
+
+_encoder: Final = msgspec.json.Encoder()
 
 
 class Partitions(Protocol):
@@ -74,6 +80,48 @@ class Partitions(Protocol):
         (the worker writes the partition's snapshot before the route answers). False
         when it could not be kept (in force, but only in this worker's memory)."""
         ...
+
+
+def elsewhere(request: web.Request, owner: str | None, what: str, **ids: object) -> web.Response:
+    """The answer about what another worker keeps (`what`: "another worker evaluates
+    this SLO"): 307 to the same path and query at `owner`, with `{"error": what, **ids,
+    "owner": <the Location>}`; while the owner is not known, 404 with `"owner": null`
+    and an error that says so (a client may retry)."""
+    if owner is None:
+        error = (
+            f"{what}, and which one is not known now (its partition is moving, or its "
+            "owner did not say where it listens)"
+        )
+        body = _encoder.encode({"error": error, **ids, "owner": None})
+        return web.Response(status=404, body=body, content_type=JSON_TYPE)
+    location = owner.rstrip("/") + request.raw_path
+    return web.Response(
+        status=307,
+        body=_encoder.encode({"error": what, **ids, "owner": location}),
+        content_type=JSON_TYPE,
+        headers={"Location": location},
+    )
+
+
+class ServiceSlos:
+    """The first SLO of each service in `partitions`' config: a service's SLOs share a
+    partition (engine.core.deltas), so that SLO says where the service lives. Made again
+    when the config is replaced (a reload)."""
+
+    def __init__(self, partitions: Partitions) -> None:
+        self.partitions = partitions
+        self._made: tuple[Config, dict[str, str]] | None = None
+
+    def __call__(self, service: str) -> str | None:
+        """The first SLO of `service`; None when no SLO of the config has it."""
+        config = self.partitions.config
+        if self._made is None or self._made[0] is not config:
+            first: dict[str, str] = {}
+            for slo in config.slos:
+                if slo.service is not None:
+                    first.setdefault(slo.service, slo.name)
+            self._made = (config, first)
+        return self._made[1].get(service)
 
 
 def ownership(engines: Mapping[int, Evaluator]) -> tuple[tuple[int, int], ...]:
