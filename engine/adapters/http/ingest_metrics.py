@@ -44,13 +44,10 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from engine.adapters.http.api import json_error
-from engine.adapters.http.audit import actor_of
 from engine.adapters.http.auth import BearerAuth
-from engine.adapters.http.bodies import invalid
 from engine.adapters.http.listen import parse_listen
 from engine.adapters.http.metrics import CONTENT_TYPE, config_families, consumer_lag_family
-from engine.adapters.http.server import ReloadAnswer, readiness
+from engine.adapters.http.server import ReloadAnswer, readiness, reload_response
 from engine.adapters.http.tls import server_ssl_context
 from engine.adapters.kafka.status import SourceStatus
 from engine.core.config_io import Http
@@ -194,14 +191,7 @@ class IngestHttp:
         )
 
     async def _reload(self, request: web.Request) -> web.Response:
-        """200 with what the reload did, 400 with the `$.path` errors of a config it
-        refused (the running one stays)."""
-        if self.on_reload is None:
-            return json_error(404, "no config file to reload")
-        outcome = await self.on_reload(actor_of(request))
-        if outcome.result != "ok":
-            return invalid(400, outcome.errors)
-        return web.Response(body=msgspec.json.encode(outcome), content_type="application/json")
+        return await reload_response(self.on_reload, request)
 
     async def _metrics(self, request: web.Request) -> web.Response:
         return web.Response(

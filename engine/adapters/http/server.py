@@ -86,8 +86,10 @@ __all__ = [
     "HttpLimits",
     "HttpServer",
     "Readiness",
+    "ReloadAnswer",
     "parse_listen",
     "readiness",
+    "reload_response",
 ]
 
 log = logging.getLogger("burnrate.adapters.http.server")
@@ -168,6 +170,20 @@ class ReloadAnswer(Protocol):
     def result(self) -> str: ...
     @property
     def errors(self) -> list[str]: ...
+
+
+async def reload_response(
+    on_reload: Callable[[str], Awaitable[ReloadAnswer]] | None, request: web.Request
+) -> web.Response:
+    """`POST /-/reload` in every role: 200 with what the reload did, 400 with the
+    `$.path` errors of a config it refused (the running one stays), 404 without a
+    config file to reload."""
+    if on_reload is None:
+        return json_error(404, "no config file to reload")
+    outcome = await on_reload(actor_of(request))
+    if outcome.result != "ok":
+        return invalid(400, outcome.errors)
+    return web.Response(body=msgspec.json.encode(outcome), content_type="application/json")
 
 
 class HttpServer:
@@ -449,14 +465,7 @@ class HttpServer:
         )
 
     async def _reload(self, request: web.Request) -> web.Response:
-        """200 with what the reload did, 400 with the `$.path` errors of a config it
-        refused (the running one stays)."""
-        if self.on_reload is None:
-            return json_error(404, "no config file to reload")
-        outcome = await self.on_reload(actor_of(request))
-        if outcome.result != "ok":
-            return invalid(400, outcome.errors)
-        return web.Response(body=msgspec.json.encode(outcome), content_type="application/json")
+        return await reload_response(self.on_reload, request)
 
     async def _metrics(self, request: web.Request) -> web.Response:
         return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
