@@ -59,6 +59,7 @@ import numpy as np
 from engine.core.arrays import F64, I32, I64
 from engine.core.config import CompositeMember, Config, Evaluation, PolicyRow, Slo
 from engine.core.evaluator import Evaluator, Transition
+from engine.core.shared_columns import copies_of
 
 __all__ = [
     "COPY_MARK",
@@ -110,6 +111,7 @@ class Combined:
         n = self.columns
         for k, evaluation in enumerate(self.evaluations):
             ev.set_alert_settings(slice(k * n, (k + 1) * n), evaluation)
+        ev.column_source = copies_of(len(self.evaluations), n)
         return ev
 
 

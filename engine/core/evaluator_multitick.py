@@ -37,12 +37,13 @@ from engine.core import budget
 from engine.core.arrays import F64, I64
 from engine.core.eventdriven import block_bounds, may_hold_blocks, runs
 from engine.core.multitick import Bool, may_hold, step_alerts, tick_sums
+from engine.core.shared_columns import Sources, source_pairs
 from engine.core.transitions import Transition
 from engine.core.windows import bucket_cap
 
 if TYPE_CHECKING:
     from engine.core.budget_alerts import AlertColumn
-    from engine.core.config import PolicyRow, Severity, Slo
+    from engine.core.config import Correction, PolicyRow, Severity, Slo
     from engine.core.evaluator_state import AlertState
     from engine.core.periods import PeriodCounts
     from engine.core.windows import WindowSet
@@ -103,6 +104,7 @@ class MultiTickMixin:
         _periods: PeriodCounts
         budget_alert_columns: list[AlertColumn]
         _events_total: I64
+        _runtime_corrections: list[Correction]
         _next_tick_s: float | None
         _evaluated_at_s: float | None
 
@@ -142,6 +144,14 @@ class MultiTickMixin:
     multi_tick_ticks_per_column: float = MULTI_TICK_TICKS_PER_COLUMN
     """And only for a batch spanning at least this many ticks per column (0: no such
     bound, tests)."""
+    column_source: I64 | None = None
+    """Per column, the column that always holds the same counts (itself when none
+    does), whose window sums the pass computes once for both (`engine.core.
+    shared_columns`): a backtest's copies of one SLO. None: every column its own. A
+    correction added at run time may tell copies apart, so then it is not used."""
+
+    def _sources(self) -> I64 | None:
+        return None if self._runtime_corrections else self.column_source
 
     def _multi_tick_min_ticks(self) -> int | None:
         """The fewest ticks a batch must span for the pass, None when it is never
@@ -219,10 +229,12 @@ class MultiTickMixin:
             active = may_hold(self.windows, self._short_windows, int(part[0]), pairs[0], pairs[3])
             active |= alerts.firing.any(axis=1) | ~np.isnan(alerts.pending_since_s).all(axis=1)
             cols = np.flatnonzero(active)
+            # the pairs of the columns whose sums are summed (all but the copies)
+            summed = source_pairs(self._sources(), pairs)
             if len(cols) and self.multi_tick_block is not None:
-                out += self._evaluate_blocks(part, pairs, cols, self.multi_tick_block)
+                out += self._evaluate_blocks(part, summed, cols, self.multi_tick_block)
             elif len(cols):
-                sums_of = partial(self._chunk_sums, int(part[0]), len(part), pairs, cols)
+                sums_of = partial(self._chunk_sums, int(part[0]), len(part), summed, cols)
                 out += self._evaluate_ticks(part, sums_of, cols)
             self._apply(
                 slo[pos:hi], ts[pos:hi], total[pos:hi], bad[pos:hi], resum_at=float(part[-1])
@@ -243,7 +255,8 @@ class MultiTickMixin:
     ) -> F64:
         slo, ts, total, bad, applied = pairs
         tick = int(self.tick_s)
-        return tick_sums(
+        src = Sources.of(self._sources(), columns)
+        sums = tick_sums(
             self.windows,
             first_s,
             tick,
@@ -254,8 +267,9 @@ class MultiTickMixin:
             bad,
             applied,
             only=only,
-            columns=columns,
+            columns=src.columns,
         )
+        return src.expand(sums, only)
 
     @property
     def _short_windows(self) -> set[int]:
@@ -272,9 +286,21 @@ class MultiTickMixin:
         n_ticks = len(ticks)
         row_windows = self._row_windows()
         first_s, tick = int(ticks[0]), int(self.tick_s)
+        src = Sources.of(self._sources(), c)
         bounds = block_bounds(
-            self.windows, first_s, tick, n_ticks, block, *pairs, only=row_windows, columns=c
+            self.windows,
+            first_s,
+            tick,
+            n_ticks,
+            block,
+            *pairs,
+            only=row_windows,
+            columns=src.columns,
         )
+        if src.position is not None:
+            bounds = {
+                w: (up[:, src.position], lo[:, src.position]) for w, (up, lo) in bounds.items()
+            }
         maybe = may_hold_blocks(
             bounds,
             self.row_long,
@@ -356,7 +382,8 @@ class MultiTickMixin:
         applied before k0 count from its first tick, those applied from k1 on not."""
         slo, ts, total, bad, applied = pairs
         keep = applied < k1
-        return tick_sums(
+        src = Sources.of(self._sources(), columns)
+        sums = tick_sums(
             self.windows,
             int(ticks[k0]),
             int(self.tick_s),
@@ -367,8 +394,9 @@ class MultiTickMixin:
             bad[keep],
             np.maximum(applied[keep] - k0, 0),
             only=only,
-            columns=columns,
+            columns=src.columns,
         )
+        return src.expand(sums, only)
 
     def _row_windows(self) -> list[int]:
         return sorted({*self.row_long.tolist(), *self.row_short.tolist()})
