@@ -16,7 +16,10 @@ each copy with the candidate's alert settings (`for`, `keep_firing_for`, `min_ev
 candidate's rows; composite members and corrections that name SLOs name the copies of
 the same candidate. A row that several candidates share is evaluated once (the
 evaluator keeps one row per distinct row), and one tick evaluates every copy in the
-same array operations, so trying four policies costs about one evaluation, not four.
+same array operations; the copies of an SLO count the same events into the same
+windows, so the multi-tick pass sums each SLO's windows once and shares the sums among
+its copies (`engine.core.shared_columns`). Trying four policies costs about one
+evaluation, not four.
 The budget policy, budget alerts and escalations are left out of the copies: a backtest
 scores the burn-rate alerts. Each copy sees exactly the events, order and ticks a
 replay of the config with that candidate's policy would see, so its transitions are
