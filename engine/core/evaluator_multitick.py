@@ -316,13 +316,13 @@ class MultiTickMixin:
             (np.zeros(shape, dtype=bool), np.zeros(shape, dtype=np.int64)) for _ in self.severities
         ]
         summed: list[tuple[int, int, I64, F64]] = []
-        for j0, j1, idx in _spans(maybe):
+        for j0, j1, idx, windows in self._runs_to_sum(maybe, c, src):
             # one tick past the run too: where an alert that held to its end resolves
             k0, k1 = j0 * block, min(j1 * block + 1, n_ticks)
-            sums = self._range_sums(ticks, k0, k1, pairs, c[idx], row_windows)
+            sums = self._range_sums(ticks, k0, k1, pairs, c[idx], windows)
             summed.append((k0, k1, idx, sums))
             for (holds, first), (h, f) in zip(
-                conditions, self._conditions(sums, c[idx]), strict=True
+                conditions, self._conditions(sums, c[idx], windows), strict=True
             ):
                 holds[k0:k1, idx] = h
                 first[k0:k1, idx] = f
@@ -330,6 +330,49 @@ class MultiTickMixin:
         if not found:
             return []
         return self._emit(ticks, found, c, self._sums_at(ticks, found, pairs, c, summed))
+
+    def _runs_to_sum(
+        self, maybe: Bool, c: I64, src: Sources
+    ) -> list[tuple[int, int, I64, list[int]]]:
+        """The sums to compute, as (first block, end block, columns (indices into `c`),
+        windows): the runs of blocks where the columns may hold (`_spans`), of the
+        columns' sources, each summed once for all its columns, in the windows of
+        their group (`_window_groups`); the same run of the same sources in several
+        groups is summed once, in the windows of them all."""
+        merged: dict[tuple[int, int, bytes], tuple[list[I64], set[int]]] = {}
+        for members, windows in self._window_groups(c, src):
+            sub = Sources.of(self._sources(), c[members])
+            for j0, j1, of_src in _spans(sub.any(maybe[:, members])):
+                key = (j0, j1, sub.columns[of_src].tobytes())
+                idx, ws = merged.setdefault(key, ([], set()))
+                idx.append(members[sub.of_sources(of_src)])
+                ws.update(windows)
+        return [
+            (j0, j1, np.sort(np.concatenate(idx)), sorted(ws))
+            for (j0, j1, _), (idx, ws) in merged.items()
+        ]
+
+    def _window_groups(self, c: I64, src: Sources) -> list[tuple[I64, list[int]]]:
+        """The columns `c` to sum (indices into it) and the windows to sum them in: all
+        together in every policy window, or, when columns share their sums (`src`),
+        grouped by the windows their own rows read (a backtest's candidates: one with
+        short windows only may hold everywhere, and summing the others' long windows
+        there too would be wasted), each group's period windows among those too (the
+        budget a transition reports is read from them)."""
+        row_windows = self._row_windows()
+        if src.position is None:
+            return [(np.arange(len(c)), row_windows)]
+        policy = set(row_windows)
+        key = np.column_stack([self.row_mask[c], self.period_index[c]])
+        patterns, of = np.unique(key, axis=0, return_inverse=True)
+        out: list[tuple[I64, list[int]]] = []
+        for g, pattern in enumerate(patterns):
+            rows = np.flatnonzero(pattern[:-1])
+            windows = {*self.row_long[rows].tolist(), *self.row_short[rows].tolist()}
+            if int(pattern[-1]) in policy:
+                windows.add(int(pattern[-1]))
+            out.append((np.flatnonzero(of.reshape(-1) == g), sorted(windows)))
+        return out
 
     def _sums_at(
         self,
@@ -425,11 +468,15 @@ class MultiTickMixin:
 
         return self._emit(ticks, found, c, at)
 
-    def _conditions(self, sums: F64, c: I64) -> list[tuple[Bool, I64]]:
+    def _conditions(
+        self, sums: F64, c: I64, windows: list[int] | None = None
+    ) -> list[tuple[Bool, I64]]:
         """Per severity, whether its condition holds ((K, len(c))) and the row that
         would fire (meaningless where none holds), from the window sums (n_windows, K,
-        len(c), 2) at the K ticks, exactly as `Evaluator._evaluate` decides them."""
-        row_windows = self._row_windows()
+        len(c), 2) at the K ticks, exactly as `Evaluator._evaluate` decides them.
+        `windows`: those summed (None: every policy window), every window of the rows
+        of `c` among them; the rows no column of `c` has hold nowhere."""
+        row_windows = self._row_windows() if windows is None else windows
         budget_ratio = self.budget_ratio[c]
         n_ticks = sums.shape[1]
         burn: dict[int, F64] = {}
@@ -438,7 +485,7 @@ class MultiTickMixin:
                 burn[w] = (sums[w, ..., 1] / sums[w, ..., 0]) / budget_ratio  # (K, len(c))
         holds_rows = np.zeros((len(self.rows), n_ticks, len(c)), dtype=bool)
         min_events, min_bad = self.min_events[c], self.min_bad_events[c]
-        for u in range(len(self.rows)):
+        for u in np.flatnonzero(self.row_mask[c].any(axis=0)).tolist():
             wl, ws = int(self.row_long[u]), int(self.row_short[u])
             f = self.factor[c, u]
             np.greater_equal(burn[wl], f, out=holds_rows[u])
@@ -472,7 +519,18 @@ class MultiTickMixin:
         order `Evaluator._evaluate` makes them."""
         alerts = self._alerts
         found: list[tuple[int, int, int, Literal["firing", "resolved"], int]] = []
-        for j, (holds, first) in enumerate(conditions):
+        all_c = c
+        for j, (all_holds, all_first) in enumerate(conditions):
+            # An alert at rest whose condition holds at no tick stays at rest, and only
+            # its pending run (if any) ends: the state machine steps the others alone.
+            live = all_holds.any(axis=0) | alerts.firing[all_c, j]
+            idle = all_c[~live]
+            alerts.pending_since_s[idle, j] = np.nan
+            alerts.firing_since_s[idle, j] = np.nan
+            at = np.flatnonzero(live)  # of those in `all_c`
+            if not len(at):
+                continue
+            c, holds, first = all_c[at], all_holds[:, at], all_first[:, at]
             firing0 = alerts.firing[c, j]
             row0 = alerts.firing_row[c, j]
             steps = step_alerts(
@@ -489,13 +547,13 @@ class MultiTickMixin:
             )
             was = np.vstack([firing0[None, :], steps.firing[:-1]])
             for k, i in zip(*np.nonzero(steps.firing & ~was), strict=True):
-                found.append((int(k), int(i), j, "firing", int(first[k, i])))
+                found.append((int(k), int(at[i]), j, "firing", int(first[k, i])))
             for k, i in zip(*np.nonzero(~steps.firing & was), strict=True):
                 if steps.row is not None:
                     r = int(steps.row[k, i])
                 else:  # fired while holding: the row of the tick before
                     r = int(first[k - 1, i]) if k > 0 else int(row0[i])
-                found.append((int(k), int(i), j, "resolved", r))
+                found.append((int(k), int(at[i]), j, "resolved", r))
             alerts.firing[c, j] = steps.firing[-1]
             alerts.firing_row[c, j] = steps.firing_row
             alerts.pending_since_s[c, j] = steps.pending_since_s

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.core.arrays import F64, I64
+from engine.core.multitick import Bool
 
 __all__ = ["Sources", "copies_of", "source_pairs"]
 
@@ -43,6 +44,23 @@ class Sources:
             return cls(columns, None)
         unique, position = np.unique(src, return_inverse=True)
         return cls(unique.astype(np.int64, copy=False), position.astype(np.int64, copy=False))
+
+    def any(self, flags: Bool) -> Bool:
+        """Per-column `flags` ((n, len(columns))) as per-source flags ((n,
+        len(self.columns))): True where any column of the source's is."""
+        if self.position is None:
+            return flags
+        out = np.zeros((len(self.columns), flags.shape[0]), dtype=bool)
+        np.logical_or.at(out, self.position, flags.T)
+        return out.T
+
+    def of_sources(self, idx: I64) -> I64:
+        """The columns (indices into those given) whose sources are `self.columns[idx]`
+        (`idx` ascending), ascending."""
+        if self.position is None:
+            return idx
+        out: I64 = np.flatnonzero(np.isin(self.position, idx))
+        return out
 
     def expand(self, sums: F64, only: list[int] | None, axis: int = 2) -> F64:
         """Per-source `sums` as per-column sums (axis `axis` indexes the sources);

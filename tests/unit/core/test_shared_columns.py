@@ -77,7 +77,7 @@ ROWS = st.lists(
     st.builds(
         PolicyRow,
         severity=st.sampled_from(["page", "ticket"]),
-        long=st.sampled_from(["5m", "10m", "30m"]),
+        long=st.sampled_from(["5m", "10m", "30m", "1h"]),  # 1h: the SLOs' period too
         short=st.sampled_from(["1m", "2m", "5m"]),
         burn_rate=st.sampled_from([1.0, 2.0, 4.0, 10.0]),
     ),
