@@ -457,20 +457,21 @@ class MultiTickMixin:
         only: list[int] | None,
     ) -> F64:
         """`tick_sums` of the ticks k0 .. k1 - 1 of `ticks` for `columns`: the pairs
-        applied before k0 count from its first tick, those applied from k1 on not."""
+        applied before k0 count from its first tick, those applied from k1 on not (the
+        pairs are in event order, so `applied` ascends: those are a prefix)."""
         slo, ts, total, bad, applied = pairs
-        keep = applied < k1
+        end = int(np.searchsorted(applied, k1))
         src = Sources.of(self._sources(), columns)
         sums = tick_sums(
             self.windows,
             int(ticks[k0]),
             int(self.tick_s),
             k1 - k0,
-            slo[keep],
-            ts[keep],
-            total[keep],
-            bad[keep],
-            np.maximum(applied[keep] - k0, 0),
+            slo[:end],
+            ts[:end],
+            total[:end],
+            bad[:end],
+            np.maximum(applied[:end] - k0, 0),
             only=only,
             columns=src.columns,
         )
