@@ -9,7 +9,10 @@ state machine steps through them with the condition false, which is what it is
 there. A transition's burn rates come from the sums of its run (or, past a run, of its
 tick alone) and its budget from one sum of the period windows over the transitions.
 Columns that always hold the same counts (a backtest's copies of one SLO,
-`column_source`) are summed and bounded once (`engine.core.shared_columns`).
+`column_source`) are summed and bounded once (`engine.core.shared_columns`), in the
+windows their rows read. A row whose two windows are shorter than a block is bounded
+over blocks `FINE_BLOCKS` times shorter: over a whole block no pair stays in such a
+window, so its total's lower bound is 0 and would rule out nothing.
 
 `MultiTickMixin` holds those methods of `Evaluator`. It covers plain and grouped SLOs
 with their own policies, every alert option (`for`, `keep_firing_for`, `min_events`,
