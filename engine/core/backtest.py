@@ -301,14 +301,11 @@ def episodes_of(
         return []
     hot = bad >= budget_ratio * total  # burning at >= 1x (exact: no division)
     out: list[Episode] = []
-    i, n = 0, len(buckets)
-    while i < n:
-        if not hot[i]:
-            i += 1
-            continue
-        j = i
-        while j + 1 < n and hot[j + 1]:
-            j += 1
+    # the runs of hot buckets, [i, j] each (a loop over every bucket was most of the time)
+    edges = np.diff(np.concatenate(([0], hot.view(np.int8), [0])))
+    starts, ends = np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()
+    for i, end in zip(starts, ends, strict=True):
+        j = end - 1
         run_bad, run_total = int(bad[i : j + 1].sum()), int(total[i : j + 1].sum())
         consumed = run_bad / budget
         if consumed >= min_consumed:
@@ -321,7 +318,6 @@ def episodes_of(
                     budget_consumed_ratio=consumed,
                 )
             )
-        i = j + 1
     return out
 
 
