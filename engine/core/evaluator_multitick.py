@@ -437,8 +437,10 @@ class MultiTickMixin:
             out = np.zeros((n_windows, len(c), 2))
             for i in set(of_tick[k]):
                 for k0, k1, idx, sums in summed:
+                    if not k0 <= k < k1:
+                        continue
                     p = int(np.searchsorted(idx, i))
-                    if k0 <= k < k1 and p < len(idx) and idx[p] == i:
+                    if p < len(idx) and idx[p] == i:
                         out[:, i] = sums[:, k - k0, p]
                         break
                 else:
