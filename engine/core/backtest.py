@@ -16,7 +16,10 @@ each copy with the candidate's alert settings (`for`, `keep_firing_for`, `min_ev
 candidate's rows; composite members and corrections that name SLOs name the copies of
 the same candidate. A row that several candidates share is evaluated once (the
 evaluator keeps one row per distinct row), and one tick evaluates every copy in the
-same array operations, so trying four policies costs about one evaluation, not four.
+same array operations; the copies of an SLO count the same events into the same
+windows, so the multi-tick pass sums each SLO's windows once and shares the sums among
+its copies (`engine.core.shared_columns`). Trying four policies costs about one
+evaluation, not four.
 The budget policy, budget alerts and escalations are left out of the copies: a backtest
 scores the burn-rate alerts. Each copy sees exactly the events, order and ticks a
 replay of the config with that candidate's policy would see, so its transitions are
@@ -59,6 +62,7 @@ import numpy as np
 from engine.core.arrays import F64, I32, I64
 from engine.core.config import CompositeMember, Config, Evaluation, PolicyRow, Slo
 from engine.core.evaluator import Evaluator, Transition
+from engine.core.shared_columns import copies_of
 
 __all__ = [
     "COPY_MARK",
@@ -110,6 +114,7 @@ class Combined:
         n = self.columns
         for k, evaluation in enumerate(self.evaluations):
             ev.set_alert_settings(slice(k * n, (k + 1) * n), evaluation)
+        ev.column_source = copies_of(len(self.evaluations), n)
         return ev
 
 
@@ -296,14 +301,11 @@ def episodes_of(
         return []
     hot = bad >= budget_ratio * total  # burning at >= 1x (exact: no division)
     out: list[Episode] = []
-    i, n = 0, len(buckets)
-    while i < n:
-        if not hot[i]:
-            i += 1
-            continue
-        j = i
-        while j + 1 < n and hot[j + 1]:
-            j += 1
+    # the runs of hot buckets, [i, j] each (a loop over every bucket was most of the time)
+    edges = np.diff(np.concatenate(([0], hot.view(np.int8), [0])))
+    starts, ends = np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()
+    for i, end in zip(starts, ends, strict=True):
+        j = end - 1
         run_bad, run_total = int(bad[i : j + 1].sum()), int(total[i : j + 1].sum())
         consumed = run_bad / budget
         if consumed >= min_consumed:
@@ -316,7 +318,6 @@ def episodes_of(
                     budget_consumed_ratio=consumed,
                 )
             )
-        i = j + 1
     return out
 
 

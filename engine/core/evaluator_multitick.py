@@ -8,6 +8,11 @@ and the blocks and columns whose bounds rule every row out are never summed; the
 state machine steps through them with the condition false, which is what it is
 there. A transition's burn rates come from the sums of its run (or, past a run, of its
 tick alone) and its budget from one sum of the period windows over the transitions.
+Columns that always hold the same counts (a backtest's copies of one SLO,
+`column_source`) are summed and bounded once (`engine.core.shared_columns`), in the
+windows their rows read. A row whose two windows are shorter than a block is bounded
+over blocks `FINE_BLOCKS` times shorter: over a whole block no pair stays in such a
+window, so its total's lower bound is 0 and would rule out nothing.
 
 `MultiTickMixin` holds those methods of `Evaluator`. It covers plain and grouped SLOs
 with their own policies, every alert option (`for`, `keep_firing_for`, `min_events`,
@@ -37,12 +42,13 @@ from engine.core import budget
 from engine.core.arrays import F64, I64
 from engine.core.eventdriven import block_bounds, may_hold_blocks, runs
 from engine.core.multitick import Bool, may_hold, step_alerts, tick_sums
+from engine.core.shared_columns import Sources, source_pairs
 from engine.core.transitions import Transition
 from engine.core.windows import bucket_cap
 
 if TYPE_CHECKING:
     from engine.core.budget_alerts import AlertColumn
-    from engine.core.config import PolicyRow, Severity, Slo
+    from engine.core.config import Correction, PolicyRow, Severity, Slo
     from engine.core.evaluator_state import AlertState
     from engine.core.periods import PeriodCounts
     from engine.core.windows import WindowSet
@@ -69,6 +75,8 @@ MULTI_TICK_BLOCK = 64
 """Ticks per block of the bounds (`engine.core.eventdriven`): 64 at 10 s is under 11
 minutes, short against the long windows whose bounds do the pruning (on the 100-SLO
 month's first 3 days, 16 and 32 cost 15-20 % more CPU)."""
+FINE_BLOCKS = 8
+"""Finer blocks to a block, for the rows whose windows are shorter than a block."""
 RUN_BRIDGE = 2
 SPLIT_RUNS = 24
 """At most this many calls to sum a run's columns over their own runs (`_spans`)."""
@@ -103,6 +111,7 @@ class MultiTickMixin:
         _periods: PeriodCounts
         budget_alert_columns: list[AlertColumn]
         _events_total: I64
+        _runtime_corrections: list[Correction]
         _next_tick_s: float | None
         _evaluated_at_s: float | None
 
@@ -142,6 +151,14 @@ class MultiTickMixin:
     multi_tick_ticks_per_column: float = MULTI_TICK_TICKS_PER_COLUMN
     """And only for a batch spanning at least this many ticks per column (0: no such
     bound, tests)."""
+    column_source: I64 | None = None
+    """Per column, the column that always holds the same counts (itself when none
+    does), whose window sums the pass computes once for both (`engine.core.
+    shared_columns`): a backtest's copies of one SLO. None: every column its own. A
+    correction added at run time may tell copies apart, so then it is not used."""
+
+    def _sources(self) -> I64 | None:
+        return None if self._runtime_corrections else self.column_source
 
     def _multi_tick_min_ticks(self) -> int | None:
         """The fewest ticks a batch must span for the pass, None when it is never
@@ -219,10 +236,12 @@ class MultiTickMixin:
             active = may_hold(self.windows, self._short_windows, int(part[0]), pairs[0], pairs[3])
             active |= alerts.firing.any(axis=1) | ~np.isnan(alerts.pending_since_s).all(axis=1)
             cols = np.flatnonzero(active)
+            # the pairs of the columns whose sums are summed (all but the copies)
+            summed = source_pairs(self._sources(), pairs)
             if len(cols) and self.multi_tick_block is not None:
-                out += self._evaluate_blocks(part, pairs, cols, self.multi_tick_block)
+                out += self._evaluate_blocks(part, summed, cols, self.multi_tick_block)
             elif len(cols):
-                sums_of = partial(self._chunk_sums, int(part[0]), len(part), pairs, cols)
+                sums_of = partial(self._chunk_sums, int(part[0]), len(part), summed, cols)
                 out += self._evaluate_ticks(part, sums_of, cols)
             self._apply(
                 slo[pos:hi], ts[pos:hi], total[pos:hi], bad[pos:hi], resum_at=float(part[-1])
@@ -243,7 +262,8 @@ class MultiTickMixin:
     ) -> F64:
         slo, ts, total, bad, applied = pairs
         tick = int(self.tick_s)
-        return tick_sums(
+        src = Sources.of(self._sources(), columns)
+        sums = tick_sums(
             self.windows,
             first_s,
             tick,
@@ -254,8 +274,9 @@ class MultiTickMixin:
             bad,
             applied,
             only=only,
-            columns=columns,
+            columns=src.columns,
         )
+        return src.expand(sums, only)
 
     @property
     def _short_windows(self) -> set[int]:
@@ -270,31 +291,35 @@ class MultiTickMixin:
         blocks and columns whose bounds let some row hold. Everywhere else no row
         holds, and the state machine steps through those ticks with that."""
         n_ticks = len(ticks)
-        row_windows = self._row_windows()
-        first_s, tick = int(ticks[0]), int(self.tick_s)
-        bounds = block_bounds(
-            self.windows, first_s, tick, n_ticks, block, *pairs, only=row_windows, columns=c
-        )
-        maybe = may_hold_blocks(
-            bounds,
-            self.row_long,
-            self.row_short,
-            self.factor[c],
-            self.row_mask[c],
-            self.budget_ratio[c],
-        )
+        src = Sources.of(self._sources(), c)
+        # Rows whose windows are both shorter than a block are bounded over finer blocks
+        # (a window shorter than its block has no pair counted at every tick of it, so
+        # its total's lower bound is 0 and rules nothing out), and may hold in a block
+        # where they may in one of its finer ones.
+        window_s = np.maximum(self.row_long, self.row_short)
+        short = np.asarray(self.windows.windows_s)[window_s] < block * self.tick_s
+        fine = block // FINE_BLOCKS
+        if fine < 1 or block % FINE_BLOCKS:
+            short[:] = False
+        maybe = self._may_hold(ticks, pairs, c, src, block, np.flatnonzero(~short))
+        if short.any():
+            finer = self._may_hold(ticks, pairs, c, src, fine, np.flatnonzero(short))
+            n_blocks = len(maybe)
+            padded = np.zeros((n_blocks * FINE_BLOCKS, len(c)), dtype=bool)
+            padded[: len(finer)] = finer
+            maybe |= padded.reshape(n_blocks, FINE_BLOCKS, len(c)).any(axis=1)
         shape = (n_ticks, len(c))
         conditions = [
             (np.zeros(shape, dtype=bool), np.zeros(shape, dtype=np.int64)) for _ in self.severities
         ]
         summed: list[tuple[int, int, I64, F64]] = []
-        for j0, j1, idx in _spans(maybe):
+        for j0, j1, idx, windows in self._runs_to_sum(maybe, c, src):
             # one tick past the run too: where an alert that held to its end resolves
             k0, k1 = j0 * block, min(j1 * block + 1, n_ticks)
-            sums = self._range_sums(ticks, k0, k1, pairs, c[idx], row_windows)
+            sums = self._range_sums(ticks, k0, k1, pairs, c[idx], windows)
             summed.append((k0, k1, idx, sums))
             for (holds, first), (h, f) in zip(
-                conditions, self._conditions(sums, c[idx]), strict=True
+                conditions, self._conditions(sums, c[idx], windows), strict=True
             ):
                 holds[k0:k1, idx] = h
                 first[k0:k1, idx] = f
@@ -302,6 +327,88 @@ class MultiTickMixin:
         if not found:
             return []
         return self._emit(ticks, found, c, self._sums_at(ticks, found, pairs, c, summed))
+
+    def _may_hold(
+        self,
+        ticks: F64,
+        pairs: tuple[I64, F64, I64, I64, I64],
+        c: I64,
+        src: Sources,
+        block: int,
+        rows: I64,
+    ) -> Bool:
+        """(n_blocks, len(c)): where one of `rows` may hold in a block of `block` ticks
+        (`engine.core.eventdriven`), the bounds of each source summed once."""
+        n_ticks = len(ticks)
+        n_blocks = -(-n_ticks // block)
+        if not len(rows):
+            return np.zeros((n_blocks, len(c)), dtype=bool)
+        windows = sorted({*self.row_long[rows].tolist(), *self.row_short[rows].tolist()})
+        bounds = block_bounds(
+            self.windows,
+            int(ticks[0]),
+            int(self.tick_s),
+            n_ticks,
+            block,
+            *pairs,
+            only=windows,
+            columns=src.columns,
+        )
+        if src.position is not None:
+            bounds = {
+                w: (up[:, src.position], lo[:, src.position]) for w, (up, lo) in bounds.items()
+            }
+        return may_hold_blocks(
+            bounds,
+            self.row_long[rows],
+            self.row_short[rows],
+            self.factor[c][:, rows],
+            self.row_mask[c][:, rows],
+            self.budget_ratio[c],
+        )
+
+    def _runs_to_sum(
+        self, maybe: Bool, c: I64, src: Sources
+    ) -> list[tuple[int, int, I64, list[int]]]:
+        """The sums to compute, as (first block, end block, columns (indices into `c`),
+        windows): the runs of blocks where the columns may hold (`_spans`), of the
+        columns' sources, each summed once for all its columns, in the windows of
+        their group (`_window_groups`); the same run of the same sources in several
+        groups is summed once, in the windows of them all."""
+        merged: dict[tuple[int, int, bytes], tuple[list[I64], set[int]]] = {}
+        for members, windows in self._window_groups(c, src):
+            sub = Sources.of(self._sources(), c[members])
+            for j0, j1, of_src in _spans(sub.any(maybe[:, members])):
+                key = (j0, j1, sub.columns[of_src].tobytes())
+                idx, ws = merged.setdefault(key, ([], set()))
+                idx.append(members[sub.of_sources(of_src)])
+                ws.update(windows)
+        return [
+            (j0, j1, np.sort(np.concatenate(idx)), sorted(ws))
+            for (j0, j1, _), (idx, ws) in merged.items()
+        ]
+
+    def _window_groups(self, c: I64, src: Sources) -> list[tuple[I64, list[int]]]:
+        """The columns `c` to sum (indices into it) and the windows to sum them in: all
+        together in every policy window, or, when columns share their sums (`src`),
+        grouped by the windows their own rows read (a backtest's candidates: one with
+        short windows only may hold everywhere, and summing the others' long windows
+        there too would be wasted), each group's period windows among those too (the
+        budget a transition reports is read from them)."""
+        row_windows = self._row_windows()
+        if src.position is None:
+            return [(np.arange(len(c)), row_windows)]
+        policy = set(row_windows)
+        key = np.column_stack([self.row_mask[c], self.period_index[c]])
+        patterns, of = np.unique(key, axis=0, return_inverse=True)
+        out: list[tuple[I64, list[int]]] = []
+        for g, pattern in enumerate(patterns):
+            rows = np.flatnonzero(pattern[:-1])
+            windows = {*self.row_long[rows].tolist(), *self.row_short[rows].tolist()}
+            if int(pattern[-1]) in policy:
+                windows.add(int(pattern[-1]))
+            out.append((np.flatnonzero(of.reshape(-1) == g), sorted(windows)))
+        return out
 
     def _sums_at(
         self,
@@ -330,8 +437,10 @@ class MultiTickMixin:
             out = np.zeros((n_windows, len(c), 2))
             for i in set(of_tick[k]):
                 for k0, k1, idx, sums in summed:
+                    if not k0 <= k < k1:
+                        continue
                     p = int(np.searchsorted(idx, i))
-                    if k0 <= k < k1 and p < len(idx) and idx[p] == i:
+                    if p < len(idx) and idx[p] == i:
                         out[:, i] = sums[:, k - k0, p]
                         break
                 else:
@@ -353,22 +462,25 @@ class MultiTickMixin:
         only: list[int] | None,
     ) -> F64:
         """`tick_sums` of the ticks k0 .. k1 - 1 of `ticks` for `columns`: the pairs
-        applied before k0 count from its first tick, those applied from k1 on not."""
+        applied before k0 count from its first tick, those applied from k1 on not (the
+        pairs are in event order, so `applied` ascends: those are a prefix)."""
         slo, ts, total, bad, applied = pairs
-        keep = applied < k1
-        return tick_sums(
+        end = int(np.searchsorted(applied, k1))
+        src = Sources.of(self._sources(), columns)
+        sums = tick_sums(
             self.windows,
             int(ticks[k0]),
             int(self.tick_s),
             k1 - k0,
-            slo[keep],
-            ts[keep],
-            total[keep],
-            bad[keep],
-            np.maximum(applied[keep] - k0, 0),
+            slo[:end],
+            ts[:end],
+            total[:end],
+            bad[:end],
+            np.maximum(applied[:end] - k0, 0),
             only=only,
-            columns=columns,
+            columns=src.columns,
         )
+        return src.expand(sums, only)
 
     def _row_windows(self) -> list[int]:
         return sorted({*self.row_long.tolist(), *self.row_short.tolist()})
@@ -395,11 +507,15 @@ class MultiTickMixin:
 
         return self._emit(ticks, found, c, at)
 
-    def _conditions(self, sums: F64, c: I64) -> list[tuple[Bool, I64]]:
+    def _conditions(
+        self, sums: F64, c: I64, windows: list[int] | None = None
+    ) -> list[tuple[Bool, I64]]:
         """Per severity, whether its condition holds ((K, len(c))) and the row that
         would fire (meaningless where none holds), from the window sums (n_windows, K,
-        len(c), 2) at the K ticks, exactly as `Evaluator._evaluate` decides them."""
-        row_windows = self._row_windows()
+        len(c), 2) at the K ticks, exactly as `Evaluator._evaluate` decides them.
+        `windows`: those summed (None: every policy window), every window of the rows
+        of `c` among them; the rows no column of `c` has hold nowhere."""
+        row_windows = self._row_windows() if windows is None else windows
         budget_ratio = self.budget_ratio[c]
         n_ticks = sums.shape[1]
         burn: dict[int, F64] = {}
@@ -408,7 +524,7 @@ class MultiTickMixin:
                 burn[w] = (sums[w, ..., 1] / sums[w, ..., 0]) / budget_ratio  # (K, len(c))
         holds_rows = np.zeros((len(self.rows), n_ticks, len(c)), dtype=bool)
         min_events, min_bad = self.min_events[c], self.min_bad_events[c]
-        for u in range(len(self.rows)):
+        for u in np.flatnonzero(self.row_mask[c].any(axis=0)).tolist():
             wl, ws = int(self.row_long[u]), int(self.row_short[u])
             f = self.factor[c, u]
             np.greater_equal(burn[wl], f, out=holds_rows[u])
@@ -442,7 +558,18 @@ class MultiTickMixin:
         order `Evaluator._evaluate` makes them."""
         alerts = self._alerts
         found: list[tuple[int, int, int, Literal["firing", "resolved"], int]] = []
-        for j, (holds, first) in enumerate(conditions):
+        all_c = c
+        for j, (all_holds, all_first) in enumerate(conditions):
+            # An alert at rest whose condition holds at no tick stays at rest, and only
+            # its pending run (if any) ends: the state machine steps the others alone.
+            live = all_holds.any(axis=0) | alerts.firing[all_c, j]
+            idle = all_c[~live]
+            alerts.pending_since_s[idle, j] = np.nan
+            alerts.firing_since_s[idle, j] = np.nan
+            at = np.flatnonzero(live)  # of those in `all_c`
+            if not len(at):
+                continue
+            c, holds, first = all_c[at], all_holds[:, at], all_first[:, at]
             firing0 = alerts.firing[c, j]
             row0 = alerts.firing_row[c, j]
             steps = step_alerts(
@@ -459,13 +586,13 @@ class MultiTickMixin:
             )
             was = np.vstack([firing0[None, :], steps.firing[:-1]])
             for k, i in zip(*np.nonzero(steps.firing & ~was), strict=True):
-                found.append((int(k), int(i), j, "firing", int(first[k, i])))
+                found.append((int(k), int(at[i]), j, "firing", int(first[k, i])))
             for k, i in zip(*np.nonzero(~steps.firing & was), strict=True):
                 if steps.row is not None:
                     r = int(steps.row[k, i])
                 else:  # fired while holding: the row of the tick before
                     r = int(first[k - 1, i]) if k > 0 else int(row0[i])
-                found.append((int(k), int(i), j, "resolved", r))
+                found.append((int(k), int(at[i]), j, "resolved", r))
             alerts.firing[c, j] = steps.firing[-1]
             alerts.firing_row[c, j] = steps.firing_row
             alerts.pending_since_s[c, j] = steps.pending_since_s

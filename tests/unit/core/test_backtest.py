@@ -359,3 +359,52 @@ def test_incidents_by_slo_and_group_and_their_errors() -> None:
     assert exc.value.errors[2].startswith("$[2]: ")
     with pytest.raises(ConfigError, match=r"\$\[0\]"):
         parse_incidents(b'[{"slo": "api"}]', ["api"])
+
+
+def _naive_episodes(
+    total: list[int], bad: list[int], ratio: float, budget: float, least: float
+) -> list[tuple[int, int, int, int]]:
+    """(first, last bucket index, bad, total) of each run of buckets burning at >= 1x
+    that consumed at least `least` of `budget`, one bucket at a time."""
+    out, run = [], []
+    for i, (t, b) in enumerate([*zip(total, bad, strict=True), (0, -1)]):
+        if b >= ratio * t:
+            run.append(i)
+            continue
+        if run:
+            rb, rt = sum(bad[j] for j in run), sum(total[j] for j in run)
+            if rb / budget >= least:
+                out.append((run[0], run[-1], rb, rt))
+            run = []
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(1, 50), st.integers(0, 50)), max_size=40),
+    st.sampled_from([0.0, 0.01, 0.1]),
+)
+def test_episodes_are_the_runs_a_bucket_by_bucket_scan_finds(
+    counts: list[tuple[int, int]], least: float
+) -> None:
+    total = [t for t, _ in counts]
+    bad = [min(b, t) for t, b in counts]
+    buckets = np.arange(len(counts), dtype=np.int64) * 2 + 7  # gaps: buckets without events
+    got = episodes_of(
+        buckets,
+        np.array(total, dtype=np.int64),
+        np.array(bad, dtype=np.int64),
+        bucket_s=60,
+        budget_ratio=0.1,
+        period_s=3600.0,
+        span_buckets=2 * len(counts) + 1,
+        min_consumed=least,
+    )
+    if not counts:
+        assert got == []
+        return
+    budget = 0.1 * sum(total) * 3600.0 / ((2 * len(counts) + 1) * 60)
+    want = _naive_episodes(total, bad, 0.1, budget, least)
+    assert [(e.start, e.end, e.bad_events, e.total_events) for e in got] == [
+        (float(buckets[i] * 60), float((buckets[j] + 1) * 60), b, t) for i, j, b, t in want
+    ]
