@@ -1,7 +1,8 @@
 """A hypothesis fuzz of the HTTP API over real sockets: random methods, paths (the app's
 routes, mangled), headers (credentials right and wrong, cookies, odd lengths) and bodies
-against a running server with tokens and incidents. No answer is a 5xx, and the server
-keeps answering `/healthz` afterwards.
+against a running server with tokens and incidents, whose consumer reports that it is
+running (so `/readyz` is ready). No answer is a 5xx, and the server keeps answering
+`/healthz` afterwards.
 
 The server runs on its own event loop in a thread; requests are raw bytes on a socket,
 so nothing a client library would refuse to send is out of reach.
@@ -22,6 +23,7 @@ from hypothesis import strategies as st
 
 from engine.adapters.http.auth import COOKIE_NAME
 from engine.adapters.http.tokens import token_digest
+from engine.adapters.kafka.status import SourceStatus
 from tests.unit.adapters.http.test_incidents_api import Engine, config_text
 
 TOKENS = {"operator": ("fuzz-Operate-1", "read, operate, admin"), "reader": ("fuzz-Read-2", "read")}
@@ -123,6 +125,16 @@ class ServerThread:
     async def _main(self) -> None:
         self._stop = asyncio.Event()
         async with Engine(self.text) as engine:
+            # a consumer that is running and fetching: /readyz answers 200, so every
+            # 5xx the fuzz meets is an error (503 is its answer while not consuming)
+            engine.server.status = lambda: SourceStatus(
+                assigned=(("t", 0),),
+                last_fetch_age_s=0.0,
+                last_fetch_at=None,
+                lag={},
+                records_consumed=0,
+                running=True,
+            )
             self.port = engine.server.port
             self.ready.set()
             await self._stop.wait()
@@ -176,3 +188,10 @@ def test_no_request_gets_a_5xx_and_the_server_keeps_answering(
         assert status < 500, (raw[:300], answer[:500])
     health = server.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert health.startswith(b"HTTP/1.1 200 OK"), (raw[:300], answer[:300], health[:200])
+
+
+def test_the_fuzzed_server_is_ready(server: ServerThread) -> None:
+    """The state the fuzz runs in: a 503 from `/readyz` would be the probe's contract
+    (not consuming), not an error the fuzz should meet."""
+    answer = server.send(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 OK"), answer[:300]
