@@ -21,6 +21,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from engine.adapters.http.partitioned_metrics import PartitionedMetrics
+from engine.adapters.http.partitions import ServiceSlos
 from engine.adapters.http.server import HttpServer
 from engine.core.changes import ChangeLog
 from engine.core.config import Config
@@ -125,7 +126,12 @@ def evaluate_http(
     incidents = None
     if worker.config.incidents is not None:
         incidents = WorkerIncidents(
-            worker.config, lambda: worker.owned, worker.owner_of, lambda: worker.url, metrics
+            worker.config,
+            lambda: worker.owned,
+            worker.owner_of,
+            ServiceSlos(partitions),
+            lambda: worker.url,
+            metrics,
         )
     server = HttpServer(listen, metrics, worker.status, partitions=partitions, incidents=incidents)
     if incidents is not None:

@@ -109,31 +109,24 @@ class WorkerIncidents:
         config: Config,
         engines: Callable[[], Mapping[int, PartitionEngine]],
         owner_of: Callable[[str], str | None],
+        slo_of: Callable[[str], str | None],
         url: Callable[[], str],
         metrics: EngineMetrics,
         store: IncidentStore | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         assert config.incidents is not None
-        self.config = config
         self.quiet_period_s = config.incidents.quiet_period_s
         self.store = incident_store(config.incidents) if store is None else store
         self.engines = engines
         self.owner_of = owner_of
         """The base URL of the worker owning an SLO (this worker's own when here)."""
+        self.slo_of = slo_of
+        """The first SLO of a service in the config running (its partition is the
+        service's; engine.adapters.http.partitions.ServiceSlos follows a reload)."""
         self.url = url
         self.clock = clock
-        self._first_slo: dict[str, str] = {}
-        self.use(config)
         self._time_to_detect = metrics.track_incidents(self.open_counts)
-
-    def use(self, config: Config) -> None:
-        """Follow a reloaded config (the store settings cannot change on reload)."""
-        self.config = config
-        self._first_slo = {}
-        for slo in config.slos:
-            if slo.service is not None:
-                self._first_slo.setdefault(slo.service, slo.name)
 
     async def start(self) -> None:
         """Open the store (IncidentStoreError: the worker exits 2 before serving)."""
@@ -206,7 +199,7 @@ class WorkerIncidents:
         inc = await self.get(incident_id)
         if inc is None or self._recorder_of(inc.service) is not None:
             return None
-        slo = self._first_slo.get(inc.service)
+        slo = self.slo_of(inc.service)
         owner = None if slo is None else self.owner_of(slo)
         return None if owner is None or owner == self.url() else owner
 

@@ -537,8 +537,6 @@ class EvaluateWorker:
                 consumer.pause(TopicPartition(self.topic, p))
         self.config = config
         self._where = where
-        if self.incidents is not None:
-            self.incidents.use(config)
         taken = [p for p in sorted(self.assignment) if p in placed and p not in self.owned]
         if taken and consumer is not None:
             latest = await self._changelog.reader.read_latest(taken)

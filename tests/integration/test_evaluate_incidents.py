@@ -20,7 +20,7 @@ import aiohttp
 import pytest
 
 from engine.adapters.http.partitioned_metrics import PartitionedMetrics
-from engine.adapters.http.partitions import OwnedPartitions
+from engine.adapters.http.partitions import OwnedPartitions, ServiceSlos
 from engine.adapters.http.server import HttpServer
 from engine.adapters.store.incidents_sqlite import SqliteIncidentStore
 from engine.core.config import parse_config
@@ -53,7 +53,13 @@ class Worker:
         self.parts = OwnedPartitions(cfg, lambda slo: 0)
         metrics = PartitionedMetrics(self.parts, lambda: None)
         self.incidents = WorkerIncidents(
-            cfg, lambda: self.engines, lambda slo: owner(), lambda: self.server.url, metrics, store
+            cfg,
+            lambda: self.engines,
+            lambda slo: owner(),
+            ServiceSlos(self.parts),
+            lambda: self.server.url,
+            metrics,
+            store,
         )
         self.server = HttpServer(
             "127.0.0.1:0", metrics, lambda: None, partitions=self.parts, incidents=self.incidents

@@ -48,7 +48,7 @@ from engine.adapters.http.changes import (
     change_view,
 )
 from engine.adapters.http.partitions import Partitions, ServiceSlos, elsewhere
-from engine.core.changes import parse_change
+from engine.core.changes import ChangeLog, parse_change
 from engine.core.evaluator import Evaluator
 from engine.errors import ConfigError
 
@@ -103,12 +103,19 @@ class PartitionedChanges:
     def counts(self) -> dict[tuple[str, str], int]:
         """Changes taken by (service, kind), over the owned partitions (for /metrics)."""
         out: dict[tuple[str, str], int] = {}
+        for _, log in self._logs():
+            for key, n in log.counts().items():
+                out[key] = out.get(key, 0) + n
+        return out
+
+    def _logs(self) -> list[tuple[Evaluator, ChangeLog]]:
+        """Each owned partition's evaluator and change log (of those with services)."""
+        out = []
         for ev in self.partitions.engines().values():
             slo = next((s.name for s in ev.config_slos if s.service is not None), None)
             log = None if slo is None else self.partitions.changes_of(slo)
             if log is not None:
-                for key, n in log.counts().items():
-                    out[key] = out.get(key, 0) + n
+                out.append((ev, log))
         return out
 
     def _elsewhere(self, request: web.Request, service: str, slo: str) -> web.Response:
@@ -168,12 +175,9 @@ class PartitionedChanges:
         if not (text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_LIMIT):
             return invalid(400, [f"limit: must be a whole number from 1 to {MAX_LIMIT}"])
         found = []
-        for ev in self.partitions.engines().values():
-            slo = next((s.name for s in ev.config_slos if s.service is not None), None)
-            log = None if slo is None else self.partitions.changes_of(slo)
-            if log is not None:
-                log.update(ev)
-                found += log.changes()
+        for ev, log in self._logs():
+            log.update(ev)
+            found += log.changes()
         found.sort(key=lambda c: (c.at_s, c.id), reverse=True)
         body = _encoder.encode(ChangeList(changes=[change_view(c) for c in found[: int(text)]]))
         return web.Response(body=body, content_type=JSON_TYPE)
