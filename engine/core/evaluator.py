@@ -258,7 +258,9 @@ class Evaluator(ViewsMixin, BudgetAlertsMixin, GroupsMixin, MultiTickMixin, Coun
         self._unknown_status_events = 0
         self.on_counted: Callable[[I32, F64, I64, I64], None] | None = None
         """Told of every (event, SLO) pair counted, as (column, ts, total, bad) arrays
-        (a backtest keeps its own per-bucket series with it); None: nobody."""
+        (a backtest keeps its own per-bucket series with it); None: nobody. With a
+        `column_source`, only the pairs of source columns: each other column counted
+        its source's again."""
         # time
         self._watermark_s = -math.inf
         self._next_tick_s: float | None = None
@@ -423,6 +425,12 @@ class Evaluator(ViewsMixin, BudgetAlertsMixin, GroupsMixin, MultiTickMixin, Coun
                 keep = ~out
                 p_event, p_slo, p_ts = p_event[keep], p_slo[keep], p_ts[keep]
                 p_total, p_bad = p_total[keep], p_bad[keep]
+        source = self._sources()
+        if source is not None:  # a copy's pairs are its source's again: `_apply`
+            keep = source[p_slo] == p_slo
+            if not keep.all():
+                p_event, p_slo, p_ts = p_event[keep], p_slo[keep], p_ts[keep]
+                p_total, p_bad = p_total[keep], p_bad[keep]
         transitions: list[Transition] = []
         ticks = self._multi_ticks(float(wm_after[-1]), p_total)
         if ticks is not None:
@@ -531,19 +539,28 @@ class Evaluator(ViewsMixin, BudgetAlertsMixin, GroupsMixin, MultiTickMixin, Coun
         adds (float weights are inexact past 2^53); the totals saturate at 2^63 - 1,
         with bad <= total kept, instead of wrapping (docs/design.md, "Bounds").
         `resum_at`: then move the windows to that tick (the multi-tick pass, whose pairs
-        may lie ticks ahead of the windows: `WindowSet.add_and_advance`)."""
+        may lie ticks ahead of the windows: `WindowSet.add_and_advance`). With a
+        `column_source` in use, the pairs are those of source columns only, and every
+        column counts its source's (`engine.core.shared_columns`)."""
+        copies = self._shared_copies()
         if resum_at is not None:
-            self.windows.add_and_advance(slo, ts, total, bad, resum_at)
+            self.windows.add_and_advance(slo, ts, total, bad, resum_at, copies)
             self._periods.roll(resum_at)
         if len(slo) == 0:
             return
+        if self._periods.any:
+            every = (slo, ts, total, bad) if copies is None else copies.expand(slo, ts, total, bad)
+            self._periods.add(*every)
         if self.on_counted is not None:
             self.on_counted(slo, ts, total, bad)
         if resum_at is None:
-            self.windows.add(slo, ts, total, bad)
-        self._periods.add(slo, ts, total, bad)
+            self.windows.add(slo, ts, total, bad, copies)
         n = len(self.slos)
         add_total, add_bad = sum_by(slo, total, n), sum_by(slo, bad, n)  # exact
+        if copies is not None:
+            source = self._column_source
+            assert source is not None
+            add_total, add_bad = add_total[source], add_bad[source]
         room = np.iinfo(np.int64).max - self._events_total  # totals are never negative
         self._events_total += np.minimum(add_total, room)
         self._bad_events_total += np.minimum(add_bad, self._events_total - self._bad_events_total)

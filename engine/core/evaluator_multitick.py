@@ -42,7 +42,7 @@ from engine.core import budget
 from engine.core.arrays import F64, I64
 from engine.core.multitick import Bool, may_hold, step_alerts
 from engine.core.multitick_sums import MultiTickSumsMixin
-from engine.core.shared_columns import Sources, source_pairs
+from engine.core.shared_columns import Copies, Sources
 from engine.core.transitions import Transition
 from engine.core.windows import bucket_cap
 
@@ -146,14 +146,28 @@ class MultiTickMixin(MultiTickSumsMixin):
     multi_tick_ticks_per_column: float = MULTI_TICK_TICKS_PER_COLUMN
     """And only for a batch spanning at least this many ticks per column (0: no such
     bound, tests)."""
-    column_source: I64 | None = None
-    """Per column, the column that always holds the same counts (itself when none
-    does), whose window sums the pass computes once for both (`engine.core.
-    shared_columns`): a backtest's copies of one SLO. None: every column its own. A
-    correction added at run time may tell copies apart, so then it is not used."""
+    _column_source: I64 | None = None
+    _copies: Copies | None = None
+
+    @property
+    def column_source(self) -> I64 | None:
+        """Per column, the column that always holds the same counts (itself when none
+        does), whose window sums the pass computes once for both, and whose counts are
+        aggregated once for both (`engine.core.shared_columns`): a backtest's copies of
+        one SLO. None: every column its own. A correction added at run time may tell
+        copies apart, so then it is not used."""
+        return self._column_source
+
+    @column_source.setter
+    def column_source(self, source: I64 | None) -> None:
+        self._column_source = source
+        self._copies = None if source is None else Copies.of(source)
 
     def _sources(self) -> I64 | None:
-        return None if self._runtime_corrections else self.column_source
+        return None if self._runtime_corrections else self._column_source
+
+    def _shared_copies(self) -> Copies | None:
+        return None if self._runtime_corrections else self._copies
 
     def _multi_tick_min_ticks(self) -> int | None:
         """The fewest ticks a batch must span for the pass, None when it is never
@@ -229,14 +243,15 @@ class MultiTickMixin(MultiTickSumsMixin):
             # Only columns a row could hold in, or with an alert not at rest, can change.
             alerts = self._alerts
             active = may_hold(self.windows, self._short_windows, int(part[0]), pairs[0], pairs[3])
+            source = self._sources()
+            if source is not None:  # the pairs are the sources' (`_count_pairs`)
+                active = active[source]
             active |= alerts.firing.any(axis=1) | ~np.isnan(alerts.pending_since_s).all(axis=1)
             cols = np.flatnonzero(active)
-            # the pairs of the columns whose sums are summed (all but the copies)
-            summed = source_pairs(self._sources(), pairs)
             if len(cols) and self.multi_tick_block is not None:
-                out += self._evaluate_blocks(part, summed, cols, self.multi_tick_block)
+                out += self._evaluate_blocks(part, pairs, cols, self.multi_tick_block)
             elif len(cols):
-                sums_of = partial(self._chunk_sums, int(part[0]), len(part), summed, cols)
+                sums_of = partial(self._chunk_sums, int(part[0]), len(part), pairs, cols)
                 out += self._evaluate_ticks(part, sums_of, cols)
             self._apply(
                 slo[pos:hi], ts[pos:hi], total[pos:hi], bad[pos:hi], resum_at=float(part[-1])

@@ -8,23 +8,28 @@ column for column; only their rows and alert settings differ. The multi-tick pas
 per column: summing every copy repeats the same work once per candidate.
 
 A *column source* map says, per column, which column holds the same counts (itself
-when none other does; the lowest such column, so a source is its own source). The pass
-then keeps only the pairs of source columns, sums and bounds the sources of the
-columns it needs once each, and hands every column its source's sums: the same
-numbers it would have summed from its own pairs and rings, so every comparison,
-transition and state after it is the same (tested against the pass without the map).
+when none other does; the lowest such column, so a source is its own source). The
+evaluator then keeps only the pairs of source columns (`Evaluator._count_pairs`): the
+windows count them into the sources' rings and copy the buckets they changed to every
+other column of the same source, and the totals go to every such column too
+(`Copies`), so each ring and count is what the column's own pairs would have made. The
+multi-tick pass sums and bounds the sources of the columns it needs once each, and
+hands every column its source's sums: the same numbers it would have summed from its
+own pairs and rings, so every comparison, transition and state after it is the same
+(tested against the evaluator without the map, tick by tick and in the pass).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
-from engine.core.arrays import F64, I64
-from engine.core.multitick import Bool
+from engine.core.arrays import F64, I32, I64, Bool
 
-__all__ = ["Sources", "copies_of", "source_pairs"]
+__all__ = ["Copies", "Sources", "copies_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,23 +82,58 @@ class Sources:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class Copies:
+    """Every column grouped by its source, so that counts made for the sources alone
+    reach each column that holds the same: the cells of rings and sums that a batch
+    changed are copied (`mirror`), or rows given per source repeated (`expand`)."""
+
+    copy: I64
+    """The columns that are not their own source..."""
+    source: I64
+    """... and the source of each."""
+    order: I64
+    """The columns, grouped by source (each group ascending)."""
+    start: I64
+    """Per column: where the columns whose source it is begin in `order`..."""
+    count: I64
+    """... and how many there are (0: the column is not a source)."""
+    tiled: tuple[int, int] | None
+    """(n_copies, columns) when the map is `copies_of(n_copies, columns)`."""
+
+    @classmethod
+    def of(cls, column_source: I64) -> Copies:
+        order = np.argsort(column_source, kind="stable").astype(np.int64)
+        count = np.bincount(column_source, minlength=len(column_source)).astype(np.int64)
+        start = np.concatenate(([0], np.cumsum(count)[:-1])).astype(np.int64)
+        copy = np.flatnonzero(column_source != np.arange(len(column_source)))
+        n = len(column_source) - len(copy)
+        k = len(column_source) // n if n else 0
+        tiled = (k, n) if n and np.array_equal(column_source, copies_of(k, n)) else None
+        return cls(copy, column_source[copy], order, start, count, tiled)
+
+    def mirror(self, grid: npt.NDArray[Any], rows: slice) -> None:
+        """Make every copy's cells of `grid` (rows, columns, ...) in `rows` its
+        source's. When the columns are `n_copies` copies of the first `columns`
+        (`copies_of`), as a backtest's are, one broadcast copy of contiguous memory."""
+        if self.tiled is not None:
+            k, n = self.tiled
+            g = grid.reshape(grid.shape[0], k, n, *grid.shape[2:])[rows]
+            g[:, 1:] = g[:, :1]
+        else:
+            grid[rows, self.copy] = grid[rows, self.source]
+
+    def expand(self, column: I64 | I32, *rows: npt.NDArray[Any]) -> tuple[npt.NDArray[Any], ...]:
+        """Rows given for source columns (`column`), repeated for every column whose
+        source that is: (columns, *rows) of the result, a source's own row among them."""
+        cnt = self.count[column]
+        which = np.repeat(np.arange(len(column)), cnt)
+        within = np.arange(len(which)) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+        return (self.order[self.start[column][which] + within], *(r[which] for r in rows))
+
+
 def copies_of(n_copies: int, columns: int) -> I64:
     """The column source of an evaluator holding `n_copies` copies of `columns` columns
     each, copy k in columns [k * columns, (k + 1) * columns): the first copy's."""
     out: I64 = np.tile(np.arange(columns, dtype=np.int64), n_copies)
     return out
-
-
-def source_pairs(
-    column_source: I64 | None, pairs: tuple[I64, F64, I64, I64, I64]
-) -> tuple[I64, F64, I64, I64, I64]:
-    """The pairs (column, ts, total, bad, applied) counted into source columns: those
-    of any other column are a source's pairs again."""
-    if column_source is None:
-        return pairs
-    slo = pairs[0]
-    keep = column_source[slo] == slo
-    if keep.all():
-        return pairs
-    s, ts, total, bad, applied = pairs
-    return s[keep], ts[keep], total[keep], bad[keep], applied[keep]

@@ -57,6 +57,7 @@ from engine.core.arrays import F64, I32, I64, read_only
 from engine.core.ladder import LADDER_S as LADDER_S
 from engine.core.ladder import grain_s, level_sizes
 from engine.core.ladder import resolution_for as resolution_for
+from engine.core.shared_columns import Copies
 
 Ring = np.ndarray[Any, np.dtype[np.uint32 | np.int64]]
 """A level's buckets: RING_DTYPE until a bucket needs more, then int64."""
@@ -118,6 +119,15 @@ class _Level:
             return one
         out: I64 = self.grid()[slots].sum(axis=0, dtype=np.int64)
         return out
+
+    def slots(self, first: int, last: int) -> list[slice]:
+        """The slots of buckets first..last (at most the whole ring), as slices."""
+        if last - first + 1 >= self.length:
+            return [slice(None)]
+        lo, hi = first % self.length, last % self.length
+        if lo <= hi:
+            return [slice(lo, hi + 1)]
+        return [slice(lo, None), slice(0, hi + 1)]
 
     def promote(self) -> None:
         """Hold this level's buckets as int64 from now on (values unchanged)."""
@@ -235,8 +245,11 @@ class WindowSet:
 
     # -- writing ----------------------------------------------------------------------
 
-    def add(self, slo: I32, ts_s: F64, total: I64, bad: I64) -> None:
+    def add(self, slo: I32, ts_s: F64, total: I64, bad: I64, copies: Copies | None = None) -> None:
         """Count events (already checked against lateness and `ahead_s` by the caller).
+        `copies`: the pairs are those of source columns only, and every other column
+        holds its source's counts (`engine.core.shared_columns`): the buckets they
+        changed, and the window sums, are copied to those columns.
 
         Every sum is exact int64. A uint32 level about to hold more than RING_MAX in a
         bucket is promoted to int64 first (module docstring). A bucket saturates at
@@ -271,6 +284,9 @@ class WindowSet:
                 s, b, v = _add_saturating(level.data, cells, b, v, self.n_slo, level.length)
             else:
                 _add_columns(level.data, cells, v)
+            if copies is not None:
+                for rows in level.slots(int(b.min()), int(b.max())):
+                    copies.mirror(level.grid(), rows)
             if self.t is None:
                 continue
             now_b = bucket_of_scalar(self.t, level.r)
@@ -278,6 +294,8 @@ class WindowSet:
                 inside = (b <= now_b) & (b > now_b - self.buckets[wi])
                 if inside.any():
                     _add_columns(self._sums[wi], s[inside], v[inside])
+        if copies is not None and self.t is not None:
+            copies.mirror(self._sums, slice(None))
 
     def advance_to(self, t_s: float) -> None:
         """Move the evaluation time forward to `t_s`; windows become (t_s - W, t_s]."""
@@ -306,7 +324,15 @@ class WindowSet:
                 if wi not in leaving:
                     self._sums[wi] = level.cols_sum(new_b - self.buckets[wi] + 1, new_b)
 
-    def add_and_advance(self, slo: I32, ts_s: F64, total: I64, bad: I64, t_s: float) -> None:
+    def add_and_advance(
+        self,
+        slo: I32,
+        ts_s: F64,
+        total: I64,
+        bad: I64,
+        t_s: float,
+        copies: Copies | None = None,
+    ) -> None:
         """Count events, then move the evaluation time to `t_s` and re-sum every window
         from the rings. For the multi-tick pass (`engine.core.multitick`): its events
         span many ticks, so they may lie further ahead of the evaluation time than `add`
@@ -318,7 +344,7 @@ class WindowSet:
             raise ValueError(f"evaluation time cannot move back ({t_s} < {self.t})")
         saved, self.t = self.t, None  # no incremental sums: re-summed below
         try:
-            self.add(slo, ts_s, total, bad)
+            self.add(slo, ts_s, total, bad, copies)
         finally:
             self.t = saved
         self.t = t_s

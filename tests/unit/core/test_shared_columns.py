@@ -17,7 +17,7 @@ from engine.core.backtest import Candidate, combine, copy_name
 from engine.core.config import Correction, PolicyRow
 from engine.core.decode import Event
 from engine.core.evaluator import Evaluator, Transition
-from engine.core.shared_columns import Sources, copies_of, source_pairs
+from engine.core.shared_columns import Copies, Sources, copies_of
 from tests.unit.core.reference import split, stamped
 from tests.unit.core.test_multitick import OPTIONS, assert_same, dt, event, make_config
 from tests.unit.core.test_multitick import transitions_key as key
@@ -56,17 +56,46 @@ def test_sources_expand_to_each_columns_source(source: np.ndarray, data: st.Data
     assert Sources.of(np.arange(n), columns).position is None
 
 
-@settings(max_examples=100, deadline=None)
-@given(source=source_maps(), slo=st.lists(st.integers(0, 11), max_size=30))
-def test_source_pairs_keep_the_pairs_of_source_columns(source: np.ndarray, slo: list[int]) -> None:
-    s = np.array([c % len(source) for c in slo], dtype=np.int64)
-    ts = np.arange(len(s), dtype=np.float64)
-    pairs = (s, ts, s * 2, s, np.arange(len(s), dtype=np.int64))
-    got = source_pairs(source, pairs)
-    keep = [i for i, c in enumerate(s.tolist()) if source[c] == c]
-    for a, b in zip(got, pairs, strict=True):
-        np.testing.assert_array_equal(a, b[keep])
-    assert source_pairs(None, pairs) is pairs
+@settings(max_examples=200, deadline=None)
+@given(source=source_maps(), data=st.data())
+def test_copies_hand_each_sources_rows_to_every_column_of_it(
+    source: np.ndarray, data: st.DataObject
+) -> None:
+    n = len(source)
+    sources = sorted(set(source.tolist()))
+    column = np.array(data.draw(st.lists(st.sampled_from(sources), max_size=20)), dtype=np.int64)
+    value = np.arange(len(column), dtype=np.int64) * 10
+    got_col, got_value = Copies.of(source).expand(column, value)
+    want = sorted(
+        (c, int(v))
+        for s, v in zip(column.tolist(), value, strict=True)
+        for c in range(n)
+        if source[c] == s
+    )
+    assert sorted(zip(got_col.tolist(), got_value.tolist(), strict=True)) == want
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    source=st.one_of(
+        source_maps(),
+        st.builds(copies_of, st.integers(1, 4), st.integers(1, 5)),
+    ),
+    rows=st.integers(1, 6),
+    data=st.data(),
+)
+def test_mirror_copies_each_sources_cells_in_the_rows_given(
+    source: np.ndarray, rows: int, data: st.DataObject
+) -> None:
+    grid = np.arange(rows * len(source) * 2, dtype=np.uint32).reshape(rows, len(source), 2)
+    lo = data.draw(st.integers(0, rows))
+    hi = data.draw(st.integers(lo, rows))
+    want = grid.copy()
+    for r in range(lo, hi):
+        for c in range(len(source)):
+            want[r, c] = grid[r, source[c]]
+    Copies.of(source).mirror(grid, slice(lo, hi))
+    np.testing.assert_array_equal(grid, want)
 
 
 def test_copies_share_the_first_copys_columns() -> None:
@@ -145,7 +174,9 @@ def test_copies_sharing_their_sums_equal_copies_summing_their_own(
     plain = forced(combined.evaluator(), block)
     plain.column_source = None
     ref = forced(combined.evaluator(), 0)
-    evaluators = (ref, plain, shared)
+    ref_plain = forced(combined.evaluator(), 0)
+    ref_plain.column_source = None
+    evaluators = (ref, plain, shared, ref_plain)
     if runtime_correction:  # tells the first copy of api-avail apart from the others
         fix = Correction(
             name="fix",
@@ -156,13 +187,14 @@ def test_copies_sharing_their_sums_equal_copies_summing_their_own(
         )
         for ev in evaluators:
             ev.add_correction(fix)
-    got: list[list[Transition]] = [[], [], []]
+    got: list[list[Transition]] = [[], [], [], []]
     after = dict(advances)
 
     def check() -> None:
-        assert key(got[2]) == key(got[1]) == key(got[0])
+        assert key(got[3]) == key(got[2]) == key(got[1]) == key(got[0])
         assert_same(plain, shared)
         assert_same(ref, shared)
+        assert_same(ref_plain, ref)
 
     for k, batch in enumerate(split(stamped(1_000_000_000.0, steps), cuts)):
         for i, ev in enumerate(evaluators):
@@ -213,7 +245,9 @@ def test_outages_fire_and_resolve_alike_in_every_copy(
     plain = forced(combined.evaluator(), size)
     plain.column_source = None
     ref = forced(combined.evaluator(), 0)
-    evaluators = (ref, plain, shared)
+    ref_plain = forced(combined.evaluator(), 0)
+    ref_plain.column_source = None
+    evaluators = (ref, plain, shared, ref_plain)
     start = 1_000_000_000.0
     events = []
     for s in range(0, seconds, 5):
@@ -222,13 +256,14 @@ def test_outages_fire_and_resolve_alike_in_every_copy(
             events.append(
                 Event(service=service, operation=op, ts=start + s, status=503 if down else 200)
             )
-    got: list[list[Transition]] = [[], [], []]
+    got: list[list[Transition]] = [[], [], [], []]
     for i in range(0, len(events), block):
         batch = events[i : i + block]
         for k, ev in enumerate(evaluators):
             got[k] += ev.ingest(ev.classifier.columns(batch), stream_future=True)
     for k, ev in enumerate(evaluators):
         got[k] += ev.flush()
-    assert key(got[2]) == key(got[1]) == key(got[0])
+    assert key(got[3]) == key(got[2]) == key(got[1]) == key(got[0])
     assert_same(plain, shared)
     assert_same(ref, shared)
+    assert_same(ref_plain, ref)
