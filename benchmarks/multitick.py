@@ -210,7 +210,7 @@ def bench_multitick(
     sparse_days: int, month_days: int, tick_days: int, repeat: int
 ) -> list[dict[str, Any]]:
     """The rows of the multi-tick pass (see the module docstring)."""
-    from benchmarks.bench_core import decode_only
+    from benchmarks.bench_core import decode_and_extract, decode_only
 
     rows: list[dict[str, Any]] = []
     if sparse_days:
@@ -234,6 +234,7 @@ def bench_multitick(
         path, events = month_recording(month_days)
         cfg = parse_config(config_text(50))
         decode_s = best_of(lambda: decode_only(path), repeat=repeat)
+        floor_s = best_of(lambda: decode_and_extract(path), repeat=repeat)
         replay_s = _replay_s(cfg, path, multi_tick=True, repeat=1)
         rows.append(
             {
@@ -244,6 +245,8 @@ def bench_multitick(
                 "burnrate_per_s": events / replay_s,
                 "burnrate_s": replay_s,
                 "ratio": decode_s / replay_s,
+                "floor_s": floor_s,
+                "ceiling": decode_s / floor_s,
                 "goal": ">= 0.5",
             }
         )
