@@ -38,8 +38,10 @@ import argparse
 import gc
 import operator
 import time
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import count
 from pathlib import Path
 from typing import Any
 
@@ -194,12 +196,12 @@ def decode_and_extract(path: Path) -> int:
     ok) as a number from a dict of the keys seen, its time, latency and weight as
     numbers. Written plainly here, not the engine's code."""
     dec = msgspec.json.Decoder(Event)
-    ids: dict[Any, int] = {}
+    ids: dict[Any, int] = defaultdict(count().__next__)  # a new key: the next id
     n = 0
     for block, _ in read_chunks(path):
         events = dec.decode_lines(block)
         k = len(events)
-        np.fromiter((ids.setdefault(key, len(ids)) for key in map(_KEY, events)), np.int32, k)
+        np.fromiter(map(ids.__getitem__, map(_KEY, events)), np.int32, k)
         for f in _NUMBERS:
             np.fromiter(map(f, events), np.float64, k)
         n += k
