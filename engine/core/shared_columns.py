@@ -115,7 +115,8 @@ class Copies:
     def mirror(self, grid: npt.NDArray[Any], rows: slice) -> None:
         """Make every copy's cells of `grid` (rows, columns, ...) in `rows` its
         source's. When the columns are `n_copies` copies of the first `columns`
-        (`copies_of`), as a backtest's are, one broadcast copy of contiguous memory."""
+        (`copies_of`), as a backtest's are, one broadcast copy of contiguous memory
+        (splitting the column axis in two is always a view of `grid`, never a copy)."""
         if self.tiled is not None:
             k, n = self.tiled
             g = grid.reshape(grid.shape[0], k, n, *grid.shape[2:])[rows]
