@@ -284,7 +284,7 @@ class WindowSet:
                 s, b, v = _add_saturating(level.data, cells, b, v, self.n_slo, level.length)
             else:
                 _add_columns(level.data, cells, v)
-            if copies is not None:
+            if copies is not None and len(b):
                 for rows in level.slots(int(b.min()), int(b.max())):
                     copies.mirror(level.grid(), rows)
             if self.t is None:

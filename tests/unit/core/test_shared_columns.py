@@ -18,6 +18,7 @@ from engine.core.config import Correction, PolicyRow
 from engine.core.decode import Event
 from engine.core.evaluator import Evaluator, Transition
 from engine.core.shared_columns import Copies, Sources, copies_of
+from engine.core.windows import WindowSet
 from tests.unit.core.reference import split, stamped
 from tests.unit.core.test_multitick import OPTIONS, assert_same, dt, event, make_config
 from tests.unit.core.test_multitick import transitions_key as key
@@ -98,6 +99,51 @@ def test_mirror_copies_each_sources_cells_in_the_rows_given(
             want[r, c] = grid[r, source[c]]
     Copies.of(source).mirror(grid, slice(lo, hi))
     np.testing.assert_array_equal(grid, want)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    n_copies=st.integers(1, 3),
+    columns=st.integers(1, 3),
+    steps=st.lists(
+        st.tuples(
+            st.floats(0, 400),  # how far the evaluation time moves first
+            st.lists(  # events: column, age (negative: ahead), total, bad share
+                st.tuples(st.integers(0, 2), st.floats(-5, 3000), st.integers(1, 9)),
+                max_size=12,
+            ),
+        ),
+        max_size=12,
+    ),
+)
+def test_windows_counting_sources_and_copying_equal_counting_every_copy(
+    n_copies: int, columns: int, steps: list[tuple[float, list[tuple[int, float, int]]]]
+) -> None:
+    """Events older than a ring (dropped), ahead of the evaluation time, and in batches
+    spread over several buckets: the rings and sums are those of counting every copy."""
+    source = copies_of(n_copies, columns)
+    copies = Copies.of(source)
+    make = lambda: WindowSet(n_copies * columns, [60, 300, 1800], ahead_s=10, tick_s=10)  # noqa: E731
+    plain, shared = make(), make()
+    t = 1_000_000.0
+    for move, events in steps:
+        t += move
+        for ws in (plain, shared):
+            ws.advance_to(t)
+        if not events:
+            continue
+        col = np.array([c % columns for c, _, _ in events], dtype=np.int32)
+        ts = np.array([t - max(age, -9.0) for _, age, _ in events])
+        total = np.array([n for _, _, n in events], dtype=np.int64)
+        bad = total // 2
+        shared.add(col, ts, total, bad, copies)
+        every = np.concatenate([col + k * columns for k in range(n_copies)]).astype(np.int32)
+        plain.add(every, np.tile(ts, n_copies), np.tile(total, n_copies), np.tile(bad, n_copies))
+        a, b = plain.state(), shared.state()
+        np.testing.assert_array_equal(b.sums, a.sums)
+        for la, lb in zip(a.levels, b.levels, strict=True):
+            assert (la.head, la.buckets.dtype) == (lb.head, lb.buckets.dtype)
+            np.testing.assert_array_equal(lb.buckets, la.buckets)
 
 
 def test_copies_share_the_first_copys_columns() -> None:
