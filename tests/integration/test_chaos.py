@@ -408,7 +408,9 @@ def write_config(path: Path, *, bootstrap: str, topic: str, http_port: int, hook
         f"  - {{name: {SLO}, service: checkout, sli: availability, objective: 99}}\n"
         "policy:\n"
         f"  - {{severity: {SEVERITY}, long: 1m, short: 10s, burn_rate: 10}}\n"
-        "evaluation: {tick: 1s, allowed_lateness: 10s}\n"
+        # `min_events`: the stream's first tick may be a window of ten events, where one
+        # background failure burns at 10 and pages without an incident.
+        "evaluation: {tick: 1s, allowed_lateness: 10s, min_events: 100}\n"
         "kafka:\n"
         f"  bootstrap_servers: {bootstrap}\n"
         f"  topics: [{topic}]\n"

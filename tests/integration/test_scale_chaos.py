@@ -56,8 +56,12 @@ def write_config(path: Path, *, bootstrap: str, hook: str, suffix: str) -> Path:
         "policy:\n  - {severity: page, long: 1m, short: 10s, burn_rate: 5}\n"
         # Lateness above the spread of the ingest workers' lag (a killed one's partitions
         # wait for its session to end): the evaluate side judges deltas against the
-        # newest writer's watermark.
-        "evaluation: {tick: 1s, allowed_lateness: 60s}\n"
+        # newest writer's watermark. `min_events`: the first second of the stream is a
+        # window of a few dozen events, and two background failures in it burn past 5
+        # (seed 144055651 paged s0 on its first 77 events, 5 of them bad). 500 events
+        # is 2.5 s of one SLO's traffic: a quarter of a short window, half of one with
+        # a writer behind.
+        "evaluation: {tick: 1s, allowed_lateness: 60s, min_events: 500}\n"
         "kafka:\n"
         f"  bootstrap_servers: {bootstrap}\n"
         f"  topics: [chaos-src-{suffix}]\n"
