@@ -272,19 +272,21 @@ class WindowSet:
             level.move_head(int(b.max()))
             assert level.head is not None
             keep = b > level.head - level.length
-            if not keep.all():
+            if keep.all():
+                s, v = slo_u, vals
+            elif keep.any():
                 s, b, v = slo_u[keep], b[keep], vals[keep]
             else:
-                s, v = slo_u, vals
+                continue  # every row is older than this ring: nothing to count or copy
             cells = (b % level.length) * self.n_slo + s
-            top = int(level.data[cells, 0].max()) + batch_total if len(cells) else 0
+            top = int(level.data[cells, 0].max()) + batch_total
             if top > RING_MAX:
                 level.promote()
             if top > bucket_cap(level.length):
                 s, b, v = _add_saturating(level.data, cells, b, v, self.n_slo, level.length)
             else:
                 _add_columns(level.data, cells, v)
-            if copies is not None and len(b):
+            if copies is not None:
                 for rows in level.slots(int(b.min()), int(b.max())):
                     copies.mirror(level.grid(), rows)
             if self.t is None:
