@@ -108,7 +108,7 @@ def test_mirror_copies_each_sources_cells_in_the_rows_given(
     steps=st.lists(
         st.tuples(
             st.floats(0, 400),  # how far the evaluation time moves first
-            st.lists(  # events: column, age (negative: ahead), total, bad share
+            st.lists(  # events: column, age (negative: ahead), total (half of it bad)
                 st.tuples(st.integers(0, 2), st.floats(-5, 3000), st.integers(1, 9)),
                 max_size=12,
             ),
