@@ -278,7 +278,14 @@ async def read_counts(
 ) -> tuple[Sums, int, int]:
     """Per (SLO, group), the sums of every delta (committed ones by default, up to the
     partitions' ends or `until`); the deltas and the heartbeats read. With `seconds`,
-    each SLO's bucket seconds are added to it."""
+    each SLO's bucket seconds are added to it. A read_committed read to the ends first
+    waits until no transaction is open on the partitions (`settled`)."""
+    if isolation == "read_committed" and until is None:
+        await wait_for(
+            "the counts topic's open transactions aborted or committed",
+            lambda: settled(bootstrap, topic),
+            SETTLE_S,
+        )
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -320,6 +327,29 @@ async def read_counts(
     finally:
         await consumer.stop()
     return {k: (v[0], v[1]) for k, v in sums.items()}, deltas, beats
+
+
+# A worker killed inside a transaction and not started again leaves it open until the
+# coordinator aborts it: the transaction timeout (8 s), found by a check that runs every
+# `transaction.abort.timed.out.transaction.cleanup.interval.ms` (10 s by default). Until
+# then a read_committed reader stops at the open transaction's first record, however
+# much was committed after it.
+SETTLE_S = 60.0
+
+
+async def settled(bootstrap: str, topic: str) -> bool:
+    """True when every counts partition's last stable offset is its high watermark: no
+    transaction is open on it, so a read_committed reader sees every record written."""
+    tps = [TopicPartition(topic, p) for p in range(COUNTS_PARTITIONS)]
+    ends: list[dict[TopicPartition, int]] = []
+    for isolation in ("read_committed", "read_uncommitted"):
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level=isolation)
+        await consumer.start()
+        try:
+            ends.append(await consumer.end_offsets(tps))
+        finally:
+            await consumer.stop()
+    return ends[0] == ends[1]
 
 
 async def committed_at_end(bootstrap: str, topic: str, group: str) -> bool:
@@ -450,7 +480,10 @@ async def test_counts_are_exact_across_sigkills(kafka_bootstrap: str, tmp_path: 
 @pytest.mark.asyncio
 async def test_two_workers_share_the_stream_exactly(kafka_bootstrap: str, tmp_path: Path) -> None:
     """Two workers of one group split the partitions; one is killed mid-stream and not
-    restarted, so its partitions move to the other after a rebalance."""
+    restarted, so its partitions move to the other after a rebalance. The kill comes the
+    moment a flush's records reach the broker, so often inside a transaction that no
+    restart fences: it stays open until the coordinator aborts it, and the reader of
+    the counts must wait for that (`settled`)."""
     needs_transactions()
     topic = f"it-ingest-src-{uuid.uuid4().hex[:8]}"
     counts = f"it-ingest-counts-{uuid.uuid4().hex[:8]}"
@@ -473,6 +506,12 @@ async def test_two_workers_share_the_stream_exactly(kafka_bootstrap: str, tmp_pa
         try:
             produce = asyncio.create_task(stream.produce(20.0, 200))
             await asyncio.sleep(8.0)
+            tripwire = Tripwire(kafka_bootstrap, counts)
+            await tripwire.start()
+            try:
+                await tripwire.next_records(5.0)
+            finally:
+                await tripwire.stop()
             await a.kill()
             await produce
             await wait_for(

@@ -29,8 +29,10 @@ generation. What is left uncovered: a worker paused longer than its session time
 (its partitions moved) that wakes inside an open transaction and commits it before its
 consumer learns of the revocation. `transaction_timeout_ms` bounds that window: the
 coordinator aborts a transaction older than it (TRANSACTION_TIMEOUT_MS, below the
-session timeout used by the worker's consumer, so a pause long enough to lose the
-partitions is long enough to lose the transaction).
+session timeout used by the worker's consumer) at its next periodic check (the brokers'
+`transaction.abort.timed.out.transaction.cleanup.interval.ms`, 10 s by default, 1 s
+advised in docs/scaling.md); with a 1 s check, a pause long enough to lose the
+partitions is long enough to lose the transaction.
 """
 
 from __future__ import annotations
